@@ -1,0 +1,58 @@
+"""The HTTP API: Telnyx's paths under ``/v2``, plus the node's own routes (virtual phones, health)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from callroom.api import (
+    errors,
+    routes_applications,
+    routes_calls,
+    routes_conferences,
+    routes_queues,
+    routes_virtual,
+)
+from callroom.control.service import Control
+from callroom.endpoints.virtual import VirtualPhones
+
+
+def create_app(
+    control: Control,
+    virtual_phones: VirtualPhones,
+    public_key_b64: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        lifespan=lifespan,
+        title="callroom",
+        version="0.1.0",
+        description="Conferences, queues and call control, compatible with Telnyx's Call Control API.",
+        openapi_url="/v2/openapi.json",
+        docs_url="/v2/docs",
+        redoc_url=None,
+    )
+    app.state.control = control
+    app.state.virtual_phones = virtual_phones
+    app.state.key_cache = {}
+    app.state.public_key = public_key_b64
+    errors.install(app)
+    for router in (routes_conferences.router, routes_queues.router, routes_calls.router,
+                   routes_applications.router):
+        app.include_router(router, prefix="/v2")
+    app.include_router(routes_virtual.router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "node_id": control.node_id}
+
+    @app.get("/v2/public_key", include_in_schema=False)
+    async def public_key() -> JSONResponse:
+        """The Ed25519 public key (base64) that verifies this node's webhooks."""
+        return JSONResponse({"data": {"public_key": public_key_b64}})
+
+    return app

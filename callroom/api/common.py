@@ -1,0 +1,91 @@
+"""What every route shares: the caller's account, pagination, and the ``data`` envelope."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from callroom.control.service import Control
+from callroom.errors import AuthenticationFailed, ErrorItem, ValidationFailed
+
+KEY_CACHE_SECS = 5.0
+
+
+def hash_key(api_key: str) -> str:
+    """API keys are long random strings, so a plain SHA-256 is the right hash (no password stretching)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _control(request: Request) -> Control:
+    ctl: Control = request.app.state.control
+    return ctl
+
+
+async def control(request: Request) -> Control:
+    return _control(request)
+
+
+async def account_id(request: Request) -> str:
+    """The account of the Bearer API key, or 401 (code 10009)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("Send 'Authorization: Bearer <API key>'.")
+    key_hash = hash_key(token.strip())
+    cache: dict[str, tuple[str | None, float]] = request.app.state.key_cache
+    now = time.monotonic()
+    hit = cache.get(key_hash)
+    if hit is None or now - hit[1] > KEY_CACHE_SECS:
+        with _control(request).store.transaction() as tx:
+            hit = (tx.account_for_key_hash(key_hash), now)
+        cache[key_hash] = hit
+    if hit[0] is None:
+        raise AuthenticationFailed()
+    return hit[0]
+
+
+Account = Annotated[str, Depends(account_id)]
+Ctl = Annotated[Control, Depends(control)]
+
+
+class Page:
+    def __init__(self, number: int, size: int) -> None:
+        if number < 1:
+            raise ValidationFailed(ErrorItem("10015", "Invalid value", "must be at least 1", parameter="page[number]"))
+        if not 1 <= size <= 250:
+            raise ValidationFailed(
+                ErrorItem("10015", "Invalid value", "must be between 1 and 250", parameter="page[size]")
+            )
+        self.number = number
+        self.size = size
+
+    def envelope(self, items: list[dict[str, Any]], total: int) -> dict[str, Any]:
+        return {
+            "data": items,
+            "meta": {
+                "page_number": self.number,
+                "page_size": self.size,
+                "total_pages": max(1, math.ceil(total / self.size)),
+                "total_results": total,
+            },
+        }
+
+
+async def page_params(
+    number: Annotated[int, Query(alias="page[number]")] = 1,
+    size: Annotated[int, Query(alias="page[size]")] = 20,
+) -> Page:
+    return Page(number, size)
+
+
+PageParams = Annotated[Page, Depends(page_params)]
+
+OK: dict[str, Any] = {"data": {"result": "ok"}}
+
+
+def data(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"data": obj}

@@ -1,0 +1,132 @@
+"""``/calls``: dial, status, and the call-control core actions (answer, hangup, reject, bridge, queues)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from callroom.api import schemas as s
+from callroom.api import views
+from callroom.api.common import OK, Account, Ctl, data
+from callroom.control import calls, queues
+from callroom.control.context import Ctx
+from callroom.control.service import Duplicate
+from callroom.errors import NotFound
+
+router = APIRouter()
+
+
+@router.post("/calls")
+async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
+    to = body.to if isinstance(body.to, str) else body.to[0]
+    req = calls.DialRequest(
+        connection_id=body.connection_id,
+        from_=body.from_,
+        to=to,
+        client_state=body.client_state,
+        timeout_secs=body.timeout_secs,
+        time_limit_secs=body.time_limit_secs,
+        webhook_url=body.webhook_url,
+        webhook_url_method=body.webhook_url_method,
+        conference_config=body.conference_config.model_dump() if body.conference_config else None,
+        link_to=body.link_to,
+        bridge_on_answer=body.bridge_on_answer,
+        park_after_unbridge=body.park_after_unbridge,
+    )
+    result = ctl.run(account, lambda ctx: calls.dial(ctx, req), command=("dial", body.command_id))
+    if isinstance(result, Duplicate):
+        # The same command_id within 60 s: answer with the call the first request dialled.
+        earlier = ctl.read(account, lambda ctx: ctx.tx.get_call(account, result.result or ""))
+        if earlier is None:
+            raise NotFound("The call dialled by this command_id no longer exists.", "90015")
+        result = earlier
+    return data(views.call(result, now=ctl.clock(), dial_response=True))
+
+
+@router.get("/calls/{call_control_id}")
+async def retrieve_call(call_control_id: str, account: Account, ctl: Ctl) -> dict[str, Any]:
+    def read(ctx: Ctx) -> dict[str, Any]:
+        call = ctx.tx.get_call(account, call_control_id)
+        if call is None:
+            raise NotFound(f"No call with call_control_id {call_control_id!r}.", "90015", "Invalid Call Control ID")
+        return data(views.call(call, now=ctx.now))
+
+    return ctl.read(account, read)
+
+
+@router.post("/calls/{call_control_id}/actions/answer")
+async def answer(call_control_id: str, account: Account, ctl: Ctl, body: s.Answer | None = None) -> dict[str, Any]:
+    b = body or s.Answer()
+    ctl.run(
+        account,
+        lambda ctx: calls.answer(
+            ctx, call_control_id, client_state=b.client_state, webhook_url=b.webhook_url,
+            webhook_url_method=b.webhook_url_method,
+        ),
+        command=(call_control_id, b.command_id),
+    )
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/hangup")
+async def hangup(
+    call_control_id: str, account: Account, ctl: Ctl, body: s.CallCommand | None = None
+) -> dict[str, Any]:
+    b = body or s.CallCommand()
+    ctl.run(
+        account, lambda ctx: calls.hangup(ctx, call_control_id, client_state=b.client_state),
+        command=(call_control_id, b.command_id),
+    )
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/reject")
+async def reject(call_control_id: str, body: s.Reject, account: Account, ctl: Ctl) -> dict[str, Any]:
+    ctl.run(
+        account, lambda ctx: calls.reject_call(ctx, call_control_id, cause=body.cause, client_state=body.client_state),
+        command=(call_control_id, body.command_id),
+    )
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/bridge")
+async def bridge(call_control_id: str, body: s.Bridge, account: Account, ctl: Ctl) -> dict[str, Any]:
+    def run(ctx: Ctx) -> None:
+        if body.queue:
+            queues.dequeue_to(ctx, call_control_id, body.queue, body.client_state)
+        else:
+            assert body.call_control_id is not None
+            calls.bridge(
+                ctx, call_control_id, body.call_control_id, client_state=body.client_state,
+                park_after_unbridge=body.park_after_unbridge, hold_after_unbridge=body.hold_after_unbridge,
+                prevent_double_bridge=body.prevent_double_bridge,
+            )
+
+    ctl.run(account, run, command=(call_control_id, body.command_id))
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/enqueue")
+async def enqueue(call_control_id: str, body: s.Enqueue, account: Account, ctl: Ctl) -> dict[str, Any]:
+    ctl.run(
+        account,
+        lambda ctx: queues.enqueue(
+            ctx, call_control_id, body.queue_name, client_state=body.client_state, max_size=body.max_size,
+            max_wait_time_secs=body.max_wait_time_secs, keep_after_hangup=body.keep_after_hangup,
+        ),
+        command=(call_control_id, body.command_id),
+    )
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/leave_queue")
+async def leave_queue(
+    call_control_id: str, account: Account, ctl: Ctl, body: s.CallCommand | None = None
+) -> dict[str, Any]:
+    b = body or s.CallCommand()
+    ctl.run(
+        account, lambda ctx: queues.leave_queue(ctx, call_control_id, b.client_state),
+        command=(call_control_id, b.command_id),
+    )
+    return OK

@@ -1,0 +1,67 @@
+"""``/virtual``: virtual phones calling in, and what they are doing (a local testing feature, outside /v2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import Field
+
+from callroom.api import schemas as s
+from callroom.api.common import Account, Ctl, data
+from callroom.control import calls
+from callroom.endpoints.virtual import VirtualPhones, VirtualSpec
+from callroom.errors import NotFound, ValidationFailed
+
+router = APIRouter(prefix="/virtual")
+
+
+class VirtualCall(s.Body):
+    connection_id: str = Field(min_length=1)
+    from_: str = Field(default="virtual:caller", alias="from", min_length=1)
+    to: str = Field(default="+15550000000", min_length=1)
+
+
+def _phones(request: Request) -> VirtualPhones:
+    phones: VirtualPhones = request.app.state.virtual_phones
+    return phones
+
+
+@router.post("/calls")
+async def call_in(body: VirtualCall, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    """A virtual phone calls the application ``connection_id``; the app gets ``call.initiated``."""
+    endpoint = body.from_ if body.from_.startswith("virtual:") else f"virtual:{body.from_}"
+    try:
+        VirtualSpec.parse(endpoint)
+    except ValueError as exc:
+        raise ValidationFailed.field("/from", str(exc)) from exc
+
+    call = ctl.write(
+        account, lambda ctx: calls.incoming(ctx, connection_id=body.connection_id, from_=body.from_, to=body.to,
+                                            endpoint=endpoint)
+    )
+    cid = call.call_control_id
+    _phones(request).incoming(cid, endpoint)
+    return data({"call_control_id": cid, "record_type": "virtual_call"})
+
+
+@router.post("/calls/{call_control_id}/hangup")
+async def hang_up(call_control_id: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    """The virtual phone puts the receiver down."""
+    call = ctl.read(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
+    if call is None or not call.endpoint.startswith("virtual:"):
+        raise NotFound(f"No virtual call {call_control_id!r}.")
+    _phones(request).hang_up(call_control_id)
+    return data({"result": "ok"})
+
+
+@router.get("/phones")
+async def list_phones(request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    """The live virtual legs of this account and what each is connected to."""
+    out = []
+    for leg in list(_phones(request).legs.values()):
+        call = ctl.read(account, lambda ctx, cid=leg.call_control_id: ctx.tx.get_call(account, cid))
+        if call is not None:
+            out.append({"call_control_id": leg.call_control_id, "name": leg.spec.name,
+                        "connected_to": leg.connected_to})
+    return {"data": out}

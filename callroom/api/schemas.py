@@ -1,0 +1,262 @@
+"""Request bodies, validated with pydantic; every invalid field becomes a 422 with its JSON pointer.
+
+Models accept (and ignore) fields callroom does not implement, as Telnyx does for fields that do not
+apply; every field callroom acts on is typed and range-checked here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+
+def _base64(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("client_state must be a Base64-encoded string") from exc
+    return value
+
+
+ClientState = Annotated[str, AfterValidator(_base64)]
+Region = Literal["Australia", "Europe", "Middle East", "US"]
+Beep = Literal["always", "never", "on_enter", "on_exit"]
+Role = Literal["barge", "monitor", "none", "whisper"]
+CommandId = Annotated[str, Field(min_length=1, max_length=255)]
+Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
+Loop = int | Literal["infinity"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class _HoldAudio(Body):
+    @model_validator(mode="after")
+    def _one_hold_source(self) -> _HoldAudio:
+        if getattr(self, "hold_audio_url", None) and getattr(self, "hold_media_name", None):
+            raise ValueError("hold_audio_url and hold_media_name cannot be used together")
+        return self
+
+
+# -- conferences ---------------------------------------------------------------------------------------
+
+
+class ConferenceCreate(_HoldAudio):
+    call_control_id: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=255)
+    beep_enabled: Beep = "never"
+    client_state: ClientState | None = None
+    comfort_noise: bool = True
+    command_id: CommandId | None = None
+    duration_minutes: int | None = Field(default=None, ge=1, le=240)
+    hold_audio_url: Url | None = None
+    hold_media_name: str | None = Field(default=None, min_length=1, max_length=255)
+    max_participants: int = Field(default=250, ge=2, le=800)
+    region: Region = "US"
+    start_conference_on_create: bool = True
+
+
+class Join(_HoldAudio):
+    call_control_id: str = Field(min_length=1)
+    beep_enabled: Beep | None = None
+    client_state: ClientState | None = None
+    command_id: CommandId | None = None
+    end_conference_on_exit: bool = False
+    soft_end_conference_on_exit: bool = False
+    hold: bool = False
+    hold_audio_url: Url | None = None
+    hold_media_name: str | None = Field(default=None, min_length=1, max_length=255)
+    mute: bool = False
+    region: Region | None = None
+    start_conference_on_enter: bool = False
+    supervisor_role: Role = "none"
+    whisper_call_control_ids: list[str] = Field(default_factory=list)
+    label: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class Leave(Body):
+    call_control_id: str = Field(min_length=1)
+    beep_enabled: Beep | None = None
+    command_id: CommandId | None = None
+    region: Region | None = None
+
+
+class Participants(Body):
+    """mute / unmute / stop: an omitted or empty list means everyone."""
+
+    call_control_ids: list[str] | None = None
+    region: Region | None = None
+
+
+class Hold(Participants):
+    audio_url: Url | None = None
+    media_name: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Hold:
+        if self.audio_url and self.media_name:
+            raise ValueError("audio_url and media_name cannot be used together")
+        return self
+
+
+class Unhold(Body):
+    call_control_ids: list[str] = Field(min_length=1)
+    region: Region | None = None
+
+
+class Update(Body):
+    call_control_id: str = Field(min_length=1)
+    supervisor_role: Role
+    command_id: CommandId | None = None
+    region: Region | None = None
+    whisper_call_control_ids: list[str] | None = None
+
+
+class End(Body):
+    command_id: CommandId | None = None
+
+
+class ParticipantPatch(Body):
+    beep_enabled: Beep | None = None
+    end_conference_on_exit: bool | None = None
+    soft_end_conference_on_exit: bool | None = None
+
+
+# -- queues --------------------------------------------------------------------------------------------
+
+QueueName = Annotated[str, Field(min_length=1, max_length=255)]
+QueueSize = Annotated[int, Field(ge=1, le=5000)]
+
+
+class QueueCreate(Body):
+    queue_name: QueueName
+    max_size: QueueSize | None = None
+
+
+class QueueUpdate(Body):
+    max_size: QueueSize
+
+
+class QueueCallPatch(Body):
+    keep_after_hangup: bool | None = None
+
+
+# -- calls ---------------------------------------------------------------------------------------------
+
+
+class ConferenceConfig(Body):
+    id: str | None = None
+    conference_name: str | None = Field(default=None, min_length=1, max_length=255)
+    beep_enabled: Beep | None = None
+    early_media: bool = True
+    end_conference_on_exit: bool = False
+    soft_end_conference_on_exit: bool = False
+    hold: bool = False
+    hold_audio_url: Url | None = None
+    hold_media_name: str | None = None
+    mute: bool = False
+    start_conference_on_create: bool = True
+    start_conference_on_enter: bool = False
+    supervisor_role: Role | None = None
+    whisper_call_control_ids: list[str] = Field(default_factory=list)
+
+
+class Dial(Body):
+    connection_id: str = Field(min_length=1)
+    from_: str = Field(alias="from", min_length=1, max_length=512)
+    to: str | list[str]
+    client_state: ClientState | None = None
+    command_id: CommandId | None = None
+    timeout_secs: int = Field(default=30, ge=5, le=600)
+    time_limit_secs: int = Field(default=14400, ge=30, le=14400)
+    webhook_url: Url | None = None
+    webhook_url_method: Literal["POST", "GET"] = "POST"
+    conference_config: ConferenceConfig | None = None
+    link_to: str | None = None
+    bridge_on_answer: bool = False
+    park_after_unbridge: Literal["self"] | None = None
+
+    @model_validator(mode="after")
+    def _to_present(self) -> Dial:
+        targets = [self.to] if isinstance(self.to, str) else self.to
+        if not targets or any(not t for t in targets):
+            raise ValueError("to must be a non-empty string or list of strings")
+        if self.bridge_on_answer and not self.link_to:
+            raise ValueError("bridge_on_answer requires link_to")
+        return self
+
+
+class CallCommand(Body):
+    client_state: ClientState | None = None
+    command_id: CommandId | None = None
+
+
+class Answer(CallCommand):
+    webhook_url: Url | None = None
+    webhook_url_method: Literal["POST", "GET"] | None = None
+
+
+class Reject(CallCommand):
+    cause: Literal["CALL_REJECTED", "NOT_FOUND", "TEMPORARILY_UNAVAILABLE", "USER_BUSY"]
+
+
+class Bridge(CallCommand):
+    call_control_id: str | None = Field(default=None, min_length=1)
+    queue: QueueName | None = None
+    video_room_id: str | None = None
+    park_after_unbridge: Literal["self"] | None = None
+    hold_after_unbridge: bool | None = None
+    prevent_double_bridge: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> Bridge:
+        given = [n for n in ("call_control_id", "queue", "video_room_id") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError("exactly one of call_control_id, queue or video_room_id is required")
+        if self.video_room_id:
+            raise ValueError("video rooms are not supported by callroom")
+        return self
+
+
+class Enqueue(CallCommand):
+    queue_name: QueueName
+    keep_after_hangup: bool = False
+    max_size: QueueSize | None = None
+    max_wait_time_secs: int | None = Field(default=None, ge=1, le=86400)
+
+
+# -- call control applications -------------------------------------------------------------------------
+
+
+class Inbound(Body):
+    channel_limit: int | None = Field(default=None, ge=1)
+    shaken_stir_enabled: bool | None = None
+    sip_subdomain: str | None = None
+    sip_subdomain_receive_settings: Literal["only_my_connections", "from_anyone"] | None = None
+
+
+class Outbound(Body):
+    channel_limit: int | None = Field(default=None, ge=1)
+    outbound_voice_profile_id: str | None = None
+
+
+class Application(Body):
+    application_name: str = Field(min_length=1, max_length=255)
+    webhook_event_url: Url
+    webhook_event_failover_url: Url | None = None
+    webhook_timeout_secs: int | None = Field(default=None, ge=1, le=30)
+    webhook_api_version: Literal["1", "2"] = "2"
+    active: bool = True
+    anchorsite_override: str = "Latency"
+    dtmf_type: Literal["RFC 2833", "Inband", "SIP INFO"] = "RFC 2833"
+    first_command_timeout: bool = False
+    first_command_timeout_secs: int = Field(default=30, ge=1, le=3600)
+    inbound: Inbound | None = None
+    outbound: Outbound | None = None
+    tags: list[str] = Field(default_factory=list)
+    call_cost_in_webhooks: bool = False
+    redact_dtmf_debug_logging: bool = False

@@ -1,0 +1,137 @@
+"""``callroom``: run a node, manage API keys, place test calls from a virtual phone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+DEFAULT_DATA_DIR = Path(os.environ.get("CALLROOM_DATA_DIR", ".callroom"))
+DEFAULT_PORT = 8080
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    url: str | None = args.database_url or os.environ.get("CALLROOM_DATABASE_URL")
+    if url:
+        return url
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(args.data_dir / 'callroom.db').resolve()}"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from callroom.node import Node, NodeConfig, ensure_first_key
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id))
+    first_key = ensure_first_key(node.store)
+    key_file = args.data_dir / "initial-api-key"
+    if first_key:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(first_key + "\n")
+        key_file.chmod(0o600)
+    base = f"http://{args.host}:{args.port}/v2"
+    print(f"callroom node {node.node_id} listening on {base}", flush=True)
+    print(f"  database:           {node.store.safe_url}", flush=True)
+    if first_key:
+        print(f"  API key (new):      {first_key}", flush=True)
+    elif key_file.exists():
+        print(f"  API key:            {key_file.read_text().strip()}  (from {key_file})", flush=True)
+    else:
+        print("  API key:            create one with 'callroom keys create'", flush=True)
+    print(f"  webhook public key: {node.signer.public_key_b64}", flush=True)
+    print(f"  OpenAPI:            {base}/openapi.json", flush=True)
+    config = uvicorn.Config(
+        node.app, host=args.host, port=args.port, log_level="warning", loop="uvloop", http="httptools",
+        lifespan="on",
+    )
+    asyncio.run(uvicorn.Server(config).serve()) if sys.platform == "win32" else uvicorn.Server(config).run()
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    import time
+
+    from callroom.node import create_api_key
+    from callroom.store.engine import Store
+
+    store = Store(_database_url(args))
+    store.migrate()
+    if args.keys_command == "create":
+        print(create_api_key(store, args.account, args.label))
+    elif args.keys_command == "list":
+        with store.transaction() as tx:
+            for row in tx.list_api_keys():
+                state = "revoked" if row["revoked_at"] else "active"
+                print(f"{row['id']}  {row['prefix']}…  account={row['account_name']}  {state}  {row['label'] or ''}")
+    elif args.keys_command == "revoke":
+        with store.transaction() as tx:
+            n = tx.revoke_api_key(args.key_id, time.time())
+        if not n:
+            print(f"no active key {args.key_id!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.key_id}")
+    return 0
+
+
+def _phone(args: argparse.Namespace) -> int:
+    key = args.api_key or os.environ.get("CALLROOM_API_KEY")
+    key_file = args.data_dir / "initial-api-key"
+    if not key and key_file.exists():
+        key = key_file.read_text().strip()
+    if not key:
+        print("no API key: pass --api-key or set CALLROOM_API_KEY", file=sys.stderr)
+        return 2
+    body = {"connection_id": args.connection_id, "from": args.from_, "to": args.to}
+    resp = httpx.post(f"{args.server.rstrip('/')}/virtual/calls", json=body,
+                      headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    print(resp.text)
+    return 0 if resp.is_success else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callroom", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where SQLite and keys live")
+    parser.add_argument("--database-url", help="sqlite:///path or postgresql://... (env CALLROOM_DATABASE_URL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a node")
+    serve.add_argument("--host", default=os.environ.get("CALLROOM_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("CALLROOM_PORT", DEFAULT_PORT)))
+    serve.add_argument("--node-id", default=os.environ.get("CALLROOM_NODE_ID"))
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key (prints it once)")
+    create.add_argument("--account", default="default", help="the account the key belongs to (created if new)")
+    create.add_argument("--label")
+    keys_sub.add_parser("list", help="list keys (prefixes only)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=_keys)
+
+    phone = sub.add_parser("phone", help="virtual phones")
+    phone_sub = phone.add_subparsers(dest="phone_command", required=True)
+    call = phone_sub.add_parser("call", help="call an application from a virtual phone")
+    call.add_argument("connection_id", help="the call control application to call")
+    call.add_argument("--from", dest="from_", default="virtual:caller")
+    call.add_argument("--to", default="+15550000000")
+    call.add_argument("--server", default=f"http://127.0.0.1:{DEFAULT_PORT}")
+    call.add_argument("--api-key")
+    phone.set_defaults(func=_phone)
+
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

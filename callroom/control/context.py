@@ -1,0 +1,159 @@
+"""The context one command runs in: its transaction, its account, its ``now``, and what it causes.
+
+Handlers never commit, send, sleep or read the clock: they read and write through ``ctx.tx``, append
+webhooks with ``ctx.emit_*`` (outbox rows in the same transaction), schedule timers, and queue media
+instructions that the service hands to the media plane once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from callroom.control.media_ops import MediaOp
+from callroom.control.records import (
+    Application,
+    Call,
+    Conference,
+    OutboundEvent,
+    Timer,
+    new_uuid,
+)
+from callroom.errors import ApiError
+from callroom.store.tx import Tx
+from callroom.timefmt import iso
+
+DEFAULT_WEBHOOK_TIMEOUT_SECS = 2.0
+
+
+@dataclass
+class Ctx:
+    tx: Tx
+    account_id: str
+    now: float
+    node_id: str
+    media: list[MediaOp] = field(default_factory=list)
+    events: int = 0
+    timers_added: bool = False
+    # An error to raise *after* committing: a dequeue that removed the head but could not bridge it.
+    deferred_error: ApiError | None = None
+    # What a deduplicated command produced, kept with its command_id (e.g. the dialled call's id).
+    command_result: str | None = None
+    _apps: dict[str, Application | None] = field(default_factory=dict)
+
+    # -- lookups ------------------------------------------------------------------------------------
+
+    def app(self, connection_id: str) -> Application | None:
+        if connection_id not in self._apps:
+            self._apps[connection_id] = self.tx.get_application(self.account_id, connection_id)
+        return self._apps[connection_id]
+
+    # -- timers -------------------------------------------------------------------------------------
+
+    def schedule(self, kind: str, ref: str, due_at: float) -> None:
+        self.tx.add_timer(Timer(kind=kind, ref=ref, due_at=due_at, account_id=self.account_id))
+        self.timers_added = True
+
+    def cancel(self, kind: str, ref: str) -> None:
+        self.tx.cancel_timers(kind, ref)
+
+    # -- webhooks -----------------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        *,
+        connection_id: str,
+        webhook_url: str | None,
+        method: str,
+        order_key: str,
+        occurred_at_in_payload: bool,
+    ) -> None:
+        app = self.app(connection_id)
+        url = webhook_url or (app.webhook_event_url if app else None)
+        failover = app.webhook_event_failover_url if app else None
+        timeout = float(app.webhook_timeout_secs) if app and app.webhook_timeout_secs else DEFAULT_WEBHOOK_TIMEOUT_SECS
+        if occurred_at_in_payload:
+            payload = {**payload, "occurred_at": iso(self.now)}
+        ev = OutboundEvent(
+            id=new_uuid(),
+            account_id=self.account_id,
+            event_type=event_type,
+            occurred_at=self.now,
+            payload=payload,
+            url=url,
+            failover_url=failover,
+            method=method,
+            timeout_secs=timeout,
+            order_key=order_key,
+            occurred_at_in_payload=occurred_at_in_payload,
+        )
+        self.tx.add_event(ev, self.now)
+        self.events += 1
+
+    def emit_call(self, event_type: str, call: Call, **extra: Any) -> None:
+        """A ``call.*`` webhook about ``call``, to the call's application (or its ``webhook_url``)."""
+        payload = call_base_payload(call)
+        payload.update(extra)
+        self._emit(
+            event_type,
+            payload,
+            connection_id=call.connection_id,
+            webhook_url=call.webhook_url,
+            method=call.webhook_url_method,
+            order_key=f"call:{call.call_control_id}",
+            occurred_at_in_payload=False,
+        )
+
+    def emit_participant(self, event_type: str, conf: Conference, call: Call) -> None:
+        """``conference.participant.joined`` / ``.left``: about one leg, to that leg's application."""
+        payload = {
+            "call_control_id": call.call_control_id,
+            "call_leg_id": call.call_leg_id,
+            "call_session_id": call.call_session_id,
+            "client_state": call.client_state,
+            "connection_id": call.connection_id,
+            "conference_id": conf.id,
+        }
+        self._emit(
+            event_type,
+            payload,
+            connection_id=call.connection_id,
+            webhook_url=call.webhook_url,
+            method=call.webhook_url_method,
+            order_key=f"conference:{conf.id}",
+            occurred_at_in_payload=False,
+        )
+
+    def emit_conference(self, event_type: str, conf: Conference, **extra: Any) -> None:
+        """A conference-wide webhook, to the conference's application; ``occurred_at`` in the payload."""
+        payload: dict[str, Any] = {
+            "call_control_id": conf.creator_call_control_id,
+            "call_session_id": conf.creator_call_session_id,
+            "client_state": conf.client_state,
+            "conference_id": conf.id,
+            "connection_id": conf.connection_id,
+        }
+        payload.update(extra)
+        self._emit(
+            event_type,
+            payload,
+            connection_id=conf.connection_id,
+            webhook_url=None,
+            method="POST",
+            order_key=f"conference:{conf.id}",
+            occurred_at_in_payload=True,
+        )
+
+
+def call_base_payload(call: Call) -> dict[str, Any]:
+    return {
+        "call_control_id": call.call_control_id,
+        "call_leg_id": call.call_leg_id,
+        "call_session_id": call.call_session_id,
+        "client_state": call.client_state,
+        "connection_id": call.connection_id,
+        "from": call.from_,
+        "to": call.to,
+    }

@@ -1,0 +1,250 @@
+"""The control plane's records: plain dataclasses, no I/O.
+
+Times are Unix seconds (float) throughout; the API layer formats them as ISO 8601.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from callroom.control.states import (
+    ALIVE_CALL_STATES,
+    CallState,
+    ConferenceStatus,
+    ParticipantStatus,
+)
+
+CONFERENCE_MAX_LIFETIME_SECS = 4 * 3600
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def new_call_control_id() -> str:
+    return "v3:" + base64.urlsafe_b64encode(secrets.token_bytes(24)).decode().rstrip("=")
+
+
+def new_application_id() -> str:
+    return str(secrets.randbelow(9 * 10**18) + 10**18)
+
+
+@dataclass(slots=True)
+class Account:
+    id: str
+    name: str
+    created_at: float
+
+
+@dataclass(slots=True)
+class Application:
+    """A Call Control Application (a "connection"): where a call's webhooks go."""
+
+    id: str
+    account_id: str
+    application_name: str
+    webhook_event_url: str
+    created_at: float
+    updated_at: float
+    webhook_event_failover_url: str | None = None
+    webhook_timeout_secs: int | None = None
+    webhook_api_version: str = "2"
+    active: bool = True
+    anchorsite_override: str = "Latency"
+    dtmf_type: str = "RFC 2833"
+    first_command_timeout: bool = False
+    first_command_timeout_secs: int = 30
+    inbound: dict[str, Any] = field(default_factory=dict)
+    outbound: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    call_cost_in_webhooks: bool = False
+    redact_dtmf_debug_logging: bool = False
+
+
+@dataclass(slots=True)
+class Call:
+    """One call leg."""
+
+    call_control_id: str
+    call_leg_id: str
+    call_session_id: str
+    account_id: str
+    connection_id: str
+    direction: str  # "incoming" | "outgoing"
+    from_: str
+    to: str
+    state: CallState
+    created_at: float
+    node_id: str
+    endpoint: str  # where the far end is: "virtual:<spec>" or a SIP URI
+    client_state: str | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    hangup_cause: str | None = None
+    hangup_source: str | None = None
+    sip_hangup_cause: str | None = None
+    bridged_with: str | None = None
+    conference_id: str | None = None
+    queue_id: str | None = None
+    park_after_unbridge: str | None = None
+    hold_after_unbridge: bool = False
+    webhook_url: str | None = None
+    webhook_url_method: str = "POST"
+    timeout_secs: int = 30
+    time_limit_secs: int = 14400
+    # Join this conference as soon as the dialled leg answers (dial's ``conference_config``).
+    conference_config: dict[str, Any] | None = None
+    link_to: str | None = None
+    bridge_on_answer: bool = False
+
+    @property
+    def is_alive(self) -> bool:
+        return self.state in ALIVE_CALL_STATES
+
+    @property
+    def duration_secs(self) -> int:
+        end = self.ended_at
+        if end is None:
+            return 0
+        return max(0, round(end - self.created_at))
+
+
+@dataclass(slots=True)
+class Conference:
+    id: str
+    account_id: str
+    name: str
+    status: ConferenceStatus
+    connection_id: str
+    creator_call_control_id: str
+    creator_call_session_id: str
+    created_at: float
+    updated_at: float
+    expires_at: float
+    region: str = "US"
+    beep_enabled: str = "never"
+    comfort_noise: bool = True
+    max_participants: int = 250
+    hold_audio_url: str | None = None
+    hold_media_name: str | None = None
+    client_state: str | None = None
+    end_reason: str | None = None
+    ended_by_call_control_id: str | None = None
+    ended_by_call_session_id: str | None = None
+    ended_at: float | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is not ConferenceStatus.COMPLETED
+
+
+@dataclass(slots=True)
+class Participant:
+    id: str
+    conference_id: str
+    account_id: str
+    call_control_id: str
+    call_leg_id: str
+    call_session_id: str
+    connection_id: str
+    status: ParticipantStatus
+    created_at: float
+    updated_at: float
+    label: str | None = None
+    muted: bool = False
+    on_hold: bool = False  # held by the API (hold action or join with hold=true)
+    supervisor_role: str = "none"
+    whisper_call_control_ids: list[str] = field(default_factory=list)
+    end_conference_on_exit: bool = False
+    soft_end_conference_on_exit: bool = False
+    start_conference_on_enter: bool = False
+    beep_enabled: str | None = None
+    hold_audio_url: str | None = None
+    hold_media_name: str | None = None
+    left_at: float | None = None
+
+
+@dataclass(slots=True)
+class Queue:
+    id: str
+    account_id: str
+    name: str
+    max_size: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(slots=True)
+class QueueEntry:
+    """A call waiting in (or, with keep_after_hangup, still listed in) a queue."""
+
+    queue_id: str
+    account_id: str
+    call_control_id: str
+    call_leg_id: str
+    call_session_id: str
+    connection_id: str
+    from_: str
+    to: str
+    enqueued_at: float
+    seq: int = 0  # arrival order, assigned by the store
+    keep_after_hangup: bool = False
+    max_wait_time_secs: int | None = None
+    is_alive: bool = True
+
+    def wait_time_secs(self, now: float) -> int:
+        return max(0, int(now - self.enqueued_at))
+
+
+@dataclass(slots=True)
+class OutboundEvent:
+    """A webhook to deliver, written to the outbox in the same transaction as the change it reports."""
+
+    id: str
+    account_id: str
+    event_type: str
+    occurred_at: float
+    payload: dict[str, Any]
+    url: str | None
+    failover_url: str | None
+    method: str
+    timeout_secs: float
+    order_key: str  # events with the same key are delivered in order
+    # Envelope variant: conference.* events other than participant joined/left carry occurred_at in the
+    # payload rather than beside it (see the SDK models).
+    occurred_at_in_payload: bool = False
+
+
+@dataclass(slots=True)
+class Timer:
+    """Something the control plane must do at ``due_at`` even if the node restarts meanwhile."""
+
+    kind: str
+    ref: str
+    due_at: float
+    account_id: str
+    id: int = 0
+
+
+__all__ = [
+    "CONFERENCE_MAX_LIFETIME_SECS",
+    "Account",
+    "Application",
+    "Call",
+    "CallState",
+    "Conference",
+    "ConferenceStatus",
+    "OutboundEvent",
+    "Participant",
+    "ParticipantStatus",
+    "Queue",
+    "QueueEntry",
+    "Timer",
+    "new_application_id",
+    "new_call_control_id",
+    "new_uuid",
+]

@@ -1,0 +1,152 @@
+"""Running control-plane commands: one transaction each, then their effects.
+
+``Control.run`` opens a transaction, checks the ``command_id`` (a repeat within 60 s is acknowledged and
+not executed), runs the handler, commits, and only then hands the media instructions to the media plane
+and wakes the webhook dispatcher and the timer loop. Handlers do no I/O of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from callroom.control import calls, conferences, queues
+from callroom.control.context import Ctx
+from callroom.control.media_ops import MediaOp, MediaPlane
+from callroom.store.engine import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMMAND_ID_WINDOW_SECS = 60.0
+
+
+class Duplicate:
+    """The result of a command whose ``command_id`` was already executed (``result``: what the first
+    execution recorded in ``ctx.command_result``, such as the id of the call it dialled)."""
+
+    def __init__(self, result: str | None) -> None:
+        self.result = result
+
+
+class Control:
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        media: MediaPlane,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.media = media
+        self.clock = clock
+        self.on_events: Callable[[], None] = lambda: None
+        self.on_timers: Callable[[], None] = lambda: None
+
+    def run(
+        self,
+        account_id: str,
+        handler: Callable[[Ctx], T],
+        *,
+        command: tuple[str, str | None] | None = None,
+    ) -> T | Duplicate:
+        """Run ``handler`` in one transaction. ``command`` is (scope, command_id) for deduplication."""
+        with self.store.transaction() as tx:
+            ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id)
+            if command is not None and command[1]:
+                scope, command_id = command
+                fresh, earlier = tx.remember_command(account_id, scope, command_id, ctx.now, COMMAND_ID_WINDOW_SECS)
+                if not fresh:
+                    return Duplicate(earlier)
+            result = handler(ctx)
+            if command is not None and command[1] and ctx.command_result is not None:
+                tx.set_command_result(account_id, command[0], command[1], ctx.command_result)
+        self._after_commit(ctx)
+        if ctx.deferred_error is not None:
+            raise ctx.deferred_error
+        return result
+
+    def write(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
+        """``run`` without a command_id: always executes, so always returns the handler's result."""
+        result = self.run(account_id, handler)
+        assert not isinstance(result, Duplicate)
+        return result
+
+    def read(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
+        """A read-only handler (listings): same context, nothing to apply afterwards."""
+        with self.store.transaction() as tx:
+            return handler(Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id))
+
+    def _after_commit(self, ctx: Ctx) -> None:
+        if ctx.media:
+            ops: list[MediaOp] = list(ctx.media)
+            try:
+                self.media.apply(ops)
+            except Exception:  # the state is committed; a media failure must not undo it
+                log.exception("media plane failed to apply %d ops", len(ops))
+        if ctx.events:
+            self.on_events()
+        if ctx.timers_added:
+            self.on_timers()
+
+    # -- timers -------------------------------------------------------------------------------------
+
+    def run_due_timers(self, limit: int = 200) -> float | None:
+        """Fire every due timer (each in its own transaction); return when the next one is due."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            due = tx.due_timers(now, limit)
+        for timer in due:
+
+            def fire(ctx: Ctx, timer_id: int = timer.id, kind: str = timer.kind, ref: str = timer.ref) -> None:
+                if not ctx.tx.take_timer(timer_id):
+                    return
+                if kind in ("dial_timeout", "time_limit", "first_command"):
+                    calls.on_timer(ctx, kind, ref)
+                elif kind == "queue_timeout":
+                    queues.on_timeout(ctx, ref)
+                elif kind == "conference_expiry":
+                    conferences.on_expiry(ctx, ref)
+                else:
+                    log.warning("unknown timer kind %r", kind)
+
+            try:
+                self.run(timer.account_id, fire)
+            except Exception:
+                log.exception("timer %s %s failed", timer.kind, timer.ref)
+                with self.store.transaction() as tx:
+                    tx.take_timer(timer.id)
+        with self.store.transaction() as tx:
+            tx.forget_commands_before(now - COMMAND_ID_WINDOW_SECS)
+            return tx.next_timer_due()
+
+    # -- restart ------------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """End the legs a previous process of this node left alive: their media died with it."""
+        with self.store.transaction() as tx:
+            orphans = tx.live_calls_of_node(self.node_id)
+        for call in orphans:
+            self.run(call.account_id, lambda ctx, cid=call.call_control_id: _end_orphan(ctx, cid))
+        return len(orphans)
+
+
+def _end_orphan(ctx: Ctx, call_control_id: str) -> None:
+    call = ctx.tx.get_call(ctx.account_id, call_control_id, lock=True)
+    if call is not None:
+        calls.node_restarted(ctx, call)
+
+
+def remote_fact(control: Control, call_control_id: str, fact: Callable[[Ctx], None]) -> None:
+    """Report a far-end fact about a leg (answered, refused, hung up) as a transaction of its account."""
+    with control.store.transaction() as tx:
+        call = tx.get_call_any_account(call_control_id)
+    if call is None:
+        log.warning("far-end fact about unknown leg %s", call_control_id)
+        return
+    control.run(call.account_id, fact)

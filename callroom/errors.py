@@ -1,0 +1,219 @@
+"""Every exception callroom raises on purpose, in one place.
+
+    CallroomError
+    ├── ApiError                      -- becomes a Telnyx error body at the HTTP boundary
+    │   ├── AuthenticationFailed      401 / 10009
+    │   ├── RateLimited               429 / 10011
+    │   ├── NotFound                  404 (resource-specific codes, e.g. 90058 conference)
+    │   ├── ValidationFailed          422 (one or more field errors with a JSON pointer)
+    │   └── CommandRejected           422 (a well-formed command the current state refuses:
+    │                                     call ended 90018, conference ended 90019, queue full 90036, ...)
+    ├── IllegalTransition             a state machine was asked for a move its table does not allow
+    ├── ProtocolError                 a wire message (SIP, SDP, RTP, RFC 4733) could not be parsed
+    │   ├── SipParseError
+    │   ├── SdpParseError
+    │   └── RtpParseError
+    ├── MediaError                    media that cannot be fetched, decoded or synthesised
+    └── StoreError                    persistence failures (migration missing, database unreachable)
+
+Lower layers raise their own class; the layer above translates with ``raise X(...) from exc`` where the
+meaning changes (for instance an ``IllegalTransition`` of a call leg becomes ``CommandRejected(90018)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class CallroomError(Exception):
+    """Base of every error callroom raises deliberately."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorItem:
+    """One entry of a Telnyx ``errors[]`` array."""
+
+    code: str
+    title: str
+    detail: str = ""
+    pointer: str | None = None
+    parameter: str | None = None  # a query parameter, for errors about the query string
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "title": self.title}
+        if self.detail:
+            out["detail"] = self.detail
+        if self.pointer is not None:
+            out["source"] = {"pointer": self.pointer}
+        elif self.parameter is not None:
+            out["source"] = {"parameter": self.parameter}
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+class ApiError(CallroomError):
+    """An error the API reports to the client as ``{"errors": [...]}`` with ``status``."""
+
+    status: int = 400
+
+    def __init__(self, *items: ErrorItem, status: int | None = None) -> None:
+        if not items:
+            raise ValueError("an ApiError needs at least one error item")
+        self.items: tuple[ErrorItem, ...] = items
+        if status is not None:
+            self.status = status
+        super().__init__("; ".join(f"{i.code} {i.title}: {i.detail}" for i in items))
+
+    def body(self) -> dict[str, Any]:
+        return {"errors": [i.to_json() for i in self.items]}
+
+
+class AuthenticationFailed(ApiError):
+    status = 401
+
+    def __init__(self, detail: str = "The API key is missing, invalid or revoked.") -> None:
+        super().__init__(ErrorItem("10009", "Authentication failed", detail))
+
+
+class RateLimited(ApiError):
+    status = 429
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(ErrorItem("10011", "Too many requests", "Slow down and retry later."))
+
+
+class NotFound(ApiError):
+    status = 404
+
+    def __init__(self, detail: str, code: str = "10005", title: str = "Resource not found") -> None:
+        super().__init__(ErrorItem(code, title, detail))
+
+
+class ValidationFailed(ApiError):
+    status = 422
+
+    @classmethod
+    def field(cls, pointer: str, detail: str, code: str = "10015", title: str = "Invalid value") -> ValidationFailed:
+        return cls(ErrorItem(code, title, detail, pointer=pointer))
+
+
+class CommandRejected(ApiError):
+    """A valid request that the current state of the call, conference or queue refuses."""
+
+    status = 422
+
+    def __init__(self, code: str, title: str, detail: str, pointer: str | None = None) -> None:
+        super().__init__(ErrorItem(code, title, detail, pointer=pointer))
+
+
+class IllegalTransition(CallroomError):
+    """A state machine received an event its transition table has no entry for."""
+
+    def __init__(self, machine: str, state: object, event: object) -> None:
+        self.machine = machine
+        self.state = state
+        self.event = event
+        super().__init__(f"{machine}: no transition from {state!r} on {event!r}")
+
+
+class ProtocolError(CallroomError):
+    """A wire message could not be parsed or violates its protocol."""
+
+
+class SipParseError(ProtocolError):
+    pass
+
+
+class SdpParseError(ProtocolError):
+    pass
+
+
+class RtpParseError(ProtocolError):
+    pass
+
+
+class MediaError(CallroomError):
+    """Media that cannot be fetched, decoded, synthesised or written."""
+
+
+class StoreError(CallroomError):
+    """The store cannot do what was asked (unreachable database, schema behind, ...)."""
+
+
+# MediaError subclasses raised by callroom.audio:
+#
+#   MediaError
+#   ├── NotAudio                  bytes that are no audio at all (an HTML page, text, random bytes)
+#   ├── EmptyMedia                no bytes, or a file without a single sample
+#   ├── UnsupportedMediaFormat    audio, but a container or codec we do not decode (FLAC, Ogg, MP4, ...)
+#   ├── MediaTooLong              longer than the caller's limit in seconds
+#   ├── MediaTooLarge             more bytes than the fetcher's limit
+#   ├── InvalidMediaUrl           not an absolute http(s) URL, or a redirect to one
+#   ├── MediaUnreachable          connection failed, timed out, or too many redirects
+#   ├── MediaHttpError            the server answered with a non-2xx status (``status``)
+#   ├── SpeechRequestInvalid      a text-to-speech request the API should answer with 422 (``field``)
+#   │   ├── UnknownVoice
+#   │   ├── UnsupportedLanguage
+#   │   └── InvalidSpeechPayload  empty, over 3,000 characters, or SSML that does not parse
+#   └── SynthesisFailed           the speech engine is missing, crashed or timed out
+
+
+class NotAudio(MediaError):
+    pass
+
+
+class EmptyMedia(MediaError):
+    pass
+
+
+class UnsupportedMediaFormat(MediaError):
+    pass
+
+
+class MediaTooLong(MediaError):
+    pass
+
+
+class MediaTooLarge(MediaError):
+    pass
+
+
+class InvalidMediaUrl(MediaError):
+    pass
+
+
+class MediaUnreachable(MediaError):
+    pass
+
+
+class MediaHttpError(MediaError):
+    def __init__(self, url: str, status: int) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(f"{url} answered HTTP {status}")
+
+
+class SpeechRequestInvalid(MediaError):
+    """``field`` names the request field at fault: ``voice``, ``language`` or ``payload``."""
+
+    field: str = "payload"
+
+
+class UnknownVoice(SpeechRequestInvalid):
+    field = "voice"
+
+
+class UnsupportedLanguage(SpeechRequestInvalid):
+    field = "language"
+
+
+class InvalidSpeechPayload(SpeechRequestInvalid):
+    field = "payload"
+
+
+class SynthesisFailed(MediaError):
+    pass

@@ -1,0 +1,125 @@
+"""A callroom node: the store, the control plane, the media plane, the webhook dispatcher and the API,
+wired together and started and stopped as one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from callroom.api.app import create_app
+from callroom.api.common import hash_key
+from callroom.control.records import Account
+from callroom.control.service import Control
+from callroom.endpoints.virtual import VirtualPhones
+from callroom.store.engine import Store
+from callroom.webhooks.dispatcher import Dispatcher
+from callroom.webhooks.signing import WebhookSigner
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ACCOUNT = "default"
+
+
+@dataclass
+class NodeConfig:
+    database_url: str
+    data_dir: Path
+    node_id: str | None = None
+    webhook_concurrency: int = 64
+
+
+def node_id_for(data_dir: Path) -> str:
+    """A stable id for this node, kept in its data directory."""
+    path = data_dir / "node-id"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    node_id = f"node-{uuid.uuid4().hex[:12]}"
+    path.write_text(node_id + "\n")
+    return node_id
+
+
+def create_api_key(store: Store, account_name: str = DEFAULT_ACCOUNT, label: str | None = None) -> str:
+    """A new API key for ``account_name`` (created if needed). Only its hash is stored."""
+    key = "KEY" + secrets.token_urlsafe(32).replace("-", "A").replace("_", "B")
+    with store.transaction() as tx:
+        account = tx.get_account_by_name(account_name)
+        if account is None:
+            account = Account(id=str(uuid.uuid4()), name=account_name, created_at=time.time())
+            tx.insert_account(account)
+        tx.insert_api_key(str(uuid.uuid4()), account.id, key[:10], hash_key(key), label)
+    return key
+
+
+def ensure_first_key(store: Store) -> str | None:
+    """On a node's first start: create the default account and its first API key (returned once)."""
+    with store.transaction() as tx:
+        if tx.list_accounts():
+            return None
+    return create_api_key(store, DEFAULT_ACCOUNT, "created on first start")
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.store = Store(config.database_url)
+        self.store.migrate()
+        self.node_id = config.node_id or node_id_for(config.data_dir)
+        self.signer = WebhookSigner.load_or_create(self.store)
+        self.virtual_phones = VirtualPhones()
+        self.control = Control(self.store, self.node_id, self.virtual_phones)
+        self.virtual_phones.bind(self.control)
+        self.dispatcher: Dispatcher | None = None
+        self._timer_task: asyncio.Task[None] | None = None
+        self._timer_wake = asyncio.Event()
+        self.app: FastAPI = create_app(
+            self.control, self.virtual_phones, self.signer.public_key_b64, lifespan=self._lifespan
+        )
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        self.dispatcher = Dispatcher(self.store, self.signer, concurrency=self.config.webhook_concurrency)
+        self.control.on_events = self.dispatcher.wake
+        self.control.on_timers = self._timer_wake.set
+        ended = self.control.recover()
+        if ended:
+            log.warning("ended %d call legs left alive by a previous run of %s", ended, self.node_id)
+        self.dispatcher.start()
+        self._timer_task = asyncio.create_task(self._timers(), name="control-timers")
+
+    async def stop(self) -> None:
+        if self._timer_task:
+            self._timer_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._timer_task
+        if self.dispatcher:
+            await self.dispatcher.stop()
+        self.store.dispose()
+
+    async def _timers(self) -> None:
+        while True:
+            self._timer_wake.clear()
+            try:
+                next_due = self.control.run_due_timers()
+            except Exception:
+                log.exception("timer pass failed")
+                next_due = None
+            delay = 1.0 if next_due is None else max(0.0, min(1.0, next_due - time.time()))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wake.wait(), delay)

@@ -1,0 +1,245 @@
+"""The database schema (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Column names follow the record dataclasses in ``callroom.control.records`` one to one, so rows and
+records convert without a hand-written mapping per table. Alembic migrations in ``migrations/`` create
+exactly these tables; ``tests/store/test_migrations.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+ID = String(64)
+URL = String(2048)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, nullable=False, index=True),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(128), nullable=False, unique=True),
+    Column("label", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+applications = Table(
+    "applications",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, nullable=False, index=True),
+    Column("application_name", String(255), nullable=False),
+    Column("webhook_event_url", URL, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("webhook_event_failover_url", URL, nullable=True),
+    Column("webhook_timeout_secs", Integer, nullable=True),
+    Column("webhook_api_version", String(4), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("anchorsite_override", String(64), nullable=False),
+    Column("dtmf_type", String(32), nullable=False),
+    Column("first_command_timeout", Boolean, nullable=False),
+    Column("first_command_timeout_secs", Integer, nullable=False),
+    Column("inbound", JSON, nullable=False),
+    Column("outbound", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("call_cost_in_webhooks", Boolean, nullable=False),
+    Column("redact_dtmf_debug_logging", Boolean, nullable=False),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("call_control_id", ID, primary_key=True),
+    Column("call_leg_id", ID, nullable=False, unique=True),
+    Column("call_session_id", ID, nullable=False, index=True),
+    Column("account_id", ID, nullable=False, index=True),
+    Column("connection_id", ID, nullable=False),
+    Column("direction", String(16), nullable=False),
+    Column("from_", String(512), nullable=False),
+    Column("to", String(512), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("node_id", ID, nullable=False, index=True),
+    Column("endpoint", String(1024), nullable=False),
+    Column("client_state", Text, nullable=True),
+    Column("answered_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("hangup_cause", String(32), nullable=True),
+    Column("hangup_source", String(16), nullable=True),
+    Column("sip_hangup_cause", String(16), nullable=True),
+    Column("bridged_with", ID, nullable=True),
+    Column("conference_id", ID, nullable=True),
+    Column("queue_id", ID, nullable=True),
+    Column("park_after_unbridge", String(16), nullable=True),
+    Column("hold_after_unbridge", Boolean, nullable=False),
+    Column("webhook_url", URL, nullable=True),
+    Column("webhook_url_method", String(8), nullable=False),
+    Column("timeout_secs", Integer, nullable=False),
+    Column("time_limit_secs", Integer, nullable=False),
+    Column("conference_config", JSON, nullable=True),
+    Column("link_to", ID, nullable=True),
+    Column("bridge_on_answer", Boolean, nullable=False),
+)
+
+conferences = Table(
+    "conferences",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("connection_id", ID, nullable=False),
+    Column("creator_call_control_id", ID, nullable=False),
+    Column("creator_call_session_id", ID, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("beep_enabled", String(16), nullable=False),
+    Column("comfort_noise", Boolean, nullable=False),
+    Column("max_participants", Integer, nullable=False),
+    Column("hold_audio_url", URL, nullable=True),
+    Column("hold_media_name", String(255), nullable=True),
+    Column("client_state", Text, nullable=True),
+    Column("end_reason", String(32), nullable=True),
+    Column("ended_by_call_control_id", ID, nullable=True),
+    Column("ended_by_call_session_id", ID, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Index("ix_conferences_account_name_status", "account_id", "name", "status"),
+    Index("ix_conferences_account_expires", "account_id", "expires_at"),
+)
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("conference_id", ID, nullable=False, index=True),
+    Column("account_id", ID, nullable=False),
+    Column("call_control_id", ID, nullable=False, index=True),
+    Column("call_leg_id", ID, nullable=False),
+    Column("call_session_id", ID, nullable=False),
+    Column("connection_id", ID, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("label", String(255), nullable=True),
+    Column("muted", Boolean, nullable=False),
+    Column("on_hold", Boolean, nullable=False),
+    Column("supervisor_role", String(16), nullable=False),
+    Column("whisper_call_control_ids", JSON, nullable=False),
+    Column("end_conference_on_exit", Boolean, nullable=False),
+    Column("soft_end_conference_on_exit", Boolean, nullable=False),
+    Column("start_conference_on_enter", Boolean, nullable=False),
+    Column("beep_enabled", String(16), nullable=True),
+    Column("hold_audio_url", URL, nullable=True),
+    Column("hold_media_name", String(255), nullable=True),
+    Column("left_at", Float, nullable=True),
+)
+
+queues = Table(
+    "queues",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("max_size", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_queues_account_name"),
+)
+
+queue_entries = Table(
+    "queue_entries",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("queue_id", ID, nullable=False, index=True),
+    Column("account_id", ID, nullable=False),
+    Column("call_control_id", ID, nullable=False, unique=True),
+    Column("call_leg_id", ID, nullable=False),
+    Column("call_session_id", ID, nullable=False),
+    Column("connection_id", ID, nullable=False),
+    Column("from_", String(512), nullable=False),
+    Column("to", String(512), nullable=False),
+    Column("enqueued_at", Float, nullable=False),
+    Column("keep_after_hangup", Boolean, nullable=False),
+    Column("max_wait_time_secs", Integer, nullable=True),
+    Column("is_alive", Boolean, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", ID, nullable=False, unique=True),
+    Column("account_id", ID, nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("occurred_at", Float, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("occurred_at_in_payload", Boolean, nullable=False),
+    Column("url", URL, nullable=True),
+    Column("failover_url", URL, nullable=True),
+    Column("method", String(8), nullable=False),
+    Column("timeout_secs", Float, nullable=False),
+    Column("order_key", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    Index("ix_outbox_order_key_status", "order_key", "status"),
+)
+
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("account_id", ID, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("ref", ID, nullable=False),
+    Column("due_at", Float, nullable=False, index=True),
+    Index("ix_timers_kind_ref", "kind", "ref"),
+)
+
+command_ids = Table(
+    "command_ids",
+    metadata,
+    Column("account_id", ID, primary_key=True),
+    Column("scope", ID, primary_key=True),
+    Column("command_id", String(255), primary_key=True),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("result", String(255), nullable=True),  # what the first execution produced (e.g. a call id)
+)

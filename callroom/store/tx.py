@@ -1,0 +1,402 @@
+"""The store's unit of work: typed reads and writes of control-plane records inside one transaction.
+
+Records and rows share field names (see ``schema.py``), so conversion is generic: enums are stored as
+their value, JSON columns hold lists and dicts. Every query that can see tenant data filters on
+``account_id``; nothing here returns another account's rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Select, Table, and_, delete, func, insert, select, update
+
+from callroom.control.records import (
+    Account,
+    Application,
+    Call,
+    Conference,
+    OutboundEvent,
+    Participant,
+    Queue,
+    QueueEntry,
+    Timer,
+)
+from callroom.control.states import CallState, ConferenceStatus, ParticipantStatus
+from callroom.store import schema as t
+
+R = TypeVar("R")
+
+_ENUM_FIELDS: dict[type[Any], dict[str, type[Enum]]] = {
+    Call: {"state": CallState},
+    Conference: {"status": ConferenceStatus},
+    Participant: {"status": ParticipantStatus},
+}
+
+
+def to_row(rec: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for f in dataclasses.fields(rec):
+        value = getattr(rec, f.name)
+        row[f.name] = value.value if isinstance(value, Enum) else value
+    return row
+
+
+def from_row(cls: type[R], row: Any) -> R:
+    mapping = row._mapping
+    enums = _ENUM_FIELDS.get(cls, {})
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in mapping:
+            continue
+        value = mapping[f.name]
+        if f.name in enums and value is not None:
+            value = enums[f.name](value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+class Tx:
+    """Reads and writes within one database transaction."""
+
+    def __init__(self, conn: Connection, *, lock_rows: bool) -> None:
+        self.conn = conn
+        self._lock_rows = lock_rows
+
+    def _locked(self, stmt: Select[Any], lock: bool) -> Select[Any]:
+        return stmt.with_for_update() if lock and self._lock_rows else stmt
+
+    def _one(self, cls: type[R], stmt: Select[Any]) -> R | None:
+        row = self.conn.execute(stmt).first()
+        return None if row is None else from_row(cls, row)
+
+    def _all(self, cls: type[R], stmt: Select[Any]) -> list[R]:
+        return [from_row(cls, row) for row in self.conn.execute(stmt)]
+
+    def _page(
+        self, cls: type[R], table: Table, where: Any, order: Sequence[Any], page: int, size: int
+    ) -> tuple[list[R], int]:
+        total = self.conn.execute(select(func.count()).select_from(table).where(where)).scalar_one()
+        stmt = select(table).where(where).order_by(*order).limit(size).offset((page - 1) * size)
+        return self._all(cls, stmt), int(total)
+
+    # -- settings -----------------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        return self.conn.execute(select(t.settings.c.value).where(t.settings.c.key == key)).scalar()
+
+    def put_setting(self, key: str, value: str) -> None:
+        if self.get_setting(key) is None:
+            self.conn.execute(insert(t.settings).values(key=key, value=value))
+        else:
+            self.conn.execute(update(t.settings).where(t.settings.c.key == key).values(value=value))
+
+    # -- accounts and keys --------------------------------------------------------------------------
+
+    def insert_account(self, account: Account) -> None:
+        self.conn.execute(insert(t.accounts).values(to_row(account)))
+
+    def get_account_by_name(self, name: str) -> Account | None:
+        return self._one(Account, select(t.accounts).where(t.accounts.c.name == name))
+
+    def list_accounts(self) -> list[Account]:
+        return self._all(Account, select(t.accounts).order_by(t.accounts.c.created_at))
+
+    def insert_api_key(self, key_id: str, account_id: str, prefix: str, key_hash: str, label: str | None) -> None:
+        self.conn.execute(
+            insert(t.api_keys).values(
+                id=key_id,
+                account_id=account_id,
+                prefix=prefix,
+                key_hash=key_hash,
+                label=label,
+                created_at=time.time(),
+                revoked_at=None,
+            )
+        )
+
+    def account_for_key_hash(self, key_hash: str) -> str | None:
+        stmt = select(t.api_keys.c.account_id).where(
+            and_(t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None))
+        )
+        return self.conn.execute(stmt).scalar()
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            select(t.api_keys, t.accounts.c.name.label("account_name"))
+            .join(t.accounts, t.accounts.c.id == t.api_keys.c.account_id)
+            .order_by(t.api_keys.c.created_at)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def revoke_api_key(self, key_id_or_prefix: str, now: float) -> int:
+        cond = (t.api_keys.c.id == key_id_or_prefix) | (t.api_keys.c.prefix == key_id_or_prefix)
+        result = self.conn.execute(
+            update(t.api_keys).where(and_(cond, t.api_keys.c.revoked_at.is_(None))).values(revoked_at=now)
+        )
+        return int(result.rowcount)
+
+    # -- applications -------------------------------------------------------------------------------
+
+    def insert_application(self, app: Application) -> None:
+        self.conn.execute(insert(t.applications).values(to_row(app)))
+
+    def update_application(self, app: Application) -> None:
+        self.conn.execute(update(t.applications).where(t.applications.c.id == app.id).values(to_row(app)))
+
+    def delete_application(self, account_id: str, app_id: str) -> None:
+        c = t.applications.c
+        self.conn.execute(delete(t.applications).where(and_(c.id == app_id, c.account_id == account_id)))
+
+    def get_application(self, account_id: str, app_id: str) -> Application | None:
+        c = t.applications.c
+        return self._one(Application, select(t.applications).where(and_(c.id == app_id, c.account_id == account_id)))
+
+    def list_applications(self, account_id: str, page: int, size: int, name_contains: str | None) -> tuple[
+        list[Application], int
+    ]:
+        c = t.applications.c
+        where = c.account_id == account_id
+        if name_contains:
+            where = and_(where, c.application_name.contains(name_contains, autoescape=True))
+        return self._page(Application, t.applications, where, [c.created_at, c.id], page, size)
+
+    # -- calls --------------------------------------------------------------------------------------
+
+    def insert_call(self, call: Call) -> None:
+        self.conn.execute(insert(t.calls).values(to_row(call)))
+
+    def update_call(self, call: Call) -> None:
+        row = to_row(call)
+        self.conn.execute(update(t.calls).where(t.calls.c.call_control_id == call.call_control_id).values(row))
+
+    def get_call(self, account_id: str, call_control_id: str, *, lock: bool = False) -> Call | None:
+        c = t.calls.c
+        stmt = select(t.calls).where(and_(c.call_control_id == call_control_id, c.account_id == account_id))
+        return self._one(Call, self._locked(stmt, lock))
+
+    def get_call_any_account(self, call_control_id: str) -> Call | None:
+        return self._one(Call, select(t.calls).where(t.calls.c.call_control_id == call_control_id))
+
+    def live_calls_of_node(self, node_id: str) -> list[Call]:
+        c = t.calls.c
+        stmt = select(t.calls).where(and_(c.node_id == node_id, c.state != CallState.ENDED.value))
+        return self._all(Call, stmt)
+
+    def live_calls_of_session(self, account_id: str, call_session_id: str) -> list[Call]:
+        c = t.calls.c
+        stmt = select(t.calls).where(
+            and_(c.account_id == account_id, c.call_session_id == call_session_id, c.state != CallState.ENDED.value)
+        )
+        return self._all(Call, stmt)
+
+    # -- conferences --------------------------------------------------------------------------------
+
+    def insert_conference(self, conf: Conference) -> None:
+        self.conn.execute(insert(t.conferences).values(to_row(conf)))
+
+    def update_conference(self, conf: Conference) -> None:
+        self.conn.execute(update(t.conferences).where(t.conferences.c.id == conf.id).values(to_row(conf)))
+
+    def get_conference(self, account_id: str, conference_id: str, *, lock: bool = False) -> Conference | None:
+        c = t.conferences.c
+        stmt = select(t.conferences).where(and_(c.id == conference_id, c.account_id == account_id))
+        return self._one(Conference, self._locked(stmt, lock))
+
+    def active_conference_by_name(self, account_id: str, name: str, *, lock: bool = False) -> Conference | None:
+        c = t.conferences.c
+        stmt = (
+            select(t.conferences)
+            .where(and_(c.account_id == account_id, c.name == name, c.status != ConferenceStatus.COMPLETED.value))
+            .order_by(c.created_at.desc())
+            .limit(1)
+        )
+        return self._one(Conference, self._locked(stmt, lock))
+
+    def list_conferences(
+        self, account_id: str, page: int, size: int, name: str | None, status: str | None
+    ) -> tuple[list[Conference], int]:
+        c = t.conferences.c
+        where = c.account_id == account_id
+        if name is not None:
+            where = and_(where, c.name == name)
+        if status is not None:
+            where = and_(where, c.status == status)
+        return self._page(Conference, t.conferences, where, [c.expires_at.desc(), c.id], page, size)
+
+    # -- participants -------------------------------------------------------------------------------
+
+    def insert_participant(self, p: Participant) -> None:
+        self.conn.execute(insert(t.participants).values(to_row(p)))
+
+    def update_participant(self, p: Participant) -> None:
+        self.conn.execute(update(t.participants).where(t.participants.c.id == p.id).values(to_row(p)))
+
+    def participants_of(self, conference_id: str, *, present_only: bool = True) -> list[Participant]:
+        c = t.participants.c
+        where = c.conference_id == conference_id
+        if present_only:
+            where = and_(where, c.status != ParticipantStatus.LEFT.value)
+        return self._all(Participant, select(t.participants).where(where).order_by(c.created_at, c.id))
+
+    def get_participant(self, conference_id: str, id_or_label: str) -> Participant | None:
+        c = t.participants.c
+        stmt = (
+            select(t.participants)
+            .where(and_(c.conference_id == conference_id, (c.id == id_or_label) | (c.label == id_or_label)))
+            .order_by(c.created_at.desc())
+            .limit(1)
+        )
+        return self._one(Participant, stmt)
+
+    def present_participant_for_call(self, call_control_id: str) -> Participant | None:
+        c = t.participants.c
+        stmt = select(t.participants).where(
+            and_(c.call_control_id == call_control_id, c.status != ParticipantStatus.LEFT.value)
+        )
+        return self._one(Participant, stmt)
+
+    def list_participants(
+        self, conference_id: str, page: int, size: int, filters: dict[str, bool]
+    ) -> tuple[list[Participant], int]:
+        c = t.participants.c
+        where = c.conference_id == conference_id
+        if "muted" in filters:
+            where = and_(where, c.muted == filters["muted"])
+        if "on_hold" in filters:
+            where = and_(where, c.on_hold == filters["on_hold"])
+        if "whispering" in filters:
+            cond = c.supervisor_role == "whisper"
+            where = and_(where, cond if filters["whispering"] else ~cond)
+        return self._page(Participant, t.participants, where, [c.created_at, c.id], page, size)
+
+    # -- queues -------------------------------------------------------------------------------------
+
+    def insert_queue(self, q: Queue) -> None:
+        self.conn.execute(insert(t.queues).values(to_row(q)))
+
+    def update_queue(self, q: Queue) -> None:
+        self.conn.execute(update(t.queues).where(t.queues.c.id == q.id).values(to_row(q)))
+
+    def delete_queue(self, q: Queue) -> None:
+        self.conn.execute(delete(t.queues).where(t.queues.c.id == q.id))
+
+    def get_queue(self, account_id: str, name: str, *, lock: bool = False) -> Queue | None:
+        c = t.queues.c
+        stmt = select(t.queues).where(and_(c.account_id == account_id, c.name == name))
+        return self._one(Queue, self._locked(stmt, lock))
+
+    def get_queue_by_id(self, queue_id: str) -> Queue | None:
+        return self._one(Queue, select(t.queues).where(t.queues.c.id == queue_id))
+
+    def list_queues(self, account_id: str, page: int, size: int) -> tuple[list[Queue], int]:
+        c = t.queues.c
+        return self._page(Queue, t.queues, c.account_id == account_id, [c.created_at, c.id], page, size)
+
+    def insert_queue_entry(self, e: QueueEntry) -> QueueEntry:
+        row = to_row(e)
+        del row["seq"]
+        result = self.conn.execute(insert(t.queue_entries).values(row))
+        pk = result.inserted_primary_key
+        assert pk is not None
+        e.seq = int(pk[0])
+        return e
+
+    def update_queue_entry(self, e: QueueEntry) -> None:
+        self.conn.execute(update(t.queue_entries).where(t.queue_entries.c.seq == e.seq).values(to_row(e)))
+
+    def delete_queue_entry(self, e: QueueEntry) -> None:
+        self.conn.execute(delete(t.queue_entries).where(t.queue_entries.c.seq == e.seq))
+
+    def queue_entries(self, queue_id: str) -> list[QueueEntry]:
+        c = t.queue_entries.c
+        return self._all(QueueEntry, select(t.queue_entries).where(c.queue_id == queue_id).order_by(c.seq))
+
+    def queue_entry_for_call(self, call_control_id: str) -> QueueEntry | None:
+        stmt = select(t.queue_entries).where(t.queue_entries.c.call_control_id == call_control_id)
+        return self._one(QueueEntry, stmt)
+
+    def queue_sizes(self, queue_ids: Sequence[str]) -> dict[str, tuple[int, float]]:
+        """For each queue: (number of listed calls, sum of their enqueue times)."""
+        if not queue_ids:
+            return {}
+        c = t.queue_entries.c
+        rows = self.conn.execute(
+            select(c.queue_id, func.count(), func.sum(c.enqueued_at)).where(c.queue_id.in_(queue_ids)).group_by(
+                c.queue_id
+            )
+        )
+        return {r[0]: (int(r[1]), float(r[2] or 0.0)) for r in rows}
+
+    # -- outbox, timers, command ids ----------------------------------------------------------------
+
+    def add_event(self, ev: OutboundEvent, now: float) -> None:
+        self.conn.execute(
+            insert(t.outbox).values(
+                event_id=ev.id,
+                account_id=ev.account_id,
+                event_type=ev.event_type,
+                occurred_at=ev.occurred_at,
+                payload=ev.payload,
+                occurred_at_in_payload=ev.occurred_at_in_payload,
+                url=ev.url,
+                failover_url=ev.failover_url,
+                method=ev.method,
+                timeout_secs=ev.timeout_secs,
+                order_key=ev.order_key,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+
+    def add_timer(self, timer: Timer) -> None:
+        row = to_row(timer)
+        del row["id"]
+        self.conn.execute(insert(t.timers).values(row))
+
+    def cancel_timers(self, kind: str, ref: str) -> None:
+        self.conn.execute(delete(t.timers).where(and_(t.timers.c.kind == kind, t.timers.c.ref == ref)))
+
+    def take_timer(self, timer_id: int) -> bool:
+        """Delete a due timer; False if another worker already took it."""
+        return int(self.conn.execute(delete(t.timers).where(t.timers.c.id == timer_id)).rowcount) == 1
+
+    def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
+        c = t.timers.c
+        return self._all(Timer, select(t.timers).where(c.due_at <= now).order_by(c.due_at, c.id).limit(limit))
+
+    def next_timer_due(self) -> float | None:
+        value = self.conn.execute(select(func.min(t.timers.c.due_at))).scalar()
+        return None if value is None else float(value)
+
+    def remember_command(
+        self, account_id: str, scope: str, command_id: str, now: float, window: float
+    ) -> tuple[bool, str | None]:
+        """Record ``command_id`` for ``scope``: (True, None) if new, (False, earlier result) if it was
+        already executed within ``window`` seconds."""
+        c = t.command_ids.c
+        key = and_(c.account_id == account_id, c.scope == scope, c.command_id == command_id)
+        seen = self.conn.execute(select(c.created_at, c.result).where(key)).first()
+        if seen is not None and now - float(seen[0]) < window:
+            return False, seen[1]
+        if seen is not None:
+            self.conn.execute(update(t.command_ids).where(key).values(created_at=now, result=None))
+        else:
+            self.conn.execute(
+                insert(t.command_ids).values(account_id=account_id, scope=scope, command_id=command_id, created_at=now)
+            )
+        return True, None
+
+    def set_command_result(self, account_id: str, scope: str, command_id: str, result: str) -> None:
+        c = t.command_ids.c
+        key = and_(c.account_id == account_id, c.scope == scope, c.command_id == command_id)
+        self.conn.execute(update(t.command_ids).where(key).values(result=result))
+
+    def forget_commands_before(self, cutoff: float) -> None:
+        self.conn.execute(delete(t.command_ids).where(t.command_ids.c.created_at < cutoff))

@@ -1,0 +1,42 @@
+"""Shared fixtures: one real node (SQLite) and one webhook receiver per test session, and a fresh
+account with its own API key, SDK client and application for every test (so tests cannot see each
+other's calls, conferences or queues)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import telnyx
+
+from tests.support.node import NodeThread
+from tests.support.receiver import WebhookReceiver
+from tests.support.tenant import Tenant
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
+    data_dir: Path = tmp_path_factory.mktemp("node")
+    n = NodeThread(f"sqlite:///{data_dir / 'callroom.db'}", data_dir)
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def tenant(node: NodeThread, receiver: WebhookReceiver) -> Tenant:
+    name = f"acct-{uuid.uuid4().hex[:10]}"
+    key = node.new_key(name)
+    client = telnyx.Telnyx(api_key=key, base_url=node.base_url, public_key=node.public_key, max_retries=0)
+    path = f"/hooks/{name}"
+    app = client.call_control_applications.create(application_name=name, webhook_event_url=receiver.url(path))
+    assert app.data is not None and app.data.id
+    return Tenant(client=client, node=node, receiver=receiver, api_key=key, path=path, connection_id=app.data.id)

@@ -1,0 +1,61 @@
+"""A real callroom node for tests: the full server (uvicorn, HTTP on loopback) in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from callroom.node import Node, NodeConfig, create_api_key
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class NodeThread:
+    def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None) -> None:
+        self.node = Node(NodeConfig(database_url=database_url, data_dir=data_dir, node_id=node_id))
+        self.port = free_port()
+        config = uvicorn.Config(self.node.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                loop="asyncio", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test node did not start")
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve())
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v2"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def public_key(self) -> str:
+        return self.node.signer.public_key_b64
+
+    def new_key(self, account: str) -> str:
+        return create_api_key(self.node.store, account)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
