@@ -1,0 +1,501 @@
+"""A sans-I/O SIP user agent core for a B2BUA-style server: calls in and out over UDP.
+
+Surface, as aioquic's ``QuicConnection``: ``receive_datagram(data, addr, now)``, ``datagrams_to_send(now)``,
+``get_timer()``, ``handle_timer(now)``, ``next_event()``; plus the call commands ``invite``, ``ring``,
+``answer``, ``reject``, ``cancel``, ``reinvite``, ``hangup``. Commands take ``now`` too, because they may
+start timers. Calls are named by their Call-ID.
+
+Policy: OPTIONS gets 200 automatically; a request that does not parse gets 400 when its Via, From, To,
+Call-ID and CSeq can still be read (otherwise it is dropped); methods we know but do not serve get 405
+with Allow, others 501; ``receive_datagram`` never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+
+from callroom.errors import CallroomError, IllegalTransition, ProtocolError, SdpParseError, SipParseError
+from callroom.sip.call import (
+    Call,
+    CallAnswered,
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    CallEvent,
+    CallFailed,
+    CallInput,
+    CallRinging,
+    CallState,
+    IncomingCall,
+    OptionsPing,
+    ReInviteAnswered,
+    ReInviteFailed,
+    ReInviteReceived,
+)  # fmt: skip
+from callroom.sip.dialog import Dialog, DialogInput, DialogState, Retransmit2xx, make_cancel, uri_addr
+from callroom.sip.message import (
+    Headers,
+    NameAddr,
+    SipRequest,
+    SipResponse,
+    SipUri,
+    Via,
+    parse_message,
+    reason_phrase,
+    response_to,
+    salvage_request,
+)  # fmt: skip
+from callroom.sip.sdp import SessionDescription
+from callroom.sip.transaction import (
+    Addr,
+    RequestReceived,
+    ResponseReceived,
+    ServerInviteState,
+    TransactionLayer,
+    TransactionTimeout,
+)  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+KNOWN_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "INFO", "UPDATE", "PRACK", "PUBLISH"})
+
+
+class SipEndpoint:
+    """One UDP SIP endpoint (``local_addr``) with any number of calls."""
+
+    def __init__(self, local_addr: Addr, *, user: str = "callroom", user_agent: str = "callroom",
+                 rng: random.Random | None = None) -> None:  # fmt: skip
+        self.local_addr = local_addr
+        self.user_agent = user_agent
+        self.contact = SipUri(host=local_addr[0], user=user, port=local_addr[1])
+        self.transactions = TransactionLayer()
+        self.calls: dict[str, Call] = {}
+        self._rng = rng or random.SystemRandom()
+        self._events: deque[CallEvent] = deque()
+
+    # ---- sans-I/O surface ----------------------------------------------------------------------
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        try:
+            message = parse_message(data)
+        except SipParseError as exc:
+            self._bad_request(data, addr, str(exc))
+            return
+        try:
+            self.transactions.receive(message, addr, now)
+        except CallroomError as exc:
+            log.info("dropped a message from %s: %s", addr, exc)
+        self._pump(now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        return self.transactions.datagrams_to_send()
+
+    def get_timer(self) -> float | None:
+        deadlines = [t for t in [self.transactions.get_timer()] if t is not None]
+        for call in self.calls.values():
+            if call.retransmit is not None:
+                deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        self.transactions.handle_timer(now)
+        for call in list(self.calls.values()):
+            rt = call.retransmit
+            if rt is None or now < min(rt.next_at, rt.give_up_at):
+                continue
+            if rt.advance(now):
+                self.transactions.send_stateless(rt.response, rt.addr)
+            else:
+                call.retransmit = None
+                if rt.response.cseq.method == "INVITE" and call.state is CallState.ESTABLISHED:
+                    self._send_bye(call, now)
+                    self._events.append(CallEnded(call.call_id, "timeout", "no ACK for our 2xx"))
+        self._pump(now)
+
+    def next_event(self) -> CallEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # ---- commands ------------------------------------------------------------------------------
+    def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, now: float,
+               *, addr: Addr | None = None, display_name: str | None = None) -> str:  # fmt: skip
+        """Place a call; returns its Call-ID. ``addr`` overrides where the INVITE goes (else the URI host)."""
+        to = SipUri.parse(to_uri) if isinstance(to_uri, str) else to_uri
+        frm = SipUri.parse(from_uri) if isinstance(from_uri, str) else from_uri
+        call_id = f"{self._token()}@{self.local_addr[0]}"
+        tag = self._token()
+        headers = Headers()
+        headers.add("Via", str(self._via()))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", str(NameAddr(frm, display_name, {"tag": tag})))
+        headers.add("To", str(NameAddr(to)))
+        headers.add("Call-ID", call_id)
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", f"<{self.contact}>")
+        headers.add("Allow", ALLOW)
+        headers.add("User-Agent", self.user_agent)
+        body = b""
+        if sdp is not None:
+            headers.add("Content-Type", "application/sdp")
+            body = bytes(sdp)
+        req = SipRequest("INVITE", to, headers, body)
+        peer = addr or uri_addr(to)
+        tx = self.transactions.send_request(req, peer, now)
+        self.calls[call_id] = Call(call_id, False, req, tx, peer, tag, CallState.CALLING, local_sdp=sdp)
+        return call_id
+
+    def ring(self, call_id: str, now: float, sdp: SessionDescription | None = None) -> None:
+        call = self._call(call_id)
+        call.fire(CallInput.RING)
+        self._respond_invite(call, 180, now, sdp)
+
+    def answer(self, call_id: str, sdp: SessionDescription | None, now: float) -> None:
+        """Answer an incoming call, or the peer's pending re-INVITE, with 200 and ``sdp``."""
+        call = self._call(call_id)
+        if call.reinvite_tx is not None and call.reinvite_request is not None:
+            resp = self._response(call.reinvite_request, 200, call, sdp)
+            self.transactions.send_response(call.reinvite_tx, resp, now)
+            call.retransmit = Retransmit2xx.start(resp, self._peer_of(call.reinvite_request), now)
+            call.reinvite_tx = call.reinvite_request = None
+            call.local_sdp = sdp or call.local_sdp
+            return
+        if not call.incoming:
+            raise IllegalTransition("call", call.state, "answer")
+        call.fire(CallInput.ANSWER)
+        call.local_sdp = sdp
+        resp = self._respond_invite(call, 200, now, sdp)
+        assert call.dialog is not None
+        call.dialog.fire(DialogInput.CONFIRM)
+        call.retransmit = Retransmit2xx.start(resp, self._peer_of(call.invite), now)
+
+    def reject(self, call_id: str, status: int, now: float, reason: str | None = None) -> None:
+        """Refuse an incoming call (or the peer's pending re-INVITE) with ``status`` (300-699)."""
+        if not 300 <= status <= 699:
+            raise ValueError("reject needs a 3xx-6xx status")
+        call = self._call(call_id)
+        if call.reinvite_tx is not None and call.reinvite_request is not None:
+            resp = self._response(call.reinvite_request, status, call, None, reason)
+            self.transactions.send_response(call.reinvite_tx, resp, now)
+            call.reinvite_tx = call.reinvite_request = None
+            return
+        if not call.incoming:
+            raise IllegalTransition("call", call.state, "reject")
+        call.fire(CallInput.FAIL)
+        self._respond_invite(call, status, now, None, reason)
+        self._forget(call)
+
+    def cancel(self, call_id: str, now: float) -> None:
+        """Cancel our unanswered INVITE; sent once a provisional response has arrived (§9.1)."""
+        call = self._call(call_id)
+        if call.incoming:
+            raise IllegalTransition("call", call.state, "cancel")
+        provisional = call.state is CallState.RINGING or call.notes.get("provisional") == "yes"
+        call.fire(CallInput.CANCEL_SENT)
+        if provisional:
+            self.transactions.send_request(make_cancel(call.invite), call.peer, now)
+        else:
+            call.cancel_pending = True
+
+    def reinvite(self, call_id: str, sdp: SessionDescription, now: float) -> None:
+        """Send a re-INVITE with a new offer (hold: ``a=sendonly``; unhold: ``a=sendrecv``)."""
+        call = self._call(call_id)
+        if call.state is not CallState.ESTABLISHED or call.dialog is None or call.reinvite_tx is not None:
+            raise IllegalTransition("call", call.state, "reinvite")
+        call.fire(CallInput.REINVITE)
+        req = call.dialog.create_request("INVITE", self._via(), bytes(sdp), "application/sdp")
+        call.reinvite_tx = self.transactions.send_request(req, call.dialog.next_hop(), now)
+        call.reinvite_request = req
+        call.local_sdp = sdp
+
+    def hangup(self, call_id: str, now: float) -> None:
+        """End a call whatever its state: BYE, CANCEL, or 603 Decline for an unanswered incoming call."""
+        call = self._call(call_id)
+        if call.state is CallState.ESTABLISHED:
+            call.fire(CallInput.BYE)
+            self._send_bye(call, now)
+            self._events.append(CallEnded(call_id, "local", "hangup"))
+        elif call.state in (CallState.OFFERED, CallState.RINGING) and call.incoming:
+            self.reject(call_id, 603, now)
+        elif call.state in (CallState.CALLING, CallState.RINGING):
+            self.cancel(call_id, now)
+        else:
+            raise IllegalTransition("call", call.state, "hangup")
+
+    # ---- internals: incoming requests ----------------------------------------------------------
+    def _pump(self, now: float) -> None:
+        while (ev := self.transactions.next_event()) is not None:
+            try:
+                if isinstance(ev, RequestReceived):
+                    self._on_request(ev, now)
+                elif isinstance(ev, ResponseReceived):
+                    self._on_response(ev, now)
+                else:
+                    self._on_timeout(ev, now)
+            except CallroomError as exc:
+                log.info("ignored %r: %s", ev, exc)
+
+    def _on_request(self, ev: RequestReceived, now: float) -> None:
+        req, tx = ev.request, ev.transaction_id
+        if req.method == "ACK":
+            self._on_ack(req)
+            return
+        assert tx is not None
+        call = self.calls.get(req.call_id)
+        if req.method == "INVITE" and req.to.tag is None:
+            self._on_invite(req, tx, ev.source, now)
+        elif req.method == "CANCEL":
+            self._send(tx, response_to(req, 200, "OK"), now)
+            self._on_cancel(ev.cancels, now)
+        elif req.method == "OPTIONS":
+            extra = (("Allow", ALLOW), ("Accept", "application/sdp"))
+            self._send(tx, response_to(req, 200, "OK", self._token(), extra=extra), now)
+            self._events.append(OptionsPing(ev.source, req.uri))
+        elif req.method in ("INVITE", "BYE"):
+            if call is None or call.dialog is None or not self._in_dialog(call, req):
+                self._send(tx, response_to(req, 481, reason_phrase(481)), now)
+            elif not call.dialog.receive_request(req):
+                self._send(tx, response_to(req, 500, "CSeq out of order"), now)
+            elif req.method == "BYE":
+                self._send(tx, response_to(req, 200, "OK"), now)
+                self._end_by_bye(call, now)
+            else:
+                self._on_reinvite(call, req, tx, now)
+        else:
+            status = 405 if req.method in KNOWN_METHODS else 501
+            allow = [("Allow", ALLOW)]
+            self._send(tx, response_to(req, status, reason_phrase(status), self._token(), extra=allow), now)
+
+    def _on_invite(self, req: SipRequest, tx: str, source: Addr, now: float) -> None:
+        if req.call_id in self.calls:
+            self._send(tx, response_to(req, 482, "Loop Detected", self._token()), now)
+            return
+        try:
+            sdp = _sdp_of(req)
+            if not req.contacts:
+                raise SipParseError("INVITE without Contact")
+        except ProtocolError as exc:
+            log.info("400 to INVITE %s: %s", req.call_id, exc)
+            self._send(tx, response_to(req, 400, "Bad Request", self._token()), now)
+            return
+        call = Call(req.call_id, True, req, tx, source, self._token(), CallState.OFFERED)
+        call.dialog = Dialog.from_uas(req, call.local_tag, self.contact)
+        self.calls[req.call_id] = call
+        self._events.append(IncomingCall(req.call_id, req.from_, req.to, req.uri, sdp, source))
+
+    def _on_reinvite(self, call: Call, req: SipRequest, tx: str, now: float) -> None:
+        if call.reinvite_tx is not None or call.state is not CallState.ESTABLISHED:
+            self._send(tx, response_to(req, 491, "Request Pending"), now)
+            return
+        try:
+            sdp = _sdp_of(req)
+        except SdpParseError as exc:
+            log.info("400 to re-INVITE %s: %s", req.call_id, exc)
+            self._send(tx, response_to(req, 400, "Bad Request"), now)
+            return
+        call.fire(CallInput.REINVITE)
+        call.reinvite_tx, call.reinvite_request = tx, req
+        self._events.append(ReInviteReceived(call.call_id, sdp))
+
+    def _on_ack(self, req: SipRequest) -> None:
+        call = self.calls.get(req.call_id)
+        if call is None or call.dialog is None or not self._in_dialog(call, req):
+            return
+        rt = call.retransmit
+        if rt is not None and rt.response.cseq.seq == req.cseq.seq:
+            call.retransmit = None
+        if call.incoming and not call.confirmed and call.state is CallState.ESTABLISHED:
+            call.confirmed = True
+            try:
+                sdp = _sdp_of(req)
+            except SdpParseError:
+                sdp = None
+            self._events.append(CallConfirmed(call.call_id, sdp))
+
+    def _on_cancel(self, invite_tx: str | None, now: float) -> None:
+        call = next((c for c in self.calls.values() if c.incoming and c.invite_tx == invite_tx), None)
+        if call is None or self.transactions.state_of(call.invite_tx) is not ServerInviteState.PROCEEDING:
+            return
+        call.fire(CallInput.CANCEL_RECEIVED)
+        self._respond_invite(call, 487, now)
+        self._forget(call)
+        self._events.append(CallCancelled(call.call_id))
+
+    def _end_by_bye(self, call: Call, now: float) -> None:
+        if call.state in (CallState.ESTABLISHED, CallState.ENDED):
+            call.fire(CallInput.BYE)
+        else:  # BYE on an early dialog (§15): answer the INVITE with 487 first
+            if call.incoming and self.transactions.state_of(call.invite_tx) is ServerInviteState.PROCEEDING:
+                self._respond_invite(call, 487, now)
+            call.fire(CallInput.FAIL)
+        self._forget(call)
+        self._events.append(CallEnded(call.call_id, "remote", "BYE"))
+
+    # ---- internals: responses and timeouts -----------------------------------------------------
+    def _on_response(self, ev: ResponseReceived, now: float) -> None:
+        resp = ev.response
+        call = self.calls.get(resp.call_id)
+        if call is None:
+            return
+        if ev.transaction_id is None:  # a retransmitted 2xx: the ACK got lost
+            if call.last_ack is not None and call.dialog is not None:
+                self.transactions.send_stateless(call.last_ack, call.dialog.next_hop())
+            return
+        if ev.transaction_id == call.invite_tx:
+            self._on_invite_response(call, resp, now)
+        elif ev.transaction_id == call.reinvite_tx:
+            self._on_reinvite_response(call, resp, now)
+
+    def _on_invite_response(self, call: Call, resp: SipResponse, now: float) -> None:
+        status = resp.status
+        if status < 200:
+            call.notes["provisional"] = "yes"
+            if call.cancel_pending:
+                call.cancel_pending = False
+                self.transactions.send_request(make_cancel(call.invite), call.peer, now)
+            if status > 100 and call.state is not CallState.CANCELLING:
+                call.fire(CallInput.RING)
+                self._events.append(CallRinging(call.call_id, status, _sdp_or_none(resp)))
+            return
+        if status >= 300:
+            cancelled = call.state is CallState.CANCELLING
+            call.fire(CallInput.FAIL)
+            self._forget(call)
+            if cancelled and status == 487:
+                self._events.append(CallCancelled(call.call_id))
+            else:
+                self._events.append(CallFailed(call.call_id, status, resp.reason))
+            return
+        if call.dialog is not None and call.dialog.state is DialogState.CONFIRMED:
+            if call.last_ack is not None:  # 2xx retransmission within the transaction (ACCEPTED)
+                self.transactions.send_stateless(call.last_ack, call.dialog.next_hop())
+            return
+        call.dialog = Dialog.from_uac(call.invite, resp)
+        call.last_ack = call.dialog.create_ack(self._via())
+        self.transactions.send_stateless(call.last_ack, call.dialog.next_hop())
+        was_cancelling = call.state is CallState.CANCELLING
+        call.fire(CallInput.ANSWER)
+        if was_cancelling:  # the 200 won the race with our CANCEL: end the call we did not want
+            call.fire(CallInput.BYE)
+            self._send_bye(call, now)
+            self._events.append(CallCancelled(call.call_id))
+            return
+        self._events.append(CallAnswered(call.call_id, _sdp_or_none(resp)))
+
+    def _on_reinvite_response(self, call: Call, resp: SipResponse, now: float) -> None:
+        if resp.status < 200 or call.dialog is None:
+            return
+        call.reinvite_tx = call.reinvite_request = None
+        if resp.status < 300:
+            call.dialog.receive_response(resp)
+            call.last_ack = call.dialog.create_ack(self._via())
+            self.transactions.send_stateless(call.last_ack, call.dialog.next_hop())
+            self._events.append(ReInviteAnswered(call.call_id, _sdp_or_none(resp)))
+        elif resp.status in (408, 481):
+            self._drop_dialog(call, now, f"re-INVITE got {resp.status}")
+        else:
+            self._events.append(ReInviteFailed(call.call_id, resp.status, resp.reason))
+
+    def _on_timeout(self, ev: TransactionTimeout, now: float) -> None:
+        call = self.calls.get(ev.request.call_id)
+        if call is None:
+            return
+        if ev.transaction_id == call.invite_tx and not call.incoming:
+            call.fire(CallInput.FAIL)
+            self._forget(call)
+            self._events.append(CallFailed(call.call_id, 408, "Request Timeout"))
+        elif ev.transaction_id == call.reinvite_tx:
+            call.reinvite_tx = call.reinvite_request = None
+            self._drop_dialog(call, now, "re-INVITE timed out")
+
+    def _drop_dialog(self, call: Call, now: float, reason: str) -> None:
+        self._events.append(ReInviteFailed(call.call_id, 408, reason))
+        if call.state is CallState.ESTABLISHED:
+            call.fire(CallInput.BYE)
+            self._send_bye(call, now)
+            self._events.append(CallEnded(call.call_id, "timeout", reason))
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _call(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise KeyError(f"no call {call_id!r}")
+        return call
+
+    def _forget(self, call: Call) -> None:
+        if call.dialog is not None and call.dialog.state is not DialogState.TERMINATED:
+            confirmed = call.dialog.state is DialogState.CONFIRMED
+            call.dialog.fire(DialogInput.BYE if confirmed else DialogInput.FAIL)
+        call.retransmit = None
+        self.calls.pop(call.call_id, None)
+
+    def _send_bye(self, call: Call, now: float) -> None:
+        assert call.dialog is not None
+        bye = call.dialog.create_request("BYE", self._via(), extra=(("User-Agent", self.user_agent),))
+        self.transactions.send_request(bye, call.dialog.next_hop(), now)
+        self._forget(call)
+
+    def _in_dialog(self, call: Call, req: SipRequest) -> bool:
+        assert call.dialog is not None
+        return req.to.tag == call.dialog.local_tag and req.from_.tag == call.dialog.remote_tag
+
+    def _respond_invite(self, call: Call, status: int, now: float, sdp: SessionDescription | None = None,
+                        reason: str | None = None) -> SipResponse:  # fmt: skip
+        resp = self._response(call.invite, status, call, sdp, reason)
+        self.transactions.send_response(call.invite_tx, resp, now)
+        return resp
+
+    def _response(self, req: SipRequest, status: int, call: Call, sdp: SessionDescription | None,
+                  reason: str | None = None) -> SipResponse:  # fmt: skip
+        extra: list[tuple[str, str]] = []
+        if status < 300:
+            extra += [("Contact", f"<{self.contact}>"), ("Allow", ALLOW)]
+            extra += [("Record-Route", str(r)) for r in req.record_route]
+        if sdp is not None:
+            extra.append(("Content-Type", "application/sdp"))
+        extra.append(("Server", self.user_agent))
+        body = bytes(sdp) if sdp is not None else b""
+        return response_to(req, status, reason or reason_phrase(status), call.local_tag, body, extra)
+
+    def _send(self, tx: str, resp: SipResponse, now: float) -> None:
+        self.transactions.send_response(tx, resp, now)
+
+    def _peer_of(self, req: SipRequest) -> Addr:
+        return req.top_via.response_addr()
+
+    def _via(self) -> Via:
+        params: dict[str, str | None] = {"branch": "z9hG4bK" + self._token(), "rport": None}
+        return Via(self.local_addr[0], self.local_addr[1], "UDP", params)
+
+    def _token(self) -> str:
+        return f"{self._rng.getrandbits(64):016x}"
+
+    def _bad_request(self, data: bytes, addr: Addr, why: str) -> None:
+        req = salvage_request(data)
+        if req is None or req.method == "ACK":
+            log.debug("dropped an unparseable datagram from %s: %s", addr, why)
+            return
+        via = req.top_via
+        via.params["received"] = addr[0]
+        if "rport" in via.params:
+            via.params["rport"] = str(addr[1])
+        resp = response_to(req, 400, "Bad Request")
+        resp.headers.set("Via", str(via))
+        for extra_via in req.headers.get_all("Via")[1:]:
+            resp.headers.add("Via", extra_via)
+        self.transactions.send_stateless(resp, via.response_addr())
+
+
+def _sdp_of(msg: SipRequest | SipResponse) -> SessionDescription | None:
+    if not msg.body:
+        return None
+    if msg.content_type not in (None, "application/sdp"):
+        raise SdpParseError(f"unsupported body type {msg.content_type}")
+    return SessionDescription.parse(msg.body)
+
+
+def _sdp_or_none(msg: SipRequest | SipResponse) -> SessionDescription | None:
+    try:
+        return _sdp_of(msg)
+    except SdpParseError:
+        return None
