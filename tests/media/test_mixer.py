@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from callroom.media.mixer import FloorChange, Mixer, TalkerDetector, frame_dbov
+from callroom.media.tones import HoldMusic, ToneGenerator
+from tests.media.audio import tone_level
+
+# Each speaker plays its own tone; what a port hears is read back per frequency.
+FREQS = {"A": 500.0, "B": 900.0, "C": 1300.0, "D": 1700.0, "M": 2100.0, "W": 2500.0}
+AMP = 4000.0
+HEARD = 0.5 * AMP  # a tone at >= half its level counts as heard
+NOT_HEARD = 0.02 * AMP  # and below 2% as absent
+
+
+def run(mixer: Mixer[str], speakers: str, ticks: int = 5, extra: dict[str, ToneGenerator | HoldMusic]
+        | None = None) -> dict[str, NDArray[np.int16]]:
+    """Tick ``ticks`` times with every speaker in ``speakers`` playing its tone; return the last 4
+    frames each port heard, concatenated."""
+    gens: dict[str, ToneGenerator | HoldMusic] = {p: ToneGenerator([FREQS[p]], AMP) for p in speakers}
+    gens.update(extra or {})
+    heard: dict[str, list[NDArray[np.int16]]] = {}
+    for _ in range(ticks):
+        out = mixer.tick({p: g.next_frame() for p, g in gens.items()})
+        for p, frame in out.items():
+            heard.setdefault(p, []).append(frame)
+    return {p: np.concatenate(frames[-4:]) for p, frames in heard.items()}
+
+
+def hears(heard: dict[str, NDArray[np.int16]], listener: str) -> set[str]:
+    """Which tones ``listener`` hears; fails if any tone sits between the two thresholds."""
+    if listener not in heard:
+        return set()
+    out = set()
+    for name, f in FREQS.items():
+        level = tone_level(heard[listener], f)
+        assert level >= HEARD or level <= NOT_HEARD, (listener, name, level)
+        if level >= HEARD:
+            out.add(name)
+    return out
+
+
+def conference(ports: str, extra: str = "") -> Mixer[str]:
+    m: Mixer[str] = Mixer(capacity=4)  # small capacity: also exercises growing the matrices
+    for p in ports + extra:
+        m.add_port(p)
+    m.connect_all(ports)
+    return m
+
+
+def test_everyone_hears_everyone_but_themselves() -> None:
+    m = conference("ABC")
+    heard = run(m, "ABC")
+    assert hears(heard, "A") == {"B", "C"}
+    assert hears(heard, "B") == {"A", "C"}
+    assert hears(heard, "C") == {"A", "B"}
+
+
+def test_changes_are_queued_until_the_next_tick() -> None:
+    m = conference("AB")
+    assert m.pending == 4 and m.ports == []
+    run(m, "AB", ticks=1)
+    assert m.pending == 0 and m.sources("A") == {"B": 1.0}
+    m.disconnect("B", "A")
+    assert m.sources("A") == {"B": 1.0}  # not applied yet
+    heard = run(m, "AB", ticks=1)
+    assert "A" not in heard and hears(heard, "B") == {"A"}
+
+
+def test_monitor_hears_all_heard_by_none() -> None:
+    m = conference("ABC", extra="M")
+    for p in "ABC":
+        m.connect(p, "M")
+    heard = run(m, "ABCM")
+    assert hears(heard, "M") == {"A", "B", "C"}
+    for p in "ABC":
+        assert "M" not in hears(heard, p)
+        assert hears(heard, p) == set("ABC") - {p}
+
+
+def test_whisper_heard_only_by_targets() -> None:
+    m = conference("ABCD", extra="W")
+    for p in "ABCD":
+        m.connect(p, "W")  # the coach hears the whole call
+    m.connect("W", "A")  # and whispers to A only
+    heard = run(m, "ABCDW")
+    assert hears(heard, "A") == {"B", "C", "D", "W"}
+    for p in "BCD":
+        assert hears(heard, p) == set("ABCD") - {p}
+    assert hears(heard, "W") == set("ABCD")
+
+
+def test_mute_is_rx_disabled_and_deaf_is_tx_disabled() -> None:
+    m = conference("ABC")
+    m.set_rx("A", False)
+    m.set_tx("B", False)
+    heard = run(m, "ABC")
+    assert hears(heard, "A") == {"B", "C"}  # a muted port still hears
+    assert "B" not in heard  # a deaf port gets nothing
+    assert hears(heard, "C") == {"B"}  # nobody hears A
+    assert m.level_dbov("A") == -127.0 and m.level_dbov("B") > -30
+    m.set_rx("A", True)
+    assert "A" in hears(run(m, "ABC"), "C")
+
+
+def test_hold_hears_only_music_and_is_heard_by_none() -> None:
+    m = conference("ABC", extra="H")  # H: the hold-music port
+    for p in "BC":
+        m.disconnect("A", p)
+        m.disconnect(p, "A")
+    m.connect("H", "A")
+    heard = run(m, "ABC", extra={"H": HoldMusic()})
+    assert hears(heard, "B") == {"C"} and hears(heard, "C") == {"B"}
+    assert hears(heard, "A") == set()  # none of the speakers' tones ...
+    assert float(np.abs(heard["A"]).max()) > 500  # ... but the music is there
+    assert "H" not in heard  # the music source hears nothing
+
+
+def test_gain_per_edge_and_set_gain() -> None:
+    m = conference("ABC")
+    m.set_gain("B", "A", 0.25)
+    heard = run(m, "ABC")
+    assert tone_level(heard["A"], FREQS["B"]) == pytest.approx(AMP * 0.25, rel=0.02)
+    assert tone_level(heard["A"], FREQS["C"]) == pytest.approx(AMP, rel=0.02)
+    assert tone_level(heard["C"], FREQS["B"]) == pytest.approx(AMP, rel=0.02)
+    m.set_gain("A", "A", 2.0)  # no such edge: ignored
+    run(m, "ABC", ticks=1)
+    assert "A" not in m.sources("A")
+
+
+def test_remove_and_readd_port() -> None:
+    m = conference("ABC")
+    run(m, "ABC", ticks=1)
+    m.remove_port("C")
+    with pytest.raises(KeyError):
+        m.connect("C", "A")
+    m.add_port("C")  # same id again, fresh and unconnected
+    heard = run(m, "ABC")
+    assert hears(heard, "A") == {"B"} and "C" not in heard
+    with pytest.raises(ValueError):
+        m.add_port("A")
+
+
+def test_sparse_chain_and_loopback() -> None:
+    m: Mixer[str] = Mixer()
+    for p in "ABCD":
+        m.add_port(p)
+    m.connect("A", "B")
+    m.connect("B", "C")
+    m.connect("C", "D")
+    m.connect("D", "D", 0.5)  # echo test: hears itself
+    heard = run(m, "ABCD")
+    assert hears(heard, "B") == {"A"} and hears(heard, "C") == {"B"}
+    assert tone_level(heard["D"], FREQS["D"]) == pytest.approx(AMP * 0.5, rel=0.02)
+    assert "A" not in heard
+
+
+def test_many_conferences_match_a_naive_mix() -> None:
+    rng = np.random.default_rng(5)
+    m: Mixer[int] = Mixer()
+    n = 40
+    for p in range(n):
+        m.add_port(p)
+    for start in range(0, 30, 5):
+        m.connect_all(range(start, start + 5))
+    m.connect(0, 35, 0.7)  # one-way listen across conferences
+    m.connect(36, 37, 1.5)
+    m.set_rx(3, False)
+    frames = {p: rng.integers(-3000, 3000, 160).astype(np.int16) for p in range(n)}
+    out = m.tick(frames)
+    expected: dict[int, NDArray[np.float64]] = {}
+    for dst in range(n):
+        src = m.sources(dst)
+        if src:
+            expected[dst] = sum((frames[s].astype(np.float64) * g * (s != 3) for s, g in src.items()),
+                                np.zeros(160))
+    assert set(out) == set(expected)
+    for p, e in expected.items():
+        assert np.max(np.abs(out[p] - np.clip(np.rint(e), -32768, 32767))) <= 1, p
+
+
+def test_saturation_and_adaptive_gain() -> None:
+    loud = {p: np.full(160, 20000, dtype=np.int16) for p in "ABC"}
+    m = conference("ABC")
+    assert int(m.tick(loud)["A"].max()) == 32767  # 40000 saturates
+    agc = conference("ABC")
+    agc.adaptive_gain = True
+    out = agc.tick(loud)["A"]
+    assert int(out.max()) <= 32767 and int(out.min()) > 30000  # scaled, not clipped flat at a rail
+    quiet = {p: np.full(160, 1000, dtype=np.int16) for p in "ABC"}
+    first = int(agc.tick(quiet)["A"][0])
+    for _ in range(200):  # 4 s
+        last = int(agc.tick(quiet)["A"][0])
+    assert first < 2000 and last == 2000  # gain recovers to unity
+
+
+def test_levels_and_frame_dbov() -> None:
+    assert frame_dbov(np.zeros(160, np.int16)) == -127.0
+    full = np.where(np.arange(160) % 2 == 0, 32767, -32768).astype(np.int16)
+    assert frame_dbov(full) == pytest.approx(0.0, abs=0.01)
+    m = conference("AB")
+    for _ in range(30):
+        m.tick({"A": ToneGenerator([500], 10362).next_frame(), "B": None})
+    # a sine of peak 10362 is -13 dBov (RMS = peak / sqrt 2)
+    assert m.level_dbov("A") == pytest.approx(20 * np.log10(10362 / np.sqrt(2) / 32768), abs=0.2)
+    assert m.levels()["B"] == -127.0
+
+
+def test_talker_detector_hysteresis() -> None:
+    td: TalkerDetector[str] = TalkerDetector(min_level_dbov=-40, hold_ticks=3, switch_margin_db=3)
+    quiet = {"A": -60.0, "B": -60.0}
+    assert td.update(quiet) is None
+    changes = [td.update({"A": -20.0, "B": -60.0}) for _ in range(3)]
+    assert changes == [None, None, FloorChange(None, "A")]
+    # B slightly louder than A (within the margin): A keeps the floor
+    assert all(td.update({"A": -20.0, "B": -18.0}) is None for _ in range(10))
+    # a brief burst from B does not steal it
+    assert td.update({"A": -20.0, "B": -10.0}) is None
+    assert td.update({"A": -20.0, "B": -18.0}) is None
+    assert td.current == "A"
+    # sustained louder B does
+    changes = [td.update({"A": -20.0, "B": -10.0}) for _ in range(3)]
+    assert changes == [None, None, FloorChange("A", "B")]
+    # silence: B keeps it for hold_ticks - 1, then the floor is free
+    changes = [td.update(quiet) for _ in range(3)]
+    assert changes == [None, None, FloorChange("B", None)]
+    # a talker that leaves loses the floor at once
+    for _ in range(3):
+        td.update({"A": -20.0})
+    assert td.current == "A"
+    assert td.update({"B": -60.0}) == FloorChange("A", None)
+
+
+def test_talker_detector_driven_by_mixer_levels() -> None:
+    m = conference("ABC")
+    td: TalkerDetector[str] = TalkerDetector(hold_ticks=5)
+    a = ToneGenerator([FREQS["A"]], 8000)
+    c = ToneGenerator([FREQS["C"]], 2000)
+    floor: list[FloorChange[str]] = []
+    for _ in range(20):
+        m.tick({"A": a.next_frame(), "C": c.next_frame()})
+        change = td.update(m.levels())
+        if change:
+            floor.append(change)
+    assert floor == [FloorChange(None, "A")]
