@@ -69,6 +69,13 @@ class Tenant:
             self.event("call.answered", cid)
         return cid
 
+    def virtual_phones(self) -> list[dict[str, Any]]:
+        """The live virtual legs of this account and what each is connected to."""
+        resp = httpx.get(f"{self.node.root_url}/virtual/phones", headers={"Authorization": f"Bearer {self.api_key}"})
+        resp.raise_for_status()
+        phones: list[dict[str, Any]] = resp.json()["data"]
+        return phones
+
     def phone_hangs_up(self, call_control_id: str) -> None:
         resp = httpx.post(
             f"{self.node.root_url}/virtual/calls/{call_control_id}/hangup",
