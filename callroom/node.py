@@ -17,9 +17,12 @@ from fastapi import FastAPI
 
 from callroom.api.app import create_app
 from callroom.api.common import hash_key
+from callroom.control import calls, conferences
+from callroom.control.media_ops import DtmfReceived, FloorChanged, MediaFact, MediaOp
 from callroom.control.records import Account
-from callroom.control.service import Control
+from callroom.control.service import Control, remote_fact
 from callroom.endpoints.virtual import VirtualPhones
+from callroom.media.runner import MediaThread
 from callroom.store.engine import Store
 from callroom.webhooks.dispatcher import Dispatcher
 from callroom.webhooks.signing import WebhookSigner
@@ -68,6 +71,19 @@ def ensure_first_key(store: Store) -> str | None:
     return create_api_key(store, DEFAULT_ACCOUNT, "created on first start")
 
 
+class NodeMedia:
+    """The node's media plane as the control plane sees it: endpoint drivers (virtual phones; SIP next)
+    carry out signalling and create legs, then the engine re-places the legs."""
+
+    def __init__(self, virtual_phones: VirtualPhones, media: MediaThread) -> None:
+        self.virtual_phones = virtual_phones
+        self.media = media
+
+    def apply(self, ops: list[MediaOp]) -> None:
+        self.virtual_phones.apply(ops)
+        self.media.post(self.media.engine.apply, ops)
+
+
 class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -75,9 +91,11 @@ class Node:
         self.store.migrate()
         self.node_id = config.node_id or node_id_for(config.data_dir)
         self.signer = WebhookSigner.load_or_create(self.store)
-        self.virtual_phones = VirtualPhones()
-        self.control = Control(self.store, self.node_id, self.virtual_phones)
+        self.media = MediaThread(self._on_media_fact)
+        self.virtual_phones = VirtualPhones(self.media)
+        self.control = Control(self.store, self.node_id, NodeMedia(self.virtual_phones, self.media))
         self.virtual_phones.bind(self.control)
+        self._api_loop: asyncio.AbstractEventLoop | None = None
         self.dispatcher: Dispatcher | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._timer_wake = asyncio.Event()
@@ -93,7 +111,24 @@ class Node:
         finally:
             await self.stop()
 
+    def _on_media_fact(self, fact: MediaFact) -> None:
+        """Called on the media thread: hand the fact to the control plane on the API loop."""
+        if self._api_loop is not None:
+            self._api_loop.call_soon_threadsafe(self._handle_fact, fact)
+
+    def _handle_fact(self, fact: MediaFact) -> None:
+        try:
+            match fact:
+                case DtmfReceived(call_control_id=cid, digit=digit):
+                    remote_fact(self.control, cid, lambda ctx: calls.dtmf_received(ctx, cid, digit))
+                case FloorChanged(conference_id=conf_id, call_control_id=cid):
+                    remote_fact(self.control, cid, lambda ctx: conferences.floor_changed(ctx, conf_id, cid))
+        except Exception:
+            log.exception("media fact %r failed", fact)
+
     async def start(self) -> None:
+        self._api_loop = asyncio.get_running_loop()
+        self.media.start()
         self.dispatcher = Dispatcher(self.store, self.signer, concurrency=self.config.webhook_concurrency)
         self.control.on_events = self.dispatcher.wake
         self.control.on_timers = self._timer_wake.set
@@ -110,6 +145,7 @@ class Node:
                 await self._timer_task
         if self.dispatcher:
             await self.dispatcher.stop()
+        self.media.stop()
         self.store.dispose()
 
     async def _timers(self) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
 from callroom.api import schemas as s
 from callroom.api.common import Account, Ctl, data
+from callroom.audio.encode import encode_wav
 from callroom.control import calls
 from callroom.endpoints.virtual import VirtualPhones, VirtualSpec
 from callroom.errors import NotFound, ValidationFailed
@@ -65,3 +66,29 @@ async def list_phones(request: Request, account: Account, ctl: Ctl) -> dict[str,
             out.append({"call_control_id": leg.call_control_id, "name": leg.spec.name,
                         "connected_to": leg.connected_to})
     return {"data": out}
+
+
+class Press(s.Body):
+    digits: str = Field(min_length=1, max_length=64, pattern=r"^[0-9*#A-Da-d]+$")
+    duration_millis: int = Field(default=100, ge=40, le=1000)
+
+
+@router.post("/calls/{call_control_id}/dtmf")
+async def press(call_control_id: str, body: Press, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    """The virtual phone's user presses keys; the digits travel in-band, as tones in its audio."""
+    call = ctl.read(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
+    if call is None or not _phones(request).press(call_control_id, body.digits.upper(), body.duration_millis):
+        raise NotFound(f"No connected virtual call {call_control_id!r}.")
+    return data({"result": "ok"})
+
+
+@router.get("/calls/{call_control_id}/heard.wav")
+async def heard(
+    call_control_id: str, request: Request, account: Account, ctl: Ctl, seconds: float | None = None
+) -> Response:
+    """What the virtual phone heard (the last ``seconds``, or all it kept), as 8 kHz 16-bit WAV."""
+    call = ctl.read(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
+    leg = _phones(request).legs.get(call_control_id)
+    if call is None or leg is None or leg.audio is None:
+        raise NotFound(f"No connected virtual call {call_control_id!r}.")
+    return Response(encode_wav([leg.audio.heard(seconds)]), media_type="audio/wav")

@@ -265,6 +265,13 @@ def on_timer(ctx: Ctx, kind: str, call_control_id: str) -> None:
         end_leg(ctx, call, cause="timeout", source="callee", sip_cause="480")
 
 
+def dtmf_received(ctx: Ctx, call_control_id: str, digit: str) -> None:
+    """A digit from the far end (RFC 4733 or in-band): ``call.dtmf.received``."""
+    call = ctx.tx.get_call(ctx.account_id, call_control_id)
+    if call is not None and call.is_alive:
+        ctx.emit_call("call.dtmf.received", call, digit=digit)
+
+
 def node_restarted(ctx: Ctx, call: Call) -> None:
     """This leg belonged to a node process that died: its media is gone, so the leg is over."""
     if call.is_alive:

@@ -293,6 +293,18 @@ def on_expiry(ctx: Ctx, conference_id: str) -> None:
         end(ctx, conf, "time_exceeded", hang_up=True, ended_by=None)
 
 
+def floor_changed(ctx: Ctx, conference_id: str, call_control_id: str) -> None:
+    """The loudest active talker changed: ``conference.floor.changed`` about the new speaker."""
+    conf = ctx.tx.get_conference(ctx.account_id, conference_id)
+    call = ctx.tx.get_call(ctx.account_id, call_control_id)
+    if conf is None or call is None or not conf.is_active:
+        return
+    ctx.emit_conference(
+        "conference.floor.changed", conf, call_control_id=call.call_control_id, call_leg_id=call.call_leg_id,
+        call_session_id=call.call_session_id, client_state=call.client_state, connection_id=call.connection_id,
+    )
+
+
 def set_flags(
     ctx: Ctx, conf: Conference, call_control_ids: list[str] | None, *, muted: bool | None = None,
     on_hold: bool | None = None, hold_audio_url: str | None = None, hold_media_name: str | None = None,

@@ -106,3 +106,21 @@ class MediaPlane(Protocol):
     """Whatever carries out media instructions (the in-process engine, or a remote media node)."""
 
     def apply(self, ops: list[MediaOp]) -> None: ...
+
+
+# -- facts the media plane reports back ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    call_control_id: str
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class FloorChanged:
+    conference_id: str
+    call_control_id: str
+
+
+MediaFact = DtmfReceived | FloorChanged

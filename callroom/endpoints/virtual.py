@@ -2,17 +2,18 @@
 
 Dial ``virtual:<name>`` and options after semicolons decide how the phone behaves:
 
-    virtual:alice                       answers after 0.5 s
+    virtual:alice                       answers after 0.5 s, sends silence
     virtual:alice;answer_after=2        answers after 2 s
+    virtual:alice;tone=500              sends a 500 Hz tone (tone=500+900: two tones)
     virtual:bob;busy                    refuses with 486 Busy Here      (also: reject -> 603, notfound -> 404,
                                                                           unavailable -> 480)
     virtual:carol;noanswer              rings until the dial's timeout_secs
     virtual:dave;hangup_after=10        hangs up 10 s after answering
 
 A virtual phone can also call *in* (``POST /virtual/calls`` or ``callroom phone call``), which gives the
-application a ``call.initiated`` exactly as a SIP caller would. Virtual legs and SIP legs are the same
-thing to the control plane: both are driven through media instructions and report far-end facts.
-Audio for virtual phones arrives with the media engine; today they exchange signalling only.
+application a ``call.initiated`` exactly as a SIP caller would. Once connected, a virtual phone is a
+leg of the media engine like any RTP leg: it sends its tone (and in-band DTMF when its user presses
+keys) and records everything it hears, which ``GET /virtual/calls/{id}/heard.wav`` returns.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from dataclasses import dataclass, field
 from callroom.control import calls
 from callroom.control import media_ops as m
 from callroom.control.service import Control, remote_fact
+from callroom.media.dtmf import DtmfDetector
+from callroom.media.ports import DtmfDigit, Frame
+from callroom.media.runner import MediaThread
+from callroom.media.virtual_audio import VirtualAudioLeg
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ class VirtualSpec:
     refuse_with: int | None = None
     never_answer: bool = False
     hangup_after: float | None = None
+    tone_hz: tuple[float, ...] = ()
 
     @classmethod
     def parse(cls, endpoint: str) -> VirtualSpec:
@@ -44,19 +50,45 @@ class VirtualSpec:
             raise ValueError(f"not a virtual phone: {endpoint!r}")
         name, *options = endpoint[len("virtual:") :].split(";")
         answer_after, refuse, never, hangup_after = 0.5, None, False, None
+        tones: tuple[float, ...] = ()
         for opt in options:
             key, _, value = opt.strip().partition("=")
-            if key == "answer_after":
-                answer_after = float(value)
-            elif key == "hangup_after":
-                hangup_after = float(value)
-            elif key == "noanswer":
-                never = True
-            elif key in REFUSALS:
-                refuse = REFUSALS[key]
-            elif key:
-                raise ValueError(f"unknown virtual phone option {key!r}")
-        return cls(name or "phone", answer_after, refuse, never, hangup_after)
+            try:
+                if key == "answer_after":
+                    answer_after = float(value)
+                elif key == "hangup_after":
+                    hangup_after = float(value)
+                elif key == "tone":
+                    tones = tuple(float(f) for f in value.split("+"))
+                    if not all(20 <= f <= 3900 for f in tones):
+                        raise ValueError("tone frequencies must be between 20 and 3900 Hz")
+                elif key == "noanswer":
+                    never = True
+                elif key in REFUSALS:
+                    refuse = REFUSALS[key]
+                elif key:
+                    raise ValueError(f"unknown virtual phone option {key!r}")
+            except ValueError as exc:
+                raise ValueError(f"bad virtual phone option {opt!r}: {exc}") from None
+        return cls(name or "phone", answer_after, refuse, never, hangup_after, tones)
+
+
+class _InbandReporter(VirtualAudioLeg):
+    """A virtual phone's audio leg whose own key presses are found by an in-band DTMF detector,
+    as they would be on a phone line that carries DTMF as tones."""
+
+    def __init__(self, spec: VirtualSpec, on_digit: callable) -> None:  # type: ignore[valid-type]
+        super().__init__(spec.tone_hz)
+        self._detector = DtmfDetector()
+        self._on_digit = on_digit
+
+    def pull_frame(self) -> Frame | None:
+        frame = super().pull_frame()
+        if frame is not None:
+            digit = self._detector.process(frame)
+            if digit:
+                self._on_digit(DtmfDigit(digit, 0, "inband"))
+        return frame
 
 
 @dataclass(slots=True)
@@ -64,14 +96,16 @@ class VirtualLeg:
     call_control_id: str
     spec: VirtualSpec
     connected_to: str = "ringing"
+    audio: VirtualAudioLeg | None = None
     handles: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
 class VirtualPhones:
     """The in-process far ends; applies the media instructions that concern virtual legs."""
 
-    def __init__(self) -> None:
+    def __init__(self, media: MediaThread | None = None) -> None:
         self.control: Control | None = None
+        self.media = media
         self.legs: dict[str, VirtualLeg] = {}
 
     def bind(self, control: Control) -> None:
@@ -93,7 +127,7 @@ class VirtualPhones:
                 elif not spec.never_answer:
                     leg.handles.append(loop.call_later(spec.answer_after, self._answer, cid))
             case m.Answer(call_control_id=cid) if cid in self.legs:
-                self._connected(cid, "parked")
+                self._connect_audio(cid)
             case m.Release(call_control_id=cid) | m.Reject(call_control_id=cid):
                 self._forget(cid)
             case m.Park(call_control_id=cid):
@@ -114,6 +148,25 @@ class VirtualPhones:
         """Track a virtual phone that called in."""
         self.legs[call_control_id] = VirtualLeg(call_control_id, VirtualSpec.parse(endpoint))
 
+    def press(self, cid: str, digits: str, duration_ms: int = 100) -> bool:
+        """The phone's user presses keys (sent in-band, as tones in its audio)."""
+        leg = self.legs.get(cid)
+        if leg is None or leg.audio is None:
+            return False
+        audio = leg.audio
+        if self.media is not None:
+            self.media.post(audio.send_dtmf, digits, duration_ms)
+        return True
+
+    def _connect_audio(self, cid: str) -> None:
+        leg = self.legs[cid]
+        leg.connected_to = "parked"
+        if self.media is None or leg.audio is not None:
+            return
+        engine = self.media.engine
+        leg.audio = _InbandReporter(leg.spec, engine.dtmf_from(cid))
+        self.media.post(engine.add_leg, cid, leg.audio)
+
     def _connected(self, cid: str, where: str) -> None:
         leg = self.legs.get(cid)
         if leg is not None:
@@ -121,15 +174,18 @@ class VirtualPhones:
 
     def _forget(self, cid: str) -> None:
         leg = self.legs.pop(cid, None)
-        if leg is not None:
-            for handle in leg.handles:
-                handle.cancel()
+        if leg is None:
+            return
+        for handle in leg.handles:
+            handle.cancel()
+        if leg.audio is not None and self.media is not None:
+            self.media.post(self.media.engine.remove_leg, cid)
 
     def _answer(self, cid: str) -> None:
         leg = self.legs.get(cid)
         if leg is None or self.control is None:
             return
-        leg.connected_to = "parked"
+        self._connect_audio(cid)
         remote_fact(self.control, cid, lambda ctx: calls.remote_answered(ctx, cid))
         if leg.spec.hangup_after is not None:
             leg.handles.append(asyncio.get_running_loop().call_later(leg.spec.hangup_after, self.hang_up, cid))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
+import soundfile
 import telnyx
+from numpy.typing import NDArray
 
 from tests.support.node import NodeThread
 from tests.support.receiver import Received, WebhookReceiver
@@ -75,6 +79,27 @@ class Tenant:
         resp.raise_for_status()
         phones: list[dict[str, Any]] = resp.json()["data"]
         return phones
+
+    def heard(self, call_control_id: str, seconds: float = 0.5) -> NDArray[np.int16]:
+        """What a virtual phone heard during the last ``seconds`` (8 kHz int16)."""
+        resp = httpx.get(
+            f"{self.node.root_url}/virtual/calls/{call_control_id}/heard.wav",
+            params={"seconds": seconds},
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
+        resp.raise_for_status()
+        samples, rate = soundfile.read(io.BytesIO(resp.content), dtype="int16")
+        assert rate == 8000
+        return np.asarray(samples, dtype=np.int16)
+
+    def press(self, call_control_id: str, digits: str) -> None:
+        """The virtual phone's user presses keys (in-band DTMF)."""
+        resp = httpx.post(
+            f"{self.node.root_url}/virtual/calls/{call_control_id}/dtmf",
+            json={"digits": digits},
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
+        resp.raise_for_status()
 
     def phone_hangs_up(self, call_control_id: str) -> None:
         resp = httpx.post(

@@ -1,0 +1,283 @@
+"""The media engine: legs and sources as mixer ports, placed by the control plane, mixed every 20 ms.
+
+It runs on its own event loop (see ``runner.py``) so that HTTP and database work never delay a tick.
+The control plane's instructions (``callroom.control.media_ops``) arrive through ``apply``; legs are
+added when their audio exists (an RTP session set up, a virtual phone answered); facts (DTMF, floor
+changes) go back through ``on_fact``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from callroom.control import media_ops as m
+from callroom.media import topology as topo
+from callroom.media.mixer import Mixer, TalkerDetector
+from callroom.media.ports import AudioLeg, DtmfDigit, Frame
+from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.020
+
+
+@dataclass
+class TickStats:
+    """Lateness of ticks (how long after its due time each tick started) and the work per tick."""
+
+    ticks: int = 0
+    late_ms: list[float] = field(default_factory=list)
+    work_ms: list[float] = field(default_factory=list)
+    skipped: int = 0
+
+    def record(self, late: float, work: float) -> None:
+        self.ticks += 1
+        if len(self.late_ms) >= 50_000:
+            del self.late_ms[:25_000], self.work_ms[:25_000]
+        self.late_ms.append(late * 1000)
+        self.work_ms.append(work * 1000)
+
+    def summary(self) -> dict[str, float]:
+        if not self.late_ms:
+            return {"ticks": 0}
+        late, work = np.asarray(self.late_ms), np.asarray(self.work_ms)
+        return {
+            "ticks": self.ticks,
+            "late_p50_ms": float(np.percentile(late, 50)),
+            "late_p99_ms": float(np.percentile(late, 99)),
+            "late_max_ms": float(late.max()),
+            "work_p50_ms": float(np.percentile(work, 50)),
+            "work_p99_ms": float(np.percentile(work, 99)),
+            "skipped": self.skipped,
+        }
+
+
+class MediaEngine:
+    def __init__(self, on_fact: Callable[[m.MediaFact], None] = lambda _f: None) -> None:
+        self.on_fact = on_fact
+        self.mixer: Mixer[str] = Mixer(capacity=64, adaptive_gain=True)
+        self.legs: dict[str, AudioLeg] = {}
+        self.sources: dict[str, FrameSource] = {}
+        self.placements: dict[str, topo.Placement] = {}
+        self.conferences: dict[str, m.ConferenceMix] = {}
+        self.group_edges: dict[str, set[topo.Edge]] = {}
+        self.talkers: dict[str, TalkerDetector[str]] = {}
+        self.oneshots: dict[str, tuple[SamplePlayer, str]] = {}  # source id -> (player, group)
+        self.stats = TickStats()
+        self._ports: set[str] = set()
+        self._beep_ids = itertools.count()
+        self._running = False
+        self.hold_audio: Callable[[str], FrameSource | None] = lambda _audio: None
+
+    # -- legs ---------------------------------------------------------------------------------------
+
+    def add_leg(self, cid: str, leg: AudioLeg) -> None:
+        old = self.legs.pop(cid, None)
+        if old is not None:
+            old.close()
+        self.legs[cid] = leg
+        self._ensure_port(cid)
+        self._refresh_leg(cid)
+
+    def remove_leg(self, cid: str) -> None:
+        leg = self.legs.pop(cid, None)
+        if leg is None:
+            return
+        self._refresh_leg(cid)
+        leg.close()
+        if cid in self._ports:
+            self.mixer.remove_port(cid)
+            self._ports.discard(cid)
+
+    def dtmf_from(self, cid: str) -> Callable[[DtmfDigit], None]:
+        """The callback a leg calls for each digit it receives."""
+        return lambda d: self.on_fact(m.DtmfReceived(cid, d.digit))
+
+    # -- instructions from the control plane --------------------------------------------------------
+
+    def apply(self, ops: list[m.MediaOp]) -> None:
+        for op in ops:
+            try:
+                self._apply(op)
+            except Exception:
+                log.exception("media op %r failed", op)
+
+    def _apply(self, op: m.MediaOp) -> None:
+        match op:
+            case m.Park(call_control_id=cid):
+                self._place(cid, topo.Parked())
+            case m.Bridge(a=a, b=b):
+                self._place(a, topo.Bridged(b))
+                self._place(b, topo.Bridged(a))
+            case m.HoldInQueue(call_control_id=cid, queue_id=qid):
+                self._place(cid, topo.Queued(qid))
+            case m.ConferenceMix(conference_id=conf_id) as mix:
+                self.conferences[conf_id] = mix
+                for member in mix.members:
+                    self._place(member.call_control_id, topo.Conferenced(conf_id), refresh=False)
+                self._refresh(f"conference:{conf_id}")
+                if mix.beep:
+                    self._beep(conf_id, mix)
+            case m.ConferenceClosed(conference_id=conf_id):
+                self.conferences.pop(conf_id, None)
+                self.talkers.pop(conf_id, None)
+                self._set_edges(f"conference:{conf_id}", set())
+            case m.Release(call_control_id=cid) | m.Reject(call_control_id=cid):
+                old = self.placements.pop(cid, None)
+                if old is not None:
+                    self._refresh(topo.group_of(cid, old))
+            case _:
+                pass  # signalling-only instructions (Ring, Answer) are for the endpoint drivers
+
+    def _place(self, cid: str, placement: topo.Placement, refresh: bool = True) -> None:
+        old = self.placements.get(cid)
+        self.placements[cid] = placement
+        if old is not None and old != placement:
+            self._refresh(topo.group_of(cid, old))
+        if refresh:
+            self._refresh(topo.group_of(cid, placement))
+
+    def _refresh_leg(self, cid: str) -> None:
+        placement = self.placements.get(cid)
+        if placement is not None:
+            self._refresh(topo.group_of(cid, placement))
+
+    def _refresh(self, group: str) -> None:
+        kind, _, key = group.partition(":")
+        present = set(self.legs)
+        edges: set[topo.Edge] = set()
+        if kind == "bridge":
+            a, b = key.split("|")
+            if self.placements.get(a) == topo.Bridged(b) and self.placements.get(b) == topo.Bridged(a):
+                edges = topo.bridge_edges(a, b, present)
+        elif kind == "queue-leg":
+            if isinstance(self.placements.get(key), topo.Queued):
+                edges = topo.queue_edges(key, present)
+        elif kind == "conference":
+            mix = self.conferences.get(key)
+            if mix is not None:
+                inside = {c for c in present if self.placements.get(c) == topo.Conferenced(key)}
+                edges = topo.conference_edges(mix, inside)
+        self._set_edges(group, edges)
+
+    def _set_edges(self, group: str, edges: set[topo.Edge]) -> None:
+        old = self.group_edges.get(group, set())
+        for src, dst in old - edges:
+            if src in self._ports and dst in self._ports:
+                self.mixer.disconnect(src, dst)
+        for src, dst in edges - old:
+            self._ensure_port(src)
+            self._ensure_port(dst)
+            self.mixer.connect(src, dst)
+        if edges:
+            self.group_edges[group] = edges
+        else:
+            self.group_edges.pop(group, None)
+
+    def _ensure_port(self, port: str) -> None:
+        if port in self._ports:
+            return
+        if port.startswith("src:") and port not in self.sources:
+            self.sources[port] = self._make_source(port)
+        self.mixer.add_port(port)
+        self._ports.add(port)
+
+    def _make_source(self, port: str) -> FrameSource:
+        if port == topo.COMFORT_NOISE:
+            return ComfortNoise()
+        if port.startswith("src:hold:") and port != topo.DEFAULT_HOLD:
+            custom = self.hold_audio(port[len("src:hold:") :])
+            if custom is not None:
+                return custom
+        return HoldMusic()
+
+    def _beep(self, conf_id: str, mix: m.ConferenceMix) -> None:
+        sid = f"src:beep:{conf_id}:{next(self._beep_ids)}"
+        player = SamplePlayer(enter_beep() if mix.beep == "enter" else exit_beep())
+        self.sources[sid] = player
+        group = f"beep:{sid}"
+        self.oneshots[sid] = (player, group)
+        hearers = {mb.call_control_id for mb in mix.members if not mb.on_hold} & set(self.legs)
+        self._set_edges(group, {(sid, h) for h in hearers})
+
+    # -- the tick -----------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        frames: dict[str, Frame | None] = {}
+        for cid, leg in self.legs.items():
+            try:
+                frames[cid] = leg.pull_frame()
+            except Exception:
+                log.exception("leg %s failed to give a frame", cid)
+        for sid, source in self.sources.items():
+            if sid in self._ports:
+                frames[sid] = source.next_frame()
+        out = self.mixer.tick(frames)
+        for cid, leg in self.legs.items():
+            frame = out.get(cid)
+            try:
+                leg.push_frame(frame if frame is not None else _SILENCE)
+            except Exception:
+                log.exception("leg %s failed to take a frame", cid)
+        self._finish_oneshots()
+        if self.conferences:
+            self._detect_talkers()
+
+    def _finish_oneshots(self) -> None:
+        for sid, (player, group) in list(self.oneshots.items()):
+            if player.finished:
+                self._set_edges(group, set())
+                del self.oneshots[sid]
+                self.sources.pop(sid, None)
+                if sid in self._ports:
+                    self.mixer.remove_port(sid)
+                    self._ports.discard(sid)
+
+    def _detect_talkers(self) -> None:
+        levels = self.mixer.levels()
+        for conf_id, mix in self.conferences.items():
+            speakers = {
+                mb.call_control_id: levels.get(mb.call_control_id, -127.0)
+                for mb in mix.members
+                if not (mb.on_hold or mb.muted or mb.supervisor_role in ("monitor", "whisper"))
+                and mb.call_control_id in self.legs
+            }
+            detector = self.talkers.setdefault(conf_id, TalkerDetector())
+            change = detector.update(speakers)
+            if change is not None and change.current is not None:
+                self.on_fact(m.FloorChanged(conf_id, change.current))
+
+    async def run(self) -> None:
+        """Tick every 20 ms until ``stop``; a tick that is more than 100 ms late is skipped, not caught up."""
+        loop = asyncio.get_running_loop()
+        self._running = True
+        due = loop.time()
+        while self._running:
+            now = loop.time()
+            late = now - due
+            if late > 0.1:
+                skipped = int(late / TICK_SECONDS)
+                self.stats.skipped += skipped
+                due += skipped * TICK_SECONDS
+                late = now - due
+            started = time.perf_counter()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("media tick failed")
+            self.stats.record(max(0.0, late), time.perf_counter() - started)
+            due += TICK_SECONDS
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+    def stop(self) -> None:
+        self._running = False
+
+
+_SILENCE = np.zeros(160, dtype=np.int16)

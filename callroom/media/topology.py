@@ -1,0 +1,104 @@
+"""Who hears whom: turning the control plane's placements of legs into mixer edges. Pure, no I/O.
+
+A leg is in exactly one place at a time: parked (hears nothing, heard by no one), bridged to one other
+leg, waiting in a queue (hears the queue's hold audio), or a member of a conference. Each place yields
+a set of edges ``(src, dst)`` meaning "dst hears src"; the engine diffs the edges of the places that
+changed and queues only the difference on the mixer.
+
+Conference rules (Telnyx's supervisor roles as edges):
+
+* ``none`` / ``barge``: heard by every member not on hold, hears every member that speaks to it;
+* ``monitor``: hears everyone, heard by no one;
+* ``whisper``: hears everyone, heard only by its ``whisper_to`` targets (no targets: as monitor);
+* muted: hears as usual, heard by no one;
+* on hold (by the API, or because the conference has not started): hears only the hold audio,
+  heard by no one;
+* comfort noise (when enabled) is heard by every member not on hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callroom.control.media_ops import ConferenceMix
+
+Edge = tuple[str, str]
+
+DEFAULT_HOLD = "src:hold:default"
+COMFORT_NOISE = "src:comfort-noise"
+
+
+def hold_source(audio: str | None) -> str:
+    """The source id of a hold audio (a URL or media name), or the built-in hold music."""
+    return f"src:hold:{audio}" if audio else DEFAULT_HOLD
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Bridged:
+    other: str
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    queue_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conferenced:
+    conference_id: str
+
+
+Placement = Parked | Bridged | Queued | Conferenced
+
+
+def group_of(leg: str, placement: Placement) -> str:
+    """The group whose edges a leg's placement belongs to."""
+    match placement:
+        case Bridged(other=other):
+            return "bridge:" + "|".join(sorted((leg, other)))
+        case Queued():
+            return f"queue-leg:{leg}"
+        case Conferenced(conference_id=cid):
+            return f"conference:{cid}"
+        case _:
+            return f"parked:{leg}"
+
+
+def bridge_edges(a: str, b: str, present: set[str]) -> set[Edge]:
+    if a in present and b in present:
+        return {(a, b), (b, a)}
+    return set()
+
+
+def queue_edges(leg: str, present: set[str]) -> set[Edge]:
+    return {(DEFAULT_HOLD, leg)} if leg in present else set()
+
+
+def conference_edges(mix: ConferenceMix, present: set[str]) -> set[Edge]:
+    members = [m for m in mix.members if m.call_control_id in present]
+    listening = [m for m in members if not m.on_hold]
+    edges: set[Edge] = set()
+    for m in members:
+        if m.on_hold:
+            edges.add((hold_source(m.hold_audio or mix.hold_audio), m.call_control_id))
+            continue
+        if mix.comfort_noise:
+            edges.add((COMFORT_NOISE, m.call_control_id))
+        if m.muted:
+            continue
+        if m.supervisor_role == "monitor":
+            continue
+        if m.supervisor_role == "whisper":
+            targets = set(m.whisper_to)
+            hearers = [x for x in listening if x.call_control_id in targets]
+        else:
+            hearers = listening
+        for h in hearers:
+            if h.call_control_id != m.call_control_id:
+                edges.add((m.call_control_id, h.call_control_id))
+    return edges

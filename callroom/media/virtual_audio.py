@@ -1,0 +1,64 @@
+"""A virtual phone's audio: what it says (a tone, silence, in-band DTMF) and a recording of what it hears.
+
+Options in the phone's address choose what it sends: ``virtual:alice;tone=500`` sends a 500 Hz tone,
+``tone=500+900`` a dual tone; without ``tone`` it sends silence. Everything it hears is kept (the last
+``keep_seconds``) and can be fetched as a WAV file, so tests and demos check real audio.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from callroom.media.dtmf import dtmf_tones
+from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from callroom.media.tones import ToneGenerator
+
+
+class VirtualAudioLeg:
+    def __init__(self, tone_hz: tuple[float, ...] = (), amplitude: float = 6000.0, keep_seconds: float = 120.0):
+        self._source = ToneGenerator(list(tone_hz), amplitude=amplitude) if tone_hz else None
+        self._silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        self._pending: deque[Frame] = deque()  # DTMF frames to send before the tone resumes
+        self._heard: deque[Frame] = deque(maxlen=int(keep_seconds * SAMPLE_RATE / FRAME_SAMPLES))
+        self.frames_heard = 0
+        self.closed = False
+
+    # -- AudioLeg -----------------------------------------------------------------------------------
+
+    def pull_frame(self) -> Frame | None:
+        if self._pending:
+            return self._pending.popleft()
+        if self._source is None:
+            return self._silence
+        return self._source.next_frame()
+
+    def push_frame(self, frame: Frame) -> None:
+        self._heard.append(frame.copy())
+        self.frames_heard += 1
+
+    def send_dtmf(self, digits: str, duration_ms: int) -> None:
+        """The phone's user presses keys: in-band DTMF tones in what it sends."""
+        tones = dtmf_tones(digits, on_ms=duration_ms, off_ms=80)
+        pad = (-len(tones)) % FRAME_SAMPLES
+        tones = np.concatenate([tones, np.zeros(pad, dtype=np.int16)])
+        for i in range(0, len(tones), FRAME_SAMPLES):
+            self._pending.append(tones[i : i + FRAME_SAMPLES])
+
+    def close(self) -> None:
+        self.closed = True
+
+    # -- for tests and demos ------------------------------------------------------------------------
+
+    def heard(self, last_seconds: float | None = None) -> Frame:
+        """What the phone heard, as one array (the most recent ``last_seconds`` if given)."""
+        frames = list(self._heard)
+        if last_seconds is not None:
+            frames = frames[-int(last_seconds * SAMPLE_RATE / FRAME_SAMPLES) :]
+        if not frames:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(frames)
+
+    def clear(self) -> None:
+        self._heard.clear()
