@@ -40,3 +40,22 @@ def tenant(node: NodeThread, receiver: WebhookReceiver) -> Tenant:
     app = client.call_control_applications.create(application_name=name, webhook_event_url=receiver.url(path))
     assert app.data is not None and app.data.id
     return Tenant(client=client, node=node, receiver=receiver, api_key=key, path=path, connection_id=app.data.id)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    """In CI a skipped test is a missing tool or service, never an acceptable outcome: say so loudly."""
+    import os
+
+    skipped = terminalreporter.stats.get("skipped", [])
+    if os.environ.get("CI") and skipped:
+        terminalreporter.write_line(
+            f"CI: {len(skipped)} test(s) skipped; every tool and service must be present in CI", red=True
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import os
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if os.environ.get("CI") and reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        session.exitstatus = 1
