@@ -24,7 +24,7 @@ from callroom.control.service import Control, remote_fact
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.media.runner import MediaThread
 from callroom.store.engine import Store
-from callroom.webhooks.dispatcher import Dispatcher
+from callroom.webhooks.dispatcher import BACKOFF, Dispatcher
 from callroom.webhooks.signing import WebhookSigner
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class NodeConfig:
     data_dir: Path
     node_id: str | None = None
     webhook_concurrency: int = 64
+    webhook_backoff: tuple[float, ...] = BACKOFF
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -129,7 +130,9 @@ class Node:
     async def start(self) -> None:
         self._api_loop = asyncio.get_running_loop()
         self.media.start()
-        self.dispatcher = Dispatcher(self.store, self.signer, concurrency=self.config.webhook_concurrency)
+        self.dispatcher = Dispatcher(
+            self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff
+        )
         self.control.on_events = self.dispatcher.wake
         self.control.on_timers = self._timer_wake.set
         ended = self.control.recover()

@@ -66,7 +66,9 @@ class Dispatcher:
         concurrency: int = 64,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 0.5,
+        backoff: tuple[float, ...] = BACKOFF,
     ) -> None:
+        self.backoff = backoff
         self.store = store
         self.signer = signer
         self.client = client or httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "telnyx-webhooks"})
@@ -158,7 +160,7 @@ class Dispatcher:
                 self.failed += 1
                 log.warning("webhook %s %s to %s given up: %s", row.event_type, row.event_id, url, error)
                 return
-            pause = 0.0 if next_url != url else BACKOFF[min(attempt - 1, len(BACKOFF) - 1)]
+            pause = 0.0 if next_url != url else self.backoff[min(attempt - 1, len(self.backoff) - 1)]
             pause *= random.uniform(0.8, 1.2)
             outbox.mark_retry(tx, row.id, attempts, self.clock() + pause, error)
 

@@ -22,7 +22,9 @@ def free_port() -> int:
 
 class NodeThread:
     def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None) -> None:
-        self.node = Node(NodeConfig(database_url=database_url, data_dir=data_dir, node_id=node_id))
+        # Short webhook retry pauses so delivery tests run in seconds.
+        config = NodeConfig(database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4))
+        self.node = Node(config)
         self.port = free_port()
         config = uvicorn.Config(self.node.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 loop="asyncio", lifespan="on")

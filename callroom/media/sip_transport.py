@@ -1,0 +1,231 @@
+"""The asyncio adapter that puts one sans-I/O :class:`~callroom.sip.ua.SipEndpoint` on a UDP socket.
+
+Datagrams go in with ``loop.time()``; after every input (datagram, timer, command) the endpoint's
+outgoing datagrams are sent, its events handed to ``on_event``, and exactly one ``loop.call_at`` timer
+is kept for ``get_timer()``. Commands called from inside ``on_event`` are fine: their output is sent in
+the same pass.
+
+Incoming INVITEs go through *gates* before the callback sees them. The default gate admits only source
+addresses in ``allow`` (loopback by default) and answers the rest with 403. Digest authentication is
+meant to be another gate: it gets the INVITE request and returns a :class:`Rejection` (a 401/407
+challenge) or ``None`` to admit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from callroom.sip.call import CallEvent, IncomingCall
+from callroom.sip.message import SipRequest, SipUri
+from callroom.sip.sdp import SessionDescription
+from callroom.sip.transaction import Addr
+from callroom.sip.ua import SipEndpoint
+
+__all__ = ["LOOPBACK", "InviteGate", "Rejection", "SipTransport", "SourceNetworks"]
+
+log = logging.getLogger(__name__)
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: Final[tuple[IpNetwork, ...]] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """How a gate refuses an INVITE. (A digest challenge will also need its WWW-/Proxy-Authenticate
+    header, which ``SipEndpoint.reject`` cannot add yet.)"""
+
+    status: int
+    reason: str | None = None
+
+
+class InviteGate(Protocol):
+    """Decides whether a new incoming call may reach ``on_event``."""
+
+    def __call__(self, call: IncomingCall, invite: SipRequest) -> Rejection | None: ...
+
+
+class SourceNetworks:
+    """Admit INVITEs whose source address lies in one of ``networks``; 403 the others."""
+
+    def __init__(self, networks: Iterable[IpNetwork | str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(n) if isinstance(n, str) else n for n in networks)
+
+    def __call__(self, call: IncomingCall, invite: SipRequest) -> Rejection | None:
+        try:
+            source = ipaddress.ip_address(call.source_addr[0].split("%")[0])
+        except ValueError:
+            return Rejection(403, "Forbidden")
+        if any(source in net for net in self.networks):
+            return None
+        return Rejection(403, "Forbidden")
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, owner: SipTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        self.owner._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP socket error: %s", exc)
+
+
+class SipTransport:
+    """One UDP SIP socket and its endpoint. Create with :meth:`open`; stop with :meth:`close`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.DatagramTransport, endpoint: SipEndpoint,
+                 on_event: Callable[[CallEvent], None], gates: Sequence[InviteGate]) -> None:  # fmt: skip
+        self._loop = loop
+        self._transport = transport
+        self.endpoint = endpoint
+        self.on_event = on_event
+        self.gates = list(gates)
+        self.rejected = 0  # INVITEs refused by a gate
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._busy = False
+        self._again = False
+        self._closed = False
+
+    @classmethod
+    async def open(cls, host: str = "127.0.0.1", port: int = 5060, *,
+                   on_event: Callable[[CallEvent], None] = lambda _ev: None,
+                   allow: Iterable[IpNetwork | str] = LOOPBACK, gates: Sequence[InviteGate] = (),
+                   advertise: str | None = None, user: str = "callroom",
+                   user_agent: str = "callroom") -> SipTransport:  # fmt: skip
+        """Bind ``host:port`` (0 picks a free port). ``advertise`` is the address put in Via and Contact
+        when ``host`` is a wildcard. ``gates`` run after the ``allow`` check, in order."""
+        loop = asyncio.get_running_loop()
+        holder: list[SipTransport] = []
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(holder[0]), local_addr=(host, port))
+        bound = transport.get_extra_info("sockname")
+        endpoint = SipEndpoint((advertise or host, int(bound[1])), user=user, user_agent=user_agent)
+        self = cls(loop, transport, endpoint, on_event, [SourceNetworks(allow), *gates])
+        holder.append(self)
+        return self
+
+    @property
+    def local_addr(self) -> Addr:
+        return self.endpoint.local_addr
+
+    # ---- commands (each passes the loop clock and flushes) ----------------------------------------
+    def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, *,
+               addr: Addr | None = None, display_name: str | None = None) -> str:  # fmt: skip
+        call_id = self.endpoint.invite(to_uri, from_uri, sdp, self._loop.time(), addr=addr,
+                                       display_name=display_name)
+        self._flush()
+        return call_id
+
+    def ring(self, call_id: str, sdp: SessionDescription | None = None) -> None:
+        self.endpoint.ring(call_id, self._loop.time(), sdp)
+        self._flush()
+
+    def answer(self, call_id: str, sdp: SessionDescription | None) -> None:
+        self.endpoint.answer(call_id, sdp, self._loop.time())
+        self._flush()
+
+    def reject(self, call_id: str, status: int, reason: str | None = None) -> None:
+        self.endpoint.reject(call_id, status, self._loop.time(), reason)
+        self._flush()
+
+    def cancel(self, call_id: str) -> None:
+        self.endpoint.cancel(call_id, self._loop.time())
+        self._flush()
+
+    def reinvite(self, call_id: str, sdp: SessionDescription) -> None:
+        self.endpoint.reinvite(call_id, sdp, self._loop.time())
+        self._flush()
+
+    def hangup(self, call_id: str) -> None:
+        self.endpoint.hangup(call_id, self._loop.time())
+        self._flush()
+
+    # ---- I/O -------------------------------------------------------------------------------------
+    def _on_datagram(self, data: bytes, addr: Addr) -> None:
+        if self._closed:
+            return
+        self.endpoint.receive_datagram(data, (addr[0], addr[1]), self._loop.time())
+        self._flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        at, self._timer_at = self._timer_at, None
+        if self._closed:
+            return
+        now = self._loop.time()
+        self.endpoint.handle_timer(max(now, at) if at is not None else now)  # call_at may fire a hair early
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what the endpoint queued, deliver its events, re-arm the timer; repeat while the
+        callbacks' commands produce more."""
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        try:
+            while True:
+                self._again = False
+                for data, addr in self.endpoint.datagrams_to_send(self._loop.time()):
+                    if not self._closed:
+                        self._transport.sendto(data, addr)
+                while (event := self.endpoint.next_event()) is not None:
+                    self._deliver(event)
+                if not self._again:
+                    break
+        finally:
+            self._busy = False
+        self._arm_timer()
+
+    def _deliver(self, event: CallEvent) -> None:
+        if isinstance(event, IncomingCall):
+            call = self.endpoint.calls.get(event.call_id)
+            if call is None:
+                return  # already gone (cancelled in the same pass): nothing to admit
+            rejection = self._check(event, call.invite)
+            if rejection is not None:
+                self.rejected += 1
+                log.info("refused INVITE %s from %s: %d", event.call_id, event.source_addr, rejection.status)
+                self.endpoint.reject(event.call_id, rejection.status, self._loop.time(), rejection.reason)
+                self._again = True
+                return
+        try:
+            self.on_event(event)
+        except Exception:
+            log.exception("SIP event handler failed on %r", event)
+
+    def _check(self, event: IncomingCall, invite: SipRequest) -> Rejection | None:
+        for gate in self.gates:
+            rejection = gate(event, invite)
+            if rejection is not None:
+                return rejection
+        return None
+
+    def _arm_timer(self) -> None:
+        at = None if self._closed else self.endpoint.get_timer()
+        if self._timer is not None and at != self._timer_at:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
+        if at is not None and self._timer is None:
+            self._timer_at = at
+            self._timer = self._loop.call_at(at, self._on_timer)
+
+    def close(self) -> None:
+        """Stop the timer and close the socket (calls in progress are abandoned, not hung up)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._arm_timer()
+        self._transport.close()
+
+    async def __aenter__(self) -> SipTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
