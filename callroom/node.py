@@ -17,10 +17,20 @@ from fastapi import FastAPI
 
 from callroom.api.app import create_app
 from callroom.api.common import hash_key
-from callroom.control import calls, conferences
-from callroom.control.media_ops import DtmfReceived, FloorChanged, MediaFact, MediaOp
+from callroom.control import calls, conferences, media_actions
+from callroom.control.media_ops import (
+    DtmfReceived,
+    FloorChanged,
+    GatherEnded,
+    MediaFact,
+    MediaOp,
+    PlaybackEnded,
+    PlaybackStarted,
+    RecordingFailed,
+    RecordingSaved,
+)
 from callroom.control.records import Account
-from callroom.control.service import Control, remote_fact
+from callroom.control.service import Control, job_fact, remote_fact
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.media.runner import MediaThread
 from callroom.store.engine import Store
@@ -101,7 +111,8 @@ class Node:
         self._timer_task: asyncio.Task[None] | None = None
         self._timer_wake = asyncio.Event()
         self.app: FastAPI = create_app(
-            self.control, self.virtual_phones, self.signer.public_key_b64, lifespan=self._lifespan
+            self.control, self.virtual_phones, self.signer.public_key_b64, self.config.data_dir / "recordings",
+            lifespan=self._lifespan
         )
 
     @asynccontextmanager
@@ -124,6 +135,18 @@ class Node:
                     remote_fact(self.control, cid, lambda ctx: calls.dtmf_received(ctx, cid, digit))
                 case FloorChanged(conference_id=conf_id, call_control_id=cid):
                     remote_fact(self.control, cid, lambda ctx: conferences.floor_changed(ctx, conf_id, cid))
+                case PlaybackStarted(job_id=job):
+                    job_fact(self.control, job, lambda ctx: media_actions.playback_started(ctx, job))
+                case PlaybackEnded(job_id=job, status=status, detail=detail):
+                    job_fact(self.control, job, lambda ctx: media_actions.playback_ended(ctx, job, status, detail))
+                case GatherEnded(job_id=job, digits=digits, status=status):
+                    job_fact(self.control, job, lambda ctx: media_actions.gather_ended(ctx, job, digits, status))
+                case RecordingSaved(job_id=job, path=path, size_bytes=size, duration_millis=ms, started_at=t0,
+                                    ended_at=t1):
+                    job_fact(self.control, job,
+                             lambda ctx: media_actions.recording_saved(ctx, job, path, size, ms, t0, t1))
+                case RecordingFailed(job_id=job, detail=detail):
+                    job_fact(self.control, job, lambda ctx: media_actions.recording_failed(ctx, job, detail))
         except Exception:
             log.exception("media fact %r failed", fact)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -14,6 +15,8 @@ from callroom.api import (
     routes_applications,
     routes_calls,
     routes_conferences,
+    routes_files,
+    routes_media_actions,
     routes_queues,
     routes_virtual,
 )
@@ -25,6 +28,7 @@ def create_app(
     control: Control,
     virtual_phones: VirtualPhones,
     public_key_b64: str,
+    recordings_dir: Path,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
@@ -40,9 +44,11 @@ def create_app(
     app.state.virtual_phones = virtual_phones
     app.state.key_cache = {}
     app.state.public_key = public_key_b64
+    app.state.recordings_dir = recordings_dir
+    app.state.media_dir = recordings_dir.parent / "media"
     errors.install(app)
     for router in (routes_conferences.router, routes_queues.router, routes_calls.router,
-                   routes_applications.router):
+                   routes_applications.router, routes_media_actions.router, routes_files.router):
         app.include_router(router, prefix="/v2")
     app.include_router(routes_virtual.router)
 

@@ -94,7 +94,95 @@ class ConferenceClosed:
     conference_id: str
 
 
-MediaOp = Ring | Answer | Reject | Release | Park | Bridge | HoldInQueue | ConferenceMix | ConferenceClosed
+@dataclass(frozen=True, slots=True)
+class AudioSpec:
+    """Audio to play: a URL (WAV/MP3), an uploaded media file, or text to speak."""
+
+    kind: str  # url | file | tts
+    value: str  # the URL, the file's path, or the text
+    voice: str | None = None
+    language: str | None = None
+    payload_type: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Play audio to some legs, or to a whole conference (heard also by those who join meanwhile).
+
+    Without ``overlay`` it waits its turn behind what is already playing to the same target (speak
+    commands queue up, as on Telnyx); with ``overlay`` it is mixed on top at once."""
+
+    job_id: str
+    audio: AudioSpec
+    call_control_ids: tuple[str, ...] = ()
+    conference_id: str | None = None
+    loop: int | None = 1  # None: until stopped
+    overlay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlay:
+    """Stop what plays to these legs (or the conference): ``current`` (then the next queued) or ``all``."""
+
+    call_control_ids: tuple[str, ...] = ()
+    conference_id: str | None = None
+    which: str = "all"
+    kinds: tuple[str, ...] = ("playback", "speak")
+
+
+@dataclass(frozen=True, slots=True)
+class StartRecording:
+    job_id: str
+    path: str  # where to write, without extension
+    format: str  # wav | mp3
+    channels: str  # single | dual
+    call_control_id: str | None = None  # a call's recording: channel 1 = what the far end says
+    conference_id: str | None = None  # a conference's: channel 1 = the creator, channel 2 = everyone else
+    creator_call_control_id: str | None = None
+    trim_silence: bool = False
+    max_length_secs: int = 0
+    play_beep: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRecording:
+    job_id: str
+    action: str  # pause | resume | stop
+
+
+@dataclass(frozen=True, slots=True)
+class Gather:
+    job_id: str
+    call_control_id: str
+    prompt: AudioSpec | None = None
+    invalid_prompt: AudioSpec | None = None
+    minimum_digits: int = 1
+    maximum_digits: int = 128
+    terminating_digit: str = "#"
+    valid_digits: str = "0123456789#*"
+    timeout_millis: int = 60000
+    inter_digit_timeout_millis: int = 5000
+    initial_timeout_millis: int = 5000
+    maximum_tries: int = 3
+    stop_playback_on_dtmf: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StopGather:
+    call_control_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendDtmf:
+    call_control_ids: tuple[str, ...]
+    digits: str
+    duration_millis: int = 250
+
+
+MediaOp = (
+    Ring | Answer | Reject | Release | Park | Bridge | HoldInQueue | ConferenceMix | ConferenceClosed
+    | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather | SendDtmf
+)
 
 
 @dataclass(slots=True)
@@ -123,4 +211,41 @@ class FloorChanged:
     call_control_id: str
 
 
-MediaFact = DtmfReceived | FloorChanged
+@dataclass(frozen=True, slots=True)
+class PlaybackStarted:
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackEnded:
+    job_id: str
+    status: str  # completed | cancelled | call_hangup | failed | file_not_found
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSaved:
+    job_id: str
+    path: str
+    size_bytes: int
+    duration_millis: int
+    started_at: float
+    ended_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFailed:
+    job_id: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatherEnded:
+    job_id: str
+    digits: str
+    status: str  # valid | invalid | timeout | cancelled | call_hangup
+
+
+MediaFact = (
+    DtmfReceived | FloorChanged | PlaybackStarted | PlaybackEnded | RecordingSaved | RecordingFailed | GatherEnded
+)

@@ -230,7 +230,65 @@ class Timer:
     id: int = 0
 
 
+@dataclass(slots=True)
+class MediaJob:
+    """A playback, speech, recording or gather the media plane is carrying out for the control plane.
+
+    Kept in the database so that the facts the media plane reports later (started, ended, saved)
+    turn into the right webhooks, with the right client_state, even after a restart of the API.
+    """
+
+    id: str
+    account_id: str
+    kind: str  # playback | speak | record | gather
+    scope: str  # call | conference | participants
+    created_at: float
+    updated_at: float
+    call_control_id: str | None = None
+    conference_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    status: str = "pending"
+
+
+@dataclass(slots=True)
+class Recording:
+    id: str
+    account_id: str
+    source: str  # call | conference
+    channels: str
+    format: str
+    file_name: str
+    status: str
+    recording_started_at: float
+    created_at: float
+    updated_at: float
+    call_control_id: str | None = None
+    call_leg_id: str | None = None
+    call_session_id: str | None = None
+    conference_id: str | None = None
+    connection_id: str | None = None
+    path: str | None = None
+    size_bytes: int | None = None
+    duration_millis: int | None = None
+    recording_ended_at: float | None = None
+
+
+@dataclass(slots=True)
+class MediaFile:
+    account_id: str
+    media_name: str
+    path: str
+    content_type: str
+    size_bytes: int
+    created_at: float
+    updated_at: float
+    expires_at: float | None = None
+
+
 __all__ = [
+    "MediaFile",
+    "MediaJob",
+    "Recording",
     "CONFERENCE_MAX_LIFETIME_SECS",
     "Account",
     "Application",

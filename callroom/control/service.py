@@ -150,3 +150,16 @@ def remote_fact(control: Control, call_control_id: str, fact: Callable[[Ctx], No
         log.warning("far-end fact about unknown leg %s", call_control_id)
         return
     control.run(call.account_id, fact)
+
+
+def job_fact(control: Control, job_id: str, fact: Callable[[Ctx], None]) -> None:
+    """Report a fact about a media job (playback, recording, gather) as a transaction of its account."""
+    from callroom.store import media_tx
+
+    base = job_id.split(":prompt")[0] + (":prompt" if ":prompt" in job_id else "")
+    with control.store.transaction() as tx:
+        job = media_tx.get_job(tx, job_id) or media_tx.get_job(tx, base)
+    if job is None:
+        log.warning("fact about unknown media job %s", job_id)
+        return
+    control.run(job.account_id, fact)

@@ -155,7 +155,7 @@ class VirtualPhones:
             return False
         audio = leg.audio
         if self.media is not None:
-            self.media.post(audio.send_dtmf, digits, duration_ms)
+            self.media.post(audio.press, digits, duration_ms)
         return True
 
     def _connect_audio(self, cid: str) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from callroom.control import media_ops as m
 from callroom.media import topology as topo
+from callroom.media.actions import ActionRunner
 from callroom.media.mixer import Mixer, TalkerDetector
 from callroom.media.ports import AudioLeg, DtmfDigit, Frame
 from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
@@ -75,6 +76,8 @@ class MediaEngine:
         self._beep_ids = itertools.count()
         self._running = False
         self.hold_audio: Callable[[str], FrameSource | None] = lambda _audio: None
+        self.conference_plays: dict[str, set[str]] = {}  # conference id -> playback source ports
+        self.actions = ActionRunner(self)
 
     # -- legs ---------------------------------------------------------------------------------------
 
@@ -90,6 +93,7 @@ class MediaEngine:
         leg = self.legs.pop(cid, None)
         if leg is None:
             return
+        self.actions.leg_gone(cid)
         self._refresh_leg(cid)
         leg.close()
         if cid in self._ports:
@@ -97,8 +101,45 @@ class MediaEngine:
             self._ports.discard(cid)
 
     def dtmf_from(self, cid: str) -> Callable[[DtmfDigit], None]:
-        """The callback a leg calls for each digit it receives."""
-        return lambda d: self.on_fact(m.DtmfReceived(cid, d.digit))
+        """The callback a leg calls for each digit it receives (on the media loop)."""
+
+        def received(d: DtmfDigit) -> None:
+            self.on_fact(m.DtmfReceived(cid, d.digit))
+            self.actions.digit(cid, d.digit)
+
+        return received
+
+    # -- playback sources ---------------------------------------------------------------------------
+
+    def attach_player(self, port: str, source: FrameSource, cids: tuple[str, ...], conference_id: str | None) -> None:
+        self.sources[port] = source
+        self._ensure_port(port)
+        if conference_id:
+            self.conference_plays.setdefault(conference_id, set()).add(port)
+            self._refresh(f"conference:{conference_id}")
+        else:
+            self._set_edges(f"play:{port}", {(port, c) for c in cids if c in self.legs})
+
+    def detach(self, port: str) -> None:
+        for conf_id, ports in list(self.conference_plays.items()):
+            if port in ports:
+                ports.discard(port)
+                self._refresh(f"conference:{conf_id}")
+        self._set_edges(f"play:{port}", set())
+        self.sources.pop(port, None)
+        if port in self._ports:
+            self.mixer.remove_port(port)
+            self._ports.discard(port)
+
+    def attach_oneshot(self, player: SamplePlayer, cids: tuple[str, ...], conference_id: str | None) -> None:
+        sid = f"src:beep:{next(self._beep_ids)}"
+        self.sources[sid] = player
+        group = f"beep:{sid}"
+        self.oneshots[sid] = (player, group)
+        targets = set(cids)
+        if conference_id and conference_id in self.conferences:
+            targets |= {mb.call_control_id for mb in self.conferences[conference_id].members if not mb.on_hold}
+        self._set_edges(group, {(sid, t) for t in targets & set(self.legs)})
 
     # -- instructions from the control plane --------------------------------------------------------
 
@@ -110,6 +151,8 @@ class MediaEngine:
                 log.exception("media op %r failed", op)
 
     def _apply(self, op: m.MediaOp) -> None:
+        if self.actions.apply(op):
+            return
         match op:
             case m.Park(call_control_id=cid):
                 self._place(cid, topo.Parked())
@@ -126,6 +169,8 @@ class MediaEngine:
                 if mix.beep:
                     self._beep(conf_id, mix)
             case m.ConferenceClosed(conference_id=conf_id):
+                self.actions.conference_closed(conf_id)
+                self.conference_plays.pop(conf_id, None)
                 self.conferences.pop(conf_id, None)
                 self.talkers.pop(conf_id, None)
                 self._set_edges(f"conference:{conf_id}", set())
@@ -165,6 +210,9 @@ class MediaEngine:
             if mix is not None:
                 inside = {c for c in present if self.placements.get(c) == topo.Conferenced(key)}
                 edges = topo.conference_edges(mix, inside)
+                listeners = {mb.call_control_id for mb in mix.members if not mb.on_hold} & inside
+                for port in self.conference_plays.get(key, ()):
+                    edges |= {(port, c) for c in listeners}
         self._set_edges(group, edges)
 
     def _set_edges(self, group: str, edges: set[topo.Edge]) -> None:
@@ -209,7 +257,8 @@ class MediaEngine:
 
     # -- the tick -----------------------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self, now: float = 0.0) -> None:
+        self.actions.before_mix()
         frames: dict[str, Frame | None] = {}
         for cid, leg in self.legs.items():
             try:
@@ -227,6 +276,7 @@ class MediaEngine:
             except Exception:
                 log.exception("leg %s failed to take a frame", cid)
         self._finish_oneshots()
+        self.actions.after_mix(frames, out, now)
         if self.conferences:
             self._detect_talkers()
 
@@ -269,7 +319,7 @@ class MediaEngine:
                 late = now - due
             started = time.perf_counter()
             try:
-                self.tick()
+                self.tick(now)
             except Exception:
                 log.exception("media tick failed")
             self.stats.record(max(0.0, late), time.perf_counter() - started)
@@ -278,6 +328,9 @@ class MediaEngine:
 
     def stop(self) -> None:
         self._running = False
+
+    async def aclose(self) -> None:
+        await self.actions.aclose()
 
 
 _SILENCE = np.zeros(160, dtype=np.int16)

@@ -48,6 +48,7 @@ class MediaThread:
         self._ready.set()
         try:
             self.loop.run_until_complete(self.engine.run())
+            self.loop.run_until_complete(self.engine.aclose())
         finally:
             self.loop.close()
 

@@ -21,6 +21,7 @@ class VirtualAudioLeg:
         self._source = ToneGenerator(list(tone_hz), amplitude=amplitude) if tone_hz else None
         self._silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._pending: deque[Frame] = deque()  # DTMF frames to send before the tone resumes
+        self._incoming: deque[Frame] = deque()  # DTMF frames sent to this phone, added to what it hears
         self._heard: deque[Frame] = deque(maxlen=int(keep_seconds * SAMPLE_RATE / FRAME_SAMPLES))
         self.frames_heard = 0
         self.closed = False
@@ -35,16 +36,19 @@ class VirtualAudioLeg:
         return self._source.next_frame()
 
     def push_frame(self, frame: Frame) -> None:
+        if self._incoming:
+            tone = self._incoming.popleft()
+            frame = np.clip(frame.astype(np.int32) + tone, -32768, 32767).astype(np.int16)
         self._heard.append(frame.copy())
         self.frames_heard += 1
 
-    def send_dtmf(self, digits: str, duration_ms: int) -> None:
+    def press(self, digits: str, duration_ms: int = 100) -> None:
         """The phone's user presses keys: in-band DTMF tones in what it sends."""
-        tones = dtmf_tones(digits, on_ms=duration_ms, off_ms=80)
-        pad = (-len(tones)) % FRAME_SAMPLES
-        tones = np.concatenate([tones, np.zeros(pad, dtype=np.int16)])
-        for i in range(0, len(tones), FRAME_SAMPLES):
-            self._pending.append(tones[i : i + FRAME_SAMPLES])
+        self._pending.extend(_frames(digits, duration_ms))
+
+    def send_dtmf(self, digits: str, duration_ms: int) -> None:
+        """The node sends DTMF to this phone: the tones are in what it hears."""
+        self._incoming.extend(_frames(digits, duration_ms))
 
     def close(self) -> None:
         self.closed = True
@@ -62,3 +66,18 @@ class VirtualAudioLeg:
 
     def clear(self) -> None:
         self._heard.clear()
+
+
+def _frames(digits: str, duration_ms: int) -> list[Frame]:
+    """In-band DTMF for ``digits`` as 20 ms frames; ``w`` is a 0.5 s pause and ``W`` a 1 s pause."""
+    parts: list[Frame] = []
+    for d in digits:
+        if d in "wW":
+            parts.append(np.zeros(SAMPLE_RATE // (2 if d == "w" else 1), dtype=np.int16))
+        else:
+            parts.append(dtmf_tones(d, on_ms=duration_ms, off_ms=80))
+    if not parts:
+        return []
+    tones = np.concatenate(parts)
+    tones = np.concatenate([tones, np.zeros((-len(tones)) % FRAME_SAMPLES, dtype=np.int16)])
+    return [tones[i : i + FRAME_SAMPLES] for i in range(0, len(tones), FRAME_SAMPLES)]

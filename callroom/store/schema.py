@@ -243,3 +243,57 @@ command_ids = Table(
     Column("created_at", Float, nullable=False, index=True),
     Column("result", String(255), nullable=True),  # what the first execution produced (e.g. a call id)
 )
+
+# -- media actions (migration 0002) -------------------------------------------------------------------
+
+media_jobs = Table(
+    "media_jobs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, nullable=False),
+    Column("kind", String(16), nullable=False),  # playback | speak | record | gather
+    Column("scope", String(16), nullable=False),  # call | conference | participants
+    Column("call_control_id", ID, nullable=True, index=True),
+    Column("conference_id", ID, nullable=True, index=True),
+    Column("data", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | active | done
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, nullable=False, index=True),
+    Column("source", String(16), nullable=False),  # call | conference
+    Column("call_control_id", ID, nullable=True),
+    Column("call_leg_id", ID, nullable=True),
+    Column("call_session_id", ID, nullable=True),
+    Column("conference_id", ID, nullable=True),
+    Column("connection_id", ID, nullable=True),
+    Column("channels", String(8), nullable=False),
+    Column("format", String(8), nullable=False),
+    Column("file_name", String(255), nullable=False),
+    Column("path", String(1024), nullable=True),
+    Column("size_bytes", Integer, nullable=True),
+    Column("duration_millis", Integer, nullable=True),
+    Column("status", String(16), nullable=False),  # recording | paused | completed | failed
+    Column("recording_started_at", Float, nullable=False),
+    Column("recording_ended_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+media_files = Table(
+    "media_files",
+    metadata,
+    Column("account_id", ID, primary_key=True),
+    Column("media_name", String(255), primary_key=True),
+    Column("path", String(1024), nullable=False),
+    Column("content_type", String(128), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+)

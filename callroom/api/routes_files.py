@@ -1,0 +1,225 @@
+"""``/recordings`` (list, retrieve, delete, download) and ``/media`` (upload, list, retrieve, update,
+download, delete): the files the node keeps for an account."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from callroom.api.common import Account, Ctl, PageParams, data
+from callroom.audio.decode import decode_audio
+from callroom.control.context import Ctx
+from callroom.control.records import MediaFile, Recording
+from callroom.errors import MediaError, NotFound, ValidationFailed
+from callroom.store import media_tx
+from callroom.timefmt import iso
+
+router = APIRouter()
+
+MAX_MEDIA_BYTES = 50 * 1024 * 1024
+DEFAULT_TTL_SECS = 2 * 86400
+NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+
+
+def recording_view(rec: Recording, base: str) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "record_type": "recording",
+        "call_control_id": rec.call_control_id,
+        "call_leg_id": rec.call_leg_id,
+        "call_session_id": rec.call_session_id,
+        "conference_id": rec.conference_id,
+        "connection_id": rec.connection_id,
+        "channels": rec.channels,
+        "source": rec.source,
+        "status": rec.status,
+        "duration_millis": rec.duration_millis,
+        "download_urls": {rec.format: f"{base}/v2/recordings/{rec.id}/download.{rec.format}"},
+        "recording_started_at": iso(rec.recording_started_at),
+        "recording_ended_at": iso(rec.recording_ended_at),
+        "created_at": iso(rec.created_at),
+        "updated_at": iso(rec.updated_at),
+    }
+
+
+def _recording(ctx: Ctx, recording_id: str) -> Recording:
+    rec = media_tx.get_recording(ctx.tx, ctx.account_id, recording_id)
+    if rec is None or rec.status != "completed":
+        raise NotFound(f"No recording {recording_id!r}.")
+    return rec
+
+
+@router.get("/recordings")
+async def list_recordings(
+    request: Request, account: Account, ctl: Ctl, page: PageParams,
+    call_control_id: Annotated[str | None, Query(alias="filter[call_control_id]")] = None,
+    call_leg_id: Annotated[str | None, Query(alias="filter[call_leg_id]")] = None,
+    call_session_id: Annotated[str | None, Query(alias="filter[call_session_id]")] = None,
+    conference_id: Annotated[str | None, Query(alias="filter[conference_id]")] = None,
+) -> dict[str, Any]:
+    filters = {k: v for k, v in (("call_control_id", call_control_id), ("call_leg_id", call_leg_id),
+                                 ("call_session_id", call_session_id), ("conference_id", conference_id)) if v}
+    base = str(request.base_url).rstrip("/")
+    items, total = ctl.read(account, lambda ctx: media_tx.list_recordings(ctx.tx, account, page.number, page.size,
+                                                                          filters))
+    return page.envelope([recording_view(r, base) for r in items], total)
+
+
+@router.get("/recordings/{recording_id}")
+async def retrieve_recording(recording_id: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    rec = ctl.read(account, lambda ctx: _recording(ctx, recording_id))
+    return data(recording_view(rec, str(request.base_url).rstrip("/")))
+
+
+@router.delete("/recordings/{recording_id}")
+async def delete_recording(recording_id: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    def run(ctx: Ctx) -> Recording:
+        rec = _recording(ctx, recording_id)
+        media_tx.delete_recording(ctx.tx, rec)
+        return rec
+
+    rec = ctl.write(account, run)
+    if rec.path:
+        Path(rec.path).unlink(missing_ok=True)
+    return data(recording_view(rec, str(request.base_url).rstrip("/")))
+
+
+@router.get("/recordings/{recording_id}/download.{fmt}")
+async def download_recording(recording_id: str, fmt: str, account: Account, ctl: Ctl) -> FileResponse:
+    rec = ctl.read(account, lambda ctx: _recording(ctx, recording_id))
+    if fmt != rec.format or not rec.path or not Path(rec.path).exists():
+        raise NotFound(f"Recording {recording_id!r} has no {fmt} file.")
+    media_type = "audio/mpeg" if fmt == "mp3" else "audio/wav"
+    return FileResponse(rec.path, media_type=media_type, filename=rec.file_name)
+
+
+# -- media -------------------------------------------------------------------------------------------
+
+
+def media_view(m: MediaFile) -> dict[str, Any]:
+    return {
+        "media_name": m.media_name,
+        "content_type": m.content_type,
+        "created_at": iso(m.created_at),
+        "updated_at": iso(m.updated_at),
+        "expires_at": iso(m.expires_at),
+    }
+
+
+async def _fetch(url: str) -> bytes:
+    if not url.startswith(("http://", "https://")):
+        raise ValidationFailed.field("/media_url", "media_url must be an http(s) URL")
+    try:
+        async with httpx.AsyncClient(follow_redirects=True, timeout=30) as client:
+            async with client.stream("GET", url) as resp:
+                if resp.status_code >= 400:
+                    raise ValidationFailed.field("/media_url", f"media_url answered HTTP {resp.status_code}")
+                chunks, size = [], 0
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_MEDIA_BYTES:
+                        raise ValidationFailed.field("/media_url", "media is larger than 50 MB")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise ValidationFailed.field("/media_url", f"media_url is unreachable: {exc}") from exc
+
+
+async def _store(request: Request, account: str, ctl: Ctl, name: str, content: bytes, ttl: int) -> MediaFile:
+    if not NAME.match(name):
+        raise ValidationFailed.field("/media_name", "media_name: letters, digits, '.', '_' and '-' only")
+    try:
+        await asyncio.to_thread(decode_audio, content, max_seconds=3600)
+    except MediaError as exc:
+        raise ValidationFailed.field("/media_url", f"not playable audio: {exc}") from exc
+    folder = Path(request.app.state.media_dir) / account
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(content)
+    now = time.time()
+    content_type = "audio/mpeg" if content[:3] == b"ID3" or content[:2] in (b"\xff\xfb", b"\xff\xf3") else "audio/wav"
+    media = MediaFile(account, name, str(path), content_type, len(content), now, now, now + ttl)
+    ctl.write(account, lambda ctx: media_tx.put_media(ctx.tx, media))
+    return media
+
+
+@router.post("/media")
+async def upload_media(request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    """JSON ``{media_url, media_name, ttl_secs}`` (the node downloads it), or multipart with a ``media`` file."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/"):
+        form = await request.form()
+        upload = form.get("media")
+        if upload is None or isinstance(upload, str):
+            raise ValidationFailed.field("/media", "a file in the 'media' field is required")
+        content = await upload.read()
+        name = str(form.get("media_name") or upload.filename or "")
+        ttl = int(str(form.get("ttl_secs") or DEFAULT_TTL_SECS))
+    else:
+        body = await request.json()
+        if not isinstance(body, dict) or not body.get("media_url"):
+            raise ValidationFailed.field("/media_url", "media_url is required", code="10004",
+                                         title="Missing required parameter")
+        content = await _fetch(str(body["media_url"]))
+        name = str(body.get("media_name") or str(body["media_url"]).rstrip("/").rsplit("/", 1)[-1])
+        ttl = int(body.get("ttl_secs") or DEFAULT_TTL_SECS)
+    if len(content) > MAX_MEDIA_BYTES:
+        raise ValidationFailed.field("/media", "media is larger than 50 MB")
+    return data(media_view(await _store(request, account, ctl, name, content, ttl)))
+
+
+def _media(ctx: Ctx, name: str) -> MediaFile:
+    m = media_tx.get_media(ctx.tx, ctx.account_id, name)
+    if m is None:
+        raise NotFound(f"No media named {name!r}.")
+    return m
+
+
+@router.get("/media")
+async def list_media(account: Account, ctl: Ctl, page: PageParams) -> dict[str, Any]:
+    items, total = ctl.read(account, lambda ctx: media_tx.list_media(ctx.tx, account, page.number, page.size))
+    return page.envelope([media_view(m) for m in items], total)
+
+
+@router.get("/media/{media_name}")
+async def retrieve_media(media_name: str, account: Account, ctl: Ctl) -> dict[str, Any]:
+    return data(media_view(ctl.read(account, lambda ctx: _media(ctx, media_name))))
+
+
+@router.put("/media/{media_name}")
+async def update_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    existing = ctl.read(account, lambda ctx: _media(ctx, media_name))
+    body = await request.json() if request.headers.get("content-type", "").startswith("application/json") else {}
+    ttl = int(body.get("ttl_secs") or DEFAULT_TTL_SECS)
+    if body.get("media_url"):
+        return data(media_view(await _store(request, account, ctl, media_name, await _fetch(str(body["media_url"])),
+                                            ttl)))
+    existing.expires_at = time.time() + ttl
+    existing.updated_at = time.time()
+    ctl.write(account, lambda ctx: media_tx.put_media(ctx.tx, existing))
+    return data(media_view(existing))
+
+
+@router.get("/media/{media_name}/download")
+async def download_media(media_name: str, account: Account, ctl: Ctl) -> FileResponse:
+    m = ctl.read(account, lambda ctx: _media(ctx, media_name))
+    return FileResponse(m.path, media_type=m.content_type, filename=m.media_name)
+
+
+@router.delete("/media/{media_name}", status_code=204)
+async def delete_media(media_name: str, account: Account, ctl: Ctl) -> Response:
+    def run(ctx: Ctx) -> MediaFile:
+        m = _media(ctx, media_name)
+        media_tx.delete_media(ctx.tx, m)
+        return m
+
+    m = ctl.write(account, run)
+    Path(m.path).unlink(missing_ok=True)
+    return Response(status_code=204)

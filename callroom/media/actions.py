@@ -1,0 +1,225 @@
+"""The media actions inside the engine: playback and speech, recording, DTMF gathering, sending DTMF.
+
+Owned by the engine and driven from its tick; reports facts (playback started/ended, recording saved,
+gather ended) through the engine's ``on_fact``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from callroom.control import media_ops as m
+from callroom.errors import MediaError
+from callroom.media.gather import DigitGatherer, Finished, Reprompt
+from callroom.media.players import Job, Players
+from callroom.media.ports import Frame
+from callroom.media.recorders import Recorder, write_recording
+from callroom.media.sources import AudioPreparer
+from callroom.media.tones import SamplePlayer, enter_beep
+
+if TYPE_CHECKING:
+    from callroom.media.engine import MediaEngine
+
+log = logging.getLogger(__name__)
+
+
+class ActionRunner:
+    def __init__(self, engine: MediaEngine) -> None:
+        self.engine = engine
+        self.players = Players()
+        self.kinds: dict[str, str] = {}  # job id -> playback | speak
+        self.recorders: dict[str, Recorder] = {}
+        self.gathers: dict[str, tuple[m.Gather, DigitGatherer]] = {}  # by call_control_id
+        self.preparer = AudioPreparer()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- instructions -------------------------------------------------------------------------------
+
+    def apply(self, op: m.MediaOp) -> bool:
+        match op:
+            case m.Play():
+                self._play(op, "speak" if op.audio.kind == "tts" else "playback")
+            case m.StopPlay():
+                for job in self.players.select(op.call_control_ids, op.conference_id, op.which, op.kinds, self.kinds):
+                    self._end(job, "cancelled")
+            case m.StartRecording():
+                self.recorders[op.job_id] = Recorder(op, time.time())
+                if op.play_beep:
+                    targets = (op.call_control_id,) if op.call_control_id else ()
+                    self.engine.attach_oneshot(SamplePlayer(enter_beep()), targets, op.conference_id)
+            case m.ControlRecording(job_id=job_id, action=action):
+                rec = self.recorders.get(job_id)
+                if rec is not None:
+                    if action == "pause":
+                        rec.buffer.pause()
+                    elif action == "resume":
+                        rec.buffer.resume()
+                    else:
+                        self._finish_recording(rec)
+            case m.Gather():
+                self._gather(op)
+            case m.StopGather(call_control_id=cid):
+                self._end_gather(cid, "cancelled")
+            case m.SendDtmf(call_control_ids=cids, digits=digits, duration_millis=ms):
+                for cid in cids:
+                    leg = self.engine.legs.get(cid)
+                    if leg is not None:
+                        leg.send_dtmf(digits, ms)
+            case _:
+                return False
+        return True
+
+    def _play(self, op: m.Play, kind: str) -> Job:
+        self.kinds[op.job_id] = kind
+        job = self.players.add(op)
+        self._spawn(self._prepare(job))
+        return job
+
+    async def _prepare(self, job: Job) -> None:
+        try:
+            job.samples = await self.preparer.prepare(job.op.audio)
+        except MediaError as exc:
+            job.failed = str(exc)
+        except Exception as exc:  # never let a bad file take the engine down
+            log.exception("preparing %s failed", job.op.job_id)
+            job.failed = f"{type(exc).__name__}: {exc}"
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- per tick -----------------------------------------------------------------------------------
+
+    def before_mix(self) -> None:
+        for job in self.players.ready_to_start():
+            if job.failed is not None:
+                status = "file_not_found" if "unreachable" in job.failed or "HTTP 404" in job.failed else "failed"
+                self._report_end(job, status, job.failed)
+                self.players.remove(job)
+                continue
+            self.players.start(job)
+            assert job.player is not None
+            self.engine.attach_player(job.port, job.player, job.op.call_control_ids, job.op.conference_id)
+            self.engine.on_fact(m.PlaybackStarted(job.op.job_id))
+
+    def after_mix(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame], now: float) -> None:
+        for job in self.players.finished():
+            self._end(job, "completed")
+        for rec in list(self.recorders.values()):
+            conf = self.engine.conferences.get(rec.op.conference_id or "")
+            rec.capture(inputs, outputs, conf)
+            if rec.full():
+                self._finish_recording(rec)
+        for cid, (_op, gatherer) in list(self.gathers.items()):
+            self._gather_outcome(cid, gatherer.tick(now))
+
+    # -- endings ------------------------------------------------------------------------------------
+
+    def _end(self, job: Job, status: str) -> None:
+        started = job.player is not None
+        self.players.remove(job)
+        if started:
+            self.engine.detach(job.port)
+        self._report_end(job, status if started else "cancelled", None if started else "not_started")
+        self._prompt_over(job.op.job_id)
+
+    def _report_end(self, job: Job, status: str, detail: str | None) -> None:
+        self.kinds.pop(job.op.job_id, None)
+        self.engine.on_fact(m.PlaybackEnded(job.op.job_id, status, detail))
+        self._prompt_over(job.op.job_id)
+
+    def leg_gone(self, cid: str) -> None:
+        for job in self.players.of_leg(cid):
+            self._end(job, "call_hangup")
+        for rec in [r for r in self.recorders.values() if r.op.call_control_id == cid]:
+            self._finish_recording(rec)
+        self._end_gather(cid, "call_hangup")
+
+    def conference_closed(self, conference_id: str) -> None:
+        for job in self.players.of_conference(conference_id):
+            self._end(job, "completed")
+        for rec in [r for r in self.recorders.values() if r.op.conference_id == conference_id]:
+            self._finish_recording(rec)
+
+    def _finish_recording(self, rec: Recorder) -> None:
+        if rec.stopped:
+            return
+        rec.stopped = True
+        self.recorders.pop(rec.op.job_id, None)
+        channels = rec.buffer.arrays()
+        ended = time.time()
+
+        async def save() -> None:
+            try:
+                path, size, duration = await asyncio.to_thread(write_recording, rec.op, channels)
+            except Exception as exc:
+                log.exception("writing recording %s failed", rec.op.job_id)
+                self.engine.on_fact(m.RecordingFailed(rec.op.job_id, str(exc)))
+                return
+            self.engine.on_fact(m.RecordingSaved(rec.op.job_id, path, size, duration, rec.started_at, ended))
+
+        self._spawn(save())
+
+    # -- gather -------------------------------------------------------------------------------------
+
+    def _gather(self, op: m.Gather) -> None:
+        self._end_gather(op.call_control_id, "cancelled")
+        now = asyncio.get_running_loop().time()
+        self.gathers[op.call_control_id] = (op, DigitGatherer(op, now, has_prompt=op.prompt is not None))
+        if op.prompt is not None:
+            self._play(m.Play(op.job_id + ":prompt", op.prompt, (op.call_control_id,)), "speak"
+                       if op.prompt.kind == "tts" else "playback")
+
+    def _prompt_over(self, job_id: str) -> None:
+        if not job_id.endswith(":prompt") and ":prompt:" not in job_id:
+            return
+        gather_id = job_id.split(":prompt")[0]
+        for _cid, (op, gatherer) in self.gathers.items():
+            if op.job_id == gather_id:
+                gatherer.prompt_ended(asyncio.get_running_loop().time())
+
+    def digit(self, cid: str, digit: str) -> None:
+        entry = self.gathers.get(cid)
+        if entry is None:
+            return
+        op, gatherer = entry
+        if op.stop_playback_on_dtmf:
+            for job in self.players.of_leg(cid):
+                if job.op.job_id.startswith(op.job_id + ":prompt"):
+                    self._end(job, "cancelled")
+        self._gather_outcome(cid, gatherer.digit(digit, asyncio.get_running_loop().time()))
+
+    def _gather_outcome(self, cid: str, outcome: Reprompt | Finished | None) -> None:
+        entry = self.gathers.get(cid)
+        if outcome is None or entry is None:
+            return
+        op, gatherer = entry
+        if isinstance(outcome, Finished):
+            del self.gathers[cid]
+            self.engine.on_fact(m.GatherEnded(op.job_id, outcome.digits, outcome.status))
+            return
+        prompts = [p for p in ((op.invalid_prompt if outcome.invalid else None), op.prompt) if p is not None]
+        if not prompts:
+            gatherer.prompt_ended(asyncio.get_running_loop().time())
+        for n, spec in enumerate(prompts):
+            self._play(m.Play(f"{op.job_id}:prompt:{gatherer.tries}:{n}", spec, (cid,)),
+                       "speak" if spec.kind == "tts" else "playback")
+
+    def _end_gather(self, cid: str, status: str) -> None:
+        entry = self.gathers.pop(cid, None)
+        if entry is None:
+            return
+        op, gatherer = entry
+        finished = gatherer.cancel(status)
+        if finished is not None:
+            self.engine.on_fact(m.GatherEnded(op.job_id, finished.digits, finished.status))
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.preparer.aclose()

@@ -1,0 +1,92 @@
+"""Recording taps: per tick, take the frames a recording needs from the mixer's inputs and outputs.
+
+A call's recording: channel 1 is what the far end says (the leg's input), channel 2 what it hears
+(the leg's output); single channel mixes the two. A conference's: channel 1 is the creator, channel 2
+everyone else who is heard (not muted, held, monitoring or whispering); single channel mixes them.
+Encoding (WAV/MP3, trim silence) happens off the tick, in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from callroom.audio.encode import encode_mp3, encode_wav, trim_silence
+from callroom.audio.recording import RecordingBuffer
+from callroom.control.media_ops import ConferenceMix, StartRecording
+from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, Frame
+
+
+def _sum(frames: list[Frame]) -> Frame | None:
+    if not frames:
+        return None
+    total = np.sum(np.stack([f.astype(np.int32) for f in frames]), axis=0)
+    return np.clip(total, -32768, 32767).astype(np.int16)
+
+
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+
+def _or_silence(frame: Frame | None) -> Frame:
+    return _SILENCE if frame is None else frame
+
+
+@dataclass
+class Recorder:
+    op: StartRecording
+    started_at: float
+    buffer: RecordingBuffer = field(init=False)
+    stopped: bool = False
+
+    def __post_init__(self) -> None:
+        self.buffer = RecordingBuffer(channels=2 if self.op.channels == "dual" else 1)
+
+    @property
+    def max_frames(self) -> int | None:
+        if self.op.max_length_secs:
+            return self.op.max_length_secs * SAMPLE_RATE // FRAME_SAMPLES
+        return None
+
+    def capture(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame],
+                conference: ConferenceMix | None) -> None:
+        if self.buffer.paused:
+            return
+        if self.op.call_control_id is not None:
+            first = inputs.get(self.op.call_control_id)
+            second = outputs.get(self.op.call_control_id)
+        else:
+            if conference is None:
+                return
+            creator = self.op.creator_call_control_id
+            heard = [
+                mb.call_control_id for mb in conference.members
+                if not (mb.on_hold or mb.muted or mb.supervisor_role in ("monitor", "whisper"))
+            ]
+            first = inputs.get(creator) if creator in heard and creator is not None else None
+            second = _sum([f for c in heard if c != creator and (f := inputs.get(c)) is not None])
+        if self.buffer.channels == 2:
+            self.buffer.append(_or_silence(first), _or_silence(second))
+        else:
+            self.buffer.append(_or_silence(_sum([f for f in (first, second) if f is not None])))
+
+    def full(self) -> bool:
+        limit = self.max_frames
+        return limit is not None and self.buffer.samples >= limit * FRAME_SAMPLES
+
+
+def write_recording(op: StartRecording, channels: list[Frame]) -> tuple[str, int, int]:
+    """Encode and write; returns (path, size in bytes, duration in ms). Runs in a worker thread."""
+    if op.trim_silence:
+        channels = trim_silence(channels)
+    if not channels or len(channels[0]) == 0:
+        channels = [np.zeros(FRAME_SAMPLES, dtype=np.int16) for _ in channels or [0]]
+    data = encode_mp3(channels) if op.format == "mp3" else encode_wav(channels)
+    path = Path(f"{op.path}.{op.format}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return str(path), len(data), int(len(channels[0]) * 1000 / SAMPLE_RATE)

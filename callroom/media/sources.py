@@ -1,0 +1,57 @@
+"""Preparing audio to play: fetch a URL, read an uploaded file, or synthesise speech — off the tick.
+
+Runs on the media loop; decoding and synthesis go to worker threads so the tick never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import numpy as np
+from numpy.typing import NDArray
+
+from callroom.audio.decode import decode_audio
+from callroom.audio.fetch import MediaFetcher
+from callroom.audio.tts import Synthesizer
+from callroom.control.media_ops import AudioSpec
+from callroom.errors import MediaError
+
+MAX_PLAY_SECONDS = 3600.0
+
+
+class AudioPreparer:
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self._client: httpx.AsyncClient | None = None
+        self._fetcher: MediaFetcher | None = None
+        self._cache_dir = cache_dir
+        self.synthesizer = Synthesizer()
+
+    def _get_fetcher(self) -> MediaFetcher:
+        if self._fetcher is None:
+            self._client = httpx.AsyncClient(follow_redirects=False)
+            self._fetcher = MediaFetcher(self._client, cache_dir=self._cache_dir)
+        return self._fetcher
+
+    async def prepare(self, spec: AudioSpec) -> NDArray[np.int16]:
+        if spec.kind == "url":
+            return await self._get_fetcher().fetch(spec.value)
+        if spec.kind == "file":
+            try:
+                data = await asyncio.to_thread(Path(spec.value).read_bytes)
+            except OSError as exc:
+                raise MediaError(f"media file unreadable: {exc}") from exc
+            return await asyncio.to_thread(decode_audio, data, max_seconds=MAX_PLAY_SECONDS)
+        if spec.kind == "tts":
+            return await asyncio.to_thread(
+                self.synthesizer.synthesize, spec.value, voice=spec.voice or "female", language=spec.language,
+                payload_type="ssml" if spec.payload_type == "ssml" else "text",
+            )
+        raise MediaError(f"unknown audio kind {spec.kind!r}")
+
+    async def aclose(self) -> None:
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+        if self._client is not None:
+            await self._client.aclose()
