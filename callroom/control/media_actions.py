@@ -41,8 +41,9 @@ def audio_spec(ctx: Ctx, src: Source, pointer: str = "/audio_url") -> m.AudioSpe
     if src.media_name:
         media = media_tx.get_media(ctx.tx, ctx.account_id, src.media_name)
         if media is None:
-            raise CommandRejected("10015", "Invalid value", f"No uploaded media named {src.media_name!r}.",
-                                  "/media_name")
+            raise CommandRejected(
+                "10015", "Invalid value", f"No uploaded media named {src.media_name!r}.", "/media_name"
+            )
         return m.AudioSpec("file", media.path)
     if src.audio_url:
         return m.AudioSpec("url", src.audio_url)
@@ -57,12 +58,26 @@ def check_speech(src: Source) -> None:
         raise CommandRejected("10015", "Invalid value", str(exc), f"/{exc.field}") from exc
 
 
-def _job(ctx: Ctx, kind: str, scope: str, *, call: Call | None = None, conference: Conference | None = None,
-         job_id: str | None = None, **data: Any) -> MediaJob:
+def _job(
+    ctx: Ctx,
+    kind: str,
+    scope: str,
+    *,
+    call: Call | None = None,
+    conference: Conference | None = None,
+    job_id: str | None = None,
+    **data: Any,
+) -> MediaJob:
     job = MediaJob(
-        id=job_id or new_uuid(), account_id=ctx.account_id, kind=kind, scope=scope, created_at=ctx.now,
-        updated_at=ctx.now, call_control_id=call.call_control_id if call else None,
-        conference_id=conference.id if conference else None, data=data,
+        id=job_id or new_uuid(),
+        account_id=ctx.account_id,
+        kind=kind,
+        scope=scope,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        call_control_id=call.call_control_id if call else None,
+        conference_id=conference.id if conference else None,
+        data=data,
     )
     media_tx.insert_job(ctx.tx, job)
     return job
@@ -75,8 +90,16 @@ def _loop(loop: int | str | None) -> int | None:
 # -- calls -------------------------------------------------------------------------------------------
 
 
-def call_play(ctx: Ctx, cid: str, src: Source, *, loop: int | str | None, overlay: bool, target_legs: str | None,
-              client_state: str | None) -> None:
+def call_play(
+    ctx: Ctx,
+    cid: str,
+    src: Source,
+    *,
+    loop: int | str | None,
+    overlay: bool,
+    target_legs: str | None,
+    client_state: str | None,
+) -> None:
     call = _media_call(ctx, cid, client_state)
     spec = audio_spec(ctx, src)
     kind = "speak" if spec.kind == "tts" else "playback"
@@ -111,7 +134,9 @@ class GatherRequest:
     gather_id: str | None = None
 
 
-def gather(ctx: Ctx, cid: str, req: GatherRequest, client_state: str | None, conference: Conference | None = None) -> None:
+def gather(
+    ctx: Ctx, cid: str, req: GatherRequest, client_state: str | None, conference: Conference | None = None
+) -> None:
     call = _media_call(ctx, cid, client_state)
     if req.minimum_digits > req.maximum_digits:
         raise CommandRejected("10015", "Invalid value", "minimum_digits exceeds maximum_digits.", "/minimum_digits")
@@ -119,30 +144,71 @@ def gather(ctx: Ctx, cid: str, req: GatherRequest, client_state: str | None, con
     invalid = audio_spec(ctx, req.invalid, "/invalid_audio_url") if req.invalid else None
     job = _job(ctx, "gather", "call", call=call, conference=conference, gather_id=req.gather_id)
     if prompt is not None:
-        _job(ctx, "speak" if prompt.kind == "tts" else "playback", "call", call=call, job_id=f"{job.id}:prompt",
-             media_url=req.prompt.audio_url if req.prompt else None,
-             media_name=req.prompt.media_name if req.prompt else None, overlay=False)
-    ctx.media.append(m.Gather(
-        job.id, call.call_control_id, prompt, invalid, req.minimum_digits, req.maximum_digits, req.terminating_digit,
-        req.valid_digits, req.timeout_millis, req.inter_digit_timeout_millis, req.initial_timeout_millis,
-        req.maximum_tries, req.stop_playback_on_dtmf,
-    ))
+        _job(
+            ctx,
+            "speak" if prompt.kind == "tts" else "playback",
+            "call",
+            call=call,
+            job_id=f"{job.id}:prompt",
+            media_url=req.prompt.audio_url if req.prompt else None,
+            media_name=req.prompt.media_name if req.prompt else None,
+            overlay=False,
+        )
+    ctx.media.append(
+        m.Gather(
+            job.id,
+            call.call_control_id,
+            prompt,
+            invalid,
+            req.minimum_digits,
+            req.maximum_digits,
+            req.terminating_digit,
+            req.valid_digits,
+            req.timeout_millis,
+            req.inter_digit_timeout_millis,
+            req.initial_timeout_millis,
+            req.maximum_tries,
+            req.stop_playback_on_dtmf,
+        )
+    )
 
 
-def record_start(ctx: Ctx, *, call: Call | None, conference: Conference | None, fmt: str, channels: str,
-                 trim: bool, custom_file_name: str | None, max_length: int, play_beep: bool, storage: str,
-                 download_base: str) -> Recording:
-    busy = media_tx.open_jobs(ctx.tx, kind="record", call_control_id=call.call_control_id if call else None,
-                              conference_id=conference.id if conference else None)
+def record_start(
+    ctx: Ctx,
+    *,
+    call: Call | None,
+    conference: Conference | None,
+    fmt: str,
+    channels: str,
+    trim: bool,
+    custom_file_name: str | None,
+    max_length: int,
+    play_beep: bool,
+    storage: str,
+    download_base: str,
+) -> Recording:
+    busy = media_tx.open_jobs(
+        ctx.tx,
+        kind="record",
+        call_control_id=call.call_control_id if call else None,
+        conference_id=conference.id if conference else None,
+    )
     if busy:
         raise reject("90107", "A recording is already in progress; stop it first.")
     rec_id = new_uuid()
     base = custom_file_name or (call.call_leg_id if call else rec_id)
     file_name = f"{base}-{int(ctx.now)}" if custom_file_name else base
     rec = Recording(
-        id=rec_id, account_id=ctx.account_id, source="call" if call else "conference", channels=channels,
-        format=fmt, file_name=f"{file_name}.{fmt}", status="recording", recording_started_at=ctx.now,
-        created_at=ctx.now, updated_at=ctx.now,
+        id=rec_id,
+        account_id=ctx.account_id,
+        source="call" if call else "conference",
+        channels=channels,
+        format=fmt,
+        file_name=f"{file_name}.{fmt}",
+        status="recording",
+        recording_started_at=ctx.now,
+        created_at=ctx.now,
+        updated_at=ctx.now,
         call_control_id=call.call_control_id if call else (conference.creator_call_control_id if conference else None),
         call_leg_id=call.call_leg_id if call else None,
         call_session_id=call.call_session_id if call else (conference.creator_call_session_id if conference else None),
@@ -150,22 +216,42 @@ def record_start(ctx: Ctx, *, call: Call | None, conference: Conference | None, 
         connection_id=call.connection_id if call else (conference.connection_id if conference else None),
     )
     media_tx.insert_recording(ctx.tx, rec)
-    _job(ctx, "record", "call" if call else "conference", call=call, conference=conference, job_id=rec_id,
-         download_base=download_base, client_state=call.client_state if call else None)
-    ctx.media.append(m.StartRecording(
-        rec_id, f"{storage}/{ctx.account_id}/{rec_id}", fmt, channels,
-        call_control_id=call.call_control_id if call else None,
-        conference_id=conference.id if conference else None,
-        creator_call_control_id=conference.creator_call_control_id if conference else None,
-        trim_silence=trim, max_length_secs=max_length, play_beep=play_beep,
-    ))
+    _job(
+        ctx,
+        "record",
+        "call" if call else "conference",
+        call=call,
+        conference=conference,
+        job_id=rec_id,
+        download_base=download_base,
+        client_state=call.client_state if call else None,
+    )
+    ctx.media.append(
+        m.StartRecording(
+            rec_id,
+            f"{storage}/{ctx.account_id}/{rec_id}",
+            fmt,
+            channels,
+            call_control_id=call.call_control_id if call else None,
+            conference_id=conference.id if conference else None,
+            creator_call_control_id=conference.creator_call_control_id if conference else None,
+            trim_silence=trim,
+            max_length_secs=max_length,
+            play_beep=play_beep,
+        )
+    )
     return rec
 
 
-def record_control(ctx: Ctx, action: str, *, call: Call | None, conference: Conference | None,
-                   recording_id: str | None) -> None:
-    jobs = media_tx.open_jobs(ctx.tx, kind="record", call_control_id=call.call_control_id if call else None,
-                              conference_id=conference.id if conference else None)
+def record_control(
+    ctx: Ctx, action: str, *, call: Call | None, conference: Conference | None, recording_id: str | None
+) -> None:
+    jobs = media_tx.open_jobs(
+        ctx.tx,
+        kind="record",
+        call_control_id=call.call_control_id if call else None,
+        conference_id=conference.id if conference else None,
+    )
     if recording_id:
         jobs = [j for j in jobs if j.id == recording_id]
     if not jobs:
@@ -197,8 +283,9 @@ def _target_legs(ctx: Ctx, call: Call, target_legs: str) -> tuple[str, ...]:
 # -- conferences -------------------------------------------------------------------------------------
 
 
-def conference_play(ctx: Ctx, conf: Conference, src: Source, *, loop: int | str | None,
-                    call_control_ids: list[str] | None) -> None:
+def conference_play(
+    ctx: Ctx, conf: Conference, src: Source, *, loop: int | str | None, call_control_ids: list[str] | None
+) -> None:
     spec = audio_spec(ctx, src)
     kind = "speak" if spec.kind == "tts" else "playback"
     if not call_control_ids:
@@ -211,8 +298,9 @@ def conference_play(ctx: Ctx, conf: Conference, src: Source, *, loop: int | str 
         raise reject("90105", f"Not participants of this conference: {', '.join(unknown)}.", "/call_control_ids")
     for cid in call_control_ids:
         call = ctx.tx.get_call(ctx.account_id, cid)
-        job = _job(ctx, kind, "participants", call=call, conference=conf, media_url=src.audio_url,
-                   media_name=src.media_name)
+        job = _job(
+            ctx, kind, "participants", call=call, conference=conf, media_url=src.audio_url, media_name=src.media_name
+        )
         ctx.media.append(m.Play(job.id, spec, (cid,), loop=_loop(loop), overlay=True))
 
 
@@ -226,8 +314,9 @@ def conference_stop(ctx: Ctx, conf: Conference, call_control_ids: list[str] | No
             ctx.media.append(m.StopPlay(present))
 
 
-def conference_send_dtmf(ctx: Ctx, conf: Conference, call_control_ids: list[str] | None, digits: str,
-                         duration_millis: int) -> None:
+def conference_send_dtmf(
+    ctx: Ctx, conf: Conference, call_control_ids: list[str] | None, digits: str, duration_millis: int
+) -> None:
     present = [p.call_control_id for p in ctx.tx.participants_of(conf.id)]
     targets = call_control_ids or present
     unknown = [c for c in targets if c not in present]
@@ -276,8 +365,11 @@ def playback_ended(ctx: Ctx, job_id: str, status: str, detail: str | None) -> No
 
 
 def _emit_playback(ctx: Ctx, job: MediaJob, phase: str, extra: dict[str, Any]) -> None:
-    media = {} if job.kind == "speak" else {"media_url": job.data.get("media_url"),
-                                            "media_name": job.data.get("media_name")}
+    media = (
+        {}
+        if job.kind == "speak"
+        else {"media_url": job.data.get("media_url"), "media_name": job.data.get("media_name")}
+    )
     if job.scope == "call" and job.call_control_id:
         call = ctx.tx.get_call(ctx.account_id, job.call_control_id)
         if call is not None:
@@ -291,15 +383,27 @@ def _emit_playback(ctx: Ctx, job: MediaJob, phase: str, extra: dict[str, Any]) -
     if conf is None:
         return
     if job.scope == "conference":
-        ctx.emit_conference(f"conference.{job.kind}.{phase}", conf, creator_call_session_id=conf.creator_call_session_id,
-                            **media, **extra)
+        ctx.emit_conference(
+            f"conference.{job.kind}.{phase}",
+            conf,
+            creator_call_session_id=conf.creator_call_session_id,
+            **media,
+            **extra,
+        )
         return
     call = ctx.tx.get_call(ctx.account_id, job.call_control_id or "")
     if call is not None:
         ctx.emit_conference(
-            f"conference.participant.{job.kind}.{phase}", conf, call_control_id=call.call_control_id,
-            call_leg_id=call.call_leg_id, call_session_id=call.call_session_id, client_state=call.client_state,
-            connection_id=call.connection_id, creator_call_session_id=conf.creator_call_session_id, **media, **extra,
+            f"conference.participant.{job.kind}.{phase}",
+            conf,
+            call_control_id=call.call_control_id,
+            call_leg_id=call.call_leg_id,
+            call_session_id=call.call_session_id,
+            client_state=call.client_state,
+            connection_id=call.connection_id,
+            creator_call_session_id=conf.creator_call_session_id,
+            **media,
+            **extra,
         )
 
 
@@ -315,8 +419,9 @@ def gather_ended(ctx: Ctx, job_id: str, digits: str, status: str) -> None:
         ctx.emit_call("call.gather.ended", call, digits=digits, status=status, **extra)
 
 
-def recording_saved(ctx: Ctx, job_id: str, path: str, size: int, duration_ms: int, started: float,
-                    ended: float) -> None:
+def recording_saved(
+    ctx: Ctx, job_id: str, path: str, size: int, duration_ms: int, started: float, ended: float
+) -> None:
     job = media_tx.get_job(ctx.tx, job_id)
     rec = media_tx.get_recording(ctx.tx, ctx.account_id, job_id)
     if job is None or rec is None:
@@ -329,9 +434,14 @@ def recording_saved(ctx: Ctx, job_id: str, path: str, size: int, duration_ms: in
     media_tx.update_recording(ctx.tx, rec)
     urls = {rec.format: f"{job.data.get('download_base', '')}/v2/recordings/{rec.id}/download.{rec.format}"}
     payload: dict[str, Any] = {
-        "recording_id": rec.id, "channels": rec.channels, "format": rec.format,
-        "recording_started_at": iso(rec.recording_started_at), "recording_ended_at": iso(rec.recording_ended_at),
-        "recording_urls": urls, "public_recording_urls": urls, "duration_millis": duration_ms,
+        "recording_id": rec.id,
+        "channels": rec.channels,
+        "format": rec.format,
+        "recording_started_at": iso(rec.recording_started_at),
+        "recording_ended_at": iso(rec.recording_ended_at),
+        "recording_urls": urls,
+        "public_recording_urls": urls,
+        "duration_millis": duration_ms,
     }
     if rec.source == "call":
         call = ctx.tx.get_call(ctx.account_id, rec.call_control_id or "")

@@ -286,9 +286,6 @@ class MediaFile:
 
 
 __all__ = [
-    "MediaFile",
-    "MediaJob",
-    "Recording",
     "CONFERENCE_MAX_LIFETIME_SECS",
     "Account",
     "Application",
@@ -296,11 +293,14 @@ __all__ = [
     "CallState",
     "Conference",
     "ConferenceStatus",
+    "MediaFile",
+    "MediaJob",
     "OutboundEvent",
     "Participant",
     "ParticipantStatus",
     "Queue",
     "QueueEntry",
+    "Recording",
     "Timer",
     "new_application_id",
     "new_call_control_id",

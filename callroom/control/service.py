@@ -15,6 +15,7 @@ from typing import TypeVar
 from callroom.control import calls, conferences, queues
 from callroom.control.context import Ctx
 from callroom.control.media_ops import MediaOp, MediaPlane
+from callroom.control.records import Timer
 from callroom.store.engine import Store
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,10 @@ class Control:
             due = tx.due_timers(now, limit)
         for timer in due:
 
-            def fire(ctx: Ctx, timer_id: int = timer.id, kind: str = timer.kind, ref: str = timer.ref) -> None:
-                if not ctx.tx.take_timer(timer_id):
+            def fire(ctx: Ctx, timer: Timer = timer) -> None:
+                if not ctx.tx.take_timer(timer):
                     return
+                kind, ref = timer.kind, timer.ref
                 if kind in ("dial_timeout", "time_limit", "first_command"):
                     calls.on_timer(ctx, kind, ref)
                 elif kind == "queue_timeout":
@@ -120,7 +122,7 @@ class Control:
             except Exception:
                 log.exception("timer %s %s failed", timer.kind, timer.ref)
                 with self.store.transaction() as tx:
-                    tx.take_timer(timer.id)
+                    tx.take_timer(timer)
         with self.store.transaction() as tx:
             tx.forget_commands_before(now - COMMAND_ID_WINDOW_SECS)
             return tx.next_timer_due()

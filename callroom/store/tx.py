@@ -14,6 +14,8 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, Table, and_, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from callroom.control.records import (
     Account,
@@ -162,7 +164,7 @@ class Tx:
         c = t.applications.c
         where = c.account_id == account_id
         if name_contains:
-            where = and_(where, c.application_name.contains(name_contains, autoescape=True))
+            where = and_(where, c.application_name.icontains(name_contains, autoescape=True))
         return self._page(Application, t.applications, where, [c.created_at, c.id], page, size)
 
     # -- calls --------------------------------------------------------------------------------------
@@ -363,9 +365,14 @@ class Tx:
     def cancel_timers(self, kind: str, ref: str) -> None:
         self.conn.execute(delete(t.timers).where(and_(t.timers.c.kind == kind, t.timers.c.ref == ref)))
 
-    def take_timer(self, timer_id: int) -> bool:
-        """Delete a due timer; False if another worker already took it."""
-        return int(self.conn.execute(delete(t.timers).where(t.timers.c.id == timer_id)).rowcount) == 1
+    def take_timer(self, timer: Timer) -> bool:
+        """Delete a due timer; False if another worker took it or it was cancelled meanwhile.
+
+        Matched on every field, not the id alone: SQLite may give a new timer the id of one just
+        deleted, and a stale id must not take the newer timer."""
+        c = t.timers.c
+        where = and_(c.id == timer.id, c.kind == timer.kind, c.ref == timer.ref, c.due_at == timer.due_at)
+        return int(self.conn.execute(delete(t.timers).where(where)).rowcount) == 1
 
     def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
         c = t.timers.c
@@ -382,15 +389,20 @@ class Tx:
         already executed within ``window`` seconds."""
         c = t.command_ids.c
         key = and_(c.account_id == account_id, c.scope == scope, c.command_id == command_id)
-        seen = self.conn.execute(select(c.created_at, c.result).where(key)).first()
-        if seen is not None and now - float(seen[0]) < window:
+        seen_stmt = self._locked(select(c.created_at, c.result).where(key), True)
+        seen = self.conn.execute(seen_stmt).first()
+        if seen is None:
+            # Two requests with the same id at the same moment: exactly one insert wins, the other sees its row.
+            row = {"account_id": account_id, "scope": scope, "command_id": command_id, "created_at": now}
+            dialect_insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+            inserted = dialect_insert(t.command_ids).values(row).on_conflict_do_nothing().returning(c.command_id)
+            if self.conn.execute(inserted).first() is not None:
+                return True, None
+            seen = self.conn.execute(seen_stmt).first()
+            assert seen is not None
+        if now - float(seen[0]) < window:
             return False, seen[1]
-        if seen is not None:
-            self.conn.execute(update(t.command_ids).where(key).values(created_at=now, result=None))
-        else:
-            self.conn.execute(
-                insert(t.command_ids).values(account_id=account_id, scope=scope, command_id=command_id, created_at=now)
-            )
+        self.conn.execute(update(t.command_ids).where(key).values(created_at=now, result=None))
         return True, None
 
     def set_command_result(self, account_id: str, scope: str, command_id: str, result: str) -> None:

@@ -74,10 +74,10 @@ def test_timers_due_in_order_and_taken_once(store: Store) -> None:
     assert due[0].id != due[1].id and all(d.id > 0 for d in due)
 
     with store.transaction() as tx:
-        assert tx.take_timer(due[0].id) is True
-        assert tx.take_timer(due[0].id) is False  # within the same transaction
+        assert tx.take_timer(due[0]) is True
+        assert tx.take_timer(due[0]) is False  # within the same transaction
     with store.transaction() as tx:
-        assert tx.take_timer(due[0].id) is False  # and after it committed
+        assert tx.take_timer(due[0]) is False  # and after it committed
         assert [d.id for d in tx.due_timers(NOW)] == [due[1].id]
         assert tx.next_timer_due() == NOW - 5
 
@@ -90,7 +90,7 @@ def test_timer_taken_in_a_rolled_back_transaction_is_still_due(store: Store) -> 
         (tm,) = tx.due_timers(NOW)
     try:
         with store.transaction() as tx:
-            assert tx.take_timer(tm.id) is True
+            assert tx.take_timer(tm) is True
             raise RuntimeError("handler failed")
     except RuntimeError:
         pass
@@ -122,10 +122,6 @@ def test_a_stale_timer_id_cannot_take_a_newer_timer(store: Store, request: pytes
     handler: the time limit would be lost. PostgreSQL's sequence never hands an id out twice; SQLite's
     rowid (``INTEGER PRIMARY KEY`` without ``AUTOINCREMENT``) hands out max(id) + 1, which is the id of
     the timer just deleted when it was the newest."""
-    if store.is_sqlite:
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="timers.id is a SQLite rowid without AUTOINCREMENT: ids are reused")
-        )
     acct = uid()
     with store.transaction() as tx:
         tx.add_timer(f.timer(acct, kind="dial_timeout", ref="v3:a", due_at=NOW))
@@ -134,5 +130,5 @@ def test_a_stale_timer_id_cannot_take_a_newer_timer(store: Store, request: pytes
         tx.cancel_timers("dial_timeout", "v3:a")
         tx.add_timer(f.timer(acct, kind="time_limit", ref="v3:a", due_at=NOW + 14400))
     with store.transaction() as tx:
-        assert tx.take_timer(listed.id) is False, "the stale id took the new time_limit timer"
+        assert tx.take_timer(listed) is False, "the stale id took the new time_limit timer"
         assert [t.kind for t in tx.due_timers(NOW + 14400)] == ["time_limit"]

@@ -17,9 +17,8 @@ from typing import TypeVar
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
 
-from callroom.control.records import OutboundEvent
+from callroom.control.records import OutboundEvent, Timer
 from callroom.store import outbox
 from callroom.store import schema as t
 from callroom.store.engine import Store
@@ -112,8 +111,8 @@ def test_a_due_timer_is_taken_by_exactly_one_worker(store: Store) -> None:
             tx.add_timer(f.timer(acct, due_at=NOW))
             (tm,) = tx.due_timers(NOW)
 
-        def take(tx: Tx, _i: int, timer_id: int = tm.id) -> bool:
-            took = tx.take_timer(timer_id)
+        def take(tx: Tx, _i: int, timer: Timer = tm) -> bool:
+            took = tx.take_timer(timer)
             time.sleep(0.005)
             return took
 
@@ -129,17 +128,6 @@ WINDOW = 60.0
 def test_a_command_id_sent_twice_at_once_runs_once(store: Store, previous: str, request: pytest.FixtureRequest) -> None:
     """Two requests with the same ``command_id`` arrive together (a client retrying on a timeout):
     exactly one may execute, the other must be told it is a duplicate and get the first one's result."""
-    if not store.is_sqlite:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=IntegrityError if previous == "none" else AssertionError,
-                reason=(
-                    "remember_command reads without FOR UPDATE, then INSERTs (unique violation for the second "
-                    "writer) or UPDATEs (both see an expired row: both execute)"
-                ),
-            )
-        )
     acct = uid()
     if previous == "expired":
         with store.transaction() as tx:

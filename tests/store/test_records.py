@@ -382,10 +382,6 @@ def test_list_applications_pages_by_creation_and_filters_on_name(store: Store) -
 def test_application_name_filter_ignores_case(store: Store, request: pytest.FixtureRequest) -> None:
     """Telnyx: "applications with application_name containing the given value will be returned.
     Matching is not case-sensitive." SQLite's LIKE ignores ASCII case; PostgreSQL's LIKE does not."""
-    if not store.is_sqlite:
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="list_applications uses LIKE, which is case-sensitive on PostgreSQL")
-        )
     acct = uid()
     with store.transaction() as tx:
         tx.insert_application(f.application(acct, application_name="Front Desk"))
