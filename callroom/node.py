@@ -156,7 +156,7 @@ class Node:
         self.dispatcher = Dispatcher(
             self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff
         )
-        self.control.on_events = self.dispatcher.wake
+        self.control.on_events = self.dispatcher.enqueue
         self.control.on_timers = self._timer_wake.set
         ended = self.control.recover()
         if ended:

@@ -20,6 +20,7 @@ from callroom.control.records import (
     new_uuid,
 )
 from callroom.errors import ApiError
+from callroom.store.outbox import PendingDelivery
 from callroom.store.tx import Tx
 from callroom.timefmt import iso
 
@@ -33,7 +34,8 @@ class Ctx:
     now: float
     node_id: str
     media: list[MediaOp] = field(default_factory=list)
-    events: int = 0
+    # Outbox rows written by this command, handed to the dispatcher once the transaction commits.
+    emitted: list[PendingDelivery] = field(default_factory=list)
     timers_added: bool = False
     # An error to raise *after* committing: a dequeue that removed the head but could not bridge it.
     deferred_error: ApiError | None = None
@@ -89,8 +91,15 @@ class Ctx:
             order_key=order_key,
             occurred_at_in_payload=occurred_at_in_payload,
         )
-        self.tx.add_event(ev, self.now)
-        self.events += 1
+        row_id = self.tx.add_event(ev, self.now)
+        self.emitted.append(
+            PendingDelivery(
+                id=row_id, event_id=ev.id, account_id=ev.account_id, event_type=ev.event_type,
+                occurred_at=ev.occurred_at, payload=ev.payload, occurred_at_in_payload=ev.occurred_at_in_payload,
+                url=ev.url, failover_url=ev.failover_url, method=ev.method, timeout_secs=ev.timeout_secs,
+                order_key=ev.order_key, attempts=0, next_attempt_at=self.now,
+            )
+        )
 
     def emit_call(self, event_type: str, call: Call, **extra: Any) -> None:
         """A ``call.*`` webhook about ``call``, to the call's application (or its ``webhook_url``)."""

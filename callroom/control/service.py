@@ -17,6 +17,7 @@ from callroom.control.context import Ctx
 from callroom.control.media_ops import MediaOp, MediaPlane
 from callroom.control.records import Timer
 from callroom.store.engine import Store
+from callroom.store.outbox import PendingDelivery
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Control:
         self.node_id = node_id
         self.media = media
         self.clock = clock
-        self.on_events: Callable[[], None] = lambda: None
+        self.on_events: Callable[[list[PendingDelivery]], None] = lambda _events: None
         self.on_timers: Callable[[], None] = lambda: None
 
     def run(
@@ -90,8 +91,8 @@ class Control:
                 self.media.apply(ops)
             except Exception:  # the state is committed; a media failure must not undo it
                 log.exception("media plane failed to apply %d ops", len(ops))
-        if ctx.events:
-            self.on_events()
+        if ctx.emitted:
+            self.on_events(ctx.emitted)
         if ctx.timers_added:
             self.on_timers()
 

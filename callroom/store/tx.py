@@ -336,8 +336,9 @@ class Tx:
 
     # -- outbox, timers, command ids ----------------------------------------------------------------
 
-    def add_event(self, ev: OutboundEvent, now: float) -> None:
-        self.conn.execute(
+    def add_event(self, ev: OutboundEvent, now: float) -> int:
+        """Append a webhook to the outbox; returns its outbox id (delivery order)."""
+        result = self.conn.execute(
             insert(t.outbox).values(
                 event_id=ev.id,
                 account_id=ev.account_id,
@@ -356,6 +357,9 @@ class Tx:
                 created_at=now,
             )
         )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
 
     def add_timer(self, timer: Timer) -> None:
         row = to_row(timer)

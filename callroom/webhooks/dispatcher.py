@@ -86,6 +86,10 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def enqueue(self, deliveries: list[PendingDelivery]) -> None:
+        """Deliveries just committed to the outbox (the dispatcher finds them in the table too)."""
+        self._wake.set()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
