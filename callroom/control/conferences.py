@@ -320,8 +320,8 @@ def set_flags(
             if on_hold and (hold_audio_url or hold_media_name):
                 p.hold_audio_url, p.hold_media_name = hold_audio_url, hold_media_name
         p.updated_at = ctx.now
-        ctx.tx.update_participant(p)
-    push_mix(ctx, conf)
+    ctx.tx.update_participants(targets)
+    push_mix(ctx, conf, present=present)
 
 
 def update_role(ctx: Ctx, conf: Conference, call_control_id: str, role: str, whisper_ids: list[str] | None) -> None:
@@ -353,7 +353,7 @@ def effective_hold(conf: Conference, p: Participant) -> bool:
     return p.on_hold or conf.status is ConferenceStatus.INIT
 
 
-def push_mix(ctx: Ctx, conf: Conference, beep: str | None = None) -> None:
+def push_mix(ctx: Ctx, conf: Conference, beep: str | None = None, present: list[Participant] | None = None) -> None:
     """Tell the media plane the conference's whole who-hears-whom as it now stands."""
     members = tuple(
         m.ConferenceMember(
@@ -364,7 +364,7 @@ def push_mix(ctx: Ctx, conf: Conference, beep: str | None = None) -> None:
             whisper_to=tuple(p.whisper_call_control_ids),
             hold_audio=p.hold_audio_url or p.hold_media_name,
         )
-        for p in ctx.tx.participants_of(conf.id)
+        for p in (present if present is not None else ctx.tx.participants_of(conf.id))
     )
     ctx.media.append(
         m.ConferenceMix(conf.id, members, conf.comfort_noise, beep, conf.hold_audio_url or conf.hold_media_name)

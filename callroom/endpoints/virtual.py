@@ -81,10 +81,17 @@ class _InbandReporter(VirtualAudioLeg):
         super().__init__(spec.tone_hz)
         self._detector = DtmfDetector()
         self._on_digit = on_digit
+        self._listen = 0
 
     def pull_frame(self) -> Frame | None:
+        # The detector listens while keys are being pressed (and a few frames after): a phone that
+        # only sends its tone costs the tick nothing here.
+        pressing = self.pressing
         frame = super().pull_frame()
-        if frame is not None:
+        if pressing:
+            self._listen = 10
+        if frame is not None and self._listen > 0:
+            self._listen -= 1 if not pressing else 0
             digit = self._detector.process(frame)
             if digit:
                 self._on_digit(DtmfDigit(digit, 0, "inband"))

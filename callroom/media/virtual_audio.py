@@ -42,6 +42,11 @@ class VirtualAudioLeg:
         self._heard.append(frame.copy())
         self.frames_heard += 1
 
+    @property
+    def pressing(self) -> bool:
+        """Whether key-press tones are queued in what the phone sends."""
+        return bool(self._pending)
+
     def press(self, digits: str, duration_ms: int = 100) -> None:
         """The phone's user presses keys: in-band DTMF tones in what it sends."""
         self._pending.extend(_frames(digits, duration_ms))

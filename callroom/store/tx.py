@@ -8,12 +8,13 @@ their value, JSON columns hold lists and dicts. Every query that can see tenant 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, Table, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -40,26 +41,43 @@ _ENUM_FIELDS: dict[type[Any], dict[str, type[Enum]]] = {
 }
 
 
+@functools.cache
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def to_row(rec: Any) -> dict[str, Any]:
     row: dict[str, Any] = {}
-    for f in dataclasses.fields(rec):
-        value = getattr(rec, f.name)
-        row[f.name] = value.value if isinstance(value, Enum) else value
+    for name in _field_names(type(rec)):
+        value = getattr(rec, name)
+        row[name] = value.value if isinstance(value, Enum) else value
     return row
 
 
 def from_row(cls: type[R], row: Any) -> R:
     mapping = row._mapping
     enums = _ENUM_FIELDS.get(cls, {})
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name not in mapping:
-            continue
-        value = mapping[f.name]
-        if f.name in enums and value is not None:
-            value = enums[f.name](value)
-        kwargs[f.name] = value
+    kwargs = {name: mapping[name] for name in _field_names(cls) if name in mapping}
+    for name, enum in enums.items():
+        value = kwargs.get(name)
+        if value is not None:
+            kwargs[name] = enum(value)
     return cls(**kwargs)
+
+
+_STATEMENTS: dict[str, Any] = {}
+
+
+def prebuilt(key: str, build: Callable[[], Any]) -> Any:
+    """A statement built once and reused: SQLAlchemy then skips construction and reuses its compiled form."""
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = build()
+    return stmt
+
+
+def _update_by(table: Table, pk: str) -> Any:
+    return prebuilt(f"update:{table.name}", lambda: update(table).where(table.c[pk] == bindparam("pk_")))
 
 
 class Tx:
@@ -156,7 +174,10 @@ class Tx:
 
     def get_application(self, account_id: str, app_id: str) -> Application | None:
         c = t.applications.c
-        return self._one(Application, select(t.applications).where(and_(c.id == app_id, c.account_id == account_id)))
+        stmt = prebuilt("get_app", lambda: select(t.applications).where(c.id == bindparam("id"),
+                                                                         c.account_id == bindparam("acct")))
+        row = self.conn.execute(stmt, {"id": app_id, "acct": account_id}).first()
+        return None if row is None else from_row(Application, row)
 
     def list_applications(self, account_id: str, page: int, size: int, name_contains: str | None) -> tuple[
         list[Application], int
@@ -170,16 +191,22 @@ class Tx:
     # -- calls --------------------------------------------------------------------------------------
 
     def insert_call(self, call: Call) -> None:
-        self.conn.execute(insert(t.calls).values(to_row(call)))
+        self.conn.execute(prebuilt("insert:calls", t.calls.insert), to_row(call))
 
     def update_call(self, call: Call) -> None:
-        row = to_row(call)
-        self.conn.execute(update(t.calls).where(t.calls.c.call_control_id == call.call_control_id).values(row))
+        self.conn.execute(_update_by(t.calls, "call_control_id"), {**to_row(call), "pk_": call.call_control_id})
 
     def get_call(self, account_id: str, call_control_id: str, *, lock: bool = False) -> Call | None:
+        locked = lock and self._lock_rows
         c = t.calls.c
-        stmt = select(t.calls).where(and_(c.call_control_id == call_control_id, c.account_id == account_id))
-        return self._one(Call, self._locked(stmt, lock))
+
+        def build() -> Any:
+            stmt = select(t.calls).where(c.call_control_id == bindparam("cid"), c.account_id == bindparam("acct"))
+            return stmt.with_for_update() if locked else stmt
+
+        row = self.conn.execute(prebuilt(f"get_call:{locked}", build), {"cid": call_control_id, "acct": account_id})
+        first = row.first()
+        return None if first is None else from_row(Call, first)
 
     def get_call_any_account(self, call_control_id: str) -> Call | None:
         return self._one(Call, select(t.calls).where(t.calls.c.call_control_id == call_control_id))
@@ -199,15 +226,22 @@ class Tx:
     # -- conferences --------------------------------------------------------------------------------
 
     def insert_conference(self, conf: Conference) -> None:
-        self.conn.execute(insert(t.conferences).values(to_row(conf)))
+        self.conn.execute(prebuilt("insert:conferences", t.conferences.insert), to_row(conf))
 
     def update_conference(self, conf: Conference) -> None:
-        self.conn.execute(update(t.conferences).where(t.conferences.c.id == conf.id).values(to_row(conf)))
+        self.conn.execute(_update_by(t.conferences, "id"), {**to_row(conf), "pk_": conf.id})
 
     def get_conference(self, account_id: str, conference_id: str, *, lock: bool = False) -> Conference | None:
+        locked = lock and self._lock_rows
         c = t.conferences.c
-        stmt = select(t.conferences).where(and_(c.id == conference_id, c.account_id == account_id))
-        return self._one(Conference, self._locked(stmt, lock))
+
+        def build() -> Any:
+            stmt = select(t.conferences).where(c.id == bindparam("id"), c.account_id == bindparam("acct"))
+            return stmt.with_for_update() if locked else stmt
+
+        first = self.conn.execute(prebuilt(f"get_conf:{locked}", build), {"id": conference_id, "acct": account_id})
+        row = first.first()
+        return None if row is None else from_row(Conference, row)
 
     def active_conference_by_name(self, account_id: str, name: str, *, lock: bool = False) -> Conference | None:
         c = t.conferences.c
@@ -233,17 +267,26 @@ class Tx:
     # -- participants -------------------------------------------------------------------------------
 
     def insert_participant(self, p: Participant) -> None:
-        self.conn.execute(insert(t.participants).values(to_row(p)))
+        self.conn.execute(prebuilt("insert:participants", t.participants.insert), to_row(p))
 
     def update_participant(self, p: Participant) -> None:
-        self.conn.execute(update(t.participants).where(t.participants.c.id == p.id).values(to_row(p)))
+        self.update_participants([p])
+
+    def update_participants(self, ps: Sequence[Participant]) -> None:
+        if ps:
+            self.conn.execute(_update_by(t.participants, "id"), [{**to_row(p), "pk_": p.id} for p in ps])
 
     def participants_of(self, conference_id: str, *, present_only: bool = True) -> list[Participant]:
         c = t.participants.c
-        where = c.conference_id == conference_id
-        if present_only:
-            where = and_(where, c.status != ParticipantStatus.LEFT.value)
-        return self._all(Participant, select(t.participants).where(where).order_by(c.created_at, c.id))
+
+        def build() -> Any:
+            where = c.conference_id == bindparam("conf")
+            if present_only:
+                where = and_(where, c.status != ParticipantStatus.LEFT.value)
+            return select(t.participants).where(where).order_by(c.created_at, c.id)
+
+        rows = self.conn.execute(prebuilt(f"participants_of:{present_only}", build), {"conf": conference_id})
+        return [from_row(Participant, r) for r in rows]
 
     def get_participant(self, conference_id: str, id_or_label: str) -> Participant | None:
         c = t.participants.c
@@ -257,10 +300,10 @@ class Tx:
 
     def present_participant_for_call(self, call_control_id: str) -> Participant | None:
         c = t.participants.c
-        stmt = select(t.participants).where(
-            and_(c.call_control_id == call_control_id, c.status != ParticipantStatus.LEFT.value)
-        )
-        return self._one(Participant, stmt)
+        stmt = prebuilt("present_participant", lambda: select(t.participants).where(
+            c.call_control_id == bindparam("cid"), c.status != ParticipantStatus.LEFT.value))
+        row = self.conn.execute(stmt, {"cid": call_control_id}).first()
+        return None if row is None else from_row(Participant, row)
 
     def list_participants(
         self, conference_id: str, page: int, size: int, filters: dict[str, bool]
@@ -288,12 +331,20 @@ class Tx:
         self.conn.execute(delete(t.queues).where(t.queues.c.id == q.id))
 
     def get_queue(self, account_id: str, name: str, *, lock: bool = False) -> Queue | None:
+        locked = lock and self._lock_rows
         c = t.queues.c
-        stmt = select(t.queues).where(and_(c.account_id == account_id, c.name == name))
-        return self._one(Queue, self._locked(stmt, lock))
+
+        def build() -> Any:
+            stmt = select(t.queues).where(c.account_id == bindparam("acct"), c.name == bindparam("name"))
+            return stmt.with_for_update() if locked else stmt
+
+        row = self.conn.execute(prebuilt(f"get_queue:{locked}", build), {"acct": account_id, "name": name}).first()
+        return None if row is None else from_row(Queue, row)
 
     def get_queue_by_id(self, queue_id: str) -> Queue | None:
-        return self._one(Queue, select(t.queues).where(t.queues.c.id == queue_id))
+        stmt = prebuilt("queue_by_id", lambda: select(t.queues).where(t.queues.c.id == bindparam("id")))
+        row = self.conn.execute(stmt, {"id": queue_id}).first()
+        return None if row is None else from_row(Queue, row)
 
     def list_queues(self, account_id: str, page: int, size: int) -> tuple[list[Queue], int]:
         c = t.queues.c
@@ -309,18 +360,22 @@ class Tx:
         return e
 
     def update_queue_entry(self, e: QueueEntry) -> None:
-        self.conn.execute(update(t.queue_entries).where(t.queue_entries.c.seq == e.seq).values(to_row(e)))
+        self.conn.execute(_update_by(t.queue_entries, "seq"), {**to_row(e), "pk_": e.seq})
 
     def delete_queue_entry(self, e: QueueEntry) -> None:
-        self.conn.execute(delete(t.queue_entries).where(t.queue_entries.c.seq == e.seq))
+        stmt = prebuilt("delete_entry", lambda: delete(t.queue_entries).where(t.queue_entries.c.seq == bindparam("s")))
+        self.conn.execute(stmt, {"s": e.seq})
 
     def queue_entries(self, queue_id: str) -> list[QueueEntry]:
         c = t.queue_entries.c
-        return self._all(QueueEntry, select(t.queue_entries).where(c.queue_id == queue_id).order_by(c.seq))
+        stmt = prebuilt("entries", lambda: select(t.queue_entries).where(c.queue_id == bindparam("q")).order_by(c.seq))
+        return [from_row(QueueEntry, r) for r in self.conn.execute(stmt, {"q": queue_id})]
 
     def queue_entry_for_call(self, call_control_id: str) -> QueueEntry | None:
-        stmt = select(t.queue_entries).where(t.queue_entries.c.call_control_id == call_control_id)
-        return self._one(QueueEntry, stmt)
+        c = t.queue_entries.c
+        stmt = prebuilt("entry_for_call", lambda: select(t.queue_entries).where(c.call_control_id == bindparam("cid")))
+        row = self.conn.execute(stmt, {"cid": call_control_id}).first()
+        return None if row is None else from_row(QueueEntry, row)
 
     def queue_sizes(self, queue_ids: Sequence[str]) -> dict[str, tuple[int, float]]:
         """For each queue: (number of listed calls, sum of their enqueue times)."""
@@ -364,10 +419,12 @@ class Tx:
     def add_timer(self, timer: Timer) -> None:
         row = to_row(timer)
         del row["id"]
-        self.conn.execute(insert(t.timers).values(row))
+        self.conn.execute(prebuilt("insert:timers", t.timers.insert), row)
 
     def cancel_timers(self, kind: str, ref: str) -> None:
-        self.conn.execute(delete(t.timers).where(and_(t.timers.c.kind == kind, t.timers.c.ref == ref)))
+        c = t.timers.c
+        stmt = prebuilt("cancel_timers", lambda: delete(t.timers).where(c.kind == bindparam("k"), c.ref == bindparam("r")))
+        self.conn.execute(stmt, {"k": kind, "r": ref})
 
     def take_timer(self, timer: Timer) -> bool:
         """Delete a due timer; False if another worker took it or it was cancelled meanwhile.
