@@ -26,10 +26,16 @@ def _database_url(args: argparse.Namespace) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from callroom.endpoints.sip import SipConfig
     from callroom.node import Node, NodeConfig, ensure_first_key
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id))
+    sip = None
+    if args.sip_port >= 0:
+        low, _, high = args.rtp_ports.partition("-")
+        sip = SipConfig(host=args.sip_host, port=args.sip_port, advertise=args.sip_advertise,
+                        rtp_ports=(int(low), int(high)), allow=tuple(n.strip() for n in args.sip_allow.split(",")))
+    node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:
@@ -46,6 +52,9 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         print("  API key:            create one with 'callroom keys create'", flush=True)
     print(f"  webhook public key: {node.signer.public_key_b64}", flush=True)
+    if sip is not None:
+        print(f"  SIP:                udp {args.sip_host}:{args.sip_port} (calls to sip:<connection_id>@host; "
+              f"allowed from {args.sip_allow})", flush=True)
     print(f"  OpenAPI:            {base}/openapi.json", flush=True)
     config = uvicorn.Config(
         node.app, host=args.host, port=args.port, log_level="warning", loop="uvloop", http="httptools",
@@ -106,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=int(os.environ.get("CALLROOM_PORT", DEFAULT_PORT)))
     serve.add_argument("--node-id", default=os.environ.get("CALLROOM_NODE_ID"))
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--sip-host", default=os.environ.get("CALLROOM_SIP_HOST", "127.0.0.1"))
+    serve.add_argument("--sip-port", type=int, default=int(os.environ.get("CALLROOM_SIP_PORT", 5060)),
+                       help="UDP port for SIP (-1: no SIP, virtual phones only)")
+    serve.add_argument("--sip-advertise", default=os.environ.get("CALLROOM_SIP_ADVERTISE"),
+                       help="address put in Contact and SDP when --sip-host is a wildcard")
+    serve.add_argument("--sip-allow", default=os.environ.get("CALLROOM_SIP_ALLOW", "127.0.0.0/8,::1/128"),
+                       help="comma-separated networks allowed to call in")
+    serve.add_argument("--rtp-ports", default=os.environ.get("CALLROOM_RTP_PORTS", "20000-30000"))
     serve.set_defaults(func=_serve)
 
     keys = sub.add_parser("keys", help="manage API keys")

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -31,6 +31,7 @@ from callroom.control.media_ops import (
 )
 from callroom.control.records import Account
 from callroom.control.service import Control, job_fact, remote_fact
+from callroom.endpoints.sip import Incoming, SipConfig, SipPhones
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.media.runner import MediaThread
 from callroom.store.engine import Store
@@ -49,6 +50,7 @@ class NodeConfig:
     node_id: str | None = None
     webhook_concurrency: int = 64
     webhook_backoff: tuple[float, ...] = BACKOFF
+    sip: SipConfig | None = field(default_factory=SipConfig)  # None: no SIP plane (virtual phones only)
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -83,15 +85,18 @@ def ensure_first_key(store: Store) -> str | None:
 
 
 class NodeMedia:
-    """The node's media plane as the control plane sees it: endpoint drivers (virtual phones; SIP next)
+    """The node's media plane as the control plane sees it: the endpoint drivers (virtual phones, SIP)
     carry out signalling and create legs, then the engine re-places the legs."""
 
     def __init__(self, virtual_phones: VirtualPhones, media: MediaThread) -> None:
         self.virtual_phones = virtual_phones
         self.media = media
+        self.sip: SipPhones | None = None
 
     def apply(self, ops: list[MediaOp]) -> None:
         self.virtual_phones.apply(ops)
+        if self.sip is not None:
+            self.media.post(self.sip.apply, ops)
         self.media.post(self.media.engine.apply, ops)
 
 
@@ -104,8 +109,13 @@ class Node:
         self.signer = WebhookSigner.load_or_create(self.store)
         self.media = MediaThread(self._on_media_fact)
         self.virtual_phones = VirtualPhones(self.media)
-        self.control = Control(self.store, self.node_id, NodeMedia(self.virtual_phones, self.media))
+        self.node_media = NodeMedia(self.virtual_phones, self.media)
+        self.control = Control(self.store, self.node_id, self.node_media)
         self.virtual_phones.bind(self.control)
+        self.sip: SipPhones | None = None
+        if config.sip is not None:
+            self.sip = SipPhones(self.media.engine, config.sip, on_incoming=self._sip_incoming, report=self._sip_report)
+            self.control.dialable = ("virtual:", "sip:")
         self._api_loop: asyncio.AbstractEventLoop | None = None
         self.dispatcher: Dispatcher | None = None
         self._timer_task: asyncio.Task[None] | None = None
@@ -114,6 +124,7 @@ class Node:
             self.control, self.virtual_phones, self.signer.public_key_b64, self.config.data_dir / "recordings",
             lifespan=self._lifespan
         )
+        self.app.state.webhook_signer = self.signer
 
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
@@ -150,13 +161,58 @@ class Node:
         except Exception:
             log.exception("media fact %r failed", fact)
 
+    # -- SIP: facts reported on the media thread, handled on the API loop --------------------------------
+
+    def _sip_incoming(self, call: Incoming) -> None:
+        if self._api_loop is not None:
+            self._api_loop.call_soon_threadsafe(self._route_sip_call, call)
+
+    def _route_sip_call(self, call: Incoming) -> None:
+        """An INVITE arrived: find the application its request-URI names, or refuse it with 404."""
+        assert self.sip is not None
+        sip = self.sip
+        with self.store.transaction() as tx:
+            app = tx.application_for_sip_user(call.user)
+        if app is None or not app.active:
+            self.media.post(sip.refuse, call.sip_call_id, 404)
+            return
+        try:
+            leg = self.control.write(app.account_id, lambda ctx: calls.incoming(
+                ctx, connection_id=app.id, from_=call.from_, to=call.to, endpoint=f"sip-in:{call.sip_call_id}"))
+        except Exception:
+            log.exception("incoming SIP call %s failed", call.sip_call_id)
+            self.media.post(sip.refuse, call.sip_call_id, 500)
+            return
+        self.media.post(sip.accept, call.sip_call_id, leg.call_control_id)
+
+    def _sip_report(self, fact: str, cid: str, detail: int | str | None) -> None:
+        if self._api_loop is not None:
+            self._api_loop.call_soon_threadsafe(self._handle_sip_report, fact, cid, detail)
+
+    def _handle_sip_report(self, fact: str, cid: str, detail: int | str | None) -> None:
+        try:
+            if fact == "answered":
+                remote_fact(self.control, cid, lambda ctx: calls.remote_answered(ctx, cid))
+            elif fact == "failed":
+                remote_fact(self.control, cid, lambda ctx: calls.remote_failed(ctx, cid, int(detail or 500)))
+            elif fact == "hangup":
+                remote_fact(self.control, cid, lambda ctx: calls.remote_hangup(ctx, cid, str(detail or "200")))
+        except Exception:
+            log.exception("SIP fact %s about %s failed", fact, cid)
+
     async def start(self) -> None:
         self._api_loop = asyncio.get_running_loop()
         self.media.start()
+        if self.sip is not None:
+            sip = self.sip
+            await asyncio.wrap_future(self.media.submit(sip.start))
+            self.node_media.sip = sip
+            log.info("SIP listening on udp %s:%d", sip.config.host, sip.port)
         self.dispatcher = Dispatcher(
             self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff
         )
         self.control.on_events = self.dispatcher.enqueue
+        self.app.state.webhook_dispatcher = self.dispatcher
         self.control.on_timers = self._timer_wake.set
         ended = self.control.recover()
         if ended:
@@ -171,6 +227,9 @@ class Node:
                 await self._timer_task
         if self.dispatcher:
             await self.dispatcher.stop()
+        if self.sip is not None:
+            with suppress(Exception):
+                self.media.call(self.sip.close)
         self.media.stop()
         self.store.dispose()
 

@@ -28,7 +28,6 @@ REJECT_CAUSES = {
     "TEMPORARILY_UNAVAILABLE": ("unspecified", 480),
 }
 
-DIALLABLE_PREFIXES = ("virtual:",)
 
 
 @dataclass(slots=True)
@@ -56,11 +55,11 @@ def dial(ctx: Ctx, req: DialRequest) -> Call:
         )
     if not app.active:
         raise CommandRejected("10015", "Invalid value", "This application is not active.", "/connection_id")
-    if not req.to.startswith(DIALLABLE_PREFIXES):
+    if not req.to.startswith(ctx.dialable):
         raise reject(
             "90108",
-            "This node can dial virtual phones ('virtual:<name>'); SIP and number destinations need the SIP "
-            "media plane, which is not enabled on this node.",
+            f"This node can dial {' and '.join(repr(p + '...') for p in ctx.dialable)}; "
+            "phone numbers need a SIP trunk, which is not configured.",
             "/to",
         )
     session_id = new_uuid()

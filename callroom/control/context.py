@@ -20,6 +20,7 @@ from callroom.control.records import (
     new_uuid,
 )
 from callroom.errors import ApiError
+from callroom.store import outbox
 from callroom.store.outbox import PendingDelivery
 from callroom.store.tx import Tx
 from callroom.timefmt import iso
@@ -39,6 +40,8 @@ class Ctx:
     timers_added: bool = False
     # An error to raise *after* committing: a dequeue that removed the head but could not bridge it.
     deferred_error: ApiError | None = None
+    # Destinations this node can ring (virtual phones always; SIP URIs when the SIP plane runs).
+    dialable: tuple[str, ...] = ("virtual:",)
     # What a deduplicated command produced, kept with its command_id (e.g. the dialled call's id).
     command_result: str | None = None
     _apps: dict[str, Application | None] = field(default_factory=dict)
@@ -78,6 +81,9 @@ class Ctx:
         timeout = float(app.webhook_timeout_secs) if app and app.webhook_timeout_secs else DEFAULT_WEBHOOK_TIMEOUT_SECS
         if occurred_at_in_payload:
             payload = {**payload, "occurred_at": iso(self.now)}
+        # Order within one call / conference, for receivers (an extra field: Telnyx's models ignore it).
+        seq_field = "conference_sequence" if order_key.startswith("conference:") else "call_sequence"
+        payload = {**payload, seq_field: outbox.next_sequence(self.tx, order_key)}
         ev = OutboundEvent(
             id=new_uuid(),
             account_id=self.account_id,
@@ -97,7 +103,7 @@ class Ctx:
                 id=row_id, event_id=ev.id, account_id=ev.account_id, event_type=ev.event_type,
                 occurred_at=ev.occurred_at, payload=ev.payload, occurred_at_in_payload=ev.occurred_at_in_payload,
                 url=ev.url, failover_url=ev.failover_url, method=ev.method, timeout_secs=ev.timeout_secs,
-                order_key=ev.order_key, attempts=0, next_attempt_at=self.now,
+                order_key=ev.order_key, attempts=0, next_attempt_at=self.now, created_at=self.now,
             )
         )
 

@@ -49,6 +49,7 @@ class Control:
         self.clock = clock
         self.on_events: Callable[[list[PendingDelivery]], None] = lambda _events: None
         self.on_timers: Callable[[], None] = lambda: None
+        self.dialable: tuple[str, ...] = ("virtual:",)
 
     def run(
         self,
@@ -59,7 +60,7 @@ class Control:
     ) -> T | Duplicate:
         """Run ``handler`` in one transaction. ``command`` is (scope, command_id) for deduplication."""
         with self.store.transaction() as tx:
-            ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id)
+            ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id, dialable=self.dialable)
             if command is not None and command[1]:
                 scope, command_id = command
                 fresh, earlier = tx.remember_command(account_id, scope, command_id, ctx.now, COMMAND_ID_WINDOW_SECS)

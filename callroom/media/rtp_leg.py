@@ -42,7 +42,7 @@ from callroom.media.rtcp import (
     parse_compound,
     round_trip_seconds,
 )
-from callroom.media.rtp import RtpPacket
+from callroom.media.rtp import RtpPacket, ts_diff
 
 __all__ = ["DIRECTIONS", "RtpLeg", "RtpLegStats"]
 
@@ -54,7 +54,7 @@ _SENDING: Final = frozenset({"sendrecv", "sendonly"})
 _HEADER: Final = struct.Struct("!BBHII")
 _F: Final = FRAME_SAMPLES
 _RESYNC: Final = 3 * FRAME_SAMPLES  # playout clock vs loop clock drift that re-anchors the playout clock
-_CATCH_UP: Final = 3 * FRAME_SAMPLES  # frames overdue by this much are skipped to cut latency
+_CATCH_UP: Final = FRAME_SAMPLES  # a frame still this overdue after one is played is skipped (cuts latency)
 _RTCP_SDES: Final = 202
 _RTCP_BYE: Final = 203
 _DTMF_GAP_MS: Final = 60
@@ -158,11 +158,14 @@ class RtpLeg:
         self._jitter = JitterBuffer()
         self._concealer = LossConcealer()
         self._playout: int | None = None
+        self._grid: int | None = None  # timestamp grid for reframing other packet sizes
+        self._partial: dict[int, tuple[bytearray, int]] = {}
         self._last_rx = -1e9
         self._last_rx_ts = 0  # the peer's RTP timestamp in its latest audio or event packet
         self._rfc4733 = Rfc4733Receiver(101)
         self._rfc4733_seen = False
         self._detector = DtmfDetector()
+        self._quiet_frames = 0
         self._inband_recent: tuple[str, float] | None = None
         self._rx_packets = 0
         self._rx_bytes = 0
@@ -211,8 +214,17 @@ class RtpLeg:
             except OSError:
                 rtp.close()
                 continue
-            leg = cls(loop, rtp, rtcp, on_dtmf=on_dtmf, symmetric=symmetric, detect_inband=detect_inband,
-                      rtcp_interval=rtcp_interval, silence_timeout=silence_timeout, rng=rng)
+            leg = cls(
+                loop,
+                rtp,
+                rtcp,
+                on_dtmf=on_dtmf,
+                symmetric=symmetric,
+                detect_inband=detect_inband,
+                rtcp_interval=rtcp_interval,
+                silence_timeout=silence_timeout,
+                rng=rng,
+            )
             rtp_proto.handler = leg._on_rtp
             rtcp_proto.handler = leg._on_rtcp
             return leg
@@ -296,10 +308,48 @@ class RtpLeg:
         self._rx_bytes += len(data)
         self._last_rx = now
         self._last_rx_ts = packet.timestamp
-        if pt == self._pt:
+        if pt != self._pt:
+            self._on_telephone_event(packet, now)
+        elif len(packet.payload) == _F:
             self._jitter.put(packet, arrival)
         else:
-            self._on_telephone_event(packet, now)
+            for frame in self._reframe(packet):
+                self._jitter.put(frame, arrival)
+
+    def _reframe(self, packet: RtpPacket) -> list[RtpPacket]:
+        """Cut a packet of another ptime (10, 30, 40 ms ...) into 20 ms frames on a fixed timestamp grid,
+        joining the pieces that straddle two packets; a frame missing a piece is left for concealment."""
+        ts, payload = packet.timestamp, packet.payload
+        if self._grid is None or abs(ts_diff(ts, self._grid)) > 1 << 24:
+            self._grid = ts
+            self._partial.clear()
+        offset = ts_diff(ts, self._grid) % _F
+        start = (ts - offset) & 0xFFFFFFFF
+        out: list[RtpPacket] = []
+        pos = 0
+        while pos < len(payload):
+            take = min(_F - offset, len(payload) - pos)
+            buf, filled = self._partial.pop(start, (bytearray(_F), 0))
+            buf[offset : offset + take] = payload[pos : pos + take]
+            if filled + take >= _F:
+                out.append(
+                    RtpPacket(
+                        packet.payload_type,
+                        packet.sequence_number,
+                        start,
+                        packet.ssrc,
+                        bytes(buf),
+                        marker=packet.marker and not out,
+                    )
+                )
+            else:
+                self._partial[start] = (buf, filled + take)
+            pos += take
+            offset = 0
+            start = (start + _F) & 0xFFFFFFFF
+        while len(self._partial) > 8:
+            del self._partial[next(iter(self._partial))]
+        return out
 
     def _on_telephone_event(self, packet: RtpPacket, now: float) -> None:
         self._rfc4733_seen = True
@@ -351,13 +401,25 @@ class RtpLeg:
                 frame = np.resize(frame, _F) if len(frame) > _F else np.pad(frame, (0, _F - len(frame)))
             self._concealer.next(frame)
             if self.detect_inband and not self._rfc4733_seen:
-                digit = self._detector.process(frame)
-                if digit is not None:
-                    on_ms = self._detector.min_on_frames * _F * 1000 // SAMPLE_RATE
-                    self._emit(digit, on_ms, "inband", now)
+                self._detect_inband(frame, now)
         if now - self._last_rx > self.silence_timeout:
             return None
         return frame
+
+    def _detect_inband(self, frame: Frame, now: float) -> None:
+        # A frame this quiet cannot hold a digit: a Goertzel power is at most 4x the frame's mean power, and
+        # both tones need min_level**2. After a few such frames the detector sits in its idle state, where
+        # more quiet frames change nothing, so they are skipped (most frames of a conference are quiet).
+        x = frame.astype(np.float32)
+        if float(x @ x) * (4.0 / _F) < self._detector.min_power:
+            if self._quiet_frames > self._detector.min_off_frames:
+                return
+            self._quiet_frames += 1
+        else:
+            self._quiet_frames = 0
+        digit = self._detector.process(frame)
+        if digit is not None:
+            self._emit(digit, self._detector.min_on_frames * _F * 1000 // SAMPLE_RATE, "inband", now)
 
     # ---- send ------------------------------------------------------------------------------------
     def push_frame(self, frame: Frame) -> None:
@@ -417,8 +479,12 @@ class RtpLeg:
         except (RtpParseError, ValueError, struct.error, IndexError):
             self._malformed += 1
             return
-        if self.symmetric and self._remote is not None and not self._rtcp_latched:
-            self._rtcp_remote, self._rtcp_latched = (addr[0], addr[1]), True
+        if self.symmetric and not self._rtcp_latched and self._latched and self._remote is not None:
+            # latch on to the peer's RTCP source only when it reports about the stream we receive
+            first = packets[0]
+            sender = first.ssrc if isinstance(first, (RtcpSenderReport, RtcpReceiverReport)) else None
+            if sender is not None and sender == self._rx_stats.ssrc and addr[0] == self._remote[0]:
+                self._rtcp_remote, self._rtcp_latched = (addr[0], addr[1]), True
         self._on_reports(packets, time.time())
 
     def _on_reports(self, packets: list[RtcpPacket], now_unix: float) -> None:
@@ -453,8 +519,14 @@ class RtpLeg:
         blocks = [self._rx_stats.report_block(now_unix)] if self._rx_stats.received else []
         first: RtcpPacket
         if self._tx_packets != self._tx_at_last_report:
-            first = RtcpSenderReport(self.ssrc, ntp_timestamp(now_unix), self._ts, self._tx_packets & 0xFFFFFFFF,
-                                     self._tx_octets & 0xFFFFFFFF, blocks)
+            first = RtcpSenderReport(
+                self.ssrc,
+                ntp_timestamp(now_unix),
+                self._ts,
+                self._tx_packets & 0xFFFFFFFF,
+                self._tx_octets & 0xFFFFFFFF,
+                blocks,
+            )
         else:
             first = RtcpReceiverReport(self.ssrc, blocks)
         self._tx_at_last_report = self._tx_packets

@@ -66,11 +66,12 @@ class SourceNetworks:
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, owner: SipTransport) -> None:
-        self.owner = owner
+    def __init__(self) -> None:
+        self.owner: SipTransport | None = None  # set right after binding
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
-        self.owner._on_datagram(data, addr)
+        if self.owner is not None:
+            self.owner._on_datagram(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("SIP socket error: %s", exc)
@@ -102,23 +103,26 @@ class SipTransport:
         """Bind ``host:port`` (0 picks a free port). ``advertise`` is the address put in Via and Contact
         when ``host`` is a wildcard. ``gates`` run after the ``allow`` check, in order."""
         loop = asyncio.get_running_loop()
-        holder: list[SipTransport] = []
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(holder[0]), local_addr=(host, port))
+        transport, protocol = await loop.create_datagram_endpoint(_Datagrams, local_addr=(host, port))
         bound = transport.get_extra_info("sockname")
         endpoint = SipEndpoint((advertise or host, int(bound[1])), user=user, user_agent=user_agent)
         self = cls(loop, transport, endpoint, on_event, [SourceNetworks(allow), *gates])
-        holder.append(self)
+        protocol.owner = self
         return self
 
     @property
     def local_addr(self) -> Addr:
         return self.endpoint.local_addr
 
+    @property
+    def timer_at(self) -> float | None:
+        """When the one armed timer fires (loop time), or None."""
+        return self._timer_at if self._timer is not None else None
+
     # ---- commands (each passes the loop clock and flushes) ----------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, *,
                addr: Addr | None = None, display_name: str | None = None) -> str:  # fmt: skip
-        call_id = self.endpoint.invite(to_uri, from_uri, sdp, self._loop.time(), addr=addr,
-                                       display_name=display_name)
+        call_id = self.endpoint.invite(to_uri, from_uri, sdp, self._loop.time(), addr=addr, display_name=display_name)
         self._flush()
         return call_id
 

@@ -179,6 +179,19 @@ class Tx:
         row = self.conn.execute(stmt, {"id": app_id, "acct": account_id}).first()
         return None if row is None else from_row(Application, row)
 
+    def application_for_sip_user(self, user: str) -> Application | None:
+        """The application an incoming SIP call to ``user@node`` is for: by its id, or by the
+        ``inbound.sip_subdomain`` it claims. (A scan: fine for the applications of one node.)"""
+        if not user:
+            return None
+        found = self._one(Application, select(t.applications).where(t.applications.c.id == user))
+        if found is not None:
+            return found
+        for app in self._all(Application, select(t.applications)):
+            if app.inbound.get("sip_subdomain") == user:
+                return app
+        return None
+
     def list_applications(self, account_id: str, page: int, size: int, name_contains: str | None) -> tuple[
         list[Application], int
     ]:

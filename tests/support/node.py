@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from callroom.endpoints.sip import SipConfig
 from callroom.node import Node, NodeConfig, create_api_key
 
 
@@ -23,7 +24,8 @@ def free_port() -> int:
 class NodeThread:
     def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None) -> None:
         # Short webhook retry pauses so delivery tests run in seconds.
-        config = NodeConfig(database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4))
+        config = NodeConfig(database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
+                            sip=SipConfig(port=0))
         self.node = Node(config)
         self.port = free_port()
         config = uvicorn.Config(self.node.app, host="127.0.0.1", port=self.port, log_level="warning",
@@ -50,6 +52,11 @@ class NodeThread:
     @property
     def root_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def sip_port(self) -> int:
+        assert self.node.sip is not None
+        return self.node.sip.port
 
     @property
     def public_key(self) -> str:

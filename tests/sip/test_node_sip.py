@@ -1,0 +1,168 @@
+"""Real SIP peers against a whole node: SIPp calling in with audio and RFC 4733 DTMF, SIPp answering
+and refusing our outgoing calls, and what people hear across SIP and virtual legs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.media.audio import tone_level
+from tests.sip.test_sip_transport import pcap_scenario
+from tests.support.node import free_port
+from tests.support.tenant import Tenant
+
+pytestmark = pytest.mark.sip
+
+
+def sipp() -> str:
+    path = shutil.which("sipp")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("sipp is not installed (apt-get install sip-tester)")
+        pytest.skip("sipp is not installed")
+    return path
+
+
+class Sipp:
+    """SIPp in the background, with its output kept for assertions."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sipp(), *args, "-i", "127.0.0.1", "-p", str(self.port), "-nostdin", "-timeout", "30s",
+             "-timeout_error", "-trace_err"],
+            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.cwd = cwd
+
+    def wait(self, timeout: float = 40) -> tuple[int, str]:
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        errors = "".join(p.read_text(errors="replace") for p in self.cwd.glob("*_errors.log"))
+        return self.proc.returncode, out.decode(errors="replace")[-3000:] + errors
+
+
+def test_sipp_calls_in_with_audio_and_dtmf(tenant: Tenant, tmp_path: Path) -> None:
+    scenario = pcap_scenario(tmp_path)
+    caller = Sipp(["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}",
+                   "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
+    initiated = tenant.receiver.wait_for(
+        lambda r: r.path == tenant.path and r.event_type == "call.initiated"
+        and r.payload.get("direction") == "incoming", timeout=15)[0]
+    cid = initiated.payload["call_control_id"]
+    assert initiated.payload["from"].startswith("sip:")
+    listener = tenant.dial("listener", "answer_after=0;tone=900")
+    tenant.client.calls.actions.answer(cid)
+    tenant.event("call.answered", cid)
+    tenant.client.calls.actions.bridge(cid, call_control_id_to_bridge_with=listener)
+    tenant.event("call.bridged", cid)
+    time.sleep(1.5)
+    heard = tenant.heard(listener, 1.0)
+    assert float(np.sqrt(np.mean(heard.astype(float) ** 2))) > 300, "the virtual phone should hear SIPp's audio"
+    digit = tenant.event("call.dtmf.received", cid, timeout=15)
+    assert digit.payload["digit"] == "1"
+    code, output = caller.wait()
+    assert code == 0, output
+    hangup = tenant.event("call.hangup", cid)
+    assert hangup.payload["hangup_source"] == "caller"
+
+
+def test_calls_to_unknown_users_are_refused(tenant: Tenant, tmp_path: Path) -> None:
+    caller = Sipp(["-sn", "uac", "-s", "nobody-here", f"127.0.0.1:{tenant.node.sip_port}", "-m", "1"], tmp_path)
+    code, output = caller.wait()
+    assert code != 0 and "404" in output
+
+
+def test_dial_out_to_sipp(tenant: Tenant, tmp_path: Path) -> None:
+    callee = Sipp(["-sn", "uas", "-m", "1"], tmp_path)
+    time.sleep(0.3)
+    resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
+                                    to=f"sip:alice@127.0.0.1:{callee.port}")
+    assert resp.data is not None
+    cid = resp.data.call_control_id
+    tenant.event("call.answered", cid, timeout=10)
+    tenant.client.calls.actions.hangup(cid)
+    tenant.event("call.hangup", cid)
+    code, output = callee.wait()
+    assert code == 0, output
+
+
+BUSY_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="busy">
+  <recv request="INVITE" />
+  <send><![CDATA[
+SIP/2.0 486 Busy Here
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK" />
+</scenario>
+"""
+
+
+def test_dial_out_busy(tenant: Tenant, tmp_path: Path) -> None:
+    scenario = tmp_path / "busy.xml"
+    scenario.write_text(BUSY_UAS)
+    callee = Sipp(["-sf", str(scenario), "-m", "1"], tmp_path)
+    time.sleep(0.3)
+    resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+1555",
+                                    to=f"sip:bob@127.0.0.1:{callee.port}")
+    assert resp.data is not None
+    hangup = tenant.event("call.hangup", resp.data.call_control_id, timeout=10)
+    assert (hangup.payload["hangup_cause"], hangup.payload["sip_hangup_cause"]) == ("user_busy", "486")
+    code, output = callee.wait()
+    assert code == 0, output
+
+
+def test_sip_leg_in_a_conference_hears_and_is_heard(tenant: Tenant, tmp_path: Path) -> None:
+    """A SIPp leg (audio from its pcap) and two virtual phones in one conference."""
+    scenario = pcap_scenario(tmp_path)
+    caller = Sipp(["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}",
+                   "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
+    initiated = tenant.receiver.wait_for(
+        lambda r: r.path == tenant.path and r.event_type == "call.initiated"
+        and r.payload.get("direction") == "incoming", timeout=15)[0]
+    cid = initiated.payload["call_control_id"]
+    tenant.client.calls.actions.answer(cid)
+    tenant.event("call.answered", cid)
+    a = tenant.dial("a", "answer_after=0;tone=500")
+    b = tenant.dial("b", "answer_after=0;tone=1300")
+    conf = tenant.client.conferences.create(call_control_id=cid, name="mixed", comfort_noise=False)
+    assert conf.data is not None
+    for leg in (a, b):
+        tenant.client.conferences.actions.join(conf.data.id, call_control_id=leg)
+    time.sleep(1.2)
+    heard_a = tenant.heard(a, 0.8)
+    assert tone_level(heard_a, 1300) > 1500  # hears the other virtual phone
+    assert _residual(heard_a, 1300) > 300  # and the SIPp caller's audio on top
+    tenant.client.conferences.actions.mute(conf.data.id, call_control_ids=[cid])
+    time.sleep(0.6)
+    muted = tenant.heard(a, 0.4)
+    assert tone_level(muted, 1300) > 1500
+    assert _residual(muted, 1300) < 100  # the muted SIP caller is gone from what a hears
+    code, output = caller.wait()
+    assert code == 0, output
+    tenant.event("conference.participant.left", cid, conference_id=conf.data.id)
+
+
+
+def _residual(samples: np.ndarray, tone_hz: float) -> float:
+    """RMS of what is left once the ``tone_hz`` sine is accounted for."""
+    total = float(np.mean(samples.astype(float) ** 2))
+    tone = tone_level(samples, tone_hz) ** 2 / 2
+    return float(np.sqrt(max(0.0, total - tone)))
