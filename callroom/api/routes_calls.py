@@ -37,7 +37,8 @@ async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
     result = ctl.run(account, lambda ctx: calls.dial(ctx, req), command=("dial", body.command_id))
     if isinstance(result, Duplicate):
         # The same command_id within 60 s: answer with the call the first request dialled.
-        earlier = ctl.read(account, lambda ctx: ctx.tx.get_call(account, result.result or ""))
+        earlier_id = result.result or ""
+        earlier = ctl.read(account, lambda ctx: ctx.tx.get_call(account, earlier_id))
         if earlier is None:
             raise NotFound("The call dialled by this command_id no longer exists.", "90015")
         result = earlier

@@ -53,7 +53,8 @@ async def create_conference(body: s.ConferenceCreate, account: Account, ctl: Ctl
     result = ctl.run(account, lambda ctx: confs.create(ctx, req), command=(body.call_control_id, body.command_id))
     if isinstance(result, Duplicate):
         # A repeated command_id: answer with the conference the first request created.
-        result = ctl.read(account, lambda ctx: find_conference(ctx, result.result or body.name))
+        earlier = result.result or body.name
+        result = ctl.read(account, lambda ctx: find_conference(ctx, earlier))
     return data(views.conference(result))
 
 

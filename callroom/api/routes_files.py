@@ -117,17 +117,16 @@ async def _fetch(url: str) -> bytes:
     if not url.startswith(("http://", "https://")):
         raise ValidationFailed.field("/media_url", "media_url must be an http(s) URL")
     try:
-        async with httpx.AsyncClient(follow_redirects=True, timeout=30) as client:
-            async with client.stream("GET", url) as resp:
-                if resp.status_code >= 400:
-                    raise ValidationFailed.field("/media_url", f"media_url answered HTTP {resp.status_code}")
-                chunks, size = [], 0
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_MEDIA_BYTES:
-                        raise ValidationFailed.field("/media_url", "media is larger than 50 MB")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+        async with httpx.AsyncClient(follow_redirects=True, timeout=30) as client, client.stream("GET", url) as resp:
+            if resp.status_code >= 400:
+                raise ValidationFailed.field("/media_url", f"media_url answered HTTP {resp.status_code}")
+            chunks, size = [], 0
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_MEDIA_BYTES:
+                    raise ValidationFailed.field("/media_url", "media is larger than 50 MB")
+                chunks.append(chunk)
+            return b"".join(chunks)
     except httpx.HTTPError as exc:
         raise ValidationFailed.field("/media_url", f"media_url is unreachable: {exc}") from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -11,6 +12,8 @@ from callroom.api import schemas as s
 from callroom.api.common import Account, Ctl, data
 from callroom.audio.encode import encode_wav
 from callroom.control import calls
+from callroom.control.context import Ctx
+from callroom.control.records import Call
 from callroom.endpoints.virtual import VirtualPhones, VirtualSpec
 from callroom.errors import NotFound, ValidationFailed
 
@@ -21,6 +24,10 @@ class VirtualCall(s.Body):
     connection_id: str = Field(min_length=1)
     from_: str = Field(default="virtual:caller", alias="from", min_length=1)
     to: str = Field(default="+15550000000", min_length=1)
+
+
+def _call_of(ctx: Ctx, account: str, cid: str) -> Call | None:
+    return ctx.tx.get_call(account, cid)
 
 
 def _phones(request: Request) -> VirtualPhones:
@@ -61,7 +68,7 @@ async def list_phones(request: Request, account: Account, ctl: Ctl) -> dict[str,
     """The live virtual legs of this account and what each is connected to."""
     out = []
     for leg in list(_phones(request).legs.values()):
-        call = ctl.read(account, lambda ctx, cid=leg.call_control_id: ctx.tx.get_call(account, cid))
+        call = ctl.read(account, functools.partial(_call_of, account=account, cid=leg.call_control_id))
         if call is not None:
             out.append({"call_control_id": leg.call_control_id, "name": leg.spec.name,
                         "connected_to": leg.connected_to})

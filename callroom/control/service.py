@@ -7,6 +7,7 @@ and wakes the webhook dispatcher and the timer loop. Handlers do no I/O of their
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -61,8 +62,9 @@ class Control:
         """Run ``handler`` in one transaction. ``command`` is (scope, command_id) for deduplication."""
         with self.store.transaction() as tx:
             ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id, dialable=self.dialable)
-            if command is not None and command[1]:
-                scope, command_id = command
+            command_id = command[1] if command is not None else None
+            if command is not None and command_id:
+                scope = command[0]
                 fresh, earlier = tx.remember_command(account_id, scope, command_id, ctx.now, COMMAND_ID_WINDOW_SECS)
                 if not fresh:
                     return Duplicate(earlier)
@@ -136,7 +138,7 @@ class Control:
         with self.store.transaction() as tx:
             orphans = tx.live_calls_of_node(self.node_id)
         for call in orphans:
-            self.run(call.account_id, lambda ctx, cid=call.call_control_id: _end_orphan(ctx, cid))
+            self.run(call.account_id, functools.partial(_end_orphan, call_control_id=call.call_control_id))
         return len(orphans)
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from callroom.control import media_ops as m
 from callroom.errors import ProtocolError
@@ -24,7 +25,7 @@ from callroom.media.rtp_leg import RtpLeg
 from callroom.media.sip_transport import IpNetwork, SipTransport
 from callroom.sip import call as sip_events
 from callroom.sip.fields import SipUri
-from callroom.sip.sdp import Direction, SessionDescription, accept_answer, make_offer, negotiate_answer
+from callroom.sip.sdp import SessionDescription, accept_answer, make_offer, negotiate_answer
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class SipPhones:
         if self.transport is not None:
             self.transport.close()
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from callroom.control import calls
@@ -77,7 +78,7 @@ class _InbandReporter(VirtualAudioLeg):
     """A virtual phone's audio leg whose own key presses are found by an in-band DTMF detector,
     as they would be on a phone line that carries DTMF as tones."""
 
-    def __init__(self, spec: VirtualSpec, on_digit: callable) -> None:  # type: ignore[valid-type]
+    def __init__(self, spec: VirtualSpec, on_digit: Callable[[DtmfDigit], None]) -> None:
         super().__init__(spec.tone_hz)
         self._detector = DtmfDetector()
         self._on_digit = on_digit

@@ -7,6 +7,7 @@ soon as it is ready. The engine asks ``tick()`` which jobs finished, and reports
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -106,10 +107,8 @@ class Players:
         self.overlays.pop(job.op.job_id, None)
         queue = self.queues.get(job.target)
         if queue is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 queue.remove(job)
-            except ValueError:
-                pass
             if not queue:
                 del self.queues[job.target]
 

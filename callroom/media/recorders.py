@@ -24,7 +24,8 @@ def _sum(frames: list[Frame]) -> Frame | None:
     if not frames:
         return None
     total = np.sum(np.stack([f.astype(np.int32) for f in frames]), axis=0)
-    return np.clip(total, -32768, 32767).astype(np.int16)
+    mixed: Frame = np.clip(total, -32768, 32767).astype(np.int16)
+    return mixed
 
 
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
@@ -82,7 +83,7 @@ def write_recording(op: StartRecording, channels: list[Frame]) -> tuple[str, int
     if op.trim_silence:
         channels = trim_silence(channels)
     if not channels or len(channels[0]) == 0:
-        channels = [np.zeros(FRAME_SAMPLES, dtype=np.int16) for _ in channels or [0]]
+        channels = [np.zeros(FRAME_SAMPLES, dtype=np.int16) for _ in range(max(1, len(channels)))]
     data = encode_mp3(channels) if op.format == "mp3" else encode_wav(channels)
     path = Path(f"{op.path}.{op.format}")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ their value, JSON columns hold lists and dicts. Every query that can see tenant 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Sequence
 from enum import Enum
@@ -41,9 +40,14 @@ _ENUM_FIELDS: dict[type[Any], dict[str, type[Enum]]] = {
 }
 
 
-@functools.cache
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
 def _field_names(cls: type[Any]) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def to_row(rec: Any) -> dict[str, Any]:
@@ -436,7 +440,9 @@ class Tx:
 
     def cancel_timers(self, kind: str, ref: str) -> None:
         c = t.timers.c
-        stmt = prebuilt("cancel_timers", lambda: delete(t.timers).where(c.kind == bindparam("k"), c.ref == bindparam("r")))
+        stmt = prebuilt(
+            "cancel_timers", lambda: delete(t.timers).where(c.kind == bindparam("k"), c.ref == bindparam("r"))
+        )
         self.conn.execute(stmt, {"k": kind, "r": ref})
 
     def take_timer(self, timer: Timer) -> bool:

@@ -184,7 +184,7 @@ def test_every_webhook_verifies_with_the_sdk(tenant: Tenant) -> None:
     assert len(mine) >= 3
     for r in mine:
         event = tenant.client.webhooks.unwrap(r.body, headers=r.headers, key=tenant.node.public_key)
-        assert event.data is not None
+        assert getattr(event, "data", None) is not None
         assert r.headers["user-agent"] == "telnyx-webhooks"
     tampered = mine[0].body.replace("call.", "calls.")
     with pytest.raises(ValueError, match="Signature verification failed"):

@@ -98,7 +98,7 @@ def test_participant_by_id_and_label_and_patch(tenant: Tenant) -> None:
 
 
 def test_not_started_conference_holds_everyone_until_moderator(tenant: Tenant) -> None:
-    conf_id, host = _create(tenant, "webinar", start_conference_on_create=False)
+    conf_id, _host = _create(tenant, "webinar", start_conference_on_create=False)
     got = tenant.client.conferences.retrieve(conf_id)
     assert got.data is not None and got.data.status == "init"
     attendee = tenant.dial("attendee")
@@ -186,7 +186,7 @@ def test_list_order_pagination_and_status_filter(tenant: Tenant) -> None:
 
 
 def test_monitor_and_whisper_roles_on_join(tenant: Tenant) -> None:
-    conf_id, host = _create(tenant, "coaching")
+    conf_id, _host = _create(tenant, "coaching")
     agent = tenant.dial("agent")
     tenant.client.conferences.actions.join(conf_id, call_control_id=agent)
     monitor = tenant.dial("monitor")

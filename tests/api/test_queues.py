@@ -44,7 +44,7 @@ def test_call_centre_scenario(tenant: Tenant) -> None:
 
     def take(agent: str) -> None:
         try:
-            tenant.client.calls.actions.bridge(agent, call_control_id_to_bridge_with=telnyx.omit, queue="support")
+            tenant.dequeue(agent, "support")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -101,11 +101,11 @@ def test_keep_after_hangup_and_dequeue_of_dead_head(tenant: Tenant) -> None:
 
     agent = tenant.dial("agent")
     with pytest.raises(telnyx.UnprocessableEntityError) as dead:
-        tenant.client.calls.actions.bridge(agent, call_control_id_to_bridge_with=telnyx.omit, queue="kept")
+        tenant.dequeue(agent, "kept")
     assert dead.value.body["errors"][0]["code"] == "90102"  # type: ignore[index]
     # The dead head was removed even though the bridge failed; the next caller is now first.
     assert [c.call_control_id for c in tenant.client.queues.calls.list("kept")] == [waiting]
-    tenant.client.calls.actions.bridge(agent, call_control_id_to_bridge_with=telnyx.omit, queue="kept")
+    tenant.dequeue(agent, "kept")
     tenant.event("call.bridged", waiting)
 
 
@@ -153,7 +153,7 @@ def test_dequeue_empty_queue_is_an_error(tenant: Tenant) -> None:
     tenant.client.queues.create(queue_name="empty")
     agent = tenant.dial("agent")
     with pytest.raises(telnyx.UnprocessableEntityError) as empty:
-        tenant.client.calls.actions.bridge(agent, call_control_id_to_bridge_with=telnyx.omit, queue="empty")
+        tenant.dequeue(agent, "empty")
     assert empty.value.body["errors"][0]["code"] == "90101"  # type: ignore[index]
 
 

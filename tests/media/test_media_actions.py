@@ -137,7 +137,7 @@ def test_conference_recording_mp3_with_three_tones(tenant: Tenant) -> None:
     saved = tenant.event("conference.recording.saved", conference_id=conf.data.id)
     assert saved.payload["format"] == "mp3"
     resp = httpx.get(saved.payload["recording_urls"]["mp3"], headers={"Authorization": f"Bearer {tenant.api_key}"})
-    audio, rate = soundfile.read(io.BytesIO(resp.content), dtype="int16")
+    audio, _rate = soundfile.read(io.BytesIO(resp.content), dtype="int16")
     assert audio.shape[1] == 2
     creator, others = audio[:, 0], audio[:, 1]
     assert tone_level(creator, 500) > HEARD and tone_level(creator, 900) < SILENT

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import time
 
-import telnyx
-
 from tests.media.audio import tone_level
 from tests.support.tenant import Tenant
 
@@ -90,7 +88,7 @@ def test_queued_caller_hears_hold_music_then_the_agent(tenant: Tenant) -> None:
     waiting = tenant.heard(caller, 0.4)
     assert float(abs(waiting.astype(float)).mean()) > 100
     agent = tenant.dial("agent", "answer_after=0;tone=1100")
-    tenant.client.calls.actions.bridge(agent, call_control_id_to_bridge_with=telnyx.omit, queue="music")
+    tenant.dequeue(agent, "music")
     tenant.event("call.bridged", caller)
     _settle()
     assert tone_level(tenant.heard(caller, 0.4), 1100) > HEARD

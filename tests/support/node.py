@@ -24,9 +24,11 @@ def free_port() -> int:
 class NodeThread:
     def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None) -> None:
         # Short webhook retry pauses so delivery tests run in seconds.
-        config = NodeConfig(database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
-                            sip=SipConfig(port=0))
-        self.node = Node(config)
+        node_config = NodeConfig(
+            database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
+            sip=SipConfig(port=0),
+        )
+        self.node = Node(node_config)
         self.port = free_port()
         config = uvicorn.Config(self.node.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 loop="asyncio", lifespan="on")

@@ -73,6 +73,12 @@ class Tenant:
             self.event("call.answered", cid)
         return cid
 
+    def dequeue(self, agent: str, queue: str) -> None:
+        """The agent takes the head of ``queue`` (bridge with ``queue`` instead of a call id)."""
+        self.client.calls.actions.bridge(
+            agent, call_control_id_to_bridge_with=telnyx.omit, queue=queue  # type: ignore[arg-type]
+        )
+
     def virtual_phones(self) -> list[dict[str, Any]]:
         """The live virtual legs of this account and what each is connected to."""
         resp = httpx.get(f"{self.node.root_url}/virtual/phones", headers={"Authorization": f"Bearer {self.api_key}"})
