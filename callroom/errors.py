@@ -81,8 +81,9 @@ class AuthenticationFailed(ApiError):
 class RateLimited(ApiError):
     status = 429
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, limit: int = 0) -> None:
         self.retry_after = retry_after
+        self.limit = limit
         super().__init__(ErrorItem("10011", "Too many requests", "Slow down and retry later."))
 
 

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
+from callroom.api.ratelimit import TokenBucket
 from callroom.control.service import Control
-from callroom.errors import AuthenticationFailed, ErrorItem, ValidationFailed
+from callroom.errors import AuthenticationFailed, ErrorItem, RateLimited, ValidationFailed
 
 KEY_CACHE_SECS = 5.0
 
@@ -45,6 +46,14 @@ async def account_id(request: Request) -> str:
         cache[key_hash] = hit
     if hit[0] is None:
         raise AuthenticationFailed()
+    limit: tuple[float, float] | None = request.app.state.rate_limit
+    if limit is not None:
+        buckets: dict[str, TokenBucket] = request.app.state.rate_buckets
+        bucket = buckets.get(key_hash)
+        if bucket is None:
+            bucket = buckets[key_hash] = TokenBucket(*limit)
+        if not bucket.take(now):
+            raise RateLimited(bucket.retry_after(), limit=int(limit[1]))
     return hit[0]
 
 

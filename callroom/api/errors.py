@@ -45,7 +45,10 @@ def install(app: FastAPI) -> None:
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         headers = {}
         if isinstance(exc, RateLimited):
-            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+            headers["Retry-After"] = f"{max(exc.retry_after, 0.001):.3f}"
+            headers["x-ratelimit-limit"] = str(exc.limit)
+            headers["x-ratelimit-remaining"] = "0"
+            headers["x-ratelimit-reset"] = f"{exc.retry_after:.3f}"
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -22,11 +22,12 @@ def free_port() -> int:
 
 
 class NodeThread:
-    def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None) -> None:
+    def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None,
+                 rate_limit: tuple[float, float] | None = None) -> None:
         # Short webhook retry pauses so delivery tests run in seconds.
         node_config = NodeConfig(
             database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
-            sip=SipConfig(port=0),
+            sip=SipConfig(port=0), rate_limit=rate_limit,
         )
         self.node = Node(node_config)
         self.port = free_port()
