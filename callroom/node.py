@@ -51,6 +51,7 @@ class NodeConfig:
     webhook_concurrency: int = 64
     webhook_backoff: tuple[float, ...] = BACKOFF
     sip: SipConfig | None = field(default_factory=SipConfig)  # None: no SIP plane (virtual phones only)
+    rate_limit: tuple[float, float] | None = (1000.0, 2000.0)  # per API key: requests/s and burst
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -122,7 +123,7 @@ class Node:
         self._timer_wake = asyncio.Event()
         self.app: FastAPI = create_app(
             self.control, self.virtual_phones, self.signer.public_key_b64, self.config.data_dir / "recordings",
-            lifespan=self._lifespan
+            rate_limit=config.rate_limit, lifespan=self._lifespan
         )
         self.app.state.webhook_signer = self.signer
 

@@ -29,6 +29,7 @@ def create_app(
     virtual_phones: VirtualPhones,
     public_key_b64: str,
     recordings_dir: Path,
+    rate_limit: tuple[float, float] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
@@ -43,6 +44,8 @@ def create_app(
     app.state.control = control
     app.state.virtual_phones = virtual_phones
     app.state.key_cache = {}
+    app.state.rate_limit = rate_limit  # (requests per second, burst) per API key, or None
+    app.state.rate_buckets = {}
     app.state.public_key = public_key_b64
     app.state.recordings_dir = recordings_dir
     app.state.media_dir = recordings_dir.parent / "media"
