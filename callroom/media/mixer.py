@@ -168,12 +168,19 @@ class Mixer(Generic[K]):
         return bool(self._tx[self._slots[port]])
 
     def level_dbov(self, port: K) -> float:
-        p = float(self._power[self._slots[port]])
-        return max(SILENCE_DBOV, 10 * np.log10(p / _FULL_SCALE_POWER)) if p > 0 else SILENCE_DBOV
+        p = float(self._power[self._slots[port]]) / _FULL_SCALE_POWER
+        return max(SILENCE_DBOV, 10 * np.log10(p)) if p > 1e-13 else SILENCE_DBOV
 
     def levels(self) -> dict[K, float]:
         """Smoothed input level of every port in dBov (muted ports read as silence)."""
-        return {port: self.level_dbov(port) for port in self._slots}
+        if not self._slots:
+            return {}
+        ports = list(self._slots)
+        power = self._power[[self._slots[p] for p in ports]] / _FULL_SCALE_POWER
+        db = np.full(len(ports), SILENCE_DBOV)
+        audible = power > 1e-13  # below -130 dBov counts as silence (and keeps log10 away from 0)
+        db[audible] = np.maximum(SILENCE_DBOV, 10 * np.log10(power[audible]))
+        return dict(zip(ports, db.tolist(), strict=True))
 
     def _port_at(self, slot: int) -> K:
         port = self._ids[slot]

@@ -465,7 +465,7 @@ def test_pull_before_anything_arrived_is_none(run_both: Run) -> None:
     run_both(scenario)
 
 
-@pytest.mark.skipif(not os.environ.get("CALLROOM_RTP_SOAK"), reason="set CALLROOM_RTP_SOAK=1 to run")
+@pytest.mark.slow  # a soak: run with `pytest -m slow`
 def test_soak_ten_seconds(run: Run) -> None:  # pragma: no cover - manual
     async def scenario() -> None:
         a, b = await pair()
