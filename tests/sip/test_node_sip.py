@@ -165,3 +165,129 @@ def _residual(samples: np.ndarray, tone_hz: float) -> float:
     total = float(np.mean(samples.astype(float) ** 2))
     tone = tone_level(samples, tone_hz) ** 2 / 2
     return float(np.sqrt(max(0.0, total - tone)))
+
+
+HOLD_UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="call, hold with re-INVITE sendonly, resume, hang up">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="500"/>
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+a=sendonly
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action><ereg regexp="a=recvonly" search_in="body" check_it="true" assign_to="answer_direction"/></action>
+  </recv>
+  <Reference variables="answer_direction"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="300"/>
+  <send retrans="500"><![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 3 BYE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+
+def test_phone_puts_the_call_on_hold_with_a_reinvite(tenant: Tenant, tmp_path: Path) -> None:
+    """A re-INVITE with a=sendonly is answered a=recvonly and the call goes on; BYE ends it."""
+    scenario = tmp_path / "hold.xml"
+    scenario.write_text(HOLD_UAC)
+    caller = Sipp(["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}",
+                   "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
+    initiated = tenant.receiver.wait_for(
+        lambda r: r.path == tenant.path and r.event_type == "call.initiated"
+        and r.payload.get("direction") == "incoming", timeout=15)[0]
+    cid = initiated.payload["call_control_id"]
+    tenant.client.calls.actions.answer(cid)
+    code, output = caller.wait()
+    assert code == 0, output
+    assert tenant.event("call.hangup", cid).payload["hangup_source"] == "caller"
+
+
+def test_garbage_on_the_sip_port_does_not_hurt(tenant: Tenant, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for junk in (b"", b"\x00" * 100, b"INVITE\r\n\r\n", b"SIP/2.0 200 OK\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
+                     b"INVITE sip:x@y SIP/2.0\r\nVia: nonsense\r\nContent-Length: 99999\r\n\r\nabc"):
+            s.sendto(junk, ("127.0.0.1", tenant.node.sip_port))
+    caller = Sipp(["-sn", "uac", "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}", "-m", "1",
+                   "-d", "200"], tmp_path)
+    initiated = tenant.receiver.wait_for(
+        lambda r: r.path == tenant.path and r.event_type == "call.initiated", timeout=15)[0]
+    tenant.client.calls.actions.answer(initiated.payload["call_control_id"])
+    code, output = caller.wait()
+    assert code == 0, output
