@@ -37,6 +37,7 @@ from callroom.control.states import (
     next_state,
 )
 from callroom.errors import CommandRejected
+from callroom.store import media_tx
 
 
 @dataclass(slots=True)
@@ -362,13 +363,24 @@ def push_mix(ctx: Ctx, conf: Conference, beep: str | None = None, present: list[
             on_hold=effective_hold(conf, p),
             supervisor_role=p.supervisor_role,
             whisper_to=tuple(p.whisper_call_control_ids),
-            hold_audio=p.hold_audio_url or p.hold_media_name,
+            hold_audio=_hold_audio(ctx, p.hold_audio_url, p.hold_media_name),
         )
         for p in (present if present is not None else ctx.tx.participants_of(conf.id))
     )
     ctx.media.append(
-        m.ConferenceMix(conf.id, members, conf.comfort_noise, beep, conf.hold_audio_url or conf.hold_media_name)
+        m.ConferenceMix(conf.id, members, conf.comfort_noise, beep,
+                        _hold_audio(ctx, conf.hold_audio_url, conf.hold_media_name))
     )
+
+
+def _hold_audio(ctx: Ctx, url: str | None, media_name: str | None) -> str | None:
+    """Hold audio as the media plane names it: ``url:<url>`` or ``file:<path>`` (None: the built-in music)."""
+    if url:
+        return f"url:{url}"
+    if media_name:
+        media = media_tx.get_media(ctx.tx, ctx.account_id, media_name)
+        return f"file:{media.path}" if media is not None else None
+    return None
 
 
 def _beeps(conf: Conference, p: Participant, moment: str) -> bool:

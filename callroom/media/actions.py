@@ -12,19 +12,34 @@ import time
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from callroom.control import media_ops as m
 from callroom.errors import MediaError
 from callroom.media.gather import DigitGatherer, Finished, Reprompt
-from callroom.media.players import Job, Players
+from callroom.media.players import Job, LoopingPlayer, Players
 from callroom.media.ports import Frame
 from callroom.media.recorders import Recorder, write_recording
 from callroom.media.sources import AudioPreparer
-from callroom.media.tones import SamplePlayer, enter_beep
+from callroom.media.tones import FrameSource, SamplePlayer, enter_beep
 
 if TYPE_CHECKING:
     from callroom.media.engine import MediaEngine
 
 log = logging.getLogger(__name__)
+
+
+class _PreparedLoop:
+    def __init__(self, fallback: FrameSource) -> None:
+        self._fallback = fallback
+        self._player: LoopingPlayer | None = None
+
+    def ready(self, samples: NDArray[np.int16]) -> None:
+        self._player = LoopingPlayer(samples, None)
+
+    def next_frame(self) -> Frame:
+        return self._player.next_frame() if self._player is not None else self._fallback.next_frame()
 
 
 class ActionRunner:
@@ -72,6 +87,20 @@ class ActionRunner:
             case _:
                 return False
         return True
+
+    def looping(self, spec: m.AudioSpec, fallback: FrameSource) -> FrameSource:
+        """A source that loops ``spec`` once it is ready (fetched, decoded), and ``fallback`` until then
+        (or for good, if the audio cannot be had)."""
+        source = _PreparedLoop(fallback)
+
+        async def prepare() -> None:
+            try:
+                source.ready(await self.preparer.prepare(spec))
+            except Exception as exc:
+                log.warning("hold audio %s unusable, keeping the default: %s", spec.value, exc)
+
+        self._spawn(prepare())
+        return source
 
     def _play(self, op: m.Play, kind: str) -> Job:
         self.kinds[op.job_id] = kind

@@ -75,7 +75,6 @@ class MediaEngine:
         self._ports: set[str] = set()
         self._beep_ids = itertools.count()
         self._running = False
-        self.hold_audio: Callable[[str], FrameSource | None] = lambda _audio: None
         self.conference_plays: dict[str, set[str]] = {}  # conference id -> playback source ports
         self.actions = ActionRunner(self)
 
@@ -241,9 +240,9 @@ class MediaEngine:
         if port == topo.COMFORT_NOISE:
             return ComfortNoise()
         if port.startswith("src:hold:") and port != topo.DEFAULT_HOLD:
-            custom = self.hold_audio(port[len("src:hold:") :])
-            if custom is not None:
-                return custom
+            kind, _, value = port[len("src:hold:") :].partition(":")
+            if kind in ("url", "file"):
+                return self.actions.looping(m.AudioSpec(kind, value), fallback=HoldMusic())
         return HoldMusic()
 
     def _beep(self, conf_id: str, mix: m.ConferenceMix) -> None:

@@ -214,3 +214,23 @@ def test_media_upload_and_play_by_name(tenant: Tenant, media: MediaServer) -> No
     tenant.client.media.delete("greeting")
     with pytest.raises(telnyx.NotFoundError):
         tenant.client.media.retrieve("greeting")
+
+
+def test_hold_audio_url_is_what_held_participants_hear(tenant: Tenant, media: MediaServer) -> None:
+    url = media.add("/hold-600.wav", _tone_wav(600, 2.0))
+    host = tenant.dial("host")
+    conf = tenant.client.conferences.create(call_control_id=host, name="waiting-room", hold_audio_url=url,
+                                            start_conference_on_create=False, comfort_noise=False)
+    assert conf.data is not None
+    time.sleep(0.8)
+    assert tone_level(tenant.heard(host, 0.4), 600) > HEARD  # not started: held, hearing the room's audio
+    guest = tenant.dial("guest", "answer_after=0;tone=900")
+    tenant.client.conferences.actions.join(conf.data.id, call_control_id=guest, start_conference_on_enter=True)
+    time.sleep(0.6)
+    now = tenant.heard(host, 0.3)
+    assert tone_level(now, 600) < SILENT and tone_level(now, 900) > HEARD  # started: the hold audio stops
+    other = media.add("/hold-1100.wav", _tone_wav(1100, 2.0))
+    tenant.client.conferences.actions.hold(conf.data.id, call_control_ids=[host], audio_url=other)
+    time.sleep(0.8)
+    held = tenant.heard(host, 0.3)
+    assert tone_level(held, 1100) > HEARD and tone_level(held, 900) < SILENT
