@@ -29,13 +29,18 @@ def _serve(args: argparse.Namespace) -> int:
     from callroom.endpoints.sip import SipConfig
     from callroom.node import Node, NodeConfig, ensure_first_key
 
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     sip = None
     if args.sip_port >= 0:
         low, _, high = args.rtp_ports.partition("-")
         sip = SipConfig(host=args.sip_host, port=args.sip_port, advertise=args.sip_advertise,
                         rtp_ports=(int(low), int(high)), allow=tuple(n.strip() for n in args.sip_allow.split(",")))
-    node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip))
+    rate, _, burst = args.rate_limit.partition(":")
+    rate_limit = (float(rate), float(burst or 2 * float(rate))) if float(rate) > 0 else None
+    node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
+                           rate_limit=rate_limit))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:
@@ -86,6 +91,15 @@ def _keys(args: argparse.Namespace) -> int:
             print(f"no active key {args.key_id!r}", file=sys.stderr)
             return 1
         print(f"revoked {args.key_id}")
+    elif args.keys_command == "rotate-webhook-key":
+        from callroom.webhooks.signing import WebhookSigner
+
+        WebhookSigner.load_or_create(store)
+        old, new = WebhookSigner.rotate(store, grace_secs=args.grace_hours * 3600.0)
+        print(f"new webhook public key:      {new}")
+        print(f"previous key (valid {args.grace_hours:g} h): {old}")
+        print("running nodes sign with the new key within a few seconds; until the grace period ends each")
+        print("webhook also carries the previous key's signature in 'callroom-signature-ed25519-previous'")
     return 0
 
 
@@ -123,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--sip-allow", default=os.environ.get("CALLROOM_SIP_ALLOW", "127.0.0.0/8,::1/128"),
                        help="comma-separated networks allowed to call in")
     serve.add_argument("--rtp-ports", default=os.environ.get("CALLROOM_RTP_PORTS", "20000-30000"))
+    serve.add_argument("--rate-limit", default=os.environ.get("CALLROOM_RATE_LIMIT", "1000"),
+                       help="requests per second per API key, optionally ':burst' (0: no limit)")
     serve.set_defaults(func=_serve)
 
     keys = sub.add_parser("keys", help="manage API keys")
@@ -133,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     keys_sub.add_parser("list", help="list keys (prefixes only)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
     revoke.add_argument("key_id")
+    rotate = keys_sub.add_parser("rotate-webhook-key",
+                                 help="new webhook signing key; the old one stays valid for a grace period")
+    rotate.add_argument("--grace-hours", type=float, default=24.0, help="how long the old key keeps signing")
     keys.set_defaults(func=_keys)
 
     phone = sub.add_parser("phone", help="virtual phones")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
 from callroom.api import (
     errors,
@@ -19,6 +18,7 @@ from callroom.api import (
     routes_media_actions,
     routes_queues,
     routes_virtual,
+    routes_webhooks,
 )
 from callroom.control.service import Control
 from callroom.endpoints.virtual import VirtualPhones
@@ -51,17 +51,14 @@ def create_app(
     app.state.media_dir = recordings_dir.parent / "media"
     errors.install(app)
     for router in (routes_conferences.router, routes_queues.router, routes_calls.router,
-                   routes_applications.router, routes_media_actions.router, routes_files.router):
+                   routes_applications.router, routes_media_actions.router, routes_files.router,
+                   routes_webhooks.router):
         app.include_router(router, prefix="/v2")
+    app.include_router(routes_webhooks.metrics_router)
     app.include_router(routes_virtual.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "node_id": control.node_id}
-
-    @app.get("/v2/public_key", include_in_schema=False)
-    async def public_key() -> JSONResponse:
-        """The Ed25519 public key (base64) that verifies this node's webhooks."""
-        return JSONResponse({"data": {"public_key": public_key_b64}})
 
     return app

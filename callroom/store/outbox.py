@@ -1,11 +1,15 @@
-"""The webhook outbox as the dispatcher sees it: pending rows in order, and recording their fate."""
+"""The webhook outbox as the dispatcher and the delivery routes see it: pending rows in order, recording
+their fate (in batches), each attempt, the per-key sequence numbers, and account-scoped listings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import String, Text, and_, bindparam, cast, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from callroom.store import schema as t
 from callroom.store.tx import Tx
@@ -27,14 +31,109 @@ class PendingDelivery:
     order_key: str
     attempts: int
     next_attempt_at: float
+    created_at: float = 0.0  # when the state change committed (latency is measured from here)
+
+
+_COLUMNS = tuple(PendingDelivery.__dataclass_fields__)
+
+
+def _select_rows() -> Any:
+    c = t.outbox.c
+    return select(*[getattr(c, name) for name in _COLUMNS])
+
+
+def _rows(tx: Tx, stmt: Any) -> list[PendingDelivery]:
+    return [PendingDelivery(**dict(r._mapping)) for r in tx.conn.execute(stmt)]
 
 
 def pending(tx: Tx, limit: int) -> list[PendingDelivery]:
     """The oldest pending deliveries, in outbox order (due or not: order is decided by the caller)."""
     c = t.outbox.c
-    cols = [getattr(c, name) for name in PendingDelivery.__dataclass_fields__]
-    rows = tx.conn.execute(select(*cols).where(c.status == "pending").order_by(c.id).limit(limit))
-    return [PendingDelivery(**dict(r._mapping)) for r in rows]
+    return _rows(tx, _select_rows().where(c.status == "pending").order_by(c.id).limit(limit))
+
+
+def pending_after(tx: Tx, after_id: int, limit: int) -> list[PendingDelivery]:
+    """Pending rows with an id above ``after_id`` in id order (loading a backlog in chunks)."""
+    c = t.outbox.c
+    return _rows(tx, _select_rows().where(and_(c.status == "pending", c.id > after_id)).order_by(c.id).limit(limit))
+
+
+def stale_pending_ids(tx: Tx, due_before: float) -> list[int]:
+    """Ids of pending rows that were due before ``due_before`` (the sweep: rows nobody here knows of)."""
+    c = t.outbox.c
+    stmt = select(c.id).where(and_(c.status == "pending", c.next_attempt_at <= due_before)).order_by(c.id)
+    return [int(r[0]) for r in tx.conn.execute(stmt)]
+
+
+def by_ids(tx: Tx, ids: Sequence[int]) -> list[PendingDelivery]:
+    c = t.outbox.c
+    return _rows(tx, _select_rows().where(and_(c.id.in_(ids), c.status == "pending")).order_by(c.id))
+
+
+# -- recording fates ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Fate:
+    """What happened to an outbox row after an attempt: still pending (a retry is due at
+    ``next_attempt_at``), delivered, or failed for good."""
+
+    id: int
+    status: str
+    attempts: int
+    next_attempt_at: float
+    delivered_at: float | None
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    outbox_id: int
+    account_id: str
+    attempt: int
+    url: str
+    method: str
+    started_at: float
+    finished_at: float
+    status_code: int | None
+    error: str | None
+    response_body: str | None = field(default=None)
+
+
+_FATE = (
+    update(t.outbox)
+    .where(t.outbox.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+        delivered_at=bindparam("b_delivered_at"),
+        last_error=bindparam("b_error"),
+    )
+)
+
+
+def record(tx: Tx, fates: Sequence[Fate], attempts: Sequence[AttemptRecord]) -> None:
+    """Write many fates and attempts at once (two executemany statements)."""
+    if fates:
+        tx.conn.execute(
+            _FATE,
+            [
+                {"b_id": f.id, "b_status": f.status, "b_attempts": f.attempts, "b_next": f.next_attempt_at,
+                 "b_delivered_at": f.delivered_at, "b_error": f.last_error}
+                for f in fates
+            ],
+        )
+    if attempts:
+        tx.conn.execute(
+            insert(t.webhook_attempts),
+            [
+                {"outbox_id": a.outbox_id, "account_id": a.account_id, "attempt": a.attempt, "url": a.url,
+                 "method": a.method, "started_at": a.started_at, "finished_at": a.finished_at,
+                 "status_code": a.status_code, "error": a.error, "response_body": a.response_body}
+                for a in attempts
+            ],
+        )
 
 
 def mark_delivered(tx: Tx, row_id: int, attempts: int, now: float) -> None:
@@ -70,3 +169,145 @@ def events_for(tx: Tx, account_id: str, order_key: str) -> list[dict[str, Any]]:
         .order_by(c.id)
     )
     return [dict(r._mapping) for r in rows]
+
+
+# -- sequence numbers -----------------------------------------------------------------------------------
+
+
+def next_sequence(tx: Tx, order_key: str) -> int:
+    """The next sequence number of ``order_key`` (1, 2, ...), taken inside the caller's transaction.
+
+    One upsert: on PostgreSQL a second transaction for the same key waits on the counter row until the
+    first commits and then sees its number; on SQLite the write lock is held from ``BEGIN IMMEDIATE``."""
+    c = t.webhook_sequences.c
+    dialect_insert = pg_insert if tx.conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        dialect_insert(t.webhook_sequences)
+        .values(order_key=order_key, last_sequence=1)
+        .on_conflict_do_update(index_elements=[c.order_key], set_={"last_sequence": c.last_sequence + 1})
+        .returning(c.last_sequence)
+    )
+    return int(tx.conn.execute(stmt).scalar_one())
+
+
+# -- listings (account-scoped) --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DeliveryView:
+    row: dict[str, Any]
+    attempts: list[dict[str, Any]]
+
+
+_VIEW_COLUMNS = ("id", "event_id", "account_id", "event_type", "occurred_at", "payload", "status", "attempts",
+                 "created_at", "delivered_at", "last_error", "order_key", "url", "failover_url", "method")
+
+
+def _attempts_of(tx: Tx, ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    ids = list(ids)
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    a = t.webhook_attempts.c
+    rows = tx.conn.execute(select(t.webhook_attempts).where(a.outbox_id.in_(ids)).order_by(a.id.desc()))
+    for r in rows:
+        out[int(r.outbox_id)].append(dict(r._mapping))
+    return out
+
+
+def list_deliveries(
+    tx: Tx,
+    account_id: str,
+    *,
+    page: int,
+    size: int,
+    status: str | None = None,
+    event_types: Sequence[str] = (),
+    webhook_contains: str | None = None,
+    attempts_contains: str | None = None,
+    created_gte: float | None = None,
+    created_lte: float | None = None,
+    finished_gte: float | None = None,
+    finished_lte: float | None = None,
+) -> tuple[list[DeliveryView], int]:
+    """An account's deliveries, newest first, with their attempts (newest first)."""
+    c = t.outbox.c
+    conds: list[Any] = [c.account_id == account_id]
+    if status is not None:
+        conds.append(c.status == status)
+    if event_types:
+        conds.append(c.event_type.in_(list(event_types)))
+    if webhook_contains:
+        conds.append(or_(cast(c.payload, Text).contains(webhook_contains, autoescape=True),
+                         c.event_type.contains(webhook_contains, autoescape=True), c.event_id == webhook_contains))
+    if attempts_contains:
+        a = t.webhook_attempts.c
+        text = attempts_contains
+        conds.append(
+            select(a.id)
+            .where(and_(a.outbox_id == c.id, or_(a.url.contains(text, autoescape=True),
+                                                   a.error.contains(text, autoescape=True),
+                                                   a.response_body.contains(text, autoescape=True),
+                                                   cast(a.status_code, String) == text)))
+            .exists()
+        )
+    if created_gte is not None:
+        conds.append(c.created_at >= created_gte)
+    if created_lte is not None:
+        conds.append(c.created_at <= created_lte)
+    if finished_gte is not None or finished_lte is not None:
+        a = t.webhook_attempts.c
+        last = select(func.max(a.finished_at)).where(a.outbox_id == c.id).scalar_subquery()
+        if finished_gte is not None:
+            conds.append(last >= finished_gte)
+        if finished_lte is not None:
+            conds.append(last <= finished_lte)
+    where = and_(*conds)
+    total = int(tx.conn.execute(select(func.count()).select_from(t.outbox).where(where)).scalar_one())
+    stmt = (
+        select(*[getattr(c, n) for n in _VIEW_COLUMNS])
+        .where(where)
+        .order_by(c.id.desc())
+        .limit(size)
+        .offset((page - 1) * size)
+    )
+    rows = [dict(r._mapping) for r in tx.conn.execute(stmt)]
+    attempts = _attempts_of(tx, (int(r["id"]) for r in rows))
+    return [DeliveryView(r, attempts[int(r["id"])]) for r in rows], total
+
+
+def get_delivery(tx: Tx, account_id: str, event_id: str) -> DeliveryView | None:
+    c = t.outbox.c
+    stmt = select(*[getattr(c, n) for n in _VIEW_COLUMNS]).where(
+        and_(c.account_id == account_id, c.event_id == event_id)
+    )
+    found = tx.conn.execute(stmt).first()
+    if found is None:
+        return None
+    row = dict(found._mapping)
+    return DeliveryView(row, _attempts_of(tx, [int(row["id"])])[int(row["id"])])
+
+
+# -- replay ---------------------------------------------------------------------------------------------
+
+
+def for_replay(tx: Tx, account_id: str, order_key: str) -> list[PendingDelivery]:
+    """Every row of ``order_key`` owned by ``account_id``, in order (locked on PostgreSQL)."""
+    c = t.outbox.c
+    stmt = _select_rows().where(and_(c.account_id == account_id, c.order_key == order_key)).order_by(c.id)
+    if tx.conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return _rows(tx, stmt)
+
+
+def requeue(tx: Tx, rows: Sequence[PendingDelivery], now: float) -> None:
+    """Make delivered or failed rows pending again (a replay), addressed to each row's ``url``."""
+    if not rows:
+        return
+    stmt = (
+        update(t.outbox)
+        .where(t.outbox.c.id == bindparam("b_id"))
+        .values(status="pending", attempts=0, next_attempt_at=now, delivered_at=None, last_error=None,
+                url=bindparam("b_url"), failover_url=bindparam("b_failover"))
+    )
+    tx.conn.execute(stmt, [{"b_id": r.id, "b_url": r.url, "b_failover": r.failover_url} for r in rows])

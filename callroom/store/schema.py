@@ -297,3 +297,34 @@ media_files = Table(
     Column("updated_at", Float, nullable=False),
     Column("expires_at", Float, nullable=True),
 )
+
+# -- webhook delivery (migration 0003) ----------------------------------------------------------------
+
+# One row per delivery attempt of an outbox row (what ``GET /v2/webhook_deliveries`` shows).
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("outbox_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False, index=True),
+    Column("account_id", ID, nullable=False),
+    Column("attempt", Integer, nullable=False),  # 1-based, over the primary and the failover URL
+    Column("url", URL, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),  # None: no HTTP response (timeout, refused, ...)
+    Column("error", Text, nullable=True),  # None: delivered (2xx)
+    Column("response_body", Text, nullable=True),  # the first bytes of the response, for diagnosis
+)
+
+# The last sequence number given to an order key (``call:<id>`` or ``conference:<id>``); incremented in
+# the transaction that writes the event, so two transactions never hand out the same number.
+webhook_sequences = Table(
+    "webhook_sequences",
+    metadata,
+    Column("order_key", String(128), primary_key=True),
+    Column("last_sequence", BigInteger, nullable=False),
+)
+
+# Listing an account's deliveries, newest first.
+Index("ix_outbox_account_id", outbox.c.account_id, outbox.c.id)

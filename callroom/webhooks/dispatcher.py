@@ -1,29 +1,38 @@
 """Delivering the outbox: signed HTTP requests, retries with backoff, the failover URL, order per key.
 
 Every event reaches the dispatcher through the outbox table, written in the same transaction as the
-state change it reports, so a crash loses nothing: on restart the pending rows are simply sent (at
-least once; receivers de-duplicate on ``data.id``). Events that share an order key (one call, or one
-conference) are delivered one after another: a later one waits until the earlier one succeeded or was
-given up. Different keys do not wait for each other.
+state change it reports, so a crash loses nothing: on start every pending row is loaded and sent (at
+least once; receivers de-duplicate on ``data.id``). Rows committed by this process are handed over
+right after commit (``enqueue``); a periodic sweep picks up pending rows that nobody here knows of
+(committed by another process or node, whose dispatcher did not deliver them in time).
+
+In memory, each order key (one call, or one conference) has a FIFO of rows in outbox order. At most one
+row per key is in flight, so a later event waits until the earlier one succeeded or was given up;
+different keys do not wait for each other. A heap holds the keys whose head waits for a retry, and at
+most ``concurrency`` requests run at once. Fates (delivered, retry, failed) and attempt records are
+written in batches, one transaction every ``flush_interval``, not one per delivery. Everything runs on
+the API's event loop; the database work is short and synchronous.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import json
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import Any
-
-import httpx
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from callroom.store import outbox
 from callroom.store.engine import Store
-from callroom.store.outbox import PendingDelivery
+from callroom.store.outbox import AttemptRecord, Fate, PendingDelivery
 from callroom.timefmt import iso
+from callroom.webhooks.http import HttpError, WebhookHttp, with_query
 from callroom.webhooks.signing import WebhookSigner
 
 log = logging.getLogger(__name__)
@@ -31,17 +40,18 @@ log = logging.getLogger(__name__)
 # Attempts per URL, and the pause before each retry (seconds, before jitter).
 ATTEMPTS_PER_URL = 3
 BACKOFF = (1.0, 4.0)
+MAX_RESPONSE_BYTES = 8192  # read at most this much of a receiver's response
+KEPT_RESPONSE_CHARS = 1024  # and keep at most this much of it in the attempt record
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 def envelope(row: PendingDelivery, attempt: int, url: str) -> bytes:
-    occurred = iso(row.occurred_at)
-    payload = dict(row.payload)
     data = {
         "record_type": "event",
         "event_type": row.event_type,
         "id": row.event_id,
-        "occurred_at": occurred,
-        "payload": payload,
+        "occurred_at": iso(row.occurred_at),
+        "payload": row.payload,
     }
     body = {"data": data, "meta": {"attempt": attempt, "delivered_to": url}}
     return json.dumps(body, separators=(",", ":")).encode()
@@ -56,130 +66,367 @@ def plan(attempts_made: int, url: str | None, failover: str | None) -> tuple[str
     return None, 0
 
 
+@dataclass
+class Metrics:
+    """Counters since start (Prometheus text via ``render``)."""
+
+    delivered: int = 0
+    failed: int = 0
+    retried: int = 0
+    attempts: int = 0
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    latency_sum: float = 0.0
+    latency_count: int = 0
+
+    def observe_latency(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.latency_sum += seconds
+        self.latency_count += 1
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.latency_buckets[i] += 1
+                break
+
+
 class Dispatcher:
     def __init__(
         self,
         store: Store,
         signer: WebhookSigner,
         *,
-        client: httpx.AsyncClient | None = None,
+        http: WebhookHttp | None = None,
         concurrency: int = 64,
         clock: Callable[[], float] = time.time,
-        poll_interval: float = 0.5,
         backoff: tuple[float, ...] = BACKOFF,
+        flush_interval: float = 0.02,
+        sweep_interval: float = 1.0,
+        sweep_grace: float = 2.0,
     ) -> None:
-        self.backoff = backoff
         self.store = store
         self.signer = signer
-        self.client = client or httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "telnyx-webhooks"})
-        self._own_client = client is None
+        self.http = http or WebhookHttp()
+        self._own_http = http is None
         self.concurrency = concurrency
         self.clock = clock
-        self.poll_interval = poll_interval
-        self._wake = asyncio.Event()
+        self.backoff = backoff
+        self.flush_interval = flush_interval
+        self.sweep_interval = sweep_interval
+        self.sweep_grace = sweep_grace
+        self.metrics = Metrics()
+        self._queues: dict[str, deque[PendingDelivery]] = {}
+        self._queued_ids: set[int] = set()  # in a queue or in flight
+        self._flushing_ids: set[int] = set()  # finished here, fate not yet committed
+        self._ready: deque[str] = deque()
+        self._ready_set: set[str] = set()
+        self._heap: list[tuple[float, int, str]] = []
+        self._tie = itertools.count()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._fates: list[Fate] = []
+        self._attempt_records: list[AttemptRecord] = []
+        self._final_in_batch: list[int] = []
+        self._last_flush = 0.0
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.delivered = 0
-        self.failed = 0
+
+    # -- the public surface ---------------------------------------------------------------------------
+
+    @property
+    def delivered(self) -> int:
+        return self.metrics.delivered
+
+    @property
+    def failed(self) -> int:
+        return self.metrics.failed
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queued_ids)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def is_queued(self, row_id: int) -> bool:
+        """Whether the row waits here (or is in flight): it will be sent without being asked again."""
+        return row_id in self._queued_ids
 
     def wake(self) -> None:
         self._wake.set()
 
-    def enqueue(self, deliveries: list[PendingDelivery]) -> None:
-        """Deliveries just committed to the outbox (the dispatcher finds them in the table too)."""
-        self._wake.set()
+    def enqueue(self, deliveries: Iterable[PendingDelivery], *, replay: bool = False) -> None:
+        """Rows just committed to the outbox (called on the loop right after commit).
+
+        ``replay``: rows made pending again; they are queued even if an earlier delivery of the same
+        row is still waiting for its fate to be written."""
+        now = self.clock()
+        touched: list[str] = []
+        for row in deliveries:
+            if row.id in self._queued_ids or (row.id in self._flushing_ids and not replay):
+                continue
+            self._queued_ids.add(row.id)
+            q = self._queues.get(row.order_key)
+            if q is None:
+                q = self._queues[row.order_key] = deque()
+            if q and q[-1].id > row.id:
+                items = sorted([*q, row], key=lambda r: r.id)
+                q.clear()
+                q.extend(items)
+            else:
+                q.append(row)
+            touched.append(row.order_key)
+        for key in touched:
+            self._consider(key, now)
+        self._pump()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._inflight.values()):
+        tasks = list(self._inflight.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-        if self._own_client:
-            await self.client.aclose()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            self._flush()
+        except Exception:
+            log.exception("writing the last webhook fates failed (they will be delivered again)")
+        if self._own_http:
+            await self.http.aclose()
+
+    async def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is queued or in flight (tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while self._queued_ids or self._inflight:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    # -- scheduling -----------------------------------------------------------------------------------
+
+    def _consider(self, key: str, now: float) -> None:
+        """Make ``key`` ready if its head may be sent now, or remember when it may."""
+        if key in self._inflight or key in self._ready_set:
+            return
+        q = self._queues.get(key)
+        if not q:
+            self._queues.pop(key, None)
+            return
+        due = q[0].next_attempt_at
+        if due <= now:
+            self._ready.append(key)
+            self._ready_set.add(key)
+        else:
+            heapq.heappush(self._heap, (due, next(self._tie), key))
+            self._wake.set()
+
+    def _pump(self) -> None:
+        if self._stopping:
+            return
+        while self._ready and len(self._inflight) < self.concurrency:
+            key = self._ready.popleft()
+            self._ready_set.discard(key)
+            q = self._queues.get(key)
+            if not q or key in self._inflight:
+                continue
+            self._inflight[key] = asyncio.create_task(self._attempt(key, q[0]))
 
     async def _run(self) -> None:
+        try:
+            self._load_all()
+        except Exception:
+            log.exception("loading pending webhooks failed; the sweep will find them")
+        next_sweep = self.clock() + self.sweep_interval
         while not self._stopping:
             self._wake.clear()
-            next_due = None
-            try:
-                next_due = self._dispatch_ready()
-            except Exception:
-                log.exception("webhook dispatcher pass failed")
-            timeout = self.poll_interval
-            if next_due is not None:
-                timeout = max(0.0, min(timeout, next_due - self.clock()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-
-    def _dispatch_ready(self) -> float | None:
-        now = self.clock()
-        with self.store.transaction() as tx:
-            rows = outbox.pending(tx, limit=2000)
-        blocked: set[str] = set(self._inflight)
-        next_due: float | None = None
-        for row in rows:
-            if len(self._inflight) >= self.concurrency:
-                break
-            if row.order_key in blocked:
-                continue
-            blocked.add(row.order_key)
-            if row.next_attempt_at > now:
-                next_due = row.next_attempt_at if next_due is None else min(next_due, row.next_attempt_at)
-                continue
-            task = asyncio.create_task(self._deliver(row))
-            self._inflight[row.order_key] = task
-            task.add_done_callback(lambda _t, key=row.order_key: self._done(key))
-        return next_due
-
-    def _done(self, key: str) -> None:
-        self._inflight.pop(key, None)
-        self._wake.set()
-
-    async def _deliver(self, row: PendingDelivery) -> None:
-        url, attempt = plan(row.attempts, row.url, row.failover_url)
-        attempts = row.attempts + 1
-        if url is None:
-            with self.store.transaction() as tx:
-                outbox.mark_failed(tx, row.id, row.attempts, (row.failover_url and "failover exhausted") or "no URL")
-            self.failed += 1
-            return
-        error = await self._post(row, url, attempt)
-        with self.store.transaction() as tx:
-            if error is None:
-                outbox.mark_delivered(tx, row.id, attempts, self.clock())
-                self.delivered += 1
-                return
-            next_url, _ = plan(attempts, row.url, row.failover_url)
-            if next_url is None:
-                outbox.mark_failed(tx, row.id, attempts, error)
-                self.failed += 1
-                log.warning("webhook %s %s to %s given up: %s", row.event_type, row.event_id, url, error)
-                return
-            pause = 0.0 if next_url != url else self.backoff[min(attempt - 1, len(self.backoff) - 1)]
-            pause *= random.uniform(0.8, 1.2)
-            outbox.mark_retry(tx, row.id, attempts, self.clock() + pause, error)
-
-    async def _post(self, row: PendingDelivery, url: str, attempt: int) -> str | None:
-        body = envelope(row, attempt, url)
-        headers: dict[str, Any] = {"content-type": "application/json"}
-        headers.update(self.signer.headers(body, int(time.time())))
-        try:
-            if row.method == "GET":
-                resp = await self.client.get(url, params={"payload": body.decode()}, headers=headers,
-                                             timeout=row.timeout_secs)
+            now = self.clock()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, key = heapq.heappop(self._heap)
+                self._consider(key, now)
+            self._pump()
+            if self._fates and now - self._last_flush >= self.flush_interval:
+                try:
+                    self._flush()
+                except Exception:
+                    log.exception("writing webhook fates failed; retrying")
+                self._last_flush = now
+            if now >= next_sweep:
+                try:
+                    self._sweep(now)
+                except Exception:
+                    log.exception("webhook sweep failed")
+                next_sweep = now + self.sweep_interval
+            timeout = next_sweep - now
+            if self._heap:
+                timeout = min(timeout, self._heap[0][0] - now)
+            if self._fates:
+                timeout = min(timeout, self._last_flush + self.flush_interval - now)
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
             else:
-                resp = await self.client.post(url, content=body, headers=headers, timeout=row.timeout_secs)
-        except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
-        if 200 <= resp.status_code < 300:
-            return None
-        return f"HTTP {resp.status_code}"
+                await asyncio.sleep(0)
+
+    def _load_all(self) -> None:
+        """Crash recovery: every pending row, oldest first, in chunks."""
+        after = 0
+        while True:
+            with self.store.transaction() as tx:
+                rows = outbox.pending_after(tx, after, 2000)
+            if not rows:
+                return
+            self.enqueue(rows)
+            after = rows[-1].id
+
+    def _sweep(self, now: float) -> None:
+        """Pending rows due for a while that nobody here knows of (another process committed them)."""
+        self.signer.reload(self.store)
+        with self.store.transaction() as tx:
+            ids = outbox.stale_pending_ids(tx, now - self.sweep_grace)
+        unknown = [i for i in ids if i not in self._queued_ids and i not in self._flushing_ids]
+        for start in range(0, len(unknown), 500):
+            with self.store.transaction() as tx:
+                rows = outbox.by_ids(tx, unknown[start : start + 500])
+            self.enqueue(rows)
+
+    def _flush(self) -> None:
+        """Write the batched fates and attempts in one transaction."""
+        if not self._fates and not self._attempt_records:
+            return
+        fates, attempts, finals = self._fates, self._attempt_records, self._final_in_batch
+        self._fates, self._attempt_records, self._final_in_batch = [], [], []
+        try:
+            with self.store.transaction() as tx:
+                outbox.record(tx, fates, attempts)
+        except Exception:
+            self._fates[:0], self._attempt_records[:0], self._final_in_batch[:0] = fates, attempts, finals
+            raise
+        self._flushing_ids.difference_update(finals)
+
+    # -- one attempt ----------------------------------------------------------------------------------
+
+    async def _attempt(self, key: str, row: PendingDelivery) -> None:
+        final = False
+        try:
+            final = await self._try(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook %s %s: attempt failed unexpectedly", row.event_type, row.event_id)
+            row.next_attempt_at = self.clock() + self.backoff[-1]
+        finally:
+            self._inflight.pop(key, None)
+        if final:
+            q = self._queues.get(key)
+            if q:
+                if q[0] is row:
+                    q.popleft()
+                else:
+                    with contextlib.suppress(ValueError):
+                        q.remove(row)
+            self._queued_ids.discard(row.id)
+            self._flushing_ids.add(row.id)
+            self._final_in_batch.append(row.id)
+        if len(self._fates) == 1:
+            self._wake.set()  # the first fate since the last flush: have the loop schedule one
+        self._consider(key, self.clock())
+        self._pump()
+
+    async def _try(self, row: PendingDelivery) -> bool:
+        """One attempt; True when the row's fate is final (delivered or given up)."""
+        url, attempt = plan(row.attempts, row.url, row.failover_url)
+        if url is None:
+            why = "failover exhausted" if row.failover_url else ("retries exhausted" if row.url else "no URL")
+            self._fates.append(Fate(row.id, "failed", row.attempts, row.next_attempt_at, None, why))
+            self.metrics.failed += 1
+            return True
+        started = self.clock()
+        status, error, body = await self._send(row, url, attempt)
+        ended = self.clock()
+        row.attempts += 1
+        self.metrics.attempts += 1
+        self._attempt_records.append(
+            AttemptRecord(row.id, row.account_id, row.attempts, url, row.method, started, ended, status, error,
+                          body)
+        )
+        if error is None:
+            self._fates.append(Fate(row.id, "delivered", row.attempts, row.next_attempt_at, ended, None))
+            self.metrics.delivered += 1
+            if row.created_at:
+                self.metrics.observe_latency(ended - row.created_at)
+            return True
+        next_url, _ = plan(row.attempts, row.url, row.failover_url)
+        if next_url is None:
+            self._fates.append(Fate(row.id, "failed", row.attempts, row.next_attempt_at, None, error))
+            self.metrics.failed += 1
+            log.warning("webhook %s %s to %s given up: %s", row.event_type, row.event_id, url, error)
+            return True
+        pause = 0.0 if next_url != url else self.backoff[min(attempt - 1, len(self.backoff) - 1)]
+        row.next_attempt_at = ended + pause * random.uniform(0.8, 1.2)
+        self._fates.append(Fate(row.id, "pending", row.attempts, row.next_attempt_at, None, error))
+        self.metrics.retried += 1
+        return False
+
+    async def _send(self, row: PendingDelivery, url: str, attempt: int) -> tuple[int | None, str | None, str | None]:
+        """(status code, error or None on 2xx, the start of the response body)."""
+        body = envelope(row, attempt, url)
+        headers = self.signer.headers(body, int(time.time()))
+        try:
+            async with asyncio.timeout(row.timeout_secs):
+                if row.method == "GET":
+                    reply = await self.http.request("GET", with_query(url, {"payload": body.decode()}), b"", headers,
+                                                    MAX_RESPONSE_BYTES)
+                else:
+                    headers["content-type"] = "application/json"
+                    reply = await self.http.request("POST", url, body, headers, MAX_RESPONSE_BYTES)
+        except TimeoutError:
+            return None, f"timeout after {row.timeout_secs:g} s", None
+        except (HttpError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:500], None
+        text = reply.body[:KEPT_RESPONSE_CHARS].decode("utf-8", "replace") or None
+        if 200 <= reply.status < 300:
+            return reply.status, None, text
+        if 300 <= reply.status < 400:
+            return reply.status, f"HTTP {reply.status} (redirects are not followed: {reply.location})", text
+        return reply.status, f"HTTP {reply.status}", text
+
+    # -- metrics --------------------------------------------------------------------------------------
+
+    def render_metrics(self) -> str:
+        m = self.metrics
+        lines = [
+            "# HELP callroom_webhook_deliveries_total Webhook events delivered (2xx).",
+            "# TYPE callroom_webhook_deliveries_total counter",
+            f"callroom_webhook_deliveries_total {m.delivered}",
+            "# HELP callroom_webhook_failures_total Webhook events given up after every retry and the failover.",
+            "# TYPE callroom_webhook_failures_total counter",
+            f"callroom_webhook_failures_total {m.failed}",
+            "# HELP callroom_webhook_retries_total Failed attempts that were scheduled for a retry.",
+            "# TYPE callroom_webhook_retries_total counter",
+            f"callroom_webhook_retries_total {m.retried}",
+            "# HELP callroom_webhook_attempts_total HTTP requests made to webhook URLs.",
+            "# TYPE callroom_webhook_attempts_total counter",
+            f"callroom_webhook_attempts_total {m.attempts}",
+            "# HELP callroom_webhook_queue_depth Events waiting for delivery (including in flight).",
+            "# TYPE callroom_webhook_queue_depth gauge",
+            f"callroom_webhook_queue_depth {self.queue_depth}",
+            "# HELP callroom_webhook_in_flight Webhook requests in flight.",
+            "# TYPE callroom_webhook_in_flight gauge",
+            f"callroom_webhook_in_flight {self.in_flight}",
+            "# HELP callroom_webhook_delivery_latency_seconds From the state change's commit to the 2xx.",
+            "# TYPE callroom_webhook_delivery_latency_seconds histogram",
+        ]
+        cumulative = 0
+        for bound, n in zip(LATENCY_BUCKETS, m.latency_buckets, strict=True):
+            cumulative += n
+            lines.append(f'callroom_webhook_delivery_latency_seconds_bucket{{le="{bound:g}"}} {cumulative}')
+        lines.append(f'callroom_webhook_delivery_latency_seconds_bucket{{le="+Inf"}} {m.latency_count}')
+        lines.append(f"callroom_webhook_delivery_latency_seconds_sum {m.latency_sum:.6f}")
+        lines.append(f"callroom_webhook_delivery_latency_seconds_count {m.latency_count}")
+        return "\n".join(lines) + "\n"

@@ -6,9 +6,10 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass
@@ -18,6 +19,8 @@ class Received:
     body: str
     headers: dict[str, str]
     at: float
+    status: int = 200  # what the receiver answered
+    query: dict[str, list[str]] = field(default_factory=dict)  # the parsed query string
 
     @property
     def json(self) -> dict[str, Any]:
@@ -34,6 +37,15 @@ class Received:
         return payload
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A sender that goes away mid-connection (a killed node, a timeout) is not an error here."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class WebhookReceiver:
     """Listens on 127.0.0.1; ``status_for(path)`` decides what each request is answered with."""
 
@@ -42,6 +54,9 @@ class WebhookReceiver:
         self._cond = threading.Condition()
         self.status_for: Callable[[str], int] = lambda _path: 200
         self.delay_for: Callable[[str], float] = lambda _path: 0.0
+        # Extra response headers (e.g. a Location) and a response body, per path.
+        self.headers_for: Callable[[str], dict[str, str]] = lambda _path: {}
+        self.body_for: Callable[[str], bytes] = lambda _path: b""
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,18 +76,26 @@ class WebhookReceiver:
                     time.sleep(delay)
                 status = receiver.status_for(self.path)
                 item = Received(self.path, self.command, body, {k.lower(): v for k, v in self.headers.items()},
-                                time.time())
+                                time.time(), status, parse_qs(urlsplit(self.path).query))
                 with receiver._cond:
                     receiver.requests.append(item)
                     receiver._cond.notify_all()
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
+                reply = receiver.body_for(self.path)
+                try:
+                    self.send_response(status)
+                    for name, value in receiver.headers_for(self.path).items():
+                        self.send_header(name, value)
+                    self.send_header("content-length", str(len(reply)))
+                    self.end_headers()
+                    if reply:
+                        self.wfile.write(reply)
+                except OSError:
+                    pass  # the client gave up (a timeout test)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
