@@ -31,9 +31,9 @@ from callroom.control.media_ops import (
 )
 from callroom.control.records import Account
 from callroom.control.service import Control, job_fact, remote_fact
-from callroom.endpoints.sip import Incoming, SipConfig, SipPhones
+from callroom.endpoints.sip import Incoming, SipConfig
 from callroom.endpoints.virtual import VirtualPhones
-from callroom.media.runner import MediaThread
+from callroom.media.process import MediaProcess
 from callroom.store.engine import Store
 from callroom.webhooks.dispatcher import BACKOFF, Dispatcher
 from callroom.webhooks.signing import WebhookSigner
@@ -86,19 +86,16 @@ def ensure_first_key(store: Store) -> str | None:
 
 
 class NodeMedia:
-    """The node's media plane as the control plane sees it: the endpoint drivers (virtual phones, SIP)
-    carry out signalling and create legs, then the engine re-places the legs."""
+    """The node's media plane as the control plane sees it: virtual phones' signalling here, then
+    everything else (SIP, audio legs, the engine) in the media process, in the same order."""
 
-    def __init__(self, virtual_phones: VirtualPhones, media: MediaThread) -> None:
+    def __init__(self, virtual_phones: VirtualPhones, media: MediaProcess) -> None:
         self.virtual_phones = virtual_phones
         self.media = media
-        self.sip: SipPhones | None = None
 
     def apply(self, ops: list[MediaOp]) -> None:
         self.virtual_phones.apply(ops)
-        if self.sip is not None:
-            self.media.post(self.sip.apply, ops)
-        self.media.post(self.media.engine.apply, ops)
+        self.media.apply(ops)
 
 
 class Node:
@@ -108,14 +105,13 @@ class Node:
         self.store.migrate()
         self.node_id = config.node_id or node_id_for(config.data_dir)
         self.signer = WebhookSigner.load_or_create(self.store)
-        self.media = MediaThread(self._on_media_fact)
+        self.media = MediaProcess(config.sip, on_fact=self._handle_fact, on_sip_incoming=self._route_sip_call,
+                                  on_sip_report=self._handle_sip_report)
         self.virtual_phones = VirtualPhones(self.media)
         self.node_media = NodeMedia(self.virtual_phones, self.media)
         self.control = Control(self.store, self.node_id, self.node_media)
         self.virtual_phones.bind(self.control)
-        self.sip: SipPhones | None = None
         if config.sip is not None:
-            self.sip = SipPhones(self.media.engine, config.sip, on_incoming=self._sip_incoming, report=self._sip_report)
             self.control.dialable = ("virtual:", "sip:")
         self._api_loop: asyncio.AbstractEventLoop | None = None
         self.dispatcher: Dispatcher | None = None
@@ -134,11 +130,6 @@ class Node:
             yield
         finally:
             await self.stop()
-
-    def _on_media_fact(self, fact: MediaFact) -> None:
-        """Called on the media thread: hand the fact to the control plane on the API loop."""
-        if self._api_loop is not None:
-            self._api_loop.call_soon_threadsafe(self._handle_fact, fact)
 
     def _handle_fact(self, fact: MediaFact) -> None:
         try:
@@ -162,33 +153,23 @@ class Node:
         except Exception:
             log.exception("media fact %r failed", fact)
 
-    # -- SIP: facts reported on the media thread, handled on the API loop --------------------------------
-
-    def _sip_incoming(self, call: Incoming) -> None:
-        if self._api_loop is not None:
-            self._api_loop.call_soon_threadsafe(self._route_sip_call, call)
+    # -- SIP: facts reported by the media process -------------------------------------------------------
 
     def _route_sip_call(self, call: Incoming) -> None:
         """An INVITE arrived: find the application its request-URI names, or refuse it with 404."""
-        assert self.sip is not None
-        sip = self.sip
         with self.store.transaction() as tx:
             app = tx.application_for_sip_user(call.user)
         if app is None or not app.active:
-            self.media.post(sip.refuse, call.sip_call_id, 404)
+            self.media.send(("sip_refuse", call.sip_call_id, 404))
             return
         try:
             leg = self.control.write(app.account_id, lambda ctx: calls.incoming(
                 ctx, connection_id=app.id, from_=call.from_, to=call.to, endpoint=f"sip-in:{call.sip_call_id}"))
         except Exception:
             log.exception("incoming SIP call %s failed", call.sip_call_id)
-            self.media.post(sip.refuse, call.sip_call_id, 500)
+            self.media.send(("sip_refuse", call.sip_call_id, 500))
             return
-        self.media.post(sip.accept, call.sip_call_id, leg.call_control_id)
-
-    def _sip_report(self, fact: str, cid: str, detail: int | str | None) -> None:
-        if self._api_loop is not None:
-            self._api_loop.call_soon_threadsafe(self._handle_sip_report, fact, cid, detail)
+        self.media.send(("sip_accept", call.sip_call_id, leg.call_control_id))
 
     def _handle_sip_report(self, fact: str, cid: str, detail: int | str | None) -> None:
         try:
@@ -203,12 +184,9 @@ class Node:
 
     async def start(self) -> None:
         self._api_loop = asyncio.get_running_loop()
-        self.media.start()
-        if self.sip is not None:
-            sip = self.sip
-            await asyncio.wrap_future(self.media.submit(sip.start))
-            self.node_media.sip = sip
-            log.info("SIP listening on udp %s:%d", sip.config.host, sip.port)
+        await self.media.start()
+        if self.config.sip is not None:
+            log.info("SIP listening on udp %s:%s", self.config.sip.host, self.media.sip_port)
         self.dispatcher = Dispatcher(
             self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff
         )
@@ -228,10 +206,7 @@ class Node:
                 await self._timer_task
         if self.dispatcher:
             await self.dispatcher.stop()
-        if self.sip is not None:
-            with suppress(Exception):
-                self.media.call(self.sip.close)
-        self.media.stop()
+        await self.media.stop()
         self.store.dispose()
 
     async def _timers(self) -> None:

@@ -95,7 +95,7 @@ async def heard(
 ) -> Response:
     """What the virtual phone heard (the last ``seconds``, or all it kept), as 8 kHz 16-bit WAV."""
     call = ctl.read(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
-    leg = _phones(request).legs.get(call_control_id)
-    if call is None or leg is None or leg.audio is None:
+    samples = await _phones(request).heard(call_control_id, seconds) if call is not None else None
+    if samples is None:
         raise NotFound(f"No connected virtual call {call_control_id!r}.")
-    return Response(encode_wav([leg.audio.heard(seconds)]), media_type="audio/wav")
+    return Response(encode_wav([samples]), media_type="audio/wav")

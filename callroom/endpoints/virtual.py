@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
 
 from callroom.control import calls
 from callroom.control import media_ops as m
 from callroom.control.service import Control, remote_fact
-from callroom.media.dtmf import DtmfDetector
-from callroom.media.ports import DtmfDigit, Frame
-from callroom.media.runner import MediaThread
-from callroom.media.virtual_audio import VirtualAudioLeg
+from callroom.media.process import MediaProcess
 
 log = logging.getLogger(__name__)
 
@@ -74,44 +73,19 @@ class VirtualSpec:
         return cls(name or "phone", answer_after, refuse, never, hangup_after, tones)
 
 
-class _InbandReporter(VirtualAudioLeg):
-    """A virtual phone's audio leg whose own key presses are found by an in-band DTMF detector,
-    as they would be on a phone line that carries DTMF as tones."""
-
-    def __init__(self, spec: VirtualSpec, on_digit: Callable[[DtmfDigit], None]) -> None:
-        super().__init__(spec.tone_hz)
-        self._detector = DtmfDetector()
-        self._on_digit = on_digit
-        self._listen = 0
-
-    def pull_frame(self) -> Frame | None:
-        # The detector listens while keys are being pressed (and a few frames after): a phone that
-        # only sends its tone costs the tick nothing here.
-        pressing = self.pressing
-        frame = super().pull_frame()
-        if pressing:
-            self._listen = 10
-        if frame is not None and self._listen > 0:
-            self._listen -= 1 if not pressing else 0
-            digit = self._detector.process(frame)
-            if digit:
-                self._on_digit(DtmfDigit(digit, 0, "inband"))
-        return frame
-
-
 @dataclass(slots=True)
 class VirtualLeg:
     call_control_id: str
     spec: VirtualSpec
     connected_to: str = "ringing"
-    audio: VirtualAudioLeg | None = None
+    audio: bool = False  # its audio leg exists in the media process
     handles: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
 class VirtualPhones:
     """The in-process far ends; applies the media instructions that concern virtual legs."""
 
-    def __init__(self, media: MediaThread | None = None) -> None:
+    def __init__(self, media: MediaProcess | None = None) -> None:
         self.control: Control | None = None
         self.media = media
         self.legs: dict[str, VirtualLeg] = {}
@@ -159,21 +133,26 @@ class VirtualPhones:
     def press(self, cid: str, digits: str, duration_ms: int = 100) -> bool:
         """The phone's user presses keys (sent in-band, as tones in its audio)."""
         leg = self.legs.get(cid)
-        if leg is None or leg.audio is None:
+        if leg is None or not leg.audio or self.media is None:
             return False
-        audio = leg.audio
-        if self.media is not None:
-            self.media.post(audio.press, digits, duration_ms)
+        self.media.send(("press", cid, digits, duration_ms))
         return True
+
+    async def heard(self, cid: str, seconds: float | None) -> NDArray[np.int16] | None:
+        """What the phone heard (the last ``seconds``), from its audio leg in the media process."""
+        leg = self.legs.get(cid)
+        if leg is None or not leg.audio or self.media is None:
+            return None
+        heard: NDArray[np.int16] | None = await self.media.request("heard", cid, seconds)
+        return heard
 
     def _connect_audio(self, cid: str) -> None:
         leg = self.legs[cid]
         leg.connected_to = "parked"
-        if self.media is None or leg.audio is not None:
+        if self.media is None or leg.audio:
             return
-        engine = self.media.engine
-        leg.audio = _InbandReporter(leg.spec, engine.dtmf_from(cid))
-        self.media.post(engine.add_leg, cid, leg.audio)
+        leg.audio = True
+        self.media.send(("add_virtual", cid, leg.spec.tone_hz))
 
     def _connected(self, cid: str, where: str) -> None:
         leg = self.legs.get(cid)
@@ -186,8 +165,8 @@ class VirtualPhones:
             return
         for handle in leg.handles:
             handle.cancel()
-        if leg.audio is not None and self.media is not None:
-            self.media.post(self.media.engine.remove_leg, cid)
+        if leg.audio and self.media is not None:
+            self.media.send(("remove_leg", cid))
 
     def _answer(self, cid: str) -> None:
         leg = self.legs.get(cid)

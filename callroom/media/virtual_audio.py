@@ -8,11 +8,12 @@ Options in the phone's address choose what it sends: ``virtual:alice;tone=500`` 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
-from callroom.media.dtmf import dtmf_tones
-from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from callroom.media.dtmf import DtmfDetector, dtmf_tones
+from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, DtmfDigit, Frame
 from callroom.media.tones import ToneGenerator
 
 
@@ -71,6 +72,30 @@ class VirtualAudioLeg:
 
     def clear(self) -> None:
         self._heard.clear()
+
+
+class VirtualPhoneAudio(VirtualAudioLeg):
+    """A virtual phone's audio leg whose own key presses are found by an in-band DTMF detector, as
+    they would be on a phone line that carries DTMF as tones. The detector listens only while keys
+    are pressed (and a few frames after), so a phone that only sends its tone costs the tick nothing."""
+
+    def __init__(self, tone_hz: tuple[float, ...], on_digit: Callable[[DtmfDigit], None]) -> None:
+        super().__init__(tone_hz)
+        self._detector = DtmfDetector()
+        self._on_digit = on_digit
+        self._listen = 0
+
+    def pull_frame(self) -> Frame | None:
+        pressing = self.pressing
+        frame = super().pull_frame()
+        if pressing:
+            self._listen = 10
+        if frame is not None and self._listen > 0:
+            self._listen -= 0 if pressing else 1
+            digit = self._detector.process(frame)
+            if digit:
+                self._on_digit(DtmfDigit(digit, 0, "inband"))
+        return frame
 
 
 def _frames(digits: str, duration_ms: int) -> list[Frame]:

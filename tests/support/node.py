@@ -58,8 +58,9 @@ class NodeThread:
 
     @property
     def sip_port(self) -> int:
-        assert self.node.sip is not None
-        return self.node.sip.port
+        port = self.node.media.sip_port
+        assert port is not None
+        return port
 
     @property
     def public_key(self) -> str:

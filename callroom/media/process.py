@@ -1,0 +1,260 @@
+"""The media plane in its own process: the engine, the SIP phones and the virtual phones' audio.
+
+The API process and the media process share nothing but a pipe. The API side sends instructions
+(the control plane's media ops, virtual phones' keys, SIP routing decisions) and requests (what a
+virtual phone heard, tick statistics); the media side sends facts back (DTMF, floor changes,
+playback/recording/gather results, SIP calls arriving and ending). Separate processes mean separate
+interpreters: database and HTTP work in the API process can neither delay a tick nor contend with it
+for the GIL, and the node uses a second core.
+
+Messages are tuples whose first item names them:
+
+    API -> media: ("ops", [MediaOp]) ("add_virtual", cid, tone_hz) ("remove_leg", cid)
+                  ("press", cid, digits, ms) ("sip_accept", sip_call_id, cid) ("sip_refuse", sip_call_id, status)
+                  ("request", req_id, what, args) ("stop",)
+    media -> API: ("ready", sip_port) ("fact", MediaFact) ("sip_incoming", Incoming)
+                  ("sip_report", fact, cid, detail) ("reply", req_id, value | None, error | None)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from callroom.control import media_ops as m
+from callroom.endpoints.sip import Incoming, SipConfig, SipPhones
+from callroom.media.engine import MediaEngine
+from callroom.media.virtual_audio import VirtualPhoneAudio
+
+log = logging.getLogger(__name__)
+
+
+# -- the media process ---------------------------------------------------------------------------------
+
+
+class MediaWorker:
+    """Everything that runs in the media process, around one engine."""
+
+    def __init__(self, conn: Connection, sip_config: SipConfig | None) -> None:
+        self.conn = conn
+        self.engine = MediaEngine(on_fact=lambda fact: self.send(("fact", fact)))
+        self.sip: SipPhones | None = None
+        if sip_config is not None:
+            self.sip = SipPhones(
+                self.engine, sip_config,
+                on_incoming=lambda call: self.send(("sip_incoming", call)),
+                report=lambda fact, cid, detail: self.send(("sip_report", fact, cid, detail)),
+            )
+        self.virtual: dict[str, VirtualPhoneAudio] = {}
+        self._stopped = asyncio.Event()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self.conn.send(message)
+        except (OSError, ValueError):  # the API process has gone: stop
+            self._stopped.set()
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.sip is not None:
+            await self.sip.start()
+        loop.add_reader(self.conn.fileno(), self._readable)
+        ticking = loop.create_task(self.engine.run())
+        self.send(("ready", self.sip.port if self.sip is not None else None))
+        await self._stopped.wait()
+        loop.remove_reader(self.conn.fileno())
+        if self.sip is not None:
+            self.sip.close()
+        self.engine.stop()
+        await ticking
+        await self.engine.aclose()
+
+    def _readable(self) -> None:
+        try:
+            while self.conn.poll():
+                self._handle(self.conn.recv())
+        except (EOFError, OSError):
+            self._stopped.set()
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        try:
+            if kind == "ops":
+                ops: list[m.MediaOp] = message[1]
+                if self.sip is not None:
+                    self.sip.apply(ops)
+                self.engine.apply(ops)
+            elif kind == "add_virtual":
+                _, cid, tone_hz = message
+                audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid))
+                self.virtual[cid] = audio
+                self.engine.add_leg(cid, audio)
+            elif kind == "remove_leg":
+                self.virtual.pop(message[1], None)
+                self.engine.remove_leg(message[1])
+            elif kind == "press":
+                _, cid, digits, ms = message
+                if cid in self.virtual:
+                    self.virtual[cid].press(digits, ms)
+            elif kind == "sip_accept" and self.sip is not None:
+                self.sip.accept(message[1], message[2])
+            elif kind == "sip_refuse" and self.sip is not None:
+                self.sip.refuse(message[1], message[2])
+            elif kind == "request":
+                _, req_id, what, args = message
+                self._reply(req_id, what, args)
+            elif kind == "stop":
+                self._stopped.set()
+        except Exception:
+            log.exception("media message %s failed", kind)
+
+    def _reply(self, req_id: int, what: str, args: tuple[Any, ...]) -> None:
+        try:
+            if what == "heard":
+                cid, seconds = args
+                audio = self.virtual.get(cid)
+                value: Any = None if audio is None else audio.heard(seconds)
+            elif what == "stats":
+                value = {"tick": self.engine.stats.summary(), "legs": len(self.engine.legs),
+                         "ports": len(self.engine.mixer.ports), "conferences": len(self.engine.conferences)}
+            else:
+                raise ValueError(f"unknown request {what!r}")
+        except Exception as exc:
+            self.send(("reply", req_id, None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.send(("reply", req_id, value, None))
+
+
+def media_main(conn: Connection, sip_config: SipConfig | None, log_level: int) -> None:
+    """Entry point of the media process."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s media %(name)s: %(message)s")
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(MediaWorker(conn, sip_config).serve())
+    finally:
+        loop.close()
+
+
+# -- the API side --------------------------------------------------------------------------------------
+
+
+class MediaProcess:
+    """The API process's handle on the media process."""
+
+    def __init__(
+        self,
+        sip_config: SipConfig | None,
+        *,
+        on_fact: Callable[[m.MediaFact], None],
+        on_sip_incoming: Callable[[Incoming], None],
+        on_sip_report: Callable[[str, str, int | str | None], None],
+    ) -> None:
+        self.sip_config = sip_config
+        self.on_fact = on_fact
+        self.on_sip_incoming = on_sip_incoming
+        self.on_sip_report = on_sip_report
+        self.sip_port: int | None = None
+        self._conn: Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._ready: asyncio.Future[int | None] | None = None
+        self._replies: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        self._conn = parent
+        self._process = ctx.Process(
+            target=media_main, args=(child, self.sip_config, logging.getLogger().getEffectiveLevel()),
+            name="callroom-media", daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._ready = self._loop.create_future()
+        self._loop.add_reader(parent.fileno(), self._readable)
+        self.sip_port = await asyncio.wait_for(self._ready, 60)
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.send(message)
+        except (OSError, ValueError):
+            log.error("the media process is gone; dropped %s", message[0])
+
+    def apply(self, ops: list[m.MediaOp]) -> None:
+        self.send(("ops", ops))
+
+    async def request(self, what: str, *args: Any, timeout: float = 10.0) -> Any:
+        assert self._loop is not None
+        req_id = next(self._ids)
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._replies[req_id] = fut
+        self.send(("request", req_id, what, args))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._replies.pop(req_id, None)
+
+    def _readable(self) -> None:
+        assert self._conn is not None
+        try:
+            while self._conn.poll():
+                self._handle(self._conn.recv())
+        except (EOFError, OSError):
+            if self._loop is not None and self._conn is not None:
+                self._loop.remove_reader(self._conn.fileno())
+            log.error("the media process closed its pipe")
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        try:
+            if kind == "fact":
+                self.on_fact(message[1])
+            elif kind == "sip_incoming":
+                self.on_sip_incoming(message[1])
+            elif kind == "sip_report":
+                self.on_sip_report(message[1], message[2], message[3])
+            elif kind == "reply":
+                _, req_id, value, error = message
+                fut = self._replies.get(req_id)
+                if fut is not None and not fut.done():
+                    if error is None:
+                        fut.set_result(value)
+                    else:
+                        fut.set_exception(RuntimeError(error))
+            elif kind == "ready" and self._ready is not None and not self._ready.done():
+                self._ready.set_result(message[1])
+        except Exception:
+            log.exception("handling media message %s failed", kind)
+
+    async def stop(self) -> None:
+        if self._process is None:
+            return
+        self.send(("stop",))
+        if self._loop is not None and self._conn is not None:
+            self._loop.remove_reader(self._conn.fileno())
+        await asyncio.to_thread(self._process.join, 10)
+        if self._process.is_alive():
+            self._process.kill()
+        if self._conn is not None:
+            self._conn.close()
+        self._process = None
