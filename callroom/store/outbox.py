@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from callroom.store import schema as t
-from callroom.store.tx import Tx
+from callroom.store.tx import Tx, prebuilt
 
 
 @dataclass(slots=True)
@@ -180,14 +180,19 @@ def next_sequence(tx: Tx, order_key: str) -> int:
     One upsert: on PostgreSQL a second transaction for the same key waits on the counter row until the
     first commits and then sees its number; on SQLite the write lock is held from ``BEGIN IMMEDIATE``."""
     c = t.webhook_sequences.c
-    dialect_insert = pg_insert if tx.conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        dialect_insert(t.webhook_sequences)
-        .values(order_key=order_key, last_sequence=1)
-        .on_conflict_do_update(index_elements=[c.order_key], set_={"last_sequence": c.last_sequence + 1})
-        .returning(c.last_sequence)
-    )
-    return int(tx.conn.execute(stmt).scalar_one())
+    dialect = tx.conn.dialect.name
+
+    def build() -> Any:
+        dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        return (
+            dialect_insert(t.webhook_sequences)
+            .values(order_key=bindparam("key"), last_sequence=1)
+            .on_conflict_do_update(index_elements=[c.order_key], set_={"last_sequence": c.last_sequence + 1})
+            .returning(c.last_sequence)
+        )
+
+    stmt = prebuilt(f"next_sequence:{dialect}", build)
+    return int(tx.conn.execute(stmt, {"key": order_key}).scalar_one())
 
 
 # -- listings (account-scoped) --------------------------------------------------------------------------
