@@ -291,3 +291,87 @@ def test_garbage_on_the_sip_port_does_not_hurt(tenant: Tenant, tmp_path: Path) -
     tenant.client.calls.actions.answer(initiated.payload["call_control_id"])
     code, output = caller.wait()
     assert code == 0, output
+
+
+DTMF_UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="call, send in-band DTMF from a WAV, hang up">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <nop><action><exec rtp_stream="WAVFILE,1,0"/></action></nop>
+  <pause milliseconds="5000"/>
+  <send retrans="500"><![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+
+def test_gather_collects_inband_digits_from_sipp(tenant: Tenant, tmp_path: Path) -> None:
+    """SIPp streams a WAV carrying DTMF tones; the gather on its leg reports exactly those digits."""
+    import soundfile
+
+    from callroom.media.dtmf import dtmf_tones
+
+    tones = np.concatenate([np.zeros(12000, dtype=np.int16), dtmf_tones("147#", on_ms=120, off_ms=120)])
+    wav = tmp_path / "dtmf.wav"
+    soundfile.write(wav, tones, 8000, subtype="ULAW")
+    scenario = tmp_path / "dtmf.xml"
+    scenario.write_text(DTMF_UAC.replace("WAVFILE", str(wav)))
+    caller = Sipp(["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}",
+                   "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
+    initiated = tenant.receiver.wait_for(
+        lambda r: r.path == tenant.path and r.event_type == "call.initiated"
+        and r.payload.get("direction") == "incoming", timeout=15)[0]
+    cid = initiated.payload["call_control_id"]
+    tenant.client.calls.actions.answer(cid)
+    tenant.client.calls.actions.gather_using_audio(cid, minimum_digits=1, maximum_digits=8, terminating_digit="#")
+    ended = tenant.event("call.gather.ended", cid, timeout=15)
+    assert (ended.payload["digits"], ended.payload["status"]) == ("147", "valid")
+    received = [r.payload["digit"] for r in tenant.receiver.delivered(tenant.path)
+                if r.body and r.event_type == "call.dtmf.received" and r.payload.get("call_control_id") == cid]
+    assert received == ["1", "4", "7", "#"]
+    code, output = caller.wait()
+    assert code == 0, output
