@@ -145,9 +145,9 @@ class Node:
                 case GatherEnded(job_id=job, digits=digits, status=status):
                     job_fact(self.control, job, lambda ctx: media_actions.gather_ended(ctx, job, digits, status))
                 case RecordingSaved(job_id=job, path=path, size_bytes=size, duration_millis=ms, started_at=t0,
-                                    ended_at=t1):
+                                    ended_at=t1, tracks=tracks):
                     job_fact(self.control, job,
-                             lambda ctx: media_actions.recording_saved(ctx, job, path, size, ms, t0, t1))
+                             lambda ctx: media_actions.recording_saved(ctx, job, path, size, ms, t0, t1, tracks))
                 case RecordingFailed(job_id=job, detail=detail):
                     job_fact(self.control, job, lambda ctx: media_actions.recording_failed(ctx, job, detail))
         except Exception:

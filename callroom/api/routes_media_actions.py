@@ -191,7 +191,8 @@ async def conference_record_start(conference_id: str, body: s.ConferenceRecordSt
     ctl.run(account, lambda ctx: ma.record_start(
         ctx, call=None, conference=confs.lookup(ctx, conference_id), fmt=body.format, channels=body.channels,
         trim=body.trim is not None, custom_file_name=body.custom_file_name, max_length=0, play_beep=body.play_beep,
-        storage=storage, download_base=base), command=(conference_id, body.command_id))
+        storage=storage, download_base=base, per_participant=body.tracks == "per_participant"),
+        command=(conference_id, body.command_id))
     return OK
 
 

@@ -162,12 +162,21 @@ class ConferenceSendDtmf(Body):
 
 class ConferenceRecordStart(Body):
     format: Literal["wav", "mp3"]
+    # callroom's extension: "per_participant" records one channel per participant (WAV only).
+    tracks: Literal["mixed", "per_participant"] = "mixed"
     channels: Literal["single", "dual"] = "single"
     trim: Literal["trim-silence"] | None = None
     custom_file_name: str | None = Field(default=None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     play_beep: bool = False
     command_id: CommandId | None = None
     region: Region | None = None
+
+
+    @model_validator(mode="after")
+    def _tracks_need_wav(self) -> ConferenceRecordStart:
+        if self.tracks == "per_participant" and self.format != "wav":
+            raise ValueError("per-participant tracks are recorded as WAV (MP3 holds at most two channels)")
+        return self
 
 
 class ConferenceRecordControl(Body):

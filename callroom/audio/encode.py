@@ -32,6 +32,15 @@ def encode_wav(channels: Sequence[Pcm]) -> bytes:
     return out.getvalue()
 
 
+def encode_wav_tracks(channels: Sequence[Pcm]) -> bytes:
+    """A 16-bit PCM WAV file at 8 kHz with one channel per track (any number, equally long)."""
+    if not channels or len({c.size for c in channels}) != 1:
+        raise ValueError("tracks must be given and equally long")
+    out = io.BytesIO()
+    sf.write(out, np.stack(channels, axis=1), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
 def encode_mp3(channels: Sequence[Pcm], bitrate: int = 32, *, quality: int = 2) -> bytes:
     """A constant-bitrate MP3 at 8 kHz; ``bitrate`` in kbit/s for the whole stream (all channels).
 

@@ -186,6 +186,7 @@ def record_start(
     play_beep: bool,
     storage: str,
     download_base: str,
+    per_participant: bool = False,
 ) -> Recording:
     busy = media_tx.open_jobs(
         ctx.tx,
@@ -233,6 +234,7 @@ def record_start(
             fmt,
             channels,
             call_control_id=call.call_control_id if call else None,
+            per_participant=per_participant,
             conference_id=conference.id if conference else None,
             creator_call_control_id=conference.creator_call_control_id if conference else None,
             trim_silence=trim,
@@ -420,7 +422,8 @@ def gather_ended(ctx: Ctx, job_id: str, digits: str, status: str) -> None:
 
 
 def recording_saved(
-    ctx: Ctx, job_id: str, path: str, size: int, duration_ms: int, started: float, ended: float
+    ctx: Ctx, job_id: str, path: str, size: int, duration_ms: int, started: float, ended: float,
+    tracks: tuple[str, ...] = (),
 ) -> None:
     job = media_tx.get_job(ctx.tx, job_id)
     rec = media_tx.get_recording(ctx.tx, ctx.account_id, job_id)
@@ -443,6 +446,8 @@ def recording_saved(
         "public_recording_urls": urls,
         "duration_millis": duration_ms,
     }
+    if tracks:
+        payload["tracks"] = [{"channel": i, "call_control_id": cid} for i, cid in enumerate(tracks, start=1)]
     if rec.source == "call":
         call = ctx.tx.get_call(ctx.account_id, rec.call_control_id or "")
         if call is not None:

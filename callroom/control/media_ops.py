@@ -142,6 +142,7 @@ class StartRecording:
     trim_silence: bool = False
     max_length_secs: int = 0
     play_beep: bool = False
+    per_participant: bool = False  # a conference recorded with one channel per participant (WAV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +232,7 @@ class RecordingSaved:
     duration_millis: int
     started_at: float
     ended_at: float
+    tracks: tuple[str, ...] = ()  # per-participant recordings: the call on each channel, in order
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,7 +180,12 @@ class ActionRunner:
             return
         rec.stopped = True
         self.recorders.pop(rec.op.job_id, None)
-        channels = rec.buffer.arrays()
+        tracks: tuple[str, ...] = ()
+        if rec.op.per_participant:
+            cids, channels = rec.track_arrays()
+            tracks = tuple(cids)
+        else:
+            channels = rec.buffer.arrays()
         ended = time.time()
 
         async def save() -> None:
@@ -190,7 +195,7 @@ class ActionRunner:
                 log.exception("writing recording %s failed", rec.op.job_id)
                 self.engine.on_fact(m.RecordingFailed(rec.op.job_id, str(exc)))
                 return
-            self.engine.on_fact(m.RecordingSaved(rec.op.job_id, path, size, duration, rec.started_at, ended))
+            self.engine.on_fact(m.RecordingSaved(rec.op.job_id, path, size, duration, rec.started_at, ended, tracks))
 
         self._spawn(save())
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from callroom.audio.encode import encode_mp3, encode_wav, trim_silence
+from callroom.audio.encode import encode_mp3, encode_wav, encode_wav_tracks, trim_silence
 from callroom.audio.recording import RecordingBuffer
 from callroom.control.media_ops import ConferenceMix, StartRecording
 from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, Frame
@@ -42,6 +42,9 @@ class Recorder:
     buffer: RecordingBuffer = field(init=False)
     stopped: bool = False
 
+    tracks: dict[str, list[Frame]] = field(default_factory=dict)  # per-participant recordings
+    frames: int = 0
+
     def __post_init__(self) -> None:
         self.buffer = RecordingBuffer(channels=2 if self.op.channels == "dual" else 1)
 
@@ -54,6 +57,9 @@ class Recorder:
     def capture(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame],
                 conference: ConferenceMix | None) -> None:
         if self.buffer.paused:
+            return
+        if self.op.per_participant:
+            self._capture_tracks(inputs, conference)
             return
         if self.op.call_control_id is not None:
             first = inputs.get(self.op.call_control_id)
@@ -73,18 +79,40 @@ class Recorder:
         else:
             self.buffer.append(_or_silence(_sum([f for f in (first, second) if f is not None])))
 
+    def _capture_tracks(self, inputs: Mapping[str, Frame | None], conference: ConferenceMix | None) -> None:
+        """One channel per participant who is heard; a newcomer's channel starts with the silence before it."""
+        heard = [] if conference is None else [
+            mb.call_control_id for mb in conference.members
+            if not (mb.on_hold or mb.muted or mb.supervisor_role in ("monitor", "whisper"))
+        ]
+        for cid in heard:
+            if cid not in self.tracks:
+                self.tracks[cid] = [_SILENCE] * self.frames
+        for cid, frames in self.tracks.items():
+            frame = inputs.get(cid) if cid in heard else None
+            frames.append(_SILENCE if frame is None else frame.copy())
+        self.frames += 1
+
+    def track_arrays(self) -> tuple[list[str], list[Frame]]:
+        cids = list(self.tracks)
+        return cids, [np.concatenate(self.tracks[c]) if self.tracks[c] else _SILENCE for c in cids]
+
     def full(self) -> bool:
         limit = self.max_frames
-        return limit is not None and self.buffer.samples >= limit * FRAME_SAMPLES
+        recorded = self.frames * FRAME_SAMPLES if self.op.per_participant else self.buffer.samples
+        return limit is not None and recorded >= limit * FRAME_SAMPLES
 
 
 def write_recording(op: StartRecording, channels: list[Frame]) -> tuple[str, int, int]:
     """Encode and write; returns (path, size in bytes, duration in ms). Runs in a worker thread."""
-    if op.trim_silence:
+    if op.trim_silence and len(channels) <= 2:
         channels = trim_silence(channels)
     if not channels or len(channels[0]) == 0:
         channels = [np.zeros(FRAME_SAMPLES, dtype=np.int16) for _ in range(max(1, len(channels)))]
-    data = encode_mp3(channels) if op.format == "mp3" else encode_wav(channels)
+    if op.per_participant:
+        data = encode_wav_tracks(channels)
+    else:
+        data = encode_mp3(channels) if op.format == "mp3" else encode_wav(channels)
     path = Path(f"{op.path}.{op.format}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".part")

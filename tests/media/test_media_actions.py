@@ -234,3 +234,30 @@ def test_hold_audio_url_is_what_held_participants_hear(tenant: Tenant, media: Me
     time.sleep(0.8)
     held = tenant.heard(host, 0.3)
     assert tone_level(held, 1100) > HEARD and tone_level(held, 900) < SILENT
+
+
+def test_conference_recording_one_track_per_participant(tenant: Tenant) -> None:
+    freqs = (500, 900, 1300)
+    legs = [tenant.dial(f"t{f}", f"answer_after=0;tone={f}") for f in freqs]
+    conf = tenant.client.conferences.create(call_control_id=legs[0], name="tracks", comfort_noise=False)
+    assert conf.data is not None
+    tenant.client.conferences.actions.join(conf.data.id, call_control_id=legs[1])
+    tenant.client.conferences.actions.record_start(conf.data.id, format="wav", extra_body={"tracks": "per_participant"})
+    time.sleep(0.8)
+    tenant.client.conferences.actions.join(conf.data.id, call_control_id=legs[2])  # joins while recording
+    time.sleep(0.8)
+    tenant.client.conferences.actions.record_stop(conf.data.id)
+    saved = tenant.event("conference.recording.saved", conference_id=conf.data.id)
+    assert [t["call_control_id"] for t in saved.payload["tracks"]] == legs
+    resp = httpx.get(saved.payload["recording_urls"]["wav"], headers={"Authorization": f"Bearer {tenant.api_key}"})
+    audio, rate = soundfile.read(io.BytesIO(resp.content), dtype="int16")
+    assert audio.shape[1] == 3
+    for ch, f in enumerate(freqs):
+        track = audio[:, ch]
+        others = [g for g in freqs if g != f]
+        assert tone_level(track[-4000:], f) > HEARD, f"track {ch + 1} lacks its own tone"
+        assert all(tone_level(track[-4000:], g) < SILENT for g in others), f"track {ch + 1} has another's tone"
+    assert tone_level(audio[:4000, 2], 1300) < SILENT  # the late joiner's track is silent before it joined
+    with pytest.raises(telnyx.UnprocessableEntityError):
+        tenant.client.conferences.actions.record_start(conf.data.id, format="mp3",
+                                                       extra_body={"tracks": "per_participant"})
