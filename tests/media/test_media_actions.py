@@ -250,7 +250,7 @@ def test_conference_recording_one_track_per_participant(tenant: Tenant) -> None:
     saved = tenant.event("conference.recording.saved", conference_id=conf.data.id)
     assert [t["call_control_id"] for t in saved.payload["tracks"]] == legs
     resp = httpx.get(saved.payload["recording_urls"]["wav"], headers={"Authorization": f"Bearer {tenant.api_key}"})
-    audio, rate = soundfile.read(io.BytesIO(resp.content), dtype="int16")
+    audio, _rate = soundfile.read(io.BytesIO(resp.content), dtype="int16")
     assert audio.shape[1] == 3
     for ch, f in enumerate(freqs):
         track = audio[:, ch]

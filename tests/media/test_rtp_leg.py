@@ -7,7 +7,6 @@ frame each leg received.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
