@@ -1,0 +1,134 @@
+"""baresip as a real participant: a SIP softphone calls in, plays a 500 Hz tone from a WAV, records what
+it hears, and sits in a conference with a virtual phone sending 900 Hz."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from numpy.typing import NDArray
+
+from tests.media.audio import tone_level
+from tests.support.node import free_port
+from tests.support.tenant import Tenant
+
+pytestmark = pytest.mark.sip
+
+MODULES = Path("/usr/lib/baresip/modules")
+CALL_SECONDS = 9  # baresip quits (and hangs up) this long after it starts
+
+
+def baresip() -> str:
+    path = shutil.which("baresip")
+    if path is None or not (MODULES / "sndfile.so").exists():
+        if os.environ.get("CI"):
+            pytest.fail("baresip (with its sndfile, aufile and aubridge modules) is not installed")
+        pytest.skip("baresip is not installed")
+    return path
+
+
+def tone_wav(path: Path, freq: float, seconds: float, amplitude: float = 8000.0) -> None:
+    t = np.arange(int(8000 * seconds)) / 8000
+    soundfile.write(path, (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16), 8000, subtype="PCM_16")
+
+
+def baresip_config(directory: Path, source: Path) -> None:
+    """A headless baresip on loopback: SIP and RTP on 127.0.0.1, audio from ``source``, what it hears (and
+    what it sends) written by ``sndfile`` as ``dump-*-dec.wav`` / ``dump-*-enc.wav`` in ``directory``.
+
+    ``aubridge`` is a clocked player with no hardware behind it, so the decode path (and the sndfile
+    filter on it) runs in real time. ``sipnat=outbound`` (which needs the ``uuid`` module) makes baresip
+    1.0 send ``Supported: path, outbound`` instead of an empty ``Supported:`` header."""
+    sip_port = free_port()
+    rtp_low = free_port() & ~1
+    (directory / "config").write_text(
+        f"""poll_method\tepoll
+sip_listen\t127.0.0.1:{sip_port}
+net_interface\t127.0.0.1
+rtp_ports\t{rtp_low}-{rtp_low + 10}
+audio_player\taubridge,bridge
+audio_source\taufile,{source}
+audio_alert\taubridge,bridge
+snd_path\t{directory}
+jitter_buffer_delay\t1-10
+module_path\t{MODULES}
+module\tg711.so
+module\taufile.so
+module\taubridge.so
+module\tsndfile.so
+module_tmp\tuuid.so
+module_tmp\taccount.so
+module_app\tmenu.so
+"""
+    )
+    (directory / "accounts").write_text(
+        f"<sip:baresip@127.0.0.1:{sip_port}>;regint=0;sipnat=outbound;audio_codecs=PCMU\n"
+    )
+
+
+def segment(samples: NDArray[np.int16], start: float, end: float) -> NDArray[np.int16]:
+    """``samples[start s : end s]``, negative times counted from the end."""
+    n = len(samples)
+    a = int(start * 8000) % n if start < 0 else int(start * 8000)
+    b = int(end * 8000) % n if end < 0 else int(end * 8000)
+    return samples[a:b]
+
+
+def test_baresip_in_a_conference_hears_and_is_heard(tenant: Tenant, tmp_path: Path) -> None:
+    exe = baresip()
+    config = tmp_path / "baresip"
+    config.mkdir()
+    source = config / "tone500.wav"
+    tone_wav(source, 500, CALL_SECONDS + 5)
+    baresip_config(config, source)
+    target = f"sip:{tenant.connection_id}@127.0.0.1:{tenant.node.sip_port}"
+    proc = subprocess.Popen(
+        [exe, "-f", str(config), "-e", f"/dial {target}", "-t", str(CALL_SECONDS)],
+        cwd=config, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        try:
+            initiated = tenant.receiver.wait_for(
+                lambda r: r.path == tenant.path and r.event_type == "call.initiated"
+                and r.payload.get("direction") == "incoming", timeout=8)[0]
+        except AssertionError:
+            proc.kill()
+            output = proc.communicate()[0].decode(errors="replace")
+            raise AssertionError(f"baresip's call never reached the application:\n{output[-3000:]}") from None
+        cid = initiated.payload["call_control_id"]
+        assert "baresip@127.0.0.1" in initiated.payload["from"]
+        tenant.client.calls.actions.answer(cid)
+        tenant.event("call.answered", cid)
+        conf = tenant.client.conferences.create(call_control_id=cid, name="with-baresip", comfort_noise=False)
+        assert conf.data is not None
+        phone = tenant.dial("tone900", "answer_after=0;tone=900")
+        tenant.client.conferences.actions.join(conf.data.id, call_control_id=phone)
+        time.sleep(2.0)
+        heard = tenant.heard(phone, 1.5)
+        assert tone_level(heard, 500) > 3000, "the virtual phone should hear baresip's 500 Hz"
+        assert tone_level(heard, 900) < 100, "the virtual phone must not hear itself"
+        out, _ = proc.communicate(timeout=CALL_SECONDS + 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    output = out.decode(errors="replace")
+    assert proc.returncode == 0, output[-3000:]
+    tenant.event("call.hangup", cid, timeout=10)
+
+    dumps = sorted(config.glob("dump-*-dec.wav"))
+    assert dumps, f"baresip wrote no recording of what it heard:\n{output[-3000:]}"
+    recorded, rate = soundfile.read(dumps[-1], dtype="int16")
+    assert rate == 8000
+    recorded = np.asarray(recorded, dtype=np.int16)
+    assert len(recorded) > 4 * 8000, f"baresip's recording is only {len(recorded) / 8000:.1f} s long"
+    # The virtual phone joined a couple of seconds into the call; the last seconds are the conference.
+    tail = segment(recorded, -2.5, -0.5)
+    assert tone_level(tail, 900) > 3000, "baresip should hear the virtual phone's 900 Hz"
+    assert tone_level(tail, 500) < 0.02 * tone_level(tail, 900), "baresip must not hear itself"
