@@ -227,6 +227,12 @@ class SipResponse(_MessageBase):
 SipMessage = SipRequest | SipResponse
 
 
+# List headers whose value may be empty altogether (RFC 3261 §20: Accept, Accept-Encoding,
+# Accept-Language, Allow, Supported, Unsupported, Require and Proxy-Require take "*(...)").
+MAY_BE_EMPTY = frozenset({"accept", "accept-encoding", "accept-language", "allow", "supported", "unsupported",
+                          "require", "proxy-require"})
+
+
 def _split(data: bytes) -> tuple[str, Headers, bytes, int | None]:
     """Start line, headers (unfolded, lists split), raw body, declared Content-Length."""
     if len(data) > MAX_MESSAGE:
@@ -265,6 +271,9 @@ def _split(data: bytes) -> tuple[str, Headers, bytes, int | None]:
             raise SipParseError(f"bad header line {raw[:60]!r}")
         value = value.strip()
         if name.lower() in LIST_HEADERS or canonical_name(name).lower() in LIST_HEADERS:
+            if not value and canonical_name(name).lower() in MAY_BE_EMPTY:
+                headers.add(name, value)  # RFC 3261 lets these be empty ("Supported:" from baresip)
+                continue
             for part in split_commas(value):
                 if not part:
                     raise SipParseError(f"empty value in {name} list")

@@ -258,3 +258,14 @@ def test_fuzz_header_values(text: str) -> None:
     for parser in (SipUri.parse, NameAddr.parse, Via.parse, CSeq.parse):
         with contextlib.suppress(SipParseError):
             parser(text)
+
+
+def test_empty_supported_header_is_accepted() -> None:
+    """baresip 1.0 sends ``Supported:`` with no value; RFC 3261 allows an empty list there."""
+    from callroom.sip.message import parse_message
+
+    msg = parse_message(
+        b"INVITE sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
+        b"To: <sip:x@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nSupported:\r\nAllow:\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert msg.headers.get("Supported") == ""
