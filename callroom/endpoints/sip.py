@@ -177,6 +177,8 @@ class SipPhones:
             rtp.close()
             return
         rtp.set_remote(agreed.remote_rtp_addr, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
+        # A peer that sends RFC 4733 events does not need its audio searched for DTMF tones.
+        rtp.detect_inband = agreed.telephone_event_pt is None
         leg.rtp = rtp
         self.transport.answer(leg.sip_call_id, agreed.answer)
         self.engine.add_leg(cid, rtp)
@@ -217,6 +219,7 @@ class SipPhones:
                     agreed = accept_answer(leg.offer, answer)
                     leg.rtp.set_remote(agreed.remote_rtp_addr, agreed.codec.pt, agreed.telephone_event_pt,
                                        agreed.direction.value)
+                    leg.rtp.detect_inband = agreed.telephone_event_pt is None
                 self.engine.add_leg(leg.call_control_id, leg.rtp)
                 self.report("answered", leg.call_control_id, None)
             case sip_events.CallFailed(call_id=call_id, status=status):

@@ -304,26 +304,27 @@ class MediaEngine:
                 self.on_fact(m.FloorChanged(conf_id, change.current))
 
     async def run(self) -> None:
-        """Tick every 20 ms until ``stop``; a tick that is more than 100 ms late is skipped, not caught up."""
+        """Tick every 20 ms until ``stop``; a tick that is more than 100 ms late is skipped, not caught up.
+
+        The schedule and the lateness figures use ``perf_counter`` (the loop's clock has 1 ms steps)."""
         loop = asyncio.get_running_loop()
         self._running = True
-        due = loop.time()
+        due = time.perf_counter()
         while self._running:
-            now = loop.time()
-            late = now - due
+            started = time.perf_counter()
+            late = started - due
             if late > 0.1:
                 skipped = int(late / TICK_SECONDS)
                 self.stats.skipped += skipped
                 due += skipped * TICK_SECONDS
-                late = now - due
-            started = time.perf_counter()
+                late = started - due
             try:
-                self.tick(now)
+                self.tick(loop.time())
             except Exception:
                 log.exception("media tick failed")
             self.stats.record(max(0.0, late), time.perf_counter() - started)
             due += TICK_SECONDS
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
 
     def stop(self) -> None:
         self._running = False
