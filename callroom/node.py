@@ -113,7 +113,6 @@ class Node:
         self.virtual_phones.bind(self.control)
         if config.sip is not None:
             self.control.dialable = ("virtual:", "sip:")
-        self._api_loop: asyncio.AbstractEventLoop | None = None
         self.dispatcher: Dispatcher | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._timer_wake = asyncio.Event()
@@ -183,7 +182,6 @@ class Node:
             log.exception("SIP fact %s about %s failed", fact, cid)
 
     async def start(self) -> None:
-        self._api_loop = asyncio.get_running_loop()
         await self.media.start()
         if self.config.sip is not None:
             log.info("SIP listening on udp %s:%s", self.config.sip.host, self.media.sip_port)

@@ -27,7 +27,6 @@ Beep = Literal["always", "never", "on_enter", "on_exit"]
 Role = Literal["barge", "monitor", "none", "whisper"]
 CommandId = Annotated[str, Field(min_length=1, max_length=255)]
 Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
-Loop = int | Literal["infinity"]
 
 
 class Body(BaseModel):

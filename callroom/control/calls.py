@@ -207,14 +207,6 @@ def bridge(
     bridge_pair(ctx, a, b)
 
 
-def touch_command(ctx: Ctx, call_control_id: str, client_state: str | None) -> Call:
-    """For commands that only need the leg alive: record client_state and stop the first-command timer."""
-    call = live_call(ctx, call_control_id)
-    _touch(ctx, call, client_state)
-    ctx.tx.update_call(call)
-    return call
-
-
 # -- far-end facts (reported by the media plane) -----------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from callroom.control.context import Ctx
 from callroom.control.records import Call, Conference
-from callroom.control.states import ANSWERED_CALL_STATES, CallState
+from callroom.control.states import ANSWERED_CALL_STATES
 from callroom.errors import CommandRejected, NotFound
 
 CODES = {
@@ -76,6 +76,3 @@ def active_conference(ctx: Ctx, id_or_name: str, *, by_name: bool = True) -> Con
     return conf
 
 
-def require_state(call: Call, allowed: set[CallState], what: str, pointer: str | None = None) -> None:
-    if call.state not in allowed:
-        raise reject("90107", f"Cannot {what} a call that is {call.state.value}.", pointer)

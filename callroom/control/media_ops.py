@@ -8,7 +8,7 @@ reports far-end facts back through the ``Control.remote_*`` entry points.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -184,11 +184,6 @@ MediaOp = (
     Ring | Answer | Reject | Release | Park | Bridge | HoldInQueue | ConferenceMix | ConferenceClosed
     | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather | SendDtmf
 )
-
-
-@dataclass(slots=True)
-class MediaBatch:
-    ops: list[MediaOp] = field(default_factory=list)
 
 
 class MediaPlane(Protocol):

@@ -105,13 +105,6 @@ class Call:
     def is_alive(self) -> bool:
         return self.state in ALIVE_CALL_STATES
 
-    @property
-    def duration_secs(self) -> int:
-        end = self.ended_at
-        if end is None:
-            return 0
-        return max(0, round(end - self.created_at))
-
 
 @dataclass(slots=True)
 class Conference:
