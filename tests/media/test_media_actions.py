@@ -261,3 +261,48 @@ def test_conference_recording_one_track_per_participant(tenant: Tenant) -> None:
     with pytest.raises(telnyx.UnprocessableEntityError):
         tenant.client.conferences.actions.record_start(conf.data.id, format="mp3",
                                                        extra_body={"tracks": "per_participant"})
+
+
+def test_conference_media_actions_end_to_end(tenant: Tenant, media: MediaServer) -> None:
+    url = media.add("/conf-tone.wav", _tone_wav(1000, 0.6))
+    a = tenant.dial("ca", "answer_after=0")
+    b = tenant.call_in()
+    conf = tenant.client.conferences.create(call_control_id=a, name="media-all", comfort_noise=False)
+    assert conf.data is not None
+    cid = conf.data.id
+    tenant.client.conferences.actions.join(cid, call_control_id=b)
+
+    tenant.client.conferences.actions.play(cid, audio_url=url)  # the whole conference
+    started = tenant.event("conference.playback.started", conference_id=cid)
+    assert started.payload["media_url"] == url and started.payload["creator_call_session_id"]
+    time.sleep(0.35)
+    assert tone_level(tenant.heard(a, 0.2), 1000) > HEARD and tone_level(tenant.heard(b, 0.2), 1000) > HEARD
+    tenant.event("conference.playback.ended", conference_id=cid)
+
+    tenant.client.conferences.actions.play(cid, audio_url=url, call_control_ids=[b])  # one participant
+    tenant.event("conference.participant.playback.started", b, conference_id=cid)
+    time.sleep(0.35)
+    assert tone_level(tenant.heard(b, 0.2), 1000) > HEARD and tone_level(tenant.heard(a, 0.2), 1000) < SILENT
+    tenant.event("conference.participant.playback.ended", b, conference_id=cid)
+
+    tenant.client.conferences.actions.send_dtmf(cid, digits="9#", call_control_ids=[a], duration_millis=150)
+    time.sleep(1.0)
+    assert DtmfDetector().process_samples(tenant.heard(a, 1.0)) == "9#"
+
+    tenant.client.conferences.actions.gather_dtmf_audio(cid, call_control_id=b, maximum_digits=2,
+                                                        terminating_digit="")
+    time.sleep(0.2)
+    tenant.press(b, "42")
+    ended = tenant.event("call.gather.ended", b)
+    assert (ended.payload["digits"], ended.payload["status"]) == ("42", "valid")
+
+    tenant.client.conferences.actions.record_start(cid, format="wav", trim="trim-silence")
+    time.sleep(0.6)
+    tenant.client.conferences.actions.end_conference(cid)  # the recording stops with the conference
+    saved = tenant.event("conference.recording.saved", conference_id=cid)
+    rec_id = saved.payload["recording_id"]
+    got = tenant.client.recordings.retrieve(rec_id)
+    assert got.data is not None and got.data.conference_id == cid and got.data.source == "conference"
+    tenant.client.recordings.delete(rec_id)
+    with pytest.raises(telnyx.NotFoundError):
+        tenant.client.recordings.retrieve(rec_id)
