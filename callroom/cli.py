@@ -35,8 +35,10 @@ def _serve(args: argparse.Namespace) -> int:
     sip = None
     if args.sip_port >= 0:
         low, _, high = args.rtp_ports.partition("-")
+        credentials = tuple(tuple(c.split(":", 1)) for c in args.sip_credential if ":" in c)
         sip = SipConfig(host=args.sip_host, port=args.sip_port, advertise=args.sip_advertise,
-                        rtp_ports=(int(low), int(high)), allow=tuple(n.strip() for n in args.sip_allow.split(",")))
+                        rtp_ports=(int(low), int(high)), allow=tuple(n.strip() for n in args.sip_allow.split(",")),
+                        credentials=credentials)
     rate, _, burst = args.rate_limit.partition(":")
     rate_limit = (float(rate), float(burst or 2 * float(rate))) if float(rate) > 0 else None
     node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
@@ -136,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="address put in Contact and SDP when --sip-host is a wildcard")
     serve.add_argument("--sip-allow", default=os.environ.get("CALLROOM_SIP_ALLOW", "127.0.0.0/8,::1/128"),
                        help="comma-separated networks allowed to call in")
+    serve.add_argument("--sip-credential", action="append", default=[], metavar="USER:PASSWORD",
+                       help="digest credentials callers must prove (repeat for several; none: networks only)")
     serve.add_argument("--rtp-ports", default=os.environ.get("CALLROOM_RTP_PORTS", "20000-30000"))
     serve.add_argument("--rate-limit", default=os.environ.get("CALLROOM_RATE_LIMIT", "1000"),
                        help="requests per second per API key, optionally ':burst' (0: no limit)")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +24,11 @@ from callroom.control import media_ops as m
 from callroom.errors import ProtocolError
 from callroom.media.engine import MediaEngine
 from callroom.media.rtp_leg import RtpLeg
-from callroom.media.sip_transport import IpNetwork, SipTransport
+from callroom.media.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
 from callroom.sip import call as sip_events
+from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
+from callroom.sip.message import SipRequest
 from callroom.sip.sdp import SessionDescription, accept_answer, make_offer, negotiate_answer
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,9 @@ class SipConfig:
     advertise: str | None = None  # the address put in Contact/SDP when host is a wildcard
     rtp_ports: tuple[int, int] = (20000, 30000)
     allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Digest credentials (username, password) callers must prove; empty: the networks above suffice.
+    credentials: tuple[tuple[str, str], ...] = ()
+    realm: str = "callroom"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +92,13 @@ class SipPhones:
 
     async def start(self) -> None:
         allow: Iterable[IpNetwork | str] = self.config.allow
+        gates: list[InviteGate] = []
+        if self.config.credentials:
+            auth = DigestAuth(dict(self.config.credentials), self.config.realm, secrets.token_bytes(32))
+            gates.append(DigestGate(auth))
         self.transport = await SipTransport.open(
-            self.config.host, self.config.port, on_event=self._on_event, allow=allow, advertise=self.config.advertise
+            self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
+            advertise=self.config.advertise,
         )
 
     @property
@@ -264,6 +276,21 @@ class SipPhones:
                            agreed.direction.value)
         self.transport.answer(call_id, agreed.answer)
 
+
+
+class DigestGate:
+    """Admit an INVITE only with valid digest credentials; challenge it with 401 otherwise."""
+
+    def __init__(self, auth: DigestAuth) -> None:
+        self.auth = auth
+
+    def __call__(self, call: sip_events.IncomingCall, invite: SipRequest) -> Rejection | None:
+        now = time.time()  # wall clock: nonces carry their issue time and may be checked by another node
+        verdict = self.auth.verify("INVITE", invite.headers.get("Authorization"), now)
+        if verdict.ok:
+            return None
+        challenge = self.auth.challenge(now, stale=verdict.stale)
+        return Rejection(401, "Unauthorized", (("WWW-Authenticate", challenge),))
 
 
 def _address(name_addr: object) -> str:

@@ -36,11 +36,12 @@ LOOPBACK: Final[tuple[IpNetwork, ...]] = (ipaddress.ip_network("127.0.0.0/8"), i
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """How a gate refuses an INVITE. (A digest challenge will also need its WWW-/Proxy-Authenticate
-    header, which ``SipEndpoint.reject`` cannot add yet.)"""
+    """How a gate refuses an INVITE, with any headers the response needs (a digest challenge's
+    WWW-Authenticate)."""
 
     status: int
     reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class InviteGate(Protocol):
@@ -196,7 +197,8 @@ class SipTransport:
             if rejection is not None:
                 self.rejected += 1
                 log.info("refused INVITE %s from %s: %d", event.call_id, event.source_addr, rejection.status)
-                self.endpoint.reject(event.call_id, rejection.status, self._loop.time(), rejection.reason)
+                self.endpoint.reject(event.call_id, rejection.status, self._loop.time(), rejection.reason,
+                                     rejection.headers)
                 self._again = True
                 return
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
+from collections.abc import Sequence
 
 from callroom.errors import CallroomError, IllegalTransition, ProtocolError, SdpParseError, SipParseError
 from callroom.sip.call import (
@@ -169,8 +170,10 @@ class SipEndpoint:
         call.dialog.fire(DialogInput.CONFIRM)
         call.retransmit = Retransmit2xx.start(resp, self._peer_of(call.invite), now)
 
-    def reject(self, call_id: str, status: int, now: float, reason: str | None = None) -> None:
-        """Refuse an incoming call (or the peer's pending re-INVITE) with ``status`` (300-699)."""
+    def reject(self, call_id: str, status: int, now: float, reason: str | None = None,
+               headers: Sequence[tuple[str, str]] = ()) -> None:  # fmt: skip
+        """Refuse an incoming call (or the peer's pending re-INVITE) with ``status`` (300-699);
+        ``headers`` are added to the response (a digest challenge's WWW-Authenticate, say)."""
         if not 300 <= status <= 699:
             raise ValueError("reject needs a 3xx-6xx status")
         call = self._call(call_id)
@@ -182,7 +185,7 @@ class SipEndpoint:
         if not call.incoming:
             raise IllegalTransition("call", call.state, "reject")
         call.fire(CallInput.FAIL)
-        self._respond_invite(call, status, now, None, reason)
+        self._respond_invite(call, status, now, None, reason, headers)
         self._forget(call)
 
     def cancel(self, call_id: str, now: float) -> None:
@@ -440,14 +443,14 @@ class SipEndpoint:
         return req.to.tag == call.dialog.local_tag and req.from_.tag == call.dialog.remote_tag
 
     def _respond_invite(self, call: Call, status: int, now: float, sdp: SessionDescription | None = None,
-                        reason: str | None = None) -> SipResponse:  # fmt: skip
-        resp = self._response(call.invite, status, call, sdp, reason)
+                        reason: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> SipResponse:  # fmt: skip
+        resp = self._response(call.invite, status, call, sdp, reason, headers)
         self.transactions.send_response(call.invite_tx, resp, now)
         return resp
 
     def _response(self, req: SipRequest, status: int, call: Call, sdp: SessionDescription | None,
-                  reason: str | None = None) -> SipResponse:  # fmt: skip
-        extra: list[tuple[str, str]] = []
+                  reason: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> SipResponse:  # fmt: skip
+        extra: list[tuple[str, str]] = list(headers)
         if status < 300:
             extra += [("Contact", f"<{self.contact}>"), ("Allow", ALLOW)]
             extra += [("Record-Route", str(r)) for r in req.record_route]

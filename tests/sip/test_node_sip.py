@@ -375,3 +375,115 @@ def test_gather_collects_inband_digits_from_sipp(tenant: Tenant, tmp_path: Path)
     assert received == ["1", "4", "7", "#"]
     code, output = caller.wait()
     assert code == 0, output
+
+
+AUTH_UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="INVITE, answer the digest challenge, talk, hang up">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="401" auth="true"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 2 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+[authentication]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Contact: sip:sipp@[local_ip]:[local_port]
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="300"/>
+  <send retrans="500"><![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 3 BYE
+Contact: sip:sipp@[local_ip]:[local_port]
+Content-Length: 0
+
+]]></send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+
+def test_digest_credentials_are_required_when_configured(tmp_path: Path, receiver: object) -> None:
+    """With credentials set, a caller must answer the 401 challenge; a wrong password never gets in."""
+    import telnyx
+
+    from tests.support.node import NodeThread
+    from tests.support.receiver import WebhookReceiver
+
+    assert isinstance(receiver, WebhookReceiver)
+    node = NodeThread(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, sip_credentials=(("alice", "s3cret"),))
+    try:
+        key = node.new_key("auth")
+        client = telnyx.Telnyx(api_key=key, base_url=node.base_url, max_retries=0)
+        app = client.call_control_applications.create(application_name="auth",
+                                                      webhook_event_url=receiver.url("/auth"))
+        assert app.data is not None and app.data.id
+        tenant = Tenant(client, node, receiver, key, "/auth", app.data.id)
+        scenario = tmp_path / "auth.xml"
+        scenario.write_text(AUTH_UAC)
+        base = ["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{node.sip_port}", "-m", "1"]
+
+        wrong = Sipp([*base, "-au", "alice", "-ap", "guess", "-recv_timeout", "3000"], tmp_path)
+        code, _output = wrong.wait()
+        assert code != 0  # challenged again: no 200 for a wrong password
+        assert not [r for r in receiver.delivered("/auth") if r.body and r.event_type == "call.initiated"]
+
+        right = Sipp([*base, "-au", "alice", "-ap", "s3cret", "-mp", str(free_port() & ~1)], tmp_path)
+        initiated = receiver.wait_for(lambda r: r.path == "/auth" and r.event_type == "call.initiated", timeout=15)[0]
+        client.calls.actions.answer(initiated.payload["call_control_id"])
+        code, output = right.wait()
+        assert code == 0, output
+    finally:
+        node.stop()

@@ -23,11 +23,12 @@ def free_port() -> int:
 
 class NodeThread:
     def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None,
-                 rate_limit: tuple[float, float] | None = None) -> None:
+                 rate_limit: tuple[float, float] | None = None,
+                 sip_credentials: tuple[tuple[str, str], ...] = ()) -> None:
         # Short webhook retry pauses so delivery tests run in seconds.
         node_config = NodeConfig(
             database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
-            sip=SipConfig(port=0), rate_limit=rate_limit,
+            sip=SipConfig(port=0, credentials=sip_credentials), rate_limit=rate_limit,
         )
         self.node = Node(node_config)
         self.port = free_port()
