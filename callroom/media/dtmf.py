@@ -287,9 +287,33 @@ class DtmfDetector:
             return None
         return _KEYPAD[r][c]
 
+    def classify_many(self, frames: NDArray[np.int16]) -> list[str | None]:
+        """``classify`` for a whole (N, frame_samples) array at once: one matrix product for all of them,
+        which is how the engine checks every leg that wants in-band detection in one tick."""
+        x = frames.astype(np.float64)
+        proj = x @ self._basis.T
+        p = proj[:, :8] ** 2 + proj[:, 8:] ** 2
+        rows, cols = p[:, :4], p[:, 4:]
+        r, c = np.argmax(rows, axis=1), np.argmax(cols, axis=1)
+        idx = np.arange(len(p))
+        pr, pc = rows[idx, r], cols[idx, c]
+        second_row = np.sort(rows, axis=1)[:, -2]
+        second_col = np.sort(cols, axis=1)[:, -2]
+        energy = np.mean(x * x, axis=1)
+        ok = (
+            (pr >= self.min_power) & (pc >= self.min_power)
+            & ~(pr > pc * self.normal_twist) & ~(pc > pr * self.reverse_twist)
+            & ~(second_row * self.peak_ratio > pr) & ~(second_col * self.peak_ratio > pc)
+            & ~((pr + pc) / 2 < self.min_tone_fraction * energy)
+        )
+        return [_KEYPAD[int(r[i])][int(c[i])] if ok[i] else None for i in range(len(p))]
+
     def process(self, frame: NDArray[np.int16]) -> str | None:
         """Feed one frame; returns a digit the first time a key press is confirmed."""
-        d = self.classify(frame)
+        return self.advance(self.classify(frame))
+
+    def advance(self, d: str | None) -> str | None:
+        """Feed one frame's classification (``classify``/``classify_many``); a digit when confirmed."""
         if d is not None and d == self._candidate:
             self._count += 1
         else:

@@ -20,6 +20,7 @@ import numpy as np
 from callroom.control import media_ops as m
 from callroom.media import topology as topo
 from callroom.media.actions import ActionRunner
+from callroom.media.dtmf import DtmfDetector
 from callroom.media.mixer import Mixer, TalkerDetector
 from callroom.media.ports import AudioLeg, DtmfDigit, Frame
 from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
@@ -77,10 +78,13 @@ class MediaEngine:
         self._running = False
         self.conference_plays: dict[str, set[str]] = {}  # conference id -> playback source ports
         self.actions = ActionRunner(self)
+        self._dtmf = DtmfDetector()  # the classifier shared by the batch in-band search (no state)
 
     # -- legs ---------------------------------------------------------------------------------------
 
     def add_leg(self, cid: str, leg: AudioLeg) -> None:
+        if hasattr(leg, "batch_inband"):
+            leg.batch_inband = True
         old = self.legs.pop(cid, None)
         if old is not None:
             old.close()
@@ -267,6 +271,7 @@ class MediaEngine:
         for sid, source in self.sources.items():
             if sid in self._ports:
                 frames[sid] = source.next_frame()
+        self._classify_inband()
         out = self.mixer.tick(frames)
         for cid, leg in self.legs.items():
             frame = out.get(cid)
@@ -278,6 +283,15 @@ class MediaEngine:
         self.actions.after_mix(frames, out, now)
         if self.conferences:
             self._detect_talkers()
+
+    def _classify_inband(self) -> None:
+        """In-band DTMF search for every leg that asked for it this tick, as one matrix product."""
+        pending = [(leg, f) for leg in self.legs.values() if (f := getattr(leg, "inband_pending", None)) is not None]
+        if not pending:
+            return
+        results = self._dtmf.classify_many(np.stack([f for _, f in pending]))
+        for (leg, _frame), digit in zip(pending, results, strict=True):
+            leg.inband_result(digit)  # type: ignore[attr-defined]
 
     def _finish_oneshots(self) -> None:
         for sid, (player, group) in list(self.oneshots.items()):

@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -175,6 +176,10 @@ class MediaProcess:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # One core's worth of work per media process: BLAS thread pools would spin on the other cores
+        # for the tick's small matrix products. (Read by the child when it imports numpy.)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         self._conn = parent

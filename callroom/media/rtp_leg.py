@@ -91,6 +91,11 @@ class RtpLeg:
         self.on_dtmf = on_dtmf
         self.symmetric = symmetric
         self.detect_inband = detect_inband
+        # When set (by the engine), frames to search for in-band DTMF are left in ``inband_pending`` for
+        # one batch classification of all legs per tick, answered through ``inband_result``.
+        self.batch_inband = False
+        self.inband_pending: Frame | None = None
+        self._inband_now = 0.0
         self.rtcp_interval = rtcp_interval
         self.silence_timeout = silence_timeout
         self.local_port: int = rtp.get_extra_info("sockname")[1]
@@ -358,6 +363,8 @@ class RtpLeg:
             self._concealer.next(frame)
             if self.detect_inband and not self._rfc4733_seen:
                 self._detect_inband(frame, now)
+            elif self.inband_pending is not None:
+                self.inband_pending = None
         if now - self._last_rx > self.silence_timeout:
             return None
         return frame
@@ -368,14 +375,26 @@ class RtpLeg:
         # more quiet frames change nothing, so they are skipped (most frames of a conference are quiet).
         x = frame.astype(np.float32)
         if float(x @ x) * (4.0 / _F) < self._detector.min_power:
+            self.inband_pending = None
             if self._quiet_frames > self._detector.min_off_frames:
                 return
             self._quiet_frames += 1
-        else:
-            self._quiet_frames = 0
-        digit = self._detector.process(frame)
+            self.inband_result(None, now)  # too quiet to hold a digit: no need to look
+            return
+        self._quiet_frames = 0
+        if self.batch_inband:
+            self.inband_pending = frame  # the engine classifies every such leg at once, then calls back
+            self._inband_now = now
+            return
+        self.inband_result(self._detector.classify(frame), now)
+
+    def inband_result(self, classified: str | None, now: float | None = None) -> None:
+        """The classification of this tick's frame (by ``_detect_inband`` or the engine's batch)."""
+        self.inband_pending = None
+        digit = self._detector.advance(classified)
         if digit is not None:
-            self._emit(digit, self._detector.min_on_frames * _F * 1000 // SAMPLE_RATE, "inband", now)
+            when = self._inband_now if now is None else now
+            self._emit(digit, self._detector.min_on_frames * _F * 1000 // SAMPLE_RATE, "inband", when)
 
     # ---- send ------------------------------------------------------------------------------------
     def push_frame(self, frame: Frame) -> None:

@@ -195,3 +195,23 @@ def test_frame_length_checked() -> None:
     with pytest.raises(ValueError):
         DtmfDetector().classify(np.zeros(80, np.int16))
     assert DIGITS == ALL
+
+
+def test_classify_many_agrees_with_classify_frame_by_frame() -> None:
+    """The engine's batch search must decide exactly as the per-frame detector does."""
+    from callroom.media.dtmf import DtmfDetector, dtmf_tones
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for digit in "0123456789*#ABCD":
+        tone = dtmf_tones(digit, on_ms=40, off_ms=0)
+        frames.append(tone[:160])
+        frames.append((tone[:160] + rng.normal(0, 400, 160)).astype(np.int16))
+    t = np.arange(160) / 8000
+    frames.append((6000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16))  # one tone: no digit
+    frames.append(rng.normal(0, 3000, 160).astype(np.int16))  # noise: no digit
+    frames.append(np.zeros(160, dtype=np.int16))
+    detector = DtmfDetector()
+    batch = detector.classify_many(np.stack(frames))
+    assert batch == [detector.classify(f) for f in frames]
+    assert batch[0] == "0" and batch[-1] is None and batch[-2] is None and batch[-3] is None
