@@ -1,0 +1,103 @@
+"""SIPp scenarios for the node tests, built from a few message templates instead of copies of them."""
+
+from __future__ import annotations
+
+_HEAD = """{method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>{to_tag}
+Call-ID: [call_id]
+CSeq: {cseq} {method}
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+"""
+
+_PCMU = """v=0
+o=user1 53655765 {version} IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+{extra}"""
+
+
+def request(method: str, cseq: int, *, in_dialog: bool, sdp_extra: str | None = None, auth: bool = False,
+            retrans: bool = True) -> str:
+    """One ``<send>`` of a request; with ``sdp_extra`` (possibly empty) it carries a PCMU offer."""
+    text = _HEAD.format(method=method, cseq=cseq, to_tag="[peer_tag_param]" if in_dialog else "")
+    if auth:
+        text += "[authentication]\n"
+    if sdp_extra is None:
+        text += "Content-Length: 0\n\n"
+    else:
+        body = _PCMU.format(version=2353687637 + cseq, extra=f"{sdp_extra}\n" if sdp_extra else "")
+        text += f"Content-Type: application/sdp\nContent-Length: [len]\n\n{body}"
+    attr = ' retrans="500"' if retrans else ""
+    return f"  <send{attr}><![CDATA[\n{text}]]></send>\n"
+
+
+def expect_answer(*, check: str | None = None) -> str:
+    """The provisional responses (optional) and the 200, with a regexp the 200's body must match."""
+    out = '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+    if check is None:
+        return out + '  <recv response="200" rtd="true"/>\n'
+    return out + (
+        '  <recv response="200">\n'
+        f'    <action><ereg regexp="{check}" search_in="body" check_it="true" assign_to="checked"/></action>\n'
+        '  </recv>\n  <Reference variables="checked"/>\n'
+    )
+
+
+def scenario(name: str, *steps: str) -> str:
+    return f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">\n{"".join(steps)}</scenario>\n'
+
+
+def pause(ms: int) -> str:
+    return f'  <pause milliseconds="{ms}"/>\n'
+
+
+def ack(cseq: int) -> str:
+    return request("ACK", cseq, in_dialog=True, retrans=False)
+
+
+def bye(cseq: int) -> str:
+    return request("BYE", cseq, in_dialog=True) + '  <recv response="200" crlf="true"/>\n'
+
+
+HOLD_UAC = scenario(
+    "call, hold with re-INVITE sendonly, resume, hang up",
+    request("INVITE", 1, in_dialog=False, sdp_extra=""), expect_answer(), ack(1), pause(500),
+    request("INVITE", 2, in_dialog=True, sdp_extra="a=sendonly"), expect_answer(check="a=recvonly"), ack(2),
+    pause(300), bye(3),
+)
+
+DTMF_UAC = scenario(
+    "call, send in-band DTMF from a WAV, hang up",
+    request("INVITE", 1, in_dialog=False, sdp_extra=""), expect_answer(), ack(1),
+    '  <nop><action><exec rtp_stream="WAVFILE,1,0"/></action></nop>\n', pause(5000), bye(2),
+)
+
+AUTH_UAC = scenario(
+    "INVITE, answer the digest challenge, talk, hang up",
+    request("INVITE", 1, in_dialog=False), '  <recv response="100" optional="true"/>\n',
+    '  <recv response="401" auth="true"/>\n', request("ACK", 1, in_dialog=True, retrans=False),
+    request("INVITE", 2, in_dialog=False, sdp_extra="", auth=True), expect_answer(), ack(2), pause(300), bye(3),
+)
+
+BUSY_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="busy">
+  <recv request="INVITE" />
+  <send><![CDATA[
+SIP/2.0 486 Busy Here
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK" />
+</scenario>
+"""
