@@ -30,6 +30,15 @@ def sipp() -> str:
     return path
 
 
+def incoming_call(tenant: Tenant) -> str:
+    """The call_control_id of the next SIP call that reached the tenant's application."""
+    initiated = tenant.receiver.wait_for(
+        lambda r: r.path == tenant.path and r.event_type == "call.initiated"
+        and r.payload.get("direction") == "incoming", timeout=15)[0]
+    cid: str = initiated.payload["call_control_id"]
+    return cid
+
+
 class Sipp:
     """SIPp in the background, with its output kept for assertions."""
 
@@ -56,10 +65,8 @@ def test_sipp_calls_in_with_audio_and_dtmf(tenant: Tenant, tmp_path: Path) -> No
     scenario = pcap_scenario(tmp_path)
     caller = Sipp(["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}",
                    "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
-    initiated = tenant.receiver.wait_for(
-        lambda r: r.path == tenant.path and r.event_type == "call.initiated"
-        and r.payload.get("direction") == "incoming", timeout=15)[0]
-    cid = initiated.payload["call_control_id"]
+    cid = incoming_call(tenant)
+    initiated = tenant.event("call.initiated", cid)
     assert initiated.payload["from"].startswith("sip:")
     listener = tenant.dial("listener", "answer_after=0;tone=900")
     tenant.client.calls.actions.answer(cid)
@@ -116,10 +123,7 @@ def test_sip_leg_in_a_conference_hears_and_is_heard(tenant: Tenant, tmp_path: Pa
     scenario = pcap_scenario(tmp_path)
     caller = Sipp(["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}",
                    "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
-    initiated = tenant.receiver.wait_for(
-        lambda r: r.path == tenant.path and r.event_type == "call.initiated"
-        and r.payload.get("direction") == "incoming", timeout=15)[0]
-    cid = initiated.payload["call_control_id"]
+    cid = incoming_call(tenant)
     tenant.client.calls.actions.answer(cid)
     tenant.event("call.answered", cid)
     a = tenant.dial("a", "answer_after=0;tone=500")
@@ -155,10 +159,7 @@ def test_phone_puts_the_call_on_hold_with_a_reinvite(tenant: Tenant, tmp_path: P
     scenario.write_text(HOLD_UAC)
     caller = Sipp(["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}",
                    "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
-    initiated = tenant.receiver.wait_for(
-        lambda r: r.path == tenant.path and r.event_type == "call.initiated"
-        and r.payload.get("direction") == "incoming", timeout=15)[0]
-    cid = initiated.payload["call_control_id"]
+    cid = incoming_call(tenant)
     tenant.client.calls.actions.answer(cid)
     code, output = caller.wait()
     assert code == 0, output
@@ -194,10 +195,7 @@ def test_gather_collects_inband_digits_from_sipp(tenant: Tenant, tmp_path: Path)
     scenario.write_text(DTMF_UAC.replace("WAVFILE", str(wav)))
     caller = Sipp(["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}",
                    "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
-    initiated = tenant.receiver.wait_for(
-        lambda r: r.path == tenant.path and r.event_type == "call.initiated"
-        and r.payload.get("direction") == "incoming", timeout=15)[0]
-    cid = initiated.payload["call_control_id"]
+    cid = incoming_call(tenant)
     tenant.client.calls.actions.answer(cid)
     tenant.client.calls.actions.gather_using_audio(cid, minimum_digits=1, maximum_digits=8, terminating_digit="#")
     ended = tenant.event("call.gather.ended", cid, timeout=15)
