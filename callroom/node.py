@@ -9,6 +9,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,10 @@ class Node:
         self.virtual_phones.bind(self.control)
         if config.sip is not None:
             self.control.dialable = ("virtual:", "sip:")
+        if not self.store.is_sqlite:
+            # PostgreSQL: API transactions on worker threads, so round trips overlap instead of
+            # stalling the event loop. (SQLite is one writer and fast in-process: it stays inline.)
+            self.control.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="callroom-db")
         self.dispatcher: Dispatcher | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._timer_wake = asyncio.Event()
@@ -205,6 +210,8 @@ class Node:
         if self.dispatcher:
             await self.dispatcher.stop()
         await self.media.stop()
+        if self.control.executor is not None:
+            self.control.executor.shutdown(wait=True)
         self.store.dispose()
 
     async def _timers(self) -> None:

@@ -49,7 +49,7 @@ async def create_application(body: s.Application, account: Account, ctl: Ctl) ->
         ctx.tx.insert_application(app)
         return data(views.application(app))
 
-    return ctl.write(account, run)
+    return await ctl.awrite(account, run)
 
 
 @router.get("/call_control_applications")
@@ -59,13 +59,13 @@ async def list_applications(
     page: PageParams,
     name: Annotated[str | None, Query(alias="filter[application_name][contains]")] = None,
 ) -> dict[str, Any]:
-    items, total = ctl.read(account, lambda ctx: ctx.tx.list_applications(account, page.number, page.size, name))
+    items, total = await ctl.aread(account, lambda ctx: ctx.tx.list_applications(account, page.number, page.size, name))
     return page.envelope([views.application(a) for a in items], total)
 
 
 @router.get("/call_control_applications/{app_id}")
 async def retrieve_application(app_id: str, account: Account, ctl: Ctl) -> dict[str, Any]:
-    return ctl.read(account, lambda ctx: data(views.application(_get(ctx, app_id))))
+    return await ctl.aread(account, lambda ctx: data(views.application(_get(ctx, app_id))))
 
 
 @router.patch("/call_control_applications/{app_id}")
@@ -77,7 +77,7 @@ async def update_application(app_id: str, body: s.Application, account: Account,
         ctx.tx.update_application(app)
         return data(views.application(app))
 
-    return ctl.write(account, run)
+    return await ctl.awrite(account, run)
 
 
 @router.delete("/call_control_applications/{app_id}")
@@ -87,4 +87,4 @@ async def delete_application(app_id: str, account: Account, ctl: Ctl) -> dict[st
         ctx.tx.delete_application(account, app_id)
         return data(views.application(app))
 
-    return ctl.write(account, run)
+    return await ctl.awrite(account, run)

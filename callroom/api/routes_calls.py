@@ -34,11 +34,11 @@ async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
         bridge_on_answer=body.bridge_on_answer,
         park_after_unbridge=body.park_after_unbridge,
     )
-    result = ctl.run(account, lambda ctx: calls.dial(ctx, req), command=("dial", body.command_id))
+    result = await ctl.arun(account, lambda ctx: calls.dial(ctx, req), command=("dial", body.command_id))
     if isinstance(result, Duplicate):
         # The same command_id within 60 s: answer with the call the first request dialled.
         earlier_id = result.result or ""
-        earlier = ctl.read(account, lambda ctx: ctx.tx.get_call(account, earlier_id))
+        earlier = await ctl.aread(account, lambda ctx: ctx.tx.get_call(account, earlier_id))
         if earlier is None:
             raise NotFound("The call dialled by this command_id no longer exists.", "90015")
         result = earlier
@@ -53,13 +53,13 @@ async def retrieve_call(call_control_id: str, account: Account, ctl: Ctl) -> dic
             raise NotFound(f"No call with call_control_id {call_control_id!r}.", "90015", "Invalid Call Control ID")
         return data(views.call(call, now=ctx.now))
 
-    return ctl.read(account, read)
+    return await ctl.aread(account, read)
 
 
 @router.post("/calls/{call_control_id}/actions/answer")
 async def answer(call_control_id: str, account: Account, ctl: Ctl, body: s.Answer | None = None) -> dict[str, Any]:
     b = body or s.Answer()
-    ctl.run(
+    await ctl.arun(
         account,
         lambda ctx: calls.answer(
             ctx, call_control_id, client_state=b.client_state, webhook_url=b.webhook_url,
@@ -75,7 +75,7 @@ async def hangup(
     call_control_id: str, account: Account, ctl: Ctl, body: s.CallCommand | None = None
 ) -> dict[str, Any]:
     b = body or s.CallCommand()
-    ctl.run(
+    await ctl.arun(
         account, lambda ctx: calls.hangup(ctx, call_control_id, client_state=b.client_state),
         command=(call_control_id, b.command_id),
     )
@@ -84,7 +84,7 @@ async def hangup(
 
 @router.post("/calls/{call_control_id}/actions/reject")
 async def reject(call_control_id: str, body: s.Reject, account: Account, ctl: Ctl) -> dict[str, Any]:
-    ctl.run(
+    await ctl.arun(
         account, lambda ctx: calls.reject_call(ctx, call_control_id, cause=body.cause, client_state=body.client_state),
         command=(call_control_id, body.command_id),
     )
@@ -104,13 +104,13 @@ async def bridge(call_control_id: str, body: s.Bridge, account: Account, ctl: Ct
                 prevent_double_bridge=body.prevent_double_bridge,
             )
 
-    ctl.run(account, run, command=(call_control_id, body.command_id))
+    await ctl.arun(account, run, command=(call_control_id, body.command_id))
     return OK
 
 
 @router.post("/calls/{call_control_id}/actions/enqueue")
 async def enqueue(call_control_id: str, body: s.Enqueue, account: Account, ctl: Ctl) -> dict[str, Any]:
-    ctl.run(
+    await ctl.arun(
         account,
         lambda ctx: queues.enqueue(
             ctx, call_control_id, body.queue_name, client_state=body.client_state, max_size=body.max_size,
@@ -126,7 +126,7 @@ async def leave_queue(
     call_control_id: str, account: Account, ctl: Ctl, body: s.CallCommand | None = None
 ) -> dict[str, Any]:
     b = body or s.CallCommand()
-    ctl.run(
+    await ctl.arun(
         account, lambda ctx: queues.leave_queue(ctx, call_control_id, b.client_state),
         command=(call_control_id, b.command_id),
     )

@@ -29,7 +29,7 @@ async def list_conferences(
     name: Annotated[str | None, Query(alias="filter[name]")] = None,
     status: Annotated[Status | None, Query(alias="filter[status]")] = None,
 ) -> dict[str, Any]:
-    items, total = ctl.read(
+    items, total = await ctl.aread(
         account, lambda ctx: ctx.tx.list_conferences(account, page.number, page.size, name, status)
     )
     return page.envelope([views.conference(c) for c in items], total)
@@ -50,17 +50,19 @@ async def create_conference(body: s.ConferenceCreate, account: Account, ctl: Ctl
         region=body.region,
         start_conference_on_create=body.start_conference_on_create,
     )
-    result = ctl.run(account, lambda ctx: confs.create(ctx, req), command=(body.call_control_id, body.command_id))
+    result = await ctl.arun(
+        account, lambda ctx: confs.create(ctx, req), command=(body.call_control_id, body.command_id)
+    )
     if isinstance(result, Duplicate):
         # A repeated command_id: answer with the conference the first request created.
         earlier = result.result or body.name
-        result = ctl.read(account, lambda ctx: find_conference(ctx, earlier))
+        result = await ctl.aread(account, lambda ctx: find_conference(ctx, earlier))
     return data(views.conference(result))
 
 
 @router.get("/conferences/{conference_id}")
 async def retrieve_conference(conference_id: str, account: Account, ctl: Ctl) -> dict[str, Any]:
-    conf = ctl.read(account, lambda ctx: find_conference(ctx, conference_id))
+    conf = await ctl.aread(account, lambda ctx: find_conference(ctx, conference_id))
     return data(views.conference(conf))
 
 
@@ -82,7 +84,7 @@ async def list_participants(
         rows = [views.participant_in_list(p, conf, on_hold=_held(conf, p)) for p in items]
         return page.envelope(rows, total)
 
-    return ctl.read(account, read)
+    return await ctl.aread(account, read)
 
 
 def _held(conf: Conference, p: Any) -> bool:
@@ -100,7 +102,7 @@ async def retrieve_participant(conference_id: str, participant_id: str, account:
             raise NotFound(f"No participant {participant_id!r} in this conference.", "10005", "Participant not found")
         return data(views.participant(p, on_hold=_held(conf, p)))
 
-    return ctl.read(account, read)
+    return await ctl.aread(account, read)
 
 
 @router.patch("/conferences/{conference_id}/participants/{participant_id}")
@@ -115,7 +117,7 @@ async def update_participant(
         p = confs.update_participant(ctx, conf, p, body.model_dump(exclude_unset=True))
         return data(views.participant(p, on_hold=_held(conf, p)))
 
-    return ctl.write(account, run)
+    return await ctl.awrite(account, run)
 
 
 # -- actions -------------------------------------------------------------------------------------------
@@ -128,7 +130,7 @@ async def join(conference_id: str, body: s.Join, account: Account, ctl: Ctl) -> 
         call = answered_call(ctx, body.call_control_id, pointer="/call_control_id")
         confs.join(ctx, conf, call, confs.join_options(body.model_dump()))
 
-    ctl.run(account, run, command=(body.call_control_id, body.command_id))
+    await ctl.arun(account, run, command=(body.call_control_id, body.command_id))
     return OK
 
 
@@ -138,37 +140,42 @@ async def leave(conference_id: str, body: s.Leave, account: Account, ctl: Ctl) -
         conf = confs.lookup(ctx, conference_id)
         confs.leave(ctx, conf, body.call_control_id, body.beep_enabled)
 
-    ctl.run(account, run, command=(body.call_control_id, body.command_id))
+    await ctl.arun(account, run, command=(body.call_control_id, body.command_id))
     return OK
 
 
-def _flags(conference_id: str, ids: list[str] | None, account: str, ctl: Any, **flags: Any) -> dict[str, Any]:
-    ctl.run(account, lambda ctx: confs.set_flags(ctx, confs.lookup(ctx, conference_id), ids, **flags))
+async def _flags(conference_id: str, ids: list[str] | None, account: str, ctl: Any, **flags: Any) -> dict[str, Any]:
+    await ctl.arun(account, lambda ctx: confs.set_flags(ctx, confs.lookup(ctx, conference_id), ids, **flags))
     return OK
 
 
 @router.post("/conferences/{conference_id}/actions/mute")
 async def mute(conference_id: str, account: Account, ctl: Ctl, body: s.Participants | None = None) -> dict[str, Any]:
-    return _flags(conference_id, body.call_control_ids if body else None, account, ctl, muted=True)
+    return await _flags(conference_id, body.call_control_ids if body else None, account, ctl, muted=True)
 
 
 @router.post("/conferences/{conference_id}/actions/unmute")
 async def unmute(conference_id: str, account: Account, ctl: Ctl, body: s.Participants | None = None) -> dict[str, Any]:
-    return _flags(conference_id, body.call_control_ids if body else None, account, ctl, muted=False)
+    return await _flags(conference_id, body.call_control_ids if body else None, account, ctl, muted=False)
 
 
 @router.post("/conferences/{conference_id}/actions/hold")
 async def hold(conference_id: str, account: Account, ctl: Ctl, body: s.Hold | None = None) -> dict[str, Any]:
     b = body or s.Hold()
-    return _flags(
-        conference_id, b.call_control_ids, account, ctl, on_hold=True, hold_audio_url=b.audio_url,
+    return await _flags(
+        conference_id,
+        b.call_control_ids,
+        account,
+        ctl,
+        on_hold=True,
+        hold_audio_url=b.audio_url,
         hold_media_name=b.media_name,
     )
 
 
 @router.post("/conferences/{conference_id}/actions/unhold")
 async def unhold(conference_id: str, body: s.Unhold, account: Account, ctl: Ctl) -> dict[str, Any]:
-    return _flags(conference_id, body.call_control_ids, account, ctl, on_hold=False)
+    return await _flags(conference_id, body.call_control_ids, account, ctl, on_hold=False)
 
 
 @router.post("/conferences/{conference_id}/actions/update")
@@ -177,7 +184,7 @@ async def update(conference_id: str, body: s.Update, account: Account, ctl: Ctl)
         conf = confs.lookup(ctx, conference_id)
         confs.update_role(ctx, conf, body.call_control_id, body.supervisor_role, body.whisper_call_control_ids)
 
-    ctl.run(account, run, command=(conference_id, body.command_id))
+    await ctl.arun(account, run, command=(conference_id, body.command_id))
     return OK
 
 
@@ -187,5 +194,5 @@ async def end(conference_id: str, account: Account, ctl: Ctl, body: s.End | None
         conf = confs.lookup(ctx, conference_id, by_name=False)
         confs.end(ctx, conf, "ended_via_api", hang_up=True, ended_by=None)
 
-    ctl.run(account, run, command=(conference_id, body.command_id if body else None))
+    await ctl.arun(account, run, command=(conference_id, body.command_id if body else None))
     return OK

@@ -58,23 +58,35 @@ def _recording(ctx: Ctx, recording_id: str) -> Recording:
 
 @router.get("/recordings")
 async def list_recordings(
-    request: Request, account: Account, ctl: Ctl, page: PageParams,
+    request: Request,
+    account: Account,
+    ctl: Ctl,
+    page: PageParams,
     call_control_id: Annotated[str | None, Query(alias="filter[call_control_id]")] = None,
     call_leg_id: Annotated[str | None, Query(alias="filter[call_leg_id]")] = None,
     call_session_id: Annotated[str | None, Query(alias="filter[call_session_id]")] = None,
     conference_id: Annotated[str | None, Query(alias="filter[conference_id]")] = None,
 ) -> dict[str, Any]:
-    filters = {k: v for k, v in (("call_control_id", call_control_id), ("call_leg_id", call_leg_id),
-                                 ("call_session_id", call_session_id), ("conference_id", conference_id)) if v}
+    filters = {
+        k: v
+        for k, v in (
+            ("call_control_id", call_control_id),
+            ("call_leg_id", call_leg_id),
+            ("call_session_id", call_session_id),
+            ("conference_id", conference_id),
+        )
+        if v
+    }
     base = str(request.base_url).rstrip("/")
-    items, total = ctl.read(account, lambda ctx: media_tx.list_recordings(ctx.tx, account, page.number, page.size,
-                                                                          filters))
+    items, total = await ctl.aread(
+        account, lambda ctx: media_tx.list_recordings(ctx.tx, account, page.number, page.size, filters)
+    )
     return page.envelope([recording_view(r, base) for r in items], total)
 
 
 @router.get("/recordings/{recording_id}")
 async def retrieve_recording(recording_id: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
-    rec = ctl.read(account, lambda ctx: _recording(ctx, recording_id))
+    rec = await ctl.aread(account, lambda ctx: _recording(ctx, recording_id))
     return data(recording_view(rec, str(request.base_url).rstrip("/")))
 
 
@@ -85,7 +97,7 @@ async def delete_recording(recording_id: str, request: Request, account: Account
         media_tx.delete_recording(ctx.tx, rec)
         return rec
 
-    rec = ctl.write(account, run)
+    rec = await ctl.awrite(account, run)
     if rec.path:
         Path(rec.path).unlink(missing_ok=True)
     return data(recording_view(rec, str(request.base_url).rstrip("/")))
@@ -93,7 +105,7 @@ async def delete_recording(recording_id: str, request: Request, account: Account
 
 @router.get("/recordings/{recording_id}/download.{fmt}")
 async def download_recording(recording_id: str, fmt: str, account: Account, ctl: Ctl) -> FileResponse:
-    rec = ctl.read(account, lambda ctx: _recording(ctx, recording_id))
+    rec = await ctl.aread(account, lambda ctx: _recording(ctx, recording_id))
     if fmt != rec.format or not rec.path or not Path(rec.path).exists():
         raise NotFound(f"Recording {recording_id!r} has no {fmt} file.")
     media_type = "audio/mpeg" if fmt == "mp3" else "audio/wav"
@@ -145,7 +157,7 @@ async def _store(request: Request, account: str, ctl: Ctl, name: str, content: b
     now = time.time()
     content_type = "audio/mpeg" if content[:3] == b"ID3" or content[:2] in (b"\xff\xfb", b"\xff\xf3") else "audio/wav"
     media = MediaFile(account, name, str(path), content_type, len(content), now, now, now + ttl)
-    ctl.write(account, lambda ctx: media_tx.put_media(ctx.tx, media))
+    await ctl.awrite(account, lambda ctx: media_tx.put_media(ctx.tx, media))
     return media
 
 
@@ -164,8 +176,9 @@ async def upload_media(request: Request, account: Account, ctl: Ctl) -> dict[str
     else:
         body = await request.json()
         if not isinstance(body, dict) or not body.get("media_url"):
-            raise ValidationFailed.field("/media_url", "media_url is required", code="10004",
-                                         title="Missing required parameter")
+            raise ValidationFailed.field(
+                "/media_url", "media_url is required", code="10004", title="Missing required parameter"
+            )
         content = await _fetch(str(body["media_url"]))
         name = str(body.get("media_name") or str(body["media_url"]).rstrip("/").rsplit("/", 1)[-1])
         ttl = int(body.get("ttl_secs") or DEFAULT_TTL_SECS)
@@ -183,32 +196,33 @@ def _media(ctx: Ctx, name: str) -> MediaFile:
 
 @router.get("/media")
 async def list_media(account: Account, ctl: Ctl, page: PageParams) -> dict[str, Any]:
-    items, total = ctl.read(account, lambda ctx: media_tx.list_media(ctx.tx, account, page.number, page.size))
+    items, total = await ctl.aread(account, lambda ctx: media_tx.list_media(ctx.tx, account, page.number, page.size))
     return page.envelope([media_view(m) for m in items], total)
 
 
 @router.get("/media/{media_name}")
 async def retrieve_media(media_name: str, account: Account, ctl: Ctl) -> dict[str, Any]:
-    return data(media_view(ctl.read(account, lambda ctx: _media(ctx, media_name))))
+    return data(media_view(await ctl.aread(account, lambda ctx: _media(ctx, media_name))))
 
 
 @router.put("/media/{media_name}")
 async def update_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
-    existing = ctl.read(account, lambda ctx: _media(ctx, media_name))
+    existing = await ctl.aread(account, lambda ctx: _media(ctx, media_name))
     body = await request.json() if request.headers.get("content-type", "").startswith("application/json") else {}
     ttl = int(body.get("ttl_secs") or DEFAULT_TTL_SECS)
     if body.get("media_url"):
-        return data(media_view(await _store(request, account, ctl, media_name, await _fetch(str(body["media_url"])),
-                                            ttl)))
+        return data(
+            media_view(await _store(request, account, ctl, media_name, await _fetch(str(body["media_url"])), ttl))
+        )
     existing.expires_at = time.time() + ttl
     existing.updated_at = time.time()
-    ctl.write(account, lambda ctx: media_tx.put_media(ctx.tx, existing))
+    await ctl.awrite(account, lambda ctx: media_tx.put_media(ctx.tx, existing))
     return data(media_view(existing))
 
 
 @router.get("/media/{media_name}/download")
 async def download_media(media_name: str, account: Account, ctl: Ctl) -> FileResponse:
-    m = ctl.read(account, lambda ctx: _media(ctx, media_name))
+    m = await ctl.aread(account, lambda ctx: _media(ctx, media_name))
     return FileResponse(m.path, media_type=m.content_type, filename=m.media_name)
 
 
@@ -219,6 +233,6 @@ async def delete_media(media_name: str, account: Account, ctl: Ctl) -> Response:
         media_tx.delete_media(ctx.tx, m)
         return m
 
-    m = ctl.write(account, run)
+    m = await ctl.awrite(account, run)
     Path(m.path).unlink(missing_ok=True)
     return Response(status_code=204)

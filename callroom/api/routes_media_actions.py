@@ -22,17 +22,25 @@ def _storage(request: Request) -> tuple[str, str]:
     return str(request.app.state.recordings_dir), str(request.base_url).rstrip("/")
 
 
-def _digits_request(body: s._Digits, prompt: ma.Source | None, invalid: ma.Source | None,
-                    stop_on_dtmf: bool = True) -> ma.GatherRequest:
+def _digits_request(
+    body: s._Digits, prompt: ma.Source | None, invalid: ma.Source | None, stop_on_dtmf: bool = True
+) -> ma.GatherRequest:
     # Telnyx's timeout_millis is the wait for a first digit after the prompt ends (then the prompt is
     # replayed while tries remain); initial_timeout_millis, where given, says the same more precisely.
     initial = body.initial_timeout_millis if "initial_timeout_millis" in body.model_fields_set else body.timeout_millis
     return ma.GatherRequest(
-        prompt=prompt, invalid=invalid, minimum_digits=body.minimum_digits, maximum_digits=body.maximum_digits,
-        terminating_digit=body.terminating_digit, valid_digits=body.valid_digits,
+        prompt=prompt,
+        invalid=invalid,
+        minimum_digits=body.minimum_digits,
+        maximum_digits=body.maximum_digits,
+        terminating_digit=body.terminating_digit,
+        valid_digits=body.valid_digits,
         timeout_millis=GATHER_LIMIT_MILLIS,
-        inter_digit_timeout_millis=body.inter_digit_timeout_millis, initial_timeout_millis=initial,
-        maximum_tries=body.maximum_tries, stop_playback_on_dtmf=stop_on_dtmf, gather_id=body.gather_id,
+        inter_digit_timeout_millis=body.inter_digit_timeout_millis,
+        initial_timeout_millis=initial,
+        maximum_tries=body.maximum_tries,
+        stop_playback_on_dtmf=stop_on_dtmf,
+        gather_id=body.gather_id,
     )
 
 
@@ -48,18 +56,28 @@ async def playback_start(cid: str, body: s.CallPlay, account: Account, ctl: Ctl)
     def run(ctx: Ctx) -> None:
         if body.stop:
             ma.call_stop(ctx, cid, which=body.stop, kinds=("playback", "speak"), client_state=None)
-        ma.call_play(ctx, cid, ma.Source(audio_url=body.audio_url, media_name=body.media_name), loop=body.loop,
-                     overlay=body.overlay, target_legs=body.target_legs, client_state=body.client_state)
+        ma.call_play(
+            ctx,
+            cid,
+            ma.Source(audio_url=body.audio_url, media_name=body.media_name),
+            loop=body.loop,
+            overlay=body.overlay,
+            target_legs=body.target_legs,
+            client_state=body.client_state,
+        )
 
-    ctl.run(account, run, command=(cid, body.command_id))
+    await ctl.arun(account, run, command=(cid, body.command_id))
     return OK
 
 
 @router.post("/calls/{cid}/actions/playback_stop")
 async def playback_stop(cid: str, account: Account, ctl: Ctl, body: s.CallStopPlay | None = None) -> dict[str, Any]:
     b = body or s.CallStopPlay()
-    ctl.run(account, lambda ctx: ma.call_stop(ctx, cid, which=b.stop, kinds=("playback",), client_state=b.client_state),
-            command=(cid, b.command_id))
+    await ctl.arun(
+        account,
+        lambda ctx: ma.call_stop(ctx, cid, which=b.stop, kinds=("playback",), client_state=b.client_state),
+        command=(cid, b.command_id),
+    )
     return OK
 
 
@@ -70,42 +88,53 @@ async def speak(cid: str, body: s.CallSpeak, account: Account, ctl: Ctl) -> dict
     def run(ctx: Ctx) -> None:
         if body.stop:
             ma.call_stop(ctx, cid, which=body.stop, kinds=("playback", "speak"), client_state=None)
-        ma.call_play(ctx, cid, src, loop=body.loop, overlay=False, target_legs=body.target_legs,
-                     client_state=body.client_state)
+        ma.call_play(
+            ctx, cid, src, loop=body.loop, overlay=False, target_legs=body.target_legs, client_state=body.client_state
+        )
 
-    ctl.run(account, run, command=(cid, body.command_id))
+    await ctl.arun(account, run, command=(cid, body.command_id))
     return OK
 
 
 @router.post("/calls/{cid}/actions/gather_using_audio")
 async def gather_using_audio(cid: str, account: Account, ctl: Ctl, body: s.GatherAudio | None = None) -> dict[str, Any]:
     b = body or s.GatherAudio()
-    req = _digits_request(b, _audio(b.audio_url, b.media_name), _audio(b.invalid_audio_url, b.invalid_media_name),
-                          b.stop_playback_on_dtmf)
-    ctl.run(account, lambda ctx: ma.gather(ctx, cid, req, b.client_state), command=(cid, b.command_id))
+    req = _digits_request(
+        b, _audio(b.audio_url, b.media_name), _audio(b.invalid_audio_url, b.invalid_media_name), b.stop_playback_on_dtmf
+    )
+    await ctl.arun(account, lambda ctx: ma.gather(ctx, cid, req, b.client_state), command=(cid, b.command_id))
     return OK
 
 
 @router.post("/calls/{cid}/actions/gather_using_speak")
 async def gather_using_speak(cid: str, body: s.GatherSpeak, account: Account, ctl: Ctl) -> dict[str, Any]:
     prompt = ma.Source(payload=body.payload, voice=body.voice, language=body.language, payload_type=body.payload_type)
-    invalid = (ma.Source(payload=body.invalid_payload, voice=body.voice, language=body.language,
-                         payload_type=body.payload_type) if body.invalid_payload else None)
+    invalid = (
+        ma.Source(
+            payload=body.invalid_payload, voice=body.voice, language=body.language, payload_type=body.payload_type
+        )
+        if body.invalid_payload
+        else None
+    )
     req = _digits_request(body, prompt, invalid)
-    ctl.run(account, lambda ctx: ma.gather(ctx, cid, req, body.client_state), command=(cid, body.command_id))
+    await ctl.arun(account, lambda ctx: ma.gather(ctx, cid, req, body.client_state), command=(cid, body.command_id))
     return OK
 
 
 @router.post("/calls/{cid}/actions/send_dtmf")
 async def send_dtmf(cid: str, body: s.CallSendDtmf, account: Account, ctl: Ctl) -> dict[str, Any]:
-    ctl.run(account, lambda ctx: ma.call_send_dtmf(ctx, cid, body.digits, body.duration_millis, body.client_state),
-            command=(cid, body.command_id))
+    await ctl.arun(
+        account,
+        lambda ctx: ma.call_send_dtmf(ctx, cid, body.digits, body.duration_millis, body.client_state),
+        command=(cid, body.command_id),
+    )
     return OK
 
 
 @router.post("/calls/{cid}/actions/record_start")
-async def record_start(cid: str, body: s.CallRecordStart, request: Request, account: Account,
-                       ctl: Ctl) -> dict[str, Any]:
+async def record_start(
+    cid: str, body: s.CallRecordStart, request: Request, account: Account, ctl: Ctl
+) -> dict[str, Any]:
     storage, base = _storage(request)
 
     def run(ctx: Ctx) -> None:
@@ -113,19 +142,34 @@ async def record_start(cid: str, body: s.CallRecordStart, request: Request, acco
         if body.client_state is not None:
             call.client_state = body.client_state
             ctx.tx.update_call(call)
-        ma.record_start(ctx, call=call, conference=None, fmt=body.format, channels=body.channels,
-                        trim=body.trim is not None, custom_file_name=body.custom_file_name, max_length=body.max_length,
-                        play_beep=body.play_beep, storage=storage, download_base=base)
+        ma.record_start(
+            ctx,
+            call=call,
+            conference=None,
+            fmt=body.format,
+            channels=body.channels,
+            trim=body.trim is not None,
+            custom_file_name=body.custom_file_name,
+            max_length=body.max_length,
+            play_beep=body.play_beep,
+            storage=storage,
+            download_base=base,
+        )
 
-    ctl.run(account, run, command=(cid, body.command_id))
+    await ctl.arun(account, run, command=(cid, body.command_id))
     return OK
 
 
 @router.post("/calls/{cid}/actions/record_stop")
 async def record_stop(cid: str, account: Account, ctl: Ctl, body: s.RecordStop | None = None) -> dict[str, Any]:
     b = body or s.RecordStop()
-    ctl.run(account, lambda ctx: ma.record_control(ctx, "stop", call=answered_call(ctx, cid), conference=None,
-                                                    recording_id=b.recording_id), command=(cid, b.command_id))
+    await ctl.arun(
+        account,
+        lambda ctx: ma.record_control(
+            ctx, "stop", call=answered_call(ctx, cid), conference=None, recording_id=b.recording_id
+        ),
+        command=(cid, b.command_id),
+    )
     return OK
 
 
@@ -134,42 +178,68 @@ async def record_stop(cid: str, account: Account, ctl: Ctl, body: s.RecordStop |
 
 @router.post("/conferences/{conference_id}/actions/play")
 async def conference_play(conference_id: str, body: s.ConferencePlay, account: Account, ctl: Ctl) -> dict[str, Any]:
-    ctl.run(account, lambda ctx: ma.conference_play(
-        ctx, confs.lookup(ctx, conference_id), ma.Source(audio_url=body.audio_url, media_name=body.media_name),
-        loop=body.loop, call_control_ids=body.call_control_ids))
+    await ctl.arun(
+        account,
+        lambda ctx: ma.conference_play(
+            ctx,
+            confs.lookup(ctx, conference_id),
+            ma.Source(audio_url=body.audio_url, media_name=body.media_name),
+            loop=body.loop,
+            call_control_ids=body.call_control_ids,
+        ),
+    )
     return OK
 
 
 @router.post("/conferences/{conference_id}/actions/speak")
 async def conference_speak(conference_id: str, body: s.ConferenceSpeak, account: Account, ctl: Ctl) -> dict[str, Any]:
     src = ma.Source(payload=body.payload, voice=body.voice, language=body.language, payload_type=body.payload_type)
-    ctl.run(account, lambda ctx: ma.conference_play(ctx, confs.lookup(ctx, conference_id), src, loop=1,
-                                                     call_control_ids=body.call_control_ids),
-            command=(conference_id, body.command_id))
+    await ctl.arun(
+        account,
+        lambda ctx: ma.conference_play(
+            ctx, confs.lookup(ctx, conference_id), src, loop=1, call_control_ids=body.call_control_ids
+        ),
+        command=(conference_id, body.command_id),
+    )
     return OK
 
 
 @router.post("/conferences/{conference_id}/actions/stop")
-async def conference_stop(conference_id: str, account: Account, ctl: Ctl,
-                          body: s.ConferenceStop | None = None) -> dict[str, Any]:
+async def conference_stop(
+    conference_id: str, account: Account, ctl: Ctl, body: s.ConferenceStop | None = None
+) -> dict[str, Any]:
     ids = body.call_control_ids if body else None
-    ctl.run(account, lambda ctx: ma.conference_stop(ctx, confs.lookup(ctx, conference_id), ids))
+    await ctl.arun(account, lambda ctx: ma.conference_stop(ctx, confs.lookup(ctx, conference_id), ids))
     return OK
 
 
 @router.post("/conferences/{conference_id}/actions/send_dtmf")
-async def conference_send_dtmf(conference_id: str, body: s.ConferenceSendDtmf, account: Account,
-                               ctl: Ctl) -> dict[str, Any]:
-    ctl.run(account, lambda ctx: ma.conference_send_dtmf(
-        ctx, confs.lookup(ctx, conference_id, by_name=False), body.call_control_ids, body.digits, body.duration_millis))
+async def conference_send_dtmf(
+    conference_id: str, body: s.ConferenceSendDtmf, account: Account, ctl: Ctl
+) -> dict[str, Any]:
+    await ctl.arun(
+        account,
+        lambda ctx: ma.conference_send_dtmf(
+            ctx,
+            confs.lookup(ctx, conference_id, by_name=False),
+            body.call_control_ids,
+            body.digits,
+            body.duration_millis,
+        ),
+    )
     return OK
 
 
 @router.post("/conferences/{conference_id}/actions/gather_using_audio")
-async def conference_gather(conference_id: str, body: s.ConferenceGatherAudio, account: Account,
-                            ctl: Ctl) -> dict[str, Any]:
-    req = _digits_request(body, _audio(body.audio_url, body.media_name),
-                          _audio(body.invalid_audio_url, body.invalid_media_name), body.stop_playback_on_dtmf)
+async def conference_gather(
+    conference_id: str, body: s.ConferenceGatherAudio, account: Account, ctl: Ctl
+) -> dict[str, Any]:
+    req = _digits_request(
+        body,
+        _audio(body.audio_url, body.media_name),
+        _audio(body.invalid_audio_url, body.invalid_media_name),
+        body.stop_playback_on_dtmf,
+    )
 
     def run(ctx: Ctx) -> None:
         conf = confs.lookup(ctx, conference_id, by_name=False)
@@ -180,45 +250,68 @@ async def conference_gather(conference_id: str, body: s.ConferenceGatherAudio, a
             raise reject("90105", "The call is not a participant of this conference.", "/call_control_id")
         ma.gather(ctx, body.call_control_id, req, body.client_state, conference=conf)
 
-    ctl.run(account, run)
+    await ctl.arun(account, run)
     return OK
 
 
 @router.post("/conferences/{conference_id}/actions/record_start")
-async def conference_record_start(conference_id: str, body: s.ConferenceRecordStart, request: Request,
-                                  account: Account, ctl: Ctl) -> dict[str, Any]:
+async def conference_record_start(
+    conference_id: str, body: s.ConferenceRecordStart, request: Request, account: Account, ctl: Ctl
+) -> dict[str, Any]:
     storage, base = _storage(request)
-    ctl.run(account, lambda ctx: ma.record_start(
-        ctx, call=None, conference=confs.lookup(ctx, conference_id), fmt=body.format, channels=body.channels,
-        trim=body.trim is not None, custom_file_name=body.custom_file_name, max_length=0, play_beep=body.play_beep,
-        storage=storage, download_base=base, per_participant=body.tracks == "per_participant"),
-        command=(conference_id, body.command_id))
+    await ctl.arun(
+        account,
+        lambda ctx: ma.record_start(
+            ctx,
+            call=None,
+            conference=confs.lookup(ctx, conference_id),
+            fmt=body.format,
+            channels=body.channels,
+            trim=body.trim is not None,
+            custom_file_name=body.custom_file_name,
+            max_length=0,
+            play_beep=body.play_beep,
+            storage=storage,
+            download_base=base,
+            per_participant=body.tracks == "per_participant",
+        ),
+        command=(conference_id, body.command_id),
+    )
     return OK
 
 
-def _conference_record(action: str, conference_id: str, recording_id: str | None, command_id: str | None,
-                       account: str, ctl: Ctl) -> dict[str, Any]:
-    ctl.run(account, lambda ctx: ma.record_control(ctx, action, call=None, conference=confs.lookup(ctx, conference_id),
-                                                    recording_id=recording_id), command=(conference_id, command_id))
+async def _conference_record(
+    action: str, conference_id: str, recording_id: str | None, command_id: str | None, account: str, ctl: Ctl
+) -> dict[str, Any]:
+    await ctl.arun(
+        account,
+        lambda ctx: ma.record_control(
+            ctx, action, call=None, conference=confs.lookup(ctx, conference_id), recording_id=recording_id
+        ),
+        command=(conference_id, command_id),
+    )
     return OK
 
 
 @router.post("/conferences/{conference_id}/actions/record_pause")
-async def conference_record_pause(conference_id: str, account: Account, ctl: Ctl,
-                                  body: s.ConferenceRecordControl | None = None) -> dict[str, Any]:
+async def conference_record_pause(
+    conference_id: str, account: Account, ctl: Ctl, body: s.ConferenceRecordControl | None = None
+) -> dict[str, Any]:
     b = body or s.ConferenceRecordControl()
-    return _conference_record("pause", conference_id, b.recording_id, b.command_id, account, ctl)
+    return await _conference_record("pause", conference_id, b.recording_id, b.command_id, account, ctl)
 
 
 @router.post("/conferences/{conference_id}/actions/record_resume")
-async def conference_record_resume(conference_id: str, account: Account, ctl: Ctl,
-                                   body: s.ConferenceRecordControl | None = None) -> dict[str, Any]:
+async def conference_record_resume(
+    conference_id: str, account: Account, ctl: Ctl, body: s.ConferenceRecordControl | None = None
+) -> dict[str, Any]:
     b = body or s.ConferenceRecordControl()
-    return _conference_record("resume", conference_id, b.recording_id, b.command_id, account, ctl)
+    return await _conference_record("resume", conference_id, b.recording_id, b.command_id, account, ctl)
 
 
 @router.post("/conferences/{conference_id}/actions/record_stop")
-async def conference_record_stop(conference_id: str, account: Account, ctl: Ctl,
-                                 body: s.RecordStop | None = None) -> dict[str, Any]:
+async def conference_record_stop(
+    conference_id: str, account: Account, ctl: Ctl, body: s.RecordStop | None = None
+) -> dict[str, Any]:
     b = body or s.RecordStop()
-    return _conference_record("stop", conference_id, b.recording_id, b.command_id, account, ctl)
+    return await _conference_record("stop", conference_id, b.recording_id, b.command_id, account, ctl)

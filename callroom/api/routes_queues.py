@@ -29,29 +29,29 @@ async def list_queues(account: Account, ctl: Ctl, page: PageParams) -> dict[str,
         figs = queues.figures(ctx, items)
         return page.envelope([views.queue(q, figs[q.id]) for q in items], total)
 
-    return ctl.read(account, read)
+    return await ctl.aread(account, read)
 
 
 @router.post("/queues")
 async def create_queue(body: s.QueueCreate, account: Account, ctl: Ctl) -> dict[str, Any]:
-    ctl.run(account, lambda ctx: queues.create_queue(ctx, body.queue_name, body.max_size))
-    return ctl.read(account, lambda ctx: _queue_view(ctx, body.queue_name))
+    await ctl.arun(account, lambda ctx: queues.create_queue(ctx, body.queue_name, body.max_size))
+    return await ctl.aread(account, lambda ctx: _queue_view(ctx, body.queue_name))
 
 
 @router.get("/queues/{queue_name}")
 async def retrieve_queue(queue_name: str, account: Account, ctl: Ctl) -> dict[str, Any]:
-    return ctl.read(account, lambda ctx: _queue_view(ctx, queue_name))
+    return await ctl.aread(account, lambda ctx: _queue_view(ctx, queue_name))
 
 
 @router.post("/queues/{queue_name}")
 async def update_queue(queue_name: str, body: s.QueueUpdate, account: Account, ctl: Ctl) -> dict[str, Any]:
-    ctl.run(account, lambda ctx: queues.update_queue(ctx, queue_name, body.max_size))
-    return ctl.read(account, lambda ctx: _queue_view(ctx, queue_name))
+    await ctl.arun(account, lambda ctx: queues.update_queue(ctx, queue_name, body.max_size))
+    return await ctl.aread(account, lambda ctx: _queue_view(ctx, queue_name))
 
 
 @router.delete("/queues/{queue_name}", status_code=204)
 async def delete_queue(queue_name: str, account: Account, ctl: Ctl) -> Response:
-    ctl.run(account, lambda ctx: queues.delete_queue(ctx, queue_name))
+    await ctl.arun(account, lambda ctx: queues.delete_queue(ctx, queue_name))
     return Response(status_code=204)
 
 
@@ -66,7 +66,7 @@ async def list_queue_calls(queue_name: str, account: Account, ctl: Ctl, page: Pa
         ]
         return page.envelope(rows, len(entries))
 
-    return ctl.read(account, read)
+    return await ctl.aread(account, read)
 
 
 def _entry(ctx: Ctx, queue_name: str, call_control_id: str) -> tuple[QueueEntry, int]:
@@ -84,7 +84,7 @@ async def retrieve_queue_call(queue_name: str, call_control_id: str, account: Ac
         entry, position = _entry(ctx, queue_name, call_control_id)
         return data(views.queue_call(entry, position, ctx.now))
 
-    return ctl.read(account, read)
+    return await ctl.aread(account, read)
 
 
 @router.patch("/queues/{queue_name}/calls/{call_control_id}", status_code=204)
@@ -97,11 +97,11 @@ async def update_queue_call(
             entry.keep_after_hangup = body.keep_after_hangup
             ctx.tx.update_queue_entry(entry)
 
-    ctl.run(account, run)
+    await ctl.arun(account, run)
     return Response(status_code=204)
 
 
 @router.delete("/queues/{queue_name}/calls/{call_control_id}", status_code=204)
 async def remove_queue_call(queue_name: str, call_control_id: str, account: Account, ctl: Ctl) -> Response:
-    ctl.run(account, lambda ctx: queues.remove_dead_entry(ctx, queue_name, call_control_id))
+    await ctl.arun(account, lambda ctx: queues.remove_dead_entry(ctx, queue_name, call_control_id))
     return Response(status_code=204)

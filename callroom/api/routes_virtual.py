@@ -44,7 +44,7 @@ async def call_in(body: VirtualCall, request: Request, account: Account, ctl: Ct
     except ValueError as exc:
         raise ValidationFailed.field("/from", str(exc)) from exc
 
-    call = ctl.write(
+    call = await ctl.awrite(
         account, lambda ctx: calls.incoming(ctx, connection_id=body.connection_id, from_=body.from_, to=body.to,
                                             endpoint=endpoint)
     )
@@ -56,7 +56,7 @@ async def call_in(body: VirtualCall, request: Request, account: Account, ctl: Ct
 @router.post("/calls/{call_control_id}/hangup")
 async def hang_up(call_control_id: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
     """The virtual phone puts the receiver down."""
-    call = ctl.read(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
+    call = await ctl.aread(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
     if call is None or not call.endpoint.startswith("virtual:"):
         raise NotFound(f"No virtual call {call_control_id!r}.")
     _phones(request).hang_up(call_control_id)
@@ -68,7 +68,7 @@ async def list_phones(request: Request, account: Account, ctl: Ctl) -> dict[str,
     """The live virtual legs of this account and what each is connected to."""
     out = []
     for leg in list(_phones(request).legs.values()):
-        call = ctl.read(account, functools.partial(_call_of, account=account, cid=leg.call_control_id))
+        call = await ctl.aread(account, functools.partial(_call_of, account=account, cid=leg.call_control_id))
         if call is not None:
             out.append({"call_control_id": leg.call_control_id, "name": leg.spec.name,
                         "connected_to": leg.connected_to})
@@ -83,7 +83,7 @@ class Press(s.Body):
 @router.post("/calls/{call_control_id}/dtmf")
 async def press(call_control_id: str, body: Press, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
     """The virtual phone's user presses keys; the digits travel in-band, as tones in its audio."""
-    call = ctl.read(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
+    call = await ctl.aread(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
     if call is None or not _phones(request).press(call_control_id, body.digits.upper(), body.duration_millis):
         raise NotFound(f"No connected virtual call {call_control_id!r}.")
     return data({"result": "ok"})
@@ -94,7 +94,7 @@ async def heard(
     call_control_id: str, request: Request, account: Account, ctl: Ctl, seconds: float | None = None
 ) -> Response:
     """What the virtual phone heard (the last ``seconds``, or all it kept), as 8 kHz 16-bit WAV."""
-    call = ctl.read(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
+    call = await ctl.aread(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
     samples = await _phones(request).heard(call_control_id, seconds) if call is not None else None
     if samples is None:
         raise NotFound(f"No connected virtual call {call_control_id!r}.")

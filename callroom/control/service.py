@@ -7,10 +7,12 @@ and wakes the webhook dispatcher and the timer loop. Handlers do no I/O of their
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from callroom.control import calls, conferences, queues
@@ -51,6 +53,8 @@ class Control:
         self.on_events: Callable[[list[PendingDelivery]], None] = lambda _events: None
         self.on_timers: Callable[[], None] = lambda: None
         self.dialable: tuple[str, ...] = ("virtual:",)
+        # Set on PostgreSQL: API transactions run on these threads (see ``arun``).
+        self.executor: ThreadPoolExecutor | None = None
 
     def run(
         self,
@@ -60,6 +64,36 @@ class Control:
         command: tuple[str, str | None] | None = None,
     ) -> T | Duplicate:
         """Run ``handler`` in one transaction. ``command`` is (scope, command_id) for deduplication."""
+        return self._finish(*self._transact(account_id, handler, command))
+
+    async def arun(
+        self,
+        account_id: str,
+        handler: Callable[[Ctx], T],
+        *,
+        command: tuple[str, str | None] | None = None,
+    ) -> T | Duplicate:
+        """``run`` for the API: on PostgreSQL the transaction runs in a worker thread (its round trips
+        would otherwise stall the event loop); its effects are still applied here, on the loop, in order."""
+        if self.executor is None:
+            return self.run(account_id, handler, command=command)
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(self.executor, self._transact, account_id, handler, command)
+        return self._finish(*outcome)
+
+    async def awrite(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
+        result = await self.arun(account_id, handler)
+        assert not isinstance(result, Duplicate)
+        return result
+
+    async def aread(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
+        if self.executor is None:
+            return self.read(account_id, handler)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.read, account_id, handler)
+
+    def _transact(
+        self, account_id: str, handler: Callable[[Ctx], T], command: tuple[str, str | None] | None
+    ) -> tuple[T | Duplicate, Ctx | None]:
         with self.store.transaction() as tx:
             ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id, dialable=self.dialable)
             command_id = command[1] if command is not None else None
@@ -67,10 +101,15 @@ class Control:
                 scope = command[0]
                 fresh, earlier = tx.remember_command(account_id, scope, command_id, ctx.now, COMMAND_ID_WINDOW_SECS)
                 if not fresh:
-                    return Duplicate(earlier)
+                    return Duplicate(earlier), None
             result = handler(ctx)
             if command is not None and command[1] and ctx.command_result is not None:
                 tx.set_command_result(account_id, command[0], command[1], ctx.command_result)
+        return result, ctx
+
+    def _finish(self, result: T | Duplicate, ctx: Ctx | None) -> T | Duplicate:
+        if ctx is None:
+            return result
         self._after_commit(ctx)
         if ctx.deferred_error is not None:
             raise ctx.deferred_error

@@ -53,6 +53,8 @@ class WebhookReceiver:
         self.requests: list[Received] = []
         self._cond = threading.Condition()
         self.status_for: Callable[[str], int] = lambda _path: 200
+        # When set, decides instead of ``status_for`` and also sees the request body.
+        self.status_for_body: Callable[[str, str], int] | None = None
         self.delay_for: Callable[[str], float] = lambda _path: 0.0
         # Extra response headers (e.g. a Location) and a response body, per path.
         self.headers_for: Callable[[str], dict[str, str]] = lambda _path: {}
@@ -74,7 +76,8 @@ class WebhookReceiver:
                 delay = receiver.delay_for(self.path)
                 if delay:
                     time.sleep(delay)
-                status = receiver.status_for(self.path)
+                decide_by_body = receiver.status_for_body
+                status = decide_by_body(self.path, body) if decide_by_body else receiver.status_for(self.path)
                 item = Received(self.path, self.command, body, {k.lower(): v for k, v in self.headers.items()},
                                 time.time(), status, parse_qs(urlsplit(self.path).query))
                 with receiver._cond:

@@ -3,6 +3,7 @@ method, order per call under concurrency, the delivery records, replay, metrics 
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -43,6 +44,7 @@ def _initiated(cid: str, path_prefix: str) -> object:
 def restore(receiver: WebhookReceiver) -> object:
     yield None
     receiver.status_for = lambda _p: 200
+    receiver.status_for_body = None
     receiver.delay_for = lambda _p: 0.0
     receiver.headers_for = lambda _p: {}
     receiver.body_for = lambda _p: b""
@@ -194,15 +196,21 @@ def test_each_calls_events_arrive_in_order_under_concurrency(tenant: Tenant, res
     lock = threading.Lock()
     seen = {"n": 0}
 
-    def status(p: str) -> int:
-        # The first dozen requests fail, then every ninth: retries interleave with other calls' events.
-        if p != path:
+    def status(p: str, body: str) -> int:
+        # Every third first attempt fails, and every fifth second attempt: retries interleave with other
+        # calls' events. No event fails three times, so none is given up and every one must arrive.
+        if p != path or not body:
             return 200
+        attempt = json.loads(body)["meta"]["attempt"]
         with lock:
             seen["n"] += 1
-            return 503 if seen["n"] <= 12 or seen["n"] % 9 == 0 else 200
+            if attempt == 1 and seen["n"] % 3 == 0:
+                return 503
+            if attempt == 2 and seen["n"] % 5 == 0:
+                return 503
+            return 200
 
-    tenant.receiver.status_for = status
+    tenant.receiver.status_for_body = status
     tenant.receiver.delay_for = lambda p: rng.random() * 0.01 if p == path else 0.0
     tenant.connection_id = _app(tenant, path)
     tenant.path = path

@@ -1,0 +1,107 @@
+"""A whole node on PostgreSQL (transactions on worker threads), driven through the SDK: the call-centre
+and conference flows that the SQLite node runs, with concurrent requests."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import telnyx
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from callroom.store.engine import normalise_url
+from tests.support.node import NodeThread
+from tests.support.receiver import WebhookReceiver
+from tests.support.tenant import Tenant
+
+pytestmark = pytest.mark.postgres
+
+PG_URL = os.environ.get("CALLROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="module")
+def pg_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
+    admin = create_engine(normalise_url(PG_URL), poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                          connect_args={"connect_timeout": 3})
+    name = f"callroom_node_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is unreachable at {PG_URL}: {exc}")
+        pytest.skip(f"PostgreSQL is unreachable: {exc}")
+    url = normalise_url(PG_URL).rsplit("/", 1)[0] + f"/{name}"
+    node = NodeThread(url, tmp_path_factory.mktemp("pgnode"))
+    try:
+        yield node
+    finally:
+        node.stop()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_tenant(pg_node: NodeThread, receiver: WebhookReceiver) -> Tenant:
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    key = pg_node.new_key(name)
+    client = telnyx.Telnyx(api_key=key, base_url=pg_node.base_url, public_key=pg_node.public_key, max_retries=0)
+    path = f"/pg/{name}"
+    app = client.call_control_applications.create(application_name=name, webhook_event_url=receiver.url(path))
+    assert app.data is not None and app.data.id
+    return Tenant(client, pg_node, receiver, key, path, app.data.id)
+
+
+def test_call_centre_on_postgres(pg_tenant: Tenant) -> None:
+    t = pg_tenant
+    callers = [t.call_in(from_=f"virtual:pg{i}") for i in range(4)]
+    for cid in callers:
+        t.client.calls.actions.enqueue(cid, queue_name="pg-support")
+    assert [c.queue_position for c in t.client.queues.calls.list("pg-support")] == [1, 2, 3, 4]
+    agents = [t.dial(f"agent{i}") for i in range(3)]
+    errors: list[BaseException] = []
+
+    def take(agent: str) -> None:
+        try:
+            t.dequeue(agent, "pg-support")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take, args=(a,)) for a in agents]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for c in callers[:3]:
+        assert t.event("call.dequeued", c).payload["reason"] == "bridged"
+    partner = {p["call_control_id"]: p["connected_to"] for p in t.virtual_phones()}
+    assert {partner[a] for a in agents} == {f"bridge:{c}" for c in callers[:3]}  # three different callers
+    remaining = list(t.client.queues.calls.list("pg-support"))
+    assert [(c.call_control_id, c.queue_position) for c in remaining] == [(callers[3], 1)]
+
+
+def test_conference_on_postgres(pg_tenant: Tenant) -> None:
+    t = pg_tenant
+    host = t.dial("host")
+    conf = t.client.conferences.create(call_control_id=host, name="pg-room")
+    assert conf.data is not None
+    guests = [t.dial(f"g{i}") for i in range(3)]
+    for g in guests:
+        t.client.conferences.actions.join(conf.data.id, call_control_id=g)
+    t.client.conferences.actions.mute(conf.data.id, call_control_ids=guests[:2])
+    muted = {p.call_control_id for p in t.client.conferences.list_participants(conf.data.id, filter={"muted": True})}
+    assert muted == set(guests[:2])
+    with pytest.raises(telnyx.UnprocessableEntityError) as in_use:
+        t.client.conferences.create(call_control_id=t.dial("other"), name="pg-room")
+    assert in_use.value.body["errors"][0]["code"] == "90033"  # type: ignore[index]
+    t.client.conferences.actions.end_conference(conf.data.id)
+    assert t.event("conference.ended", conference_id=conf.data.id).payload["reason"] == "ended_via_api"
+    for r in t._mine():
+        t.client.webhooks.unwrap(r.body, headers=r.headers, key=t.node.public_key)
+
