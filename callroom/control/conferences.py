@@ -321,7 +321,7 @@ def set_flags(
             if on_hold and (hold_audio_url or hold_media_name):
                 p.hold_audio_url, p.hold_media_name = hold_audio_url, hold_media_name
         p.updated_at = ctx.now
-    ctx.tx.update_participants(targets)
+    ctx.tx.update_participant_flags(targets)
     push_mix(ctx, conf, present=present)
 
 

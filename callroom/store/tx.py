@@ -58,10 +58,18 @@ def to_row(rec: Any) -> dict[str, Any]:
     return row
 
 
+_ROW_PLANS: dict[tuple[type[Any], tuple[str, ...]], tuple[tuple[int, str], ...]] = {}
+
+
 def from_row(cls: type[R], row: Any) -> R:
-    mapping = row._mapping
+    columns: tuple[str, ...] = row._fields
+    plan = _ROW_PLANS.get((cls, columns))
+    if plan is None:
+        wanted = set(_field_names(cls))
+        plan = _ROW_PLANS[(cls, columns)] = tuple((i, c) for i, c in enumerate(columns) if c in wanted)
+    values = tuple(row)
+    kwargs = {name: values[i] for i, name in plan}
     enums = _ENUM_FIELDS.get(cls, {})
-    kwargs = {name: mapping[name] for name in _field_names(cls) if name in mapping}
     for name, enum in enums.items():
         value = kwargs.get(name)
         if value is not None:
@@ -292,6 +300,18 @@ class Tx:
     def update_participants(self, ps: Sequence[Participant]) -> None:
         if ps:
             self.conn.execute(_update_by(t.participants, "id"), [{**to_row(p), "pk_": p.id} for p in ps])
+
+    def update_participant_flags(self, ps: Sequence[Participant]) -> None:
+        """Only what mute/unmute/hold/unhold change, for many participants in one statement."""
+        if ps:
+            self.conn.execute(
+                _update_by(t.participants, "id"),
+                [
+                    {"muted": p.muted, "on_hold": p.on_hold, "hold_audio_url": p.hold_audio_url,
+                     "hold_media_name": p.hold_media_name, "updated_at": p.updated_at, "pk_": p.id}
+                    for p in ps
+                ],
+            )
 
     def participants_of(self, conference_id: str, *, present_only: bool = True) -> list[Participant]:
         c = t.participants.c
