@@ -220,11 +220,8 @@ def dequeue_to(ctx: Ctx, agent_id: str, queue_name: str, client_state: str | Non
 
 
 def _position(ctx: Ctx, entry: QueueEntry) -> int:
-    entries = ctx.tx.queue_entries(entry.queue_id)
-    for i, e in enumerate(entries, start=1):
-        if e.seq == entry.seq:
-            return i
-    return len(entries) + 1
+    """The 1-based place of ``entry`` in its queue now."""
+    return entry_position(ctx.tx.queue_entries(entry.queue_id), entry.call_control_id)
 
 
 def entry_position(entries: list[QueueEntry], call_control_id: str) -> int:
