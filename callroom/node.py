@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -106,6 +107,7 @@ class Node:
         self.store.migrate()
         self.node_id = config.node_id or node_id_for(config.data_dir)
         self.signer = WebhookSigner.load_or_create(self.store)
+        self._quality: dict[str, dict[str, Any]] = {}  # call quality of SIP legs that just ended
         self.media = MediaProcess(config.sip, on_fact=self._handle_fact, on_sip_incoming=self._route_sip_call,
                                   on_sip_report=self._handle_sip_report)
         self.virtual_phones = VirtualPhones(self.media)
@@ -175,14 +177,18 @@ class Node:
             return
         self.media.send(("sip_accept", call.sip_call_id, leg.call_control_id))
 
-    def _handle_sip_report(self, fact: str, cid: str, detail: int | str | None) -> None:
+    def _handle_sip_report(self, fact: str, cid: str, detail: Any) -> None:
         try:
             if fact == "answered":
                 remote_fact(self.control, cid, lambda ctx: calls.remote_answered(ctx, cid))
             elif fact == "failed":
                 remote_fact(self.control, cid, lambda ctx: calls.remote_failed(ctx, cid, int(detail or 500)))
+            elif fact == "quality":
+                self._quality[cid] = detail  # used by the hangup reported right after
             elif fact == "hangup":
-                remote_fact(self.control, cid, lambda ctx: calls.remote_hangup(ctx, cid, str(detail or "200")))
+                quality = self._quality.pop(cid, None)
+                remote_fact(self.control, cid,
+                            lambda ctx: calls.remote_hangup(ctx, cid, str(detail or "200"), quality=quality))
         except Exception:
             log.exception("SIP fact %s about %s failed", fact, cid)
 

@@ -234,14 +234,17 @@ def remote_failed(ctx: Ctx, call_control_id: str, sip_status: int) -> None:
     end_leg(ctx, call, cause=cause, source="callee", sip_cause=str(sip_status), release=False)
 
 
-def remote_hangup(ctx: Ctx, call_control_id: str, sip_cause: str = "unspecified") -> None:
+def remote_hangup(
+    ctx: Ctx, call_control_id: str, sip_cause: str = "unspecified", quality: dict[str, Any] | None = None
+) -> None:
     call = get_call(ctx, call_control_id)
     if not call.is_alive:
         return
     cause = "originator_cancel" if call.state is CallState.RINGING and call.direction == "incoming" else (
         "normal_clearing"
     )
-    end_leg(ctx, call, cause=cause, source=hangup_source_for_remote(call), sip_cause=sip_cause, release=False)
+    end_leg(ctx, call, cause=cause, source=hangup_source_for_remote(call), sip_cause=sip_cause, release=False,
+            quality=quality)
 
 
 def on_timer(ctx: Ctx, kind: str, call_control_id: str) -> None:

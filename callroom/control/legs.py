@@ -6,6 +6,8 @@ partner, its queue and its conference), bridging two legs, unbridging, parking.
 
 from __future__ import annotations
 
+from typing import Any
+
 from callroom.control import media_ops as m
 from callroom.control.context import Ctx
 from callroom.control.records import Call
@@ -35,8 +37,10 @@ def end_leg(
     source: str,
     sip_cause: str = "unspecified",
     release: bool = True,
+    quality: dict[str, Any] | None = None,
 ) -> None:
-    """The leg is over: leave its queue/conference/bridge, mark it ended, tell the app and the media."""
+    """The leg is over: leave its queue/conference/bridge, mark it ended, tell the app and the media.
+    ``quality``: the media's ``call_quality_stats`` for the leg, when it has them."""
     # Imported here: conferences and queues call back into this module.
     from callroom.control import conferences, queues
 
@@ -72,6 +76,7 @@ def end_leg(
         start_time=iso(call.created_at),
         end_time=iso(call.ended_at),
         state="hangup",
+        **({"call_quality_stats": quality} if quality else {}),
     )
     if release:
         ctx.media.append(m.Release(call.call_control_id))

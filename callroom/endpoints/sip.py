@@ -69,7 +69,7 @@ class SipLeg:
     ops: list[m.MediaOp] = field(default_factory=list)
 
 
-Report = Callable[[str, str, int | str | None], None]  # (fact, call_control_id, detail)
+Report = Callable[[str, str, Any], None]  # (fact, call_control_id, detail: status, SIP cause or quality stats)
 
 
 class SipPhones:
@@ -249,6 +249,8 @@ class SipPhones:
                 if leg.call_control_id is not None:
                     self.by_cid.pop(leg.call_control_id, None)
                     self.engine.remove_leg(leg.call_control_id)
+                    if leg.rtp is not None:  # the far end hung up: the webhook can carry the call's quality
+                        self.report("quality", leg.call_control_id, leg.rtp.stats().call_quality_stats())
                     self.report("hangup", leg.call_control_id, "487" if isinstance(ev, sip_events.CallCancelled)
                                 else "200")
                 if leg.rtp is not None:

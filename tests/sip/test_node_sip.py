@@ -82,6 +82,9 @@ def test_sipp_calls_in_with_audio_and_dtmf(tenant: Tenant, tmp_path: Path) -> No
     assert code == 0, output
     hangup = tenant.event("call.hangup", cid)
     assert hangup.payload["hangup_source"] == "caller"
+    quality = hangup.payload["call_quality_stats"]  # counted by the leg's RTP session
+    assert int(quality["inbound"]["packet_count"]) > 80 and int(quality["outbound"]["packet_count"]) > 50
+    assert 1.0 <= float(quality["inbound"]["mos"]) <= 4.5
 
 
 def test_calls_to_unknown_users_are_refused(tenant: Tenant, tmp_path: Path) -> None:
