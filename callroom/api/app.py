@@ -20,6 +20,7 @@ from callroom.api import (
     routes_virtual,
     routes_webhooks,
 )
+from callroom.api.compiled import CompiledRoutes
 from callroom.control.service import Control
 from callroom.endpoints.virtual import VirtualPhones
 
@@ -50,15 +51,17 @@ def create_app(
     app.state.recordings_dir = recordings_dir
     app.state.media_dir = recordings_dir.parent / "media"
     errors.install(app)
-    for router in (routes_conferences.router, routes_queues.router, routes_calls.router,
-                   routes_applications.router, routes_media_actions.router, routes_files.router,
-                   routes_webhooks.router):
-        app.include_router(router, prefix="/v2")
-    app.include_router(routes_webhooks.metrics_router)
-    app.include_router(routes_virtual.router)
+    routers = [("/v2", r) for r in (routes_conferences.router, routes_queues.router, routes_calls.router,
+                                    routes_applications.router, routes_media_actions.router,
+                                    routes_files.router, routes_webhooks.router)]
+    routers += [("", routes_webhooks.metrics_router), ("", routes_virtual.router)]
+    for prefix, router in routers:
+        app.include_router(router, prefix=prefix)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "node_id": control.node_id}
 
+    # The routes are served by their compiled plans (see compiled.py); FastAPI serves the rest.
+    app.add_middleware(CompiledRoutes, routers=routers)
     return app

@@ -1,8 +1,13 @@
-"""Turning exceptions into Telnyx error bodies: ``{"errors": [{code, title, detail, source}]}``."""
+"""Turning exceptions into Telnyx error bodies: ``{"errors": [{code, title, detail, source}]}``.
+
+``response_for`` is the one translation; FastAPI's exception handlers and the compiled routes
+(``compiled.py``) both use it, so a client sees the same body whichever path served it.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +18,14 @@ from starlette.exceptions import HTTPException
 from callroom.errors import ApiError, ErrorItem, RateLimited
 
 log = logging.getLogger(__name__)
+
+
+class RequestInvalid(Exception):
+    """The arguments of a request failed validation (pydantic error dicts, locations as FastAPI's)."""
+
+    def __init__(self, errors: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
 
 
 def _pointer(loc: tuple[Any, ...]) -> tuple[str | None, str | None]:
@@ -29,9 +42,9 @@ def _pointer(loc: tuple[Any, ...]) -> tuple[str | None, str | None]:
     return "/", None
 
 
-def validation_items(exc: RequestValidationError) -> list[ErrorItem]:
+def validation_items(errors: Sequence[Mapping[str, Any]]) -> list[ErrorItem]:
     items = []
-    for err in exc.errors():
+    for err in errors:
         pointer, parameter = _pointer(tuple(err.get("loc", ())))
         msg = str(err.get("msg", "Invalid value"))
         code = "10015" if err.get("type") != "missing" else "10004"
@@ -40,9 +53,9 @@ def validation_items(exc: RequestValidationError) -> list[ErrorItem]:
     return items
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+def response_for(exc: Exception) -> JSONResponse:
+    """The Telnyx error response for any exception a request can end with."""
+    if isinstance(exc, ApiError):
         headers = {}
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = f"{max(exc.retry_after, 0.001):.3f}"
@@ -50,20 +63,22 @@ def install(app: FastAPI) -> None:
             headers["x-ratelimit-remaining"] = "0"
             headers["x-ratelimit-reset"] = f"{exc.retry_after:.3f}"
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"errors": [i.to_json() for i in validation_items(exc)]}, status_code=422)
-
-    @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+    if isinstance(exc, RequestValidationError | RequestInvalid):
+        found = exc.errors() if isinstance(exc, RequestValidationError) else exc.errors
+        return JSONResponse({"errors": [i.to_json() for i in validation_items(found)]}, status_code=422)
+    if isinstance(exc, HTTPException):
         code = {404: "10005", 405: "10006"}.get(exc.status_code, "10000")
         title = {404: "Resource not found", 405: "Method not allowed"}.get(exc.status_code, "Request failed")
         body = {"errors": [ErrorItem(code, title, str(exc.detail)).to_json()]}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    log.exception("unhandled error", exc_info=exc)
+    body = {"errors": [ErrorItem("10000", "Internal error", "Something went wrong on the node.").to_json()]}
+    return JSONResponse(body, status_code=500)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        body = {"errors": [ErrorItem("10000", "Internal error", "Something went wrong on the node.").to_json()]}
-        return JSONResponse(body, status_code=500)
+
+def install(app: FastAPI) -> None:
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        return response_for(exc)
+
+    for kind in (ApiError, RequestValidationError, HTTPException, Exception):
+        app.add_exception_handler(kind, handle)
