@@ -9,6 +9,8 @@ transaction handlers lock the rows they change with ``SELECT ... FOR UPDATE``.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,11 +22,14 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.pool import NullPool
 
 from callroom.errors import StoreError
+from callroom.store.sql import Connection
 from callroom.store.tx import Tx
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+_SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000")
 
 
 def normalise_url(url: str) -> str:
@@ -43,6 +48,9 @@ class Store:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.engine: Engine = self._create_engine()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sqlite_connections: list[sqlite3.Connection] = []
 
     def _create_engine(self) -> Engine:
         if self.is_sqlite:
@@ -56,9 +64,8 @@ class Store:
             def _on_connect(dbapi_conn: Any, _record: Any) -> None:
                 dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA busy_timeout=30000")
+                for pragma in _SQLITE_PRAGMAS:
+                    cur.execute(pragma)
                 cur.close()
 
             @event.listens_for(engine, "begin")
@@ -98,9 +105,65 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """One unit of work: everything done through the ``Tx`` commits together, or not at all."""
-        with self.engine.begin() as conn:
-            yield Tx(conn, lock_rows=not self.is_sqlite)
+        """One unit of work: everything done through the ``Tx`` commits together, or not at all.
+
+        Statements run on the driver's connection (``sql.py``). On SQLite each thread keeps one
+        connection and the transaction is ``BEGIN IMMEDIATE`` ... ``COMMIT``; on PostgreSQL a pooled
+        connection is checked out for the transaction (the driver begins it implicitly).
+        """
+        if not self.is_sqlite:
+            pooled = self.engine.raw_connection()
+            try:
+                conn = Connection(pooled.driver_connection, self.engine.dialect)
+                try:
+                    yield Tx(conn, lock_rows=True)
+                except BaseException:
+                    pooled.rollback()
+                    raise
+                pooled.commit()
+                conn.close()
+            finally:
+                pooled.close()
+            return
+        local = self._local
+        if getattr(local, "open", False):  # it would wait for its own write lock
+            raise StoreError("a SQLite transaction is already open on this thread (they do not nest)")
+        raw = self._sqlite_connection()
+        raw.execute("BEGIN IMMEDIATE")
+        local.open = True
+        conn = Connection(raw, self.engine.dialect)
+        try:
+            try:
+                yield Tx(conn, lock_rows=False)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            try:
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        finally:
+            local.open = False
+            conn.close()
+
+    def _sqlite_connection(self) -> sqlite3.Connection:
+        raw: sqlite3.Connection | None = getattr(self._local, "sqlite", None)
+        if raw is None:
+            path = self.engine.url.database or ":memory:"
+            raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            for pragma in _SQLITE_PRAGMAS:
+                raw.execute(pragma)
+            self._local.sqlite = raw
+            with self._lock:
+                self._sqlite_connections.append(raw)
+        return raw
 
     def dispose(self) -> None:
+        with self._lock:
+            for raw in self._sqlite_connections:
+                raw.close()
+            self._sqlite_connections.clear()
+        self._local = threading.local()
         self.engine.dispose()

@@ -7,12 +7,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, Text, and_, bindparam, cast, func, insert, or_, select, update
+from sqlalchemy import String, Text, and_, bindparam, cast, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from callroom.store import schema as t
-from callroom.store.tx import Tx, prebuilt
+from callroom.store.sql import prebuilt
+from callroom.store.tx import Tx
 
 
 @dataclass(slots=True)
@@ -100,7 +101,7 @@ class AttemptRecord:
     response_body: str | None = field(default=None)
 
 
-_FATE = (
+_FATE = prebuilt("outbox_fate", lambda: (
     update(t.outbox)
     .where(t.outbox.c.id == bindparam("b_id"))
     .values(
@@ -110,7 +111,7 @@ _FATE = (
         delivered_at=bindparam("b_delivered_at"),
         last_error=bindparam("b_error"),
     )
-)
+))
 
 
 def record(tx: Tx, fates: Sequence[Fate], attempts: Sequence[AttemptRecord]) -> None:
@@ -126,7 +127,7 @@ def record(tx: Tx, fates: Sequence[Fate], attempts: Sequence[AttemptRecord]) -> 
         )
     if attempts:
         tx.conn.execute(
-            insert(t.webhook_attempts),
+            prebuilt("insert:webhook_attempts", t.webhook_attempts.insert),
             [
                 {"outbox_id": a.outbox_id, "account_id": a.account_id, "attempt": a.attempt, "url": a.url,
                  "method": a.method, "started_at": a.started_at, "finished_at": a.finished_at,

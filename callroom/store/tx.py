@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Select, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -30,6 +30,7 @@ from callroom.control.records import (
 )
 from callroom.control.states import CallState, ConferenceStatus, ParticipantStatus
 from callroom.store import schema as t
+from callroom.store.sql import Connection, prebuilt
 
 R = TypeVar("R")
 
@@ -77,17 +78,6 @@ def from_row(cls: type[R], row: Any) -> R:
     return cls(**kwargs)
 
 
-_STATEMENTS: dict[str, Any] = {}
-
-
-def prebuilt(key: str, build: Callable[[], Any]) -> Any:
-    """A statement built once and reused: SQLAlchemy then skips construction and reuses its compiled form."""
-    stmt = _STATEMENTS.get(key)
-    if stmt is None:
-        stmt = _STATEMENTS[key] = build()
-    return stmt
-
-
 def _update_by(table: Table, pk: str) -> Any:
     return prebuilt(f"update:{table.name}", lambda: update(table).where(table.c[pk] == bindparam("pk_")))
 
@@ -116,10 +106,23 @@ class Tx:
         stmt = select(table).where(where).order_by(*order).limit(size).offset((page - 1) * size)
         return self._all(cls, stmt), int(total)
 
+    def _prebuilt_page(
+        self, cls: type[R], key: str, table: Table, where: Callable[[], Any], order: Callable[[], Sequence[Any]],
+        params: dict[str, Any], page: int, size: int,
+    ) -> tuple[list[R], int]:
+        """``_page`` for a query made once per ``key`` (its filters as bind parameters)."""
+        count = prebuilt(f"count:{key}", lambda: select(func.count()).select_from(table).where(where()))
+        rows = prebuilt(f"page:{key}", lambda: select(table).where(where()).order_by(*order())
+                        .limit(bindparam("limit_")).offset(bindparam("offset_")))
+        total = self.conn.execute(count, params).scalar_one()
+        found = self.conn.execute(rows, {**params, "limit_": size, "offset_": (page - 1) * size})
+        return [from_row(cls, r) for r in found], int(total)
+
     # -- settings -----------------------------------------------------------------------------------
 
     def get_setting(self, key: str) -> str | None:
-        return self.conn.execute(select(t.settings.c.value).where(t.settings.c.key == key)).scalar()
+        value: str | None = self.conn.execute(select(t.settings.c.value).where(t.settings.c.key == key)).scalar()
+        return value
 
     def put_setting(self, key: str, value: str) -> None:
         if self.get_setting(key) is None:
@@ -152,10 +155,11 @@ class Tx:
         )
 
     def account_for_key_hash(self, key_hash: str) -> str | None:
-        stmt = select(t.api_keys.c.account_id).where(
-            and_(t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None))
-        )
-        return self.conn.execute(stmt).scalar()
+        c = t.api_keys.c
+        stmt = prebuilt("account_for_key", lambda: select(c.account_id).where(
+            c.key_hash == bindparam("h"), c.revoked_at.is_(None)))
+        account: str | None = self.conn.execute(stmt, {"h": key_hash}).scalar()
+        return account
 
     def list_api_keys(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
@@ -346,15 +350,22 @@ class Tx:
         self, conference_id: str, page: int, size: int, filters: dict[str, bool]
     ) -> tuple[list[Participant], int]:
         c = t.participants.c
-        where = c.conference_id == conference_id
-        if "muted" in filters:
-            where = and_(where, c.muted == filters["muted"])
-        if "on_hold" in filters:
-            where = and_(where, c.on_hold == filters["on_hold"])
-        if "whispering" in filters:
-            cond = c.supervisor_role == "whisper"
-            where = and_(where, cond if filters["whispering"] else ~cond)
-        return self._page(Participant, t.participants, where, [c.created_at, c.id], page, size)
+        flags = tuple(k for k in ("muted", "on_hold") if k in filters)
+        whispering = filters.get("whispering")
+
+        def where() -> Any:
+            cond = c.conference_id == bindparam("conf")
+            for k in flags:
+                cond = and_(cond, c[k] == bindparam(k))
+            if whispering is not None:
+                role = c.supervisor_role == "whisper"
+                cond = and_(cond, role if whispering else ~role)
+            return cond
+
+        params: dict[str, Any] = {"conf": conference_id, **{k: filters[k] for k in flags}}
+        key = f"participants:{','.join(flags)}:{whispering}"
+        return self._prebuilt_page(Participant, key, t.participants, where, lambda: [c.created_at, c.id],
+                                   params, page, size)
 
     # -- queues -------------------------------------------------------------------------------------
 
@@ -390,7 +401,7 @@ class Tx:
     def insert_queue_entry(self, e: QueueEntry) -> QueueEntry:
         row = to_row(e)
         del row["seq"]
-        result = self.conn.execute(insert(t.queue_entries).values(row))
+        result = self.conn.execute(prebuilt("insert:queue_entries", t.queue_entries.insert), row)
         pk = result.inserted_primary_key
         assert pk is not None
         e.seq = int(pk[0])
@@ -419,6 +430,11 @@ class Tx:
         if not queue_ids:
             return {}
         c = t.queue_entries.c
+        if len(queue_ids) == 1:
+            stmt = prebuilt("queue_size", lambda: select(c.queue_id, func.count(), func.sum(c.enqueued_at))
+                            .where(c.queue_id == bindparam("q")).group_by(c.queue_id))
+            rows = self.conn.execute(stmt, {"q": queue_ids[0]})
+            return {r[0]: (int(r[1]), float(r[2] or 0.0)) for r in rows}
         rows = self.conn.execute(
             select(c.queue_id, func.count(), func.sum(c.enqueued_at)).where(c.queue_id.in_(queue_ids)).group_by(
                 c.queue_id
@@ -464,10 +480,12 @@ class Tx:
 
     def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
         c = t.timers.c
-        return self._all(Timer, select(t.timers).where(c.due_at <= now).order_by(c.due_at, c.id).limit(limit))
+        stmt = prebuilt("due_timers", lambda: select(t.timers).where(c.due_at <= bindparam("now"))
+                        .order_by(c.due_at, c.id).limit(bindparam("limit_")))
+        return [from_row(Timer, r) for r in self.conn.execute(stmt, {"now": now, "limit_": limit})]
 
     def next_timer_due(self) -> float | None:
-        value = self.conn.execute(select(func.min(t.timers.c.due_at))).scalar()
+        value = self.conn.execute(prebuilt("next_timer", lambda: select(func.min(t.timers.c.due_at)))).scalar()
         return None if value is None else float(value)
 
     def remember_command(
@@ -499,4 +517,6 @@ class Tx:
         self.conn.execute(update(t.command_ids).where(key).values(result=result))
 
     def forget_commands_before(self, cutoff: float) -> None:
-        self.conn.execute(delete(t.command_ids).where(t.command_ids.c.created_at < cutoff))
+        stmt = prebuilt("forget_commands", lambda: delete(t.command_ids).where(
+            t.command_ids.c.created_at < bindparam("cutoff")))
+        self.conn.execute(stmt, {"cutoff": cutoff})
