@@ -9,4 +9,5 @@ def iso(ts: float | None) -> str | None:
     """``2026-01-02T03:04:05.678901Z`` for a Unix time, ``None`` for ``None``."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is faster than strftime and, with microseconds forced, gives the same text
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="microseconds")[:-6] + "Z"
