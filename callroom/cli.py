@@ -64,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
               f"allowed from {args.sip_allow})", flush=True)
     print(f"  OpenAPI:            {base}/openapi.json", flush=True)
     config = uvicorn.Config(
-        node.app, host=args.host, port=args.port, log_level="warning", loop="uvloop", http="httptools",
+        node.asgi, host=args.host, port=args.port, log_level="warning", loop="uvloop", http="httptools",
         lifespan="on",
     )
     asyncio.run(uvicorn.Server(config).serve()) if sys.platform == "win32" else uvicorn.Server(config).run()

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from callroom.api.app import create_app
+from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
 from callroom.control import calls, conferences, media_actions
 from callroom.control.media_ops import (
@@ -128,6 +128,7 @@ class Node:
             rate_limit=config.rate_limit, lifespan=self._lifespan
         )
         self.app.state.webhook_signer = self.signer
+        self.asgi = serving(self.app)  # what the HTTP server runs
 
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:

@@ -62,6 +62,10 @@ def create_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "node_id": control.node_id}
 
-    # The routes are served by their compiled plans (see compiled.py); FastAPI serves the rest.
-    app.add_middleware(CompiledRoutes, routers=routers)
+    app.state.routers = routers
     return app
+
+
+def serving(app: FastAPI) -> CompiledRoutes:
+    """What the HTTP server runs: the routes' compiled plans (see compiled.py) in front of ``app``."""
+    return CompiledRoutes(app, app.state.routers)

@@ -30,10 +30,11 @@ from fastapi import params
 from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from callroom.api import errors
 
@@ -291,13 +292,15 @@ def _compile(prefix: str, route: APIRoute) -> _Route | None:
 
 @dataclass
 class CompiledRoutes:
-    """ASGI middleware: serves the compiled routes itself and passes everything else on to ``app``.
+    """The node's ASGI application: serves the compiled routes itself and passes everything else
+    (lifespan, docs, OpenAPI, routes it did not compile) to the FastAPI ``app`` they were declared on.
 
+    It sits in front of FastAPI rather than inside it, so FastAPI's middleware layers are skipped too.
     ``routers`` are (prefix, router) pairs in the order the app includes them, so the first route that
     matches a request here is the one FastAPI would have chosen.
     """
 
-    app: ASGIApp
+    app: Starlette
     routers: list[tuple[str, APIRouter]]
     _table: dict[str, list[_Route]] = field(default_factory=dict, init=False)
 
@@ -324,6 +327,7 @@ class CompiledRoutes:
         await self.app(scope, receive, send)
 
     async def _serve(self, route: _Route, path: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self.app  # what Starlette sets: ``request.app`` (its ``state``) for the endpoints
         call = _Call(scope, receive, path)
         try:
             kwargs = await _resolve(call, route.plan)

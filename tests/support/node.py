@@ -32,7 +32,7 @@ class NodeThread:
         )
         self.node = Node(node_config)
         self.port = free_port()
-        config = uvicorn.Config(self.node.app, host="127.0.0.1", port=self.port, log_level="warning",
+        config = uvicorn.Config(self.node.asgi, host="127.0.0.1", port=self.port, log_level="warning",
                                 loop="asyncio", lifespan="on")
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
