@@ -250,7 +250,7 @@ async def _body(call: _Call, src: _Body) -> Any:
         call.errors.append({"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"})
         return None
     try:
-        return src.model.model_validate(obj)
+        return src.model.model_validate(obj, from_attributes=True)  # as FastAPI validates bodies
     except ValidationError as exc:
         call.errors.extend(_prefixed(exc, "body"))
         return None
