@@ -30,7 +30,6 @@ from callroom.errors import StoreError
 
 Processor = Callable[[Any], Any] | None
 
-_MISSING = object()
 
 # -- statements made once -------------------------------------------------------------------------------
 
@@ -56,14 +55,14 @@ class Compiled:
     names: tuple[str, ...]  # parameters in the order of the SQL text (positional paramstyles)
     keys: tuple[str, ...] | None  # the names the driver expects (named paramstyles), else None
     defaults: dict[str, Any]  # values bound into the statement when it was built
-    binds: tuple[Processor, ...]  # driver conversion of each parameter, in ``names`` order
+    bind_procs: tuple[tuple[int, Callable[[Any], Any]], ...]  # (index in ``names``, driver conversion)
     fields: tuple[str, ...] | None  # result column names, when SQLAlchemy knows them
     types: tuple[Any, ...]  # result column types, when SQLAlchemy knows them
     is_insert: bool
     implicit_key: bool  # an INSERT whose RETURNING clause SQLAlchemy added for the new primary key
-    # Driver conversion of each result column; some depend on the type the driver reports, so they
-    # are found at the first execution (None until then; () when no column needs one).
-    results: tuple[Processor, ...] | None = None
+    # (column index, driver conversion) for the result columns that need one; some depend on the type
+    # the driver reports, so they are found at the first execution (None until then).
+    results: tuple[tuple[int, Callable[[Any], Any]], ...] | None = None
     row: type[tuple[Any, ...]] | None = None
 
     def resolve_results(self, dialect: Dialect, description: Sequence[Sequence[Any]]) -> None:
@@ -73,7 +72,7 @@ class Compiled:
                 t.dialect_impl(dialect).result_processor(dialect, d[1])
                 for t, d in zip(self.types, description, strict=True)
             )
-        self.results = procs if any(p is not None for p in procs) else ()
+        self.results = tuple((i, p) for i, p in enumerate(procs) if p is not None)
         self.row = row_class(self.fields or tuple(d[0] for d in description))
 
 
@@ -104,7 +103,7 @@ def compile_statement(stmt: ClauseElement, dialect: Dialect, keys: Sequence[str]
         names=names,
         keys=None if dialect.positional else tuple(escaped.get(n, n) for n in names),
         defaults=defaults,
-        binds=tuple(binds),
+        bind_procs=tuple((i, p) for i, p in enumerate(binds) if p is not None),
         fields=fields,
         types=tuple(col[3] for col in columns),
         is_insert=bool(c.isinsert),
@@ -194,12 +193,11 @@ class Connection:
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
 
     def _args(self, c: Compiled, params: Mapping[str, Any]) -> Any:
-        values = []
-        for name, proc in zip(c.names, c.binds, strict=True):
-            value = params.get(name, _MISSING)
-            if value is _MISSING:
-                value = c.defaults.get(name)
-            values.append(value if proc is None else proc(value))
+        if c.defaults:
+            params = {**c.defaults, **params}
+        values = [params.get(name) for name in c.names]
+        for i, proc in c.bind_procs:
+            values[i] = proc(values[i])
         return values if c.keys is None else dict(zip(c.keys, values, strict=True))
 
     def execute(self, stmt: ClauseElement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
@@ -227,9 +225,14 @@ class Connection:
             if c.results is None:
                 c.resolve_results(self.dialect, cur.description)
             raw = cur.fetchall()
-            procs = c.results
-            if procs:
-                raw = [tuple(v if p is None else p(v) for p, v in zip(procs, r, strict=True)) for r in raw]
+            if c.results:
+                converted = []
+                for r in raw:
+                    values = list(r)
+                    for i, proc in c.results:
+                        values[i] = proc(values[i])
+                    converted.append(values)
+                raw = converted
             cls = c.row
             assert cls is not None
             rows = [cls(*r) for r in raw]

@@ -64,6 +64,13 @@ _ROW_PLANS: dict[tuple[type[Any], tuple[str, ...]], tuple[tuple[int, str], ...]]
 
 def from_row(cls: type[R], row: Any) -> R:
     columns: tuple[str, ...] = row._fields
+    if columns == _field_names(cls):  # a whole-table select: columns are the fields, in order
+        rec = cls(*row)
+        for name, enum in _ENUM_FIELDS.get(cls, {}).items():
+            value = getattr(rec, name)
+            if value is not None:
+                setattr(rec, name, enum(value))
+        return rec
     plan = _ROW_PLANS.get((cls, columns))
     if plan is None:
         wanted = set(_field_names(cls))
