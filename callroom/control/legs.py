@@ -6,13 +6,16 @@ partner, its queue and its conference), bridging two legs, unbridging, parking.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callroom.control import media_ops as m
 from callroom.control.context import Ctx
 from callroom.control.records import Call
 from callroom.control.states import CALL_TRANSITIONS, CallEvent, CallState, DequeueReason, next_state
 from callroom.timefmt import iso
+
+if TYPE_CHECKING:
+    from callroom.control import queues
 
 # Telnyx hangup_cause for each SIP status a leg can end with.
 SIP_TO_CAUSE = {
@@ -23,7 +26,6 @@ SIP_TO_CAUSE = {
     600: "user_busy",
     603: "call_rejected",
 }
-
 
 def move(call: Call, event: CallEvent) -> None:
     call.state = next_state("call", CALL_TRANSITIONS, call.state, event)
@@ -102,13 +104,14 @@ def leave_current_bridge(ctx: Ctx, call: Call) -> None:
             after_unbridge(ctx, partner)
 
 
-def bridge_pair(ctx: Ctx, a: Call, b: Call) -> None:
-    """Connect two answered legs; each gets ``call.bridged``."""
+def bridge_pair(ctx: Ctx, a: Call, b: Call, *, head: queues.Head | None = None) -> None:
+    """Connect two answered legs; each gets ``call.bridged``. (``head``: a queue's head entry the
+    caller has already read, when one of the legs is being dequeued.)"""
     from callroom.control import queues
 
     for leg in (a, b):
         if leg.state is CallState.QUEUED:
-            queues.remove_from_queue(ctx, leg, DequeueReason.BRIDGED, park=False)
+            queues.remove_from_queue(ctx, leg, DequeueReason.BRIDGED, park=False, head=head)
         elif leg.state is CallState.BRIDGED and leg.bridged_with not in (a.call_control_id, b.call_control_id):
             leave_current_bridge(ctx, leg)
     for leg, other in ((a, b), (b, a)):

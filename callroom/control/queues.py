@@ -153,12 +153,26 @@ def on_timeout(ctx: Ctx, call_control_id: str) -> None:
         remove_from_queue(ctx, call, DequeueReason.TIMEOUT, park=True)
 
 
-def remove_from_queue(ctx: Ctx, call: Call, reason: DequeueReason, *, park: bool) -> None:
-    """Take a live ``call`` out of its queue (it goes on elsewhere, or is parked)."""
-    entry = ctx.tx.queue_entry_for_call(call.call_control_id)
-    q = ctx.tx.get_queue_by_id(call.queue_id) if call.queue_id else None
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The entry at the head of a queue, as a dequeue has just read it (saves reading it again)."""
+
+    entry: QueueEntry
+    queue: Queue
+
+
+def remove_from_queue(ctx: Ctx, call: Call, reason: DequeueReason, *, park: bool, head: Head | None = None) -> None:
+    """Take a live ``call`` out of its queue: parked (and saved) with ``park``, otherwise the caller moves
+    it on and saves it."""
+    if head is not None and head.entry.call_control_id == call.call_control_id:
+        entry: QueueEntry | None = head.entry
+        q: Queue | None = head.queue
+        position = 1
+    else:
+        entry = ctx.tx.queue_entry_for_call(call.call_control_id)
+        q = ctx.tx.get_queue_by_id(call.queue_id) if call.queue_id else None
+        position = _position(ctx, entry) if entry is not None else 0
     if entry is not None:
-        position = _position(ctx, entry)
         ctx.tx.delete_queue_entry(entry)
         ctx.emit_call(
             "call.dequeued", call, queue=q.name if q else None, queue_position=position,
@@ -169,7 +183,7 @@ def remove_from_queue(ctx: Ctx, call: Call, reason: DequeueReason, *, park: bool
     if park:
         move(call, CallEvent.DEQUEUE)
         ctx.media.append(m.Park(call.call_control_id))
-    ctx.tx.update_call(call)
+        ctx.tx.update_call(call)
 
 
 def leave_on_hangup(ctx: Ctx, call: Call) -> None:
@@ -216,7 +230,7 @@ def dequeue_to(ctx: Ctx, agent_id: str, queue_name: str, client_state: str | Non
             "/queue",
         )
         return
-    bridge_pair(ctx, agent, caller)
+    bridge_pair(ctx, agent, caller, head=Head(head, q))
 
 
 def _position(ctx: Ctx, entry: QueueEntry) -> int:
