@@ -14,6 +14,7 @@ from callroom.control.service import Control
 from callroom.errors import AuthenticationFailed, ErrorItem, RateLimited, ValidationFailed
 
 KEY_CACHE_SECS = 5.0
+KEY_CACHE_MAX = 10_000  # random wrong keys must not grow the cache without bound
 
 
 def hash_key(api_key: str) -> str:
@@ -36,22 +37,25 @@ async def account_id(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed("Send 'Authorization: Bearer <API key>'.")
-    key_hash = hash_key(token.strip())
+    token = token.strip()
+    # Keyed by the key itself (it is in this process's memory anyway): a hit costs no hashing.
     cache: dict[str, tuple[str | None, float]] = request.app.state.key_cache
     now = time.monotonic()
-    hit = cache.get(key_hash)
+    hit = cache.get(token)
     if hit is None or now - hit[1] > KEY_CACHE_SECS:
-        with _control(request).store.transaction() as tx:
-            hit = (tx.account_for_key_hash(key_hash), now)
-        cache[key_hash] = hit
+        if len(cache) > KEY_CACHE_MAX:
+            cache.clear()
+        with _control(request).store.transaction(read_only=True) as tx:
+            hit = (tx.account_for_key_hash(hash_key(token)), now)
+        cache[token] = hit
     if hit[0] is None:
         raise AuthenticationFailed()
     limit: tuple[float, float] | None = request.app.state.rate_limit
     if limit is not None:
         buckets: dict[str, TokenBucket] = request.app.state.rate_buckets
-        bucket = buckets.get(key_hash)
+        bucket = buckets.get(token)
         if bucket is None:
-            bucket = buckets[key_hash] = TokenBucket(*limit)
+            bucket = buckets[token] = TokenBucket(*limit)
         if not bucket.take(now):
             raise RateLimited(bucket.retry_after(), limit=int(limit[1]))
     return hit[0]

@@ -123,7 +123,7 @@ class Control:
 
     def read(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
         """A read-only handler (listings): same context, nothing to apply afterwards."""
-        with self.store.transaction() as tx:
+        with self.store.transaction(read_only=True) as tx:
             return handler(Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id))
 
     def _after_commit(self, ctx: Ctx) -> None:

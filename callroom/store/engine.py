@@ -104,7 +104,7 @@ class Store:
     # -- transactions -------------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, *, read_only: bool = False) -> Iterator[Tx]:
         """One unit of work: everything done through the ``Tx`` commits together, or not at all.
 
         Statements run on the driver's connection (``sql.py``). On SQLite each thread keeps one
@@ -129,7 +129,8 @@ class Store:
         if getattr(local, "open", False):  # it would wait for its own write lock
             raise StoreError("a SQLite transaction is already open on this thread (they do not nest)")
         raw = self._sqlite_connection()
-        raw.execute("BEGIN IMMEDIATE")
+        # A read takes a snapshot and no write lock (deferred BEGIN); a write takes the lock at once.
+        raw.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
         local.open = True
         conn = Connection(raw, self.engine.dialect)
         try:
