@@ -7,6 +7,7 @@ their value, JSON columns hold lists and dicts. Every query that can see tenant 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -85,6 +86,11 @@ def from_row(cls: type[R], row: Any) -> R:
     return cls(**kwargs)
 
 
+def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's values as they are now (JSON values copied: records may change them in place)."""
+    return {k: copy.deepcopy(v) if isinstance(v, list | dict) else v for k, v in row.items()}
+
+
 def _update_by(table: Table, pk: str) -> Any:
     return prebuilt(f"update:{table.name}", lambda: update(table).where(table.c[pk] == bindparam("pk_")))
 
@@ -95,6 +101,9 @@ class Tx:
     def __init__(self, conn: Connection, *, lock_rows: bool) -> None:
         self.conn = conn
         self._lock_rows = lock_rows
+        # Calls as this transaction read or last wrote them: an update writes only the columns that
+        # changed (SQLite then leaves the indexes on the others alone), or nothing at all.
+        self._calls_seen: dict[str, tuple[Call, dict[str, Any]]] = {}
 
     def _locked(self, stmt: Select[Any], lock: bool) -> Select[Any]:
         return stmt.with_for_update() if lock and self._lock_rows else stmt
@@ -227,10 +236,22 @@ class Tx:
     # -- calls --------------------------------------------------------------------------------------
 
     def insert_call(self, call: Call) -> None:
-        self.conn.execute(prebuilt("insert:calls", t.calls.insert), to_row(call))
+        row = to_row(call)
+        self.conn.execute(prebuilt("insert:calls", t.calls.insert), row)
+        self._calls_seen[call.call_control_id] = (call, _snapshot(row))
 
     def update_call(self, call: Call) -> None:
-        self.conn.execute(_update_by(t.calls, "call_control_id"), {**to_row(call), "pk_": call.call_control_id})
+        row = to_row(call)
+        seen = self._calls_seen.get(call.call_control_id)
+        if seen is not None and seen[0] is call:
+            before = seen[1]
+            changes = {k: v for k, v in row.items() if before[k] != v}
+            if not changes:
+                return
+        else:
+            changes = row
+        self.conn.execute(_update_by(t.calls, "call_control_id"), {**changes, "pk_": call.call_control_id})
+        self._calls_seen[call.call_control_id] = (call, _snapshot(row))
 
     def get_call(self, account_id: str, call_control_id: str, *, lock: bool = False) -> Call | None:
         locked = lock and self._lock_rows
@@ -242,7 +263,11 @@ class Tx:
 
         row = self.conn.execute(prebuilt(f"get_call:{locked}", build), {"cid": call_control_id, "acct": account_id})
         first = row.first()
-        return None if first is None else from_row(Call, first)
+        if first is None:
+            return None
+        call = from_row(Call, first)
+        self._calls_seen[call.call_control_id] = (call, _snapshot(to_row(call)))
+        return call
 
     def get_call_any_account(self, call_control_id: str) -> Call | None:
         return self._one(Call, select(t.calls).where(t.calls.c.call_control_id == call_control_id))
