@@ -1,7 +1,8 @@
 """The media plane in its own process: the engine, the SIP phones and the virtual phones' audio.
 
-The API process and the media process share nothing but a pipe. The API side sends instructions
-(the control plane's media ops, virtual phones' keys, SIP routing decisions) and requests (what a
+The API process and the media process share nothing but two pipes: instructions one way (framed by
+``pipe.py``, written without ever blocking the API), facts and replies the other. The API side sends
+instructions (the control plane's media ops, virtual phones' keys, SIP routing decisions) and requests (what a
 virtual phone heard, tick statistics); the media side sends facts back (DTMF, floor changes,
 playback/recording/gather results, SIP calls arriving and ending). Separate processes mean separate
 interpreters: database and HTTP work in the API process can neither delay a tick nor contend with it
@@ -19,11 +20,12 @@ Messages are tuples whose first item names them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import itertools
 import logging
 import multiprocessing
 import os
-import socket
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -31,11 +33,12 @@ from typing import Any
 from callroom.control import media_ops as m
 from callroom.endpoints.sip import Incoming, SipConfig, SipPhones
 from callroom.media.engine import MediaEngine
+from callroom.media.pipe import FrameReader, PipeWriter
 from callroom.media.virtual_audio import VirtualPhoneAudio
 
 log = logging.getLogger(__name__)
 
-PIPE_BUFFER_BYTES = 4 * 1024 * 1024
+PIPE_BUFFER_BYTES = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size
 
 
 # -- the media process ---------------------------------------------------------------------------------
@@ -44,8 +47,10 @@ PIPE_BUFFER_BYTES = 4 * 1024 * 1024
 class MediaWorker:
     """Everything that runs in the media process, around one engine."""
 
-    def __init__(self, conn: Connection, sip_config: SipConfig | None) -> None:
-        self.conn = conn
+    def __init__(self, conn: Connection, commands: Connection, sip_config: SipConfig | None) -> None:
+        self.conn = conn  # facts and replies to the API process
+        self.commands = commands  # the API's instructions, framed by ``pipe.py``
+        self._frames = FrameReader()
         self.engine = MediaEngine(on_fact=lambda fact: self.send(("fact", fact)))
         self.sip: SipPhones | None = None
         if sip_config is not None:
@@ -67,11 +72,12 @@ class MediaWorker:
         loop = asyncio.get_running_loop()
         if self.sip is not None:
             await self.sip.start()
-        loop.add_reader(self.conn.fileno(), self._readable)
+        os.set_blocking(self.commands.fileno(), False)
+        loop.add_reader(self.commands.fileno(), self._readable)
         ticking = loop.create_task(self.engine.run())
         self.send(("ready", self.sip.port if self.sip is not None else None))
         await self._stopped.wait()
-        loop.remove_reader(self.conn.fileno())
+        loop.remove_reader(self.commands.fileno())
         if self.sip is not None:
             self.sip.close()
         self.engine.stop()
@@ -80,10 +86,16 @@ class MediaWorker:
 
     def _readable(self) -> None:
         try:
-            while self.conn.poll():
-                self._handle(self.conn.recv())
-        except (EOFError, OSError):
+            data = os.read(self.commands.fileno(), 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the API process has gone
             self._stopped.set()
+            return
+        for message in self._frames.feed(data):
+            self._handle(message)
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -137,7 +149,7 @@ class MediaWorker:
         self.send(("reply", req_id, value, None))
 
 
-def media_main(conn: Connection, sip_config: SipConfig | None, log_level: int) -> None:
+def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | None, log_level: int) -> None:
     """Entry point of the media process."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s media %(name)s: %(message)s")
     loop: asyncio.AbstractEventLoop
@@ -149,7 +161,7 @@ def media_main(conn: Connection, sip_config: SipConfig | None, log_level: int) -
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(MediaWorker(conn, sip_config).serve())
+        loop.run_until_complete(MediaWorker(conn, commands, sip_config).serve())
     finally:
         loop.close()
 
@@ -180,6 +192,8 @@ class MediaProcess:
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outgoing: list[tuple[Any, ...]] = []
+        self._commands_conn: Connection | None = None
+        self._commands: PipeWriter | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -189,15 +203,20 @@ class MediaProcess:
             os.environ.setdefault(var, "1")
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
+        commands_in, commands_out = ctx.Pipe(duplex=False)
         self._conn = parent
         self._process = ctx.Process(
-            target=media_main, args=(child, self.sip_config, logging.getLogger().getEffectiveLevel()),
+            target=media_main,
+            args=(child, commands_in, self.sip_config, logging.getLogger().getEffectiveLevel()),
             name="callroom-media", daemon=True,
         )
         self._process.start()
         child.close()
-        with socket.socket(fileno=os.dup(parent.fileno())) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIPE_BUFFER_BYTES)
+        commands_in.close()
+        self._commands_conn = commands_out
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a 1 MiB pipe absorbs bursts
+            fcntl.fcntl(commands_out.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
+        self._commands = PipeWriter(self._loop, commands_out.fileno())
         self._ready = self._loop.create_future()
         self._loop.add_reader(parent.fileno(), self._readable)
         self.sip_port = await asyncio.wait_for(self._ready, 60)
@@ -208,10 +227,9 @@ class MediaProcess:
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Queue a message for the media process: what queues up during one turn of the event loop goes
-        as one ``("batch", [...])`` write, in order, so a burst of commands costs one pickle and one
-        write. (The pipe's send buffer is enlarged so that a media process busy with its tick does not
-        make the write wait.)"""
-        if self._conn is None:
+        as one ``("batch", [...])`` frame, in order, so a burst of commands costs one pickle and one
+        write; the write never blocks (``pipe.PipeWriter``)."""
+        if self._commands is None:
             return
         self._outgoing.append(message)
         if len(self._outgoing) == 1:
@@ -222,12 +240,12 @@ class MediaProcess:
 
     def _flush(self) -> None:
         batch, self._outgoing = self._outgoing, []
-        if not batch or self._conn is None:
+        if not batch or self._commands is None:
             return
-        try:
-            self._conn.send(batch[0] if len(batch) == 1 else ("batch", batch))
-        except (OSError, ValueError):
+        if self._commands.broken:
             log.error("the media process is gone; dropped %d message(s)", len(batch))
+            return
+        self._commands.write(batch[0] if len(batch) == 1 else ("batch", batch))
 
     def apply(self, ops: list[m.MediaOp]) -> None:
         self.send(("ops", ops))
@@ -280,6 +298,8 @@ class MediaProcess:
             return
         self.send(("stop",))
         self._flush()
+        if self._commands is not None:
+            await self._commands.drain(5.0)
         if self._loop is not None and self._conn is not None:
             self._loop.remove_reader(self._conn.fileno())
         await asyncio.to_thread(self._process.join, 10)
@@ -287,4 +307,6 @@ class MediaProcess:
             self._process.kill()
         if self._conn is not None:
             self._conn.close()
+        if self._commands_conn is not None:
+            self._commands_conn.close()
         self._process = None

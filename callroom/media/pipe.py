@@ -1,0 +1,87 @@
+"""The API -> media command channel: length-prefixed pickles on a pipe that the API never waits on.
+
+``frame`` and ``FrameReader`` are the wire format (4-byte big-endian length, then the pickle); the
+``PipeWriter`` buffers what the pipe cannot take yet and lets the event loop write it when it can, so a
+media process busy with its tick never stalls an API request. (multiprocessing's ``Connection.send``
+blocks once the pipe is full.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import struct
+from typing import Any
+
+_HEADER = struct.Struct("!I")
+
+
+def frame(message: Any) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+class FrameReader:
+    """Bytes in, whole messages out (pure: the caller reads the pipe)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        self._buffer += data
+        out = []
+        while len(self._buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buffer)
+            end = _HEADER.size + size
+            if len(self._buffer) < end:
+                break
+            out.append(pickle.loads(self._buffer[_HEADER.size : end]))
+            del self._buffer[:end]
+        return out
+
+
+class PipeWriter:
+    """Frames written to a non-blocking pipe from the event loop, in order, never blocking it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._loop = loop
+        self._fd = fd
+        self._pending = bytearray()
+        self._waiting = False  # registered with the loop for writability
+        self.broken = False
+        os.set_blocking(fd, False)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def write(self, message: Any) -> None:
+        if self.broken:
+            return
+        self._pending += frame(message)
+        if not self._waiting:
+            self._write_some()
+
+    def _write_some(self) -> None:
+        try:
+            written = os.write(self._fd, self._pending)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the reader has gone
+            self.broken = True
+            self._pending.clear()
+            written = 0
+        del self._pending[:written]
+        if self._pending and not self._waiting:
+            self._loop.add_writer(self._fd, self._write_some)
+            self._waiting = True
+        elif not self._pending and self._waiting:
+            self._loop.remove_writer(self._fd)
+            self._waiting = False
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) until everything written has gone into the pipe."""
+        deadline = self._loop.time() + timeout
+        while self._pending and not self.broken and self._loop.time() < deadline:
+            await asyncio.sleep(0.01)
