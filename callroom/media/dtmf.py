@@ -306,11 +306,19 @@ class DtmfDetector:
             & ~(second_row * self.peak_ratio > pr) & ~(second_col * self.peak_ratio > pc)
             & ~((pr + pc) / 2 < self.min_tone_fraction * energy)
         )
-        return [_KEYPAD[int(r[i])][int(c[i])] if ok[i] else None for i in range(len(p))]
+        out: list[str | None] = [None] * len(p)
+        for i in np.flatnonzero(ok).tolist():
+            out[i] = _KEYPAD[int(r[i])][int(c[i])]
+        return out
 
     def process(self, frame: NDArray[np.int16]) -> str | None:
         """Feed one frame; returns a digit the first time a key press is confirmed."""
         return self.advance(self.classify(frame))
+
+    @property
+    def idle(self) -> bool:
+        """No digit held or being confirmed: a frame without a digit would change nothing."""
+        return self._candidate is None and self._current is None
 
     def advance(self, d: str | None) -> str | None:
         """Feed one frame's classification (``classify``/``classify_many``); a digit when confirmed."""

@@ -16,13 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from callroom.control import media_ops as m
 from callroom.media import topology as topo
 from callroom.media.actions import ActionRunner
-from callroom.media.dtmf import DtmfDetector
 from callroom.media.mixer import Mixer, TalkerDetector
-from callroom.media.ports import AudioLeg, DtmfDigit, Frame
+from callroom.media.ports import FRAME_SAMPLES, AudioLeg, DtmfDigit, Frame
+from callroom.media.rtp_batch import RtpBatch
+from callroom.media.rtp_leg import RtpLeg
 from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,19 @@ class TickStats:
 
 
 class MediaEngine:
-    def __init__(self, on_fact: Callable[[m.MediaFact], None] = lambda _f: None) -> None:
+    def __init__(self, on_fact: Callable[[m.MediaFact], None] = lambda _f: None, *, batch_rtp: bool = True) -> None:
         self.on_fact = on_fact
+        # RTP legs run as one batch per tick (``RtpBatch``); False runs them leg by leg like any other
+        # AudioLeg, which gives the same audio and exists to measure the difference (bench/rtp_leg.py).
+        self.batch_rtp = batch_rtp
         self.mixer: Mixer[str] = Mixer(capacity=64, adaptive_gain=True)
         self.legs: dict[str, AudioLeg] = {}
+        self.rtp = RtpBatch()  # the RTP legs, run as one batch each tick
+        self._other_legs: dict[str, AudioLeg] = {}  # the rest (virtual phones), leg by leg
+        self._rtp_slots: tuple[int, int, NDArray[np.intp]] = (-1, -1, np.zeros(0, dtype=np.intp))
+        self._version = 0  # changes with every instruction and every leg added or removed
+        self._speakers: tuple[tuple[int, int], list[tuple[str, list[str]]], NDArray[np.intp]] = (
+            (-1, -1), [], np.zeros(0, dtype=np.intp))
         self.sources: dict[str, FrameSource] = {}
         self.placements: dict[str, topo.Placement] = {}
         self.conferences: dict[str, m.ConferenceMix] = {}
@@ -78,17 +89,21 @@ class MediaEngine:
         self._running = False
         self.conference_plays: dict[str, set[str]] = {}  # conference id -> playback source ports
         self.actions = ActionRunner(self)
-        self._dtmf = DtmfDetector()  # the classifier shared by the batch in-band search (no state)
 
     # -- legs ---------------------------------------------------------------------------------------
 
     def add_leg(self, cid: str, leg: AudioLeg) -> None:
-        if hasattr(leg, "batch_inband"):
-            leg.batch_inband = True
+        self._version += 1
         old = self.legs.pop(cid, None)
+        self.rtp.discard(cid)
+        self._other_legs.pop(cid, None)
         if old is not None:
             old.close()
         self.legs[cid] = leg
+        if isinstance(leg, RtpLeg) and self.batch_rtp:
+            self.rtp.add(cid, leg)
+        else:
+            self._other_legs[cid] = leg
         self._ensure_port(cid)
         self._refresh_leg(cid)
 
@@ -96,6 +111,9 @@ class MediaEngine:
         leg = self.legs.pop(cid, None)
         if leg is None:
             return
+        self._version += 1
+        self.rtp.discard(cid)
+        self._other_legs.pop(cid, None)
         self.actions.leg_gone(cid)
         self._refresh_leg(cid)
         leg.close()
@@ -147,6 +165,7 @@ class MediaEngine:
     # -- instructions from the control plane --------------------------------------------------------
 
     def apply(self, ops: list[m.MediaOp]) -> None:
+        self._version += 1
         for op in ops:
             try:
                 self._apply(op)
@@ -261,37 +280,86 @@ class MediaEngine:
     # -- the tick -----------------------------------------------------------------------------------
 
     def tick(self, now: float = 0.0) -> None:
+        """One 20 ms period: every leg's and source's frame in, the mix, every leg's frame out.
+
+        The RTP legs run as one batch (``RtpBatch``: sockets read, decoded and encoded for all legs at
+        once); other legs and the sources frame by frame. Frames are laid out by mixer slot for
+        ``Mixer.tick_slots``; the per-port dicts the recorders need are built only while one records."""
         self.actions.before_mix()
+        mixer = self.mixer
+        mixer.apply()
+        slot = mixer.slot_map
+        inputs = np.zeros((mixer.capacity, FRAME_SAMPLES), dtype=np.int16)
+        recording = bool(self.actions.recorders)
         frames: dict[str, Frame | None] = {}
-        for cid, leg in self.legs.items():
+        rtp = self.rtp
+        rtp_slots = self._rtp_slot_array()
+        if len(rtp):
             try:
-                frames[cid] = leg.pull_frame()
+                rtp.receive()
+                at, got = rtp.pull()
+            except Exception:
+                log.exception("RTP legs failed to give frames")
+                at, got = [], _NO_FRAMES
+            if at:
+                inputs[rtp_slots[at]] = got
+            if recording:
+                keys = rtp.keys
+                frames.update(dict.fromkeys(keys))
+                frames.update(zip([keys[i] for i in at], got, strict=True))
+        for cid, leg in self._other_legs.items():
+            try:
+                frame = leg.pull_frame()
             except Exception:
                 log.exception("leg %s failed to give a frame", cid)
+                continue
+            if frame is not None:
+                inputs[slot[cid]] = frame
+            if recording:
+                frames[cid] = frame
         for sid, source in self.sources.items():
             if sid in self._ports:
-                frames[sid] = source.next_frame()
-        self._classify_inband()
-        out = self.mixer.tick(frames)
-        for cid, leg in self.legs.items():
-            frame = out.get(cid)
+                frame = source.next_frame()
+                inputs[slot[sid]] = frame
+                if recording:
+                    frames[sid] = frame
+        mixer.apply()  # changes queued during the pulls (a digit ending a prompt) take effect now, as before
+        if len(inputs) < mixer.capacity:  # the mixer grew: slots keep their places, new ones hear silence
+            inputs = np.concatenate([inputs, np.zeros((mixer.capacity - len(inputs), FRAME_SAMPLES), np.int16)])
+        out, out_slots = mixer.tick_slots(inputs)
+        row_of = np.full(mixer.capacity, -1, dtype=np.intp)
+        row_of[out_slots] = np.arange(len(out_slots))
+        if len(rtp):
+            rows = row_of[rtp_slots]
+            heard = np.zeros((len(rows), FRAME_SAMPLES), dtype=np.int16)
+            has = rows >= 0
+            heard[has] = out[rows[has]]
             try:
-                leg.push_frame(frame if frame is not None else _SILENCE)
+                rtp.push(heard)
+            except Exception:
+                log.exception("RTP legs failed to take frames")
+        for cid, leg in self._other_legs.items():
+            r = row_of[slot[cid]]
+            try:
+                leg.push_frame(out[r] if r >= 0 else _SILENCE)
             except Exception:
                 log.exception("leg %s failed to take a frame", cid)
+        outputs: dict[str, Frame] = {}
+        if recording:
+            outputs = {port: out[row_of[s]] for port, s in slot.items() if row_of[s] >= 0}
         self._finish_oneshots()
-        self.actions.after_mix(frames, out, now)
+        self.actions.after_mix(frames, outputs, now)
         if self.conferences:
             self._detect_talkers()
 
-    def _classify_inband(self) -> None:
-        """In-band DTMF search for every leg that asked for it this tick, as one matrix product."""
-        pending = [(leg, f) for leg in self.legs.values() if (f := getattr(leg, "inband_pending", None)) is not None]
-        if not pending:
-            return
-        results = self._dtmf.classify_many(np.stack([f for _, f in pending]))
-        for (leg, _frame), digit in zip(pending, results, strict=True):
-            leg.inband_result(digit)  # type: ignore[attr-defined]
+    def _rtp_slot_array(self) -> NDArray[np.intp]:
+        """The mixer slot of every RTP leg, in the batch's order (recomputed only when either changed)."""
+        mixer_gen, batch_gen, slots = self._rtp_slots
+        if mixer_gen != self.mixer.generation or batch_gen != self.rtp.generation:
+            slot = self.mixer.slot_map
+            slots = np.array([slot[k] for k in self.rtp.keys], dtype=np.intp)
+            self._rtp_slots = (self.mixer.generation, self.rtp.generation, slots)
+        return slots
 
     def _finish_oneshots(self) -> None:
         for sid, (player, group) in list(self.oneshots.items()):
@@ -304,18 +372,34 @@ class MediaEngine:
                     self._ports.discard(sid)
 
     def _detect_talkers(self) -> None:
-        levels = self.mixer.levels()
-        for conf_id, mix in self.conferences.items():
-            speakers = {
-                mb.call_control_id: levels.get(mb.call_control_id, -127.0)
-                for mb in mix.members
-                if not (mb.on_hold or mb.muted or mb.supervisor_role in ("monitor", "whisper"))
-                and mb.call_control_id in self.legs
-            }
+        groups, slots = self._speaker_slots()
+        levels = self.mixer.levels_at(slots)
+        at = 0
+        for conf_id, cids in groups:
+            speakers = dict(zip(cids, levels[at : at + len(cids)], strict=True))
+            at += len(cids)
             detector = self.talkers.setdefault(conf_id, TalkerDetector())
             change = detector.update(speakers)
             if change is not None and change.current is not None:
                 self.on_fact(m.FloorChanged(conf_id, change.current))
+
+    def _speaker_slots(self) -> tuple[list[tuple[str, list[str]]], NDArray[np.intp]]:
+        """Who may take the floor in each conference (present, not held, muted, monitoring or whispering)
+        and their mixer slots, all conferences' in one array (recomputed only when something changed)."""
+        key, groups, slots = self._speakers
+        if key != (self._version, self.mixer.generation):
+            slot = self.mixer.slot_map
+            groups = [
+                (conf_id, [
+                    mb.call_control_id for mb in mix.members
+                    if not (mb.on_hold or mb.muted or mb.supervisor_role in ("monitor", "whisper"))
+                    and mb.call_control_id in self.legs
+                ])
+                for conf_id, mix in self.conferences.items()
+            ]
+            slots = np.array([slot.get(c, -1) for _, cids in groups for c in cids], dtype=np.intp)
+            self._speakers = ((self._version, self.mixer.generation), groups, slots)
+        return groups, slots
 
     async def run(self) -> None:
         """Tick every 20 ms until ``stop``; a tick that is more than 100 ms late is skipped, not caught up.
@@ -345,6 +429,8 @@ class MediaEngine:
 
     async def aclose(self) -> None:
         await self.actions.aclose()
+        self.rtp.close()
 
 
-_SILENCE = np.zeros(160, dtype=np.int16)
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+_NO_FRAMES = np.zeros((0, FRAME_SAMPLES), dtype=np.int16)

@@ -11,13 +11,14 @@ and grows by one frame whenever a packet arrives too late to be played.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.media.rtp import RtpPacket, ts_diff
+from callroom.media.rtp import RtpPacket
 
 __all__ = ["LOST", "JitterBuffer", "JitterStats", "LossConcealer", "Lost", "PutResult"]
 
@@ -37,6 +38,9 @@ class PutResult(enum.Enum):
     LATE = "late"  # its playout time has passed: dropped
     RESYNC = "resync"  # a jump of 2 x capacity frames or more: the buffer restarted on this packet
     OVERFLOW = "overflow"  # accepted, but the buffer was full and dropped its oldest frame
+
+
+_ACCEPTED: Final = PutResult.ACCEPTED  # a module global: reading an Enum member off its class is slow
 
 
 @dataclass(slots=True)
@@ -67,7 +71,7 @@ class JitterBuffer:
         self._last_transit: int | None = None
         self._offset = 0
         self._next: int | None = None  # extended timestamp of the next frame to play
-        self._played: dict[int, None] = {}  # recently played timestamps, oldest first
+        self._played: deque[int] = deque(maxlen=capacity)  # recently played timestamps, oldest first
 
     @property
     def target_delay(self) -> int:
@@ -80,35 +84,48 @@ class JitterBuffer:
         """Buffered frames."""
         return len(self._frames)
 
-    def _extend(self, ts: int) -> int:
-        ext = ts if self._last_ext is None else self._last_ext + ts_diff(ts, self._last_ext & 0xFFFFFFFF)
-        if self._last_ext is None or ext > self._last_ext:
-            self._last_ext = ext
-        return ext
-
     def _restart(self, ext: int, transit: int) -> None:
         self._frames.clear()
         self._offset = transit + self.target_delay
         self._next = ext
 
     def put(self, packet: RtpPacket, arrival_ts: int) -> PutResult:
-        ext = self._extend(packet.timestamp)
+        return self.put_payload(packet.timestamp, packet.marker, packet.payload, arrival_ts)
+
+    def put_payload(self, timestamp: int, marker: bool, payload: bytes, arrival_ts: int) -> PutResult:
+        """``put`` from the header fields (the receive fast path does not build an ``RtpPacket``)."""
+        last = self._last_ext
+        if last is None:
+            ext = self._last_ext = timestamp
+        else:
+            ext = last + (((timestamp - last + 0x80000000) & 0xFFFFFFFF) - 0x80000000)  # ts_diff, inlined
+            if ext > last:
+                self._last_ext = ext
         transit = arrival_ts - ext
-        if self._last_transit is not None:
-            self.jitter += (abs(transit - self._last_transit) - self.jitter) / 16.0
+        last_transit = self._last_transit
+        if last_transit is not None:
+            self.jitter += (abs(transit - last_transit) - self.jitter) / 16.0
         self._last_transit = transit
 
-        if self._next is None:
+        frames = self._frames
+        nxt = self._next
+        if (nxt is not None and not marker and nxt <= ext < nxt + 2 * self.capacity * self.frame
+                and ext not in frames and len(frames) < self.capacity):
+            frames[ext] = payload  # the usual packet: in the window, new, room for it
+            self.stats.accepted += 1
+            return _ACCEPTED
+        if nxt is None:
             self._restart(ext, transit)
-        elif abs(ext - self._next) >= 2 * self.capacity * self.frame:
+        elif abs(ext - nxt) >= 2 * self.capacity * self.frame:
             self._restart(ext, transit)
             self.stats.resyncs += 1
-            self._frames[ext] = packet.payload
+            frames[ext] = payload
             return PutResult.RESYNC
-        elif packet.marker and not self._frames and ext > self._next:
+        elif marker and not frames and ext > nxt:
             self._restart(ext, transit)  # talkspurt start: re-base the delay on the current jitter
-        assert self._next is not None
-        if ext < self._next:
+        nxt = self._next
+        assert nxt is not None
+        if ext < nxt:
             if ext in self._played:
                 self.stats.duplicates += 1
                 return PutResult.DUPLICATE
@@ -117,33 +134,44 @@ class JitterBuffer:
                 self._extra += self.frame
                 self._offset += self.frame
             return PutResult.LATE
-        if ext in self._frames:
+        if ext in frames:
             self.stats.duplicates += 1
             return PutResult.DUPLICATE
         result = PutResult.ACCEPTED
-        if len(self._frames) >= self.capacity:
-            del self._frames[min(self._frames)]
+        if len(frames) >= self.capacity:
+            del frames[min(frames)]
             self.stats.overflows += 1
             result = PutResult.OVERFLOW
-        self._frames[ext] = packet.payload
+        frames[ext] = payload
         self.stats.accepted += 1
         return result
 
     def get(self, playout_ts: int) -> bytes | Lost | None:
         """The payload to play now, ``LOST`` if it is missing, or None before anything is due."""
-        if self._next is None or playout_ts - self._offset < self._next:
-            return None
         ext = self._next
-        self._next += self.frame
+        if ext is None or playout_ts - self._offset < ext:
+            return None
+        self._next = ext + self.frame
         payload = self._frames.pop(ext, None)
         if payload is None:
             self.stats.lost += 1  # also counts silence (DTX) periods, where nothing was sent
             return LOST
-        self._played[ext] = None
-        if len(self._played) > self.capacity:
-            del self._played[next(iter(self._played))]
+        self._played.append(ext)  # the oldest falls out beyond ``capacity``
         self.stats.played += 1
         return payload
+
+    def get_catching_up(self, playout_ts: int, behind: int) -> bytes | Lost | None:
+        """``get(playout_ts)``; and when the frame after it is already more than ``behind`` overdue, that
+        one instead (the late one is skipped: after a stall, playout catches up rather than staying late)."""
+        got = self.get(playout_ts)
+        if got is None:
+            return None
+        nxt = self._next
+        assert nxt is not None
+        if playout_ts - behind - self._offset < nxt:
+            return got  # the usual case: the next frame is not due yet
+        later = self.get(playout_ts - behind)
+        return got if later is None else later
 
 
 class LossConcealer:

@@ -91,6 +91,7 @@ class Mixer(Generic[K]):
         self._power = np.zeros(0, dtype=np.float64)  # smoothed mean-square input level per slot
         self._agc = np.ones(0, dtype=np.float32)
         self._plan = _empty_plan()
+        self.generation = 0  # changes whenever queued changes are applied (slots may have moved)
         self._grow(capacity)
 
     # -- queued topology operations --------------------------------------------------------------
@@ -156,6 +157,16 @@ class Mixer(Generic[K]):
     def slot(self, port: K) -> int:
         return self._slots[port]
 
+    @property
+    def slot_map(self) -> Mapping[K, int]:
+        """Every applied port's slot (the row of its frame in ``tick_slots``' inputs). Read-only."""
+        return self._slots
+
+    def apply(self) -> None:
+        """Apply the queued changes now (``tick`` and ``tick_slots`` do it first anyway), so that the slots
+        of newly added ports are known before the inputs of this tick are laid out."""
+        self._apply_ops()
+
     def sources(self, dst: K) -> dict[K, float]:
         """Who ``dst`` hears, with gains, as applied at the last tick."""
         d = self._slots[dst]
@@ -176,11 +187,18 @@ class Mixer(Generic[K]):
         if not self._slots:
             return {}
         ports = list(self._slots)
-        power = self._power[[self._slots[p] for p in ports]] / _FULL_SCALE_POWER
-        db = np.full(len(ports), SILENCE_DBOV)
-        audible = power > 1e-13  # below -130 dBov counts as silence (and keeps log10 away from 0)
+        db = self.levels_at(np.array([self._slots[p] for p in ports], dtype=np.intp))
+        return dict(zip(ports, db, strict=True))
+
+    def levels_at(self, slots: NDArray[np.intp]) -> list[float]:
+        """``levels`` of the ports at ``slots`` (see ``slot_map``), in that order; a slot of -1 reads as
+        silence."""
+        power = self._power[slots] / _FULL_SCALE_POWER
+        db = np.full(len(slots), SILENCE_DBOV)
+        audible = (power > 1e-13) & (slots >= 0)  # below -130 dBov counts as silence (and keeps log10 off 0)
         db[audible] = np.maximum(SILENCE_DBOV, 10 * np.log10(power[audible]))
-        return dict(zip(ports, db.tolist(), strict=True))
+        levels: list[float] = db.tolist()
+        return levels
 
     def _port_at(self, slot: int) -> K:
         port = self._ids[slot]
@@ -209,6 +227,7 @@ class Mixer(Generic[K]):
         if not self._ops:
             return
         ops, self._ops = self._ops, []
+        self.generation += 1
         for op in ops:
             if op.kind == "add":
                 if not self._free:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from callroom.errors import RtpParseError
-from callroom.media.rtp import RtpPacket, ts_diff
+from callroom.media.rtp import RtpPacket
 
 __all__ = [
     "NTP_EPOCH_OFFSET",
@@ -262,9 +262,12 @@ class RtpReceiveStats:
         Returns False when the packet is judged invalid by A.1 (a large sequence jump that is not yet
         confirmed by a second packet); such a packet is not counted.
         """
-        seq = packet.sequence_number
-        if self.ssrc is None or packet.ssrc != self.ssrc:
-            self.ssrc = packet.ssrc
+        return self.receive(packet.sequence_number, packet.ssrc, packet.timestamp, arrival)
+
+    def receive(self, seq: int, ssrc: int, timestamp: int, arrival: int) -> bool:
+        """``update`` from the header fields (the receive fast path does not build an ``RtpPacket``)."""
+        if self.ssrc is None or ssrc != self.ssrc:
+            self.ssrc = ssrc
             self._init_seq(seq)
             self._transit = None
             self.jitter = 0.0
@@ -283,9 +286,10 @@ class RtpReceiveStats:
             # else: duplicate or reordered packet, counted but does not move max_seq
         self.received += 1
 
-        transit = arrival - packet.timestamp
-        if self._transit is not None:
-            d = abs(ts_diff(transit & 0xFFFFFFFF, self._transit & 0xFFFFFFFF))
+        transit = arrival - timestamp
+        last = self._transit
+        if last is not None:
+            d = abs((((transit - last) + 0x80000000) & 0xFFFFFFFF) - 0x80000000)  # ts_diff of the two, inlined
             self.jitter += (d - self.jitter) / 16.0
         self._transit = transit
         return True

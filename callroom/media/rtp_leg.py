@@ -1,10 +1,16 @@
-"""An :class:`~callroom.media.ports.AudioLeg` over real RTP: one asyncio UDP socket pair (RTP on an even
-port, RTCP on the next one) driving the sans-I/O pieces of this package.
+"""An :class:`~callroom.media.ports.AudioLeg` over real RTP: a UDP socket pair (RTP on an even port, RTCP on
+the next one) driving the sans-I/O pieces of this package.
 
 Receive: parse -> RFC 3550 statistics -> jitter buffer (audio) or RFC 4733 receiver (telephone-event);
 ``pull_frame`` plays one 160-sample frame per call, concealing losses, and runs the in-band DTMF detector.
 Send: ``push_frame`` encodes one G.711 packet, or sends the next RFC 4733 packet instead while a digit is
 being sent. RTCP SR/RR go out every ~5 s; received reports feed :meth:`RtpLeg.stats`.
+
+The RTP socket is read by an event-loop reader while the leg is on its own; once the media engine takes the
+leg into its :class:`~callroom.media.rtp_batch.RtpBatch`, the batch reads every leg's socket once per tick
+and runs ``pull_frame``/``push_frame``'s work for all legs at once, through the staged methods below
+(``next_payload``, ``received_frame``, ``send_encoded`` ...), which ``pull_frame`` and ``push_frame`` use too.
+RTCP (a packet every few seconds) stays on an asyncio datagram endpoint.
 
 The local clock is ``loop.time()`` expressed in 8 kHz timestamp units. The playout clock advances by
 exactly one frame per ``pull_frame`` (so tick jitter does not matter) and is re-anchored to the loop
@@ -17,18 +23,19 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import struct
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
 from callroom.errors import MediaError, RtpParseError
 from callroom.media.dtmf import DtmfDetector, Rfc4733Receiver, Rfc4733Sender, char_to_event, dtmf_tones
 from callroom.media.g711 import ALAW_DECODE, ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_DECODE, ULAW_ENCODE
-from callroom.media.jitter import LOST, JitterBuffer, LossConcealer
+from callroom.media.jitter import LOST, JitterBuffer, LossConcealer, Lost
 from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, DtmfCallback, DtmfDigit, Frame
 from callroom.media.rtcp import (
     RtcpOther,
@@ -42,7 +49,11 @@ from callroom.media.rtcp import (
     round_trip_seconds,
 )
 from callroom.media.rtp import RtpPacket, ts_diff
+from callroom.media.rtp_socket import RtpSocket, realtime_offset
 from callroom.media.rtp_stats import RtpLegStats
+
+if TYPE_CHECKING:
+    from callroom.media.rtp_batch import RtpBatch
 
 __all__ = ["DIRECTIONS", "RtpLeg", "RtpLegStats"]
 
@@ -52,6 +63,8 @@ Addr = tuple[str, int]
 DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _SENDING: Final = frozenset({"sendrecv", "sendonly"})
 _HEADER: Final = struct.Struct("!BBHII")
+_SEQ_TS_SSRC: Final = struct.Struct("!HII")  # the fixed header after its first two bytes
+_PACKET: Final = 12 + FRAME_SAMPLES  # a plain 20 ms G.711 packet
 _F: Final = FRAME_SAMPLES
 _RESYNC: Final = 3 * FRAME_SAMPLES  # playout clock vs loop clock drift that re-anchors the playout clock
 _CATCH_UP: Final = FRAME_SAMPLES  # a frame still this overdue after one is played is skipped (cuts latency)
@@ -63,7 +76,7 @@ _TABLES: Final = {PT_PCMU: (ULAW_ENCODE, ULAW_DECODE), PT_PCMA: (ALAW_ENCODE, AL
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    """Hands every datagram to ``handler``; socket errors (ICMP unreachable) are counted, not raised."""
+    """RTCP: hands every datagram to ``handler``; socket errors (ICMP unreachable) are counted, not raised."""
 
     def __init__(self) -> None:
         self.handler: Callable[[bytes, Addr], None] = lambda data, addr: None
@@ -80,7 +93,7 @@ class _Datagrams(asyncio.DatagramProtocol):
 class RtpLeg:
     """One RTP session (G.711 + telephone-event) as an ``AudioLeg``. Create with :meth:`open`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, rtp: asyncio.DatagramTransport,
+    def __init__(self, loop: asyncio.AbstractEventLoop, rtp: RtpSocket,
                  rtcp: asyncio.DatagramTransport, *, on_dtmf: DtmfCallback | None = None, symmetric: bool = True,
                  detect_inband: bool = True, rtcp_interval: float = 5.0, silence_timeout: float = 0.5,
                  rng: random.Random | None = None) -> None:  # fmt: skip
@@ -90,15 +103,14 @@ class RtpLeg:
         self._rng = rng or random.SystemRandom()
         self.on_dtmf = on_dtmf
         self.symmetric = symmetric
-        self.detect_inband = detect_inband
-        # When set (by the engine), frames to search for in-band DTMF are left in ``inband_pending`` for
-        # one batch classification of all legs per tick, answered through ``inband_result``.
-        self.batch_inband = False
-        self.inband_pending: Frame | None = None
-        self._inband_now = 0.0
+        self._detect_inband_on = detect_inband
+        self.wants_inband = detect_inband  # detect_inband, until the peer sends RFC 4733 events
         self.rtcp_interval = rtcp_interval
         self.silence_timeout = silence_timeout
-        self.local_port: int = rtp.get_extra_info("sockname")[1]
+        self.local_port: int = rtp.local_port
+        self._sendto = rtp.sock.sendto
+        self._batch: RtpBatch | None = None  # the engine's batch that reads and runs this leg, if any
+        self._reading = False
         self.ssrc = self._rng.getrandbits(32)
         self.cname = f"{self.ssrc:08x}@callroom"
         self._closed = False
@@ -113,7 +125,8 @@ class RtpLeg:
         self._te_pt: int | None = None
         self._direction = "sendrecv"
         self._can_send = False
-        self._encode_table, self._decode_table = _TABLES[PT_PCMU]
+        # the G.711 tables of the payload type (the batch encodes and decodes all legs' frames with them)
+        self.encode_table, self.decode_table = _TABLES[PT_PCMU]
         # receive
         self._rx_stats = RtpReceiveStats()
         self._jitter = JitterBuffer()
@@ -151,6 +164,7 @@ class RtpLeg:
         self._inband_out: deque[Frame] = deque()
         self._rtcp_timer: asyncio.TimerHandle | None = None
         self._schedule_rtcp()
+        self._start_reading()
 
     @classmethod
     async def open(cls, local_ip: str, port_range: tuple[int, int] = (20000, 30000), *,
@@ -164,10 +178,12 @@ class RtpLeg:
         ports = range(low + (low & 1), high - 1, 2)
         if not ports:
             raise ValueError(f"no even port with a free successor in {port_range}")
+        infos = await loop.getaddrinfo(local_ip, 0, type=socket.SOCK_DGRAM)
+        family, address = infos[0][0], infos[0][4]
         for _ in range(attempts):
             port = ports[pick.randrange(len(ports))]
             try:
-                rtp, rtp_proto = await loop.create_datagram_endpoint(_Datagrams, local_addr=(local_ip, port))
+                rtp = RtpSocket.bind(family, (address[0], port, *address[2:]))
             except OSError:
                 continue
             try:
@@ -186,7 +202,6 @@ class RtpLeg:
                 silence_timeout=silence_timeout,
                 rng=rng,
             )
-            rtp_proto.handler = leg._on_rtp
             rtcp_proto.handler = leg._on_rtcp
             return leg
         raise MediaError(f"no free RTP/RTCP port pair on {local_ip} in {port_range} after {attempts} tries")
@@ -208,7 +223,7 @@ class RtpLeg:
             self._rtcp_remote = (addr[0], addr[1] + 1)
             self._latched = self._rtcp_latched = False
         self._pt = payload_type
-        self._encode_table, self._decode_table = _TABLES[payload_type]
+        self.encode_table, self.decode_table = _TABLES[payload_type]
         if telephone_event_pt != self._te_pt:
             self._te_pt = telephone_event_pt
             self._rfc4733 = Rfc4733Receiver(telephone_event_pt if telephone_event_pt is not None else -1)
@@ -236,8 +251,57 @@ class RtpLeg:
     def closed(self) -> bool:
         return self._closed
 
+    # ---- reading the socket ----------------------------------------------------------------------
+    def _start_reading(self) -> None:
+        if not self._reading and not self._closed:
+            self._loop.add_reader(self._rtp.fileno(), self._readable)
+            self._reading = True
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            with contextlib.suppress(OSError, ValueError):
+                self._loop.remove_reader(self._rtp.fileno())
+
+    def _readable(self) -> None:
+        self._rtp.read(self._on_rtp, realtime_offset(), 64)
+
+    def join_batch(self, batch: RtpBatch) -> tuple[RtpSocket, Callable[[bytes, Addr, float], None]]:
+        """From now on ``batch`` reads this leg's socket (once per tick), handing each datagram and its
+        arrival time to the handler returned with the socket."""
+        self._stop_reading()
+        self._batch = batch
+        return self._rtp, self._on_rtp
+
+    def leave_batch(self) -> None:
+        """Back to being read by the event loop (unless closed)."""
+        self._batch = None
+        self._start_reading()
+
+    def loop_time(self) -> float:
+        """The event loop's clock, which ``pull_frame`` plays out by."""
+        return self._loop.time()
+
     # ---- receive ---------------------------------------------------------------------------------
-    def _on_rtp(self, data: bytes, addr: Addr) -> None:
+    def _on_rtp(self, data: bytes, addr: Addr, now: float) -> None:
+        """One datagram from the RTP socket, which arrived at ``now`` (seconds, loop clock)."""
+        if len(data) == _PACKET and data[0] == 0x80 and addr == self._remote_src:
+            b1 = data[1]
+            if b1 & 0x7F == self._pt:
+                # The usual packet: audio of one 20 ms frame, no padding, extension or CSRCs, from the peer.
+                # Handled from its header fields, without an RtpPacket.
+                self._latched = True
+                seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+                arrival = int(now * SAMPLE_RATE)
+                if not self._rx_stats.receive(seq, ssrc, timestamp, arrival):
+                    self._dropped += 1  # an unconfirmed sequence jump (RFC 3550 A.1 probation)
+                    return
+                self._rx_packets += 1
+                self._rx_bytes += _PACKET
+                self._last_rx = now
+                self._last_rx_ts = timestamp
+                self._jitter.put_payload(timestamp, b1 > 0x7F, data[12:], arrival)
+                return
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             self._malformed += 1
             return
@@ -260,7 +324,6 @@ class RtpLeg:
                 return
             self._remote, self._remote_src = (addr[0], addr[1]), addr
         self._latched = True
-        now = self._loop.time()
         arrival = int(now * SAMPLE_RATE)
         if not self._rx_stats.update(packet, arrival):
             self._dropped += 1  # an unconfirmed sequence jump (RFC 3550 A.1 probation)
@@ -314,6 +377,7 @@ class RtpLeg:
 
     def _on_telephone_event(self, packet: RtpPacket, now: float) -> None:
         self._rfc4733_seen = True
+        self.wants_inband = False
         try:
             digits = self._rfc4733.receive(packet)
         except RtpParseError:
@@ -337,6 +401,27 @@ class RtpLeg:
 
     def pull_frame(self) -> Frame | None:
         now = self._loop.time()
+        got = self.next_payload(now)
+        if got is None:
+            return None
+        if got is LOST:
+            frame = self.conceal()
+        else:
+            frame = self.decode_table[np.frombuffer(got, dtype=np.uint8)]
+            if len(frame) != _F:
+                frame = np.resize(frame, _F) if len(frame) > _F else np.pad(frame, (0, _F - len(frame)))
+            self.received_frame(frame)
+            if self.wants_inband:
+                self._detect_inband(frame, now)
+        return frame if self.audible(now) else None
+
+    # The stages of ``pull_frame``, which the batch runs for many legs at once (decoding and the in-band
+    # DTMF search as whole-array operations in between).
+
+    def next_payload(self, now: float) -> bytes | Lost | None:
+        """Advance the playout clock by one frame: the G.711 payload to play, ``LOST`` (conceal it: call
+        ``conceal``), or None when nothing is playing yet. A payload is to be decoded and handed to
+        ``received_frame`` (and to the in-band search if ``wants_inband``)."""
         wall = int(now * SAMPLE_RATE)
         playout = self._playout
         playout = wall if playout is None or abs(wall - playout) > _RESYNC else playout + _F
@@ -344,57 +429,77 @@ class RtpLeg:
         if self._te_pt is not None and self._rfc4733_seen:
             for d in self._rfc4733.expire(self._last_rx_ts + int((now - self._last_rx) * SAMPLE_RATE)):
                 self._emit(d.digit, d.duration * 1000 // SAMPLE_RATE, "rfc4733", now)
-        got = self._jitter.get(playout)
+        got = self._jitter.get_catching_up(playout, _CATCH_UP)  # more than _CATCH_UP behind: skip a frame
         if got is None:
             return None
-        later = self._jitter.get(playout - _CATCH_UP)
-        if later is not None:  # more than _CATCH_UP behind: skip a frame
-            got = later
         jitter_ms = self._rx_stats.jitter / (SAMPLE_RATE / 1000)
         if jitter_ms > self._max_jitter:
             self._max_jitter = jitter_ms
         if got is LOST:
             self._concealed += 1
-            frame = self._concealer.next(None)
-        else:
-            frame = self._decode_table[np.frombuffer(got, dtype=np.uint8)]
-            if len(frame) != _F:
-                frame = np.resize(frame, _F) if len(frame) > _F else np.pad(frame, (0, _F - len(frame)))
-            self._concealer.next(frame)
-            if self.detect_inband and not self._rfc4733_seen:
-                self._detect_inband(frame, now)
-            elif self.inband_pending is not None:
-                self.inband_pending = None
-        if now - self._last_rx > self.silence_timeout:
-            return None
-        return frame
+        return got
+
+    def conceal(self) -> Frame:
+        """The frame to play for a ``LOST`` payload."""
+        return self._concealer.next(None)
+
+    def received_frame(self, frame: Frame) -> None:
+        """The decoded frame of this tick's payload (kept for concealing a loss that follows)."""
+        self._concealer.next(frame)
+
+    def take_frame(self, frame: Frame, now: float) -> bool:
+        """``received_frame`` then ``audible``, in one call (the batch's per-leg step)."""
+        self._concealer.next(frame)
+        return now - self._last_rx <= self.silence_timeout
+
+    @property
+    def detect_inband(self) -> bool:
+        """Whether received audio is searched for DTMF tones (``wants_inband``: and the peer has not sent
+        RFC 4733 events)."""
+        return self._detect_inband_on
+
+    @detect_inband.setter
+    def detect_inband(self, on: bool) -> None:
+        self._detect_inband_on = on
+        self.wants_inband = on and not self._rfc4733_seen
+
+    def audible(self, now: float) -> bool:
+        """False once the peer has sent nothing for ``silence_timeout``: the frame is not played then."""
+        return now - self._last_rx <= self.silence_timeout
 
     def _detect_inband(self, frame: Frame, now: float) -> None:
         # A frame this quiet cannot hold a digit: a Goertzel power is at most 4x the frame's mean power, and
-        # both tones need min_level**2. After a few such frames the detector sits in its idle state, where
-        # more quiet frames change nothing, so they are skipped (most frames of a conference are quiet).
+        # both tones need min_level**2. (The batch checks this for all legs at once.)
         x = frame.astype(np.float32)
         if float(x @ x) * (4.0 / _F) < self._detector.min_power:
-            self.inband_pending = None
-            if self._quiet_frames > self._detector.min_off_frames:
-                return
-            self._quiet_frames += 1
-            self.inband_result(None, now)  # too quiet to hold a digit: no need to look
-            return
-        self._quiet_frames = 0
-        if self.batch_inband:
-            self.inband_pending = frame  # the engine classifies every such leg at once, then calls back
-            self._inband_now = now
-            return
-        self.inband_result(self._detector.classify(frame), now)
+            self.inband_quiet(now)
+        else:
+            self.inband_classified(self._detector.classify(frame), now)
 
-    def inband_result(self, classified: str | None, now: float | None = None) -> None:
-        """The classification of this tick's frame (by ``_detect_inband`` or the engine's batch)."""
-        self.inband_pending = None
+    @property
+    def inband_min_power(self) -> float:
+        return self._detector.min_power
+
+    def inband_quiet(self, now: float) -> None:
+        """This tick's frame is too quiet to hold a digit. After a few such frames the detector sits in its
+        idle state, where more quiet frames change nothing, so they are skipped (most frames of a conference
+        are quiet)."""
+        if self._quiet_frames > self._detector.min_off_frames:
+            return
+        self._quiet_frames += 1
+        self._inband_advance(None, now)
+
+    def inband_classified(self, classified: str | None, now: float) -> None:
+        """The classification of this tick's (loud enough) frame, by ``DtmfDetector.classify(_many)``."""
+        self._quiet_frames = 0
+        if classified is None and self._detector.idle:
+            return  # the usual loud frame (speech): nothing to advance
+        self._inband_advance(classified, now)
+
+    def _inband_advance(self, classified: str | None, now: float) -> None:
         digit = self._detector.advance(classified)
         if digit is not None:
-            when = self._inband_now if now is None else now
-            self._emit(digit, self._detector.min_on_frames * _F * 1000 // SAMPLE_RATE, "inband", when)
+            self._emit(digit, self._detector.min_on_frames * _F * 1000 // SAMPLE_RATE, "inband", now)
 
     # ---- send ------------------------------------------------------------------------------------
     def push_frame(self, frame: Frame) -> None:
@@ -425,7 +530,7 @@ class RtpLeg:
         else:
             if self._inband_out:
                 frame = self._inband_out.popleft()
-            payload = self._encode_table[frame.view(np.uint16)].tobytes()
+            payload = self.encode_table[frame.view(np.uint16)].tobytes()
             data = _HEADER.pack(0x80, (0x80 if self._marker else 0) | self._pt, seq, ts, self.ssrc) + payload
             payload_len = len(payload)
             self._marker = False
@@ -433,6 +538,29 @@ class RtpLeg:
         self._tx_packets += 1
         self._tx_bytes += len(data)
         self._tx_octets += payload_len
+
+    def send_encoded(self, buf: bytearray, view: memoryview, offset: int) -> bool:
+        """``push_frame`` for a frame the batch has already encoded (with ``encode_table``) into
+        ``buf[offset + 12 : offset + 172]``: writes the header in front and sends the packet. Returns False,
+        sending nothing, when this tick needs ``push_frame`` itself (DTMF being sent, on hold, no peer)."""
+        remote = self._remote
+        if (not self._can_send or remote is None or self._dtmf_wait or self._dtmf_packets or self._dtmf_queue
+                or self._inband_out or self._closed):
+            return False
+        ts = self._ts
+        self._ts = (ts + _F) & 0xFFFFFFFF
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFF
+        _HEADER.pack_into(buf, offset, 0x80, (0x80 if self._marker else 0) | self._pt, seq, ts, self.ssrc)
+        self._marker = False
+        try:
+            self._sendto(view[offset : offset + _PACKET], remote)
+        except OSError:
+            self._rtp.errors += 1
+        self._tx_packets += 1
+        self._tx_bytes += _PACKET
+        self._tx_octets += _F
+        return True
 
     def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
         """Queue digits: RFC 4733 events when the peer negotiated telephone-event, else in-band tones.
@@ -550,5 +678,9 @@ class RtpLeg:
         if self._rtcp_timer is not None:
             self._rtcp_timer.cancel()
             self._rtcp_timer = None
+        if self._batch is not None:
+            self._batch.forget(self)
+            self._batch = None
+        self._stop_reading()
         self._rtp.close()
         self._rtcp.close()
