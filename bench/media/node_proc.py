@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -61,6 +62,9 @@ def bench_media_main(*args: Any) -> None:
         self.send(("reply", req_id, value, None))
 
     process.MediaWorker._reply = reply  # type: ignore[method-assign]
+    if os.environ.get("CALLROOM_BENCH_PER_LEG"):  # run.py --per-leg: RTP legs one by one, for comparison
+        module: Any = process
+        module.MediaEngine = functools.partial(module.MediaEngine, batch_rtp=False)
     process.media_main(*args)
 
 
@@ -96,6 +100,13 @@ def main() -> None:
     key = ensure_first_key(node.store)
 
     async def stats(reset: int = 0, legs: int = 1) -> dict[str, Any]:
+        try:
+            return await read_stats(bool(reset), bool(legs))
+        except Exception as exc:  # say why (the node's error handler would only say "internal error")
+            logging.exception("bench stats failed")
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    async def read_stats(reset: bool, legs: bool) -> dict[str, Any]:
         media: Any = node.media
         if hasattr(media, "request"):  # media process
             data: dict[str, Any] = await media.request("bench_stats", bool(reset), bool(legs), timeout=10.0)

@@ -298,6 +298,7 @@ class Case:
     rate: float
     settle: float
     profile: str | None  # py-spy executable, to profile the node during the window
+    per_leg: bool = False  # the engine runs RTP legs one by one instead of as a batch (for comparison)
 
 
 def run_case(case: Case, work: Path, sipp: str) -> dict[str, Any]:
@@ -305,17 +306,19 @@ def run_case(case: Case, work: Path, sipp: str) -> dict[str, Any]:
     api_port, sip_port = free_port(), free_port()
     rtp_low = 30000
     node_log = (work / "node.log").open("w")
+    per_leg_env = {"CALLROOM_BENCH_PER_LEG": "1"} if case.per_leg else {}
     node = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("node_proc.py")), "--data-dir", str(work / "data"),
          "--port", str(api_port), "--sip-port", str(sip_port),
          "--rtp-ports", f"{rtp_low}-{rtp_low + 4 * case.n + 200}"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=node_log, text=True,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **per_leg_env}, stdout=subprocess.PIPE, stderr=node_log,
+        text=True,
     )
     sipp_proc: subprocess.Popen[bytes] | None = None
     server: ThreadingHTTPServer | None = None
     app: App | None = None
     workers: list[threading.Thread] = []
-    result: dict[str, Any] = {"n": case.n, "mode": case.mode}
+    result: dict[str, Any] = {"n": case.n, "mode": case.mode, "rtp_legs": "per leg" if case.per_leg else "batch"}
     try:
         assert node.stdout is not None
         line = node.stdout.readline()
@@ -542,6 +545,8 @@ def main() -> int:
     parser.add_argument("--profile", nargs="?", const="py-spy", default=None, metavar="PY_SPY",
                         help="record the node with py-spy during each window (optionally: path to py-spy); "
                              "collapsed stacks go to bench/results/media-profile-<mode>-<N>.txt")
+    parser.add_argument("--per-leg", action="store_true",
+                        help="the media engine runs RTP legs one by one instead of as one batch per tick (to compare)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the work directories (logs)")
     args = parser.parse_args()
@@ -561,7 +566,7 @@ def main() -> int:
                     continue
                 print(f"== {mode} N={n}", flush=True)
                 case = Case(n=n, mode=mode, window=args.window, rate=args.rate, settle=args.settle,
-                            profile=args.profile)
+                            profile=args.profile, per_leg=args.per_leg)
                 started = time.monotonic()
                 try:
                     row = run_case(case, base / f"{mode}-{n}", sipp)
