@@ -25,7 +25,6 @@ import logging
 import random
 import socket
 import struct
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -37,17 +36,8 @@ from callroom.media.dtmf import DtmfDetector, Rfc4733Receiver, Rfc4733Sender, ch
 from callroom.media.g711 import ALAW_DECODE, ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_DECODE, ULAW_ENCODE
 from callroom.media.jitter import LOST, JitterBuffer, LossConcealer, Lost
 from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, DtmfCallback, DtmfDigit, Frame
-from callroom.media.rtcp import (
-    RtcpOther,
-    RtcpPacket,
-    RtcpReceiverReport,
-    RtcpReportBlock,
-    RtcpSenderReport,
-    RtpReceiveStats,
-    ntp_timestamp,
-    parse_compound,
-    round_trip_seconds,
-)
+from callroom.media.rtcp import RtpReceiveStats
+from callroom.media.rtcp_session import RtcpSession
 from callroom.media.rtp import RtpPacket, ts_diff
 from callroom.media.rtp_socket import RtpSocket, realtime_offset
 from callroom.media.rtp_stats import RtpLegStats
@@ -68,8 +58,6 @@ _PACKET: Final = 12 + FRAME_SAMPLES  # a plain 20 ms G.711 packet
 _F: Final = FRAME_SAMPLES
 _RESYNC: Final = 3 * FRAME_SAMPLES  # playout clock vs loop clock drift that re-anchors the playout clock
 _CATCH_UP: Final = FRAME_SAMPLES  # a frame still this overdue after one is played is skipped (cuts latency)
-_RTCP_SDES: Final = 202
-_RTCP_BYE: Final = 203
 _DTMF_GAP_MS: Final = 60
 _DEDUP_SECONDS: Final = 1.0  # an RFC 4733 digit equal to an in-band one reported this recently is a repeat
 _TABLES: Final = {PT_PCMU: (ULAW_ENCODE, ULAW_DECODE), PT_PCMA: (ALAW_ENCODE, ALAW_DECODE)}
@@ -99,7 +87,6 @@ class RtpLeg:
                  rng: random.Random | None = None) -> None:  # fmt: skip
         self._loop = loop
         self._rtp = rtp
-        self._rtcp = rtcp
         self._rng = rng or random.SystemRandom()
         self.on_dtmf = on_dtmf
         self.symmetric = symmetric
@@ -118,9 +105,7 @@ class RtpLeg:
         self._sdp_remote: Addr | None = None
         self._remote: Addr | None = None
         self._remote_src: tuple[object, ...] | None = None  # the peer's address as the socket reports it
-        self._rtcp_remote: Addr | None = None
         self._latched = False
-        self._rtcp_latched = False
         self._pt = PT_PCMU
         self._te_pt: int | None = None
         self._direction = "sendrecv"
@@ -147,8 +132,6 @@ class RtpLeg:
         self._dropped = 0
         self._concealed = 0
         self._max_jitter = 0.0
-        self._remote_block: RtcpReportBlock | None = None
-        self._rtt: float | None = None
         # send
         self._seq = self._rng.getrandbits(16)
         self._ts = self._rng.getrandbits(32)
@@ -156,14 +139,13 @@ class RtpLeg:
         self._tx_packets = 0
         self._tx_bytes = 0
         self._tx_octets = 0  # payload octets, for the SR
-        self._tx_at_last_report = 0
         self._dtmf_sender = Rfc4733Sender(self.ssrc, 101)
         self._dtmf_queue: deque[tuple[str, int]] = deque()
         self._dtmf_packets: deque[RtpPacket] = deque()
         self._dtmf_wait = 0
         self._inband_out: deque[Frame] = deque()
-        self._rtcp_timer: asyncio.TimerHandle | None = None
-        self._schedule_rtcp()
+        self._rtcp = RtcpSession(loop, rtcp, self.ssrc, self.cname, self._rx_stats, rtcp_interval, self._rng)
+        self._rtcp.start(lambda: (self._tx_packets, self._tx_octets, self._ts))
         self._start_reading()
 
     @classmethod
@@ -220,8 +202,8 @@ class RtpLeg:
         addr = (addr[0], int(addr[1]))
         if addr != self._sdp_remote:
             self._sdp_remote = self._remote = self._remote_src = addr
-            self._rtcp_remote = (addr[0], addr[1] + 1)
-            self._latched = self._rtcp_latched = False
+            self._rtcp.peer_moved(addr)
+            self._latched = False
         self._pt = payload_type
         self.encode_table, self.decode_table = _TABLES[payload_type]
         if telephone_event_pt != self._te_pt:
@@ -577,78 +559,18 @@ class RtpLeg:
 
     # ---- RTCP ------------------------------------------------------------------------------------
     def _on_rtcp(self, data: bytes, addr: Addr) -> None:
-        try:
-            packets = parse_compound(data)
-        except (RtpParseError, ValueError, struct.error, IndexError):
+        latch_to = self._remote if self.symmetric and self._latched else None
+        if not self._rtcp.receive(data, addr, latch_to=latch_to):
             self._malformed += 1
-            return
-        if self.symmetric and not self._rtcp_latched and self._latched and self._remote is not None:
-            # latch on to the peer's RTCP source only when it reports about the stream we receive
-            first = packets[0]
-            sender = first.ssrc if isinstance(first, (RtcpSenderReport, RtcpReceiverReport)) else None
-            if sender is not None and sender == self._rx_stats.ssrc and addr[0] == self._remote[0]:
-                self._rtcp_remote, self._rtcp_latched = (addr[0], addr[1]), True
-        self._on_reports(packets, time.time())
-
-    def _on_reports(self, packets: list[RtcpPacket], now_unix: float) -> None:
-        for p in packets:
-            if isinstance(p, RtcpSenderReport):
-                if p.ssrc == self._rx_stats.ssrc:
-                    self._rx_stats.record_sender_report(p, now_unix)
-            elif not isinstance(p, RtcpReceiverReport):
-                continue
-            for block in p.reports:
-                if block.ssrc == self.ssrc:
-                    self._remote_block = block
-                    rtt = round_trip_seconds(block, now_unix)
-                    if rtt is not None:
-                        self._rtt = rtt
-
-    def _schedule_rtcp(self) -> None:
-        delay = self.rtcp_interval * self._rng.uniform(0.5, 1.5)
-        self._rtcp_timer = self._loop.call_later(delay, self._rtcp_tick)
-
-    def _rtcp_tick(self) -> None:
-        self._rtcp_timer = None
-        if self._closed:
-            return
-        self._send_rtcp()
-        self._schedule_rtcp()
 
     def rtcp_report(self, bye: bool = False) -> bytes:
-        """The compound RTCP packet we would send now: SR (if we sent since the last report) or RR,
-        SDES CNAME, and BYE when leaving."""
-        now_unix = time.time()
-        blocks = [self._rx_stats.report_block(now_unix)] if self._rx_stats.received else []
-        first: RtcpPacket
-        if self._tx_packets != self._tx_at_last_report:
-            first = RtcpSenderReport(
-                self.ssrc,
-                ntp_timestamp(now_unix),
-                self._ts,
-                self._tx_packets & 0xFFFFFFFF,
-                self._tx_octets & 0xFFFFFFFF,
-                blocks,
-            )
-        else:
-            first = RtcpReceiverReport(self.ssrc, blocks)
-        self._tx_at_last_report = self._tx_packets
-        cname = self.cname.encode()
-        item = bytes([1, len(cname)]) + cname
-        sdes = struct.pack("!I", self.ssrc) + item + bytes(4 - (4 + len(item)) % 4)
-        parts: list[RtcpPacket] = [first, RtcpOther(_RTCP_SDES, 1, sdes)]
-        if bye:
-            parts.append(RtcpOther(_RTCP_BYE, 1, struct.pack("!I", self.ssrc)))
-        return b"".join(bytes(p) for p in parts)
-
-    def _send_rtcp(self, bye: bool = False) -> None:
-        if self._rtcp_remote is None:
-            return
-        self._rtcp.sendto(self.rtcp_report(bye), self._rtcp_remote)
+        """The compound RTCP packet this leg would send now (see ``RtcpSession.report``)."""
+        return self._rtcp.report(bye)
 
     # ---- stats and teardown ----------------------------------------------------------------------
     def stats(self) -> RtpLegStats:
-        block = self._remote_block
+        block = self._rtcp.remote_block
+        rtt = self._rtcp.rtt
         jb = self._jitter.stats
         return RtpLegStats(
             packets_received=self._rx_packets,
@@ -665,22 +587,17 @@ class RtpLeg:
             remote_fraction_lost=block.fraction_lost / 256 if block else 0.0,
             remote_packets_lost=block.packets_lost if block else 0,
             remote_jitter_ms=block.jitter / (SAMPLE_RATE / 1000) if block else 0.0,
-            round_trip_ms=self._rtt * 1000 if self._rtt is not None else None,
+            round_trip_ms=rtt * 1000 if rtt is not None else None,
         )
 
     def close(self) -> None:
         """Send an RTCP BYE, stop the report timer and close both sockets. Safe to call twice."""
         if self._closed:
             return
-        with contextlib.suppress(OSError):
-            self._send_rtcp(bye=True)
         self._closed = True
-        if self._rtcp_timer is not None:
-            self._rtcp_timer.cancel()
-            self._rtcp_timer = None
+        self._rtcp.close()
         if self._batch is not None:
             self._batch.forget(self)
             self._batch = None
         self._stop_reading()
         self._rtp.close()
-        self._rtcp.close()
