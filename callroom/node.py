@@ -116,6 +116,7 @@ class Node:
         self.virtual_phones.bind(self.control)
         if config.sip is not None:
             self.control.dialable = ("virtual:", "sip:")
+            self.control.quality_source = self._sip_quality
         if not self.store.is_sqlite:
             # PostgreSQL: API transactions on worker threads, so round trips overlap instead of
             # stalling the event loop. (SQLite is one writer and fast in-process: it stays inline.)
@@ -129,6 +130,16 @@ class Node:
         )
         self.app.state.webhook_signer = self.signer
         self.asgi = serving(self.app)  # what the HTTP server runs
+
+    async def _sip_quality(self, call_control_id: str) -> dict[str, Any] | None:
+        """A SIP leg's call_quality_stats from the media process, before the API releases the leg."""
+        if call_control_id in self.virtual_phones.legs:
+            return None
+        try:
+            found: dict[str, Any] | None = await self.media.request("quality", call_control_id, timeout=0.5)
+        except (TimeoutError, RuntimeError):  # no quality rather than a slow or failed hangup
+            return None
+        return found
 
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:

@@ -75,8 +75,9 @@ async def hangup(
     call_control_id: str, account: Account, ctl: Ctl, body: s.CallCommand | None = None
 ) -> dict[str, Any]:
     b = body or s.CallCommand()
+    quality = await ctl.call_quality(call_control_id)  # read before the leg is released
     await ctl.arun(
-        account, lambda ctx: calls.hangup(ctx, call_control_id, client_state=b.client_state),
+        account, lambda ctx: calls.hangup(ctx, call_control_id, client_state=b.client_state, quality=quality),
         command=(call_control_id, b.command_id),
     )
     return OK

@@ -171,13 +171,15 @@ def reject_call(ctx: Ctx, call_control_id: str, *, cause: str, client_state: str
     ctx.media.append(m.Reject(call.call_control_id, sip_status))
 
 
-def hangup(ctx: Ctx, call_control_id: str, *, client_state: str | None) -> None:
+def hangup(ctx: Ctx, call_control_id: str, *, client_state: str | None,
+           quality: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """``quality``: the leg's call_quality_stats, when the media plane has them (SIP legs)."""
     call = live_call(ctx, call_control_id)
     _touch(ctx, call, client_state)
     cause = "originator_cancel" if call.state is CallState.RINGING and call.direction == "outgoing" else (
         "normal_clearing"
     )
-    end_leg(ctx, call, cause=cause, source=hangup_source_for_local(call))
+    end_leg(ctx, call, cause=cause, source=hangup_source_for_local(call), quality=quality)
 
 
 def bridge(

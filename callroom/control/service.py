@@ -11,9 +11,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from callroom.control import calls, conferences, queues
 from callroom.control.context import Ctx
@@ -52,9 +52,17 @@ class Control:
         self.clock = clock
         self.on_events: Callable[[list[PendingDelivery]], None] = lambda _events: None
         self.on_timers: Callable[[], None] = lambda: None
+        # Where a leg's call_quality_stats can be asked for before the API ends it (SIP legs' RTP counters
+        # live in the media process); None: hangups carry no quality.
+        self.quality_source: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
         self.dialable: tuple[str, ...] = ("virtual:",)
         # Set on PostgreSQL: API transactions run on these threads (see ``arun``).
         self.executor: ThreadPoolExecutor | None = None
+
+    async def call_quality(self, call_control_id: str) -> dict[str, Any] | None:
+        if self.quality_source is None:
+            return None
+        return await self.quality_source(call_control_id)
 
     def run(
         self,

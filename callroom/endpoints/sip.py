@@ -134,6 +134,11 @@ class SipPhones:
         if leg is not None and self.transport is not None:
             self.transport.reject(sip_call_id, status)
 
+    def quality(self, call_control_id: str) -> dict[str, Any] | None:
+        """The call_quality_stats of a live SIP leg (None for other legs)."""
+        leg = self.by_cid.get(call_control_id)
+        return None if leg is None or leg.rtp is None else leg.rtp.stats().call_quality_stats()
+
     def apply(self, ops: list[m.MediaOp]) -> None:
         for op in ops:
             try:

@@ -138,6 +138,9 @@ class MediaWorker:
                 cid, seconds = args
                 audio = self.virtual.get(cid)
                 value: Any = None if audio is None else audio.heard(seconds)
+            elif what == "quality":  # a SIP leg's call_quality_stats, for the hangup we are about to send
+                (cid,) = args
+                value = self.sip.quality(cid) if self.sip is not None else None
             elif what == "stats":
                 value = {"tick": self.engine.stats.summary(), "legs": len(self.engine.legs),
                          "ports": len(self.engine.mixer.ports), "conferences": len(self.engine.conferences)}

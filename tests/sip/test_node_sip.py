@@ -94,15 +94,22 @@ def test_calls_to_unknown_users_are_refused(tenant: Tenant, tmp_path: Path) -> N
 
 
 def test_dial_out_to_sipp(tenant: Tenant, tmp_path: Path) -> None:
-    callee = Sipp(["-sn", "uas", "-m", "1"], tmp_path)
+    callee = Sipp(["-sn", "uas", "-m", "1", "-rtp_echo", "-mp", str(free_port() & ~1)], tmp_path)
     time.sleep(0.3)
     resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
                                     to=f"sip:alice@127.0.0.1:{callee.port}")
     assert resp.data is not None
     cid = resp.data.call_control_id
     tenant.event("call.answered", cid, timeout=10)
+    talker = tenant.dial("talker", "answer_after=0;tone=700")
+    tenant.client.calls.actions.bridge(cid, call_control_id_to_bridge_with=talker)
+    time.sleep(1.2)  # the talker's tone goes to SIPp, which echoes it back
+    assert tone_level(tenant.heard(talker, 0.5), 700) > 1000, "the echo should come back through the bridge"
     tenant.client.calls.actions.hangup(cid)
-    tenant.event("call.hangup", cid)
+    hangup = tenant.event("call.hangup", cid)
+    assert hangup.payload["hangup_source"] == "caller"
+    quality = hangup.payload["call_quality_stats"]  # asked of the media process before we released the leg
+    assert int(quality["outbound"]["packet_count"]) > 40 and int(quality["inbound"]["packet_count"]) > 40
     code, output = callee.wait()
     assert code == 0, output
 
