@@ -30,12 +30,13 @@ class QueueFigures:
 
 def figures(ctx: Ctx, queues: list[Queue]) -> dict[str, QueueFigures]:
     sizes = ctx.tx.queue_sizes([q.id for q in queues])
-    out = {}
-    for q in queues:
-        count, sum_enqueued = sizes.get(q.id, (0, 0.0))
-        avg = int((count * ctx.now - sum_enqueued) / count) if count else 0
-        out[q.id] = QueueFigures(count, max(0, avg))
-    return out
+    return {q.id: _figures(*sizes.get(q.id, (0, 0.0)), now=ctx.now) for q in queues}
+
+
+def _figures(count: int, sum_enqueued: float, *, now: float) -> QueueFigures:
+    """Size and average wait of a queue from its number of entries and the sum of their enqueue times."""
+    avg = int((count * now - sum_enqueued) / count) if count else 0
+    return QueueFigures(count, max(0, avg))
 
 
 def get_queue(ctx: Ctx, name: str, *, lock: bool = False) -> Queue:
@@ -130,7 +131,7 @@ def enqueue(
     if max_wait_time_secs:
         ctx.schedule("queue_timeout", call.call_control_id, ctx.now + max_wait_time_secs)
     all_entries = [*entries, entry]
-    avg = figures(ctx, [q])[q.id].average_wait_time_secs
+    avg = _figures(len(all_entries), sum(e.enqueued_at for e in all_entries), now=ctx.now).average_wait_time_secs
     ctx.emit_call(
         "call.enqueued", call, queue=q.name, current_position=len(all_entries), queue_avg_wait_time_secs=avg
     )
@@ -178,7 +179,8 @@ def remove_from_queue(ctx: Ctx, call: Call, reason: DequeueReason, *, park: bool
             "call.dequeued", call, queue=q.name if q else None, queue_position=position,
             wait_time_secs=entry.wait_time_secs(ctx.now), reason=reason.value,
         )
-    ctx.cancel("queue_timeout", call.call_control_id)
+    if entry is None or entry.max_wait_time_secs:  # enqueue schedules a timeout only with a max wait
+        ctx.cancel("queue_timeout", call.call_control_id)
     call.queue_id = None
     if park:
         move(call, CallEvent.DEQUEUE)
