@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -29,6 +30,10 @@ from callroom.store.tx import Tx
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# JSON columns (webhook payloads, lists of ids) are written and read with orjson: several times faster
+# than the json module for the same values.
+_JSON: dict[str, Any] = {"json_serializer": lambda obj: orjson.dumps(obj).decode(), "json_deserializer": orjson.loads}
 
 _SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000")
 
@@ -59,6 +64,7 @@ class Store:
                 self.url,
                 connect_args={"check_same_thread": False, "timeout": 30},
                 pool_pre_ping=False,
+                **_JSON,
             )
 
             @event.listens_for(engine, "connect")
@@ -76,7 +82,7 @@ class Store:
             return engine
         # No pre-ping (a round trip before every transaction, ~12 % of the API's CPU on PostgreSQL): a
         # connection found broken when it is used is dropped from the pool instead (see ``transaction``).
-        return create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=False, pool_recycle=3600)
+        return create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=False, pool_recycle=3600, **_JSON)
 
     # -- schema -------------------------------------------------------------------------------------
 

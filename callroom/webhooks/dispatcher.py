@@ -20,13 +20,14 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import json
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import orjson
 
 from callroom.store import outbox
 from callroom.store.engine import Store
@@ -54,7 +55,7 @@ def envelope(row: PendingDelivery, attempt: int, url: str) -> bytes:
         "payload": row.payload,
     }
     body = {"data": data, "meta": {"attempt": attempt, "delivered_to": url}}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return orjson.dumps(body)
 
 
 def plan(attempts_made: int, url: str | None, failover: str | None) -> tuple[str | None, int]:
