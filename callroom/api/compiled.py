@@ -239,18 +239,28 @@ async def _resolve(call: _Call, plan: tuple[tuple[str, Any], ...]) -> dict[str, 
     return values
 
 
+def _declares_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+    return False
+
+
 async def _body(call: _Call, src: _Body) -> Any:
     raw = await call.read_body()
     if not raw:
         if not src.optional:
             call.errors.append({"type": "missing", "loc": ("body",), "msg": "Field required"})
         return None
-    try:
-        obj = json.loads(raw)
-    except ValueError as exc:
-        pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
-        call.errors.append({"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"})
-        return None
+    obj: Any = raw  # FastAPI's strict content type: a body not declared as JSON is not parsed as JSON
+    if _declares_json(call.scope):
+        try:
+            obj = json.loads(raw)
+        except ValueError as exc:
+            pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
+            call.errors.append({"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"})
+            return None
     try:
         return src.model.model_validate(obj, from_attributes=True)  # as FastAPI validates bodies
     except ValidationError as exc:

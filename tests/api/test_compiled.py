@@ -99,6 +99,10 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v2/things/t1/actions/do", {}),
     ("POST", "/v2/things/t1/actions/do", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
     ("POST", "/v2/things/t1/actions/do", {"json": ["a list"]}),
+    ("POST", "/v2/things/t1/actions/do", {"content": b'{"name": "ok"}'}),  # JSON without a JSON content type
+    ("POST", "/v2/things/t1/actions/do", {"content": b'{"name": "ok"}', "headers": {"content-type": "text/plain"}}),
+    ("POST", "/v2/things/t1/actions/do",
+     {"content": b'{"name": "ok"}', "headers": {"content-type": "application/vnd.api+json; charset=utf-8"}}),
     ("POST", "/v2/things/missing/actions/do", {"json": {"name": "ok"}}),
     ("POST", "/v2/things/t1/actions/maybe", {}),
     ("POST", "/v2/things/t1/actions/maybe", {"json": {"name": "ok"}}),
