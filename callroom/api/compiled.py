@@ -75,11 +75,12 @@ class _Request:
 @dataclass(frozen=True, slots=True)
 class _Depends:
     call: Callable[..., Any]
-    args: tuple[tuple[str, Any], ...]
+    args: Plan
     is_async: bool
 
 
 Source = _Path | _Query | _Body | _Request | _Depends
+Plan = tuple[tuple[str, Source], ...]  # (argument name, where its value comes from), in signature order
 
 
 class _Unsupported(Exception):
@@ -99,9 +100,9 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
-def _plan(fn: Callable[..., Any], path_names: frozenset[str]) -> tuple[tuple[str, Any], ...]:
+def _plan(fn: Callable[..., Any], path_names: frozenset[str]) -> Plan:
     hints = typing.get_type_hints(fn, include_extras=True)
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str, Source]] = []
     bodies = 0
     for name, param in inspect.signature(fn).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -204,7 +205,7 @@ def _prefixed(exc: ValidationError, *loc: str | int) -> list[Err]:
     return [{**e, "loc": (*loc, *e["loc"])} for e in exc.errors(include_url=False)]
 
 
-async def _resolve(call: _Call, plan: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+async def _resolve(call: _Call, plan: Plan) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, src in plan:
         if isinstance(src, _Path):
@@ -277,7 +278,7 @@ class _Route:
     prefix: str
     regex: re.Pattern[str]
     endpoint: Callable[..., Awaitable[Any]]
-    plan: tuple[tuple[str, Any], ...]
+    plan: Plan
     status_code: int
 
 

@@ -181,6 +181,13 @@ class Scalars(list[Any]):
         return list(self)
 
 
+def _converted(values: list[Any], procs: tuple[tuple[int, Callable[[Any], Any]], ...]) -> list[Any]:
+    """``values`` with the driver conversions applied at their indexes (in place)."""
+    for i, proc in procs:
+        values[i] = proc(values[i])
+    return values
+
+
 # -- executing ------------------------------------------------------------------------------------------
 
 
@@ -195,9 +202,7 @@ class Connection:
     def _args(self, c: Compiled, params: Mapping[str, Any]) -> Any:
         if c.defaults:
             params = {**c.defaults, **params}
-        values = [params.get(name) for name in c.names]
-        for i, proc in c.bind_procs:
-            values[i] = proc(values[i])
+        values = _converted([params.get(name) for name in c.names], c.bind_procs)
         return values if c.keys is None else dict(zip(c.keys, values, strict=True))
 
     def execute(self, stmt: ClauseElement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
@@ -226,13 +231,7 @@ class Connection:
                 c.resolve_results(self.dialect, cur.description)
             raw = cur.fetchall()
             if c.results:
-                converted = []
-                for r in raw:
-                    values = list(r)
-                    for i, proc in c.results:
-                        values[i] = proc(values[i])
-                    converted.append(values)
-                raw = converted
+                raw = [_converted(list(r), c.results) for r in raw]
             cls = c.row
             assert cls is not None
             rows = [cls(*r) for r in raw]
