@@ -35,7 +35,14 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # than the json module for the same values.
 _JSON: dict[str, Any] = {"json_serializer": lambda obj: orjson.dumps(obj).decode(), "json_deserializer": orjson.loads}
 
-_SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000")
+def _sqlite_setup(cursor: Any) -> None:
+    """What every SQLite connection sets. WAL is a property of the file: switching to it takes a lock that
+    the busy timeout does not wait for, so a connection opened while another thread writes would fail
+    with "database is locked". It is switched only when the file is not in WAL yet (its first opening)."""
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def normalise_url(url: str) -> str:
@@ -71,8 +78,7 @@ class Store:
             def _on_connect(dbapi_conn: Any, _record: Any) -> None:
                 dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
                 cur = dbapi_conn.cursor()
-                for pragma in _SQLITE_PRAGMAS:
-                    cur.execute(pragma)
+                _sqlite_setup(cur)
                 cur.close()
 
             @event.listens_for(engine, "begin")
@@ -172,8 +178,7 @@ class Store:
         if raw is None:
             path = self.engine.url.database or ":memory:"
             raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            for pragma in _SQLITE_PRAGMAS:
-                raw.execute(pragma)
+            _sqlite_setup(raw.cursor())
             self._local.sqlite = raw
             with self._lock:
                 self._sqlite_connections.append(raw)
