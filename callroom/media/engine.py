@@ -89,6 +89,9 @@ class MediaEngine:
         self._running = False
         self.conference_plays: dict[str, set[str]] = {}  # conference id -> playback source ports
         self.actions = ActionRunner(self)
+        # Called at the start of every tick, before anything is mixed: the media process drains the API's
+        # instructions here instead of being woken for each one (``process.MediaWorker``).
+        self.before_tick: Callable[[], None] = lambda: None
 
     # -- legs ---------------------------------------------------------------------------------------
 
@@ -417,6 +420,7 @@ class MediaEngine:
                 due += skipped * TICK_SECONDS
                 late = started - due
             try:
+                self.before_tick()
                 self.tick(loop.time())
             except Exception:
                 log.exception("media tick failed")

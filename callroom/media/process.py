@@ -73,11 +73,14 @@ class MediaWorker:
         if self.sip is not None:
             await self.sip.start()
         os.set_blocking(self.commands.fileno(), False)
-        loop.add_reader(self.commands.fileno(), self._readable)
+        # The instructions are read once per tick, where they take effect anyway: an API write to the
+        # pipe then never wakes this process (on a shared core each wake-up cost the API ~10 % of its
+        # time under load). Replies to requests wait at most one tick.
+        self.engine.before_tick = self._readable
         ticking = loop.create_task(self.engine.run())
         self.send(("ready", self.sip.port if self.sip is not None else None))
         await self._stopped.wait()
-        loop.remove_reader(self.commands.fileno())
+        self.engine.before_tick = lambda: None
         if self.sip is not None:
             self.sip.close()
         self.engine.stop()
@@ -85,8 +88,10 @@ class MediaWorker:
         await self.engine.aclose()
 
     def _readable(self) -> None:
+        if self._stopped.is_set():
+            return
         try:
-            data = os.read(self.commands.fileno(), 1 << 20)
+            data = os.read(self.commands.fileno(), PIPE_BUFFER_BYTES)
         except BlockingIOError:
             return
         except OSError:
