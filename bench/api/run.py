@@ -16,6 +16,11 @@ webhook receiver inside this process, prepares answered calls (virtual phones), 
 It reports requests/s, p50/p95/p99 per request type and overall, and the node process's CPU time
 (user+system from /proc/<pid>/stat) so that throughput per core can be stated. Results are printed as a
 table and written to bench/results/api-<db>.json. Only 127.0.0.1 is ever contacted.
+
+Placement (machines with 2+ CPUs): the node's API process is pinned to CPU 0 and this process to the
+others. The node's media process (the audio of the benchmark's calls, not API work) goes to CPU 1 by
+default, as a node with two cores runs it; ``--media-cpu same`` keeps it on CPU 0 with the API, which
+then shares its core with the audio.
 """
 
 from __future__ import annotations
@@ -76,6 +81,29 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the node's media process and multiprocessing's helper)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def total_cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -173,6 +201,7 @@ class NodeProcess:
     api_key: str
     data_dir: Path
     log_path: Path
+    children: list[int] = field(default_factory=list)
 
     @property
     def base(self) -> str:
@@ -188,7 +217,8 @@ class NodeProcess:
                 self.proc.wait(5)
 
 
-def start_node(data_dir: Path, database_url: str | None, cpu: int | None, profile_out: Path | None) -> NodeProcess:
+def start_node(data_dir: Path, database_url: str | None, cpu: int | None, media_cpu: int | None,
+               profile_out: Path | None) -> NodeProcess:
     port = free_port()
     cli = [sys.executable, str(PROFILED_NODE), str(profile_out)] if profile_out else [
         sys.executable, "-m", "callroom.cli"
@@ -219,7 +249,11 @@ def start_node(data_dir: Path, database_url: str | None, cpu: int | None, profil
             raise RuntimeError(f"node did not come up:\n{log_path.read_text()}")
         time.sleep(0.1)
     key = (data_dir / "initial-api-key").read_text().strip()
-    return NodeProcess(proc, port, key, data_dir, log_path)
+    children = children_of(proc.pid)
+    if media_cpu is not None:
+        for child in children:  # the media process: the node's other core (see --media-cpu)
+            os.sched_setaffinity(child, {media_cpu})
+    return NodeProcess(proc, port, key, data_dir, log_path, children)
 
 
 # -- preparing calls, the conference and the queues ---------------------------------------------------------
@@ -370,10 +404,12 @@ async def run_load(
         await asyncio.sleep(warmup)
         hooks0 = sink.count
         cpu0, own0, wall0 = cpu_seconds(node.proc.pid), time.process_time(), time.monotonic()
+        media0 = total_cpu_seconds(node.children)
         stats.recording = True
         await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
         stats.recording = False
         cpu1, own1, wall1 = cpu_seconds(node.proc.pid), time.process_time(), time.monotonic()
+        media1 = total_cpu_seconds(node.children)
         hooks1 = sink.count
         await asyncio.gather(*tasks)
         for conn in conns:
@@ -407,6 +443,7 @@ async def run_load(
             "requests_per_core_s": round(overall["requests"] / node_cpu, 1) if node_cpu else None,
             "write_actions_per_core_s": round(writes / node_cpu, 1) if node_cpu else None,
         },
+        "media_process_cores_used": round((media1 - media0) / wall, 3),
         "longest_stalls_ms": [round(g * 1000, 1) for g in gaps[:5]],
         "completions_per_second": per_second,
         "bench_process_cores_used": round((own1 - own0) / wall, 3),
@@ -460,7 +497,9 @@ def outbox_counts(node: NodeProcess, database_url: str | None) -> dict[str, Any]
 def print_table(db: str, r: dict[str, Any]) -> None:
     cpu = r["node_cpu"]
     print(f"\n== {db}, concurrency {r['concurrency']}, {r['seconds']} s "
-          f"(node: {cpu['cores_used']:.2f} cores; bench process: {r['bench_process_cores_used']:.2f} cores)")
+          f"(node API process: {cpu['cores_used']:.2f} cores; its media process: "
+          f"{r.get('media_process_cores_used', 0):.2f} cores; "
+          f"bench process: {r['bench_process_cores_used']:.2f} cores)")
     print(f"{'type':<18}{'requests':>9}{'errors':>7}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     rows = [*((t, r["per_type"][t]) for t in TYPES), ("ALL", r["overall"])]
     for name, s in rows:
@@ -476,7 +515,7 @@ def print_table(db: str, r: dict[str, Any]) -> None:
 
 
 async def bench_one(
-    db: str, concurrency: int, args: argparse.Namespace, node_cpu: int | None
+    db: str, concurrency: int, args: argparse.Namespace, node_cpu: int | None, media_cpu: int | None
 ) -> dict[str, Any]:
     sink = WebhookSink()
     await sink.start()
@@ -487,7 +526,7 @@ async def bench_one(
         profile_out = RESULTS / f"api-{db}-c{concurrency}.prof"
     try:
         with database(db) as url:
-            node = start_node(data_dir, url, node_cpu, profile_out)
+            node = start_node(data_dir, url, node_cpu, media_cpu, profile_out)
             try:
                 result = await run_load(
                     node, sink, concurrency, args.seconds, args.warmup, args.participants, args.mix
@@ -518,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--participants", type=int, default=10, help="legs in the conference")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin the node to CPU 0 and this process to CPU 1")
+    parser.add_argument("--media-cpu", choices=("other", "same"), default="other",
+                        help="where the node's media process runs when pinned: 'other' (default) on CPU 1 with "
+                        "this process, as a node uses its second core; 'same' on CPU 0 with the API process")
     parser.add_argument("--profile", action="store_true",
                         help="run the node under cProfile; stats go to bench/results/api-<db>-c<C>.prof")
     parser.add_argument("--keep", action="store_true", help="keep the node's data dir (and its log)")
@@ -528,9 +570,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--concurrency must be in [1, 256] and --participants in [1, 100]")
 
     node_cpu: int | None = None
+    media_cpu: int | None = None
     cpus = sorted(os.sched_getaffinity(0))
     if not args.no_pin and len(cpus) >= 2:
         node_cpu = cpus[0]
+        media_cpu = cpus[1] if args.media_cpu == "other" else cpus[0]
         os.sched_setaffinity(0, set(cpus[1:]))
 
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
@@ -538,13 +582,14 @@ def main(argv: list[str] | None = None) -> int:
     for db in dbs:
         runs = []
         for c in args.concurrency:
-            runs.append(asyncio.run(bench_one(db, c, args, node_cpu)))
+            runs.append(asyncio.run(bench_one(db, c, args, node_cpu, media_cpu)))
             print_table(db, runs[-1])
         doc = {
             "benchmark": "api",
             "db": db,
             "mix_weights": args.mix,
             "node_pinned_to_cpu": node_cpu,
+            "media_process_pinned_to_cpu": media_cpu,
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
                      "platform": platform.platform(), "machine": platform.machine()},
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
