@@ -10,8 +10,9 @@ It ends when the last participant leaves (``all_left``), when a participant with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from callroom.control import media_ops as m
 from callroom.control.context import Ctx
@@ -21,6 +22,7 @@ from callroom.control.records import (
     CONFERENCE_MAX_LIFETIME_SECS,
     Call,
     Conference,
+    MixMember,
     Participant,
     new_uuid,
 )
@@ -38,6 +40,8 @@ from callroom.control.states import (
 )
 from callroom.errors import CommandRejected
 from callroom.store import media_tx
+
+P = TypeVar("P", Participant, MixMember)
 
 
 @dataclass(slots=True)
@@ -311,7 +315,7 @@ def set_flags(
     on_hold: bool | None = None, hold_audio_url: str | None = None, hold_media_name: str | None = None,
 ) -> None:
     """mute / unmute / hold / unhold: a missing or empty list means every participant."""
-    present = ctx.tx.participants_of(conf.id)
+    present = ctx.tx.mix_members(conf.id)
     targets = _targets(present, call_control_ids)
     for p in targets:
         if muted is not None:
@@ -349,12 +353,12 @@ def update_participant(ctx: Ctx, conf: Conference, p: Participant, changes: dict
     return p
 
 
-def effective_hold(conf: Conference, p: Participant) -> bool:
+def effective_hold(conf: Conference, p: Participant | MixMember) -> bool:
     """Held by the API, or waiting for a conference that has not started."""
     return p.on_hold or conf.status is ConferenceStatus.INIT
 
 
-def push_mix(ctx: Ctx, conf: Conference, beep: str | None = None, present: list[Participant] | None = None) -> None:
+def push_mix(ctx: Ctx, conf: Conference, beep: str | None = None, present: list[MixMember] | None = None) -> None:
     """Tell the media plane the conference's whole who-hears-whom as it now stands."""
     members = tuple(
         m.ConferenceMember(
@@ -365,7 +369,7 @@ def push_mix(ctx: Ctx, conf: Conference, beep: str | None = None, present: list[
             whisper_to=tuple(p.whisper_call_control_ids),
             hold_audio=_hold_audio(ctx, p.hold_audio_url, p.hold_media_name),
         )
-        for p in (present if present is not None else ctx.tx.participants_of(conf.id))
+        for p in (present if present is not None else ctx.tx.mix_members(conf.id))
     )
     ctx.media.append(
         m.ConferenceMix(conf.id, members, conf.comfort_noise, beep,
@@ -395,7 +399,7 @@ def _participant(ctx: Ctx, conf: Conference, call_control_id: str, pointer: str)
     return p
 
 
-def _targets(present: list[Participant], ids: list[str] | None) -> list[Participant]:
+def _targets(present: list[P], ids: list[str] | None) -> list[P]:
     if not ids:
         return present
     unknown = _unknown_ids(present, ids)
@@ -405,7 +409,7 @@ def _targets(present: list[Participant], ids: list[str] | None) -> list[Particip
     return [p for p in present if p.call_control_id in wanted]
 
 
-def _unknown_ids(present: list[Participant], ids: list[str]) -> list[str]:
+def _unknown_ids(present: Sequence[Participant | MixMember], ids: list[str]) -> list[str]:
     known = {p.call_control_id for p in present}
     return [i for i in ids if i not in known]
 

@@ -6,8 +6,8 @@ Times are Unix seconds (float) throughout; the API layer formats them as ISO 860
 from __future__ import annotations
 
 import base64
+import os
 import secrets
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,13 @@ CONFERENCE_MAX_LIFETIME_SECS = 4 * 3600
 
 
 def new_uuid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text: ``str(uuid.uuid4())`` without the UUID object, ~3x faster
+    (every webhook event, participant and queue entry gets one)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_call_control_id() -> str:
@@ -159,6 +165,22 @@ class Participant:
     hold_audio_url: str | None = None
     hold_media_name: str | None = None
     left_at: float | None = None
+
+
+@dataclass(slots=True)
+class MixMember:
+    """What the mix and mute / unmute / hold / unhold need of a present participant: a narrower read
+    than ``Participant`` (a 10-participant conference is re-read on every mute)."""
+
+    id: str
+    call_control_id: str
+    muted: bool
+    on_hold: bool
+    supervisor_role: str
+    whisper_call_control_ids: list[str]
+    hold_audio_url: str | None
+    hold_media_name: str | None
+    updated_at: float
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from callroom.control.records import (
     Application,
     Call,
     Conference,
+    MixMember,
     OutboundEvent,
     Participant,
     Queue,
@@ -337,7 +338,7 @@ class Tx:
         if ps:
             self.conn.execute(_update_by(t.participants, "id"), [{**to_row(p), "pk_": p.id} for p in ps])
 
-    def update_participant_flags(self, ps: Sequence[Participant]) -> None:
+    def update_participant_flags(self, ps: Sequence[Participant | MixMember]) -> None:
         """Only what mute/unmute/hold/unhold change, for many participants in one statement."""
         if ps:
             self.conn.execute(
@@ -360,6 +361,16 @@ class Tx:
 
         rows = self.conn.execute(prebuilt(f"participants_of:{present_only}", build), {"conf": conference_id})
         return [from_row(Participant, r) for r in rows]
+
+    def mix_members(self, conference_id: str) -> list[MixMember]:
+        """The present participants as the mix needs them, in joining order (``participants_of``'s)."""
+        c = t.participants.c
+        stmt = prebuilt("mix_members", lambda: select(
+            c.id, c.call_control_id, c.muted, c.on_hold, c.supervisor_role, c.whisper_call_control_ids,
+            c.hold_audio_url, c.hold_media_name, c.updated_at,
+        ).where(c.conference_id == bindparam("conf"), c.status != ParticipantStatus.LEFT.value)
+            .order_by(c.created_at, c.id))
+        return [MixMember(*r) for r in self.conn.execute(stmt, {"conf": conference_id})]
 
     def get_participant(self, conference_id: str, id_or_label: str) -> Participant | None:
         c = t.participants.c
