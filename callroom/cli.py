@@ -66,6 +66,9 @@ def _serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         node.asgi, host=args.host, port=args.port, log_level="warning", loop="uvloop", http="httptools",
         lifespan="on",
+        # No access log (it would be dropped at this level anyway, after uvicorn had formatted its
+        # arguments for every request: ~2 % of a request's CPU).
+        access_log=False,
     )
     asyncio.run(uvicorn.Server(config).serve()) if sys.platform == "win32" else uvicorn.Server(config).run()
     return 0
