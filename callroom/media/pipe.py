@@ -1,9 +1,9 @@
-"""The API -> media command channel: length-prefixed pickles on a pipe that the API never waits on.
+"""The channels between the API and media processes: length-prefixed pickles on pipes.
 
-``frame`` and ``FrameReader`` are the wire format (4-byte big-endian length, then the pickle); the
-``PipeWriter`` buffers what the pipe cannot take yet and lets the event loop write it when it can, so a
-media process busy with its tick never stalls an API request. (multiprocessing's ``Connection.send``
-blocks once the pipe is full.)
+``frame`` and ``FrameReader`` are the wire format (4-byte big-endian length, then the pickle); the reader
+keeps a partial message until the rest arrives, so neither side reads a pipe with blocking calls. API ->
+media: the ``PipeWriter`` buffers what the pipe cannot take yet and lets the event loop write it when it
+can, so a media process busy with its tick never stalls an API request. Media -> API: ``write_all``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ class FrameReader:
             out.append(pickle.loads(self._buffer[_HEADER.size : end]))
             del self._buffer[:end]
         return out
+
+
+def write_all(fd: int, message: Any) -> None:
+    """Write one framed message to a blocking pipe (the media process's facts and replies: it may wait
+    for the API to read, the API never waits for it)."""
+    view = memoryview(frame(message))
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class PipeWriter:

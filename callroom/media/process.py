@@ -33,7 +33,7 @@ from typing import Any
 from callroom.control import media_ops as m
 from callroom.endpoints.sip import Incoming, SipConfig, SipPhones
 from callroom.media.engine import MediaEngine
-from callroom.media.pipe import FrameReader, PipeWriter
+from callroom.media.pipe import FrameReader, PipeWriter, write_all
 from callroom.media.virtual_audio import VirtualPhoneAudio
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class MediaWorker:
 
     def send(self, message: tuple[Any, ...]) -> None:
         try:
-            self.conn.send(message)
+            write_all(self.conn.fileno(), message)
         except (OSError, ValueError):  # the API process has gone: stop
             self._stopped.set()
 
@@ -194,6 +194,7 @@ class MediaProcess:
         self.on_sip_report = on_sip_report
         self.sip_port: int | None = None
         self._conn: Connection | None = None
+        self._replies_in = FrameReader()  # facts and replies (framed as in pipe.py)
         self._process: multiprocessing.process.BaseProcess | None = None
         self._ready: asyncio.Future[int | None] | None = None
         self._replies: dict[int, asyncio.Future[Any]] = {}
@@ -226,6 +227,7 @@ class MediaProcess:
             fcntl.fcntl(commands_out.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
         self._commands = PipeWriter(self._loop, commands_out.fileno())
         self._ready = self._loop.create_future()
+        os.set_blocking(parent.fileno(), False)
         self._loop.add_reader(parent.fileno(), self._readable)
         self.sip_port = await asyncio.wait_for(self._ready, 60)
 
@@ -270,14 +272,22 @@ class MediaProcess:
             self._replies.pop(req_id, None)
 
     def _readable(self) -> None:
+        # Read what is there and keep a partial message for later: the media process writes a large
+        # message in pieces, and ``Connection.recv`` on this non-blocking end would fail mid-message.
         assert self._conn is not None
         try:
-            while self._conn.poll():
-                self._handle(self._conn.recv())
-        except (EOFError, OSError):
-            if self._loop is not None and self._conn is not None:
+            data = os.read(self._conn.fileno(), PIPE_BUFFER_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if self._loop is not None:
                 self._loop.remove_reader(self._conn.fileno())
             log.error("the media process closed its pipe")
+            return
+        for message in self._replies_in.feed(data):
+            self._handle(message)
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]

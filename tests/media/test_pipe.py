@@ -1,11 +1,14 @@
-"""The API -> media command channel: frames survive any split, and a full pipe never blocks the writer."""
+"""The channels between the API and media processes: frames survive any split, a full pipe never blocks
+the API's writer, and a reply larger than the socket's buffer reaches a non-blocking reader whole."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import threading
 
-from callroom.media.pipe import FrameReader, PipeWriter, frame
+from callroom.media.pipe import FrameReader, PipeWriter, frame, write_all
 
 
 def test_frames_come_out_whole_however_the_bytes_are_split() -> None:
@@ -45,3 +48,24 @@ def test_a_full_pipe_buffers_in_order_and_never_blocks() -> None:
             os.close(w)
 
     assert asyncio.run(scenario()) == list(range(200))
+
+
+def test_a_message_larger_than_the_socket_buffer_arrives_whole_at_a_non_blocking_reader() -> None:
+    # The media process answers over a socket pair; the API end is non-blocking and reads what is there.
+    # A reply bigger than the socket's buffer arrives in pieces, with reads in between that find nothing.
+    api, media = socket.socketpair()
+    with api, media:
+        api.setblocking(False)
+        big = [bytes([i % 251]) * 100_000 for i in range(8)]  # 800 kB, several socket buffers
+        writer = threading.Thread(target=lambda: [write_all(media.fileno(), ("reply", i, b)) for i, b in
+                                                  enumerate(big)])
+        writer.start()
+        reader = FrameReader()
+        got: list[object] = []
+        while len(got) < len(big):
+            try:
+                got += reader.feed(os.read(api.fileno(), 1 << 16))
+            except BlockingIOError:  # the rest is not written yet
+                threading.Event().wait(0.001)
+        writer.join()
+        assert got == [("reply", i, b) for i, b in enumerate(big)]
