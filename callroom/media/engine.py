@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from callroom.control import media_ops as m
 from callroom.media import topology as topo
 from callroom.media.actions import ActionRunner
-from callroom.media.mixer import Mixer, TalkerDetector
+from callroom.media.mixer import SILENCE_DBOV, Mixer, TalkerDetector
 from callroom.media.ports import FRAME_SAMPLES, AudioLeg, DtmfDigit, Frame
 from callroom.media.rtp_batch import RtpBatch
 from callroom.media.rtp_leg import RtpLeg
@@ -379,10 +379,17 @@ class MediaEngine:
         levels = self.mixer.levels_at(slots)
         at = 0
         for conf_id, cids in groups:
-            speakers = dict(zip(cids, levels[at : at + len(cids)], strict=True))
+            mine = levels[at : at + len(cids)]
             at += len(cids)
-            detector = self.talkers.setdefault(conf_id, TalkerDetector())
-            change = detector.update(speakers)
+            detector = self.talkers.get(conf_id)
+            if detector is None:
+                detector = self.talkers[conf_id] = TalkerDetector()
+            current = None
+            if detector.current is not None and detector.current in cids:
+                current = mine[cids.index(detector.current)]
+            if detector.steady(max(mine, default=SILENCE_DBOV), current):
+                continue  # the usual tick: the floor stays as it is
+            change = detector.update(dict(zip(cids, mine, strict=True)))
             if change is not None and change.current is not None:
                 self.on_fact(m.FloorChanged(conf_id, change.current))
 

@@ -18,9 +18,9 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.media.rtp import RtpPacket
+from callroom.media.rtp import RtpPacket, ts_diff
 
-__all__ = ["LOST", "JitterBuffer", "JitterStats", "LossConcealer", "Lost", "PutResult"]
+__all__ = ["LOST", "JitterBuffer", "JitterStats", "LossConcealer", "Lost", "PutResult", "Reframer"]
 
 
 class Lost(enum.Enum):
@@ -146,6 +146,24 @@ class JitterBuffer:
         self.stats.accepted += 1
         return result
 
+    def steady(self) -> tuple[int, int, int, int, float, dict[int, bytes]] | None:
+        """The state of a playing buffer, for running its usual case elsewhere (``RtpLanes``): (highest
+        extended timestamp, last transit, next timestamp to play, offset, jitter, frames); None until the
+        buffer has started."""
+        if self._next is None or self._last_ext is None or self._last_transit is None:
+            return None
+        return self._last_ext, self._last_transit, self._next, self._offset, self.jitter, self._frames
+
+    def resume(self, last_ext: int, last_transit: int, nxt: int, jitter: float, frames: dict[int, bytes],
+               accepted: int, played_from: int) -> None:  # fmt: skip
+        """Take back the state ``steady`` gave, after ``accepted`` packets were put (each in order, new, in
+        the window: now in ``frames``) and every frame from ``played_from`` up to ``nxt`` was played."""
+        self._last_ext, self._last_transit, self._next, self.jitter, self._frames = (
+            last_ext, last_transit, nxt, jitter, frames)
+        self.stats.accepted += accepted
+        self.stats.played += (nxt - played_from) // self.frame
+        self._played.extend(range(max(played_from, nxt - self.capacity * self.frame), nxt, self.frame))
+
     def get(self, playout_ts: int) -> bytes | Lost | None:
         """The payload to play now, ``LOST`` if it is missing, or None before anything is due."""
         ext = self._next
@@ -196,3 +214,39 @@ class LossConcealer:
         # fade linearly across the frame from the previous gain to this one, avoiding a step
         ramp = np.linspace(gain / self.decay, gain, self.frame_samples, endpoint=False)
         return np.rint(self._last.astype(np.float64) * ramp).astype(np.int16)
+
+
+class Reframer:
+    """Cuts packets of another ptime (10, 30, 40 ms ...) into frames on a fixed timestamp grid, joining the
+    pieces that straddle two packets; a frame missing a piece is left for concealment."""
+
+    def __init__(self, frame_samples: int = 160) -> None:
+        self.frame = frame_samples
+        self._grid: int | None = None
+        self._partial: dict[int, tuple[bytearray, int]] = {}  # frame start -> its bytes so far, how many
+
+    def cut(self, packet: RtpPacket) -> list[RtpPacket]:
+        f = self.frame
+        ts, payload = packet.timestamp, packet.payload
+        if self._grid is None or abs(ts_diff(ts, self._grid)) > 1 << 24:
+            self._grid = ts
+            self._partial.clear()
+        offset = ts_diff(ts, self._grid) % f
+        start = (ts - offset) & 0xFFFFFFFF
+        out: list[RtpPacket] = []
+        pos = 0
+        while pos < len(payload):
+            take = min(f - offset, len(payload) - pos)
+            buf, filled = self._partial.pop(start, (bytearray(f), 0))
+            buf[offset : offset + take] = payload[pos : pos + take]
+            if filled + take >= f:
+                out.append(RtpPacket(packet.payload_type, packet.sequence_number, start, packet.ssrc, bytes(buf),
+                                     marker=packet.marker and not out))
+            else:
+                self._partial[start] = (buf, filled + take)
+            pos += take
+            offset = 0
+            start = (start + f) & 0xFFFFFFFF
+        while len(self._partial) > 8:
+            del self._partial[next(iter(self._partial))]
+        return out

@@ -61,12 +61,22 @@ class _Plan:
     sparse_starts: NDArray[np.intp]
     sparse_dst: NDArray[np.intp]  # destination of each run in sparse_starts
     out_slots: NDArray[np.intp]  # slots that get an output frame (tx on, hears something)
+    # mesh groups are ordered by size: (first member, end, size, first group) of each run of one size
+    mesh_runs: list[tuple[int, int, int, int]]
+    mesh_out: NDArray[np.intp]  # per member that gets output: its row in the output (out_slots)
+    mesh_heard: NDArray[np.intp] | None  # the members that get output (None: all)
+    sparse_out: NDArray[np.intp]  # per run of sparse_starts: its destination's row in the output (-1: none)
+    mesh_unity: bool  # every mesh group's usual gain is 1
+    muted: NDArray[np.intp]  # slots with rx off
+
+
+_SEQUENTIAL_MAX: Final = 16  # groups up to this size are summed member by member (numpy's reduceat is slow)
 
 
 def _empty_plan() -> _Plan:
     i = np.zeros(0, dtype=np.intp)
     f = np.zeros(0, dtype=np.float32)
-    return _Plan(i, i, f, i, i, f, i, i, i)
+    return _Plan(i, i, f, i, i, f, i, i, i, [], i, None, i, True, i)
 
 
 class Mixer(Generic[K]):
@@ -300,11 +310,18 @@ class Mixer(Generic[K]):
 
         plan = _empty_plan()
         if mesh_members:
+            by_size = sorted(range(len(mesh_members)), key=lambda i: len(mesh_members[i]))
+            mesh_members = [mesh_members[i] for i in by_size]
+            mesh_gains = [mesh_gains[i] for i in by_size]
             plan.mesh_slots = np.concatenate(mesh_members)
             sizes = np.array([len(m) for m in mesh_members])
             plan.mesh_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
             plan.mesh_group = np.repeat(np.arange(len(sizes)), sizes)
             plan.mesh_gain = np.repeat(np.array(mesh_gains, dtype=np.float32), sizes)
+            firsts = [0, *(np.flatnonzero(np.diff(sizes)) + 1).tolist()]  # the first group of each size
+            ends = [*plan.mesh_starts[firsts[1:]].tolist(), len(plan.mesh_slots)]
+            plan.mesh_runs = [(int(plan.mesh_starts[g]), end, int(sizes[g]), g)
+                              for g, end in zip(firsts, ends, strict=True)]
         if dst_l:
             dst, src, gain = np.concatenate(dst_l), np.concatenate(src_l), np.concatenate(gain_l)
             by_dst = np.argsort(dst, kind="stable")
@@ -313,6 +330,15 @@ class Mixer(Generic[K]):
                 plan.sparse_starts = np.concatenate([[0], np.flatnonzero(np.diff(dst)) + 1]).astype(np.intp)
                 plan.sparse_dst = dst[plan.sparse_starts]
         plan.out_slots = np.flatnonzero(self._tx & self._conn.any(axis=1))
+        row_of = np.full(self._cap, -1, dtype=np.intp)
+        row_of[plan.out_slots] = np.arange(len(plan.out_slots))
+        plan.mesh_out = row_of[plan.mesh_slots]
+        if (plan.mesh_out < 0).any():  # tx off
+            plan.mesh_heard = np.flatnonzero(plan.mesh_out >= 0)
+            plan.mesh_out = plan.mesh_out[plan.mesh_heard]
+        plan.sparse_out = row_of[plan.sparse_dst]
+        plan.mesh_unity = bool((plan.mesh_gain == 1.0).all())
+        plan.muted = np.flatnonzero(~self._rx)
         return plan
 
     # -- the tick ----------------------------------------------------------------------------------
@@ -350,20 +376,36 @@ class Mixer(Generic[K]):
     def _mix(self, inputs: Frame) -> tuple[Frame, NDArray[np.intp]]:
         plan = self._plan
         x = inputs.astype(np.float32)
-        x[~self._rx] = 0.0
+        if len(plan.muted):
+            x[plan.muted] = 0.0
         power = np.einsum("ij,ij->i", x, x, dtype=np.float64) / self.frame_samples
         self._power += self.level_smoothing * (power - self._power)
 
-        acc = np.zeros_like(x)
+        out = np.zeros((len(plan.out_slots), self.frame_samples), dtype=np.float32)
         if len(plan.mesh_slots):
             members = x[plan.mesh_slots]
-            totals = np.add.reduceat(members, plan.mesh_starts, axis=0)
-            acc[plan.mesh_slots] = plan.mesh_gain[:, None] * (totals[plan.mesh_group] - members)
+            totals = np.empty((len(plan.mesh_starts), self.frame_samples), dtype=np.float32)
+            for start, end, k, first in plan.mesh_runs:
+                groups = (end - start) // k
+                total = totals[first : first + groups]
+                if k <= _SEQUENTIAL_MAX:  # the same sums as reduceat's, member after member
+                    each = members[start:end].reshape(groups, k, self.frame_samples)
+                    total[...] = each[:, 0]
+                    for j in range(1, k):
+                        total += each[:, j]
+                else:
+                    total[...] = np.add.reduceat(members[start:end], np.arange(0, end - start, k), axis=0)
+            mixed = totals[plan.mesh_group]
+            mixed -= members
+            if not plan.mesh_unity:
+                mixed *= plan.mesh_gain[:, None]
+            out[plan.mesh_out] = mixed if plan.mesh_heard is None else mixed[plan.mesh_heard]
         if len(plan.sparse_src):
             contrib = x[plan.sparse_src] * plan.sparse_gain[:, None]
-            acc[plan.sparse_dst] += np.add.reduceat(contrib, plan.sparse_starts, axis=0)
+            sums = np.add.reduceat(contrib, plan.sparse_starts, axis=0)
+            heard = plan.sparse_out >= 0  # a destination with tx off gets nothing
+            out[plan.sparse_out[heard]] += sums[heard]
 
-        out = acc[plan.out_slots]
         if self.adaptive_gain and len(out):
             peak = np.abs(out).max(axis=1)
             need = np.minimum(1.0, 32767.0 / np.maximum(peak, 1.0)).astype(np.float32)
@@ -372,9 +414,10 @@ class Mixer(Generic[K]):
             g = np.where(g > 0.999, np.float32(1.0), g)
             g = np.minimum(g, need)  # never clip after recovering
             self._agc[plan.out_slots] = g
-            out *= g[:, None]
+            if not (g == 1.0).all():
+                out *= g[:, None]
         np.rint(out, out=out)
-        return np.clip(out, -32768, 32767).astype(np.int16), plan.out_slots
+        return np.clip(out, -32768, 32767, out=out).astype(np.int16), plan.out_slots
 
 
 # -- talker detection ---------------------------------------------------------------------------------
@@ -431,6 +474,17 @@ class TalkerDetector(Generic[K]):
         if self._challenger_ticks >= self.hold_ticks:
             return self._set(candidate)
         return None
+
+    def steady(self, loudest: float, current: float | None) -> bool:
+        """Whether ``update`` would change nothing this tick (the usual case, told cheaply): ``loudest`` is the
+        highest level among the ports, ``current`` the floor holder's (None: no holder, or not among them)."""
+        if self._challenger is not None or self._challenger_ticks or self.switch_margin_db <= 0 or self.hold_ticks <= 0:
+            return False
+        if self.current is None:
+            return loudest < self.min_level_dbov  # nobody active: nobody to challenge
+        # the holder stays active and nobody is louder than it by the margin (so nobody else is the loudest)
+        return (current is not None and self._quiet_ticks == 0 and current >= self.min_level_dbov
+                and loudest < current + self.switch_margin_db)
 
     def _set(self, new: K | None) -> FloorChange[K] | None:
         old = self.current

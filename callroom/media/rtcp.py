@@ -294,6 +294,18 @@ class RtpReceiveStats:
         self._transit = transit
         return True
 
+    def steady(self) -> tuple[int, int, int, int, int, float] | None:
+        """(ssrc, max_seq, cycles, received, last transit, jitter) once a stream flows, for running the usual
+        packet elsewhere (``RtpLanes``); None before."""
+        if self.ssrc is None or not self.received or self._transit is None:
+            return None
+        return self.ssrc, self.max_seq, self.cycles, self.received, self._transit, self.jitter
+
+    def resume(self, max_seq: int, cycles: int, received: int, transit: int, jitter: float) -> None:
+        """Take back the figures ``steady`` gave, after in-sequence packets of the same source."""
+        self.max_seq, self.cycles, self.received, self._transit, self.jitter = (
+            max_seq, cycles, received, transit, jitter)
+
     def record_sender_report(self, report: RtcpSenderReport, arrival_unix_seconds: float) -> None:
         """Remember the last SR from this source, for LSR/DLSR in our next report block."""
         self._last_sr = ntp_middle32(report.ntp_timestamp)

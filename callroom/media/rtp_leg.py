@@ -9,8 +9,11 @@ being sent. RTCP SR/RR go out every ~5 s; received reports feed :meth:`RtpLeg.st
 The RTP socket is read by an event-loop reader while the leg is on its own; once the media engine takes the
 leg into its :class:`~callroom.media.rtp_batch.RtpBatch`, the batch reads every leg's socket once per tick
 and runs ``pull_frame``/``push_frame``'s work for all legs at once, through the staged methods below
-(``next_payload``, ``received_frame``, ``send_encoded`` ...), which ``pull_frame`` and ``push_frame`` use too.
-RTCP (a packet every few seconds) stays on an asyncio datagram endpoint.
+(``next_payload``, ``take_frame``, ``send_encoded`` ...), which ``pull_frame`` and ``push_frame`` use too.
+While the leg is in its steady state (one in-order packet a tick from its latched peer, nothing to conceal, no
+DTMF to send) the batch runs it as one lane of its arrays (:mod:`~callroom.media.rtp_lanes`): ``lease`` hands
+over that state and every method here takes it back first (``resume``) when it needs it.
+RTCP (a packet every few seconds) stays on an asyncio datagram endpoint. DTMF both ways: ``leg_dtmf.py``.
 
 The local clock is ``loop.time()`` expressed in 8 kHz timestamp units. The playout clock advances by
 exactly one frame per ``pull_frame`` (so tick jitter does not matter) and is re-anchored to the loop
@@ -23,23 +26,23 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import struct
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from callroom.errors import MediaError, RtpParseError
-from callroom.media.dtmf import DtmfDetector, Rfc4733Receiver, Rfc4733Sender, char_to_event, dtmf_tones
+from callroom.errors import RtpParseError
 from callroom.media.g711 import ALAW_DECODE, ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_DECODE, ULAW_ENCODE
-from callroom.media.jitter import LOST, JitterBuffer, LossConcealer, Lost
-from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, DtmfCallback, DtmfDigit, Frame
+from callroom.media.jitter import LOST, JitterBuffer, LossConcealer, Lost, Reframer
+from callroom.media.leg_dtmf import DtmfIn
+from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, DtmfCallback, Frame
 from callroom.media.rtcp import RtpReceiveStats
 from callroom.media.rtcp_session import RtcpSession
-from callroom.media.rtp import RtpPacket, ts_diff
-from callroom.media.rtp_socket import RtpSocket, realtime_offset
+from callroom.media.rtp import RtpPacket
+from callroom.media.rtp_lanes import WINDOW_FRAMES, LegSteady
+from callroom.media.rtp_send import RtpSender
+from callroom.media.rtp_socket import RtpSocket, bind_rtp_pair, realtime_offset
 from callroom.media.rtp_stats import RtpLegStats
 
 if TYPE_CHECKING:
@@ -52,30 +55,12 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _SENDING: Final = frozenset({"sendrecv", "sendonly"})
-_HEADER: Final = struct.Struct("!BBHII")
 _SEQ_TS_SSRC: Final = struct.Struct("!HII")  # the fixed header after its first two bytes
 _PACKET: Final = 12 + FRAME_SAMPLES  # a plain 20 ms G.711 packet
 _F: Final = FRAME_SAMPLES
 _RESYNC: Final = 3 * FRAME_SAMPLES  # playout clock vs loop clock drift that re-anchors the playout clock
 _CATCH_UP: Final = FRAME_SAMPLES  # a frame still this overdue after one is played is skipped (cuts latency)
-_DTMF_GAP_MS: Final = 60
-_DEDUP_SECONDS: Final = 1.0  # an RFC 4733 digit equal to an in-band one reported this recently is a repeat
 _TABLES: Final = {PT_PCMU: (ULAW_ENCODE, ULAW_DECODE), PT_PCMA: (ALAW_ENCODE, ALAW_DECODE)}
-
-
-class _Datagrams(asyncio.DatagramProtocol):
-    """RTCP: hands every datagram to ``handler``; socket errors (ICMP unreachable) are counted, not raised."""
-
-    def __init__(self) -> None:
-        self.handler: Callable[[bytes, Addr], None] = lambda data, addr: None
-        self.errors = 0
-
-    def datagram_received(self, data: bytes, addr: Addr) -> None:
-        self.handler(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self.errors += 1
-        log.debug("RTP socket error: %s", exc)
 
 
 class RtpLeg:
@@ -88,12 +73,13 @@ class RtpLeg:
         self._loop = loop
         self._rtp = rtp
         self._rng = rng or random.SystemRandom()
-        self.on_dtmf = on_dtmf
+        # set while the batch's lanes hold the steady state: take it back, bring this leg's copy up to date
+        self._release: Callable[[], None] | None = None
+        self._sync: Callable[[], None] | None = None
+        self.dtmf_in = DtmfIn(on_dtmf, detect_inband)
         self.symmetric = symmetric
-        self._detect_inband_on = detect_inband
-        self.wants_inband = detect_inband  # detect_inband, until the peer sends RFC 4733 events
         self.rtcp_interval = rtcp_interval
-        self.silence_timeout = silence_timeout
+        self._silence_timeout = silence_timeout
         self.local_port: int = rtp.local_port
         self._sendto = rtp.sock.sendto
         self._batch: RtpBatch | None = None  # the engine's batch that reads and runs this leg, if any
@@ -107,7 +93,6 @@ class RtpLeg:
         self._remote_src: tuple[object, ...] | None = None  # the peer's address as the socket reports it
         self._latched = False
         self._pt = PT_PCMU
-        self._te_pt: int | None = None
         self._direction = "sendrecv"
         self._can_send = False
         # the G.711 tables of the payload type (the batch encodes and decodes all legs' frames with them)
@@ -117,15 +102,9 @@ class RtpLeg:
         self._jitter = JitterBuffer()
         self._concealer = LossConcealer()
         self._playout: int | None = None
-        self._grid: int | None = None  # timestamp grid for reframing other packet sizes
-        self._partial: dict[int, tuple[bytearray, int]] = {}
+        self._reframer = Reframer()  # for packets of other sizes than 20 ms
         self._last_rx = -1e9
         self._last_rx_ts = 0  # the peer's RTP timestamp in its latest audio or event packet
-        self._rfc4733 = Rfc4733Receiver(101)
-        self._rfc4733_seen = False
-        self._detector = DtmfDetector()
-        self._quiet_frames = 0
-        self._inband_recent: tuple[str, float] | None = None
         self._rx_packets = 0
         self._rx_bytes = 0
         self._malformed = 0
@@ -133,19 +112,10 @@ class RtpLeg:
         self._concealed = 0
         self._max_jitter = 0.0
         # send
-        self._seq = self._rng.getrandbits(16)
-        self._ts = self._rng.getrandbits(32)
-        self._marker = True
-        self._tx_packets = 0
-        self._tx_bytes = 0
-        self._tx_octets = 0  # payload octets, for the SR
-        self._dtmf_sender = Rfc4733Sender(self.ssrc, 101)
-        self._dtmf_queue: deque[tuple[str, int]] = deque()
-        self._dtmf_packets: deque[RtpPacket] = deque()
-        self._dtmf_wait = 0
-        self._inband_out: deque[Frame] = deque()
+        self._tx = RtpSender(self.ssrc, self._rng)
+        self.dtmf_out = self._tx.dtmf
         self._rtcp = RtcpSession(loop, rtcp, self.ssrc, self.cname, self._rx_stats, rtcp_interval, self._rng)
-        self._rtcp.start(lambda: (self._tx_packets, self._tx_octets, self._ts))
+        self._rtcp.start(self._sent)
         self._start_reading()
 
     @classmethod
@@ -154,39 +124,11 @@ class RtpLeg:
                    rtcp_interval: float = 5.0, silence_timeout: float = 0.5, attempts: int = 100,
                    rng: random.Random | None = None) -> RtpLeg:  # fmt: skip
         """Bind RTP on a free even port in ``[low, high)`` and RTCP on the next port."""
-        loop = asyncio.get_running_loop()
-        pick = rng or random.SystemRandom()
-        low, high = port_range
-        ports = range(low + (low & 1), high - 1, 2)
-        if not ports:
-            raise ValueError(f"no even port with a free successor in {port_range}")
-        infos = await loop.getaddrinfo(local_ip, 0, type=socket.SOCK_DGRAM)
-        family, address = infos[0][0], infos[0][4]
-        for _ in range(attempts):
-            port = ports[pick.randrange(len(ports))]
-            try:
-                rtp = RtpSocket.bind(family, (address[0], port, *address[2:]))
-            except OSError:
-                continue
-            try:
-                rtcp, rtcp_proto = await loop.create_datagram_endpoint(_Datagrams, local_addr=(local_ip, port + 1))
-            except OSError:
-                rtp.close()
-                continue
-            leg = cls(
-                loop,
-                rtp,
-                rtcp,
-                on_dtmf=on_dtmf,
-                symmetric=symmetric,
-                detect_inband=detect_inband,
-                rtcp_interval=rtcp_interval,
-                silence_timeout=silence_timeout,
-                rng=rng,
-            )
-            rtcp_proto.handler = leg._on_rtcp
-            return leg
-        raise MediaError(f"no free RTP/RTCP port pair on {local_ip} in {port_range} after {attempts} tries")
+        rtp, rtcp, rtcp_endpoint = await bind_rtp_pair(local_ip, port_range, attempts, rng or random.SystemRandom())
+        leg = cls(asyncio.get_running_loop(), rtp, rtcp, on_dtmf=on_dtmf, symmetric=symmetric,
+                  detect_inband=detect_inband, rtcp_interval=rtcp_interval, silence_timeout=silence_timeout, rng=rng)
+        rtcp_endpoint.handler = leg._on_rtcp
+        return leg
 
     # ---- negotiation -----------------------------------------------------------------------------
     def set_remote(self, addr: Addr, payload_type: int, telephone_event_pt: int | None = None,
@@ -195,6 +137,7 @@ class RtpLeg:
         and our direction (``sendonly``/``sendrecv`` send; ``recvonly``/``inactive`` do not: hold).
 
         Calling it again (re-INVITE) keeps a latched address unless the SDP address changed."""
+        self._own()
         if payload_type not in _TABLES:
             raise ValueError(f"payload type {payload_type} is not PCMU (0) or PCMA (8)")
         if direction not in DIRECTIONS:
@@ -206,15 +149,13 @@ class RtpLeg:
             self._latched = False
         self._pt = payload_type
         self.encode_table, self.decode_table = _TABLES[payload_type]
-        if telephone_event_pt != self._te_pt:
-            self._te_pt = telephone_event_pt
-            self._rfc4733 = Rfc4733Receiver(telephone_event_pt if telephone_event_pt is not None else -1)
-            self._dtmf_sender = Rfc4733Sender(self.ssrc, telephone_event_pt or 101)
+        self.dtmf_in.set_payload_type(telephone_event_pt)
+        self.dtmf_out.set_payload_type(telephone_event_pt)
         was_sending = self._can_send
         self._direction = direction
         self._can_send = direction in _SENDING and addr[1] != 0 and addr[0] not in ("0.0.0.0", "::")
         if self._can_send and not was_sending:
-            self._marker = True
+            self._tx.marker = True
 
     @property
     def remote_addr(self) -> Addr | None:
@@ -232,6 +173,25 @@ class RtpLeg:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def on_dtmf(self) -> DtmfCallback | None:
+        """Called with every digit the peer sends (RFC 4733 or in-band)."""
+        return self.dtmf_in.on_dtmf
+
+    @on_dtmf.setter
+    def on_dtmf(self, callback: DtmfCallback | None) -> None:
+        self.dtmf_in.on_dtmf = callback
+
+    @property
+    def silence_timeout(self) -> float:
+        """Seconds without packets after which received frames are no longer played."""
+        return self._silence_timeout
+
+    @silence_timeout.setter
+    def silence_timeout(self, seconds: float) -> None:
+        self._own()
+        self._silence_timeout = seconds
 
     # ---- reading the socket ----------------------------------------------------------------------
     def _start_reading(self) -> None:
@@ -257,6 +217,7 @@ class RtpLeg:
 
     def leave_batch(self) -> None:
         """Back to being read by the event loop (unless closed)."""
+        self._own()
         self._batch = None
         self._start_reading()
 
@@ -264,9 +225,66 @@ class RtpLeg:
         """The event loop's clock, which ``pull_frame`` plays out by."""
         return self._loop.time()
 
+    # ---- the batch's lanes -----------------------------------------------------------------------
+    def _own(self) -> None:
+        """Take the steady state back from the batch's lanes, if they hold it (before anything uses it)."""
+        if self._release is not None:
+            self._release()
+
+    def steady(self) -> LegSteady | None:
+        """The leg's state when it is in its steady state, for the batch to run in arrays; None when it is
+        not (no stream yet, a loss being concealed, DTMF to send or being received, on hold ...)."""
+        if (self._closed or self._batch is None or not self._latched or not self._can_send
+                or self._remote is None or self._remote_src is None or self._playout is None
+                or self.dtmf_out.busy or self.dtmf_in.event_open):  # fmt: skip
+            return None
+        rx = self._rx_stats.steady()
+        jb = self._jitter.steady()
+        if rx is None or jb is None or self._jitter.frame != _F or self._jitter.capacity <= WINDOW_FRAMES:
+            return None
+        dtmf = self.dtmf_in
+        return LegSteady(*rx, *jb, self._pt, self._remote_src, self._playout, self._last_rx, self._last_rx_ts,
+                         self._max_jitter, self._silence_timeout, dtmf.wants_inband, dtmf.quiet_frames,
+                         dtmf.detector.idle, self.ssrc, self._tx.seq, self._tx.ts, self._tx.marker, self._remote)
+
+    def lease(self, release: Callable[[], None], sync: Callable[[], None]) -> None:
+        """The batch now runs the state ``steady`` gave: ``release`` makes it give the state back (through
+        ``resume``), ``sync`` bring this leg's figures up to date while keeping it (through ``catch_up``)."""
+        self._release, self._sync = release, sync
+
+    def resume(self, s: LegSteady, accepted: int, counted: int, sent: int, played_from: int,
+               last_frame: Frame | None) -> None:  # fmt: skip
+        """Take back the state: ``s`` as it is now, after ``accepted`` packets taken by the jitter buffer since
+        the lease (``counted`` of them not yet counted here, and ``sent`` packets sent), every frame from
+        ``played_from`` played, the latest of them ``last_frame``."""
+        self._release = self._sync = None
+        self.catch_up(s.max_seq, s.cycles, s.received, s.transit, s.jitter, s.max_jitter, counted, s.seq, s.ts,
+                      s.marker, sent)
+        self._jitter.resume(s.last_ext, s.jb_transit, s.next, s.jb_jitter, s.frames, accepted, played_from)
+        if last_frame is not None:
+            self._concealer.next(last_frame)
+        self._playout, self._last_rx, self._last_rx_ts = s.playout, s.last_rx, s.last_rx_ts
+        self.dtmf_in.quiet_frames = s.quiet_frames
+
+    def catch_up(self, max_seq: int, cycles: int, received: int, transit: int, jitter: float, max_jitter: float,
+                 counted: int, seq: int, ts: int, marker: bool, sent: int) -> None:  # fmt: skip
+        """The figures ``stats`` and the RTCP reports give, from the lanes: the receive statistics, ``counted``
+        more packets received, ``sent`` more sent, the sender's sequence number, timestamp and marker."""
+        self._rx_stats.resume(max_seq, cycles, received, transit, jitter)
+        self._max_jitter = max_jitter
+        self._rx_packets += counted
+        self._rx_bytes += counted * _PACKET
+        tx = self._tx
+        tx.seq, tx.ts, tx.marker = seq, ts, marker
+        tx.packets += sent
+        tx.bytes += sent * _PACKET
+        tx.octets += sent * _F
+
     # ---- receive ---------------------------------------------------------------------------------
     def _on_rtp(self, data: bytes, addr: Addr, now: float) -> None:
         """One datagram from the RTP socket, which arrived at ``now`` (seconds, loop clock)."""
+        if self._release is not None:
+            self._release()
         if len(data) == _PACKET and data[0] == 0x80 and addr == self._remote_src:
             b1 = data[1]
             if b1 & 0x7F == self._pt:
@@ -292,7 +310,7 @@ class RtpLeg:
             self._on_rtcp(data, addr)
             return
         pt = b1 & 0x7F
-        if self._remote is None or (pt != self._pt and pt != self._te_pt):
+        if self._remote is None or (pt != self._pt and pt != self.dtmf_in.te_pt):
             self._dropped += 1
             return
         try:
@@ -315,73 +333,16 @@ class RtpLeg:
         self._last_rx = now
         self._last_rx_ts = packet.timestamp
         if pt != self._pt:
-            self._on_telephone_event(packet, now)
+            if not self.dtmf_in.telephone_event(packet, now):
+                self._malformed += 1
         elif len(packet.payload) == _F:
             self._jitter.put(packet, arrival)
         else:
-            for frame in self._reframe(packet):
+            for frame in self._reframer.cut(packet):
                 self._jitter.put(frame, arrival)
 
-    def _reframe(self, packet: RtpPacket) -> list[RtpPacket]:
-        """Cut a packet of another ptime (10, 30, 40 ms ...) into 20 ms frames on a fixed timestamp grid,
-        joining the pieces that straddle two packets; a frame missing a piece is left for concealment."""
-        ts, payload = packet.timestamp, packet.payload
-        if self._grid is None or abs(ts_diff(ts, self._grid)) > 1 << 24:
-            self._grid = ts
-            self._partial.clear()
-        offset = ts_diff(ts, self._grid) % _F
-        start = (ts - offset) & 0xFFFFFFFF
-        out: list[RtpPacket] = []
-        pos = 0
-        while pos < len(payload):
-            take = min(_F - offset, len(payload) - pos)
-            buf, filled = self._partial.pop(start, (bytearray(_F), 0))
-            buf[offset : offset + take] = payload[pos : pos + take]
-            if filled + take >= _F:
-                out.append(
-                    RtpPacket(
-                        packet.payload_type,
-                        packet.sequence_number,
-                        start,
-                        packet.ssrc,
-                        bytes(buf),
-                        marker=packet.marker and not out,
-                    )
-                )
-            else:
-                self._partial[start] = (buf, filled + take)
-            pos += take
-            offset = 0
-            start = (start + _F) & 0xFFFFFFFF
-        while len(self._partial) > 8:
-            del self._partial[next(iter(self._partial))]
-        return out
-
-    def _on_telephone_event(self, packet: RtpPacket, now: float) -> None:
-        self._rfc4733_seen = True
-        self.wants_inband = False
-        try:
-            digits = self._rfc4733.receive(packet)
-        except RtpParseError:
-            self._malformed += 1
-            return
-        for d in digits:
-            self._emit(d.digit, d.duration * 1000 // SAMPLE_RATE, "rfc4733", now)
-
-    def _emit(self, digit: str, duration_ms: int, source: str, now: float) -> None:
-        recent = self._inband_recent
-        if source == "inband":
-            self._inband_recent = (digit, now)
-        elif recent is not None and recent[0] == digit and now - recent[1] < _DEDUP_SECONDS:
-            self._inband_recent = None  # the same press, already reported from the audio
-            return
-        if self.on_dtmf is not None:
-            try:
-                self.on_dtmf(DtmfDigit(digit, duration_ms, source))
-            except Exception:
-                log.exception("DTMF callback failed")
-
     def pull_frame(self) -> Frame | None:
+        self._own()
         now = self._loop.time()
         got = self.next_payload(now)
         if got is None:
@@ -392,9 +353,9 @@ class RtpLeg:
             frame = self.decode_table[np.frombuffer(got, dtype=np.uint8)]
             if len(frame) != _F:
                 frame = np.resize(frame, _F) if len(frame) > _F else np.pad(frame, (0, _F - len(frame)))
-            self.received_frame(frame)
-            if self.wants_inband:
-                self._detect_inband(frame, now)
+            self._concealer.next(frame)  # kept for concealing a loss that follows
+            if self.dtmf_in.wants_inband:
+                self.dtmf_in.search(frame, now)
         return frame if self.audible(now) else None
 
     # The stages of ``pull_frame``, which the batch runs for many legs at once (decoding and the in-band
@@ -403,14 +364,13 @@ class RtpLeg:
     def next_payload(self, now: float) -> bytes | Lost | None:
         """Advance the playout clock by one frame: the G.711 payload to play, ``LOST`` (conceal it: call
         ``conceal``), or None when nothing is playing yet. A payload is to be decoded and handed to
-        ``received_frame`` (and to the in-band search if ``wants_inband``)."""
+        ``take_frame`` (and to the in-band search if ``wants_inband``)."""
+        self._own()
         wall = int(now * SAMPLE_RATE)
         playout = self._playout
         playout = wall if playout is None or abs(wall - playout) > _RESYNC else playout + _F
         self._playout = playout
-        if self._te_pt is not None and self._rfc4733_seen:
-            for d in self._rfc4733.expire(self._last_rx_ts + int((now - self._last_rx) * SAMPLE_RATE)):
-                self._emit(d.digit, d.duration * 1000 // SAMPLE_RATE, "rfc4733", now)
+        self.dtmf_in.expire(self._last_rx_ts + int((now - self._last_rx) * SAMPLE_RATE), now)
         got = self._jitter.get_catching_up(playout, _CATCH_UP)  # more than _CATCH_UP behind: skip a frame
         if got is None:
             return None
@@ -423,139 +383,66 @@ class RtpLeg:
 
     def conceal(self) -> Frame:
         """The frame to play for a ``LOST`` payload."""
+        self._own()
         return self._concealer.next(None)
 
-    def received_frame(self, frame: Frame) -> None:
-        """The decoded frame of this tick's payload (kept for concealing a loss that follows)."""
-        self._concealer.next(frame)
-
     def take_frame(self, frame: Frame, now: float) -> bool:
-        """``received_frame`` then ``audible``, in one call (the batch's per-leg step)."""
+        """The decoded frame of this tick's payload (kept for concealing a loss that follows); returns
+        ``audible``."""
+        self._own()
         self._concealer.next(frame)
-        return now - self._last_rx <= self.silence_timeout
+        return now - self._last_rx <= self._silence_timeout
+
+    @property
+    def wants_inband(self) -> bool:
+        """Received audio is searched for DTMF tones: ``detect_inband``, and the peer has sent no RFC 4733
+        event."""
+        return self.dtmf_in.wants_inband
 
     @property
     def detect_inband(self) -> bool:
-        """Whether received audio is searched for DTMF tones (``wants_inband``: and the peer has not sent
-        RFC 4733 events)."""
-        return self._detect_inband_on
+        return self.dtmf_in.detect_inband
 
     @detect_inband.setter
     def detect_inband(self, on: bool) -> None:
-        self._detect_inband_on = on
-        self.wants_inband = on and not self._rfc4733_seen
+        self._own()
+        self.dtmf_in.detect_inband = on
 
     def audible(self, now: float) -> bool:
         """False once the peer has sent nothing for ``silence_timeout``: the frame is not played then."""
-        return now - self._last_rx <= self.silence_timeout
+        self._own()
+        return now - self._last_rx <= self._silence_timeout
 
-    def _detect_inband(self, frame: Frame, now: float) -> None:
-        # A frame this quiet cannot hold a digit: a Goertzel power is at most 4x the frame's mean power, and
-        # both tones need min_level**2. (The batch checks this for all legs at once.)
-        x = frame.astype(np.float32)
-        if float(x @ x) * (4.0 / _F) < self._detector.min_power:
-            self.inband_quiet(now)
-        else:
-            self.inband_classified(self._detector.classify(frame), now)
-
-    @property
-    def inband_min_power(self) -> float:
-        return self._detector.min_power
-
-    def inband_quiet(self, now: float) -> None:
-        """This tick's frame is too quiet to hold a digit. After a few such frames the detector sits in its
-        idle state, where more quiet frames change nothing, so they are skipped (most frames of a conference
-        are quiet)."""
-        if self._quiet_frames > self._detector.min_off_frames:
-            return
-        self._quiet_frames += 1
-        self._inband_advance(None, now)
-
-    def inband_classified(self, classified: str | None, now: float) -> None:
-        """The classification of this tick's (loud enough) frame, by ``DtmfDetector.classify(_many)``."""
-        self._quiet_frames = 0
-        if classified is None and self._detector.idle:
-            return  # the usual loud frame (speech): nothing to advance
-        self._inband_advance(classified, now)
-
-    def _inband_advance(self, classified: str | None, now: float) -> None:
-        digit = self._detector.advance(classified)
-        if digit is not None:
-            self._emit(digit, self._detector.min_on_frames * _F * 1000 // SAMPLE_RATE, "inband", now)
 
     # ---- send ------------------------------------------------------------------------------------
     def push_frame(self, frame: Frame) -> None:
-        ts = self._ts
-        self._ts = (ts + _F) & 0xFFFFFFFF
-        if self._dtmf_wait:
-            self._dtmf_wait -= 1
-        if not self._dtmf_packets and self._dtmf_queue and not self._dtmf_wait:
-            digit, duration_ms = self._dtmf_queue.popleft()
-            packets = self._dtmf_sender.digit_packets(digit, ts, duration_ms)
-            self._dtmf_packets.extend(packets)
-            self._dtmf_wait = max(len(packets), -(-(duration_ms + _DTMF_GAP_MS) // 20))
+        self._own()
         remote = self._remote
-        if not self._can_send or remote is None or self._closed:
-            if self._dtmf_packets:
-                self._dtmf_packets.popleft()
-            if self._inband_out:
-                self._inband_out.popleft()
-            self._marker = True
-            return
-        seq = self._seq
-        self._seq = (seq + 1) & 0xFFFF
-        if self._dtmf_packets:
-            packet = self._dtmf_packets.popleft()
-            packet.sequence_number = seq
-            data = bytes(packet)
-            payload_len = len(packet.payload)
-        else:
-            if self._inband_out:
-                frame = self._inband_out.popleft()
-            payload = self.encode_table[frame.view(np.uint16)].tobytes()
-            data = _HEADER.pack(0x80, (0x80 if self._marker else 0) | self._pt, seq, ts, self.ssrc) + payload
-            payload_len = len(payload)
-            self._marker = False
-        self._rtp.sendto(data, remote)
-        self._tx_packets += 1
-        self._tx_bytes += len(data)
-        self._tx_octets += payload_len
+        data = self._tx.packet(frame, self._pt, self.encode_table, self._can_send and remote is not None
+                               and not self._closed)
+        if data is not None and remote is not None:
+            self._rtp.sendto(data, remote)
 
     def send_encoded(self, buf: bytearray, view: memoryview, offset: int) -> bool:
         """``push_frame`` for a frame the batch has already encoded (with ``encode_table``) into
         ``buf[offset + 12 : offset + 172]``: writes the header in front and sends the packet. Returns False,
         sending nothing, when this tick needs ``push_frame`` itself (DTMF being sent, on hold, no peer)."""
+        self._own()
         remote = self._remote
-        if (not self._can_send or remote is None or self._dtmf_wait or self._dtmf_packets or self._dtmf_queue
-                or self._inband_out or self._closed):
+        if not self._can_send or remote is None or self.dtmf_out.busy or self._closed:
             return False
-        ts = self._ts
-        self._ts = (ts + _F) & 0xFFFFFFFF
-        seq = self._seq
-        self._seq = (seq + 1) & 0xFFFF
-        _HEADER.pack_into(buf, offset, 0x80, (0x80 if self._marker else 0) | self._pt, seq, ts, self.ssrc)
-        self._marker = False
+        self._tx.header_into(buf, offset, self._pt)
         try:
             self._sendto(view[offset : offset + _PACKET], remote)
         except OSError:
             self._rtp.errors += 1
-        self._tx_packets += 1
-        self._tx_bytes += _PACKET
-        self._tx_octets += _F
         return True
 
     def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
         """Queue digits: RFC 4733 events when the peer negotiated telephone-event, else in-band tones.
         Either way they replace the outgoing audio on the 20 ms schedule of ``push_frame``."""
-        for d in digits:
-            char_to_event(d)  # raises ValueError for anything but 0-9 * # A-D
-        duration_ms = max(40, duration_ms)
-        if self._te_pt is not None:
-            self._dtmf_queue.extend((d, duration_ms) for d in digits)
-            return
-        samples = dtmf_tones(digits, on_ms=duration_ms, off_ms=_DTMF_GAP_MS)
-        samples = np.pad(samples, (0, -len(samples) % _F))
-        self._inband_out.extend(samples.reshape(-1, _F))
+        self._own()
+        self.dtmf_out.send(digits, duration_ms)
 
     # ---- RTCP ------------------------------------------------------------------------------------
     def _on_rtcp(self, data: bytes, addr: Addr) -> None:
@@ -563,20 +450,26 @@ class RtpLeg:
         if not self._rtcp.receive(data, addr, latch_to=latch_to):
             self._malformed += 1
 
+    def _sent(self) -> tuple[int, int, int]:
+        """What the sender report tells: packets, payload octets, the RTP timestamp of the latest packet."""
+        if self._sync is not None:  # the lanes run the leg: its figures brought up to date
+            self._sync()
+        return self._tx.sent()
+
     def rtcp_report(self, bye: bool = False) -> bytes:
         """The compound RTCP packet this leg would send now (see ``RtcpSession.report``)."""
         return self._rtcp.report(bye)
 
     # ---- stats and teardown ----------------------------------------------------------------------
     def stats(self) -> RtpLegStats:
-        block = self._rtcp.remote_block
-        rtt = self._rtcp.rtt
-        jb = self._jitter.stats
+        if self._sync is not None:
+            self._sync()
+        block, rtt, jb = self._rtcp.remote_block, self._rtcp.rtt, self._jitter.stats
         return RtpLegStats(
             packets_received=self._rx_packets,
             bytes_received=self._rx_bytes,
-            packets_sent=self._tx_packets,
-            bytes_sent=self._tx_bytes,
+            packets_sent=self._tx.packets,
+            bytes_sent=self._tx.bytes,
             packets_lost=self._rx_stats.cumulative_lost if self._rx_stats.received else 0,
             jitter_ms=self._rx_stats.jitter / (SAMPLE_RATE / 1000),
             max_jitter_ms=max(self._max_jitter, self._rx_stats.jitter / (SAMPLE_RATE / 1000)),
@@ -594,6 +487,7 @@ class RtpLeg:
         """Send an RTCP BYE, stop the report timer and close both sockets. Safe to call twice."""
         if self._closed:
             return
+        self._own()
         self._closed = True
         self._rtcp.close()
         if self._batch is not None:

@@ -14,8 +14,10 @@ off a kernel timestamp.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import random
 import socket
 import struct
 import sys
@@ -23,7 +25,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["ANC_SPACE", "MAX_DATAGRAM", "RtpSocket", "kernel_arrival", "realtime_offset"]
+from callroom.errors import MediaError
+
+__all__ = ["ANC_SPACE", "MAX_DATAGRAM", "TIMESPEC_SIZE", "RtcpEndpoint", "RtpSocket", "bind_rtp_pair",
+           "kernel_arrival", "realtime_offset", "timespec_arrival"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,7 @@ Handler = Callable[[bytes, Addr, float], None]
 MAX_DATAGRAM: Final = 4096  # 120 ms of G.711 is 972 bytes; anything longer is not audio we can play
 _SO_TIMESTAMPNS: Final = 35  # Linux (asm-generic), not exported by the socket module
 _TIMESPEC: Final = struct.Struct("@ll")  # struct timespec of SO_TIMESTAMPNS (tv_sec, tv_nsec as longs)
+TIMESPEC_SIZE: Final = _TIMESPEC.size
 ANC_SPACE: Final = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 """The ancillary buffer size to pass to ``recvmsg`` for the arrival timestamp."""
 
@@ -45,11 +51,18 @@ def realtime_offset() -> float:
 def kernel_arrival(ancillary: list[tuple[int, int, bytes]], offset: float) -> float:
     """The arrival time in ``recvmsg``'s ancillary data (0.0 if it holds none), on the monotonic clock."""
     level, kind, value = ancillary[0]
-    if kind == _SO_TIMESTAMPNS and level == socket.SOL_SOCKET and len(value) == _TIMESPEC.size:
-        sec, nsec = _TIMESPEC.unpack(value)
-        arrival: float = sec - offset + nsec * 1e-9
-        return arrival
+    if kind == _SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
+        return timespec_arrival(value, offset)
     return 0.0
+
+
+def timespec_arrival(value: bytes, offset: float) -> float:
+    """``kernel_arrival`` from the timestamp's value (0.0 if it is not a ``struct timespec``)."""
+    if len(value) != _TIMESPEC.size:
+        return 0.0
+    sec, nsec = _TIMESPEC.unpack(value)
+    arrival: float = sec - offset + nsec * 1e-9
+    return arrival
 
 
 class RtpSocket:
@@ -118,3 +131,43 @@ class RtpSocket:
         self.closed = True
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+class RtcpEndpoint(asyncio.DatagramProtocol):
+    """RTCP: hands every datagram to ``handler``; socket errors (ICMP unreachable) are counted, not raised."""
+
+    def __init__(self) -> None:
+        self.handler: Callable[[bytes, Addr], None] = lambda data, addr: None
+        self.errors = 0
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        self.handler(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors += 1
+        log.debug("RTCP socket error: %s", exc)
+
+
+async def bind_rtp_pair(local_ip: str, port_range: tuple[int, int], attempts: int, rng: random.Random,
+                        ) -> tuple[RtpSocket, asyncio.DatagramTransport, RtcpEndpoint]:  # fmt: skip
+    """RTP on a free even port in ``[low, high)`` picked at random, RTCP on the next port."""
+    loop = asyncio.get_running_loop()
+    low, high = port_range
+    ports = range(low + (low & 1), high - 1, 2)
+    if not ports:
+        raise ValueError(f"no even port with a free successor in {port_range}")
+    infos = await loop.getaddrinfo(local_ip, 0, type=socket.SOCK_DGRAM)
+    family, address = infos[0][0], infos[0][4]
+    for _ in range(attempts):
+        port = ports[rng.randrange(len(ports))]
+        try:
+            rtp = RtpSocket.bind(family, (address[0], port, *address[2:]))
+        except OSError:
+            continue
+        try:
+            rtcp, endpoint = await loop.create_datagram_endpoint(RtcpEndpoint, local_addr=(local_ip, port + 1))
+        except OSError:
+            rtp.close()
+            continue
+        return rtp, rtcp, endpoint
+    raise MediaError(f"no free RTP/RTCP port pair on {local_ip} in {port_range} after {attempts} tries")

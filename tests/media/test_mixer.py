@@ -245,3 +245,51 @@ def test_talker_detector_driven_by_mixer_levels() -> None:
         if change:
             floor.append(change)
     assert floor == [FloorChange(None, "A")]
+
+
+def test_talker_detector_steady_means_update_changes_nothing() -> None:
+    """``steady`` (the engine's cheap check) is only true when ``update`` would leave the detector as it is."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        td: TalkerDetector[str] = TalkerDetector(min_level_dbov=-40, hold_ticks=int(rng.integers(1, 4)),
+                                                 switch_margin_db=3)
+        ports = "ABCD"[: int(rng.integers(1, 5))]
+        steady_seen = 0
+        for _ in range(60):
+            present = [p for p in ports if rng.random() > 0.05]
+            levels = {p: float(rng.choice([-60.0, -20.0, -19.0, -10.0, -16.5])) for p in present}
+            current = levels.get(td.current) if td.current is not None else None
+            steady = td.steady(max(levels.values(), default=-127.0), current)
+            before = (td.current, td._challenger, td._challenger_ticks, td._quiet_ticks)
+            change = td.update(levels)
+            if steady:
+                steady_seen += 1
+                assert change is None, trial
+                assert (td.current, td._challenger, td._challenger_ticks, td._quiet_ticks) == before, trial
+        assert trial % 10 or steady_seen  # the check does find the usual ticks
+
+
+def test_conferences_of_many_sizes_sum_like_reduceat() -> None:
+    """Members are summed one after another (not with numpy's reduceat): the same float32 sums."""
+    rng = np.random.default_rng(3)
+    m: Mixer[int] = Mixer()
+    sizes = [3, 5, 5, 4, 17, 3, 8]
+    start = 0
+    groups = []
+    for k in sizes:
+        groups.append(list(range(start, start + k)))
+        start += k
+    for p in range(start):
+        m.add_port(p)
+    for g in groups:
+        m.connect_all(g)
+    m.set_tx(4, False)  # a member that hears nothing
+    m.apply()
+    inputs = rng.integers(-20000, 20000, (m.capacity, 160)).astype(np.int16)
+    out, slots = m.tick_slots(inputs)
+    x = inputs.astype(np.float32)
+    for row, s in enumerate(slots.tolist()):
+        group = next(g for g in groups if s in g)
+        total = np.add.reduceat(x[[m.slot(p) for p in group]], [0], axis=0)[0]
+        assert np.array_equal(out[row], np.clip(np.rint(total - x[s]), -32768, 32767).astype(np.int16))
+    assert m.slot(4) not in slots.tolist()

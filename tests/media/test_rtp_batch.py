@@ -211,3 +211,75 @@ def test_legs_leave_the_batch_by_discard_or_close() -> None:
         peer.close()
 
     run(scenario)
+
+
+def test_many_legs_joining_and_leaving_keep_their_streams() -> None:
+    """More legs than the batch first has room for, some leaving and others joining while the rest run: every
+    leg plays what it is sent and sends one packet a tick, in sequence, whether its lane is reused or not."""
+
+    async def scenario() -> None:
+        peer = Peer()
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        batch = RtpBatch()
+        legs: dict[str, RtpLeg] = {}
+        pushed: dict[str, int] = {}
+
+        async def join(name: str) -> None:
+            leg = await RtpLeg.open("127.0.0.1")
+            leg.set_remote(("127.0.0.1", peer.port), g711.PT_PCMU if len(legs) % 3 else g711.PT_PCMA, None,
+                           "sendrecv")
+            legs[name] = leg
+            pushed[name] = 0
+            batch.add(name, leg)
+
+        for i in range(20):
+            await join(f"a{i}")
+        tone = ToneGenerator([500.0, 1100.0])
+        heard: dict[str, int] = {}
+        sent: dict[int, list[RtpPacket]] = {}
+        pending: list[str] = []
+
+        def tick(i: int) -> None:
+            frame = tone.next_frame()
+            for leg in legs.values():
+                peer.send(bytes(RtpPacket(leg.payload_type, i, 160 * i, 77, g711.encode(leg.payload_type, frame))),
+                          leg.local_port)
+            if i == 15:
+                for name in [f"a{k}" for k in range(0, 20, 4)]:
+                    batch.discard(name)
+                    legs.pop(name).close()
+            if i == 16:
+                pending.extend(f"b{k}" for k in range(8))
+            batch.receive()
+            at, _frames = batch.pull()
+            keys = batch.keys
+            for k in at:
+                heard[keys[k]] = heard.get(keys[k], 0) + 1
+            batch.push(np.zeros((len(batch), 160), dtype=np.int16))
+            for name in keys:
+                pushed[name] += 1
+            for port, packets in peer.received().items():
+                sent.setdefault(port, []).extend(packets)
+
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        for i in range(50):
+            tick(i)
+            while pending:
+                await join(pending.pop())
+            due += 0.02
+            await asyncio.sleep(max(0.0, due - loop.time()))
+        assert len(batch) == 23
+        for name, leg in legs.items():
+            packets = sent[leg.local_port]
+            assert len(packets) == pushed[name] == leg.stats().packets_sent
+            assert all(p.sequence_number == (packets[0].sequence_number + n) & 0xFFFF for n, p in enumerate(packets))
+            assert all(p.timestamp == (packets[0].timestamp + 160 * n) & 0xFFFFFFFF for n, p in enumerate(packets))
+            assert heard[name] >= pushed[name] - 6, name  # playing after the jitter buffer's delay
+            assert leg.stats().concealed_frames == 0
+        batch.close()
+        for leg in legs.values():
+            leg.close()
+        peer.close()
+
+    run(scenario)
