@@ -21,10 +21,11 @@ from numpy.typing import NDArray
 from callroom.control import media_ops as m
 from callroom.media import topology as topo
 from callroom.media.actions import ActionRunner
-from callroom.media.mixer import SILENCE_DBOV, Mixer, TalkerDetector
+from callroom.media.mixer import SILENCE_DBOV, Mixer
 from callroom.media.ports import FRAME_SAMPLES, AudioLeg, DtmfDigit, Frame
 from callroom.media.rtp_batch import RtpBatch
 from callroom.media.rtp_leg import RtpLeg
+from callroom.media.talkers import TalkerDetector
 from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class MediaEngine:
         self.sources: dict[str, FrameSource] = {}
         self.placements: dict[str, topo.Placement] = {}
         self.conferences: dict[str, m.ConferenceMix] = {}
-        self.group_edges: dict[str, set[topo.Edge]] = {}
+        self.group_edges: dict[str, topo.Mesh] = {}
         self.talkers: dict[str, TalkerDetector[str]] = {}
         self.oneshots: dict[str, tuple[SamplePlayer, str]] = {}  # source id -> (player, group)
         self.stats = TickStats()
@@ -234,23 +235,52 @@ class MediaEngine:
             mix = self.conferences.get(key)
             if mix is not None:
                 inside = {c for c in present if self.placements.get(c) == topo.Conferenced(key)}
-                edges = topo.conference_edges(mix, inside)
-                listeners = {mb.call_control_id for mb in mix.members if not mb.on_hold} & inside
-                for port in self.conference_plays.get(key, ()):
-                    edges |= {(port, c) for c in listeners}
+                mesh = topo.conference_mesh(mix, inside)
+                plays = self.conference_plays.get(key, ())
+                if plays:
+                    listeners = {mb.call_control_id for mb in mix.members if not mb.on_hold} & inside
+                    mesh = topo.Mesh(mesh.talkers, mesh.listeners,
+                                     mesh.edges | {(port, c) for port in plays for c in listeners})
+                self._set_mesh(group, mesh)
+                return
         self._set_edges(group, edges)
 
     def _set_edges(self, group: str, edges: set[topo.Edge]) -> None:
-        old = self.group_edges.get(group, set())
-        for src, dst in old - edges:
-            if src in self._ports and dst in self._ports:
-                self.mixer.disconnect(src, dst)
-        for src, dst in edges - old:
+        self._set_mesh(group, topo.Mesh.of(edges))
+
+    def _set_mesh(self, group: str, new: topo.Mesh) -> None:
+        """Queue on the mixer the difference between ``group``'s edges and ``new``: the talker x listener
+        blocks that joined or left as block operations (O(N) for a join to a conference of N), the other
+        edges one by one."""
+        old = self.group_edges.get(group, topo.NO_MESH)
+        mixer, ports = self.mixer, self._ports
+        for src, dst in old.edges - new.edges:
+            if src in ports and dst in ports:
+                mixer.disconnect(src, dst)
+        gone_talkers = [p for p in old.talkers - new.talkers if p in ports]
+        gone_listeners = [p for p in old.listeners - new.listeners if p in ports]
+        if gone_talkers and old.listeners:
+            mixer.disconnect_block(gone_talkers, [p for p in old.listeners if p in ports])
+        if gone_listeners:
+            staying = [p for p in old.talkers & new.talkers if p in ports]
+            if staying:
+                mixer.disconnect_block(staying, gone_listeners)
+        new_talkers = new.talkers - old.talkers
+        new_listeners = new.listeners - old.listeners
+        for port in new_talkers | new_listeners:
+            self._ensure_port(port)
+        if new_talkers and new.listeners:
+            mixer.connect_block(new_talkers, new.listeners)
+        if new_listeners:
+            kept = new.talkers - new_talkers
+            if kept:
+                mixer.connect_block(kept, new_listeners)
+        for src, dst in new.edges - old.edges:
             self._ensure_port(src)
             self._ensure_port(dst)
-            self.mixer.connect(src, dst)
-        if edges:
-            self.group_edges[group] = edges
+            mixer.connect(src, dst)
+        if new.talkers or new.listeners or new.edges:
+            self.group_edges[group] = new
         else:
             self.group_edges.pop(group, None)
 

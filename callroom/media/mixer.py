@@ -14,7 +14,7 @@ Applying them recompiles a mixing plan, and the tick is then a few whole-array n
   hears, and every edge of sparsely connected groups) accumulated with ``numpy.add.reduceat``.
 
 The graph itself is a dense capacity x capacity matrix (4 MB at 1,024 ports), sized for the ports of
-one worker process. Ticks also measure each port's input level (smoothed dBov) for talker detection.
+one worker process. Ticks also measure each port's input level (smoothed dBov) for talker detection (``talkers.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Final, Generic, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["SILENCE_DBOV", "FloorChange", "Mixer", "TalkerDetector", "frame_dbov"]
+__all__ = ["SILENCE_DBOV", "Mixer", "frame_dbov"]
 
 K = TypeVar("K", bound=Hashable)
 Frame = NDArray[np.int16]
@@ -48,6 +48,16 @@ class _Op(Generic[K]):
     a: K
     b: K | None = None
     value: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Block(Generic[K]):
+    """Every port of ``dsts`` hears every port of ``srcs`` but itself (``connect``), or no longer does."""
+
+    connect: bool
+    srcs: tuple[K, ...]
+    dsts: tuple[K, ...]
+    gain: float = 1.0
 
 
 @dataclass(slots=True)
@@ -88,7 +98,7 @@ class Mixer(Generic[K]):
         self.adaptive_gain = adaptive_gain
         self.level_smoothing = level_smoothing
         self.agc_release = agc_release
-        self._ops: list[_Op[K]] = []
+        self._ops: list[_Op[K] | _Block[K]] = []
         self._future: set[K] = set()  # the ports that will exist once the queue is applied
         self._slots: dict[K, int] = {}
         self._ids: list[K | None] = []
@@ -143,11 +153,21 @@ class Mixer(Generic[K]):
 
     def connect_all(self, ports: Iterable[K], gain: float = 1.0) -> None:
         """Everyone in ``ports`` hears everyone else (a plain conference)."""
-        members = list(ports)
-        for dst in members:
-            for src in members:
-                if src != dst:
-                    self.connect(src, dst, gain)
+        members = tuple(ports)
+        self.connect_block(members, members, gain)
+
+    def connect_block(self, srcs: Iterable[K], dsts: Iterable[K], gain: float = 1.0) -> None:
+        """Every port of ``dsts`` hears every port of ``srcs`` but itself, at ``gain``: one operation for
+        the N x M edges a join or leave of a large conference changes."""
+        block = _Block(True, tuple(srcs), tuple(dsts), gain)
+        self._require(*block.srcs, *block.dsts)
+        self._ops.append(block)
+
+    def disconnect_block(self, srcs: Iterable[K], dsts: Iterable[K]) -> None:
+        """No port of ``dsts`` hears any port of ``srcs`` (a port's edge to itself is left as it is)."""
+        block: _Block[K] = _Block(False, tuple(srcs), tuple(dsts))
+        self._require(*block.srcs, *block.dsts)
+        self._ops.append(block)
 
     def _require(self, *ports: K) -> None:
         for p in ports:
@@ -239,7 +259,9 @@ class Mixer(Generic[K]):
         ops, self._ops = self._ops, []
         self.generation += 1
         for op in ops:
-            if op.kind == "add":
+            if isinstance(op, _Block):
+                self._apply_block(op)
+            elif op.kind == "add":
                 if not self._free:
                     self._grow(2 * self._cap)
                 s = self._free.pop()
@@ -265,6 +287,16 @@ class Mixer(Generic[K]):
             else:
                 self._tx[self._slots[op.a]] = bool(op.value)
         self._plan = self._compile()
+
+    def _apply_block(self, block: _Block[K]) -> None:
+        src = np.array([self._slots[p] for p in block.srcs], dtype=np.intp)
+        dst = np.array([self._slots[p] for p in block.dsts], dtype=np.intp)
+        both = np.intersect1d(src, dst)
+        kept_conn, kept_gain = self._conn[both, both], self._gain[both, both]  # edges to self: unchanged
+        rows = np.ix_(dst, src)
+        self._conn[rows] = block.connect
+        self._gain[rows] = block.gain if block.connect else 0.0
+        self._conn[both, both], self._gain[both, both] = kept_conn, kept_gain
 
     def _components(self) -> NDArray[np.intp]:
         """Label each slot with the smallest slot of its (undirected) connected component."""
@@ -418,76 +450,3 @@ class Mixer(Generic[K]):
                 out *= g[:, None]
         np.rint(out, out=out)
         return np.clip(out, -32768, 32767, out=out).astype(np.int16), plan.out_slots
-
-
-# -- talker detection ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FloorChange(Generic[K]):
-    previous: K | None
-    current: K | None
-
-
-class TalkerDetector(Generic[K]):
-    """Decides who has the floor from per-tick levels (dBov), with hysteresis.
-
-    A port is active when its level is at least ``min_level_dbov``. With the floor free, the loudest
-    active port takes it after being loudest for ``hold_ticks`` ticks in a row. A challenger takes the
-    floor from the holder after being louder by ``switch_margin_db`` for ``hold_ticks`` ticks; the
-    holder loses it after ``hold_ticks`` inactive ticks (or at once if it disappears).
-    """
-
-    def __init__(self, min_level_dbov: float = -45.0, hold_ticks: int = 10,
-                 switch_margin_db: float = 3.0) -> None:
-        self.min_level_dbov = min_level_dbov
-        self.hold_ticks = hold_ticks
-        self.switch_margin_db = switch_margin_db
-        self.current: K | None = None
-        self._challenger: K | None = None
-        self._challenger_ticks = 0
-        self._quiet_ticks = 0
-
-    def update(self, levels: Mapping[K, float]) -> FloorChange[K] | None:
-        active = {p: v for p, v in levels.items() if v >= self.min_level_dbov}
-        loudest = max(active, key=lambda p: active[p], default=None)
-        cur = self.current
-        if cur is not None and cur not in levels:
-            return self._set(None)
-
-        if cur is not None:
-            self._quiet_ticks = 0 if cur in active else self._quiet_ticks + 1
-            if self._quiet_ticks >= self.hold_ticks:
-                return self._set(None)
-
-        candidate: K | None = None
-        if loudest is not None and loudest != cur and (
-                cur is None or cur not in active or active[loudest] >= active[cur] + self.switch_margin_db):
-            candidate = loudest
-        if candidate is None:
-            self._challenger, self._challenger_ticks = None, 0
-            return None
-        if candidate == self._challenger:
-            self._challenger_ticks += 1
-        else:
-            self._challenger, self._challenger_ticks = candidate, 1
-        if self._challenger_ticks >= self.hold_ticks:
-            return self._set(candidate)
-        return None
-
-    def steady(self, loudest: float, current: float | None) -> bool:
-        """Whether ``update`` would change nothing this tick (the usual case, told cheaply): ``loudest`` is the
-        highest level among the ports, ``current`` the floor holder's (None: no holder, or not among them)."""
-        if self._challenger is not None or self._challenger_ticks or self.switch_margin_db <= 0 or self.hold_ticks <= 0:
-            return False
-        if self.current is None:
-            return loudest < self.min_level_dbov  # nobody active: nobody to challenge
-        # the holder stays active and nobody is louder than it by the margin (so nobody else is the loudest)
-        return (current is not None and self._quiet_ticks == 0 and current >= self.min_level_dbov
-                and loudest < current + self.switch_margin_db)
-
-    def _set(self, new: K | None) -> FloorChange[K] | None:
-        old = self.current
-        self.current = new
-        self._challenger, self._challenger_ticks, self._quiet_ticks = None, 0, 0
-        return FloorChange(old, new) if new != old else None

@@ -2,8 +2,9 @@
 
 A leg is in exactly one place at a time: parked (hears nothing, heard by no one), bridged to one other
 leg, waiting in a queue (hears the queue's hold audio), or a member of a conference. Each place yields
-a set of edges ``(src, dst)`` meaning "dst hears src"; the engine diffs the edges of the places that
-changed and queues only the difference on the mixer.
+a set of edges ``(src, dst)`` meaning "dst hears src" (a conference's as a ``Mesh``: talkers, listeners
+and the other edges); the engine diffs the edges of the places that changed and queues only the
+difference on the mixer.
 
 Conference rules (Telnyx's supervisor roles as edges):
 
@@ -79,9 +80,33 @@ def queue_edges(leg: str, present: set[str]) -> set[Edge]:
     return {(DEFAULT_HOLD, leg)} if leg in present else set()
 
 
-def conference_edges(mix: ConferenceMix, present: set[str]) -> set[Edge]:
+@dataclass(frozen=True, slots=True)
+class Mesh:
+    """A place's edges in two parts: every ``talker`` heard by every ``listener`` but itself, plus ``edges``.
+
+    A conference of N is N x N edges; kept as its two sets, a join or leave changes O(N) of them and the
+    engine applies the difference as block operations on the mixer instead of diffing N x N pairs."""
+
+    talkers: frozenset[str] = frozenset()
+    listeners: frozenset[str] = frozenset()
+    edges: frozenset[Edge] = frozenset()
+
+    @classmethod
+    def of(cls, edges: set[Edge]) -> Mesh:
+        return cls(edges=frozenset(edges))
+
+    def expand(self) -> set[Edge]:
+        """Every edge, one by one."""
+        return {(t, h) for t in self.talkers for h in self.listeners if t != h} | self.edges
+
+
+NO_MESH = Mesh()
+
+
+def conference_mesh(mix: ConferenceMix, present: set[str]) -> Mesh:
     members = [m for m in mix.members if m.call_control_id in present]
-    listening = [m for m in members if not m.on_hold]
+    listeners = frozenset(m.call_control_id for m in members if not m.on_hold)
+    talkers: set[str] = set()
     edges: set[Edge] = set()
     for m in members:
         if m.on_hold:
@@ -89,16 +114,15 @@ def conference_edges(mix: ConferenceMix, present: set[str]) -> set[Edge]:
             continue
         if mix.comfort_noise:
             edges.add((COMFORT_NOISE, m.call_control_id))
-        if m.muted:
-            continue
-        if m.supervisor_role == "monitor":
+        if m.muted or m.supervisor_role == "monitor":
             continue
         if m.supervisor_role == "whisper":
-            targets = set(m.whisper_to)
-            hearers = [x for x in listening if x.call_control_id in targets]
+            edges |= {(m.call_control_id, h) for h in set(m.whisper_to) & listeners if h != m.call_control_id}
         else:
-            hearers = listening
-        for h in hearers:
-            if h.call_control_id != m.call_control_id:
-                edges.add((m.call_control_id, h.call_control_id))
-    return edges
+            talkers.add(m.call_control_id)
+    return Mesh(frozenset(talkers), listeners, frozenset(edges))
+
+
+def conference_edges(mix: ConferenceMix, present: set[str]) -> set[Edge]:
+    """Every edge of a conference (``conference_mesh`` expanded)."""
+    return conference_mesh(mix, present).expand()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from callroom.media.mixer import FloorChange, Mixer, TalkerDetector, frame_dbov
+from callroom.media.mixer import Mixer, frame_dbov
+from callroom.media.talkers import FloorChange, TalkerDetector
 from callroom.media.tones import HoldMusic, ToneGenerator
 from tests.media.audio import tone_level
 
@@ -60,13 +61,46 @@ def test_everyone_hears_everyone_but_themselves() -> None:
 
 def test_changes_are_queued_until_the_next_tick() -> None:
     m = conference("AB")
-    assert m.pending == 4 and m.ports == []
+    assert m.pending == 3 and m.ports == []  # two ports added, one block of edges
     run(m, "AB", ticks=1)
     assert m.pending == 0 and m.sources("A") == {"B": 1.0}
     m.disconnect("B", "A")
     assert m.sources("A") == {"B": 1.0}  # not applied yet
     heard = run(m, "AB", ticks=1)
     assert "A" not in heard and hears(heard, "B") == {"A"}
+
+
+def test_block_operations_are_the_edges_one_by_one() -> None:
+    ports = "ABCDMW"
+    rng = np.random.default_rng(7)
+    blocks, single = Mixer[str](capacity=4), Mixer[str](capacity=4)
+    for m in (blocks, single):
+        for p in ports:
+            m.add_port(p)
+    single.connect("A", "A")  # an edge to itself survives the blocks as it is
+    blocks.connect("A", "A")
+    for _ in range(40):
+        srcs = [p for p in ports if rng.random() < 0.5]
+        dsts = [p for p in ports if rng.random() < 0.5]
+        connect, gain = bool(rng.random() < 0.6), float(rng.choice([1.0, 0.5]))
+        if connect:
+            blocks.connect_block(srcs, dsts, gain)
+        else:
+            blocks.disconnect_block(srcs, dsts)
+        for d in dsts:
+            for s in srcs:
+                if s != d:
+                    single.connect(s, d, gain) if connect else single.disconnect(s, d)
+        blocks.apply()
+        single.apply()
+        assert {p: blocks.sources(p) for p in ports} == {p: single.sources(p) for p in ports}
+    assert blocks.sources("A")["A"] == 1.0
+
+
+def test_a_block_needs_existing_ports() -> None:
+    m = conference("AB")
+    with pytest.raises(KeyError):
+        m.connect_block("AB", "Z")
 
 
 def test_monitor_hears_all_heard_by_none() -> None:

@@ -1,0 +1,73 @@
+"""The engine's mixer edges follow the control plane's placements: a conference changed step by step
+(joins, leaves, mutes, holds, roles, whispers, a leg hung up) ends with exactly the edges of the same
+final state built at once, and the edges are the rules of topology.py."""
+
+from __future__ import annotations
+
+import random
+
+from callroom.control import media_ops as m
+from callroom.media import topology as topo
+from callroom.media.engine import MediaEngine
+from callroom.media.virtual_audio import VirtualAudioLeg
+
+LEGS = [f"leg{i}" for i in range(12)]
+
+
+def edges(engine: MediaEngine) -> set[topo.Edge]:
+    engine.mixer.apply()
+    return {(src, dst) for dst in engine.mixer.ports for src in engine.mixer.sources(dst)}
+
+
+def random_mix(rng: random.Random, conf_id: str, legs: list[str]) -> m.ConferenceMix:
+    members = []
+    for cid in rng.sample(legs, rng.randint(0, len(legs))):
+        role = rng.choice(["none", "none", "none", "barge", "monitor", "whisper"])
+        whisper_to = tuple(rng.sample(legs, rng.randint(0, 3))) if role == "whisper" else ()
+        members.append(m.ConferenceMember(cid, muted=rng.random() < 0.2, on_hold=rng.random() < 0.15,
+                                          supervisor_role=role, whisper_to=whisper_to))
+    return m.ConferenceMix(conf_id, tuple(members), comfort_noise=rng.random() < 0.5)
+
+
+def test_a_conference_changed_step_by_step_has_the_edges_of_its_final_state() -> None:
+    rng = random.Random(11)
+    for _round in range(20):
+        stepped = MediaEngine()
+        present = list(LEGS)
+        for cid in present:
+            stepped.add_leg(cid, VirtualAudioLeg())
+        mix = random_mix(rng, "c1", present)
+        for _step in range(15):
+            if rng.random() < 0.15 and len(present) > 2:  # a leg hangs up
+                gone = present.pop(rng.randrange(len(present)))
+                stepped.remove_leg(gone)
+            elif rng.random() < 0.1 and mix.members:  # a member leaves the conference for the park
+                cid = rng.choice(mix.members).call_control_id
+                mix = m.ConferenceMix("c1", tuple(mb for mb in mix.members if mb.call_control_id != cid),
+                                      mix.comfort_noise)
+                stepped.apply([mix, m.Park(cid)])
+                continue
+            mix = random_mix(rng, "c1", present)
+            stepped.apply([mix])
+        at_once = MediaEngine()
+        for cid in present:
+            at_once.add_leg(cid, VirtualAudioLeg())
+        at_once.apply([mix])
+        assert edges(stepped) == edges(at_once)
+        inside = {mb.call_control_id for mb in mix.members} & set(present)
+        assert edges(at_once) == topo.conference_edges(mix, inside)
+
+
+def test_conference_mesh_follows_the_role_rules() -> None:
+    mix = m.ConferenceMix("c", (
+        m.ConferenceMember("a", muted=False, on_hold=False, supervisor_role="none"),
+        m.ConferenceMember("b", muted=True, on_hold=False, supervisor_role="none"),
+        m.ConferenceMember("h", muted=False, on_hold=True, supervisor_role="none"),
+        m.ConferenceMember("mon", muted=False, on_hold=False, supervisor_role="monitor"),
+        m.ConferenceMember("w", muted=False, on_hold=False, supervisor_role="whisper", whisper_to=("a", "h")),
+    ), comfort_noise=False)
+    mesh = topo.conference_mesh(mix, {"a", "b", "h", "mon", "w"})
+    assert mesh.talkers == {"a"}
+    assert mesh.listeners == {"a", "b", "mon", "w"}
+    assert mesh.edges == {(topo.DEFAULT_HOLD, "h"), ("w", "a")}  # a held target does not hear the whisper
+    assert mesh.expand() == {("a", "b"), ("a", "mon"), ("a", "w"), (topo.DEFAULT_HOLD, "h"), ("w", "a")}
