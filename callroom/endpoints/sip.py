@@ -13,8 +13,10 @@ allowed source networks are refused with 403 before anything else; unknown users
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from callroom.media.engine import MediaEngine
 from callroom.media.rtp_leg import RtpLeg
 from callroom.media.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
 from callroom.sip import call as sip_events
+from callroom.sip.dialog import uri_addr
 from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
 from callroom.sip.message import SipRequest
@@ -171,10 +174,18 @@ class SipPhones:
             log.warning("cannot dial %s: %s", endpoint, exc)
             self.report("failed", cid, 404)
             return
+        try:
+            addr = await resolve(target)
+        except OSError as exc:
+            rtp.close()
+            log.warning("cannot dial %s: %s", endpoint, exc)
+            self.report("failed", cid, 404 if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_NONAME
+                        else 503)
+            return
         offer = make_offer(self.media_ip, rtp.local_port)
         user = from_.lstrip("+") or "callroom"
         from_uri = SipUri(self.media_ip, user=user, port=self.port)
-        sip_call_id = self.transport.invite(target, from_uri, offer)
+        sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr)
         leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg
@@ -308,3 +319,28 @@ def _address(name_addr: object) -> str:
     if user and host:
         return f"sip:{user}@{host}"
     return str(uri)
+
+
+RESOLVE_TIMEOUT: float = 5.0
+
+
+async def resolve(uri: SipUri) -> tuple[str, int]:
+    """Where an INVITE for ``uri`` goes: its host (or ``maddr``) looked up as an IPv4 address without
+    blocking the media loop, with the URI's port or the default. (An A record only: no NAPTR/SRV, RFC 3263.)"""
+    host, port = uri_addr(uri)
+    try:
+        ipaddress.ip_address(host)
+        return host, port
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        found = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM), RESOLVE_TIMEOUT)
+    except TimeoutError as exc:
+        raise OSError(f"looking up {host} took more than {RESOLVE_TIMEOUT:g} s") from exc
+    if not found:
+        raise socket.gaierror(socket.EAI_NONAME, f"{host}: no address")
+    address: str = found[0][4][0]
+    return address, port
+

@@ -114,6 +114,21 @@ def test_dial_out_to_sipp(tenant: Tenant, tmp_path: Path) -> None:
     assert code == 0, output
 
 
+def test_dial_out_to_a_host_name(tenant: Tenant, tmp_path: Path) -> None:
+    # The URI's host is looked up (here in /etc/hosts) without blocking the media loop.
+    callee = Sipp(["-sn", "uas", "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
+    time.sleep(0.3)
+    resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
+                                    to=f"sip:alice@localhost:{callee.port}")
+    assert resp.data is not None
+    cid = resp.data.call_control_id
+    tenant.event("call.answered", cid, timeout=10)
+    tenant.client.calls.actions.hangup(cid)
+    tenant.event("call.hangup", cid)
+    code, output = callee.wait()
+    assert code == 0, output
+
+
 def test_dial_out_busy(tenant: Tenant, tmp_path: Path) -> None:
     scenario = tmp_path / "busy.xml"
     scenario.write_text(BUSY_UAS)
