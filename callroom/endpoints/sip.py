@@ -341,6 +341,6 @@ async def resolve(uri: SipUri) -> tuple[str, int]:
         raise OSError(f"looking up {host} took more than {RESOLVE_TIMEOUT:g} s") from exc
     if not found:
         raise socket.gaierror(socket.EAI_NONAME, f"{host}: no address")
-    address: str = found[0][4][0]
+    address = str(found[0][4][0])
     return address, port
 
