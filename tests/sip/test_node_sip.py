@@ -93,14 +93,20 @@ def test_calls_to_unknown_users_are_refused(tenant: Tenant, tmp_path: Path) -> N
     assert code != 0 and "404" in output
 
 
-def test_dial_out_to_sipp(tenant: Tenant, tmp_path: Path) -> None:
-    callee = Sipp(["-sn", "uas", "-m", "1", "-rtp_echo", "-mp", str(free_port() & ~1)], tmp_path)
+def dial_answering_sipp(tenant: Tenant, tmp_path: Path, host: str, *options: str) -> tuple[Sipp, str]:
+    """A SIPp UAS that answers one call, dialled at ``host``; returns it and the answered call's id."""
+    callee = Sipp(["-sn", "uas", "-m", "1", *options, "-mp", str(free_port() & ~1)], tmp_path)
     time.sleep(0.3)
     resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
-                                    to=f"sip:alice@127.0.0.1:{callee.port}")
+                                    to=f"sip:alice@{host}:{callee.port}")
     assert resp.data is not None
     cid = resp.data.call_control_id
     tenant.event("call.answered", cid, timeout=10)
+    return callee, cid
+
+
+def test_dial_out_to_sipp(tenant: Tenant, tmp_path: Path) -> None:
+    callee, cid = dial_answering_sipp(tenant, tmp_path, "127.0.0.1", "-rtp_echo")
     talker = tenant.dial("talker", "answer_after=0;tone=700")
     tenant.client.calls.actions.bridge(cid, call_control_id_to_bridge_with=talker)
     time.sleep(1.2)  # the talker's tone goes to SIPp, which echoes it back
@@ -116,13 +122,7 @@ def test_dial_out_to_sipp(tenant: Tenant, tmp_path: Path) -> None:
 
 def test_dial_out_to_a_host_name(tenant: Tenant, tmp_path: Path) -> None:
     # The URI's host is looked up (here in /etc/hosts) without blocking the media loop.
-    callee = Sipp(["-sn", "uas", "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
-    time.sleep(0.3)
-    resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
-                                    to=f"sip:alice@localhost:{callee.port}")
-    assert resp.data is not None
-    cid = resp.data.call_control_id
-    tenant.event("call.answered", cid, timeout=10)
+    callee, cid = dial_answering_sipp(tenant, tmp_path, "localhost")
     tenant.client.calls.actions.hangup(cid)
     tenant.event("call.hangup", cid)
     code, output = callee.wait()
