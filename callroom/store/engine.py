@@ -128,10 +128,15 @@ class Store:
         """
         if not self.is_sqlite:
             pooled = self.engine.raw_connection()
+            # A read runs its statements in autocommit: at READ COMMITTED each statement has its own snapshot
+            # inside a transaction too, so BEGIN and COMMIT would be two round trips for nothing; and it locks
+            # no rows (a listing must not queue behind a mute of the same conference).
+            if read_only:
+                pooled.driver_connection.autocommit = True
             try:
                 conn = Connection(pooled.driver_connection, self.engine.dialect)
                 try:
-                    yield Tx(conn, lock_rows=True)
+                    yield Tx(conn, lock_rows=not read_only)
                     pooled.commit()
                 except BaseException:
                     driver = pooled.driver_connection
@@ -147,6 +152,11 @@ class Store:
                     with contextlib.suppress(Exception):
                         conn.close()
             finally:
+                if read_only:
+                    try:
+                        pooled.driver_connection.autocommit = False
+                    except Exception:
+                        pooled.invalidate()  # never hand a write an autocommit connection
                 pooled.close()
             return
         local = self._local

@@ -261,3 +261,30 @@ def test_the_dispatchers_pending_query_sees_a_late_commit(store: Store) -> None:
         assert race.pending_early == [race.second_id]  # the later event alone: it would be sent first
         assert race.above_mark_early == [race.second_id]
         assert race.above_mark_late == []  # the id > N reader never sees first_id
+
+
+def test_a_read_neither_waits_for_a_writers_row_lock_nor_sees_its_uncommitted_change(store: Store) -> None:
+    # A listing of a conference must not queue behind a mute of the same conference: reads lock no rows
+    # (on PostgreSQL they run in autocommit, at READ COMMITTED as before).
+    acct = uid()
+    conf = f.conference(acct, name="before")
+    with store.transaction() as tx:
+        tx.insert_conference(conf)
+
+    def read() -> str | None:
+        with store.transaction(read_only=True) as tx:
+            got = tx.get_conference(acct, conf.id, lock=True)
+            return None if got is None else got.name
+
+    with ThreadPoolExecutor(1) as pool, store.transaction() as writer:  # the writer ends first
+        assert writer.get_conference(acct, conf.id, lock=True) is not None  # the writer holds the row
+        writer.conn.execute(t.conferences.update().where(t.conferences.c.id == conf.id).values(name="after"))
+        assert pool.submit(read).result(timeout=5) == "before"
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(read).result(timeout=5) == "after"
+    for _ in range(3):  # every pooled connection has served a read by now
+        assert read() == "after"
+    with pytest.raises(RuntimeError), store.transaction() as tx:  # and is back in transaction mode after it
+        tx.conn.execute(t.conferences.update().where(t.conferences.c.id == conf.id).values(name="lost"))
+        raise RuntimeError
+    assert read() == "after"
