@@ -131,15 +131,15 @@ class Store:
             # A read runs its statements in autocommit: at READ COMMITTED each statement has its own snapshot
             # inside a transaction too, so BEGIN and COMMIT would be two round trips for nothing; and it locks
             # no rows (a listing must not queue behind a mute of the same conference).
+            driver: Any = pooled.driver_connection
             if read_only:
-                pooled.driver_connection.autocommit = True
+                driver.autocommit = True
             try:
-                conn = Connection(pooled.driver_connection, self.engine.dialect)
+                conn = Connection(driver, self.engine.dialect)
                 try:
                     yield Tx(conn, lock_rows=not read_only)
                     pooled.commit()
                 except BaseException:
-                    driver = pooled.driver_connection
                     try:
                         if getattr(driver, "broken", False) or getattr(driver, "closed", False):
                             pooled.invalidate()  # the server went away: the pool opens a new one next time
@@ -154,7 +154,7 @@ class Store:
             finally:
                 if read_only:
                     try:
-                        pooled.driver_connection.autocommit = False
+                        driver.autocommit = False
                     except Exception:
                         pooled.invalidate()  # never hand a write an autocommit connection
                 pooled.close()
