@@ -81,7 +81,7 @@ class MediaEngine:
         self.sources: dict[str, FrameSource] = {}
         self.placements: dict[str, topo.Placement] = {}
         self.conferences: dict[str, m.ConferenceMix] = {}
-        self.group_edges: dict[str, topo.Mesh] = {}
+        self.group_meshes: dict[str, topo.Mesh] = {}
         self.talkers: dict[str, TalkerDetector[str]] = {}
         self.oneshots: dict[str, tuple[SamplePlayer, str]] = {}  # source id -> (player, group)
         self.stats = TickStats()
@@ -237,10 +237,9 @@ class MediaEngine:
                 inside = {c for c in present if self.placements.get(c) == topo.Conferenced(key)}
                 mesh = topo.conference_mesh(mix, inside)
                 plays = self.conference_plays.get(key, ())
-                if plays:
-                    listeners = {mb.call_control_id for mb in mix.members if not mb.on_hold} & inside
+                if plays:  # a playback to the conference: heard by its listeners
                     mesh = topo.Mesh(mesh.talkers, mesh.listeners,
-                                     mesh.edges | {(port, c) for port in plays for c in listeners})
+                                     mesh.edges | {(port, c) for port in plays for c in mesh.listeners})
                 self._set_mesh(group, mesh)
                 return
         self._set_edges(group, edges)
@@ -252,7 +251,7 @@ class MediaEngine:
         """Queue on the mixer the difference between ``group``'s edges and ``new``: the talker x listener
         blocks that joined or left as block operations (O(N) for a join to a conference of N), the other
         edges one by one."""
-        old = self.group_edges.get(group, topo.NO_MESH)
+        old = self.group_meshes.get(group, topo.NO_MESH)
         mixer, ports = self.mixer, self._ports
         for src, dst in old.edges - new.edges:
             if src in ports and dst in ports:
@@ -280,9 +279,9 @@ class MediaEngine:
             self._ensure_port(dst)
             mixer.connect(src, dst)
         if new.talkers or new.listeners or new.edges:
-            self.group_edges[group] = new
+            self.group_meshes[group] = new
         else:
-            self.group_edges.pop(group, None)
+            self.group_meshes.pop(group, None)
 
     def _ensure_port(self, port: str) -> None:
         if port in self._ports:
