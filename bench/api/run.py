@@ -106,6 +106,26 @@ def total_cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def server_cpu_seconds(name: str) -> dict[int, float]:
+    """CPU seconds of every process whose command is ``name`` (the database server's backends), per pid."""
+    out: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() != name:
+                        continue
+                out[int(entry)] = cpu_seconds(int(entry))
+            except OSError:
+                continue
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two ``server_cpu_seconds`` readings (processes that began in between count whole)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -405,11 +425,13 @@ async def run_load(
         hooks0 = sink.count
         cpu0, own0, wall0 = cpu_seconds(node.proc.pid), time.process_time(), time.monotonic()
         media0 = total_cpu_seconds(node.children)
+        db0 = server_cpu_seconds("postgres")
         stats.recording = True
         await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
         stats.recording = False
         cpu1, own1, wall1 = cpu_seconds(node.proc.pid), time.process_time(), time.monotonic()
         media1 = total_cpu_seconds(node.children)
+        db1 = server_cpu_seconds("postgres")
         hooks1 = sink.count
         await asyncio.gather(*tasks)
         for conn in conns:
@@ -444,6 +466,8 @@ async def run_load(
             "write_actions_per_core_s": round(writes / node_cpu, 1) if node_cpu else None,
         },
         "media_process_cores_used": round((media1 - media0) / wall, 3),
+        # PostgreSQL's own processes (all of them on this machine; zero on SQLite unless another client is busy).
+        "postgres_cores_used": round(cpu_delta(db0, db1) / wall, 3),
         "longest_stalls_ms": [round(g * 1000, 1) for g in gaps[:5]],
         "completions_per_second": per_second,
         "bench_process_cores_used": round((own1 - own0) / wall, 3),
@@ -499,7 +523,8 @@ def print_table(db: str, r: dict[str, Any]) -> None:
     print(f"\n== {db}, concurrency {r['concurrency']}, {r['seconds']} s "
           f"(node API process: {cpu['cores_used']:.2f} cores; its media process: "
           f"{r.get('media_process_cores_used', 0):.2f} cores; "
-          f"bench process: {r['bench_process_cores_used']:.2f} cores)")
+          f"bench process: {r['bench_process_cores_used']:.2f} cores; "
+          f"PostgreSQL server: {r.get('postgres_cores_used', 0):.2f} cores)")
     print(f"{'type':<18}{'requests':>9}{'errors':>7}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     rows = [*((t, r["per_type"][t]) for t in TYPES), ("ALL", r["overall"])]
     for name, s in rows:

@@ -8,7 +8,6 @@ transaction handlers lock the rows they change with ``SELECT ... FOR UPDATE``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import threading
@@ -24,6 +23,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.pool import NullPool
 
 from callroom.errors import StoreError
+from callroom.store.pg_pool import PgPool
 from callroom.store.sql import Connection
 from callroom.store.tx import Tx
 
@@ -64,6 +64,13 @@ class Store:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._sqlite_connections: list[sqlite3.Connection] = []
+        if self.is_sqlite:
+            # The file is switched to WAL now, by this thread alone: threads opening their first connections
+            # at once would race for that switch (see ``_sqlite_setup``).
+            self._sqlite_connection()
+        else:
+            self._pg_writes = PgPool(self.engine, keep=16)
+            self._pg_reads = PgPool(self.engine, keep=8)
 
     def _create_engine(self) -> Engine:
         if self.is_sqlite:
@@ -124,40 +131,36 @@ class Store:
 
         Statements run on the driver's connection (``sql.py``). On SQLite each thread keeps one
         connection and the transaction is ``BEGIN IMMEDIATE`` ... ``COMMIT``; on PostgreSQL a pooled
-        connection is checked out for the transaction (the driver begins it implicitly).
+        connection in pipeline mode is checked out for the transaction (the driver begins it implicitly,
+        and statements whose results are not looked at travel with the next round trip).
         """
         if not self.is_sqlite:
-            pooled = self.engine.raw_connection()
             # A read runs its statements in autocommit: at READ COMMITTED each statement has its own snapshot
-            # inside a transaction too, so BEGIN and COMMIT would be two round trips for nothing; and it locks
-            # no rows (a listing must not queue behind a mute of the same conference).
-            driver: Any = pooled.driver_connection
-            if read_only:
-                driver.autocommit = True
+            # inside a transaction too, so BEGIN and COMMIT would be work for nothing; and it locks no rows
+            # (a listing must not queue behind a mute of the same conference).
+            pool = self._pg_reads if read_only else self._pg_writes
+            session = pool.get()
+            conn = Connection(self.engine.dialect, session=session)
             try:
-                conn = Connection(driver, self.engine.dialect)
                 try:
+                    if not read_only:
+                        conn.begin()  # queued: it travels with the first statement
                     yield Tx(conn, lock_rows=not read_only)
-                    pooled.commit()
-                except BaseException:
-                    try:
-                        if getattr(driver, "broken", False) or getattr(driver, "closed", False):
-                            pooled.invalidate()  # the server went away: the pool opens a new one next time
-                        else:
-                            pooled.rollback()
-                    except Exception:
-                        pooled.invalidate()
-                    raise
+                    if not read_only:
+                        conn.commit()
+                    elif conn.pending:
+                        conn.sync()
                 finally:
-                    with contextlib.suppress(Exception):
-                        conn.close()
-            finally:
-                if read_only:
-                    try:
-                        driver.autocommit = False
-                    except Exception:
-                        pooled.invalidate()  # never hand a write an autocommit connection
-                pooled.close()
+                    conn.close()
+            except BaseException:
+                try:
+                    conn.rollback()
+                except Exception:
+                    pool.discard(session)  # the server went away, or the session is out of step
+                else:
+                    pool.put(session)
+                raise
+            pool.put(session)
             return
         local = self._local
         if getattr(local, "open", False):  # it would wait for its own write lock
@@ -166,7 +169,7 @@ class Store:
         # A read takes a snapshot and no write lock (deferred BEGIN); a write takes the lock at once.
         raw.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
         local.open = True
-        conn = Connection(raw, self.engine.dialect)
+        conn = Connection(self.engine.dialect, dbapi_connection=raw)
         try:
             try:
                 yield Tx(conn, lock_rows=False)
@@ -200,4 +203,7 @@ class Store:
                 raw.close()
             self._sqlite_connections.clear()
         self._local = threading.local()
+        if not self.is_sqlite:
+            self._pg_writes.close()
+            self._pg_reads.close()
         self.engine.dispose()

@@ -1,0 +1,175 @@
+"""A PostgreSQL connection driven through libpq's pipeline mode (psycopg's ``pq`` binding).
+
+The store's transactions are short runs of small statements, most of them writes whose results nobody
+reads. psycopg's cursors send each statement as it is executed (a system call or two each, even in its
+pipeline mode) and cost ~40 us of Python per statement here. This session keeps statements in libpq's
+output buffer until their results are needed: ``sync()`` sends everything queued with one Sync message,
+waits once, and hands back each statement's results. A write's only cost is libpq's buffering; the
+round trip it travels in is the next read's, or the COMMIT's.
+
+What is borrowed, not written here: libpq (framing, the protocol, TLS, authentication) and psycopg's
+adaptation (``Transformer``: parameters to text, result columns to Python values with the engine's
+adapters, JSON through the same functions as elsewhere; errors as psycopg's exception classes, which
+SQLAlchemy's ``DBAPIError.instance`` turns into ``IntegrityError`` and the rest as usual).
+
+Statements the store builds once (``sql.prebuilt``) are prepared on each connection the first time
+they are sent (in the same round trip), then sent by name. Parameters are sent as text with no type:
+the statement's casts (SQLAlchemy renders them) or its context decide, as for a typed literal.
+
+Nothing here is shared between threads: a session belongs to one transaction at a time.
+"""
+
+from __future__ import annotations
+
+import select
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import pq
+from psycopg.adapt import PyFormat, Transformer
+
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one statement returned: its last result (rows, row count), or the error it raised."""
+
+    result: pq.abc.PGresult | None = None
+    error: psycopg.Error | None = None
+    rowcount: int = -1
+
+
+@dataclass(slots=True)
+class _Sent:
+    outcome: Outcome | None  # None: a PREPARE (its result matters only if it did not happen)
+    prepared_sql: bytes = b""
+
+
+class PgSession:
+    """One server connection in pipeline mode, for one transaction at a time."""
+
+    def __init__(self, conninfo: str, context: Any) -> None:
+        pg = pq.PGconn.connect(conninfo.encode())
+        if pg.status != pq.ConnStatus.OK:
+            message = pg.get_error_message()
+            pg.finish()
+            raise psycopg.OperationalError(f"connecting to PostgreSQL failed: {message}")
+        pg.nonblocking = 1
+        pg.enter_pipeline_mode()
+        self.pg = pg
+        self._adapt = Transformer(context)
+        self._prepared: dict[bytes, bytes] = {}  # SQL text -> statement name on this connection
+        self._sent: list[_Sent] = []
+        self.broken = False
+        self.round_trips = 0  # Syncs sent so far (for tests and measurements)
+
+    # -- sending (buffered by libpq until ``sync``) ---------------------------------------------------
+
+    def send(self, sql: bytes, params: list[Any], *, prepare: bool) -> Outcome:
+        """Queue a statement; its ``Outcome`` is filled at the next ``sync``."""
+        values = self._adapt.dump_sequence(params, [PyFormat.TEXT] * len(params)) if params else None
+        outcome = Outcome()
+        pg = self.pg
+        if prepare:
+            name = self._prepared.get(sql)
+            if name is None:
+                name = self._prepared[sql] = b"s%d" % len(self._prepared)
+                pg.send_prepare(name, sql, None)
+                self._sent.append(_Sent(None, sql))
+            pg.send_query_prepared(name, values, None, 0)
+        else:
+            pg.send_query_params(sql, values, None, None, 0)
+        self._sent.append(_Sent(outcome))
+        return outcome
+
+    def send_command(self, command: bytes) -> None:
+        """BEGIN, COMMIT, ROLLBACK: their results only matter if they fail (then ``sync`` raises)."""
+        self.pg.send_query_params(command, None)
+        self._sent.append(_Sent(Outcome()))
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._sent)
+
+    # -- one round trip -------------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Send what is queued and a Sync, wait, and fill every queued statement's ``Outcome``.
+
+        If a statement failed, the later ones were skipped by the server; the first error is raised
+        (the transaction is then in error on the server, to be rolled back)."""
+        sent, self._sent = self._sent, []
+        self.round_trips += 1
+        try:
+            self._exchange(sent)
+        except psycopg.OperationalError:
+            self.broken = True
+            raise
+        for item in sent:
+            if item.outcome is not None and item.outcome.error is not None:
+                raise item.outcome.error
+
+    def _exchange(self, sent: list[_Sent]) -> None:
+        pg = self.pg
+        pg.pipeline_sync()
+        while pg.flush() == 1:
+            select.select([pg.socket], [pg.socket], [])
+            pg.consume_input()
+        first_error: psycopg.Error | None = None
+        for item in sent:
+            while True:
+                res = self._next_result()
+                if res is None:  # the end of this statement's results
+                    break
+                status = res.status
+                if status == pq.ExecStatus.FATAL_ERROR or status == pq.ExecStatus.PIPELINE_ABORTED:
+                    if status == pq.ExecStatus.FATAL_ERROR:
+                        error = pg_errors.error_from_result(res, encoding="utf-8")
+                        first_error = first_error or error
+                    else:  # skipped: an earlier statement of this round failed
+                        error = first_error or psycopg.OperationalError("statement skipped")
+                    if item.outcome is not None:
+                        item.outcome.error = error
+                    else:  # the PREPARE did not happen: prepare again next time
+                        self._prepared.pop(item.prepared_sql, None)
+                elif status in _OK and item.outcome is not None:
+                    item.outcome.result = res
+                    tuples = res.command_tuples
+                    item.outcome.rowcount = int(tuples) if tuples is not None else -1
+        res = self._next_result()
+        if res is None or res.status != pq.ExecStatus.PIPELINE_SYNC:
+            raise psycopg.OperationalError("PostgreSQL pipeline out of step")
+
+    def _next_result(self) -> Any:
+        pg = self.pg
+        while pg.is_busy():
+            select.select([pg.socket], [], [])
+            pg.consume_input()
+        return pg.get_result()
+
+    # -- results --------------------------------------------------------------------------------------
+
+    def rows(self, result: Any) -> list[tuple[Any, ...]]:
+        """The rows of a result, each column loaded by the adapters of its type."""
+        adapt = self._adapt
+        adapt.set_pgresult(result)
+        return adapt.load_rows(0, result.ntuples, tuple)
+
+    @staticmethod
+    def description(result: Any) -> list[tuple[str, int]]:
+        """(name, type oid) of each column, as a DB-API ``description`` gives them."""
+        return [(result.fname(i).decode(), result.ftype(i)) for i in range(result.nfields)]
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """No transaction open and nothing queued: fit to be handed to the next transaction."""
+        return not self.broken and not self._sent and self.pg.transaction_status == pq.TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.broken = True
+        self.pg.finish()
