@@ -45,6 +45,7 @@ class Ctx:
     # What a deduplicated command produced, kept with its command_id (e.g. the dialled call's id).
     command_result: str | None = None
     _apps: dict[str, Application | None] = field(default_factory=dict)
+    _appended: list[outbox.Appended] = field(default_factory=list)  # the outbox rows of ``emitted``
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -64,6 +65,13 @@ class Ctx:
 
     # -- webhooks -----------------------------------------------------------------------------------
 
+    def settle(self) -> None:
+        """After commit: give ``emitted`` their outbox ids and sequence numbers (on PostgreSQL the
+        statements that chose them ran with the COMMIT; looking earlier would cost a round trip)."""
+        for delivery, row in zip(self.emitted, self._appended, strict=True):
+            delivery.id = row.id
+            delivery.payload = {**delivery.payload, row.sequence_field: row.sequence}
+
     def _emit(
         self,
         event_type: str,
@@ -81,9 +89,6 @@ class Ctx:
         timeout = float(app.webhook_timeout_secs) if app and app.webhook_timeout_secs else DEFAULT_WEBHOOK_TIMEOUT_SECS
         if occurred_at_in_payload:
             payload = {**payload, "occurred_at": iso(self.now)}
-        # Order within one call / conference, for receivers (an extra field: Telnyx's models ignore it).
-        seq_field = "conference_sequence" if order_key.startswith("conference:") else "call_sequence"
-        payload = {**payload, seq_field: outbox.next_sequence(self.tx, order_key)}
         ev = OutboundEvent(
             id=new_uuid(),
             account_id=self.account_id,
@@ -97,10 +102,12 @@ class Ctx:
             order_key=order_key,
             occurred_at_in_payload=occurred_at_in_payload,
         )
-        row_id = self.tx.add_event(ev, self.now)
+        # Order within one call / conference, for receivers (an extra field: Telnyx's models ignore it).
+        seq_field = "conference_sequence" if order_key.startswith("conference:") else "call_sequence"
+        self._appended.append(outbox.append(self.tx, ev, self.now, seq_field))
         self.emitted.append(
             PendingDelivery(
-                id=row_id, event_id=ev.id, account_id=ev.account_id, event_type=ev.event_type,
+                id=0, event_id=ev.id, account_id=ev.account_id, event_type=ev.event_type,
                 occurred_at=ev.occurred_at, payload=ev.payload, occurred_at_in_payload=ev.occurred_at_in_payload,
                 url=ev.url, failover_url=ev.failover_url, method=ev.method, timeout_secs=ev.timeout_secs,
                 order_key=ev.order_key, attempts=0, next_attempt_at=self.now, created_at=self.now,

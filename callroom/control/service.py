@@ -113,6 +113,7 @@ class Control:
             result = handler(ctx)
             if command is not None and command[1] and ctx.command_result is not None:
                 tx.set_command_result(account_id, command[0], command[1], ctx.command_result)
+        ctx.settle()
         return result, ctx
 
     def _finish(self, result: T | Duplicate, ctx: Ctx | None) -> T | Duplicate:

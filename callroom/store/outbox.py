@@ -4,15 +4,17 @@ their fate (in batches), each attempt, the per-key sequence numbers, and account
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import String, Text, and_, bindparam, cast, func, or_, select, update
+import orjson
+from sqlalchemy import String, Text, and_, bindparam, cast, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from callroom.control.records import OutboundEvent
 from callroom.store import schema as t
-from callroom.store.sql import prebuilt
+from callroom.store.sql import Result, prebuilt
 from callroom.store.tx import Tx
 
 
@@ -114,8 +116,33 @@ _FATE = prebuilt("outbox_fate", lambda: (
 ))
 
 
+# PostgreSQL: a whole batch in one statement each (an executemany is one statement per row there).
+_FATES_PG = """\
+UPDATE outbox AS o SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_attempt_at,
+    delivered_at = v.delivered_at, last_error = v.last_error
+FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS VARCHAR[]), CAST(:attempts AS INTEGER[]),
+            CAST(:nexts AS DOUBLE PRECISION[]), CAST(:delivered AS DOUBLE PRECISION[]), CAST(:errors AS TEXT[]))
+     AS v(id, status, attempts, next_attempt_at, delivered_at, last_error)
+WHERE o.id = v.id"""
+
+_ATTEMPTS_PG = """\
+INSERT INTO webhook_attempts (outbox_id, account_id, attempt, url, method, started_at, finished_at, status_code,
+                              error, response_body)
+SELECT outbox_id, account_id, attempt, url, method, started_at, finished_at, status_code, error, response_body
+FROM unnest(CAST(:outbox_ids AS BIGINT[]), CAST(:accounts AS VARCHAR[]), CAST(:numbers AS INTEGER[]),
+            CAST(:urls AS VARCHAR[]), CAST(:methods AS VARCHAR[]), CAST(:started AS DOUBLE PRECISION[]),
+            CAST(:finished AS DOUBLE PRECISION[]), CAST(:codes AS INTEGER[]), CAST(:errors AS TEXT[]),
+            CAST(:bodies AS TEXT[]))
+     WITH ORDINALITY AS v(outbox_id, account_id, attempt, url, method, started_at, finished_at, status_code, error,
+                          response_body, n)
+ORDER BY n"""
+
+
 def record(tx: Tx, fates: Sequence[Fate], attempts: Sequence[AttemptRecord]) -> None:
-    """Write many fates and attempts at once (two executemany statements)."""
+    """Write many fates and attempts at once (in order: a row's later fate wins)."""
+    if tx.conn.dialect.name == "postgresql":
+        _record_pg(tx, fates, attempts)
+        return
     if fates:
         tx.conn.execute(
             _FATE,
@@ -126,15 +153,30 @@ def record(tx: Tx, fates: Sequence[Fate], attempts: Sequence[AttemptRecord]) -> 
             ],
         )
     if attempts:
-        tx.conn.execute(
-            prebuilt("insert:webhook_attempts", t.webhook_attempts.insert),
-            [
-                {"outbox_id": a.outbox_id, "account_id": a.account_id, "attempt": a.attempt, "url": a.url,
-                 "method": a.method, "started_at": a.started_at, "finished_at": a.finished_at,
-                 "status_code": a.status_code, "error": a.error, "response_body": a.response_body}
-                for a in attempts
-            ],
-        )
+        tx.conn.execute(prebuilt("insert:webhook_attempts", t.webhook_attempts.insert), [
+            {"outbox_id": a.outbox_id, "account_id": a.account_id, "attempt": a.attempt, "url": a.url,
+             "method": a.method, "started_at": a.started_at, "finished_at": a.finished_at,
+             "status_code": a.status_code, "error": a.error, "response_body": a.response_body}
+            for a in attempts
+        ])
+
+
+def _record_pg(tx: Tx, fates: Sequence[Fate], attempts: Sequence[AttemptRecord]) -> None:
+    if fates:
+        last = list({f.id: f for f in fates}.values())  # one row updated twice in a statement: only once
+        tx.conn.execute(prebuilt("outbox_fates:postgresql", lambda: text(_FATES_PG)), {
+            "ids": [f.id for f in last], "statuses": [f.status for f in last],
+            "attempts": [f.attempts for f in last], "nexts": [f.next_attempt_at for f in last],
+            "delivered": [f.delivered_at for f in last], "errors": [f.last_error for f in last],
+        })
+    if attempts:
+        tx.conn.execute(prebuilt("webhook_attempts:postgresql", lambda: text(_ATTEMPTS_PG)), {
+            "outbox_ids": [a.outbox_id for a in attempts], "accounts": [a.account_id for a in attempts],
+            "numbers": [a.attempt for a in attempts], "urls": [a.url for a in attempts],
+            "methods": [a.method for a in attempts], "started": [a.started_at for a in attempts],
+            "finished": [a.finished_at for a in attempts], "codes": [a.status_code for a in attempts],
+            "errors": [a.error for a in attempts], "bodies": [a.response_body for a in attempts],
+        })
 
 
 def mark_delivered(tx: Tx, row_id: int, attempts: int, now: float) -> None:
@@ -194,6 +236,66 @@ def next_sequence(tx: Tx, order_key: str) -> int:
 
     stmt = prebuilt(f"next_sequence:{dialect}", build)
     return int(tx.conn.execute(stmt, {"key": order_key}).scalar_one())
+
+
+# -- appending ------------------------------------------------------------------------------------------
+
+# PostgreSQL: the key's next sequence number and the outbox row in one statement (the number is written
+# into the payload's JSON text, which the json type keeps as it is given).
+_APPEND_PG = """\
+WITH s AS (
+    INSERT INTO webhook_sequences AS w (order_key, last_sequence) VALUES (:order_key, 1)
+    ON CONFLICT (order_key) DO UPDATE SET last_sequence = w.last_sequence + 1
+    RETURNING last_sequence
+)
+INSERT INTO outbox (event_id, account_id, event_type, occurred_at, payload, occurred_at_in_payload, url,
+                    failover_url, method, timeout_secs, order_key, status, attempts, next_attempt_at, created_at)
+VALUES (:event_id, :account_id, :event_type, :occurred_at,
+        CAST(CAST(:payload_head AS TEXT) || CAST((SELECT last_sequence FROM s) AS TEXT) || '}' AS JSON),
+        :occurred_at_in_payload, :url, :failover_url, :method, :timeout_secs, :order_key, 'pending', 0,
+        :now, :now)
+RETURNING id, (SELECT last_sequence FROM s) AS sequence"""
+
+
+class Appended:
+    """An outbox row being written: its id and the sequence number in its payload. On PostgreSQL they are
+    known once the statement has run (at the next round trip; at the latest, with the COMMIT)."""
+
+    __slots__ = ("_result", "sequence_field")
+
+    def __init__(self, result: Result, sequence_field: str) -> None:
+        self._result = result
+        self.sequence_field = sequence_field
+
+    @property
+    def id(self) -> int:
+        return int(self._result.one()[0])
+
+    @property
+    def sequence(self) -> int:
+        return int(self._result.one()[1])
+
+
+def append(tx: Tx, ev: OutboundEvent, now: float, sequence_field: str) -> Appended:
+    """Append ``ev`` to the outbox, its payload completed with ``sequence_field``: the next sequence number
+    of its order key (1, 2, ...), taken inside the caller's transaction. ``ev.payload`` is left as it is.
+
+    On PostgreSQL a second transaction for the same key waits on the counter row until the first commits
+    and then sees its number; on SQLite the write lock is held from ``BEGIN IMMEDIATE``."""
+    if tx.conn.dialect.name != "postgresql":
+        sequence = next_sequence(tx, ev.order_key)
+        row_id = tx.add_event(replace(ev, payload={**ev.payload, sequence_field: sequence}), now)
+        return Appended(Result([(row_id, sequence)], 1, None), sequence_field)
+    body = orjson.dumps(ev.payload)
+    head = body[:-1] + (b"," if len(body) > 2 else b"") + orjson.dumps(sequence_field) + b":"
+    params = {
+        "order_key": ev.order_key, "event_id": ev.id, "account_id": ev.account_id, "event_type": ev.event_type,
+        "occurred_at": ev.occurred_at, "payload_head": head.decode(),
+        "occurred_at_in_payload": ev.occurred_at_in_payload, "url": ev.url, "failover_url": ev.failover_url,
+        "method": ev.method, "timeout_secs": ev.timeout_secs, "now": now,
+    }
+    return Appended(tx.conn.execute(prebuilt("append_event:postgresql", lambda: text(_APPEND_PG)), params),
+                    sequence_field)
 
 
 # -- listings (account-scoped) --------------------------------------------------------------------------

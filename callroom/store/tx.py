@@ -128,9 +128,10 @@ class Tx:
     def _page(
         self, cls: type[R], table: Table, where: Any, order: Sequence[Any], page: int, size: int
     ) -> tuple[list[R], int]:
-        total = self.conn.execute(select(func.count()).select_from(table).where(where)).scalar_one()
-        stmt = select(table).where(where).order_by(*order).limit(size).offset((page - 1) * size)
-        return self._all(cls, stmt), int(total)
+        # Both statements are sent before either result is read: one round trip on PostgreSQL.
+        total = self.conn.execute(select(func.count()).select_from(table).where(where))
+        found = self.conn.execute(select(table).where(where).order_by(*order).limit(size).offset((page - 1) * size))
+        return [from_row(cls, r) for r in found], int(total.scalar_one())
 
     def _prebuilt_page(
         self, cls: type[R], key: str, table: Table, where: Callable[[], Any], order: Callable[[], Sequence[Any]],
@@ -140,9 +141,9 @@ class Tx:
         count = prebuilt(f"count:{key}", lambda: select(func.count()).select_from(table).where(where()))
         rows = prebuilt(f"page:{key}", lambda: select(table).where(where()).order_by(*order())
                         .limit(bindparam("limit_")).offset(bindparam("offset_")))
-        total = self.conn.execute(count, params).scalar_one()
+        total = self.conn.execute(count, params)
         found = self.conn.execute(rows, {**params, "limit_": size, "offset_": (page - 1) * size})
-        return [from_row(cls, r) for r in found], int(total)
+        return [from_row(cls, r) for r in found], int(total.scalar_one())
 
     # -- settings -----------------------------------------------------------------------------------
 

@@ -180,3 +180,66 @@ def test_an_outbox_write_that_fails_undoes_the_state_change(store: Store) -> Non
         after = tx.get_call(acct, ccid)
         assert after is not None and after.state is CallState.PARKED
         assert [r.event_id for r in outbox.pending(tx, 10)] == [taken.id]
+
+
+def test_append_numbers_each_key_and_stores_the_payload_it_reports(store: Store) -> None:
+    acct = uid()
+    keys = ["call:a", "conference:b", "call:a", "call:a", "conference:b"]
+    events = [f.event(acct, order_key=k, payload={"k": k, "i": i, "ü": [None, 1.5]} if i else {})
+              for i, k in enumerate(keys)]
+    with store.transaction() as tx:
+        appended = [outbox.append(tx, ev, NOW, "seq") for ev in events[:3]]
+    with store.transaction() as tx:
+        appended += [outbox.append(tx, ev, NOW, "seq") for ev in events[3:]]
+    assert [a.sequence for a in appended] == [1, 1, 2, 3, 2]
+    with store.transaction() as tx:
+        rows = {r.event_id: r for r in outbox.pending(tx, limit=100)}
+    for ev, a in zip(events, appended, strict=True):
+        row = rows[ev.id]
+        assert row.id == a.id
+        assert row.payload == {**ev.payload, "seq": a.sequence}
+        assert list(row.payload)[-1] == "seq"  # last, as the in-memory copy has it
+        assert "seq" not in ev.payload  # the event itself is left as it was
+    assert [a.id for a in appended] == sorted(a.id for a in appended)
+
+
+def test_append_rolls_back_with_its_transaction(store: Store) -> None:
+    acct = uid()
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        outbox.append(tx, f.event(acct, order_key="call:z"), NOW, "seq")
+        raise RuntimeError("the state change failed")
+    with store.transaction() as tx:
+        again = outbox.append(tx, f.event(acct, order_key="call:z"), NOW, "seq")
+    assert again.sequence == 1
+    assert _outbox_size(store) == 1
+
+
+def test_record_writes_a_batch_of_fates_and_attempts(store: Store) -> None:
+    acct = uid()
+    events = [f.event(acct, order_key=f"call:{i}") for i in range(3)]
+    with store.transaction() as tx:
+        ids = [tx.add_event(ev, NOW) for ev in events]
+    awkward = 'quote " backslash \\ brace { } comma , ünï\ncode NULL'
+    fates = [
+        outbox.Fate(ids[0], "pending", 1, NOW + 5, None, "timeout"),  # a retry, then delivered: the later wins
+        outbox.Fate(ids[1], "failed", 3, NOW, None, awkward),
+        outbox.Fate(ids[0], "delivered", 2, NOW + 5, NOW + 6, None),
+    ]
+    attempts = [
+        outbox.AttemptRecord(ids[0], acct, 1, "https://a.test/x", "POST", NOW, NOW + 1, None, "timeout"),
+        outbox.AttemptRecord(ids[1], acct, 3, "https://b.test/y", "GET", NOW, NOW + 2, 500, awkward, awkward),
+        outbox.AttemptRecord(ids[0], acct, 2, "https://a.test/x", "POST", NOW + 5, NOW + 6, 204, None, ""),
+    ]
+    with store.transaction() as tx:
+        outbox.record(tx, fates, attempts)
+    with store.transaction() as tx:
+        first, second, third = (_row(tx, i) for i in ids)
+        recorded = tx.conn.execute(select(t.webhook_attempts).order_by(t.webhook_attempts.c.id)).all()
+    assert (first["status"], first["attempts"], first["delivered_at"], first["last_error"]) == (
+        "delivered", 2, NOW + 6, None)
+    assert (second["status"], second["attempts"], second["last_error"]) == ("failed", 3, awkward)
+    assert (third["status"], third["attempts"]) == ("pending", 0)
+    assert [(r.outbox_id, r.attempt, r.status_code, r.error, r.response_body) for r in recorded] == [
+        (ids[0], 1, None, "timeout", None), (ids[1], 3, 500, awkward, awkward), (ids[0], 2, 204, None, ""),
+    ]
+    assert [r.started_at for r in recorded] == [NOW, NOW, NOW + 5]
