@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
     rate, _, burst = args.rate_limit.partition(":")
     rate_limit = (float(rate), float(burst or 2 * float(rate))) if float(rate) > 0 else None
     node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
-                           rate_limit=rate_limit))
+                           rate_limit=rate_limit, freeze_startup_objects=True))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:

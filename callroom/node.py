@@ -4,6 +4,7 @@ wired together and started and stopped as one."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import time
@@ -54,6 +55,10 @@ class NodeConfig:
     webhook_backoff: tuple[float, ...] = BACKOFF
     sip: SipConfig | None = field(default_factory=SipConfig)  # None: no SIP plane (virtual phones only)
     rate_limit: tuple[float, float] | None = (1000.0, 2000.0)  # per API key: requests/s and burst
+    # A node that owns its process: once started, what exists then is kept out of the garbage collector's
+    # full passes (``gc.freeze``), which walk every tracked object: 45-65 ms pauses of the whole API were
+    # measured with the ~155,000 objects of a started node. Off for nodes embedded in another process.
+    freeze_startup_objects: bool = False
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -209,7 +214,8 @@ class Node:
         if self.config.sip is not None:
             log.info("SIP listening on udp %s:%s", self.config.sip.host, self.media.sip_port)
         self.dispatcher = Dispatcher(
-            self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff
+            self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff,
+            executor=self.control.executor,
         )
         self.control.on_events = self.dispatcher.enqueue
         self.app.state.webhook_dispatcher = self.dispatcher
@@ -219,6 +225,9 @@ class Node:
             log.warning("ended %d call legs left alive by a previous run of %s", ended, self.node_id)
         self.dispatcher.start()
         self._timer_task = asyncio.create_task(self._timers(), name="control-timers")
+        if self.config.freeze_startup_objects:
+            gc.collect()
+            gc.freeze()
 
     async def stop(self) -> None:
         if self._timer_task:

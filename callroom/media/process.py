@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import itertools
 import logging
 import multiprocessing
@@ -77,6 +78,10 @@ class MediaWorker:
         # pipe then never wakes this process (on a shared core each wake-up cost the API ~10 % of its
         # time under load). Replies to requests wait at most one tick.
         self.engine.before_tick = self._readable
+        # What exists now lives as long as the process: kept out of the collector's full passes, which
+        # walk every tracked object (a pause of the tick each time).
+        gc.collect()
+        gc.freeze()
         ticking = loop.create_task(self.engine.run())
         self.send(("ready", self.sip.port if self.sip is not None else None))
         await self._stopped.wait()

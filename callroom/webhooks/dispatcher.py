@@ -11,7 +11,8 @@ row per key is in flight, so a later event waits until the earlier one succeeded
 different keys do not wait for each other. A heap holds the keys whose head waits for a retry, and at
 most ``concurrency`` requests run at once. Fates (delivered, retry, failed) and attempt records are
 written in batches, one transaction every ``flush_interval``, not one per delivery. Everything runs on
-the API's event loop; the database work is short and synchronous.
+the API's event loop. Its database work is short: on SQLite it runs inline; on PostgreSQL it runs on the
+store's worker threads (``executor``) so that the loop never waits for a round trip.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import orjson
 
@@ -37,6 +40,8 @@ from callroom.webhooks.http import HttpError, WebhookHttp, with_query
 from callroom.webhooks.signing import WebhookSigner
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Attempts per URL, and the pause before each retry (seconds, before jitter).
 ATTEMPTS_PER_URL = 3
@@ -102,8 +107,10 @@ class Dispatcher:
         flush_interval: float = 0.02,
         sweep_interval: float = 1.0,
         sweep_grace: float = 2.0,
+        executor: Executor | None = None,
     ) -> None:
         self.store = store
+        self.executor = executor
         self.signer = signer
         self.http = http or WebhookHttp()
         self._own_http = http is None
@@ -194,7 +201,7 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
-            self._flush()
+            await self._flush()
         except Exception:
             log.exception("writing the last webhook fates failed (they will be delivered again)")
         if self._own_http:
@@ -253,13 +260,13 @@ class Dispatcher:
             self._pump()
             if self._fates and now - self._last_flush >= self.flush_interval:
                 try:
-                    self._flush()
+                    await self._flush()
                 except Exception:
                     log.exception("writing webhook fates failed; retrying")
                 self._last_flush = now
             if now >= next_sweep:
                 try:
-                    self._sweep(now)
+                    await self._sweep(now)
                 except Exception:
                     log.exception("webhook sweep failed")
                 next_sweep = now + self.sweep_interval
@@ -285,30 +292,46 @@ class Dispatcher:
             self.enqueue(rows)
             after = rows[-1].id
 
-    def _sweep(self, now: float) -> None:
+    async def _sweep(self, now: float) -> None:
         """Pending rows due for a while that nobody here knows of (another process committed them)."""
-        self.signer.reload(self.store)
-        with self.store.transaction() as tx:
-            ids = outbox.stale_pending_ids(tx, now - self.sweep_grace)
+        ids = await self._in_store(self._stale_ids, now)
         unknown = [i for i in ids if i not in self._queued_ids and i not in self._flushing_ids]
         for start in range(0, len(unknown), 500):
-            with self.store.transaction() as tx:
-                rows = outbox.by_ids(tx, unknown[start : start + 500])
-            self.enqueue(rows)
+            self.enqueue(await self._in_store(self._rows_by_ids, unknown[start : start + 500]))
 
-    def _flush(self) -> None:
-        """Write the batched fates and attempts in one transaction."""
+    def _stale_ids(self, now: float) -> list[int]:
+        self.signer.reload(self.store)
+        with self.store.transaction() as tx:
+            return outbox.stale_pending_ids(tx, now - self.sweep_grace)
+
+    def _rows_by_ids(self, ids: list[int]) -> list[PendingDelivery]:
+        with self.store.transaction() as tx:
+            return outbox.by_ids(tx, ids)
+
+    async def _in_store(self, work: Callable[..., T], *args: Any) -> T:
+        """Run store work inline (SQLite) or on the executor's threads (PostgreSQL)."""
+        if self.executor is None:
+            return work(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
+
+    async def _flush(self) -> None:
+        """Write the batched fates and attempts in one transaction (one flush at a time: the dispatcher's
+        loop awaits it, so a later batch never commits before an earlier one)."""
         if not self._fates and not self._attempt_records:
             return
         fates, attempts, finals = self._fates, self._attempt_records, self._final_in_batch
         self._fates, self._attempt_records, self._final_in_batch = [], [], []
         try:
-            with self.store.transaction() as tx:
-                outbox.record(tx, fates, attempts)
-        except Exception:
+            await self._in_store(self._write_fates, fates, attempts)
+        except BaseException:
+            # Put back ahead of what finished meanwhile, for the next flush.
             self._fates[:0], self._attempt_records[:0], self._final_in_batch[:0] = fates, attempts, finals
             raise
         self._flushing_ids.difference_update(finals)
+
+    def _write_fates(self, fates: list[Fate], attempts: list[AttemptRecord]) -> None:
+        with self.store.transaction() as tx:
+            outbox.record(tx, fates, attempts)
 
     # -- one attempt ----------------------------------------------------------------------------------
 
