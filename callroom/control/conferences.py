@@ -317,15 +317,17 @@ def set_flags(
     """mute / unmute / hold / unhold: a missing or empty list means every participant."""
     present = ctx.tx.mix_members(conf.id)
     targets = _targets(present, call_control_ids)
+    changes: dict[str, Any] = {"updated_at": ctx.now}
+    if muted is not None:
+        changes["muted"] = muted
+    if on_hold is not None:
+        changes["on_hold"] = on_hold
+        if on_hold and (hold_audio_url or hold_media_name):
+            changes["hold_audio_url"], changes["hold_media_name"] = hold_audio_url, hold_media_name
     for p in targets:
-        if muted is not None:
-            p.muted = muted
-        if on_hold is not None:
-            p.on_hold = on_hold
-            if on_hold and (hold_audio_url or hold_media_name):
-                p.hold_audio_url, p.hold_media_name = hold_audio_url, hold_media_name
-        p.updated_at = ctx.now
-    ctx.tx.update_participant_flags(targets)
+        for key, value in changes.items():
+            setattr(p, key, value)
+    ctx.tx.set_participant_flags([p.id for p in targets], changes)
     push_mix(ctx, conf, present=present)
 
 
@@ -414,5 +416,5 @@ def _unknown_ids(present: Sequence[Participant | MixMember], ids: list[str]) -> 
     return [i for i in ids if i not in known]
 
 
-def lookup(ctx: Ctx, id_or_name: str, *, by_name: bool = True) -> Conference:
-    return active_conference(ctx, id_or_name, by_name=by_name)
+def lookup(ctx: Ctx, id_or_name: str, *, by_name: bool = True, with_members: bool = False) -> Conference:
+    return active_conference(ctx, id_or_name, by_name=by_name, with_members=with_members)

@@ -22,6 +22,7 @@ from callroom.control.records import (
 from callroom.errors import ApiError
 from callroom.store import outbox
 from callroom.store.outbox import PendingDelivery
+from callroom.store.sql import Result
 from callroom.store.tx import Tx
 from callroom.timefmt import iso
 
@@ -44,15 +45,26 @@ class Ctx:
     dialable: tuple[str, ...] = ("virtual:",)
     # What a deduplicated command produced, kept with its command_id (e.g. the dialled call's id).
     command_result: str | None = None
+    # PostgreSQL writes: reads likely needed later are sent ahead, to travel with a round trip going anyway.
+    read_ahead: bool = False
     _apps: dict[str, Application | None] = field(default_factory=dict)
+    _app_reads: dict[str, Result] = field(default_factory=dict)
     _appended: list[outbox.Appended] = field(default_factory=list)  # the outbox rows of ``emitted``
 
     # -- lookups ------------------------------------------------------------------------------------
 
     def app(self, connection_id: str) -> Application | None:
         if connection_id not in self._apps:
-            self._apps[connection_id] = self.tx.get_application(self.account_id, connection_id)
+            read = self._app_reads.pop(connection_id, None)
+            if read is None:
+                read = self.tx.read_application(self.account_id, connection_id)
+            self._apps[connection_id] = self.tx.application_in(read)
         return self._apps[connection_id]
+
+    def read_app_ahead(self, connection_id: str) -> None:
+        """A command on a call will likely emit webhooks to the call's application: send its read now."""
+        if self.read_ahead and connection_id not in self._apps and connection_id not in self._app_reads:
+            self._app_reads[connection_id] = self.tx.read_application(self.account_id, connection_id)
 
     # -- timers -------------------------------------------------------------------------------------
 

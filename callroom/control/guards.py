@@ -46,6 +46,7 @@ def live_call(ctx: Ctx, call_control_id: str, *, pointer: str | None = None) -> 
         raise CommandRejected(
             "90018", "Call has already ended", "This call is no longer active and can't receive commands.", pointer
         )
+    ctx.read_app_ahead(call.connection_id)
     return call
 
 
@@ -58,9 +59,10 @@ def answered_call(ctx: Ctx, call_control_id: str, *, pointer: str | None = None)
     return call
 
 
-def find_conference(ctx: Ctx, id_or_name: str, *, by_name: bool = True) -> Conference:
-    """A conference by id, or (for most actions) by the name of an active one; 404 90058 otherwise."""
-    conf = ctx.tx.get_conference(ctx.account_id, id_or_name, lock=True)
+def find_conference(ctx: Ctx, id_or_name: str, *, by_name: bool = True, with_members: bool = False) -> Conference:
+    """A conference by id, or (for most actions) by the name of an active one; 404 90058 otherwise.
+    ``with_members``: the action reads ``mix_members`` next (see ``Tx.get_conference``)."""
+    conf = ctx.tx.get_conference(ctx.account_id, id_or_name, lock=True, with_members=with_members)
     if conf is None and by_name:
         conf = ctx.tx.active_conference_by_name(ctx.account_id, id_or_name, lock=True)
     if conf is None:
@@ -69,8 +71,8 @@ def find_conference(ctx: Ctx, id_or_name: str, *, by_name: bool = True) -> Confe
     return conf
 
 
-def active_conference(ctx: Ctx, id_or_name: str, *, by_name: bool = True) -> Conference:
-    conf = find_conference(ctx, id_or_name, by_name=by_name)
+def active_conference(ctx: Ctx, id_or_name: str, *, by_name: bool = True, with_members: bool = False) -> Conference:
+    conf = find_conference(ctx, id_or_name, by_name=by_name, with_members=with_members)
     if not conf.is_active:
         raise CommandRejected("90019", "Conference has already ended", "This conference has already ended.")
     return conf

@@ -39,8 +39,8 @@ def _figures(count: int, sum_enqueued: float, *, now: float) -> QueueFigures:
     return QueueFigures(count, max(0, avg))
 
 
-def get_queue(ctx: Ctx, name: str, *, lock: bool = False) -> Queue:
-    q = ctx.tx.get_queue(ctx.account_id, name, lock=lock)
+def get_queue(ctx: Ctx, name: str, *, lock: bool = False, with_entries: bool = False) -> Queue:
+    q = ctx.tx.get_queue(ctx.account_id, name, lock=lock, with_entries=with_entries)
     if q is None:
         raise NotFound(f"No queue named {name!r}.", "10005", "Queue not found")
     return q
@@ -93,7 +93,7 @@ def enqueue(
         raise CommandRejected("90038", "Call already in a queue", "This call is already waiting in a queue.")
     if call.state is CallState.CONFERENCED:
         raise reject("90104", "A conference participant cannot be enqueued; leave the conference first.")
-    q = ctx.tx.get_queue(ctx.account_id, queue_name, lock=True)
+    q = ctx.tx.get_queue(ctx.account_id, queue_name, lock=True, with_entries=True)
     if q is None:
         q = Queue(
             id=new_uuid(),
@@ -212,7 +212,7 @@ def dequeue_to(ctx: Ctx, agent_id: str, queue_name: str, client_state: str | Non
     agent = answered_call(ctx, agent_id)
     if agent.state in (CallState.QUEUED, CallState.CONFERENCED):
         raise reject("90107", f"An agent that is {agent.state.value} cannot take a call from a queue.")
-    q = get_queue(ctx, queue_name, lock=True)
+    q = get_queue(ctx, queue_name, lock=True, with_entries=True)
     entries = ctx.tx.queue_entries(q.id)
     if not entries:
         raise reject("90101", f"Queue {queue_name!r} is empty.", "/queue")

@@ -103,7 +103,8 @@ class Control:
         self, account_id: str, handler: Callable[[Ctx], T], command: tuple[str, str | None] | None
     ) -> tuple[T | Duplicate, Ctx | None]:
         with self.store.transaction() as tx:
-            ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id, dialable=self.dialable)
+            ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id, dialable=self.dialable,
+                      read_ahead=not self.store.is_sqlite)
             command_id = command[1] if command is not None else None
             if command is not None and command_id:
                 scope = command[0]

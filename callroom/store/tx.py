@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Select, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import ARRAY, Select, String, Table, and_, any_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -33,7 +33,7 @@ from callroom.control.records import (
 )
 from callroom.control.states import CallState, ConferenceStatus, ParticipantStatus
 from callroom.store import schema as t
-from callroom.store.sql import Connection, prebuilt
+from callroom.store.sql import Connection, Result, prebuilt
 
 R = TypeVar("R")
 
@@ -101,12 +101,29 @@ def _json_copy(value: Any) -> Any:
         return copy.deepcopy(value)
 
 
+_MIX_MEMBERS = prebuilt("mix_members", lambda: select(
+    t.participants.c.id, t.participants.c.call_control_id, t.participants.c.muted, t.participants.c.on_hold,
+    t.participants.c.supervisor_role, t.participants.c.whisper_call_control_ids, t.participants.c.hold_audio_url,
+    t.participants.c.hold_media_name, t.participants.c.updated_at,
+).where(t.participants.c.conference_id == bindparam("conf"), t.participants.c.status != ParticipantStatus.LEFT.value)
+    .order_by(t.participants.c.created_at, t.participants.c.id))
+
+
+_ENTRIES_BY_QUEUE_NAME = prebuilt("entries_by_queue_name", lambda: select(t.queue_entries).join(
+    t.queues, t.queues.c.id == t.queue_entries.c.queue_id
+).where(t.queues.c.account_id == bindparam("acct"), t.queues.c.name == bindparam("name"))
+    .order_by(t.queue_entries.c.seq))
+
+
 def _update_by(table: Table, pk: str) -> Any:
     return prebuilt(f"update:{table.name}", lambda: update(table).where(table.c[pk] == bindparam("pk_")))
 
 
 class Tx:
     """Reads and writes within one database transaction."""
+
+    _members_read: tuple[str, Result] | None = None  # see ``get_conference``
+    _entries_read: tuple[str, Result] | None = None  # see ``get_queue``
 
     def __init__(self, conn: Connection, *, lock_rows: bool) -> None:
         self.conn = conn
@@ -216,10 +233,18 @@ class Tx:
         self.conn.execute(delete(t.applications).where(and_(c.id == app_id, c.account_id == account_id)))
 
     def get_application(self, account_id: str, app_id: str) -> Application | None:
+        return self.application_in(self.read_application(account_id, app_id))
+
+    def read_application(self, account_id: str, app_id: str) -> Result:
+        """The read of ``get_application`` sent now and looked at later (``application_in``)."""
         c = t.applications.c
         stmt = prebuilt("get_app", lambda: select(t.applications).where(c.id == bindparam("id"),
                                                                          c.account_id == bindparam("acct")))
-        row = self.conn.execute(stmt, {"id": app_id, "acct": account_id}).first()
+        return self.conn.execute(stmt, {"id": app_id, "acct": account_id})
+
+    @staticmethod
+    def application_in(read: Result) -> Application | None:
+        row = read.first()
         return None if row is None else from_row(Application, row)
 
     def application_for_sip_user(self, user: str) -> Application | None:
@@ -303,7 +328,11 @@ class Tx:
     def update_conference(self, conf: Conference) -> None:
         self.conn.execute(_update_by(t.conferences, "id"), {**to_row(conf), "pk_": conf.id})
 
-    def get_conference(self, account_id: str, conference_id: str, *, lock: bool = False) -> Conference | None:
+    def get_conference(
+        self, account_id: str, conference_id: str, *, lock: bool = False, with_members: bool = False
+    ) -> Conference | None:
+        """``with_members``: also read ``mix_members`` of a conference with this id, right after the lock is
+        taken (on PostgreSQL in the same round trip); a later ``mix_members`` call takes that result."""
         locked = lock and self._lock_rows
         c = t.conferences.c
 
@@ -312,6 +341,8 @@ class Tx:
             return stmt.with_for_update() if locked else stmt
 
         first = self.conn.execute(prebuilt(f"get_conf:{locked}", build), {"id": conference_id, "acct": account_id})
+        if with_members:
+            self._members_read = (conference_id, self.conn.execute(_MIX_MEMBERS, {"conf": conference_id}))
         row = first.first()
         return None if row is None else from_row(Conference, row)
 
@@ -339,26 +370,34 @@ class Tx:
     # -- participants -------------------------------------------------------------------------------
 
     def insert_participant(self, p: Participant) -> None:
+        self._members_read = None  # a read made before this write is stale
         self.conn.execute(prebuilt("insert:participants", t.participants.insert), to_row(p))
 
     def update_participant(self, p: Participant) -> None:
         self.update_participants([p])
 
     def update_participants(self, ps: Sequence[Participant]) -> None:
+        self._members_read = None
         if ps:
             self.conn.execute(_update_by(t.participants, "id"), [{**to_row(p), "pk_": p.id} for p in ps])
 
-    def update_participant_flags(self, ps: Sequence[Participant | MixMember]) -> None:
-        """Only what mute/unmute/hold/unhold change, for many participants in one statement."""
-        if ps:
-            self.conn.execute(
-                _update_by(t.participants, "id"),
-                [
-                    {"muted": p.muted, "on_hold": p.on_hold, "hold_audio_url": p.hold_audio_url,
-                     "hold_media_name": p.hold_media_name, "updated_at": p.updated_at, "pk_": p.id}
-                    for p in ps
-                ],
-            )
+    def set_participant_flags(self, ids: Sequence[str], values: dict[str, Any]) -> None:
+        """The same columns set to the same values (what mute/unmute/hold/unhold change) for many
+        participants: one statement on PostgreSQL (an executemany would be one per participant there)."""
+        self._members_read = None
+        if not ids:
+            return
+        columns = tuple(sorted(values))
+        c = t.participants.c
+        given = {f"v_{k}": v for k, v in values.items()}
+        if self.conn.dialect.name == "postgresql":
+            stmt = prebuilt(f"participant_flags:pg:{columns}", lambda: update(t.participants).where(
+                c.id == any_(bindparam("ids_", type_=ARRAY(String)))).values({k: bindparam(f"v_{k}") for k in columns}))
+            self.conn.execute(stmt, {**given, "ids_": list(ids)})
+            return
+        stmt = prebuilt(f"participant_flags:{columns}", lambda: update(t.participants).where(
+            c.id == bindparam("id_")).values({k: bindparam(f"v_{k}") for k in columns}))
+        self.conn.execute(stmt, [{**given, "id_": i} for i in ids])
 
     def participants_of(self, conference_id: str, *, present_only: bool = True) -> list[Participant]:
         c = t.participants.c
@@ -374,13 +413,10 @@ class Tx:
 
     def mix_members(self, conference_id: str) -> list[MixMember]:
         """The present participants as the mix needs them, in joining order (``participants_of``'s)."""
-        c = t.participants.c
-        stmt = prebuilt("mix_members", lambda: select(
-            c.id, c.call_control_id, c.muted, c.on_hold, c.supervisor_role, c.whisper_call_control_ids,
-            c.hold_audio_url, c.hold_media_name, c.updated_at,
-        ).where(c.conference_id == bindparam("conf"), c.status != ParticipantStatus.LEFT.value)
-            .order_by(c.created_at, c.id))
-        return [MixMember(*r) for r in self.conn.execute(stmt, {"conf": conference_id})]
+        read, self._members_read = self._members_read, None
+        if read is None or read[0] != conference_id:
+            read = (conference_id, self.conn.execute(_MIX_MEMBERS, {"conf": conference_id}))
+        return [MixMember(*r) for r in read[1]]
 
     def get_participant(self, conference_id: str, id_or_label: str) -> Participant | None:
         c = t.participants.c
@@ -431,7 +467,9 @@ class Tx:
     def delete_queue(self, q: Queue) -> None:
         self.conn.execute(delete(t.queues).where(t.queues.c.id == q.id))
 
-    def get_queue(self, account_id: str, name: str, *, lock: bool = False) -> Queue | None:
+    def get_queue(self, account_id: str, name: str, *, lock: bool = False, with_entries: bool = False) -> Queue | None:
+        """``with_entries``: also read the queue's entries right after the lock is taken (on PostgreSQL in
+        the same round trip); a later ``queue_entries`` call for this queue takes that result."""
         locked = lock and self._lock_rows
         c = t.queues.c
 
@@ -439,8 +477,16 @@ class Tx:
             stmt = select(t.queues).where(c.account_id == bindparam("acct"), c.name == bindparam("name"))
             return stmt.with_for_update() if locked else stmt
 
-        row = self.conn.execute(prebuilt(f"get_queue:{locked}", build), {"acct": account_id, "name": name}).first()
-        return None if row is None else from_row(Queue, row)
+        params = {"acct": account_id, "name": name}
+        found = self.conn.execute(prebuilt(f"get_queue:{locked}", build), params)
+        entries = self.conn.execute(_ENTRIES_BY_QUEUE_NAME, params) if with_entries else None
+        row = found.first()
+        if row is None:
+            return None
+        q = from_row(Queue, row)
+        if entries is not None:
+            self._entries_read = (q.id, entries)
+        return q
 
     def get_queue_by_id(self, queue_id: str) -> Queue | None:
         stmt = prebuilt("queue_by_id", lambda: select(t.queues).where(t.queues.c.id == bindparam("id")))
@@ -452,6 +498,7 @@ class Tx:
         return self._page(Queue, t.queues, c.account_id == account_id, [c.created_at, c.id], page, size)
 
     def insert_queue_entry(self, e: QueueEntry) -> QueueEntry:
+        self._entries_read = None  # a read made before this write is stale
         row = to_row(e)
         del row["seq"]
         result = self.conn.execute(prebuilt("insert:queue_entries", t.queue_entries.insert), row)
@@ -461,16 +508,22 @@ class Tx:
         return e
 
     def update_queue_entry(self, e: QueueEntry) -> None:
+        self._entries_read = None
         self.conn.execute(_update_by(t.queue_entries, "seq"), {**to_row(e), "pk_": e.seq})
 
     def delete_queue_entry(self, e: QueueEntry) -> None:
+        self._entries_read = None
         stmt = prebuilt("delete_entry", lambda: delete(t.queue_entries).where(t.queue_entries.c.seq == bindparam("s")))
         self.conn.execute(stmt, {"s": e.seq})
 
     def queue_entries(self, queue_id: str) -> list[QueueEntry]:
-        c = t.queue_entries.c
-        stmt = prebuilt("entries", lambda: select(t.queue_entries).where(c.queue_id == bindparam("q")).order_by(c.seq))
-        return [from_row(QueueEntry, r) for r in self.conn.execute(stmt, {"q": queue_id})]
+        read, self._entries_read = self._entries_read, None
+        if read is None or read[0] != queue_id:
+            c = t.queue_entries.c
+            stmt = prebuilt("entries", lambda: select(t.queue_entries).where(c.queue_id == bindparam("q"))
+                            .order_by(c.seq))
+            read = (queue_id, self.conn.execute(stmt, {"q": queue_id}))
+        return [from_row(QueueEntry, r) for r in read[1]]
 
     def queue_entry_for_call(self, call_control_id: str) -> QueueEntry | None:
         c = t.queue_entries.c

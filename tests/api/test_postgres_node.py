@@ -105,3 +105,17 @@ def test_conference_on_postgres(pg_tenant: Tenant) -> None:
     for r in t._mine():
         t.client.webhooks.unwrap(r.body, headers=r.headers, key=t.node.public_key)
 
+
+
+def test_webhooks_follow_an_application_changed_between_commands(pg_tenant: Tenant) -> None:
+    # A command on a call reads the call's application ahead (in the same round trip as another read):
+    # the read is the command's own, so a change committed before the command is what it sees.
+    t = pg_tenant
+    caller = t.call_in(from_="virtual:moved")
+    moved = f"{t.path}/moved"
+    t.client.call_control_applications.update(t.connection_id, application_name="moved",
+                                              webhook_event_url=t.receiver.url(moved))
+    t.client.calls.actions.enqueue(caller, queue_name="pg-moved")
+    got = t.receiver.wait_for(lambda r: r.path == moved and r.event_type == "call.enqueued")[0]
+    assert got.payload["call_control_id"] == caller
+    assert all(r.event_type != "call.enqueued" for r in t._mine())

@@ -465,3 +465,72 @@ def test_queue_sizes(store: Store) -> None:
     count, total = sizes[q2.id]
     assert count == 1
     assert total == pytest.approx(NOW + 0.5, abs=1e-6)
+
+
+def test_conference_read_with_its_members_in_one_go(store: Store) -> None:
+    acct = f.uid()
+    conf = f.conference(acct)
+    with store.transaction() as tx:
+        tx.insert_conference(conf)
+        for i in range(3):
+            tx.insert_participant(f.participant(acct, conf.id, call_control_id=f"v3:{i}", created_at=float(i)))
+    with store.transaction() as tx:
+        before = tx.conn.round_trips
+        found = tx.get_conference(acct, conf.id, lock=True, with_members=True)
+        members = tx.mix_members(conf.id)
+        assert tx.conn.round_trips - before <= 1  # the members came with the locked row
+        assert found is not None and [m.call_control_id for m in members] == ["v3:0", "v3:1", "v3:2"]
+        # A read made before a write is not handed out after it.
+        tx.get_conference(acct, conf.id, lock=True, with_members=True)
+        tx.insert_participant(f.participant(acct, conf.id, call_control_id="v3:3", created_at=9.0))
+        assert [m.call_control_id for m in tx.mix_members(conf.id)] == ["v3:0", "v3:1", "v3:2", "v3:3"]
+        # Asked about another conference, it reads that one.
+        assert tx.mix_members("no-such-conference") == []
+
+
+def test_participant_flags_set_for_many_at_once(store: Store) -> None:
+    acct = f.uid()
+    conf = f.conference(acct)
+    ps = [f.participant(acct, conf.id, call_control_id=f"v3:{i}", created_at=float(i), muted=False, on_hold=False,
+                        hold_audio_url=None) for i in range(4)]
+    with store.transaction() as tx:
+        tx.insert_conference(conf)
+        for p in ps:
+            tx.insert_participant(p)
+    with store.transaction() as tx:
+        tx.set_participant_flags([ps[0].id, ps[2].id], {"muted": True, "updated_at": NOW + 7})
+        tx.set_participant_flags([ps[2].id], {"on_hold": True, "hold_audio_url": "https://a.test/m.mp3",
+                                              "hold_media_name": None, "updated_at": NOW + 8})
+        tx.set_participant_flags([], {"muted": False, "updated_at": NOW + 9})
+    with store.transaction() as tx:
+        got = {m.call_control_id: m for m in tx.mix_members(conf.id)}
+    assert [got[f"v3:{i}"].muted for i in range(4)] == [True, False, True, False]
+    assert [got[f"v3:{i}"].on_hold for i in range(4)] == [False, False, True, False]
+    assert got["v3:2"].hold_audio_url == "https://a.test/m.mp3"
+    assert (got["v3:0"].updated_at, got["v3:1"].updated_at, got["v3:2"].updated_at) == (NOW + 7, ps[1].updated_at,
+                                                                                       NOW + 8)
+
+
+def test_queue_read_with_its_entries_in_one_go(store: Store) -> None:
+    acct = f.uid()
+    q, other = f.queue(acct, name="support"), f.queue(acct, name="sales")
+    with store.transaction() as tx:
+        tx.insert_queue(q)
+        tx.insert_queue(other)
+        for i in range(3):
+            tx.insert_queue_entry(f.queue_entry(q, call_control_id=f"v3:{i}"))
+        tx.insert_queue_entry(f.queue_entry(other, call_control_id="v3:other"))
+    with store.transaction() as tx:
+        before = tx.conn.round_trips
+        found = tx.get_queue(acct, "support", lock=True, with_entries=True)
+        assert found is not None and found.id == q.id
+        entries = tx.queue_entries(q.id)
+        assert tx.conn.round_trips - before <= 1
+        assert [e.call_control_id for e in entries] == ["v3:0", "v3:1", "v3:2"]
+        # A read made before a write is not handed out after it; another queue's entries are read anew.
+        tx.get_queue(acct, "support", lock=True, with_entries=True)
+        tx.delete_queue_entry(entries[0])
+        assert [e.call_control_id for e in tx.queue_entries(q.id)] == ["v3:1", "v3:2"]
+        tx.get_queue(acct, "support", lock=True, with_entries=True)
+        assert [e.call_control_id for e in tx.queue_entries(other.id)] == ["v3:other"]
+        assert tx.get_queue(acct, "nobody", lock=True, with_entries=True) is None
