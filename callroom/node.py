@@ -10,7 +10,6 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,9 +122,9 @@ class Node:
             self.control.dialable = ("virtual:", "sip:")
             self.control.quality_source = self._sip_quality
         if not self.store.is_sqlite:
-            # PostgreSQL: API transactions on worker threads, so round trips overlap instead of
-            # stalling the event loop. (SQLite is one writer and fast in-process: it stays inline.)
-            self.control.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="callroom-db")
+            # PostgreSQL: API transactions run cooperatively on the loop, so round trips overlap instead
+            # of stalling it. (SQLite is one writer and fast in-process: it stays inline.)
+            self.control.cooperative = True
         self.dispatcher: Dispatcher | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._timer_wake = asyncio.Event()
@@ -215,7 +214,7 @@ class Node:
             log.info("SIP listening on udp %s:%s", self.config.sip.host, self.media.sip_port)
         self.dispatcher = Dispatcher(
             self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff,
-            executor=self.control.executor,
+            cooperative=self.control.cooperative,
         )
         self.control.on_events = self.dispatcher.enqueue
         self.app.state.webhook_dispatcher = self.dispatcher
@@ -237,8 +236,6 @@ class Node:
         if self.dispatcher:
             await self.dispatcher.stop()
         await self.media.stop()
-        if self.control.executor is not None:
-            self.control.executor.shutdown(wait=True)
         self.store.dispose()
 
     async def _timers(self) -> None:

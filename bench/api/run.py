@@ -4,8 +4,9 @@ Run: .venv/bin/python bench/api/run.py [--db sqlite|postgres|both] [--seconds N]
 
 For every (database, concurrency) pair it starts a fresh node as a subprocess on a free loopback port
 (fresh data dir; on PostgreSQL a fresh database that is created before and dropped after the run), a
-webhook receiver inside this process, prepares answered calls (virtual phones), a conference of
-``--participants`` legs and one queue (with one caller and one agent) per worker, then lets C workers
+webhook receiver inside this process, prepares answered calls (virtual phones), ``--conferences``
+conferences (default 1) of ``--participants`` legs and one queue (with one caller and one agent) per
+worker, then lets C workers
 (httpx.AsyncClient) run the mix for N seconds after a short warm-up:
 
     conference action  mute / unmute / hold / unhold, on everyone or on one participant
@@ -46,6 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -197,8 +199,10 @@ class WebhookSink:
 
 
 @contextlib.contextmanager
-def database(kind: str) -> Iterator[str | None]:
-    """None for SQLite (the node's default file in its data dir); a fresh PostgreSQL database URL otherwise."""
+def database(kind: str, pg_host: str = "127.0.0.1", pg_options: str = "") -> Iterator[str | None]:
+    """None for SQLite (the node's default file in its data dir); a fresh PostgreSQL database URL otherwise
+    (``pg_host``: an address for TCP, or the server's socket directory for a Unix-domain socket;
+    ``pg_options``: libpq's ``options``, server settings for the node's sessions)."""
     if kind == "sqlite":
         yield None
         return
@@ -208,7 +212,11 @@ def database(kind: str) -> Iterator[str | None]:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        query = {"host": pg_host} if pg_host.startswith("/") else {}
+        if pg_options:
+            query["options"] = pg_options
+        where = "" if pg_host.startswith("/") else f"{pg_host}:5432"
+        yield f"postgresql://postgres@{where}/{name}" + (f"?{urlencode(query)}" if query else "")
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -282,8 +290,7 @@ def start_node(data_dir: Path, database_url: str | None, cpu: int | None, media_
 @dataclass
 class Fixture:
     connection_id: str
-    conference_id: str
-    participants: list[str]
+    conferences: list[tuple[str, list[str]]]  # (conference id, its participants' call ids)
     pairs: list[tuple[str, str, str]]  # (caller, agent, queue name), one per worker
     all_calls: list[str] = field(default_factory=list)
 
@@ -310,7 +317,9 @@ async def dial_answered(client: httpx.AsyncClient, connection_id: str, name: str
     raise RuntimeError(f"call {cid} was never answered")
 
 
-async def prepare(client: httpx.AsyncClient, sink_url: str, workers: int, participants: int) -> Fixture:
+async def prepare(
+    client: httpx.AsyncClient, sink_url: str, workers: int, participants: int, conferences: int = 1
+) -> Fixture:
     app = await _ok(await client.post(
         "/v2/call_control_applications", json={"application_name": "bench", "webhook_event_url": sink_url}
     ))
@@ -321,25 +330,30 @@ async def prepare(client: httpx.AsyncClient, sink_url: str, workers: int, partic
         async with sem:
             return await dial_answered(client, connection_id, name, **extra)
 
-    members = await asyncio.gather(*(one(f"member{i}") for i in range(participants)))
     callers = await asyncio.gather(*(one(f"caller{i}") for i in range(workers)))
     agents = await asyncio.gather(*(one(f"agent{i}", park_after_unbridge="self") for i in range(workers)))
-
-    conf = await _ok(await client.post("/v2/conferences", json={"call_control_id": members[0], "name": "bench"}))
-    conference_id: str = conf["data"]["id"]
-    for cid in members[1:]:
-        await _ok(await client.post(f"/v2/conferences/{conference_id}/actions/join", json={"call_control_id": cid}))
-    listed = await _ok(await client.get(f"/v2/conferences/{conference_id}/participants",
-                                        params={"page[size]": 250}))
-    if len(listed["data"]) != participants:
-        raise RuntimeError(f"conference has {len(listed['data'])} participants, expected {participants}")
+    rooms: list[tuple[str, list[str]]] = []
+    for k in range(conferences):
+        members = await asyncio.gather(*(one(f"member{k}-{i}") for i in range(participants)))
+        conf = await _ok(await client.post("/v2/conferences",
+                                           json={"call_control_id": members[0], "name": f"bench{k}"}))
+        conference_id: str = conf["data"]["id"]
+        for cid in members[1:]:
+            await _ok(await client.post(f"/v2/conferences/{conference_id}/actions/join",
+                                        json={"call_control_id": cid}))
+        listed = await _ok(await client.get(f"/v2/conferences/{conference_id}/participants",
+                                            params={"page[size]": 250}))
+        if len(listed["data"]) != participants:
+            raise RuntimeError(f"conference has {len(listed['data'])} participants, expected {participants}")
+        rooms.append((conference_id, list(members)))
 
     pairs = []
     for i, (caller, agent) in enumerate(zip(callers, agents, strict=True)):
         qname = f"bench-q{i}"
         await _ok(await client.post("/v2/queues", json={"queue_name": qname, "max_size": 10}))
         pairs.append((caller, agent, qname))
-    return Fixture(connection_id, conference_id, list(members), pairs, [*members, *callers, *agents])
+    everyone = [cid for _conf, members in rooms for cid in members]
+    return Fixture(connection_id, rooms, pairs, [*everyone, *callers, *agents])
 
 
 # -- the load ---------------------------------------------------------------------------------------------
@@ -361,8 +375,7 @@ async def worker(
     steps = [s for s in mix if mix[s] > 0]
     weights = [mix[s] for s in steps]
     caller, agent, qname = fx.pairs[n]
-    conf = fx.conference_id
-    everyone = fx.participants
+    conf, everyone = fx.conferences[n % len(fx.conferences)]
 
     async def call(kind: str, method: str, url: str, body: dict[str, Any] | None = None) -> bool:
         t0 = time.perf_counter()
@@ -404,13 +417,13 @@ async def worker(
 
 async def run_load(
     node: NodeProcess, sink: WebhookSink, concurrency: int, seconds: float, warmup: float, participants: int,
-    mix: dict[str, int],
+    mix: dict[str, int], conferences: int = 1,
 ) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {node.api_key}"}
     async with httpx.AsyncClient(base_url=node.base, headers=headers, limits=limits, timeout=30) as client:
         t0 = time.monotonic()
-        fx = await prepare(client, sink.url, concurrency, participants)
+        fx = await prepare(client, sink.url, concurrency, participants, conferences)
         setup_secs = time.monotonic() - t0
         await asyncio.sleep(0.5)  # let the setup's webhooks drain
         stats = Stats()
@@ -455,6 +468,7 @@ async def run_load(
         "warmup_seconds": warmup,
         "setup_seconds": round(setup_secs, 2),
         "participants": participants,
+        "conferences": conferences,
         "mix_weights": mix,
         "overall": overall,
         "write_actions_per_s": round(writes / wall, 1),
@@ -520,7 +534,7 @@ def outbox_counts(node: NodeProcess, database_url: str | None) -> dict[str, Any]
 
 def print_table(db: str, r: dict[str, Any]) -> None:
     cpu = r["node_cpu"]
-    print(f"\n== {db}, concurrency {r['concurrency']}, {r['seconds']} s "
+    print(f"\n== {db}, concurrency {r['concurrency']}, {r.get('conferences', 1)} conference(s), {r['seconds']} s "
           f"(node API process: {cpu['cores_used']:.2f} cores; its media process: "
           f"{r.get('media_process_cores_used', 0):.2f} cores; "
           f"bench process: {r['bench_process_cores_used']:.2f} cores; "
@@ -550,11 +564,12 @@ async def bench_one(
         RESULTS.mkdir(parents=True, exist_ok=True)
         profile_out = RESULTS / f"api-{db}-c{concurrency}.prof"
     try:
-        with database(db) as url:
+        with database(db, args.pg_host, args.pg_options) as url:
             node = start_node(data_dir, url, node_cpu, media_cpu, profile_out)
             try:
                 result = await run_load(
-                    node, sink, concurrency, args.seconds, args.warmup, args.participants, args.mix
+                    node, sink, concurrency, args.seconds, args.warmup, args.participants, args.mix,
+                    args.conferences,
                 )
                 result["outbox_after_run"] = outbox_counts(node, url)
             finally:
@@ -573,13 +588,20 @@ async def bench_one(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="sqlite")
+    parser.add_argument("--pg-host", default="127.0.0.1",
+                        help="PostgreSQL's address (TCP, port 5432) or its socket directory, e.g. /var/run/postgresql")
+    parser.add_argument("--pg-options", default="",
+                        help="server settings for the node's sessions, e.g. '-c synchronous_commit=off'")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run (max 300)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16], help="workers (one run per value)")
     parser.add_argument("--mix", type=parse_mix, default=dict(MIX),
                         help="step weights, e.g. 'get_call=1' or 'conference_action=4,queue_cycle=2' "
                         f"(steps: {', '.join(MIX)}; default {','.join(f'{k}={v}' for k, v in MIX.items())})")
-    parser.add_argument("--participants", type=int, default=10, help="legs in the conference")
+    parser.add_argument("--participants", type=int, default=10, help="legs in each conference")
+    parser.add_argument("--conferences", type=int, default=1,
+                        help="conferences the workers' conference actions are spread over (worker i: i mod N); "
+                             "1 is the worst case: every action waits for that one conference's lock")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin the node to CPU 0 and this process to CPU 1")
     parser.add_argument("--media-cpu", choices=("other", "same"), default="other",
@@ -593,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be in (0, 300] and --warmup in [0, 60]")
     if any(not 1 <= c <= 256 for c in args.concurrency) or not 1 <= args.participants <= 100:
         parser.error("--concurrency must be in [1, 256] and --participants in [1, 100]")
+    if not 1 <= args.conferences <= 64:
+        parser.error("--conferences must be in [1, 64]")
 
     node_cpu: int | None = None
     media_cpu: int | None = None

@@ -12,13 +12,13 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from callroom.control import calls, conferences, queues
 from callroom.control.context import Ctx
 from callroom.control.media_ops import MediaOp, MediaPlane
 from callroom.control.records import Timer
+from callroom.store import cooperative
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COMMAND_ID_WINDOW_SECS = 60.0
+# PostgreSQL: transactions under way at once (each holds a server connection until it commits).
+MAX_TRANSACTIONS_IN_FLIGHT = 32
 
 
 class Duplicate:
@@ -56,8 +58,9 @@ class Control:
         # live in the media process); None: hangups carry no quality.
         self.quality_source: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
         self.dialable: tuple[str, ...] = ("virtual:",)
-        # Set on PostgreSQL: API transactions run on these threads (see ``arun``).
-        self.executor: ThreadPoolExecutor | None = None
+        # Set on PostgreSQL: API transactions run cooperatively on the event loop (see ``arun``).
+        self.cooperative = False
+        self._in_flight = asyncio.Semaphore(MAX_TRANSACTIONS_IN_FLIGHT)
 
     async def call_quality(self, call_control_id: str) -> dict[str, Any] | None:
         if self.quality_source is None:
@@ -81,12 +84,19 @@ class Control:
         *,
         command: tuple[str, str | None] | None = None,
     ) -> T | Duplicate:
-        """``run`` for the API: on PostgreSQL the transaction runs in a worker thread (its round trips
-        would otherwise stall the event loop); its effects are still applied here, on the loop, in order."""
-        if self.executor is None:
+        """``run`` for the API. On PostgreSQL the transaction runs cooperatively (``store/cooperative.py``):
+        while it waits for the server the loop serves other requests. Its effects are applied here, on the
+        loop, right after it commits; a request cancelled meanwhile does not cancel them (the transaction
+        and its effects complete, the reply is dropped)."""
+        if not self.cooperative:
             return self.run(account_id, handler, command=command)
-        loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(self.executor, self._transact, account_id, handler, command)
+        return await asyncio.shield(asyncio.ensure_future(self._cooperatively(account_id, handler, command)))
+
+    async def _cooperatively(
+        self, account_id: str, handler: Callable[[Ctx], T], command: tuple[str, str | None] | None
+    ) -> T | Duplicate:
+        async with self._in_flight:
+            outcome = await cooperative.run(self._transact, account_id, handler, command)
         return self._finish(*outcome)
 
     async def awrite(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
@@ -95,9 +105,10 @@ class Control:
         return result
 
     async def aread(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
-        if self.executor is None:
+        if not self.cooperative:
             return self.read(account_id, handler)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.read, account_id, handler)
+        async with self._in_flight:
+            return await cooperative.run(self.read, account_id, handler)
 
     def _transact(
         self, account_id: str, handler: Callable[[Ctx], T], command: tuple[str, str | None] | None

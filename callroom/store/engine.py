@@ -69,7 +69,7 @@ class Store:
             # at once would race for that switch (see ``_sqlite_setup``).
             self._sqlite_connection()
         else:
-            self._pg_writes = PgPool(self.engine, keep=16)
+            self._pg_writes = PgPool(self.engine, keep=32)
             self._pg_reads = PgPool(self.engine, keep=8)
 
     def _create_engine(self) -> Engine:

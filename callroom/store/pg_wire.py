@@ -16,7 +16,8 @@ Statements the store builds once (``sql.prebuilt``) are prepared on each connect
 they are sent (in the same round trip), then sent by name. Parameters are sent as text with no type:
 the statement's casts (SQLAlchemy renders them) or its context decide, as for a typed literal.
 
-Nothing here is shared between threads: a session belongs to one transaction at a time.
+Nothing here is shared between threads: a session belongs to one transaction at a time. Waits for the
+server block the calling thread, except inside ``cooperative.run``, where the event loop goes on.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
+
+from callroom.store import cooperative
 
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
 
@@ -105,7 +108,11 @@ class PgSession:
         self.round_trips += 1
         try:
             self._exchange(sent)
-        except psycopg.OperationalError:
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                self.broken = True
+            raise
+        except BaseException:  # interrupted half-way (a cancelled request): out of step with the server
             self.broken = True
             raise
         for item in sent:
@@ -116,7 +123,7 @@ class PgSession:
         pg = self.pg
         pg.pipeline_sync()
         while pg.flush() == 1:
-            select.select([pg.socket], [pg.socket], [])
+            self._wait(writable=True)
             pg.consume_input()
         first_error: psycopg.Error | None = None
         for item in sent:
@@ -146,9 +153,20 @@ class PgSession:
     def _next_result(self) -> Any:
         pg = self.pg
         while pg.is_busy():
-            select.select([pg.socket], [], [])
+            self._wait(writable=False)
             pg.consume_input()
         return pg.get_result()
+
+    def _wait(self, *, writable: bool) -> None:
+        """Until the socket is readable (or writable): blocking this thread, or, inside
+        ``cooperative.run``, letting the event loop go on meanwhile."""
+        fd = self.pg.socket
+        if cooperative.cooperative():
+            cooperative.wait_for(cooperative.writable(fd) if writable else cooperative.readable(fd))
+        elif writable:
+            select.select([fd], [fd], [])
+        else:
+            select.select([fd], [], [])
 
     # -- results --------------------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ row per key is in flight, so a later event waits until the earlier one succeeded
 different keys do not wait for each other. A heap holds the keys whose head waits for a retry, and at
 most ``concurrency`` requests run at once. Fates (delivered, retry, failed) and attempt records are
 written in batches, one transaction every ``flush_interval``, not one per delivery. Everything runs on
-the API's event loop. Its database work is short: on SQLite it runs inline; on PostgreSQL it runs on the
-store's worker threads (``executor``) so that the loop never waits for a round trip.
+the API's event loop. Its database work is short: on SQLite it runs inline; on PostgreSQL cooperatively
+(``store/cooperative.py``), so that the loop never waits for a round trip.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
-from callroom.store import outbox
+from callroom.store import cooperative, outbox
 from callroom.store.engine import Store
 from callroom.store.outbox import AttemptRecord, Fate, PendingDelivery
 from callroom.timefmt import iso
@@ -107,10 +106,10 @@ class Dispatcher:
         flush_interval: float = 0.02,
         sweep_interval: float = 1.0,
         sweep_grace: float = 2.0,
-        executor: Executor | None = None,
+        cooperative: bool = False,
     ) -> None:
         self.store = store
-        self.executor = executor
+        self.cooperative = cooperative
         self.signer = signer
         self.http = http or WebhookHttp()
         self._own_http = http is None
@@ -309,10 +308,10 @@ class Dispatcher:
             return outbox.by_ids(tx, ids)
 
     async def _in_store(self, work: Callable[..., T], *args: Any) -> T:
-        """Run store work inline (SQLite) or on the executor's threads (PostgreSQL)."""
-        if self.executor is None:
+        """Run store work inline (SQLite) or cooperatively (PostgreSQL: the loop goes on while it waits)."""
+        if not self.cooperative:
             return work(*args)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
+        return await cooperative.run(work, *args)
 
     async def _flush(self) -> None:
         """Write the batched fates and attempts in one transaction (one flush at a time: the dispatcher's

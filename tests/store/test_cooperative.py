@@ -1,0 +1,138 @@
+"""PostgreSQL transactions run cooperatively on one event loop: a transaction waiting for the server (or
+for a row lock) lets the loop go on; errors and cancellations end it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select, text
+
+from callroom.store import cooperative
+from callroom.store import schema as t
+from callroom.store.engine import Store
+from tests.store import factories as f
+
+pytestmark = pytest.mark.postgres
+
+
+def _locked_name(store: Store, account_id: str, hold: asyncio.Event | None = None) -> str:
+    """Lock the account's row, wait (cooperatively) until ``hold`` is set, return the name it read."""
+    with store.transaction() as tx:
+        # Were the wait to block the loop, the lock could never be released: fail after 3 s, do not hang.
+        tx.conn.execute(text("SET LOCAL lock_timeout = '3s'"))
+        name = tx.conn.execute(select(t.accounts.c.name).where(t.accounts.c.id == account_id)
+                               .with_for_update()).scalar_one()
+        if hold is not None:
+            cooperative.wait_for(hold.wait())
+        tx.conn.execute(t.accounts.update().where(t.accounts.c.id == account_id).values(name=name + "+"))
+    return str(name)
+
+
+async def test_a_transaction_waiting_for_a_lock_leaves_the_loop_free(postgres_store: Store) -> None:
+    acct = f.uid()
+    with postgres_store.transaction() as tx:
+        tx.conn.execute(t.accounts.insert().values(id=acct, name="a", created_at=0.0))
+    release = asyncio.Event()
+    first = asyncio.create_task(cooperative.run(_locked_name, postgres_store, acct, release))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(cooperative.run(_locked_name, postgres_store, acct))  # waits on the row lock
+    ticks = 0
+    for _ in range(10):  # the loop keeps running while both transactions are open
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ticks == 10 and not first.done() and not second.done()
+    release.set()
+    assert await first == "a"
+    assert await second == "a+"  # it read the row after the first committed
+
+
+async def test_an_error_inside_propagates_and_rolls_back(postgres_store: Store) -> None:
+    def fail() -> None:
+        with postgres_store.transaction() as tx:
+            tx.conn.execute(t.accounts.insert().values(id="x", name="x", created_at=0.0))
+            tx.conn.execute(text("SELECT pg_sleep(0.01)")).scalar()  # a real wait on the server
+            raise ValueError("the handler failed")
+
+    with pytest.raises(ValueError, match="handler failed"):
+        await cooperative.run(fail)
+
+    def count() -> int:
+        with postgres_store.transaction(read_only=True) as tx:
+            return int(tx.conn.execute(text("SELECT count(*) FROM accounts WHERE id = 'x'")).scalar_one())
+
+    assert await cooperative.run(count) == 0
+
+
+async def test_a_cancelled_wait_discards_the_session_and_the_store_goes_on(postgres_store: Store) -> None:
+    def slow() -> None:
+        with postgres_store.transaction() as tx:
+            tx.conn.execute(t.accounts.insert().values(id="y", name="y", created_at=0.0))
+            tx.conn.execute(text("SELECT pg_sleep(1)")).scalar()
+
+    task = asyncio.create_task(cooperative.run(slow))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    def names() -> list[str]:
+        with postgres_store.transaction() as tx:
+            return [str(n) for n in tx.conn.execute(select(t.accounts.c.name)).scalars()]
+
+    assert "y" not in await cooperative.run(names)  # rolled back (its connection was closed)
+
+
+def test_wait_for_outside_run_is_refused() -> None:
+    async def nothing() -> None:
+        return None
+
+    coro = nothing()
+    with pytest.raises(RuntimeError):
+        cooperative.wait_for(coro)
+    coro.close()
+
+
+class _OpsLog:
+    """The media plane as a list of the instructions it received."""
+
+    def __init__(self) -> None:
+        self.ops: list[object] = []
+
+    def apply(self, ops: list[object]) -> None:
+        self.ops.extend(ops)
+
+
+async def test_a_command_whose_request_is_cancelled_still_commits_and_takes_effect(postgres_store: Store) -> None:
+    from callroom.control import calls
+    from callroom.control.context import Ctx
+    from callroom.control.records import Account, Application
+    from callroom.control.service import Control
+
+    media = _OpsLog()
+    control = Control(postgres_store, "node-test", media)  # type: ignore[arg-type]
+    control.cooperative = True
+    with postgres_store.transaction() as tx:
+        tx.insert_account(Account("acct", "acct", 0.0))
+        tx.insert_application(Application("app", "acct", "app", "http://127.0.0.1:9/hooks", 0.0, 0.0))
+    emitted: list[object] = []
+    control.on_events = emitted.extend
+
+    def dial(ctx: Ctx) -> str:
+        call = calls.dial(ctx, calls.DialRequest("app", "+1", "virtual:x"))
+        ctx.tx.conn.execute(text("SELECT pg_sleep(0.2)")).scalar()  # the request is cancelled meanwhile
+        return call.call_control_id
+
+    request = asyncio.create_task(control.arun("acct", dial))
+    await asyncio.sleep(0.05)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    for _ in range(100):  # the command goes on without its request
+        if emitted:
+            break
+        await asyncio.sleep(0.02)
+    assert [getattr(e, "event_type", None) for e in emitted] == ["call.initiated"]
+    assert media.ops  # the media plane was told to ring the virtual phone
+    with postgres_store.transaction() as tx:
+        assert tx.live_calls_of_node("node-test")
