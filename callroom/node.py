@@ -128,6 +128,7 @@ class Node:
         self.dispatcher: Dispatcher | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._timer_wake = asyncio.Event()
+        self._stopping = False
         self.app: FastAPI = create_app(
             self.control, self.virtual_phones, self.signer.public_key_b64, self.config.data_dir / "recordings",
             rate_limit=config.rate_limit, lifespan=self._lifespan
@@ -179,6 +180,9 @@ class Node:
 
     def _route_sip_call(self, call: Incoming) -> None:
         """An INVITE arrived: find the application its request-URI names, or refuse it with 404."""
+        self.control.report(lambda: self._route(call))
+
+    def _route(self, call: Incoming) -> None:
         with self.store.transaction() as tx:
             app = tx.application_for_sip_user(call.user)
         if app is None or not app.active:
@@ -230,19 +234,22 @@ class Node:
 
     async def stop(self) -> None:
         if self._timer_task:
-            self._timer_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._timer_task
+            # Not cancelled mid-transaction: the loop ends after the pass under way.
+            self._stopping = True
+            self._timer_wake.set()
+            await self._timer_task
+        await self.control.settle_facts()
         if self.dispatcher:
             await self.dispatcher.stop()
         await self.media.stop()
+        await self.control.settle_facts()  # what the media process reported while stopping (kept in the outbox)
         self.store.dispose()
 
     async def _timers(self) -> None:
-        while True:
+        while not self._stopping:
             self._timer_wake.clear()
             try:
-                next_due = self.control.run_due_timers()
+                next_due = await self.control.arun_due_timers()
             except Exception:
                 log.exception("timer pass failed")
                 next_due = None

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -61,6 +62,8 @@ class Control:
         # Set on PostgreSQL: API transactions run cooperatively on the event loop (see ``arun``).
         self.cooperative = False
         self._in_flight = asyncio.Semaphore(MAX_TRANSACTIONS_IN_FLIGHT)
+        self._facts: deque[Callable[[], object]] = deque()
+        self._fact_task: asyncio.Task[None] | None = None
 
     async def call_quality(self, call_control_id: str) -> dict[str, Any] | None:
         if self.quality_source is None:
@@ -159,7 +162,40 @@ class Control:
         if ctx.timers_added:
             self.on_timers()
 
+    # -- facts from outside the API -----------------------------------------------------------------
+
+    def report(self, work: Callable[[], object]) -> None:
+        """Apply a fact from outside the API (the media process, SIP, virtual phones) in arrival order. On
+        SQLite at once (errors reach the caller); on PostgreSQL queued and applied by one task,
+        cooperatively, so that the loop serves requests while the fact's transactions wait for the server
+        (errors are logged)."""
+        if not self.cooperative:
+            work()
+            return
+        self._facts.append(work)
+        if self._fact_task is None or self._fact_task.done():
+            self._fact_task = asyncio.get_running_loop().create_task(self._apply_facts(), name="control-facts")
+
+    async def _apply_facts(self) -> None:
+        while self._facts:
+            work = self._facts.popleft()
+            try:
+                await cooperative.run(work)
+            except Exception:
+                log.exception("applying a far-end fact failed")
+
+    async def settle_facts(self) -> None:
+        """Until every fact reported so far has been applied (a stopping node)."""
+        while self._fact_task is not None and not self._fact_task.done():
+            await asyncio.shield(self._fact_task)
+
     # -- timers -------------------------------------------------------------------------------------
+
+    async def arun_due_timers(self) -> float | None:
+        """``run_due_timers`` for the loop: on PostgreSQL cooperatively."""
+        if not self.cooperative:
+            return self.run_due_timers()
+        return await cooperative.run(self.run_due_timers)
 
     def run_due_timers(self, limit: int = 200) -> float | None:
         """Fire every due timer (each in its own transaction); return when the next one is due."""
@@ -210,6 +246,10 @@ def _end_orphan(ctx: Ctx, call_control_id: str) -> None:
 
 def remote_fact(control: Control, call_control_id: str, fact: Callable[[Ctx], None]) -> None:
     """Report a far-end fact about a leg (answered, refused, hung up) as a transaction of its account."""
+    control.report(functools.partial(_remote_fact, control, call_control_id, fact))
+
+
+def _remote_fact(control: Control, call_control_id: str, fact: Callable[[Ctx], None]) -> None:
     with control.store.transaction() as tx:
         call = tx.get_call_any_account(call_control_id)
     if call is None:
@@ -220,6 +260,10 @@ def remote_fact(control: Control, call_control_id: str, fact: Callable[[Ctx], No
 
 def job_fact(control: Control, job_id: str, fact: Callable[[Ctx], None]) -> None:
     """Report a fact about a media job (playback, recording, gather) as a transaction of its account."""
+    control.report(functools.partial(_job_fact, control, job_id, fact))
+
+
+def _job_fact(control: Control, job_id: str, fact: Callable[[Ctx], None]) -> None:
     from callroom.store import media_tx
 
     base = job_id.split(":prompt")[0] + (":prompt" if ":prompt" in job_id else "")

@@ -136,3 +136,27 @@ async def test_a_command_whose_request_is_cancelled_still_commits_and_takes_effe
     assert media.ops  # the media plane was told to ring the virtual phone
     with postgres_store.transaction() as tx:
         assert tx.live_calls_of_node("node-test")
+
+
+async def test_facts_reported_together_are_applied_one_at_a_time_in_order(postgres_store: Store) -> None:
+    from callroom.control.service import Control
+
+    control = Control(postgres_store, "node-test", _OpsLog())  # type: ignore[arg-type]
+    control.cooperative = True
+    applied: list[int] = []
+
+    def fact(i: int) -> None:
+        with postgres_store.transaction() as tx:
+            tx.conn.execute(text("SELECT pg_sleep(0.02)")).scalar()  # each waits on the server
+        applied.append(i)
+
+    for i in range(5):
+        control.report(lambda i=i: fact(i))  # type: ignore[misc]
+    assert applied == []  # queued: the reporter (the media process's reader) is never held up
+    ticks = 0
+    while len(applied) < 5 and ticks < 500:
+        await asyncio.sleep(0.005)
+        ticks += 1
+    await control.settle_facts()
+    assert applied == [0, 1, 2, 3, 4]
+    assert ticks > 5  # the loop ran meanwhile
