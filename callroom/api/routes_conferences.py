@@ -79,8 +79,13 @@ async def list_participants(
     filters = {k: v for k, v in (("muted", muted), ("on_hold", on_hold), ("whispering", whispering)) if v is not None}
 
     def read(ctx: Ctx) -> dict[str, Any]:
+        # The page of a conference named by its id travels with the conference's read (one round trip);
+        # it is used only if that conference is found, and so is the account's.
+        ahead = ctx.tx.read_participants(conference_id, page.number, page.size, filters)
         conf = find_conference(ctx, conference_id)
-        items, total = ctx.tx.list_participants(conf.id, page.number, page.size, filters)
+        fetch = ahead if conf.id == conference_id else ctx.tx.read_participants(conf.id, page.number, page.size,
+                                                                                 filters)
+        items, total = fetch()
         rows = [views.participant_in_list(p, conf, on_hold=_held(conf, p)) for p in items]
         return page.envelope(rows, total)
 

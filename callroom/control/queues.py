@@ -88,6 +88,8 @@ def enqueue(
     max_wait_time_secs: int | None,
     keep_after_hangup: bool,
 ) -> QueueEntry:
+    if ctx.read_ahead:  # the queue and its entries travel with the call's read
+        ctx.tx.read_queue_ahead(ctx.account_id, queue_name)
     call = answered_call(ctx, call_control_id)
     if call.state is CallState.QUEUED:
         raise CommandRejected("90038", "Call already in a queue", "This call is already waiting in a queue.")
@@ -123,7 +125,8 @@ def enqueue(
             enqueued_at=ctx.now,
             keep_after_hangup=keep_after_hangup,
             max_wait_time_secs=max_wait_time_secs,
-        )
+        ),
+        numbered=False,  # nothing here needs its arrival number: no round trip for it
     )
     move(call, CallEvent.ENQUEUE)
     call.queue_id = q.id
@@ -209,6 +212,8 @@ def leave_on_hangup(ctx: Ctx, call: Call) -> None:
 
 def dequeue_to(ctx: Ctx, agent_id: str, queue_name: str, client_state: str | None) -> None:
     """``bridge`` with ``queue``: the agent takes the head of the queue."""
+    if ctx.read_ahead:  # the queue and its entries travel with the agent's read
+        ctx.tx.read_queue_ahead(ctx.account_id, queue_name)
     agent = answered_call(ctx, agent_id)
     if agent.state in (CallState.QUEUED, CallState.CONFERENCED):
         raise reject("90107", f"An agent that is {agent.state.value} cannot take a call from a queue.")

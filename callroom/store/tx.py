@@ -115,6 +115,16 @@ _ENTRIES_BY_QUEUE_NAME = prebuilt("entries_by_queue_name", lambda: select(t.queu
     .order_by(t.queue_entries.c.seq))
 
 
+def _queue_by_name(locked: bool) -> Any:
+    c = t.queues.c
+
+    def build() -> Any:
+        stmt = select(t.queues).where(c.account_id == bindparam("acct"), c.name == bindparam("name"))
+        return stmt.with_for_update() if locked else stmt
+
+    return prebuilt(f"get_queue:{locked}", build)
+
+
 def _update_by(table: Table, pk: str) -> Any:
     return prebuilt(f"update:{table.name}", lambda: update(table).where(table.c[pk] == bindparam("pk_")))
 
@@ -124,6 +134,7 @@ class Tx:
 
     _members_read: tuple[str, Result] | None = None  # see ``get_conference``
     _entries_read: tuple[str, Result] | None = None  # see ``get_queue``
+    _queue_ahead: tuple[tuple[str, str, bool], Result, Result] | None = None  # see ``read_queue_ahead``
 
     def __init__(self, conn: Connection, *, lock_rows: bool) -> None:
         self.conn = conn
@@ -155,12 +166,18 @@ class Tx:
         params: dict[str, Any], page: int, size: int,
     ) -> tuple[list[R], int]:
         """``_page`` for a query made once per ``key`` (its filters as bind parameters)."""
+        return self._prebuilt_page_read(cls, key, table, where, order, params, page, size)()
+
+    def _prebuilt_page_read(
+        self, cls: type[R], key: str, table: Table, where: Callable[[], Any], order: Callable[[], Sequence[Any]],
+        params: dict[str, Any], page: int, size: int,
+    ) -> Callable[[], tuple[list[R], int]]:
         count = prebuilt(f"count:{key}", lambda: select(func.count()).select_from(table).where(where()))
         rows = prebuilt(f"page:{key}", lambda: select(table).where(where()).order_by(*order())
                         .limit(bindparam("limit_")).offset(bindparam("offset_")))
         total = self.conn.execute(count, params)
         found = self.conn.execute(rows, {**params, "limit_": size, "offset_": (page - 1) * size})
-        return [from_row(cls, r) for r in found], int(total.scalar_one())
+        return lambda: ([from_row(cls, r) for r in found], int(total.scalar_one()))
 
     # -- settings -----------------------------------------------------------------------------------
 
@@ -438,6 +455,13 @@ class Tx:
     def list_participants(
         self, conference_id: str, page: int, size: int, filters: dict[str, bool]
     ) -> tuple[list[Participant], int]:
+        return self.read_participants(conference_id, page, size, filters)()
+
+    def read_participants(
+        self, conference_id: str, page: int, size: int, filters: dict[str, bool]
+    ) -> Callable[[], tuple[list[Participant], int]]:
+        """``list_participants`` sent now, looked at when the returned function is called (so that it can
+        travel with another read)."""
         c = t.participants.c
         flags = tuple(k for k in ("muted", "on_hold") if k in filters)
         whispering = filters.get("whispering")
@@ -453,33 +477,35 @@ class Tx:
 
         params: dict[str, Any] = {"conf": conference_id, **{k: filters[k] for k in flags}}
         key = f"participants:{','.join(flags)}:{whispering}"
-        return self._prebuilt_page(Participant, key, t.participants, where, lambda: [c.created_at, c.id],
-                                   params, page, size)
+        return self._prebuilt_page_read(Participant, key, t.participants, where, lambda: [c.created_at, c.id],
+                                        params, page, size)
 
     # -- queues -------------------------------------------------------------------------------------
 
     def insert_queue(self, q: Queue) -> None:
+        self._queue_ahead = None
         self.conn.execute(insert(t.queues).values(to_row(q)))
 
     def update_queue(self, q: Queue) -> None:
+        self._queue_ahead = None
         self.conn.execute(update(t.queues).where(t.queues.c.id == q.id).values(to_row(q)))
 
     def delete_queue(self, q: Queue) -> None:
+        self._queue_ahead = None
         self.conn.execute(delete(t.queues).where(t.queues.c.id == q.id))
 
     def get_queue(self, account_id: str, name: str, *, lock: bool = False, with_entries: bool = False) -> Queue | None:
         """``with_entries``: also read the queue's entries right after the lock is taken (on PostgreSQL in
         the same round trip); a later ``queue_entries`` call for this queue takes that result."""
         locked = lock and self._lock_rows
-        c = t.queues.c
-
-        def build() -> Any:
-            stmt = select(t.queues).where(c.account_id == bindparam("acct"), c.name == bindparam("name"))
-            return stmt.with_for_update() if locked else stmt
-
         params = {"acct": account_id, "name": name}
-        found = self.conn.execute(prebuilt(f"get_queue:{locked}", build), params)
-        entries = self.conn.execute(_ENTRIES_BY_QUEUE_NAME, params) if with_entries else None
+        ahead, self._queue_ahead = self._queue_ahead, None
+        entries: Result | None
+        if ahead is not None and ahead[0] == (account_id, name, locked) and with_entries:
+            found, entries = ahead[1], ahead[2]
+        else:
+            found = self.conn.execute(_queue_by_name(locked), params)
+            entries = self.conn.execute(_ENTRIES_BY_QUEUE_NAME, params) if with_entries else None
         row = found.first()
         if row is None:
             return None
@@ -487,6 +513,14 @@ class Tx:
         if entries is not None:
             self._entries_read = (q.id, entries)
         return q
+
+    def read_queue_ahead(self, account_id: str, name: str) -> None:
+        """Send now what ``get_queue(account_id, name, lock=True, with_entries=True)`` will read: the queue's
+        row (locked) and its entries, to travel with the round trip the command makes first."""
+        locked = self._lock_rows
+        params = {"acct": account_id, "name": name}
+        self._queue_ahead = ((account_id, name, locked), self.conn.execute(_queue_by_name(locked), params),
+                             self.conn.execute(_ENTRIES_BY_QUEUE_NAME, params))
 
     def get_queue_by_id(self, queue_id: str) -> Queue | None:
         stmt = prebuilt("queue_by_id", lambda: select(t.queues).where(t.queues.c.id == bindparam("id")))
@@ -497,22 +531,25 @@ class Tx:
         c = t.queues.c
         return self._page(Queue, t.queues, c.account_id == account_id, [c.created_at, c.id], page, size)
 
-    def insert_queue_entry(self, e: QueueEntry) -> QueueEntry:
-        self._entries_read = None  # a read made before this write is stale
+    def insert_queue_entry(self, e: QueueEntry, *, numbered: bool = True) -> QueueEntry:
+        """``numbered``: give ``e`` the arrival number the store assigned (on PostgreSQL that waits for the
+        server; without it the insert travels with the next round trip and ``e.seq`` stays 0)."""
+        self._entries_read = self._queue_ahead = None  # a read made before this write is stale
         row = to_row(e)
         del row["seq"]
         result = self.conn.execute(prebuilt("insert:queue_entries", t.queue_entries.insert), row)
-        pk = result.inserted_primary_key
-        assert pk is not None
-        e.seq = int(pk[0])
+        if numbered:
+            pk = result.inserted_primary_key
+            assert pk is not None
+            e.seq = int(pk[0])
         return e
 
     def update_queue_entry(self, e: QueueEntry) -> None:
-        self._entries_read = None
+        self._entries_read = self._queue_ahead = None
         self.conn.execute(_update_by(t.queue_entries, "seq"), {**to_row(e), "pk_": e.seq})
 
     def delete_queue_entry(self, e: QueueEntry) -> None:
-        self._entries_read = None
+        self._entries_read = self._queue_ahead = None
         stmt = prebuilt("delete_entry", lambda: delete(t.queue_entries).where(t.queue_entries.c.seq == bindparam("s")))
         self.conn.execute(stmt, {"s": e.seq})
 

@@ -119,3 +119,22 @@ def test_webhooks_follow_an_application_changed_between_commands(pg_tenant: Tena
     got = t.receiver.wait_for(lambda r: r.path == moved and r.event_type == "call.enqueued")[0]
     assert got.payload["call_control_id"] == caller
     assert all(r.event_type != "call.enqueued" for r in t._mine())
+
+
+def test_participants_listed_by_id_or_name_and_never_to_another_account(
+    pg_tenant: Tenant, pg_node: NodeThread, receiver: WebhookReceiver
+) -> None:
+    # The page is read ahead with the conference when the path names it by id: the same answer as by name,
+    # and nothing of it for another account that names the same id.
+    t = pg_tenant
+    host = t.dial("lh")
+    conf = t.client.conferences.create(call_control_id=host, name="pg-listed")
+    assert conf.data is not None
+    t.client.conferences.actions.join(conf.data.id, call_control_id=t.dial("lg"))
+    by_id = [p.call_control_id for p in t.client.conferences.list_participants(conf.data.id)]
+    by_name = [p.call_control_id for p in t.client.conferences.list_participants("pg-listed")]
+    assert by_id == by_name and len(by_id) == 2
+    other_key = pg_node.new_key(f"other-{uuid.uuid4().hex[:8]}")
+    other = telnyx.Telnyx(api_key=other_key, base_url=pg_node.base_url, max_retries=0)
+    with pytest.raises(telnyx.NotFoundError):
+        list(other.conferences.list_participants(conf.data.id))

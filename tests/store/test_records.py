@@ -534,3 +534,28 @@ def test_queue_read_with_its_entries_in_one_go(store: Store) -> None:
         tx.get_queue(acct, "support", lock=True, with_entries=True)
         assert [e.call_control_id for e in tx.queue_entries(other.id)] == ["v3:other"]
         assert tx.get_queue(acct, "nobody", lock=True, with_entries=True) is None
+
+
+def test_queue_read_ahead_travels_with_the_next_read(store: Store) -> None:
+    acct = f.uid()
+    q = f.queue(acct, name="ahead")
+    call = f.call(acct)
+    with store.transaction() as tx:
+        tx.insert_call(call)
+        tx.insert_queue(q)
+        for i in range(2):
+            tx.insert_queue_entry(f.queue_entry(q, call_control_id=f"v3:{i}"))
+    with store.transaction() as tx:
+        before = tx.conn.round_trips
+        tx.read_queue_ahead(acct, "ahead")
+        assert tx.get_call(acct, call.call_control_id, lock=True) is not None
+        found = tx.get_queue(acct, "ahead", lock=True, with_entries=True)
+        assert found is not None and found.id == q.id
+        assert [e.call_control_id for e in tx.queue_entries(q.id)] == ["v3:0", "v3:1"]
+        assert tx.conn.round_trips - before <= 1  # call, queue and entries in one round trip
+        # Dropped by a write to the queue's entries; unnumbered inserts are seen by later reads.
+        tx.read_queue_ahead(acct, "ahead")
+        tx.insert_queue_entry(f.queue_entry(q, call_control_id="v3:2"), numbered=False)
+        again = tx.get_queue(acct, "ahead", lock=True, with_entries=True)
+        assert again is not None
+        assert [e.call_control_id for e in tx.queue_entries(q.id)] == ["v3:0", "v3:1", "v3:2"]
