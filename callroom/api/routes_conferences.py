@@ -150,8 +150,7 @@ async def leave(conference_id: str, body: s.Leave, account: Account, ctl: Ctl) -
 
 
 async def _flags(conference_id: str, ids: list[str] | None, account: str, ctl: Any, **flags: Any) -> dict[str, Any]:
-    await ctl.arun(account, lambda ctx: confs.set_flags(
-        ctx, confs.lookup(ctx, conference_id, with_members=True), ids, **flags))
+    await ctl.arun(account, lambda ctx: confs.set_flags(ctx, conference_id, ids, **flags))
     return OK
 
 

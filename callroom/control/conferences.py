@@ -311,10 +311,18 @@ def floor_changed(ctx: Ctx, conference_id: str, call_control_id: str) -> None:
 
 
 def set_flags(
-    ctx: Ctx, conf: Conference, call_control_ids: list[str] | None, *, muted: bool | None = None,
+    ctx: Ctx, id_or_name: str, call_control_ids: list[str] | None, *, muted: bool | None = None,
     on_hold: bool | None = None, hold_audio_url: str | None = None, hold_media_name: str | None = None,
 ) -> None:
-    """mute / unmute / hold / unhold: a missing or empty list means every participant."""
+    """mute / unmute / hold / unhold: a missing or empty list means every participant.
+
+    Checked against the conference as it stands (unknown ids, an ended conference), then written in one
+    go with its read back: the conference's row is locked, the flags written and the members read again,
+    and on PostgreSQL these travel with the COMMIT, so the lock is held only while the server works, not
+    across a round trip and this process's turn. The mix sent to the media plane is built after the commit
+    from that read back (``Ctx.after_commit``): what the conference is once the change is in, whatever
+    committed in between."""
+    conf = active_conference(ctx, id_or_name, with_members=True, lock=False)
     present = ctx.tx.mix_members(conf.id)
     targets = _targets(present, call_control_ids)
     changes: dict[str, Any] = {"updated_at": ctx.now}
@@ -324,11 +332,22 @@ def set_flags(
         changes["on_hold"] = on_hold
         if on_hold and (hold_audio_url or hold_media_name):
             changes["hold_audio_url"], changes["hold_media_name"] = hold_audio_url, hold_media_name
-    for p in targets:
-        for key, value in changes.items():
-            setattr(p, key, value)
-    ctx.tx.set_participant_flags([p.id for p in targets], changes)
-    push_mix(ctx, conf, present=present)
+    locked = ctx.tx.read_conference(ctx.account_id, conf.id, lock=True)
+    ctx.tx.set_participant_flags([p.id for p in targets], changes)  # never a participant who has left
+    members = ctx.tx.read_mix_members(conf.id)
+    # Stored hold audio is looked up now (a read), not after the commit. (A file named by a change that
+    # committed in between is not known here: that member gets the built-in music until the next change.)
+    names = {hold_media_name, conf.hold_media_name, *(p.hold_media_name for p in present)}
+    hold_files = {name: _hold_audio(ctx, None, name) for name in names if name}
+
+    def push() -> None:
+        now = ctx.tx.conference_in(locked)
+        if now is None or not now.is_active:  # ended meanwhile: the write changed nobody (they have left)
+            ctx.deferred_error = reject("90019", "This conference has already ended.")
+            return
+        push_mix(ctx, now, present=ctx.tx.mix_members_in(members), hold_files=hold_files)
+
+    ctx.after_commit(push)
 
 
 def update_role(ctx: Ctx, conf: Conference, call_control_id: str, role: str, whisper_ids: list[str] | None) -> None:
@@ -360,8 +379,18 @@ def effective_hold(conf: Conference, p: Participant | MixMember) -> bool:
     return p.on_hold or conf.status is ConferenceStatus.INIT
 
 
-def push_mix(ctx: Ctx, conf: Conference, beep: str | None = None, present: list[MixMember] | None = None) -> None:
-    """Tell the media plane the conference's whole who-hears-whom as it now stands."""
+def push_mix(
+    ctx: Ctx, conf: Conference, beep: str | None = None, present: list[MixMember] | None = None,
+    hold_files: dict[str, str | None] | None = None,
+) -> None:
+    """Tell the media plane the conference's whole who-hears-whom as it now stands. ``hold_files``: stored
+    hold audio already looked up, by media name (after a commit nothing may be read)."""
+
+    def hold(url: str | None, media_name: str | None) -> str | None:
+        if not url and media_name and hold_files is not None:
+            return hold_files.get(media_name)
+        return _hold_audio(ctx, url, media_name)
+
     members = tuple(
         m.ConferenceMember(
             call_control_id=p.call_control_id,
@@ -369,13 +398,12 @@ def push_mix(ctx: Ctx, conf: Conference, beep: str | None = None, present: list[
             on_hold=effective_hold(conf, p),
             supervisor_role=p.supervisor_role,
             whisper_to=tuple(p.whisper_call_control_ids),
-            hold_audio=_hold_audio(ctx, p.hold_audio_url, p.hold_media_name),
+            hold_audio=hold(p.hold_audio_url, p.hold_media_name),
         )
         for p in (present if present is not None else ctx.tx.mix_members(conf.id))
     )
     ctx.media.append(
-        m.ConferenceMix(conf.id, members, conf.comfort_noise, beep,
-                        _hold_audio(ctx, conf.hold_audio_url, conf.hold_media_name))
+        m.ConferenceMix(conf.id, members, conf.comfort_noise, beep, hold(conf.hold_audio_url, conf.hold_media_name))
     )
 
 
@@ -416,5 +444,5 @@ def _unknown_ids(present: Sequence[Participant | MixMember], ids: list[str]) -> 
     return [i for i in ids if i not in known]
 
 
-def lookup(ctx: Ctx, id_or_name: str, *, by_name: bool = True, with_members: bool = False) -> Conference:
-    return active_conference(ctx, id_or_name, by_name=by_name, with_members=with_members)
+def lookup(ctx: Ctx, id_or_name: str, *, by_name: bool = True) -> Conference:
+    return active_conference(ctx, id_or_name, by_name=by_name)

@@ -7,6 +7,7 @@ instructions that the service hands to the media plane once the transaction has 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ class Ctx:
     _apps: dict[str, Application | None] = field(default_factory=dict)
     _app_reads: dict[str, Result] = field(default_factory=dict)
     _appended: list[outbox.Appended] = field(default_factory=list)  # the outbox rows of ``emitted``
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -77,9 +79,18 @@ class Ctx:
 
     # -- webhooks -----------------------------------------------------------------------------------
 
+    def after_commit(self, work: Callable[[], None]) -> None:
+        """Run ``work`` once the transaction has committed, before its effects are applied: it may look at
+        results of statements that travelled with the COMMIT, queue media instructions and set
+        ``deferred_error``; it may not read or write the store."""
+        self._after_commit.append(work)
+
     def settle(self) -> None:
-        """After commit: give ``emitted`` their outbox ids and sequence numbers (on PostgreSQL the
-        statements that chose them ran with the COMMIT; looking earlier would cost a round trip)."""
+        """After commit: run the ``after_commit`` work, and give ``emitted`` their outbox ids and sequence
+        numbers (on PostgreSQL the statements that chose them ran with the COMMIT; looking earlier would
+        cost a round trip)."""
+        for work in self._after_commit:
+            work()
         for delivery, row in zip(self.emitted, self._appended, strict=True):
             delivery.id = row.id
             delivery.payload = {**delivery.payload, row.sequence_field: row.sequence}

@@ -59,20 +59,25 @@ def answered_call(ctx: Ctx, call_control_id: str, *, pointer: str | None = None)
     return call
 
 
-def find_conference(ctx: Ctx, id_or_name: str, *, by_name: bool = True, with_members: bool = False) -> Conference:
+def find_conference(
+    ctx: Ctx, id_or_name: str, *, by_name: bool = True, with_members: bool = False, lock: bool = True
+) -> Conference:
     """A conference by id, or (for most actions) by the name of an active one; 404 90058 otherwise.
-    ``with_members``: the action reads ``mix_members`` next (see ``Tx.get_conference``)."""
-    conf = ctx.tx.get_conference(ctx.account_id, id_or_name, lock=True, with_members=with_members)
+    ``with_members``: the action reads ``mix_members`` next (see ``Tx.get_conference``). ``lock``: its row
+    is locked (PostgreSQL) until the command commits."""
+    conf = ctx.tx.get_conference(ctx.account_id, id_or_name, lock=lock, with_members=with_members)
     if conf is None and by_name:
-        conf = ctx.tx.active_conference_by_name(ctx.account_id, id_or_name, lock=True)
+        conf = ctx.tx.active_conference_by_name(ctx.account_id, id_or_name, lock=lock)
     if conf is None:
         raise NotFound(f"No conference with id{' or name' if by_name else ''} {id_or_name!r}.", "90058",
                        "Conference not found")
     return conf
 
 
-def active_conference(ctx: Ctx, id_or_name: str, *, by_name: bool = True, with_members: bool = False) -> Conference:
-    conf = find_conference(ctx, id_or_name, by_name=by_name, with_members=with_members)
+def active_conference(
+    ctx: Ctx, id_or_name: str, *, by_name: bool = True, with_members: bool = False, lock: bool = True
+) -> Conference:
+    conf = find_conference(ctx, id_or_name, by_name=by_name, with_members=with_members, lock=lock)
     if not conf.is_active:
         raise CommandRejected("90019", "Conference has already ended", "This conference has already ended.")
     return conf

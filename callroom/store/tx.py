@@ -363,6 +363,22 @@ class Tx:
         row = first.first()
         return None if row is None else from_row(Conference, row)
 
+    def read_conference(self, account_id: str, conference_id: str, *, lock: bool = False) -> Result:
+        """``get_conference`` sent now and looked at later (``conference_in``)."""
+        locked = lock and self._lock_rows
+        c = t.conferences.c
+
+        def build() -> Any:
+            stmt = select(t.conferences).where(c.id == bindparam("id"), c.account_id == bindparam("acct"))
+            return stmt.with_for_update() if locked else stmt
+
+        return self.conn.execute(prebuilt(f"get_conf:{locked}", build), {"id": conference_id, "acct": account_id})
+
+    @staticmethod
+    def conference_in(read: Result) -> Conference | None:
+        row = read.first()
+        return None if row is None else from_row(Conference, row)
+
     def active_conference_by_name(self, account_id: str, name: str, *, lock: bool = False) -> Conference | None:
         c = t.conferences.c
         stmt = (
@@ -407,13 +423,15 @@ class Tx:
         columns = tuple(sorted(values))
         c = t.participants.c
         given = {f"v_{k}": v for k, v in values.items()}
+        present = c.status != ParticipantStatus.LEFT.value  # one who has left meanwhile stays as they left
         if self.conn.dialect.name == "postgresql":
             stmt = prebuilt(f"participant_flags:pg:{columns}", lambda: update(t.participants).where(
-                c.id == any_(bindparam("ids_", type_=ARRAY(String)))).values({k: bindparam(f"v_{k}") for k in columns}))
+                c.id == any_(bindparam("ids_", type_=ARRAY(String))), present
+            ).values({k: bindparam(f"v_{k}") for k in columns}))
             self.conn.execute(stmt, {**given, "ids_": list(ids)})
             return
         stmt = prebuilt(f"participant_flags:{columns}", lambda: update(t.participants).where(
-            c.id == bindparam("id_")).values({k: bindparam(f"v_{k}") for k in columns}))
+            c.id == bindparam("id_"), present).values({k: bindparam(f"v_{k}") for k in columns}))
         self.conn.execute(stmt, [{**given, "id_": i} for i in ids])
 
     def participants_of(self, conference_id: str, *, present_only: bool = True) -> list[Participant]:
@@ -427,6 +445,14 @@ class Tx:
 
         rows = self.conn.execute(prebuilt(f"participants_of:{present_only}", build), {"conf": conference_id})
         return [from_row(Participant, r) for r in rows]
+
+    def read_mix_members(self, conference_id: str) -> Result:
+        """``mix_members`` sent now and looked at later (``mix_members_in``)."""
+        return self.conn.execute(_MIX_MEMBERS, {"conf": conference_id})
+
+    @staticmethod
+    def mix_members_in(read: Result) -> list[MixMember]:
+        return [MixMember(*r) for r in read]
 
     def mix_members(self, conference_id: str) -> list[MixMember]:
         """The present participants as the mix needs them, in joining order (``participants_of``'s)."""

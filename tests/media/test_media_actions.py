@@ -306,3 +306,21 @@ def test_conference_media_actions_end_to_end(tenant: Tenant, media: MediaServer)
     tenant.client.recordings.delete(rec_id)
     with pytest.raises(telnyx.NotFoundError):
         tenant.client.recordings.retrieve(rec_id)
+
+
+def test_a_participant_held_with_a_stored_file_hears_that_file(tenant: Tenant, media: MediaServer) -> None:
+    # The file behind hold's media_name is looked up before the flag change commits (the mix is built
+    # after the commit, from what the change wrote); unhold brings the room back.
+    # 1,900 Hz: where the built-in hold music has no energy (its notes and harmonics are near 494-880 Hz).
+    url = media.add("/hold-music.wav", _tone_wav(1900, 3.0), "audio/wav")
+    tenant.client.media.upload(media_url=url, media_name="holdtone")
+    host, guest = tenant.dial("hh"), tenant.dial("hg")
+    conf = tenant.client.conferences.create(call_control_id=host, name="held-by-file")
+    assert conf.data is not None
+    tenant.client.conferences.actions.join(conf.data.id, call_control_id=guest)
+    tenant.client.conferences.actions.hold(conf.data.id, call_control_ids=[guest], media_name="holdtone")
+    time.sleep(0.4)
+    assert tone_level(tenant.heard(guest, 0.3), 1900) > HEARD
+    tenant.client.conferences.actions.unhold(conf.data.id, call_control_ids=[guest])
+    time.sleep(0.3)
+    assert tone_level(tenant.heard(guest, 0.3), 1900) < SILENT

@@ -559,3 +559,20 @@ def test_queue_read_ahead_travels_with_the_next_read(store: Store) -> None:
         again = tx.get_queue(acct, "ahead", lock=True, with_entries=True)
         assert again is not None
         assert [e.call_control_id for e in tx.queue_entries(q.id)] == ["v3:0", "v3:1", "v3:2"]
+
+
+def test_participant_flags_leave_those_who_left_as_they_left(store: Store) -> None:
+    acct = f.uid()
+    conf = f.conference(acct)
+    stayed = f.participant(acct, conf.id, muted=False, status=ParticipantStatus.JOINED)
+    left = f.participant(acct, conf.id, muted=False, status=ParticipantStatus.LEFT)
+    with store.transaction() as tx:
+        tx.insert_conference(conf)
+        tx.insert_participant(stayed)
+        tx.insert_participant(left)
+    with store.transaction() as tx:  # ids checked before the one who left did so
+        tx.set_participant_flags([stayed.id, left.id], {"muted": True, "updated_at": NOW + 5})
+    with store.transaction() as tx:
+        after = {p.id: p for p in tx.participants_of(conf.id, present_only=False)}
+    assert after[stayed.id].muted is True and after[stayed.id].updated_at == NOW + 5
+    assert after[left.id].muted is False and after[left.id].updated_at == left.updated_at
