@@ -58,23 +58,22 @@ def wait_for(awaitable: Awaitable[T]) -> T:
 
 async def readable(fd: int) -> None:
     """Until ``fd`` can be read without blocking."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(fd, _wake, ready)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
+    await _ready(fd, writing=False)
 
 
 async def writable(fd: int) -> None:
+    """Until ``fd`` can be written without blocking."""
+    await _ready(fd, writing=True)
+
+
+async def _ready(fd: int, *, writing: bool) -> None:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    loop.add_writer(fd, _wake, ready)
+    (loop.add_writer if writing else loop.add_reader)(fd, _wake, ready)
     try:
         await ready
     finally:
-        loop.remove_writer(fd)
+        (loop.remove_writer if writing else loop.remove_reader)(fd)
 
 
 def _wake(ready: asyncio.Future[None]) -> None:
