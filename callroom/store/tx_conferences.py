@@ -1,0 +1,199 @@
+"""The store's reads and writes of conferences and their participants (part of ``tx.Tx``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, select, update
+
+from callroom.control.records import (
+    Conference,
+    MixMember,
+    Participant,
+)
+from callroom.control.states import ConferenceStatus, ParticipantStatus
+from callroom.store import schema as t
+from callroom.store.sql import Result, prebuilt
+from callroom.store.tx_base import TxBase, _update_by, from_row, to_row
+
+_MIX_MEMBERS = prebuilt("mix_members", lambda: select(
+    t.participants.c.id, t.participants.c.call_control_id, t.participants.c.muted, t.participants.c.on_hold,
+    t.participants.c.supervisor_role, t.participants.c.whisper_call_control_ids, t.participants.c.hold_audio_url,
+    t.participants.c.hold_media_name, t.participants.c.updated_at,
+).where(t.participants.c.conference_id == bindparam("conf"), t.participants.c.status != ParticipantStatus.LEFT.value)
+    .order_by(t.participants.c.created_at, t.participants.c.id))
+
+
+class ConferenceTx(TxBase):
+    """Conferences and their participants."""
+
+    # -- conferences --------------------------------------------------------------------------------
+
+    def insert_conference(self, conf: Conference) -> None:
+        self.conn.execute(prebuilt("insert:conferences", t.conferences.insert), to_row(conf))
+
+    def update_conference(self, conf: Conference) -> None:
+        self.conn.execute(_update_by(t.conferences, "id"), {**to_row(conf), "pk_": conf.id})
+
+    def get_conference(
+        self, account_id: str, conference_id: str, *, lock: bool = False, with_members: bool = False
+    ) -> Conference | None:
+        """``with_members``: also read ``mix_members`` of a conference with this id, right after the lock is
+        taken (on PostgreSQL in the same round trip); a later ``mix_members`` call takes that result."""
+        locked = lock and self._lock_rows
+        c = t.conferences.c
+
+        def build() -> Any:
+            stmt = select(t.conferences).where(c.id == bindparam("id"), c.account_id == bindparam("acct"))
+            return stmt.with_for_update() if locked else stmt
+
+        first = self.conn.execute(prebuilt(f"get_conf:{locked}", build), {"id": conference_id, "acct": account_id})
+        if with_members:
+            self._members_read = (conference_id, self.conn.execute(_MIX_MEMBERS, {"conf": conference_id}))
+        row = first.first()
+        return None if row is None else from_row(Conference, row)
+
+    def read_conference(self, account_id: str, conference_id: str, *, lock: bool = False) -> Result:
+        """``get_conference`` sent now and looked at later (``conference_in``)."""
+        locked = lock and self._lock_rows
+        c = t.conferences.c
+
+        def build() -> Any:
+            stmt = select(t.conferences).where(c.id == bindparam("id"), c.account_id == bindparam("acct"))
+            return stmt.with_for_update() if locked else stmt
+
+        return self.conn.execute(prebuilt(f"get_conf:{locked}", build), {"id": conference_id, "acct": account_id})
+
+    @staticmethod
+    def conference_in(read: Result) -> Conference | None:
+        row = read.first()
+        return None if row is None else from_row(Conference, row)
+
+    def active_conference_by_name(self, account_id: str, name: str, *, lock: bool = False) -> Conference | None:
+        c = t.conferences.c
+        stmt = (
+            select(t.conferences)
+            .where(and_(c.account_id == account_id, c.name == name, c.status != ConferenceStatus.COMPLETED.value))
+            .order_by(c.created_at.desc())
+            .limit(1)
+        )
+        return self._one(Conference, self._locked(stmt, lock))
+
+    def list_conferences(
+        self, account_id: str, page: int, size: int, name: str | None, status: str | None
+    ) -> tuple[list[Conference], int]:
+        c = t.conferences.c
+        where = c.account_id == account_id
+        if name is not None:
+            where = and_(where, c.name == name)
+        if status is not None:
+            where = and_(where, c.status == status)
+        return self._page(Conference, t.conferences, where, [c.expires_at.desc(), c.id], page, size)
+
+    # -- participants -------------------------------------------------------------------------------
+
+    def insert_participant(self, p: Participant) -> None:
+        self._members_read = None  # a read made before this write is stale
+        self.conn.execute(prebuilt("insert:participants", t.participants.insert), to_row(p))
+
+    def update_participant(self, p: Participant) -> None:
+        self.update_participants([p])
+
+    def update_participants(self, ps: Sequence[Participant]) -> None:
+        self._members_read = None
+        if ps:
+            self.conn.execute(_update_by(t.participants, "id"), [{**to_row(p), "pk_": p.id} for p in ps])
+
+    def set_participant_flags(self, ids: Sequence[str], values: dict[str, Any]) -> None:
+        """The same columns set to the same values (what mute/unmute/hold/unhold change) for many
+        participants: one statement on PostgreSQL (an executemany would be one per participant there)."""
+        self._members_read = None
+        if not ids:
+            return
+        columns = tuple(sorted(values))
+        c = t.participants.c
+        given = {f"v_{k}": v for k, v in values.items()}
+        present = c.status != ParticipantStatus.LEFT.value  # one who has left meanwhile stays as they left
+        if self.conn.dialect.name == "postgresql":
+            stmt = prebuilt(f"participant_flags:pg:{columns}", lambda: update(t.participants).where(
+                c.id == any_(bindparam("ids_", type_=ARRAY(String))), present
+            ).values({k: bindparam(f"v_{k}") for k in columns}))
+            self.conn.execute(stmt, {**given, "ids_": list(ids)})
+            return
+        stmt = prebuilt(f"participant_flags:{columns}", lambda: update(t.participants).where(
+            c.id == bindparam("id_"), present).values({k: bindparam(f"v_{k}") for k in columns}))
+        self.conn.execute(stmt, [{**given, "id_": i} for i in ids])
+
+    def participants_of(self, conference_id: str, *, present_only: bool = True) -> list[Participant]:
+        c = t.participants.c
+
+        def build() -> Any:
+            where = c.conference_id == bindparam("conf")
+            if present_only:
+                where = and_(where, c.status != ParticipantStatus.LEFT.value)
+            return select(t.participants).where(where).order_by(c.created_at, c.id)
+
+        rows = self.conn.execute(prebuilt(f"participants_of:{present_only}", build), {"conf": conference_id})
+        return [from_row(Participant, r) for r in rows]
+
+    def read_mix_members(self, conference_id: str) -> Result:
+        """``mix_members`` sent now and looked at later (``mix_members_in``)."""
+        return self.conn.execute(_MIX_MEMBERS, {"conf": conference_id})
+
+    @staticmethod
+    def mix_members_in(read: Result) -> list[MixMember]:
+        return [MixMember(*r) for r in read]
+
+    def mix_members(self, conference_id: str) -> list[MixMember]:
+        """The present participants as the mix needs them, in joining order (``participants_of``'s)."""
+        read, self._members_read = self._members_read, None
+        if read is None or read[0] != conference_id:
+            read = (conference_id, self.conn.execute(_MIX_MEMBERS, {"conf": conference_id}))
+        return [MixMember(*r) for r in read[1]]
+
+    def get_participant(self, conference_id: str, id_or_label: str) -> Participant | None:
+        c = t.participants.c
+        stmt = (
+            select(t.participants)
+            .where(and_(c.conference_id == conference_id, (c.id == id_or_label) | (c.label == id_or_label)))
+            .order_by(c.created_at.desc())
+            .limit(1)
+        )
+        return self._one(Participant, stmt)
+
+    def present_participant_for_call(self, call_control_id: str) -> Participant | None:
+        c = t.participants.c
+        stmt = prebuilt("present_participant", lambda: select(t.participants).where(
+            c.call_control_id == bindparam("cid"), c.status != ParticipantStatus.LEFT.value))
+        row = self.conn.execute(stmt, {"cid": call_control_id}).first()
+        return None if row is None else from_row(Participant, row)
+
+    def list_participants(
+        self, conference_id: str, page: int, size: int, filters: dict[str, bool]
+    ) -> tuple[list[Participant], int]:
+        return self.read_participants(conference_id, page, size, filters)()
+
+    def read_participants(
+        self, conference_id: str, page: int, size: int, filters: dict[str, bool]
+    ) -> Callable[[], tuple[list[Participant], int]]:
+        """``list_participants`` sent now, looked at when the returned function is called (so that it can
+        travel with another read)."""
+        c = t.participants.c
+        flags = tuple(k for k in ("muted", "on_hold") if k in filters)
+        whispering = filters.get("whispering")
+
+        def where() -> Any:
+            cond = c.conference_id == bindparam("conf")
+            for k in flags:
+                cond = and_(cond, c[k] == bindparam(k))
+            if whispering is not None:
+                role = c.supervisor_role == "whisper"
+                cond = and_(cond, role if whispering else ~role)
+            return cond
+
+        params: dict[str, Any] = {"conf": conference_id, **{k: filters[k] for k in flags}}
+        key = f"participants:{','.join(flags)}:{whispering}"
+        return self._prebuilt_page_read(Participant, key, t.participants, where, lambda: [c.created_at, c.id],
+                                        params, page, size)
+
