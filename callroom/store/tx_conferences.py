@@ -41,18 +41,10 @@ class ConferenceTx(TxBase):
     ) -> Conference | None:
         """``with_members``: also read ``mix_members`` of a conference with this id, right after the lock is
         taken (on PostgreSQL in the same round trip); a later ``mix_members`` call takes that result."""
-        locked = lock and self._lock_rows
-        c = t.conferences.c
-
-        def build() -> Any:
-            stmt = select(t.conferences).where(c.id == bindparam("id"), c.account_id == bindparam("acct"))
-            return stmt.with_for_update() if locked else stmt
-
-        first = self.conn.execute(prebuilt(f"get_conf:{locked}", build), {"id": conference_id, "acct": account_id})
+        found = self.read_conference(account_id, conference_id, lock=lock)
         if with_members:
             self._members_read = (conference_id, self.conn.execute(_MIX_MEMBERS, {"conf": conference_id}))
-        row = first.first()
-        return None if row is None else from_row(Conference, row)
+        return self.conference_in(found)
 
     def read_conference(self, account_id: str, conference_id: str, *, lock: bool = False) -> Result:
         """``get_conference`` sent now and looked at later (``conference_in``)."""
