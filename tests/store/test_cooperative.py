@@ -160,3 +160,48 @@ async def test_facts_reported_together_are_applied_one_at_a_time_in_order(postgr
     await control.settle_facts()
     assert applied == [0, 1, 2, 3, 4]
     assert ticks > 5  # the loop ran meanwhile
+
+
+async def test_a_conference_ended_between_a_flag_change_check_and_its_write(postgres_store: Store) -> None:
+    # Another transaction (say, another node) holds the conference's lock while the mute checks; it ends
+    # the conference and commits; the mute's write then finds everyone gone: nothing changes, no mix is
+    # sent, and the mute answers 90019.
+    import psycopg
+
+    from callroom.control import conferences
+    from callroom.control.context import Ctx
+    from callroom.control.media_ops import ConferenceMix
+    from callroom.control.service import Control
+    from callroom.control.states import ConferenceStatus, ParticipantStatus
+    from callroom.errors import ApiError
+
+    media = _OpsLog()
+    control = Control(postgres_store, "node-test", media)  # type: ignore[arg-type]
+    control.cooperative = True
+    acct = f.uid()
+    conf = f.conference(acct, status=ConferenceStatus.IN_PROGRESS, hold_media_name=None)
+    people = [f.participant(acct, conf.id, status=ParticipantStatus.JOINED, muted=False, hold_media_name=None)
+              for _ in range(2)]
+    with postgres_store.transaction() as tx:
+        tx.insert_conference(conf)
+        for p in people:
+            tx.insert_participant(p)
+    url = postgres_store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as other:
+        other.execute("SELECT 1 FROM conferences WHERE id = %s FOR UPDATE", (conf.id,))
+
+        def mute(ctx: Ctx) -> None:
+            conferences.set_flags(ctx, conf.id, None, muted=True)
+
+        task = asyncio.create_task(control.arun(acct, mute))
+        await asyncio.sleep(0.3)  # checked against the conference as it stood; now waiting for the lock
+        assert not task.done()
+        other.execute("UPDATE conferences SET status = 'completed' WHERE id = %s", (conf.id,))
+        other.execute("UPDATE participants SET status = 'left' WHERE conference_id = %s", (conf.id,))
+        other.commit()
+        with pytest.raises(ApiError) as ended:
+            await task
+    assert [i.code for i in ended.value.items] == ["90019"]
+    assert not [op for op in media.ops if isinstance(op, ConferenceMix)]
+    with postgres_store.transaction() as tx:
+        assert not any(p.muted for p in tx.participants_of(conf.id, present_only=False))
