@@ -193,9 +193,7 @@ class Control:
 
     async def arun_due_timers(self) -> float | None:
         """``run_due_timers`` for the loop: on PostgreSQL cooperatively."""
-        if not self.cooperative:
-            return self.run_due_timers()
-        return await cooperative.run(self.run_due_timers)
+        return await cooperative.run_if(self.cooperative, self.run_due_timers)
 
     def run_due_timers(self, limit: int = 200) -> float | None:
         """Fire every due timer (each in its own transaction); return when the next one is due."""

@@ -42,6 +42,13 @@ async def run(work: Callable[..., T], *args: Any) -> T:
     return result
 
 
+async def run_if(cooperatively: bool, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` inline (SQLite: nothing to wait for) or, with ``cooperatively``, through ``run``."""
+    if not cooperatively:
+        return work(*args)
+    return await run(work, *args)
+
+
 def cooperative() -> bool:
     """Whether the caller runs inside ``run`` (and may ``wait_for``)."""
     return isinstance(greenlet.getcurrent(), _Work)

@@ -93,9 +93,9 @@ class Store:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
             return engine
-        # No pre-ping (a round trip before every transaction, ~12 % of the API's CPU on PostgreSQL): a
-        # connection found broken when it is used is dropped from the pool instead (see ``transaction``).
-        return create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=False, pool_recycle=3600, **_JSON)
+        # Transactions do not use this engine's connections: ``pg_pool`` opens its own sessions with the
+        # engine's connection arguments (see ``transaction``). It serves schema inspection: a small pool.
+        return create_engine(self.url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=3600, **_JSON)
 
     # -- schema -------------------------------------------------------------------------------------
 

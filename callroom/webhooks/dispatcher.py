@@ -309,9 +309,7 @@ class Dispatcher:
 
     async def _in_store(self, work: Callable[..., T], *args: Any) -> T:
         """Run store work inline (SQLite) or cooperatively (PostgreSQL: the loop goes on while it waits)."""
-        if not self.cooperative:
-            return work(*args)
-        return await cooperative.run(work, *args)
+        return await cooperative.run_if(self.cooperative, work, *args)
 
     async def _flush(self) -> None:
         """Write the batched fates and attempts in one transaction (one flush at a time: the dispatcher's
