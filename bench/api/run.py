@@ -123,6 +123,27 @@ def server_cpu_seconds(name: str) -> dict[int, float]:
     return out
 
 
+@contextlib.contextmanager
+def server_pinned(name: str, cpus: set[int] | None) -> Iterator[None]:
+    """Every process whose command is ``name`` pinned to ``cpus`` (backends forked meanwhile inherit the
+    postmaster's), put back as they were afterwards. ``None``: left alone."""
+    if cpus is None:
+        yield
+        return
+    before: dict[int, set[int]] = {}
+    for pid in server_cpu_seconds(name):
+        with contextlib.suppress(OSError):
+            before[pid] = os.sched_getaffinity(pid)
+            os.sched_setaffinity(pid, cpus)
+    try:
+        yield
+    finally:
+        everything = set(range(os.cpu_count() or 1))
+        for pid in server_cpu_seconds(name):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, before.get(pid, everything))
+
+
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU used between two ``server_cpu_seconds`` readings (processes that began in between count whole)."""
     return sum(t - before.get(pid, 0.0) for pid, t in after.items())
@@ -564,7 +585,8 @@ async def bench_one(
         RESULTS.mkdir(parents=True, exist_ok=True)
         profile_out = RESULTS / f"api-{db}-c{concurrency}.prof"
     try:
-        with database(db, args.pg_host, args.pg_options) as url:
+        pg_cpus = {args.pg_cpu} if args.pg_cpu is not None and db == "postgres" else None
+        with database(db, args.pg_host, args.pg_options) as url, server_pinned("postgres", pg_cpus):
             node = start_node(data_dir, url, node_cpu, media_cpu, profile_out)
             try:
                 result = await run_load(
@@ -607,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--media-cpu", choices=("other", "same"), default="other",
                         help="where the node's media process runs when pinned: 'other' (default) on CPU 1 with "
                         "this process, as a node uses its second core; 'same' on CPU 0 with the API process")
+    parser.add_argument("--pg-cpu", type=int, default=None,
+                        help="pin the PostgreSQL server's processes to this CPU for the run (e.g. 1: the database "
+                        "off the API's core, as on a server of its own); by default they are left unpinned")
     parser.add_argument("--profile", action="store_true",
                         help="run the node under cProfile; stats go to bench/results/api-<db>-c<C>.prof")
     parser.add_argument("--keep", action="store_true", help="keep the node's data dir (and its log)")
@@ -639,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
             "mix_weights": args.mix,
             "node_pinned_to_cpu": node_cpu,
             "media_process_pinned_to_cpu": media_cpu,
+            "postgres_pinned_to_cpu": args.pg_cpu if db == "postgres" else None,
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
                      "platform": platform.platform(), "machine": platform.machine()},
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
