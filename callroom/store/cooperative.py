@@ -63,11 +63,6 @@ def wait_for(awaitable: Awaitable[T]) -> T:
     return result
 
 
-async def readable(fd: int) -> None:
-    """Until ``fd`` can be read without blocking."""
-    await _ready(fd, writing=False)
-
-
 async def writable(fd: int) -> None:
     """Until ``fd`` can be written without blocking."""
     await _ready(fd, writing=True)
@@ -81,6 +76,49 @@ async def _ready(fd: int, *, writing: bool) -> None:
         await ready
     finally:
         (loop.remove_writer if writing else loop.remove_reader)(fd)
+
+
+class ReadableWatch:
+    """Waits inside ``run`` until one socket is readable, the socket registered with the loop once.
+
+    ``readable`` adds and removes the loop's reader around every wait (two ``epoll_ctl`` and two
+    coroutines each time); a PostgreSQL session waits a few times per transaction, thousands of times a
+    second. This keeps the registration from one wait to the next. A readiness with nobody waiting (the
+    server wrote to an idle session) ends the registration, so the loop never spins on it; the next wait
+    registers again. ``close`` before the socket is closed.
+
+    As with a condition variable, a wake-up may be spurious (a readiness the loop saw before the previous
+    waiter consumed the data): the caller reads without blocking and waits again if there was nothing,
+    as ``pg_wire`` does (``consume_input`` until the result is complete)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self.close()
+            loop.add_reader(self.fd, self._fire)
+            self._loop = loop
+        waiter = self._waiter = loop.create_future()
+        try:
+            wait_for(waiter)
+        finally:
+            self._waiter = None
+
+    def _fire(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            self.close()
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self.fd)
 
 
 def _wake(ready: asyncio.Future[None]) -> None:

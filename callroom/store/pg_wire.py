@@ -63,6 +63,7 @@ class PgSession:
         pg.nonblocking = 1
         pg.enter_pipeline_mode()
         self.pg = pg
+        self._watch = cooperative.ReadableWatch(pg.socket)
         self._adapt = Transformer(context)
         self._prepared: dict[bytes, bytes] = {}  # SQL text -> statement name on this connection
         self._sent: list[_Sent] = []
@@ -162,7 +163,10 @@ class PgSession:
         ``cooperative.run``, letting the event loop go on meanwhile."""
         fd = self.pg.socket
         if cooperative.cooperative():
-            cooperative.wait_for(cooperative.writable(fd) if writable else cooperative.readable(fd))
+            if writable:
+                cooperative.wait_for(cooperative.writable(fd))
+            else:
+                self._watch.wait()
         elif writable:
             select.select([fd], [fd], [])
         else:
@@ -190,4 +194,5 @@ class PgSession:
 
     def close(self) -> None:
         self.broken = True
+        self._watch.close()  # before the socket is closed (its number may be reused)
         self.pg.finish()

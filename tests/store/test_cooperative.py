@@ -4,6 +4,7 @@ for a row lock) lets the loop go on; errors and cancellations end it cleanly."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from sqlalchemy import select, text
@@ -205,3 +206,40 @@ async def test_a_conference_ended_between_a_flag_change_check_and_its_write(post
     assert not [op for op in media.ops if isinstance(op, ConferenceMix)]
     with postgres_store.transaction() as tx:
         assert not any(p.muted for p in tx.participants_of(conf.id, present_only=False))
+
+
+async def test_a_readable_watch_wakes_its_waiter_and_lets_go_when_nobody_waits() -> None:
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    watch = cooperative.ReadableWatch(ours.fileno())
+
+    def read_twice() -> list[bytes]:
+        got = []
+        while len(got) < 2:
+            watch.wait()
+            try:
+                got.append(ours.recv(16))
+            except BlockingIOError:  # a wake-up may be spurious (a readiness already consumed): wait again
+                continue
+        return got
+
+    try:
+        reader = asyncio.create_task(cooperative.run(read_twice))
+        await asyncio.sleep(0.01)
+        theirs.send(b"one")
+        await asyncio.sleep(0.01)
+        theirs.send(b"two")
+        assert await reader == [b"one", b"two"]
+        # Readable with nobody waiting: the watch lets go of the socket (the loop must not spin on it).
+        theirs.send(b"unasked")
+        await asyncio.sleep(0.01)
+        assert not loop.remove_reader(ours.fileno())
+        reader = asyncio.create_task(cooperative.run(read_twice))  # the next wait registers again
+        await asyncio.sleep(0.01)
+        theirs.send(b"three")
+        assert await reader == [b"unasked", b"three"]
+    finally:
+        watch.close()
+        ours.close()
+        theirs.close()
