@@ -50,12 +50,15 @@ class Ctx:
     read_ahead: bool = False
     _apps: dict[str, Application | None] = field(default_factory=dict)
     _app_reads: dict[str, Result] = field(default_factory=dict)
+    _apps_ahead: list[Result] = field(default_factory=list)  # applications read before knowing their ids
     _appended: list[outbox.Appended] = field(default_factory=list)  # the outbox rows of ``emitted``
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     # -- lookups ------------------------------------------------------------------------------------
 
     def app(self, connection_id: str) -> Application | None:
+        if self._apps_ahead and connection_id not in self._apps:
+            self._take_apps_ahead(wait=True)
         if connection_id not in self._apps:
             read = self._app_reads.pop(connection_id, None)
             if read is None:
@@ -65,8 +68,31 @@ class Ctx:
 
     def read_app_ahead(self, connection_id: str) -> None:
         """A command on a call will likely emit webhooks to the call's application: send its read now."""
+        if self._apps_ahead:
+            self._take_apps_ahead(wait=False)
         if self.read_ahead and connection_id not in self._apps and connection_id not in self._app_reads:
             self._app_reads[connection_id] = self.tx.read_application(self.account_id, connection_id)
+
+    def read_apps_ahead(self, *, of_call: str | None = None, of_queue_head: str | None = None) -> None:
+        """Send now the reads of the applications of a call and/or of the call at the head of a queue,
+        before those calls are read: they travel with the command's first round trip."""
+        if not self.read_ahead:
+            return
+        if of_call is not None:
+            self._apps_ahead.append(self.tx.read_application_of_call(self.account_id, of_call))
+        if of_queue_head is not None:
+            self._apps_ahead.append(self.tx.read_application_of_queue_head(self.account_id, of_queue_head))
+
+    def _take_apps_ahead(self, *, wait: bool) -> None:
+        """The applications read ahead, by id (``wait=False``: only those whose results are in)."""
+        keep: list[Result] = []
+        for read in self._apps_ahead:
+            if not wait and not read.ready:
+                keep.append(read)
+                continue
+            for row in read:
+                self._apps.setdefault(row.id, self.tx.application_in_row(row))
+        self._apps_ahead = keep
 
     # -- timers -------------------------------------------------------------------------------------
 

@@ -88,8 +88,13 @@ def enqueue(
     max_wait_time_secs: int | None,
     keep_after_hangup: bool,
 ) -> QueueEntry:
-    if ctx.read_ahead:  # the queue and its entries travel with the call's read
+    if ctx.read_ahead:
+        # One round trip reads what the command looks at: the queue (locked), its entries, the call and
+        # the call it may be bridged with (both locked, in that order), and the call's application.
         ctx.tx.read_queue_ahead(ctx.account_id, queue_name)
+        ctx.tx.read_call_ahead(ctx.account_id, call_control_id, lock=True)
+        ctx.tx.read_bridge_partner_ahead(ctx.account_id, call_control_id)
+        ctx.read_apps_ahead(of_call=call_control_id)
     call = answered_call(ctx, call_control_id)
     if call.state is CallState.QUEUED:
         raise CommandRejected("90038", "Call already in a queue", "This call is already waiting in a queue.")
@@ -212,8 +217,13 @@ def leave_on_hangup(ctx: Ctx, call: Call) -> None:
 
 def dequeue_to(ctx: Ctx, agent_id: str, queue_name: str, client_state: str | None) -> None:
     """``bridge`` with ``queue``: the agent takes the head of the queue."""
-    if ctx.read_ahead:  # the queue and its entries travel with the agent's read
+    if ctx.read_ahead:
+        # One round trip reads what the command looks at: the queue (locked), its entries, the agent and
+        # the caller at the head (both locked, in that order), and both calls' applications.
         ctx.tx.read_queue_ahead(ctx.account_id, queue_name)
+        ctx.tx.read_call_ahead(ctx.account_id, agent_id, lock=True)
+        ctx.tx.read_queue_head_call_ahead(ctx.account_id, queue_name)
+        ctx.read_apps_ahead(of_call=agent_id, of_queue_head=queue_name)
     agent = answered_call(ctx, agent_id)
     if agent.state in (CallState.QUEUED, CallState.CONFERENCED):
         raise reject("90107", f"An agent that is {agent.state.value} cannot take a call from a queue.")

@@ -195,6 +195,11 @@ class Result:
         self._owner: Connection | None = None  # set while the result is still in the pipeline
 
     @property
+    def ready(self) -> bool:
+        """Whether the rows are in (looking at them costs no round trip)."""
+        return self._owner is None
+
+    @property
     def rows(self) -> list[Any]:
         if self._owner is not None:
             self._owner.sync()

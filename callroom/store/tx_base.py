@@ -106,6 +106,10 @@ class TxBase:
         # Calls as this transaction read or last wrote them: an update writes only the columns that
         # changed (SQLite then leaves the indexes on the others alone), or nothing at all.
         self._calls_seen: dict[str, tuple[Call, dict[str, Any]]] = {}
+        # Reads of calls sent ahead (see ``Tx.read_call_ahead``): ((account, call id), or None for a call
+        # known only by its row (a queue's head, a bridge partner); whether locked; the read). Dropped by
+        # any write to calls: never handed out after a write.
+        self._calls_ahead: list[tuple[tuple[str, str] | None, bool, Result]] = []
 
     def _locked(self, stmt: Select[Any], lock: bool) -> Select[Any]:
         return stmt.with_for_update() if lock and self._lock_rows else stmt

@@ -561,6 +561,56 @@ def test_queue_read_ahead_travels_with_the_next_read(store: Store) -> None:
         assert [e.call_control_id for e in tx.queue_entries(q.id)] == ["v3:0", "v3:1", "v3:2"]
 
 
+def test_calls_read_ahead_are_taken_by_the_reads_they_name(store: Store) -> None:
+    acct = f.uid()
+    app = f.application(acct)
+    other_app = f.application(acct)
+    q = f.queue(acct, name="ahead")
+    partner = f.call(acct, connection_id=app.id, state=CallState.BRIDGED)
+    agent = f.call(acct, connection_id=app.id, state=CallState.BRIDGED, bridged_with=partner.call_control_id)
+    first = f.call(acct, connection_id=other_app.id, state=CallState.QUEUED)
+    second = f.call(acct, connection_id=app.id, state=CallState.QUEUED)
+    with store.transaction() as tx:
+        tx.insert_application(app)
+        tx.insert_application(other_app)
+        for call in (partner, agent, first, second):
+            tx.insert_call(call)
+        tx.insert_queue(q)
+        for call in (first, second):
+            tx.insert_queue_entry(f.queue_entry(q, call_control_id=call.call_control_id))
+    on_postgres = store.url.startswith("postgresql")
+    with store.transaction() as tx:
+        before = tx.conn.round_trips
+        tx.read_queue_ahead(acct, "ahead")
+        tx.read_call_ahead(acct, agent.call_control_id, lock=True)
+        tx.read_queue_head_call_ahead(acct, "ahead")
+        tx.read_bridge_partner_ahead(acct, agent.call_control_id)
+        apps = [tx.read_application_of_call(acct, agent.call_control_id),
+                tx.read_application_of_queue_head(acct, "ahead")]
+        got_agent = tx.get_call(acct, agent.call_control_id, lock=True)
+        assert got_agent is not None and got_agent.bridged_with == partner.call_control_id
+        assert tx.get_queue(acct, "ahead", lock=True, with_entries=True) is not None
+        got_first = tx.get_call(acct, first.call_control_id, lock=True)  # the head
+        got_partner = tx.get_call(acct, partner.call_control_id, lock=True)
+        assert got_first is not None and got_first.call_control_id == first.call_control_id
+        assert got_partner is not None and got_partner.call_control_id == partner.call_control_id
+        assert [r.id for a in apps for r in a] == [app.id, other_app.id]
+        if on_postgres:  # everything above came in one round trip
+            assert tx.conn.round_trips - before == 1
+        # Not the head: read anew (and right).
+        got_second = tx.get_call(acct, second.call_control_id, lock=True)
+        assert got_second is not None and got_second.call_control_id == second.call_control_id
+        # Another account never gets a read made for this one.
+        tx.read_call_ahead(acct, first.call_control_id)
+        assert tx.get_call(f.uid(), first.call_control_id) is None
+        # A read made before a write to calls is not handed out after it.
+        tx.read_call_ahead(acct, second.call_control_id, lock=True)
+        got_second.state = CallState.PARKED
+        tx.update_call(got_second)
+        again = tx.get_call(acct, second.call_control_id, lock=True)
+        assert again is not None and again.state is CallState.PARKED
+
+
 def test_participant_flags_leave_those_who_left_as_they_left(store: Store) -> None:
     acct = f.uid()
     conf = f.conference(acct)
