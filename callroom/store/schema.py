@@ -89,7 +89,9 @@ calls = Table(
     Column("direction", String(16), nullable=False),
     Column("from_", String(512), nullable=False),
     Column("to", String(512), nullable=False),
-    Column("state", String(16), nullable=False, index=True),
+    # Not indexed: a call's state changes with most commands, and an indexed column changed keeps
+    # PostgreSQL from updating the row in place (migration 0004, which also leaves room on each page).
+    Column("state", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("node_id", ID, nullable=False, index=True),
     Column("endpoint", String(1024), nullable=False),
