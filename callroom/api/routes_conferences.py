@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from callroom.api import schemas as s
 from callroom.api import views
 from callroom.api.common import OK, Account, Ctl, PageParams, data
+from callroom.control import conference_flags
 from callroom.control import conferences as confs
 from callroom.control.context import Ctx
 from callroom.control.guards import answered_call, find_conference
@@ -150,7 +151,7 @@ async def leave(conference_id: str, body: s.Leave, account: Account, ctl: Ctl) -
 
 
 async def _flags(conference_id: str, ids: list[str] | None, account: str, ctl: Any, **flags: Any) -> dict[str, Any]:
-    await ctl.arun(account, lambda ctx: confs.set_flags(ctx, conference_id, ids, **flags))
+    await ctl.arun(account, lambda ctx: conference_flags.set_flags(ctx, conference_id, ids, **flags))
     return OK
 
 

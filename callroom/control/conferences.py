@@ -310,46 +310,6 @@ def floor_changed(ctx: Ctx, conference_id: str, call_control_id: str) -> None:
     )
 
 
-def set_flags(
-    ctx: Ctx, id_or_name: str, call_control_ids: list[str] | None, *, muted: bool | None = None,
-    on_hold: bool | None = None, hold_audio_url: str | None = None, hold_media_name: str | None = None,
-) -> None:
-    """mute / unmute / hold / unhold: a missing or empty list means every participant.
-
-    Checked against the conference as it stands (unknown ids, an ended conference), then written in one
-    go with its read back: the conference's row is locked, the flags written and the members read again,
-    and on PostgreSQL these travel with the COMMIT, so the lock is held only while the server works, not
-    across a round trip and this process's turn. The mix sent to the media plane is built after the commit
-    from that read back (``Ctx.after_commit``): what the conference is once the change is in, whatever
-    committed in between."""
-    conf = active_conference(ctx, id_or_name, with_members=True, lock=False)
-    present = ctx.tx.mix_members(conf.id)
-    targets = _targets(present, call_control_ids)
-    changes: dict[str, Any] = {"updated_at": ctx.now}
-    if muted is not None:
-        changes["muted"] = muted
-    if on_hold is not None:
-        changes["on_hold"] = on_hold
-        if on_hold and (hold_audio_url or hold_media_name):
-            changes["hold_audio_url"], changes["hold_media_name"] = hold_audio_url, hold_media_name
-    locked = ctx.tx.read_conference(ctx.account_id, conf.id, lock=True)
-    ctx.tx.set_participant_flags([p.id for p in targets], changes)  # never a participant who has left
-    members = ctx.tx.read_mix_members(conf.id)
-    # Stored hold audio is looked up now (a read), not after the commit. (A file named by a change that
-    # committed in between is not known here: that member gets the built-in music until the next change.)
-    names = {hold_media_name, conf.hold_media_name, *(p.hold_media_name for p in present)}
-    hold_files = {name: _hold_audio(ctx, None, name) for name in names if name}
-
-    def push() -> None:
-        now = ctx.tx.conference_in(locked)
-        if now is None or not now.is_active:  # ended meanwhile: the write changed nobody (they have left)
-            ctx.deferred_error = reject("90019", "This conference has already ended.")
-            return
-        push_mix(ctx, now, present=ctx.tx.mix_members_in(members), hold_files=hold_files)
-
-    ctx.after_commit(push)
-
-
 def update_role(ctx: Ctx, conf: Conference, call_control_id: str, role: str, whisper_ids: list[str] | None) -> None:
     p = _participant(ctx, conf, call_control_id, "/call_control_id")
     present = ctx.tx.participants_of(conf.id)

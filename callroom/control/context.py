@@ -48,6 +48,10 @@ class Ctx:
     command_result: str | None = None
     # PostgreSQL writes: reads likely needed later are sent ahead, to travel with a round trip going anyway.
     read_ahead: bool = False
+    # The request's command_id, if any (a command that fails must then roll back, not commit its check).
+    command_id: str | None = None
+    # Set after commit by a command that found it must run again another way (nothing having changed).
+    again: bool = False
     _apps: dict[str, Application | None] = field(default_factory=dict)
     _app_reads: dict[str, Result] = field(default_factory=dict)
     _apps_ahead: list[Result] = field(default_factory=list)  # applications read before knowing their ids

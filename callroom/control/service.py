@@ -114,12 +114,14 @@ class Control:
             return await cooperative.run(self.read, account_id, handler)
 
     def _transact(
-        self, account_id: str, handler: Callable[[Ctx], T], command: tuple[str, str | None] | None
+        self, account_id: str, handler: Callable[[Ctx], T], command: tuple[str, str | None] | None,
+        *, plainly: bool = False,
     ) -> tuple[T | Duplicate, Ctx | None]:
+        """``plainly``: without reads ahead (a second run after ``Ctx.again``)."""
         with self.store.transaction() as tx:
-            ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id, dialable=self.dialable,
-                      read_ahead=not self.store.is_sqlite)
             command_id = command[1] if command is not None else None
+            ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id, dialable=self.dialable,
+                      read_ahead=not self.store.is_sqlite and not plainly, command_id=command_id or None)
             if command is not None and command_id:
                 scope = command[0]
                 fresh, earlier = tx.remember_command(account_id, scope, command_id, ctx.now, COMMAND_ID_WINDOW_SECS)
@@ -129,6 +131,8 @@ class Control:
             if command is not None and command[1] and ctx.command_result is not None:
                 tx.set_command_result(account_id, command[0], command[1], ctx.command_result)
         ctx.settle()
+        if ctx.again and not plainly:
+            return self._transact(account_id, handler, command, plainly=True)
         return result, ctx
 
     def _finish(self, result: T | Duplicate, ctx: Ctx | None) -> T | Duplicate:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, String, and_, any_, bindparam, select, update
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, select, text, update
 
 from callroom.control.records import (
     Conference,
@@ -23,6 +23,27 @@ _MIX_MEMBERS = prebuilt("mix_members", lambda: select(
     t.participants.c.hold_media_name, t.participants.c.updated_at,
 ).where(t.participants.c.conference_id == bindparam("conf"), t.participants.c.status != ParticipantStatus.LEFT.value)
     .order_by(t.participants.c.created_at, t.participants.c.id))
+
+
+# PostgreSQL, a flag change in one statement that checks itself: it changes nothing unless the conference is
+# the account's and not completed and every call named (if any) is present in it. The column types of
+# the values it may set (mute/unmute/hold/unhold).
+_FLAG_TYPES = {"muted": "BOOLEAN", "on_hold": "BOOLEAN", "hold_audio_url": "VARCHAR", "hold_media_name": "VARCHAR",
+               "updated_at": "DOUBLE PRECISION"}
+_CHECKED_FLAGS_PG = """UPDATE participants SET {assignments}
+WHERE conference_id = :conf AND status != :left
+  AND (cardinality(CAST(:ids AS VARCHAR[])) = 0 OR call_control_id = ANY(CAST(:ids AS VARCHAR[])))
+  AND EXISTS (SELECT 1 FROM conferences c WHERE c.id = :conf AND c.account_id = :acct AND c.status != :completed)
+  AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:ids AS VARCHAR[])) AS w(cid)
+                  WHERE NOT EXISTS (SELECT 1 FROM participants q WHERE q.conference_id = :conf
+                                    AND q.call_control_id = w.cid AND q.status != :left))"""
+
+# The stored hold audio a conference's mix may name: the conference's, its present members', and one more.
+_HOLD_MEDIA_PG = """SELECT media_name, path FROM media_files
+WHERE account_id = :acct AND media_name IN (
+    SELECT hold_media_name FROM participants WHERE conference_id = :conf AND status != :left
+    UNION SELECT hold_media_name FROM conferences WHERE id = :conf AND account_id = :acct
+    UNION SELECT CAST(:name AS VARCHAR))"""
 
 
 class ConferenceTx(TxBase):
@@ -116,6 +137,29 @@ class ConferenceTx(TxBase):
         stmt = prebuilt(f"participant_flags:{columns}", lambda: update(t.participants).where(
             c.id == bindparam("id_"), present).values({k: bindparam(f"v_{k}") for k in columns}))
         self.conn.execute(stmt, [{**given, "id_": i} for i in ids])
+
+    def set_flags_if_valid(
+        self, account_id: str, conference_id: str, call_control_ids: Sequence[str], values: dict[str, Any]
+    ) -> None:
+        """PostgreSQL: ``values`` set on the conference's present participants (all of them, or those whose
+        calls are named), in one statement that changes nothing unless the conference is the account's and
+        not completed and every named call is present in it. Whether it did is told by the conference and
+        members read in the same transaction (``Tx.read_conference``, ``read_mix_members``)."""
+        self._members_read = None
+        columns = tuple(sorted(values))
+        assignments = ", ".join(f"{k} = CAST(:v_{k} AS {_FLAG_TYPES[k]})" for k in columns)
+        stmt = prebuilt(f"checked_flags:{columns}", lambda: text(_CHECKED_FLAGS_PG.format(assignments=assignments)))
+        self.conn.execute(stmt, {
+            **{f"v_{k}": v for k, v in values.items()}, "conf": conference_id, "acct": account_id,
+            "ids": list(call_control_ids), "left": ParticipantStatus.LEFT.value,
+            "completed": ConferenceStatus.COMPLETED.value,
+        })
+
+    def read_hold_media(self, account_id: str, conference_id: str, also: str | None) -> Result:
+        """PostgreSQL: (media_name, path) of the stored hold audio named by the conference, its present
+        members, or ``also``; sent now and looked at later."""
+        return self.conn.execute(prebuilt("hold_media:postgresql", lambda: text(_HOLD_MEDIA_PG)), {
+            "acct": account_id, "conf": conference_id, "name": also, "left": ParticipantStatus.LEFT.value})
 
     def participants_of(self, conference_id: str, *, present_only: bool = True) -> list[Participant]:
         c = t.participants.c

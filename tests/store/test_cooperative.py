@@ -163,13 +163,18 @@ async def test_facts_reported_together_are_applied_one_at_a_time_in_order(postgr
     assert ticks > 5  # the loop ran meanwhile
 
 
-async def test_a_conference_ended_between_a_flag_change_check_and_its_write(postgres_store: Store) -> None:
-    # Another transaction (say, another node) holds the conference's lock while the mute checks; it ends
-    # the conference and commits; the mute's write then finds everyone gone: nothing changes, no mix is
-    # sent, and the mute answers 90019.
+@pytest.mark.parametrize("conference_id", ["checked-way-id", "one-trip-id"])
+async def test_a_conference_ended_between_a_flag_change_check_and_its_write(
+    postgres_store: Store, conference_id: str
+) -> None:
+    # Another transaction (say, another node) holds the conference's lock while the mute checks (or, in
+    # one trip, locks); it ends the conference and commits; the mute's write then finds everyone gone:
+    # nothing changes, no mix is sent, and the mute answers 90019.
+    import uuid
+
     import psycopg
 
-    from callroom.control import conferences
+    from callroom.control import conference_flags
     from callroom.control.context import Ctx
     from callroom.control.media_ops import ConferenceMix
     from callroom.control.service import Control
@@ -180,7 +185,8 @@ async def test_a_conference_ended_between_a_flag_change_check_and_its_write(post
     control = Control(postgres_store, "node-test", media)  # type: ignore[arg-type]
     control.cooperative = True
     acct = f.uid()
-    conf = f.conference(acct, status=ConferenceStatus.IN_PROGRESS, hold_media_name=None)
+    conf = f.conference(acct, status=ConferenceStatus.IN_PROGRESS, hold_media_name=None,
+                        id=str(uuid.uuid4()) if conference_id == "one-trip-id" else f.uid())
     people = [f.participant(acct, conf.id, status=ParticipantStatus.JOINED, muted=False, hold_media_name=None)
               for _ in range(2)]
     with postgres_store.transaction() as tx:
@@ -192,7 +198,7 @@ async def test_a_conference_ended_between_a_flag_change_check_and_its_write(post
         other.execute("SELECT 1 FROM conferences WHERE id = %s FOR UPDATE", (conf.id,))
 
         def mute(ctx: Ctx) -> None:
-            conferences.set_flags(ctx, conf.id, None, muted=True)
+            conference_flags.set_flags(ctx, conf.id, None, muted=True)
 
         task = asyncio.create_task(control.arun(acct, mute))
         await asyncio.sleep(0.3)  # checked against the conference as it stood; now waiting for the lock

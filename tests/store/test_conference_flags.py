@@ -1,0 +1,147 @@
+"""Flag changes (mute/unmute/hold/unhold) on PostgreSQL in one round trip: the write checks itself, the
+reads travelling with it tell whether it was valid, and an invalid change changes nothing and answers the
+same error as the checked way."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from callroom.control import conference_flags
+from callroom.control.context import Ctx
+from callroom.control.media_ops import ConferenceMix
+from callroom.control.records import Conference, MediaFile, Participant
+from callroom.control.service import Control
+from callroom.control.states import ConferenceStatus, ParticipantStatus
+from callroom.errors import ApiError
+from callroom.store import media_tx
+from callroom.store.engine import Store
+from tests.store import factories as f
+from tests.store.factories import NOW
+
+pytestmark = pytest.mark.postgres
+
+
+class _OpsLog:
+    def __init__(self) -> None:
+        self.ops: list[object] = []
+
+    def apply(self, ops: list[object]) -> None:
+        self.ops.extend(ops)
+
+
+def _setup(store: Store, *, status: ConferenceStatus = ConferenceStatus.IN_PROGRESS, name: str = "standup",
+           ) -> tuple[str, Conference, list[Participant]]:
+    acct = f.uid()
+    conf = f.conference(acct, id=str(uuid.uuid4()), name=name, status=status, hold_media_name=None)
+    people = [f.participant(acct, conf.id, status=ParticipantStatus.JOINED, muted=False, on_hold=False,
+                            hold_media_name=None, hold_audio_url=None) for _ in range(3)]
+    with store.transaction() as tx:
+        tx.insert_conference(conf)
+        for p in people:
+            tx.insert_participant(p)
+    return acct, conf, people
+
+
+def _flags(store: Store, conf: Conference) -> dict[str, tuple[bool, bool]]:
+    with store.transaction() as tx:
+        return {p.call_control_id: (p.muted, p.on_hold) for p in tx.participants_of(conf.id, present_only=False)}
+
+
+def _mixes(media: _OpsLog) -> list[ConferenceMix]:
+    return [op for op in media.ops if isinstance(op, ConferenceMix)]
+
+
+def _control(store: Store) -> tuple[Control, _OpsLog]:
+    media = _OpsLog()
+    control = Control(store, "node-test", media)  # type: ignore[arg-type]
+    control.cooperative = True
+    return control, media
+
+
+def test_the_change_travels_with_the_commit(postgres_store: Store) -> None:
+    acct, conf, people = _setup(postgres_store)
+    pushed: list[Any] = []
+    with postgres_store.transaction() as tx:
+        ctx = Ctx(tx=tx, account_id=acct, now=NOW + 10, node_id="node-test", read_ahead=True)
+        before = tx.conn.round_trips
+        conference_flags.set_flags(ctx, conf.id, [people[1].call_control_id], muted=True)
+        assert tx.conn.round_trips == before  # nothing looked at yet: it all goes with the COMMIT
+    ctx.settle()
+    pushed.extend(ctx.media)
+    assert ctx.deferred_error is None and not ctx.again
+    [mix] = [op for op in pushed if isinstance(op, ConferenceMix)]
+    assert {m.call_control_id: m.muted for m in mix.members} == {
+        p.call_control_id: p is people[1] for p in people}
+    assert _flags(postgres_store, conf)[people[1].call_control_id] == (True, False)
+
+
+async def test_everyone_and_some(postgres_store: Store) -> None:
+    acct, conf, people = _setup(postgres_store)
+    control, media = _control(postgres_store)
+    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, None, muted=True))
+    assert set(_flags(postgres_store, conf).values()) == {(True, False)}
+    ids = [people[0].call_control_id, people[2].call_control_id]
+    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, ids, on_hold=True))
+    flags = _flags(postgres_store, conf)
+    assert [flags[p.call_control_id] for p in people] == [(True, True), (True, False), (True, True)]
+    assert {m.call_control_id: m.on_hold for m in _mixes(media)[-1].members} == {
+        p.call_control_id: p is not people[1] for p in people}
+
+
+async def test_an_unknown_call_changes_nobody(postgres_store: Store) -> None:
+    acct, conf, people = _setup(postgres_store)
+    control, media = _control(postgres_store)
+    ids = [people[0].call_control_id, "v3:nobody"]
+    with pytest.raises(ApiError) as rejected:
+        await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, ids, muted=True))
+    [item] = rejected.value.items
+    assert item.code == "90105" and "v3:nobody" in item.detail and item.pointer == "/call_control_ids"
+    assert set(_flags(postgres_store, conf).values()) == {(False, False)}
+    assert not _mixes(media)
+
+
+async def test_an_ended_conference_changes_nobody(postgres_store: Store) -> None:
+    acct, conf, _people = _setup(postgres_store, status=ConferenceStatus.COMPLETED)
+    control, media = _control(postgres_store)
+    with pytest.raises(ApiError) as rejected:
+        await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, None, muted=True))
+    assert [i.code for i in rejected.value.items] == ["90019"]
+    assert set(_flags(postgres_store, conf).values()) == {(False, False)}
+    assert not _mixes(media)
+
+
+async def test_another_account_or_no_such_id_is_not_found(postgres_store: Store) -> None:
+    _acct, conf, _people = _setup(postgres_store)
+    control, _media = _control(postgres_store)
+    for acct, conference_id in ((f.uid(), conf.id), (conf.account_id, str(uuid.uuid4()))):
+        with pytest.raises(ApiError) as missing:
+            await control.arun(acct, lambda ctx, c=conference_id: conference_flags.set_flags(ctx, c, None, muted=True))
+        assert missing.value.status == 404 and [i.code for i in missing.value.items] == ["90058"]
+    assert set(_flags(postgres_store, conf).values()) == {(False, False)}
+
+
+async def test_a_conference_named_like_an_id_is_found_by_its_name(postgres_store: Store) -> None:
+    name = str(uuid.uuid4())
+    acct, conf, _people = _setup(postgres_store, name=name)
+    control, media = _control(postgres_store)
+    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, name, None, muted=True))
+    assert set(_flags(postgres_store, conf).values()) == {(True, False)}
+    assert _mixes(media)[-1].conference_id == conf.id
+
+
+async def test_stored_hold_audio_is_resolved_in_the_same_trip(postgres_store: Store) -> None:
+    acct, conf, people = _setup(postgres_store)
+    with postgres_store.transaction() as tx:
+        media_tx.put_media(tx, MediaFile(account_id=acct, media_name="lobby", path="/var/media/lobby.wav",
+                                         content_type="audio/wav", size_bytes=44, created_at=NOW, updated_at=NOW))
+    control, media = _control(postgres_store)
+    target = [people[0].call_control_id]
+    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, target, on_hold=True,
+                                                                   hold_media_name="lobby"))
+    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, None, muted=True))
+    for mix in _mixes(media):  # the second change still knows the first one's stored file
+        assert {m.call_control_id: m.hold_audio for m in mix.members} == {
+            p.call_control_id: "file:/var/media/lobby.wav" if p is people[0] else None for p in people}
