@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
@@ -43,6 +44,7 @@ class Origin:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+@functools.lru_cache(maxsize=1024)  # an application's URL, parsed for each of its webhooks otherwise
 def split_url(url: str) -> tuple[Origin, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
