@@ -127,15 +127,18 @@ class ConferenceTx(TxBase):
         columns = tuple(sorted(values))
         c = t.participants.c
         given = {f"v_{k}": v for k, v in values.items()}
-        present = c.status != ParticipantStatus.LEFT.value  # one who has left meanwhile stays as they left
+
+        def present() -> Any:  # one who has left meanwhile stays as they left
+            return c.status != ParticipantStatus.LEFT.value
+
         if self.conn.dialect.name == "postgresql":
             stmt = prebuilt(f"participant_flags:pg:{columns}", lambda: update(t.participants).where(
-                c.id == any_(bindparam("ids_", type_=ARRAY(String))), present
+                c.id == any_(bindparam("ids_", type_=ARRAY(String))), present()
             ).values({k: bindparam(f"v_{k}") for k in columns}))
             self.conn.execute(stmt, {**given, "ids_": list(ids)})
             return
         stmt = prebuilt(f"participant_flags:{columns}", lambda: update(t.participants).where(
-            c.id == bindparam("id_"), present).values({k: bindparam(f"v_{k}") for k in columns}))
+            c.id == bindparam("id_"), present()).values({k: bindparam(f"v_{k}") for k in columns}))
         self.conn.execute(stmt, [{**given, "id_": i} for i in ids])
 
     def set_flags_if_valid(
