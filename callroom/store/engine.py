@@ -25,7 +25,6 @@ from sqlalchemy.pool import NullPool
 from callroom.errors import StoreError
 from callroom.store.pg_pool import PgPool
 from callroom.store.sql import Connection
-from callroom.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from callroom.store.tx import Tx
 
 log = logging.getLogger(__name__)
@@ -42,9 +41,6 @@ def _sqlite_setup(cursor: Any) -> None:
     with "database is locked". It is switched only when the file is not in WAL yet (its first opening)."""
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # Checkpoints are the background thread's (``sqlite_checkpoint``); a commit checkpoints only as a backstop.
-    cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
-    cursor.execute("PRAGMA journal_size_limit=16777216")  # the log file shrinks back after a burst
     if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
         cursor.execute("PRAGMA journal_mode=WAL")
 
@@ -68,14 +64,10 @@ class Store:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._sqlite_connections: list[sqlite3.Connection] = []
-        self._checkpointer: Checkpointer | None = None
         if self.is_sqlite:
             # The file is switched to WAL now, by this thread alone: threads opening their first connections
             # at once would race for that switch (see ``_sqlite_setup``).
             self._sqlite_connection()
-            path = self.engine.url.database
-            if path and path != ":memory:":
-                self._checkpointer = Checkpointer(path)
         else:
             self._pg_writes = PgPool(self.engine, keep=32)
             self._pg_reads = PgPool(self.engine, keep=8)
@@ -206,9 +198,6 @@ class Store:
         return raw
 
     def dispose(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
         with self._lock:
             for raw in self._sqlite_connections:
                 raw.close()

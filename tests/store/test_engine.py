@@ -1,12 +1,7 @@
-"""Transactions of the store: SQLite's never nest on one thread, and their log is copied into the file by
-a background thread; a PostgreSQL connection the server dropped is replaced (connections are not pinged
-before each transaction)."""
+"""Transactions of the store: SQLite's never nest on one thread; a PostgreSQL connection the server
+dropped is replaced (connections are not pinged before each transaction)."""
 
 from __future__ import annotations
-
-import sqlite3
-import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,32 +17,6 @@ def test_sqlite_transactions_do_not_nest(sqlite_store: Store) -> None:
         pass
     with sqlite_store.transaction() as tx:  # the thread's connection is usable again
         assert tx.conn.execute(text("SELECT 1")).scalar() == 1
-
-
-def test_sqlite_log_is_checkpointed_by_the_background_thread(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite"
-    store = Store(f"sqlite:///{path}")
-    try:
-        with store.transaction() as tx:
-            tx.conn.execute(text("CREATE TABLE t (n INTEGER)"))
-        for n in range(50):  # far below the backstop: no commit checkpoints by itself
-            with store.transaction() as tx:
-                tx.conn.execute(text("INSERT INTO t (n) VALUES (:n)"), {"n": n})
-
-        def in_the_file_itself() -> int:
-            # immutable=1 reads the database file alone, not its write-ahead log
-            with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as raw:
-                try:
-                    return int(raw.execute("SELECT count(*) FROM t").fetchone()[0])
-                except sqlite3.OperationalError:  # the table itself is still only in the log
-                    return -1
-
-        deadline = time.monotonic() + 10
-        while in_the_file_itself() != 50 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert in_the_file_itself() == 50
-    finally:
-        store.dispose()
 
 
 def test_a_postgres_connection_the_server_dropped_is_replaced(postgres_store: Store) -> None:
