@@ -30,6 +30,7 @@ from callroom.store.tx import Tx
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PG_SESSIONS_KEPT = 40
 
 # JSON columns (webhook payloads, lists of ids) are written and read with orjson: several times faster
 # than the json module for the same values.
@@ -69,8 +70,11 @@ class Store:
             # at once would race for that switch (see ``_sqlite_setup``).
             self._sqlite_connection()
         else:
-            self._pg_writes = PgPool(self.engine, keep=32)
-            self._pg_reads = PgPool(self.engine, keep=8)
+            # One pool for reads and writes (a session is idle between transactions, whatever it ran), as
+            # large as the transactions a node runs at once: the API's (``Control``'s limit, 32) and a few of
+            # the dispatcher, timers and facts. Smaller, and a busy node would open and close sessions
+            # (a backend forked, its statements prepared again) for every few requests.
+            self._pg_pool = PgPool(self.engine, keep=PG_SESSIONS_KEPT)
 
     def _create_engine(self) -> Engine:
         if self.is_sqlite:
@@ -138,7 +142,7 @@ class Store:
             # A read runs its statements in autocommit: at READ COMMITTED each statement has its own snapshot
             # inside a transaction too, so BEGIN and COMMIT would be work for nothing; and it locks no rows
             # (a listing must not queue behind a mute of the same conference).
-            pool = self._pg_reads if read_only else self._pg_writes
+            pool = self._pg_pool
             session = pool.get()
             conn = Connection(self.engine.dialect, session=session)
             try:
@@ -204,6 +208,5 @@ class Store:
             self._sqlite_connections.clear()
         self._local = threading.local()
         if not self.is_sqlite:
-            self._pg_writes.close()
-            self._pg_reads.close()
+            self._pg_pool.close()
         self.engine.dispose()

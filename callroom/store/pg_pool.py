@@ -3,8 +3,8 @@
 A session is opened with the engine's connection arguments (host, database, user...) and its dialect's
 adapters (the JSON functions), and kept open in pipeline mode. Check-out and check-in cost no round trip:
 a transaction always ends with COMMIT or ROLLBACK before its session comes back, and a session that comes
-back in any other state, or broken, is closed instead of kept. Reads have sessions of their own (they run
-in autocommit: no BEGIN is ever sent on them).
+back in any other state, or broken, is closed instead of kept. Reads and writes take their sessions from
+the same pool (a read runs in autocommit: no BEGIN is sent for it).
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ class PgPool:
         self._keep = keep
         self._idle: list[PgSession] = []
         self._lock = threading.Lock()
+        self.opened = 0  # sessions opened so far (for tests and diagnostics)
 
     def get(self) -> PgSession:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
+            self.opened += 1
         return PgSession(self._conninfo, self._context)
 
     def put(self, session: PgSession) -> None:

@@ -249,3 +249,21 @@ async def test_a_readable_watch_wakes_its_waiter_and_lets_go_when_nobody_waits()
         watch.close()
         ours.close()
         theirs.close()
+
+
+async def test_reads_and_writes_at_once_reuse_the_same_sessions(postgres_store: Store) -> None:
+    # A burst of concurrent transactions, reads and writes mixed, as the API runs them (at most 32 at once):
+    # the sessions opened for the first burst serve the next ones, none is opened and closed per request.
+    def work(i: int) -> None:
+        with postgres_store.transaction(read_only=i % 2 == 0) as tx:
+            tx.conn.execute(text("SELECT pg_sleep(0.005)")).scalar()
+
+    async def burst() -> None:
+        await asyncio.gather(*(cooperative.run(work, i) for i in range(32)))
+
+    await burst()
+    opened = postgres_store._pg_pool.opened
+    assert opened <= 32
+    for _ in range(3):
+        await burst()
+    assert postgres_store._pg_pool.opened == opened
