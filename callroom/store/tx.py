@@ -24,7 +24,7 @@ from callroom.control.records import (
 from callroom.control.states import CallState
 from callroom.store import schema as t
 from callroom.store.sql import Result, prebuilt
-from callroom.store.tx_base import _snapshot, _update_by, from_row, to_row
+from callroom.store.tx_base import _lookup, _snapshot, _update_by, from_row, to_row
 from callroom.store.tx_conferences import ConferenceTx
 from callroom.store.tx_queues import QueueTx
 
@@ -32,13 +32,7 @@ __all__ = ["Tx", "from_row", "to_row"]
 
 
 def _call_by_id(locked: bool) -> Any:
-    c = t.calls.c
-
-    def build() -> Any:
-        stmt = select(t.calls).where(c.call_control_id == bindparam("cid"), c.account_id == bindparam("acct"))
-        return stmt.with_for_update() if locked else stmt
-
-    return prebuilt(f"get_call:{locked}", build)
+    return _lookup(t.calls, "get_call", locked, call_control_id="cid", account_id="acct")
 
 
 def _queue_head_call() -> Any:

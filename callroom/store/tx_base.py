@@ -89,6 +89,17 @@ def _json_copy(value: Any) -> Any:
         return copy.deepcopy(value)
 
 
+def _lookup(table: Table, key: str, locked: bool, **columns: str) -> Any:
+    """A prebuilt SELECT of ``table`` (cached as ``key``) where each of ``columns`` equals the bind parameter
+    it names, with ``FOR UPDATE`` if ``locked``."""
+
+    def build() -> Any:
+        stmt = select(table).where(*(table.c[col] == bindparam(param) for col, param in columns.items()))
+        return stmt.with_for_update() if locked else stmt
+
+    return prebuilt(f"{key}:{locked}", build)
+
+
 def _update_by(table: Table, pk: str) -> Any:
     return prebuilt(f"update:{table.name}", lambda: update(table).where(table.c[pk] == bindparam("pk_")))
 

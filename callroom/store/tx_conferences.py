@@ -15,7 +15,7 @@ from callroom.control.records import (
 from callroom.control.states import ConferenceStatus, ParticipantStatus
 from callroom.store import schema as t
 from callroom.store.sql import Result, prebuilt
-from callroom.store.tx_base import TxBase, _update_by, from_row, to_row
+from callroom.store.tx_base import TxBase, _lookup, _update_by, from_row, to_row
 
 _MIX_MEMBERS = prebuilt("mix_members", lambda: select(
     t.participants.c.id, t.participants.c.call_control_id, t.participants.c.muted, t.participants.c.on_hold,
@@ -70,13 +70,8 @@ class ConferenceTx(TxBase):
     def read_conference(self, account_id: str, conference_id: str, *, lock: bool = False) -> Result:
         """``get_conference`` sent now and looked at later (``conference_in``)."""
         locked = lock and self._lock_rows
-        c = t.conferences.c
-
-        def build() -> Any:
-            stmt = select(t.conferences).where(c.id == bindparam("id"), c.account_id == bindparam("acct"))
-            return stmt.with_for_update() if locked else stmt
-
-        return self.conn.execute(prebuilt(f"get_conf:{locked}", build), {"id": conference_id, "acct": account_id})
+        stmt = _lookup(t.conferences, "get_conf", locked, id="id", account_id="acct")
+        return self.conn.execute(stmt, {"id": conference_id, "acct": account_id})
 
     @staticmethod
     def conference_in(read: Result) -> Conference | None:

@@ -13,7 +13,7 @@ from callroom.control.records import (
 )
 from callroom.store import schema as t
 from callroom.store.sql import Result, prebuilt
-from callroom.store.tx_base import TxBase, _update_by, from_row, to_row
+from callroom.store.tx_base import TxBase, _lookup, _update_by, from_row, to_row
 
 _ENTRIES_BY_QUEUE_NAME = prebuilt("entries_by_queue_name", lambda: select(t.queue_entries).join(
     t.queues, t.queues.c.id == t.queue_entries.c.queue_id
@@ -22,13 +22,7 @@ _ENTRIES_BY_QUEUE_NAME = prebuilt("entries_by_queue_name", lambda: select(t.queu
 
 
 def _queue_by_name(locked: bool) -> Any:
-    c = t.queues.c
-
-    def build() -> Any:
-        stmt = select(t.queues).where(c.account_id == bindparam("acct"), c.name == bindparam("name"))
-        return stmt.with_for_update() if locked else stmt
-
-    return prebuilt(f"get_queue:{locked}", build)
+    return _lookup(t.queues, "get_queue", locked, account_id="acct", name="name")
 
 
 class QueueTx(TxBase):
