@@ -1,4 +1,4 @@
-"""A whole node on PostgreSQL (transactions on worker threads), driven through the SDK: the call-centre
+"""A whole node on PostgreSQL (transactions run cooperatively on the event loop), driven through the SDK: the
 and conference flows that the SQLite node runs, with concurrent requests."""
 
 from __future__ import annotations
@@ -119,6 +119,35 @@ def test_webhooks_follow_an_application_changed_between_commands(pg_tenant: Tena
     got = t.receiver.wait_for(lambda r: r.path == moved and r.event_type == "call.enqueued")[0]
     assert got.payload["call_control_id"] == caller
     assert all(r.event_type != "call.enqueued" for r in t._mine())
+
+
+def test_queue_commands_read_ahead_the_other_call_and_both_applications(pg_tenant: Tenant) -> None:
+    # An enqueue reads the call it leaves (a bridge partner) with its own; a dequeue reads the caller at the
+    # head with the agent, and both calls' applications, before either call has been read.
+    t = pg_tenant
+    other_path = f"{t.path}/other-app"
+    other = t.client.call_control_applications.create(application_name="other",
+                                                      webhook_event_url=t.receiver.url(other_path))
+    assert other.data is not None
+    resp = t.client.calls.dial(connection_id=other.data.id, from_="+15550001111", to="virtual:caller;answer_after=0")
+    assert resp.data is not None
+    caller = resp.data.call_control_id
+    t.receiver.wait_for(lambda r: r.path == other_path and r.event_type == "call.answered")
+    first_agent = t.dial("first", park_after_unbridge="self")
+    t.client.calls.actions.bridge(first_agent, call_control_id_to_bridge_with=caller)
+    t.event("call.bridged", first_agent)
+    t.client.calls.actions.enqueue(caller, queue_name="pg-ahead")  # leaves its bridge with the first agent
+    second_agent = t.dial("second")
+    t.dequeue(second_agent, "pg-ahead")
+    to_other = [r.event_type for r in t.receiver.wait_for(
+        lambda r: r.path == other_path and r.event_type == "call.bridged", count=2)]
+    assert to_other == ["call.bridged", "call.bridged"]  # the caller's webhooks, to the caller's application
+    dequeued = t.receiver.wait_for(lambda r: r.path == other_path and r.event_type == "call.dequeued")[0]
+    assert dequeued.payload["call_control_id"] == caller and dequeued.payload["reason"] == "bridged"
+    partner = {p["call_control_id"]: p["connected_to"] for p in t.virtual_phones()}
+    assert partner[second_agent] == f"bridge:{caller}"
+    assert partner[first_agent] != f"bridge:{caller}"  # parked when the caller left for the queue
+    assert t.event("call.bridged", second_agent).payload["call_control_id"] == second_agent
 
 
 def test_participants_listed_by_id_or_name_and_never_to_another_account(
