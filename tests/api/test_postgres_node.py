@@ -1,5 +1,5 @@
-"""A whole node on PostgreSQL (transactions run cooperatively on the event loop), driven through the SDK: the
-and conference flows that the SQLite node runs, with concurrent requests."""
+"""A whole node on PostgreSQL (transactions run cooperatively on the event loop), driven through the SDK:
+the call-centre and conference flows that the SQLite node runs, with concurrent requests."""
 
 from __future__ import annotations
 
