@@ -34,6 +34,7 @@ from typing import Any
 from callroom.control import media_ops as m
 from callroom.endpoints.sip import Incoming, SipConfig, SipPhones
 from callroom.media.engine import MediaEngine
+from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.pipe import FrameReader, PipeWriter, write_all
 from callroom.media.virtual_audio import VirtualPhoneAudio
 
@@ -104,8 +105,29 @@ class MediaWorker:
         if not data:  # the API process has gone
             self._stopped.set()
             return
+        # Consecutive instructions are applied together, less the conference mixes a later one supersedes
+        # (``op_batches``); every other message keeps its place between them.
+        ops: list[m.MediaOp] = []
         for message in self._frames.feed(data):
-            self._handle(message)
+            for one in message[1] if message[0] == "batch" else (message,):
+                if one[0] == "ops":
+                    ops.extend(one[1])
+                else:
+                    self._apply(ops)
+                    ops = []
+                    self._handle(one)
+        self._apply(ops)
+
+    def _apply(self, ops: list[m.MediaOp]) -> None:
+        if not ops:
+            return
+        try:
+            ops = without_superseded_mixes(ops)
+            if self.sip is not None:
+                self.sip.apply(ops)
+            self.engine.apply(ops)
+        except Exception:
+            log.exception("media process: instructions failed")
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -114,10 +136,7 @@ class MediaWorker:
                 for one in message[1]:
                     self._handle(one)
             elif kind == "ops":
-                ops: list[m.MediaOp] = message[1]
-                if self.sip is not None:
-                    self.sip.apply(ops)
-                self.engine.apply(ops)
+                self._apply(message[1])
             elif kind == "add_virtual":
                 _, cid, tone_hz = message
                 audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid))
