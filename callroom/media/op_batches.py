@@ -5,9 +5,10 @@ applies what arrived since its last tick together. A busy conference (every mute
 one) gets several per tick, of which only the last can be heard: the engine rebuilt the conference's
 mesh, and the mixer compiled the change, for each of them (half of the media process's CPU under the API
 benchmark). An earlier mix is left out only where that changes nothing but the work: the later one names
-all of its legs, nothing between the two touched a leg of the earlier one (a park, bridge, queue or hang-up of such a leg, or another
-conference's mix naming it), nothing else came in between that the engine might tie to the conference
-(a media action, the conference closed, anything unknown here), and it asks for no beep.
+all of its legs, nothing between the two touched a leg of the earlier one (a park, bridge, queue or
+hang-up of such a leg, or another conference's mix naming it), nothing else came in between that the
+engine might tie to the conference (a media action, the conference closed, anything unknown here), and it
+asks for no beep.
 """
 
 from __future__ import annotations

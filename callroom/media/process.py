@@ -40,6 +40,18 @@ from callroom.media.virtual_audio import VirtualPhoneAudio
 
 log = logging.getLogger(__name__)
 
+
+def _merged_ops(messages: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Consecutive ``ops`` messages as one, less the conference mixes a later one supersedes (fewer to
+    pickle here and to apply there; the media process leaves out more across a whole tick)."""
+    out: list[tuple[Any, ...]] = []
+    for message in messages:
+        if message[0] == "ops" and out and out[-1][0] == "ops":
+            out[-1] = ("ops", [*out[-1][1], *message[1]])
+        else:
+            out.append(message)
+    return [("ops", without_superseded_mixes(msg[1])) if msg[0] == "ops" else msg for msg in out]
+
 PIPE_BUFFER_BYTES = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size
 
 
@@ -276,6 +288,7 @@ class MediaProcess:
         batch, self._outgoing = self._outgoing, []
         if not batch or self._commands is None:
             return
+        batch = _merged_ops(batch)
         if self._commands.broken:
             log.error("the media process is gone; dropped %d message(s)", len(batch))
             return

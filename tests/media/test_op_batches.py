@@ -79,3 +79,11 @@ def test_the_engine_ends_the_same_with_or_without_the_superseded_mixes() -> None
         assert engines[0].conferences == engines[1].conferences
         left_out += len(ops) - len(without_superseded_mixes(ops))
     assert left_out > 20  # the comparison did cover mixes left out
+
+
+def test_the_api_side_sends_consecutive_instructions_as_one_message() -> None:
+    from callroom.media.process import _merged_ops
+
+    a, b = mix("c1", "x"), mix("c1", "x")
+    messages = [("ops", [a]), ("ops", [m.Park("q"), b]), ("add_virtual", "v1", 440.0), ("ops", [a])]
+    assert _merged_ops(messages) == [("ops", [m.Park("q"), b]), ("add_virtual", "v1", 440.0), ("ops", [a])]
