@@ -94,6 +94,70 @@ def test_wait_for_outside_run_is_refused() -> None:
     coro.close()
 
 
+async def test_units_of_work_reuse_idle_workers_and_an_error_leaves_nothing_behind() -> None:
+    from greenlet import greenlet
+
+    def where(wait: bool) -> greenlet:
+        if wait:
+            cooperative.wait_for(asyncio.sleep(0))
+        return greenlet.getcurrent()
+
+    class Refused(Exception):
+        pass
+
+    def refuse() -> None:
+        cooperative.wait_for(asyncio.sleep(0))
+        raise Refused("no")
+
+    first = await cooperative.run(where, True)
+    assert first is not greenlet.getcurrent()
+    with pytest.raises(Refused):
+        await cooperative.run(refuse)
+    assert await cooperative.run(where, False) is first  # the same worker, after a unit that raised
+    # Two at once: each its own worker; both kept for later.
+    both = await asyncio.gather(cooperative.run(where, True), cooperative.run(where, True))
+    assert both[0] is not both[1] and first in both
+    assert cooperative.cooperative() is False  # back on the loop's own greenlet
+
+
+async def test_a_worker_waiting_is_cancelled_with_its_request_and_the_next_unit_runs() -> None:
+    started = asyncio.Event()
+
+    def wait_long() -> str:
+        started.set()
+        try:
+            cooperative.wait_for(asyncio.sleep(30))
+        except asyncio.CancelledError:
+            return "unreachable"  # a unit that swallows the cancellation still finishes its own way
+        return "slept"
+
+    task = asyncio.create_task(cooperative.run(wait_long))
+    await started.wait()
+    task.cancel()
+    assert await task == "unreachable"
+    assert await cooperative.run(lambda: 7) == 7
+
+
+def test_each_thread_has_its_own_workers() -> None:
+    # A greenlet runs only on the thread that made it: a worker left idle by this thread must not be
+    # handed to a unit of work on another thread.
+    import threading
+
+    assert asyncio.run(cooperative.run(threading.get_ident)) == threading.get_ident()  # one idle worker here
+    got: list[int | BaseException] = []
+
+    def in_a_thread() -> None:
+        try:
+            got.append(asyncio.run(cooperative.run(threading.get_ident)))
+        except BaseException as exc:
+            got.append(exc)
+
+    other = threading.Thread(target=in_a_thread)
+    other.start()
+    other.join()
+    assert got == [other.ident]
+
+
 class _OpsLog:
     """The media plane as a list of the instructions it received."""
 
@@ -221,7 +285,7 @@ async def test_a_readable_watch_wakes_its_waiter_and_lets_go_when_nobody_waits()
     watch = cooperative.ReadableWatch(ours.fileno())
 
     def read_twice() -> list[bytes]:
-        got = []
+        got: list[bytes] = []
         while len(got) < 2:
             watch.wait()
             try:
