@@ -69,3 +69,34 @@ def test_a_message_larger_than_the_socket_buffer_arrives_whole_at_a_non_blocking
                 threading.Event().wait(0.001)
         writer.join()
         assert got == [("reply", i, b) for i, b in enumerate(big)]
+
+
+def test_every_instruction_and_fact_crosses_the_pipe_unchanged() -> None:
+    import dataclasses
+    import typing
+
+    from callroom.control import media_ops as m
+
+    def sample(cls: type) -> object:
+        values: dict[str, object] = {}
+        hints = typing.get_type_hints(cls)
+        for i, f in enumerate(dataclasses.fields(cls)):
+            hint = str(hints[f.name])
+            if "tuple" in hint:
+                values[f.name] = ("a", "b") if "str" in hint else ()
+            elif "bool" in hint:
+                values[f.name] = True
+            elif "int" in hint or "float" in hint:
+                values[f.name] = 7 + i
+            elif "AudioSpec" in hint:
+                values[f.name] = m.AudioSpec("tts", "hello", voice="female")
+            else:
+                values[f.name] = f"{f.name}-{i}"
+        return cls(**values)
+
+    ops = [sample(cls) for cls in typing.get_args(m.MediaOp) + typing.get_args(m.MediaFact)]
+    members = tuple(m.ConferenceMember(f"v3:{i}", i % 2 == 0, False, "none", ("v3:0",), None) for i in range(3))
+    ops.append(m.ConferenceMix("conf", members, False, "enter", "url:http://127.0.0.1/a.wav"))
+    assert len(ops) == 24
+    reader = FrameReader()
+    assert reader.feed(frame(("ops", ops))) == [("ops", ops)]
