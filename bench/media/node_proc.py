@@ -61,7 +61,7 @@ def bench_media_main(*args: Any) -> None:
             return
         self.send(("reply", req_id, value, None))
 
-    process.MediaWorker._reply = reply  # type: ignore[method-assign]
+    process.MediaWorker._reply = reply  # type: ignore[method-assign,assignment]
     if os.environ.get("CALLROOM_BENCH_PER_LEG"):  # run.py --per-leg: RTP legs one by one, for comparison
         module: Any = process
         module.MediaEngine = functools.partial(module.MediaEngine, batch_rtp=False)
@@ -93,7 +93,7 @@ def main() -> None:
     try:  # the media plane in a child process: give it the bench_stats request
         from callroom.media import process
 
-        process.media_main = bench_media_main
+        process.media_main = bench_media_main  # type: ignore[assignment]
     except ImportError:  # the media plane is a thread of this process
         pass
     node = Node(config)

@@ -128,7 +128,7 @@ def test_queue_commands_read_ahead_the_other_call_and_both_applications(pg_tenan
     other_path = f"{t.path}/other-app"
     other = t.client.call_control_applications.create(application_name="other",
                                                       webhook_event_url=t.receiver.url(other_path))
-    assert other.data is not None
+    assert other.data is not None and other.data.id is not None
     resp = t.client.calls.dial(connection_id=other.data.id, from_="+15550001111", to="virtual:caller;answer_after=0")
     assert resp.data is not None
     caller = resp.data.call_control_id

@@ -57,8 +57,11 @@ def test_a_message_larger_than_the_socket_buffer_arrives_whole_at_a_non_blocking
     with api, media:
         api.setblocking(False)
         big = [bytes([i % 251]) * 100_000 for i in range(8)]  # 800 kB, several socket buffers
-        writer = threading.Thread(target=lambda: [write_all(media.fileno(), ("reply", i, b)) for i, b in
-                                                  enumerate(big)])
+        def write_big() -> None:
+            for i, b in enumerate(big):
+                write_all(media.fileno(), ("reply", i, b))
+
+        writer = threading.Thread(target=write_big)
         writer.start()
         reader = FrameReader()
         got: list[object] = []

@@ -4,6 +4,7 @@ same error as the checked way."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -52,6 +53,10 @@ def _flags(store: Store, conf: Conference) -> dict[str, tuple[bool, bool]]:
 
 def _mixes(media: _OpsLog) -> list[ConferenceMix]:
     return [op for op in media.ops if isinstance(op, ConferenceMix)]
+
+
+def _mute(ctx: Ctx, *, conference_id: str) -> Any:
+    return conference_flags.set_flags(ctx, conference_id, None, muted=True)
 
 
 def _control(store: Store) -> tuple[Control, _OpsLog]:
@@ -118,7 +123,7 @@ async def test_another_account_or_no_such_id_is_not_found(postgres_store: Store)
     control, _media = _control(postgres_store)
     for acct, conference_id in ((f.uid(), conf.id), (conf.account_id, str(uuid.uuid4()))):
         with pytest.raises(ApiError) as missing:
-            await control.arun(acct, lambda ctx, c=conference_id: conference_flags.set_flags(ctx, c, None, muted=True))
+            await control.arun(acct, functools.partial(_mute, conference_id=conference_id))
         assert missing.value.status == 404 and [i.code for i in missing.value.items] == ["90058"]
     assert set(_flags(postgres_store, conf).values()) == {(False, False)}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,7 +21,7 @@ def _account(i: int | str) -> dict[str, object]:
     return {"id": f"acct-{i}", "name": f"name-{i}", "created_at": 1.5}
 
 
-def _insert_account() -> object:
+def _insert_account() -> Any:
     return prebuilt("test:insert_account", lambda: insert(t.accounts))
 
 
