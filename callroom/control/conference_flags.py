@@ -53,7 +53,8 @@ def _checked_then_written(
     conf = active_conference(ctx, id_or_name, with_members=True, lock=False)
     present = ctx.tx.mix_members(conf.id)
     targets = _targets(present, call_control_ids)
-    locked = ctx.tx.read_conference(ctx.account_id, conf.id, lock=True)
+    # Locked, then read again as the lock found it (on SQLite the first read stands: no other writer).
+    locked = ctx.tx.read_conference(ctx.account_id, conf.id, lock=True) if ctx.tx.rows_can_change else None
     ctx.tx.set_participant_flags([p.id for p in targets], changes)  # never a participant who has left
     members = ctx.tx.read_mix_members(conf.id)
     # Stored hold audio is looked up now (a read), not after the commit. (A file named by a change that
@@ -62,7 +63,7 @@ def _checked_then_written(
     hold_files = {name: _hold_audio(ctx, None, name) for name in names if name}
 
     def push() -> None:
-        now = ctx.tx.conference_in(locked)
+        now = ctx.tx.conference_in(locked) if locked is not None else conf
         if now is None or not now.is_active:  # ended meanwhile: the write changed nobody (they have left)
             ctx.deferred_error = reject("90019", "This conference has already ended.")
             return

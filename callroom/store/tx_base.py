@@ -122,6 +122,13 @@ class TxBase:
         # any write to calls: never handed out after a write.
         self._calls_ahead: list[tuple[tuple[str, str] | None, bool, Result]] = []
 
+    @property
+    def rows_can_change(self) -> bool:
+        """Whether a row read in this transaction may be changed by another before it is read again
+        (PostgreSQL, unless locked). On SQLite a writing transaction holds the database's one write lock
+        from its start: what it read stays as read."""
+        return self._lock_rows
+
     def _locked(self, stmt: Select[Any], lock: bool) -> Select[Any]:
         return stmt.with_for_update() if lock and self._lock_rows else stmt
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, String, and_, any_, bindparam, select, text, update
+import orjson
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, literal_column, select, text, update
 
 from callroom.control.records import (
     Conference,
@@ -115,7 +116,7 @@ class ConferenceTx(TxBase):
 
     def set_participant_flags(self, ids: Sequence[str], values: dict[str, Any]) -> None:
         """The same columns set to the same values (what mute/unmute/hold/unhold change) for many
-        participants: one statement on PostgreSQL (an executemany would be one per participant there)."""
+        participants in one statement (an executemany would be one per participant)."""
         self._members_read = None
         if not ids:
             return
@@ -132,9 +133,11 @@ class ConferenceTx(TxBase):
             ).values({k: bindparam(f"v_{k}") for k in columns}))
             self.conn.execute(stmt, {**given, "ids_": list(ids)})
             return
+        # SQLite: the ids as one JSON array parameter (an executemany stepped the UPDATE once per id).
         stmt = prebuilt(f"participant_flags:{columns}", lambda: update(t.participants).where(
-            c.id == bindparam("id_"), present()).values({k: bindparam(f"v_{k}") for k in columns}))
-        self.conn.execute(stmt, [{**given, "id_": i} for i in ids])
+            c.id.in_(select(literal_column("value")).select_from(func.json_each(bindparam("ids_")))), present()
+        ).values({k: bindparam(f"v_{k}") for k in columns}))
+        self.conn.execute(stmt, {**given, "ids_": orjson.dumps(list(ids)).decode()})
 
     def set_flags_if_valid(
         self, account_id: str, conference_id: str, call_control_ids: Sequence[str], values: dict[str, Any]
