@@ -161,13 +161,19 @@ def record(tx: Tx, fates: Sequence[Fate], attempts: Sequence[AttemptRecord]) -> 
         ])
 
 
+def _text(value: str | None) -> str | None:
+    """PostgreSQL's text cannot hold NUL, which a receiver's response (or a header quoted in an error) may:
+    one such row would fail every later batch."""
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
+
 def _record_pg(tx: Tx, fates: Sequence[Fate], attempts: Sequence[AttemptRecord]) -> None:
     if fates:
         last = list({f.id: f for f in fates}.values())  # one row updated twice in a statement: only once
         tx.conn.execute(prebuilt("outbox_fates:postgresql", lambda: text(_FATES_PG)), {
             "ids": [f.id for f in last], "statuses": [f.status for f in last],
             "attempts": [f.attempts for f in last], "nexts": [f.next_attempt_at for f in last],
-            "delivered": [f.delivered_at for f in last], "errors": [f.last_error for f in last],
+            "delivered": [f.delivered_at for f in last], "errors": [_text(f.last_error) for f in last],
         })
     if attempts:
         tx.conn.execute(prebuilt("webhook_attempts:postgresql", lambda: text(_ATTEMPTS_PG)), {
@@ -175,7 +181,7 @@ def _record_pg(tx: Tx, fates: Sequence[Fate], attempts: Sequence[AttemptRecord])
             "numbers": [a.attempt for a in attempts], "urls": [a.url for a in attempts],
             "methods": [a.method for a in attempts], "started": [a.started_at for a in attempts],
             "finished": [a.finished_at for a in attempts], "codes": [a.status_code for a in attempts],
-            "errors": [a.error for a in attempts], "bodies": [a.response_body for a in attempts],
+            "errors": [_text(a.error) for a in attempts], "bodies": [_text(a.response_body) for a in attempts],
         })
 
 

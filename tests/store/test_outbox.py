@@ -220,6 +220,7 @@ def test_record_writes_a_batch_of_fates_and_attempts(store: Store) -> None:
     with store.transaction() as tx:
         ids = [tx.add_event(ev, NOW) for ev in events]
     awkward = 'quote " backslash \\ brace { } comma , ünï\ncode NULL'
+    nul = "a receiver's body with \x00 in it"
     fates = [
         outbox.Fate(ids[0], "pending", 1, NOW + 5, None, "timeout"),  # a retry, then delivered: the later wins
         outbox.Fate(ids[1], "failed", 3, NOW, None, awkward),
@@ -229,6 +230,7 @@ def test_record_writes_a_batch_of_fates_and_attempts(store: Store) -> None:
         outbox.AttemptRecord(ids[0], acct, 1, "https://a.test/x", "POST", NOW, NOW + 1, None, "timeout"),
         outbox.AttemptRecord(ids[1], acct, 3, "https://b.test/y", "GET", NOW, NOW + 2, 500, awkward, awkward),
         outbox.AttemptRecord(ids[0], acct, 2, "https://a.test/x", "POST", NOW + 5, NOW + 6, 204, None, ""),
+        outbox.AttemptRecord(ids[2], acct, 1, "https://c.test/z", "POST", NOW, NOW + 1, 302, nul, nul),
     ]
     with store.transaction() as tx:
         outbox.record(tx, fates, attempts)
@@ -241,5 +243,8 @@ def test_record_writes_a_batch_of_fates_and_attempts(store: Store) -> None:
     assert (third["status"], third["attempts"]) == ("pending", 0)
     assert [(r.outbox_id, r.attempt, r.status_code, r.error, r.response_body) for r in recorded] == [
         (ids[0], 1, None, "timeout", None), (ids[1], 3, 500, awkward, awkward), (ids[0], 2, 204, None, ""),
+        (ids[2], 1, 302, recorded[3].error, recorded[3].error),
     ]
-    assert [r.started_at for r in recorded] == [NOW, NOW, NOW + 5]
+    assert [r.started_at for r in recorded] == [NOW, NOW, NOW + 5, NOW]
+    # PostgreSQL's text holds no NUL: kept with a replacement character there (SQLite keeps it as it came).
+    assert recorded[3].error in (nul, nul.replace("\x00", "\ufffd"))
