@@ -4,6 +4,7 @@ download, delete): the files the node keeps for an account."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from pathlib import Path
@@ -125,6 +126,32 @@ def media_view(m: MediaFile) -> dict[str, Any]:
     }
 
 
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object ({} for an empty body); anything else is a 422, as for every other route."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ValidationFailed.field("/", "JSON decode error") from exc
+    if not isinstance(body, dict):
+        raise ValidationFailed.field("/", "the body must be a JSON object")
+    return body
+
+
+def _ttl(value: Any) -> int:
+    """``ttl_secs`` as given (a JSON number or a form field), or the default when absent."""
+    if value is None or value == "":
+        return DEFAULT_TTL_SECS
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
+        raise ValidationFailed.field("/ttl_secs", "ttl_secs must be a whole number of seconds")
+    ttl = int(value)
+    if ttl < 1:
+        raise ValidationFailed.field("/ttl_secs", "ttl_secs must be at least 1")
+    return ttl
+
+
 async def _fetch(url: str) -> bytes:
     if not url.startswith(("http://", "https://")):
         raise ValidationFailed.field("/media_url", "media_url must be an http(s) URL")
@@ -172,16 +199,16 @@ async def upload_media(request: Request, account: Account, ctl: Ctl) -> dict[str
             raise ValidationFailed.field("/media", "a file in the 'media' field is required")
         content = await upload.read()
         name = str(form.get("media_name") or upload.filename or "")
-        ttl = int(str(form.get("ttl_secs") or DEFAULT_TTL_SECS))
+        ttl = _ttl(form.get("ttl_secs"))
     else:
-        body = await request.json()
-        if not isinstance(body, dict) or not body.get("media_url"):
+        body = await _json_object(request)
+        if not body.get("media_url"):
             raise ValidationFailed.field(
                 "/media_url", "media_url is required", code="10004", title="Missing required parameter"
             )
+        ttl = _ttl(body.get("ttl_secs"))
         content = await _fetch(str(body["media_url"]))
         name = str(body.get("media_name") or str(body["media_url"]).rstrip("/").rsplit("/", 1)[-1])
-        ttl = int(body.get("ttl_secs") or DEFAULT_TTL_SECS)
     if len(content) > MAX_MEDIA_BYTES:
         raise ValidationFailed.field("/media", "media is larger than 50 MB")
     return data(media_view(await _store(request, account, ctl, name, content, ttl)))
@@ -208,8 +235,8 @@ async def retrieve_media(media_name: str, account: Account, ctl: Ctl) -> dict[st
 @router.put("/media/{media_name}")
 async def update_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
     existing = await ctl.aread(account, lambda ctx: _media(ctx, media_name))
-    body = await request.json() if request.headers.get("content-type", "").startswith("application/json") else {}
-    ttl = int(body.get("ttl_secs") or DEFAULT_TTL_SECS)
+    body = await _json_object(request) if request.headers.get("content-type", "").startswith("application/json") else {}
+    ttl = _ttl(body.get("ttl_secs"))
     if body.get("media_url"):
         return data(
             media_view(await _store(request, account, ctl, media_name, await _fetch(str(body["media_url"])), ttl))

@@ -33,6 +33,13 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
+class StoredBody(Body):
+    """A nested object kept as it was given (a JSON column): fields this node does not know are dropped,
+    not stored (Telnyx ignores them too; stored, any JSON could come back in every read of its row)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
 class _HoldAudio(Body):
     @model_validator(mode="after")
     def _one_hold_source(self) -> _HoldAudio:
@@ -147,7 +154,7 @@ class QueueCallPatch(Body):
 # -- calls ---------------------------------------------------------------------------------------------
 
 
-class ConferenceConfig(Body):
+class ConferenceConfig(StoredBody):
     id: str | None = None
     conference_name: str | None = Field(default=None, min_length=1, max_length=255)
     beep_enabled: Beep | None = None
@@ -162,6 +169,9 @@ class ConferenceConfig(Body):
     start_conference_on_enter: bool = False
     supervisor_role: Role | None = None
     whisper_call_control_ids: list[str] = Field(default_factory=list)
+    # As on the join action: the participant's client_state and label when the dialled leg joins.
+    client_state: ClientState | None = None
+    label: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class Dial(Body):
@@ -231,14 +241,14 @@ class Enqueue(CallCommand):
 # -- call control applications -------------------------------------------------------------------------
 
 
-class Inbound(Body):
+class Inbound(StoredBody):
     channel_limit: int | None = Field(default=None, ge=1)
     shaken_stir_enabled: bool | None = None
     sip_subdomain: str | None = None
     sip_subdomain_receive_settings: Literal["only_my_connections", "from_anyone"] | None = None
 
 
-class Outbound(Body):
+class Outbound(StoredBody):
     channel_limit: int | None = Field(default=None, ge=1)
     outbound_voice_profile_id: str | None = None
 

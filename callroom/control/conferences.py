@@ -57,6 +57,7 @@ class CreateRequest:
     max_participants: int = 250
     region: str = "US"
     start_conference_on_create: bool = True
+    creator: JoinOptions | None = None  # how the creating leg joins (dial's conference_config); default plain
 
 
 @dataclass(slots=True)
@@ -109,7 +110,7 @@ def create(ctx: Ctx, req: CreateRequest) -> Conference:
     ctx.command_result = conf.id
     ctx.schedule("conference_expiry", conf.id, conf.expires_at)
     ctx.emit_conference("conference.created", conf, call_leg_id=call.call_leg_id)
-    join(ctx, conf, call, JoinOptions(client_state=req.client_state))
+    join(ctx, conf, call, req.creator or JoinOptions(client_state=req.client_state))
     return conf
 
 
@@ -187,6 +188,7 @@ def join_from_dial(ctx: Ctx, call: Call, config: dict[str, Any]) -> None:
                     start_conference_on_create=bool(config.get("start_conference_on_create", True)),
                     hold_audio_url=config.get("hold_audio_url"),
                     hold_media_name=config.get("hold_media_name"),
+                    creator=join_options(config),  # muted, held, ending it on exit... as it would join
                 ),
             )
             return

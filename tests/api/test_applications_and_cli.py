@@ -43,6 +43,34 @@ def test_application_crud(tenant: Tenant) -> None:
     assert bad.value.body["errors"][0]["source"]["pointer"] == "/webhook_event_url"  # type: ignore[index]
 
 
+def test_unknown_nested_settings_are_ignored_not_stored(tenant: Tenant) -> None:
+    # Fields the node does not know inside inbound / outbound are dropped (as Telnyx ignores them): stored,
+    # any JSON at all (here a number beyond 64 bits) would have to come back in every read of the row.
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    body = {"application_name": "odd", "webhook_event_url": "https://example.test/hooks",
+            "inbound": {"channel_limit": 5, "vendor_x": {"n": 22116040951250616320}},
+            "outbound": {"future_setting": [1, 2, 3], "huge": 22116040951250616320}}
+    created = httpx.post(f"{tenant.node.base_url}/call_control_applications", json=body, headers=headers)
+    assert created.status_code == 200, created.text
+    app = created.json()["data"]
+    assert app["inbound"]["channel_limit"] == 5 and "vendor_x" not in app["inbound"]
+    assert "huge" not in (app["outbound"] or {})
+    got = tenant.client.call_control_applications.retrieve(app["id"])
+    assert got.data is not None and got.data.inbound is not None and got.data.inbound.channel_limit == 5
+    # The same for a dial's conference_config: the leg joins, the unknown field is gone.
+    dialled = httpx.post(f"{tenant.node.base_url}/calls", headers=headers, json={
+        "connection_id": tenant.connection_id, "from": "+15550001111", "to": "virtual:joiner;answer_after=0",
+        "conference_config": {"conference_name": "odd-room", "label": "joiner", "vendor": 22116040951250616320}})
+    assert dialled.status_code == 200, dialled.text
+    cid = dialled.json()["data"]["call_control_id"]
+    tenant.event("conference.participant.joined", cid)
+    conf = tenant.client.conferences.list(filter={"name": "odd-room"}).data
+    assert conf and conf[0].id
+    # The leg that created the conference joined as its conference_config said (here: with its label).
+    by_label = httpx.get(f"{tenant.node.base_url}/conferences/{conf[0].id}/participants/joiner", headers=headers)
+    assert by_label.status_code == 200 and by_label.json()["data"]["call_control_id"] == cid
+
+
 def test_openapi_document(node: NodeThread) -> None:
     doc = httpx.get(f"{node.base_url}/openapi.json").json()
     for path in ("/v2/conferences", "/v2/queues/{queue_name}/calls", "/v2/calls/{call_control_id}/actions/bridge"):

@@ -4,6 +4,7 @@ in the timing of the webhooks."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Iterator
 
@@ -214,6 +215,25 @@ def test_media_upload_and_play_by_name(tenant: Tenant, media: MediaServer) -> No
     tenant.client.media.delete("greeting")
     with pytest.raises(telnyx.NotFoundError):
         tenant.client.media.retrieve("greeting")
+
+
+def test_media_upload_refuses_bad_bodies_and_stores_nothing(tenant: Tenant, media: MediaServer) -> None:
+    url = media.add("/ok.wav", b"", "audio/wav")  # never fetched: every request below is refused first
+    headers = {"Authorization": f"Bearer {tenant.api_key}", "content-type": "application/json"}
+    cases = [
+        (b"", "/media_url", "10004"),
+        (b"{not json", "/", "10015"),
+        (b"[1, 2]", "/", "10015"),
+        (json.dumps({"media_url": url, "ttl_secs": "soon"}).encode(), "/ttl_secs", "10015"),
+        (json.dumps({"media_url": url, "ttl_secs": 0}).encode(), "/ttl_secs", "10015"),
+        (json.dumps({"media_url": url, "ttl_secs": True}).encode(), "/ttl_secs", "10015"),
+    ]
+    for raw, pointer, code in cases:
+        resp = httpx.post(f"{tenant.node.base_url}/media", content=raw, headers=headers)
+        assert resp.status_code == 422, (raw, resp.text)
+        error = resp.json()["errors"][0]
+        assert (error["source"]["pointer"], error["code"]) == (pointer, code), raw
+    assert tenant.client.media.list().data == []
 
 
 def test_hold_audio_url_is_what_held_participants_hear(tenant: Tenant, media: MediaServer) -> None:
