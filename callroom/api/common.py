@@ -65,10 +65,14 @@ Account = Annotated[str, Depends(account_id)]
 Ctl = Annotated[Control, Depends(control)]
 
 
+MAX_PAGE_NUMBER = 1_000_000_000  # far past any listing; a larger one would overflow the database's OFFSET
+
+
 class Page:
     def __init__(self, number: int, size: int) -> None:
-        if number < 1:
-            raise ValidationFailed(ErrorItem("10015", "Invalid value", "must be at least 1", parameter="page[number]"))
+        if not 1 <= number <= MAX_PAGE_NUMBER:
+            raise ValidationFailed(ErrorItem("10015", "Invalid value", f"must be between 1 and {MAX_PAGE_NUMBER}",
+                                             parameter="page[number]"))
         if not 1 <= size <= 250:
             raise ValidationFailed(
                 ErrorItem("10015", "Invalid value", "must be between 1 and 250", parameter="page[size]")

@@ -183,6 +183,13 @@ def test_list_order_pagination_and_status_filter(tenant: Tenant) -> None:
     tenant.client.conferences.actions.end_conference(ids[0])
     done = list(tenant.client.conferences.list(filter={"status": "completed"}))
     assert [c.id for c in done] == [ids[0]]
+    # A page past the end is empty; a page number no database OFFSET can hold is refused, not a 500.
+    past = tenant.client.conferences.list(page_size=2, page_number=1_000_000_000)
+    assert past.data == [] and past.meta is not None and past.meta.total_pages == 3
+    for number in (0, 10**24):
+        with pytest.raises(telnyx.UnprocessableEntityError) as bad:
+            tenant.client.conferences.list(page_number=number)
+        assert bad.value.body["errors"][0]["source"]["parameter"] == "page[number]"  # type: ignore[index]
 
 
 def test_monitor_and_whisper_roles_on_join(tenant: Tenant) -> None:
