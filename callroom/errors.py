@@ -145,6 +145,11 @@ class StoreError(CallroomError):
     """The store cannot do what was asked (unreachable database, schema behind, ...)."""
 
 
+class UnstorableText(StoreError):
+    """Text the database cannot hold: PostgreSQL's text and json have no NUL character (U+0000). The API
+    answers 422 (and the transaction changed nothing); SQLite stores such text as given."""
+
+
 # MediaError subclasses raised by callroom.audio:
 #
 #   MediaError

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 
 def _base64(value: str) -> str:
@@ -29,8 +31,44 @@ CommandId = Annotated[str, Field(min_length=1, max_length=255)]
 Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
 
 
+def _nul_at(value: Any, path: str = "") -> str | None:
+    """The JSON pointer of the first string (or key) holding a NUL character, if any."""
+    if not path and isinstance(value, dict):
+        try:  # the usual case, none at all, told in C: orjson writes U+0000 as an escape
+            if b"\\u0000" not in orjson.dumps(value):
+                return None
+        except TypeError:  # not plain JSON (a number beyond 64 bits): look the slow way
+            pass
+    if isinstance(value, str):
+        return (path or "/") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return path or "/"
+            found = _nul_at(item, f"{path}/{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_at(item, f"{path}/{i}")
+            if found:
+                return found
+    return None
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # No text the node keeps may hold U+0000: PostgreSQL's text cannot, and a value accepted now could
+        # only fail later (a participant's label, when the dialled leg answers). The same on SQLite.
+        where = _nul_at(data)
+        if where is not None:
+            raise PydanticCustomError("string_nul", "{where}: text must not contain the NUL character (U+0000)",
+                                      {"where": where})  # the API's error names ``where`` as the pointer
+        return data
 
 
 class StoredBody(Body):

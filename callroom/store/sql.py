@@ -30,7 +30,7 @@ from sqlalchemy import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
-from callroom.errors import StoreError
+from callroom.errors import StoreError, UnstorableText
 from callroom.store.pg_wire import Outcome, PgSession
 
 Processor = Callable[[Any], Any] | None
@@ -290,6 +290,9 @@ class Connection:
         return values if c.keys is None else dict(zip(c.keys, values, strict=True))
 
     def _raise(self, exc: Exception, sql: str, args: Any) -> Exception:
+        if isinstance(exc, psycopg.errors.UntranslatableCharacter) or (
+                isinstance(exc, psycopg.DataError) and "NUL" in str(exc)):
+            return UnstorableText(str(exc))
         # As SQLAlchemy would raise it: IntegrityError, OperationalError...
         return DBAPIError.instance(sql, args, exc, self._driver_error)
 
@@ -348,14 +351,21 @@ class Connection:
                 return Result([], 0, None)
             c = _compiled(stmt, self.dialect, tuple(params[0]), True)
             outcomes = []
-            for p in params:
-                values = self._values(c, p)
-                outcomes.append(session.send(c.pg_sql, [values[i] for i in c.pg_index], prepare=c.prepare))
+            try:
+                for p in params:
+                    values = self._values(c, p)
+                    outcomes.append(session.send(c.pg_sql, [values[i] for i in c.pg_index], prepare=c.prepare))
+            except psycopg.DataError as exc:  # a value that cannot be sent (nothing of it was)
+                raise self._raise(exc, c.sql, params) from exc
             return self._later(outcomes, None)
         given = params or {}
         c = _compiled(stmt, self.dialect, tuple(given), False)
         values = self._values(c, given)
-        return self._later([session.send(c.pg_sql, [values[i] for i in c.pg_index], prepare=c.prepare)], c)
+        try:
+            outcome = session.send(c.pg_sql, [values[i] for i in c.pg_index], prepare=c.prepare)
+        except psycopg.DataError as exc:
+            raise self._raise(exc, c.sql, given) from exc
+        return self._later([outcome], c)
 
     def _later(self, outcomes: list[Outcome], c: Compiled | None) -> Result:
         result = Result([], 0, None)

@@ -1,5 +1,6 @@
 """A whole node on PostgreSQL (transactions run cooperatively on the event loop), driven through the SDK:
-the call-centre and conference flows that the SQLite node runs, with concurrent requests."""
+the call-centre and conference flows that the SQLite node runs, with concurrent requests; and text with a
+NUL character, which PostgreSQL cannot hold, refused alike on both stores."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import telnyx
 from sqlalchemy import create_engine, text
@@ -167,3 +169,38 @@ def test_participants_listed_by_id_or_name_and_never_to_another_account(
     other = telnyx.Telnyx(api_key=other_key, base_url=pg_node.base_url, max_retries=0)
     with pytest.raises(telnyx.NotFoundError):
         list(other.conferences.list_participants(conf.data.id))
+
+
+def _nul_checks(t: Tenant) -> None:
+    """A NUL character (U+0000) anywhere in a request answers 422 and changes nothing."""
+    headers = {"Authorization": f"Bearer {t.api_key}"}
+    base = t.node.base_url
+    bodies = [
+        ("/call_control_applications", {"application_name": "a\x00b", "webhook_event_url": "https://x.test/h"},
+         "/application_name"),
+        ("/queues", {"queue_name": "ok-name", "extra": ["fine", {"key\x00": 1}]}, "/extra/1"),
+        ("/calls", {"connection_id": t.connection_id, "from": "+15550001111", "to": "virtual:nul;answer_after=0",
+                    "conference_config": {"conference_name": "nul-room", "label": "joiner\x00"}},
+         "/conference_config/label"),
+    ]
+    for path, body, pointer in bodies:
+        resp = httpx.post(f"{base}{path}", json=body, headers=headers)
+        assert resp.status_code == 422, resp.text
+        error = resp.json()["errors"][0]
+        assert (error["code"], error["source"]["pointer"]) == ("10015", pointer)
+    assert [q.name for q in t.client.queues.list()] == []
+    # In a path or a query: PostgreSQL cannot hold it, so it is refused there; SQLite finds nothing.
+    for url in (f"{base}/conferences/a%00b", f"{base}/queues/a%00b", f"{base}/conferences?filter%5Bname%5D=a%00b"):
+        resp = httpx.get(url, headers=headers)
+        assert resp.status_code in (404, 422) or (resp.status_code == 200 and resp.json()["data"] == []), resp.text
+
+
+def test_a_nul_character_is_refused_on_postgres(pg_tenant: Tenant) -> None:
+    _nul_checks(pg_tenant)
+    resp = httpx.get(f"{pg_tenant.node.base_url}/queues/a%00b",
+                     headers={"Authorization": f"Bearer {pg_tenant.api_key}"})
+    assert resp.status_code == 422 and resp.json()["errors"][0]["code"] == "10015"
+
+
+def test_a_nul_character_is_refused_on_sqlite(tenant: Tenant) -> None:
+    _nul_checks(tenant)
