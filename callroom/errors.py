@@ -145,6 +145,9 @@ class StoreError(CallroomError):
     """The store cannot do what was asked (unreachable database, schema behind, ...)."""
 
 
+NUL_TEXT = "text must not contain the NUL character (U+0000)"
+
+
 class UnstorableText(StoreError):
     """Text the database cannot hold: PostgreSQL's text and json have no NUL character (U+0000). The API
     answers 422 (and the transaction changed nothing); SQLite stores such text as given."""

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from callroom.errors import ApiError, ErrorItem, RateLimited, UnstorableText
+from callroom.errors import NUL_TEXT, ApiError, ErrorItem, RateLimited, UnstorableText
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def validation_items(errors: Sequence[Mapping[str, Any]]) -> list[ErrorItem]:
         if err.get("type") == "string_nul" and pointer is not None:  # schemas.Body: where in the body it is
             where = str((err.get("ctx") or {}).get("where", ""))
             pointer = pointer.rstrip("/") + where
-            msg = "text must not contain the NUL character (U+0000)"
+            msg = NUL_TEXT
         code = "10015" if err.get("type") != "missing" else "10004"
         title = "Missing required parameter" if code == "10004" else "Invalid value"
         items.append(ErrorItem(code, title, msg, pointer=pointer, parameter=parameter))
@@ -71,7 +71,7 @@ def response_for(exc: Exception) -> JSONResponse:
         found = exc.errors() if isinstance(exc, RequestValidationError) else exc.errors
         return JSONResponse({"errors": [i.to_json() for i in validation_items(found)]}, status_code=422)
     if isinstance(exc, UnstorableText):
-        item = ErrorItem("10015", "Invalid value", "text must not contain the NUL character (U+0000)", pointer="/")
+        item = ErrorItem("10015", "Invalid value", NUL_TEXT, pointer="/")
         return JSONResponse({"errors": [item.to_json()]}, status_code=422)
     if isinstance(exc, HTTPException):
         code = {404: "10005", 405: "10006"}.get(exc.status_code, "10000")

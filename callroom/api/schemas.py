@@ -14,6 +14,8 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from callroom.errors import NUL_TEXT
+
 
 def _base64(value: str) -> str:
     try:
@@ -66,8 +68,8 @@ class Body(BaseModel):
         # only fail later (a participant's label, when the dialled leg answers). The same on SQLite.
         where = _nul_at(data)
         if where is not None:
-            raise PydanticCustomError("string_nul", "{where}: text must not contain the NUL character (U+0000)",
-                                      {"where": where})  # the API's error names ``where`` as the pointer
+            # The API's error names ``where`` as the pointer (api/errors.py).
+            raise PydanticCustomError("string_nul", "{where}: " + NUL_TEXT, {"where": where})
         return data
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +267,5 @@ def _pickled_by_fields(cls: type) -> None:
     cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
 
 
-for _cls in (Ring, Answer, Reject, Release, Park, Bridge, HoldInQueue, ConferenceMember, ConferenceMix,
-             ConferenceClosed, AudioSpec, Play, StopPlay, StartRecording, ControlRecording, Gather, StopGather,
-             SendDtmf, DtmfReceived, FloorChanged, PlaybackStarted, PlaybackEnded, RecordingSaved,
-             RecordingFailed, GatherEnded):
+for _cls in (*get_args(MediaOp), *get_args(MediaFact), ConferenceMember, AudioSpec):
     _pickled_by_fields(_cls)

@@ -344,6 +344,12 @@ class Connection:
     # -- PostgreSQL: queued statements ----------------------------------------------------------------
 
     def _queue(self, stmt: ClauseElement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> Result:
+        try:
+            return self._send(stmt, params)
+        except psycopg.DataError as exc:  # a value that cannot be sent (a NUL in text): nothing of it was
+            raise self._raise(exc, "(not sent)", params) from exc
+
+    def _send(self, stmt: ClauseElement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> Result:
         session = self._session
         assert session is not None
         if isinstance(params, Sequence):  # executemany: one statement per set of parameters
@@ -351,21 +357,14 @@ class Connection:
                 return Result([], 0, None)
             c = _compiled(stmt, self.dialect, tuple(params[0]), True)
             outcomes = []
-            try:
-                for p in params:
-                    values = self._values(c, p)
-                    outcomes.append(session.send(c.pg_sql, [values[i] for i in c.pg_index], prepare=c.prepare))
-            except psycopg.DataError as exc:  # a value that cannot be sent (nothing of it was)
-                raise self._raise(exc, c.sql, params) from exc
+            for p in params:
+                values = self._values(c, p)
+                outcomes.append(session.send(c.pg_sql, [values[i] for i in c.pg_index], prepare=c.prepare))
             return self._later(outcomes, None)
         given = params or {}
         c = _compiled(stmt, self.dialect, tuple(given), False)
         values = self._values(c, given)
-        try:
-            outcome = session.send(c.pg_sql, [values[i] for i in c.pg_index], prepare=c.prepare)
-        except psycopg.DataError as exc:
-            raise self._raise(exc, c.sql, given) from exc
-        return self._later([outcome], c)
+        return self._later([session.send(c.pg_sql, [values[i] for i in c.pg_index], prepare=c.prepare)], c)
 
     def _later(self, outcomes: list[Outcome], c: Compiled | None) -> Result:
         result = Result([], 0, None)

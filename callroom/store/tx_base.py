@@ -125,9 +125,9 @@ class TxBase:
     @property
     def rows_can_change(self) -> bool:
         """Whether a row read in this transaction may be changed by another before it is read again
-        (PostgreSQL, unless locked). On SQLite a writing transaction holds the database's one write lock
-        from its start: what it read stays as read."""
-        return self._lock_rows
+        (PostgreSQL, unless locked). On SQLite a transaction reads one snapshot, and a writing one holds the
+        database's one write lock from its start: what it read stays as read."""
+        return self.conn.dialect.name != "sqlite"
 
     def _locked(self, stmt: Select[Any], lock: bool) -> Select[Any]:
         return stmt.with_for_update() if lock and self._lock_rows else stmt
