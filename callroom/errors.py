@@ -126,11 +126,24 @@ class ProtocolError(CallroomError):
 
 
 class SipParseError(ProtocolError):
-    pass
+    """A SIP message that does not parse; ``status`` is the response a request gets for it (400 unless a
+    limit says otherwise: 513 for a message too large)."""
+
+    status = 400
+
+
+class SipTooLarge(SipParseError):
+    """A SIP message over the size a datagram may have, or with more header values than we read."""
+
+    status = 513
 
 
 class SdpParseError(ProtocolError):
     pass
+
+
+class SdpTooLarge(SdpParseError):
+    """An SDP body with more lines or media sections than we read (the INVITE gets 488)."""
 
 
 class RtpParseError(ProtocolError):

@@ -19,6 +19,8 @@ _VIA = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9-]+)\s+([^;\s]+)\s*(?:;(
 
 def split_commas(value: str) -> list[str]:
     """Split on commas that are outside double quotes and angle brackets."""
+    if '"' not in value and "<" not in value:
+        return [part.strip() for part in value.split(",")]
     parts: list[str] = []
     start, quoted, angle, i = 0, False, False, 0
     while i < len(value):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from callroom.errors import SipParseError
+from callroom.errors import SipParseError, SipTooLarge
 from callroom.sip.fields import TOKEN, CSeq, NameAddr, SipUri, Via, format_host, split_commas
 
 __all__ = [
@@ -52,7 +52,10 @@ LIST_HEADERS = frozenset(
         "Content-Language", "Allow-Events", "In-Reply-To", "Alert-Info", "Call-Info", "Error-Info",
     )
 )  # fmt: skip
-MAX_MESSAGE = 65535
+# What one datagram may make us read (RFC 3261 sets no bound; these keep the work per datagram small, since
+# SIP is parsed on the loop that runs the 20 ms audio tick). A real INVITE is 1-4 kB with 10-30 header values.
+MAX_MESSAGE = 16_384  # bytes; more gets 513 Message Too Large
+MAX_HEADER_VALUES = 128  # header values once comma lists are split; more gets 513 too
 
 
 def canonical_name(name: str) -> str:
@@ -236,7 +239,7 @@ MAY_BE_EMPTY = frozenset({"accept", "accept-encoding", "accept-language", "allow
 def _split(data: bytes) -> tuple[str, Headers, bytes, int | None]:
     """Start line, headers (unfolded, lists split), raw body, declared Content-Length."""
     if len(data) > MAX_MESSAGE:
-        raise SipParseError("message larger than 65535 bytes")
+        raise SipTooLarge(f"message larger than {MAX_MESSAGE} bytes")
     data = data.lstrip(b"\r\n")
     if not data:
         raise SipParseError("empty message")
@@ -252,7 +255,9 @@ def _split(data: bytes) -> tuple[str, Headers, bytes, int | None]:
     except UnicodeDecodeError:
         raise SipParseError("headers are not valid UTF-8") from None
     lines = text.replace("\r\n", "\n").split("\n")
-    if any("\r" in ln or "\x00" in ln for ln in lines):
+    if len(lines) > MAX_HEADER_VALUES + 1:
+        raise SipTooLarge(f"more than {MAX_HEADER_VALUES} header lines")
+    if "\r" in text.replace("\r\n", "") or "\x00" in text:
         raise SipParseError("stray CR or NUL in headers")
     start = lines[0]
     fields: list[str] = []
@@ -274,7 +279,10 @@ def _split(data: bytes) -> tuple[str, Headers, bytes, int | None]:
             if not value and canonical_name(name).lower() in MAY_BE_EMPTY:
                 headers.add(name, value)  # RFC 3261 lets these be empty ("Supported:" from baresip)
                 continue
-            for part in split_commas(value):
+            parts = split_commas(value)
+            if len(headers) + len(parts) > MAX_HEADER_VALUES:
+                raise SipTooLarge(f"more than {MAX_HEADER_VALUES} header values")
+            for part in parts:
                 if not part:
                     raise SipParseError(f"empty value in {name} list")
                 headers.add(name, part)
@@ -328,25 +336,40 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
 
 
 def salvage_request(data: bytes) -> SipRequest | None:
-    """Best effort on a request that failed :func:`parse_message`: enough of it to answer 400, or None.
+    """Best effort on a request that failed :func:`parse_message`: enough of it to answer with an error, or
+    None.
 
-    Needs a request line with a method, and parseable Via, From, To, Call-ID and CSeq headers; the body
-    and every other header are dropped.
+    Needs a request line with a method, and parseable Via, From, To, Call-ID and CSeq headers among the first
+    header lines; the body and every other header are dropped, and of the Vias only the top one is kept (the
+    response goes back to where the request came from, whatever came before). Reads at most the first
+    ``MAX_MESSAGE`` bytes and ``MAX_HEADER_VALUES`` lines, so a message refused for its size costs no more.
     """
+    head = data[:MAX_MESSAGE].lstrip(b"\r\n")
+    for end in (b"\r\n\r\n", b"\n\n"):
+        if (cut := head.find(end)) >= 0:
+            head = head[:cut]
+            break
+    lines = head.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")[: MAX_HEADER_VALUES + 1]
+    parts = lines[0].split(" ")
+    if len(parts) < 2 or not TOKEN.match(parts[0]) or parts[0].upper().startswith("SIP/"):
+        return None
+    wanted = {"via": "Via", "from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq"}
+    kept = Headers()
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        canonical = canonical_name(name.strip()) if colon else ""
+        if canonical.lower() not in wanted or canonical in kept:
+            continue
+        value = value.strip()
+        if canonical == "Via":
+            value = value.split(",", 1)[0]  # the top one (a comma inside its parameters just makes it fail)
+        kept.add(canonical, value)
+    req = SipRequest(parts[0], SipUri("invalid"), kept)
     try:
-        start, headers, _, _ = _split(data)
-        parts = start.split(" ")
-        if len(parts) < 2 or not TOKEN.match(parts[0]) or parts[0].upper().startswith("SIP/"):
-            return None
-        kept = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for value in headers.get_all(name):
-                kept.add(name, value)
-        req = SipRequest(parts[0], SipUri("invalid"), kept)
         _MessageBase._validate(req)
-        return req
     except SipParseError:
         return None
+    return req
 
 
 def response_to(req: SipRequest, status: int, reason: str, to_tag: str | None = None,
@@ -372,7 +395,7 @@ REASONS = {
     404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 415: "Unsupported Media Type",
     481: "Call/Transaction Does Not Exist", 486: "Busy Here", 487: "Request Terminated",
     488: "Not Acceptable Here", 500: "Server Internal Error", 501: "Not Implemented",
-    503: "Service Unavailable",
+    480: "Temporarily Unavailable", 503: "Service Unavailable", 513: "Message Too Large",
     603: "Decline",
 }  # fmt: skip
 

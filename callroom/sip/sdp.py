@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-from callroom.errors import ProtocolError, SdpParseError
+from callroom.errors import ProtocolError, SdpParseError, SdpTooLarge
 
 
 class NoCommonCodec(ProtocolError):
@@ -42,6 +42,10 @@ _ANSWER_DIRECTION = {
     Direction.RECVONLY: Direction.SENDONLY,
     Direction.INACTIVE: Direction.INACTIVE,
 }
+# What one description may make us read: a real audio offer has 10-30 lines and one or two m= lines (audio,
+# perhaps video); more is refused with 488.
+MAX_LINES = 256
+MAX_MEDIA = 8
 STATIC_PT = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 3: ("GSM", 8000), 9: ("G722", 8000), 18: ("G729", 8000)}
 TELEPHONE_EVENT = "telephone-event"
 
@@ -219,6 +223,10 @@ class SessionDescription:
         except UnicodeDecodeError:
             raise SdpParseError("SDP is not valid UTF-8") from None
         lines = [ln for ln in text.replace("\r\n", "\n").split("\n") if ln.strip()]
+        if len(lines) > MAX_LINES:
+            raise SdpTooLarge(f"more than {MAX_LINES} SDP lines")
+        if text.count("\nm=") > MAX_MEDIA:
+            raise SdpTooLarge(f"more than {MAX_MEDIA} media sections")
         if not lines or lines[0].strip() != "v=0":
             raise SdpParseError("SDP must start with v=0")
         origin: Origin | None = None

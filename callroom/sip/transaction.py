@@ -394,20 +394,20 @@ class TransactionLayer:
 
 
 def _stamp_via(req: SipRequest, addr: Addr) -> None:
-    """Add received= and rport= to the top Via (RFC 3261 §18.2.1, RFC 3581 §4)."""
+    """Set received= and rport= on the top Via from where the request really came (RFC 3261 §18.2.1,
+    RFC 3581 §4), so that responses go back to the source address and never to a name or an address the
+    sender wrote: a ``received`` or ``rport`` value in the request is the sender's claim and is replaced."""
     vias = req.headers.get_all("Via")
     if not vias:
         return
     top = req.top_via
-    changed = False
-    if top.host != addr[0]:
+    before = dict(top.params)
+    if top.host != addr[0] or "received" in top.params:
         top.params["received"] = addr[0]
-        changed = True
-    if "rport" in top.params and top.params["rport"] is None:
+    if "rport" in top.params:
         top.params["rport"] = str(addr[1])
-        top.params.setdefault("received", addr[0])
-        changed = True
-    if changed:
+        top.params["received"] = addr[0]
+    if top.params != before:
         rebuilt = Headers()
         first = True
         for name, value in req.headers:

@@ -12,12 +12,20 @@ with Allow, others 501; ``receive_datagram`` never raises.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 from collections import deque
 from collections.abc import Sequence
 
-from callroom.errors import CallroomError, IllegalTransition, ProtocolError, SdpParseError, SipParseError
+from callroom.errors import (
+    CallroomError,
+    IllegalTransition,
+    ProtocolError,
+    SdpParseError,
+    SdpTooLarge,
+    SipParseError,
+)
 from callroom.sip.call import (
     Call,
     CallAnswered,
@@ -70,6 +78,10 @@ class SipEndpoint:
     def __init__(self, local_addr: Addr, *, user: str = "callroom", user_agent: str = "callroom",
                  rng: random.Random | None = None) -> None:  # fmt: skip
         self.local_addr = local_addr
+        try:
+            self.ip_version = ipaddress.ip_address(local_addr[0]).version
+        except ValueError:  # advertised by name: the socket is IPv4
+            self.ip_version = 4
         self.user_agent = user_agent
         self.contact = SipUri(host=local_addr[0], user=user, port=local_addr[1])
         self.transactions = TransactionLayer()
@@ -82,7 +94,7 @@ class SipEndpoint:
         try:
             message = parse_message(data)
         except SipParseError as exc:
-            self._bad_request(data, addr, str(exc))
+            self._bad_request(data, addr, exc)
             return
         try:
             self.transactions.receive(message, addr, now)
@@ -207,7 +219,7 @@ class SipEndpoint:
             raise IllegalTransition("call", call.state, "reinvite")
         call.fire(CallInput.REINVITE)
         req = call.dialog.create_request("INVITE", self._via(), bytes(sdp), "application/sdp")
-        call.reinvite_tx = self.transactions.send_request(req, call.dialog.next_hop(), now)
+        call.reinvite_tx = self.transactions.send_request(req, self._hop(call), now)
         call.reinvite_request = req
         call.local_sdp = sdp
 
@@ -278,8 +290,9 @@ class SipEndpoint:
             if not req.contacts:
                 raise SipParseError("INVITE without Contact")
         except ProtocolError as exc:
-            log.info("400 to INVITE %s: %s", req.call_id, exc)
-            self._send(tx, response_to(req, 400, "Bad Request", self._token()), now)
+            status = 488 if isinstance(exc, SdpTooLarge) else 400
+            log.info("%d to INVITE %s: %s", status, req.call_id, exc)
+            self._send(tx, response_to(req, status, reason_phrase(status), self._token()), now)
             return
         call = Call(req.call_id, True, req, tx, source, self._token(), CallState.OFFERED)
         call.dialog = Dialog.from_uas(req, call.local_tag, self.contact)
@@ -342,7 +355,7 @@ class SipEndpoint:
             return
         if ev.transaction_id is None:  # a retransmitted 2xx: the ACK got lost
             if call.last_ack is not None and call.dialog is not None:
-                self.transactions.send_stateless(call.last_ack, call.dialog.next_hop())
+                self.transactions.send_stateless(call.last_ack, self._hop(call))
             return
         if ev.transaction_id == call.invite_tx:
             self._on_invite_response(call, resp, now)
@@ -371,11 +384,11 @@ class SipEndpoint:
             return
         if call.dialog is not None and call.dialog.state is DialogState.CONFIRMED:
             if call.last_ack is not None:  # 2xx retransmission within the transaction (ACCEPTED)
-                self.transactions.send_stateless(call.last_ack, call.dialog.next_hop())
+                self.transactions.send_stateless(call.last_ack, self._hop(call))
             return
         call.dialog = Dialog.from_uac(call.invite, resp)
         call.last_ack = call.dialog.create_ack(self._via())
-        self.transactions.send_stateless(call.last_ack, call.dialog.next_hop())
+        self.transactions.send_stateless(call.last_ack, self._hop(call))
         was_cancelling = call.state is CallState.CANCELLING
         call.fire(CallInput.ANSWER)
         if was_cancelling:  # the 200 won the race with our CANCEL: end the call we did not want
@@ -392,7 +405,7 @@ class SipEndpoint:
         if resp.status < 300:
             call.dialog.receive_response(resp)
             call.last_ack = call.dialog.create_ack(self._via())
-            self.transactions.send_stateless(call.last_ack, call.dialog.next_hop())
+            self.transactions.send_stateless(call.last_ack, self._hop(call))
             self._events.append(ReInviteAnswered(call.call_id, _sdp_or_none(resp)))
         elif resp.status in (408, 481):
             self._drop_dialog(call, now, f"re-INVITE got {resp.status}")
@@ -435,7 +448,7 @@ class SipEndpoint:
     def _send_bye(self, call: Call, now: float) -> None:
         assert call.dialog is not None
         bye = call.dialog.create_request("BYE", self._via(), extra=(("User-Agent", self.user_agent),))
-        self.transactions.send_request(bye, call.dialog.next_hop(), now)
+        self.transactions.send_request(bye, self._hop(call), now)
         self._forget(call)
 
     def _in_dialog(self, call: Call, req: SipRequest) -> bool:
@@ -463,6 +476,24 @@ class SipEndpoint:
     def _send(self, tx: str, resp: SipResponse, now: float) -> None:
         self.transactions.send_response(tx, resp, now)
 
+    def _hop(self, call: Call) -> Addr:
+        """Where an in-dialog request (BYE, re-INVITE, ACK) goes: the dialog's next hop (RFC 3261 §12.2.1.1)
+        when it is an address of our own family; otherwise the address the call's INVITE came from or went to.
+        A host name in a Contact or Record-Route is never looked up here (that would block, and a per-packet
+        lookup is a gift to whoever controls the name); an address we cannot send to (IPv6 on an IPv4
+        socket) is not tried."""
+        assert call.dialog is not None
+        hop = call.dialog.next_hop()
+        return hop if self.sendable(hop) else call.peer
+
+    def sendable(self, addr: Addr) -> bool:
+        """Whether ``addr`` is an IP address of the socket's family with a usable port."""
+        try:
+            ip = ipaddress.ip_address(addr[0])
+        except ValueError:
+            return False
+        return ip.version == self.ip_version and 0 < addr[1] < 65536
+
     def _peer_of(self, req: SipRequest) -> Addr:
         return req.top_via.response_addr()
 
@@ -473,7 +504,7 @@ class SipEndpoint:
     def _token(self) -> str:
         return f"{self._rng.getrandbits(64):016x}"
 
-    def _bad_request(self, data: bytes, addr: Addr, why: str) -> None:
+    def _bad_request(self, data: bytes, addr: Addr, why: SipParseError) -> None:
         req = salvage_request(data)
         if req is None or req.method == "ACK":
             log.debug("dropped an unparseable datagram from %s: %s", addr, why)
@@ -482,7 +513,7 @@ class SipEndpoint:
         via.params["received"] = addr[0]
         if "rport" in via.params:
             via.params["rport"] = str(addr[1])
-        resp = response_to(req, 400, "Bad Request")
+        resp = response_to(req, why.status, reason_phrase(why.status))
         resp.headers.set("Via", str(via))
         for extra_via in req.headers.get_all("Via")[1:]:
             resp.headers.add("Via", extra_via)

@@ -266,3 +266,59 @@ def test_commands_refused_in_wrong_state() -> None:
         a.reinvite(call_id, make_offer(A[0], 40000), net.now)
     with pytest.raises(KeyError):
         b.hangup("no-such-call", net.now)
+
+
+def _invite_text(via_params: str = "", contact: str = "<sip:alice@127.0.0.1:5061>", extra: str = "",
+                 body: bytes = b"", n: int = 1) -> bytes:  # fmt: skip
+    head = ("INVITE sip:room@127.0.0.1:5062 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKpoison{n}{via_params}\r\n"
+            f"From: <sip:alice@127.0.0.1>;tag=1\r\nTo: <sip:room@127.0.0.1>\r\nCall-ID: poison-{n}\r\n"
+            f"CSeq: 1 INVITE\r\nContact: {contact}\r\n{extra}"
+            + ("Content-Type: application/sdp\r\n" if body else "") + f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+def test_responses_go_to_the_source_whatever_the_via_claims() -> None:
+    """A sender's own received= and rport= values are replaced by where the datagram came from (RFC 3261
+    18.2.1, RFC 3581 4), so no response is ever addressed to a name or to a third party."""
+    b = SipEndpoint(B)
+    source = ("127.0.0.1", 40999)
+    b.receive_datagram(_invite_text(";received=evil.invalid;rport=9"), source, 0.0)
+    ((data, addr),) = b.datagrams_to_send(0.0)
+    trying = parse_message(data)
+    assert addr == source and isinstance(trying, SipResponse) and trying.status == 100
+    assert trying.top_via.received == "127.0.0.1" and trying.top_via.rport == 40999
+    b.receive_datagram(_invite_text(";received=evil.invalid", n=2), source, 0.0)
+    assert [addr for _, addr in b.datagrams_to_send(0.0)] == [("127.0.0.1", 5061)]  # sent-by port, source host
+
+
+@pytest.mark.parametrize("contact", ["<sip:alice@evil.invalid:5061>", "<sip:alice@[::1]:5061>"])
+def test_in_dialog_requests_never_go_to_a_name_or_another_family(contact: str) -> None:
+    b = SipEndpoint(B, rng=random.Random(3))
+    source = ("127.0.0.1", 40998)
+    b.receive_datagram(_invite_text(contact=contact, body=bytes(make_offer("127.0.0.1", 4000))), source, 0.0)
+    b.datagrams_to_send(0.0)
+    (incoming,) = _events(b)
+    assert isinstance(incoming, IncomingCall)
+    b.answer(incoming.call_id, make_offer("127.0.0.1", 4002), 0.0)
+    b.hangup(incoming.call_id, 0.1)
+    sent = b.datagrams_to_send(0.1)
+    bye = [(d, a) for d, a in sent if d.startswith(b"BYE")]
+    assert [a for _, a in bye] == [source]  # the INVITE's source, as the Contact cannot be sent to
+
+
+def test_messages_over_the_limits_are_refused_cheaply() -> None:
+    b = SipEndpoint(B)
+    huge = _invite_text(extra="X-Junk: " + "a" * 20000 + "\r\n")
+    b.receive_datagram(huge, A, 0.0)
+    many = "Via: " + ", ".join(f"SIP/2.0/UDP 10.0.0.{i}" for i in range(200)) + "\r\n"
+    b.receive_datagram(_invite_text(extra=many, n=2), A, 0.0)
+    b.receive_datagram(_invite_text(extra="".join(f"X-H{i}: {i}\r\n" for i in range(200)), n=3), A, 0.0)
+    statuses = [parse_message(d) for d, _ in b.datagrams_to_send(0.0)]
+    assert [(s.status, s.call_id) for s in statuses if isinstance(s, SipResponse)] == [
+        (513, "poison-1"), (513, "poison-2"), (513, "poison-3")]
+    media = "".join(f"m=audio {4000 + 2 * i} RTP/AVP 0\r\n" for i in range(20))
+    sdp = f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}".encode()
+    b.receive_datagram(_invite_text(body=sdp, n=4), A, 0.0)
+    assert [d.split(b" ", 2)[1] for d, _ in b.datagrams_to_send(0.0)] == [b"100", b"488"]
+    assert _events(b) == []
