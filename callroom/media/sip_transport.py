@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -66,6 +69,28 @@ class SourceNetworks:
         return Rejection(403, "Forbidden")
 
 
+RECEIVE_BUDGET: Final = 0.002  # seconds of SIP work per turn of the loop before the tick gets its turn
+RECEIVE_QUEUE: Final = 4096  # datagrams read but not yet handled; more are dropped
+RECEIVE_BUFFER: Final = 4 * 1024 * 1024  # the socket's receive buffer asked for (the kernel may give less)
+
+
+def _grow_receive_buffer(transport: asyncio.DatagramTransport) -> None:
+    """A larger kernel buffer for bursts (Linux's default is ~208 kB): SO_RCVBUFFORCE when we may (root),
+    else SO_RCVBUF, which the kernel caps at net.core.rmem_max."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            break
+        except OSError:
+            continue
+    log.debug("SIP receive buffer: %d bytes", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.owner: SipTransport | None = None  # set right after binding
@@ -94,6 +119,11 @@ class SipTransport:
         self._busy = False
         self._again = False
         self._closed = False
+        self._inbox: deque[tuple[bytes, Addr]] = deque()
+        self._draining = False
+        self.received = 0  # datagrams handed to the endpoint
+        self.overflowed = 0  # datagrams dropped because RECEIVE_QUEUE were waiting
+        self.send_errors = 0  # datagrams the socket refused to send (an address it cannot reach)
 
     @classmethod
     async def open(cls, host: str = "127.0.0.1", port: int = 5060, *,
@@ -105,6 +135,7 @@ class SipTransport:
         when ``host`` is a wildcard. ``gates`` run after the ``allow`` check, in order."""
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_datagram_endpoint(_Datagrams, local_addr=(host, port))
+        _grow_receive_buffer(transport)
         bound = transport.get_extra_info("sockname")
         endpoint = SipEndpoint((advertise or host, int(bound[1])), user=user, user_agent=user_agent)
         self = cls(loop, transport, endpoint, on_event, [SourceNetworks(allow), *gates])
@@ -153,10 +184,37 @@ class SipTransport:
 
     # ---- I/O -------------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, addr: Addr) -> None:
+        """Queue the datagram: SIP is handled in slices of ``RECEIVE_BUDGET`` seconds per loop turn, so a burst
+        of datagrams (or a few costly ones) cannot hold up the audio tick that runs on the same loop."""
         if self._closed:
             return
-        self.endpoint.receive_datagram(data, (addr[0], addr[1]), self._loop.time())
-        self._flush()
+        if len(self._inbox) >= RECEIVE_QUEUE:
+            self.overflowed += 1  # the kernel would have dropped it a moment later; counting costs less
+            return
+        self._inbox.append((data, (addr[0], addr[1])))
+        if not self._draining:
+            self._draining = True
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        deadline = time.perf_counter() + RECEIVE_BUDGET
+        inbox = self._inbox
+        try:
+            while inbox and not self._closed:
+                data, addr = inbox.popleft()
+                self.received += 1
+                try:
+                    self.endpoint.receive_datagram(data, addr, self._loop.time())
+                except Exception:  # the endpoint never raises; a bug must not stop SIP for every call
+                    log.exception("SIP datagram from %s failed", addr)
+                if time.perf_counter() > deadline:
+                    break
+            self._flush()
+        finally:
+            if inbox and not self._closed:
+                self._loop.call_soon(self._drain)  # the rest after the loop's other work (the tick)
+            else:
+                self._draining = False
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -164,12 +222,15 @@ class SipTransport:
         if self._closed:
             return
         now = self._loop.time()
-        self.endpoint.handle_timer(max(now, at) if at is not None else now)  # call_at may fire a hair early
+        try:
+            self.endpoint.handle_timer(max(now, at) if at is not None else now)  # call_at may fire a hair early
+        except Exception:
+            log.exception("SIP timers failed")
         self._flush()
 
     def _flush(self) -> None:
         """Send what the endpoint queued, deliver its events, re-arm the timer; repeat while the
-        callbacks' commands produce more."""
+        callbacks' commands produce more. The timer is re-armed whatever happens on the way."""
         if self._busy:
             self._again = True
             return
@@ -178,15 +239,25 @@ class SipTransport:
             while True:
                 self._again = False
                 for data, addr in self.endpoint.datagrams_to_send(self._loop.time()):
-                    if not self._closed:
-                        self._transport.sendto(data, addr)
+                    self._send(data, addr)
                 while (event := self.endpoint.next_event()) is not None:
                     self._deliver(event)
                 if not self._again:
                     break
         finally:
             self._busy = False
-        self._arm_timer()
+            self._arm_timer()
+
+    def _send(self, data: bytes, addr: Addr) -> None:
+        """One datagram; an address the socket cannot send to fails this datagram only (its transaction
+        times out as it would on a lost packet)."""
+        if self._closed:
+            return
+        try:
+            self._transport.sendto(data, addr)
+        except (OSError, ValueError, TypeError, OverflowError) as exc:
+            self.send_errors += 1
+            log.info("SIP send to %s failed: %s", addr, exc)
 
     def _deliver(self, event: CallEvent) -> None:
         if isinstance(event, IncomingCall):

@@ -323,3 +323,27 @@ async def test_sipp_call_with_audio_reaches_an_rtp_leg(tmp_path: Path) -> None:
 
 def test_sdp_offer_parses() -> None:  # sanity for the helpers above: the SDP we offer parses back
     assert SessionDescription.parse(bytes(make_offer("127.0.0.1", 4000))).first_audio() is not None
+
+
+def test_an_address_the_socket_refuses_fails_one_datagram_and_nothing_else() -> None:
+    """uvloop's ``sendto`` raises for a host name or another family; the datagram is counted as failed and
+    the transport's one timer stays armed, so every other transaction keeps its retransmissions."""
+    import uvloop
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        transport, silent = await loop.create_datagram_endpoint(Listener, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        alice = await SipTransport.open("127.0.0.1", 0)
+        alice.invite("sip:room@evil.invalid", "sip:alice@127.0.0.1", None, addr=("evil.invalid", 5060))
+        alice.invite("sip:room@[::1]", "sip:alice@127.0.0.1", None, addr=("::1", 5060))
+        good = alice.invite(f"sip:room@127.0.0.1:{port}", "sip:alice@127.0.0.1", None)
+        assert alice.send_errors == 2 and alice.timer_at is not None
+        await asyncio.sleep(0.65)  # timer A retransmits the good INVITE at 0.5 s (and fails the others again)
+        assert [parse_message(d).call_id for d in silent.data] == [good, good]
+        assert alice.send_errors == 4 and alice.timer_at is not None
+        alice.close()
+        transport.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
