@@ -120,7 +120,10 @@ class MediaEngine:
         self._other_legs.pop(cid, None)
         self.actions.leg_gone(cid)
         self._refresh_leg(cid)
-        leg.close()
+        try:
+            leg.close()
+        except Exception:  # its sockets are the leg's to close; the mixer's port is ours
+            log.exception("closing leg %s failed", cid)
         if cid in self._ports:
             self.mixer.remove_port(cid)
             self._ports.discard(cid)

@@ -9,7 +9,6 @@ timestamp) whenever a report is due.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import struct
 import time
@@ -51,6 +50,7 @@ class RtcpSession:
         self.remote_block: RtcpReportBlock | None = None  # the peer's latest report about our stream
         self.rtt: float | None = None
         self._tx_at_last_report = 0
+        self.send_errors = 0
         self._timer: asyncio.TimerHandle | None = None
         self._sent: Callable[[], Sent] = lambda: (0, 0, 0)
 
@@ -118,7 +118,10 @@ class RtcpSession:
 
     def send(self, bye: bool = False) -> None:
         if self.remote is not None:
-            self._transport.sendto(self.report(bye), self.remote)
+            try:
+                self._transport.sendto(self.report(bye), self.remote)
+            except (OSError, ValueError, TypeError, OverflowError):  # an address the socket cannot reach
+                self.send_errors += 1
 
     def _schedule(self) -> None:
         self._timer = self._loop.call_later(self.interval * self._rng.uniform(0.5, 1.5), self._due)
@@ -129,10 +132,11 @@ class RtcpSession:
         self._schedule()
 
     def close(self) -> None:
-        """Send a BYE, stop the timer and close the socket."""
-        with contextlib.suppress(OSError):
+        """Send a BYE, stop the timer and close the socket (all three, whatever the first does)."""
+        try:
             self.send(bye=True)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._transport.close()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._transport.close()

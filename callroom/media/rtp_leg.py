@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
+import socket
 import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -104,6 +106,8 @@ class RtpLeg:
         self._playout: int | None = None
         self._reframer = Reframer()  # for packets of other sizes than 20 ms
         self._last_rx = -1e9
+        self._heard = -1e9  # loop time of the latest datagram from anyone on the RTP or RTCP port
+        self._remote_since = -1e9  # when the SDP last gave the peer's address
         self._last_rx_ts = 0  # the peer's RTP timestamp in its latest audio or event packet
         self._rx_packets = 0
         self._rx_bytes = 0
@@ -143,7 +147,10 @@ class RtpLeg:
         if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
         addr = (addr[0], int(addr[1]))
+        if not self.reachable(addr):
+            raise ValueError(f"cannot send RTP to {addr[0]!r} from an IPv{self.ip_version} socket")
         if addr != self._sdp_remote:
+            self._remote_since = self._loop.time()
             self._sdp_remote = self._remote = self._remote_src = addr
             self._rtcp.peer_moved(addr)
             self._latched = False
@@ -156,6 +163,34 @@ class RtpLeg:
         self._can_send = direction in _SENDING and addr[1] != 0 and addr[0] not in ("0.0.0.0", "::")
         if self._can_send and not was_sending:
             self._tx.marker = True
+
+    @property
+    def ip_version(self) -> int:
+        return 6 if self._rtp.sock.family == socket.AF_INET6 else 4
+
+    def reachable(self, addr: Addr) -> bool:
+        """Whether packets can go to ``addr`` from this leg's socket: an IP address (never a name: a lookup
+        per packet would block the media loop) of the socket's family, and a port (0 means "not now")."""
+        try:
+            ip = ipaddress.ip_address(addr[0])
+        except ValueError:
+            return False
+        return ip.version == self.ip_version and 0 <= addr[1] < 65536
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the peer last sent anything (RTP or RTCP) or, if it never has, since its address was
+        set; 0.0 while the batch's lanes run the leg (they give it back at the first missing packet)."""
+        if self._release is not None:
+            return 0.0
+        return now - max(self._heard, self._remote_since)
+
+    @property
+    def expects_media(self) -> bool:
+        """Whether the peer's silence means something is wrong: it has an address and the call is not on
+        hold either way (a phone that holds with ``sendonly`` often sends nothing at all; ``recvonly`` and
+        ``inactive`` send nothing by definition, and neither does a peer at ``c=0.0.0.0``, the old way to
+        hold), so only ``sendrecv`` to a real address expects packets."""
+        return self._can_send and self._direction == "sendrecv"
 
     @property
     def remote_addr(self) -> Addr | None:
@@ -285,6 +320,7 @@ class RtpLeg:
         """One datagram from the RTP socket, which arrived at ``now`` (seconds, loop clock)."""
         if self._release is not None:
             self._release()
+        self._heard = now
         if len(data) == _PACKET and data[0] == 0x80 and addr == self._remote_src:
             b1 = data[1]
             if b1 & 0x7F == self._pt:
@@ -446,6 +482,7 @@ class RtpLeg:
 
     # ---- RTCP ------------------------------------------------------------------------------------
     def _on_rtcp(self, data: bytes, addr: Addr) -> None:
+        self._heard = self._loop.time()
         latch_to = self._remote if self.symmetric and self._latched else None
         if not self._rtcp.receive(data, addr, latch_to=latch_to):
             self._malformed += 1
@@ -489,9 +526,11 @@ class RtpLeg:
             return
         self._own()
         self._closed = True
-        self._rtcp.close()
-        if self._batch is not None:
-            self._batch.forget(self)
-            self._batch = None
-        self._stop_reading()
-        self._rtp.close()
+        try:
+            self._rtcp.close()
+        finally:
+            if self._batch is not None:
+                self._batch.forget(self)
+                self._batch = None
+            self._stop_reading()
+            self._rtp.close()
