@@ -38,11 +38,11 @@ def _serve(args: argparse.Namespace) -> int:
         credentials = tuple(tuple(c.split(":", 1)) for c in args.sip_credential if ":" in c)
         sip = SipConfig(host=args.sip_host, port=args.sip_port, advertise=args.sip_advertise,
                         rtp_ports=(int(low), int(high)), allow=tuple(n.strip() for n in args.sip_allow.split(",")),
-                        credentials=credentials)
+                        credentials=credentials, rtp_timeout=args.rtp_timeout)
     rate, _, burst = args.rate_limit.partition(":")
     rate_limit = (float(rate), float(burst or 2 * float(rate))) if float(rate) > 0 else None
     node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
-                           rate_limit=rate_limit, freeze_startup_objects=True))
+                           rate_limit=rate_limit, freeze_startup_objects=True, ring_timeout_secs=args.ring_timeout))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:
@@ -144,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--sip-credential", action="append", default=[], metavar="USER:PASSWORD",
                        help="digest credentials callers must prove (repeat for several; none: networks only)")
     serve.add_argument("--rtp-ports", default=os.environ.get("CALLROOM_RTP_PORTS", "20000-30000"))
+    serve.add_argument("--rtp-timeout", type=float, default=float(os.environ.get("CALLROOM_RTP_TIMEOUT", 60)),
+                       metavar="SECS", help="hang up an answered SIP call whose far end sends no media for this "
+                       "long, unless on hold (0: never; default 60)")
+    serve.add_argument("--ring-timeout", type=float, default=float(os.environ.get("CALLROOM_RING_TIMEOUT", 120)),
+                       metavar="SECS", help="end an incoming call nobody answers or rejects after this long, "
+                       "with SIP 480 (0: never; default 120)")
     serve.add_argument("--rate-limit", default=os.environ.get("CALLROOM_RATE_LIMIT", "1000"),
                        help="requests per second per API key, optionally ':burst' (0: no limit)")
     serve.set_defaults(func=_serve)

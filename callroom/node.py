@@ -32,7 +32,7 @@ from callroom.control.media_ops import (
     RecordingSaved,
 )
 from callroom.control.records import Account
-from callroom.control.service import Control, job_fact, remote_fact
+from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
 from callroom.endpoints.sip import Incoming, SipConfig
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.media.process import MediaProcess
@@ -58,6 +58,8 @@ class NodeConfig:
     # full passes (``gc.freeze``), which walk every tracked object: 45-65 ms pauses of the whole API were
     # measured with the ~155,000 objects of a started node. Off for nodes embedded in another process.
     freeze_startup_objects: bool = False
+    # An incoming call nobody answers or rejects is ended after this long (SIP 480; 0: never).
+    ring_timeout_secs: float = DEFAULT_RING_TIMEOUT_SECS
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -117,6 +119,7 @@ class Node:
         self.virtual_phones = VirtualPhones(self.media)
         self.node_media = NodeMedia(self.virtual_phones, self.media)
         self.control = Control(self.store, self.node_id, self.node_media)
+        self.control.ring_timeout_secs = config.ring_timeout_secs
         self.virtual_phones.bind(self.control)
         if config.sip is not None:
             self.control.dialable = ("virtual:", "sip:")
@@ -205,6 +208,9 @@ class Node:
                 remote_fact(self.control, cid, lambda ctx: calls.remote_failed(ctx, cid, int(detail or 500)))
             elif fact == "quality":
                 self._quality[cid] = detail  # used by the hangup reported right after
+            elif fact == "media_timeout":
+                quality = self._quality.pop(cid, None)
+                remote_fact(self.control, cid, lambda ctx: calls.media_timeout(ctx, cid, quality))
             elif fact == "hangup":
                 quality = self._quality.pop(cid, None)
                 remote_fact(self.control, cid,

@@ -128,6 +128,8 @@ def incoming(ctx: Ctx, *, connection_id: str, from_: str, to: str, endpoint: str
     )
     if app.first_command_timeout:
         ctx.schedule("first_command", call.call_control_id, ctx.now + app.first_command_timeout_secs)
+    if ctx.ring_timeout_secs > 0:
+        ctx.schedule("ring_timeout", call.call_control_id, ctx.now + ctx.ring_timeout_secs)
     return call
 
 
@@ -144,6 +146,7 @@ def answer(
     if call.direction != "incoming" or call.state is not CallState.RINGING:
         raise reject("90107", "Only a ringing incoming call can be answered.")
     _touch(ctx, call, client_state)
+    ctx.cancel("ring_timeout", call.call_control_id)
     if webhook_url is not None:
         call.webhook_url = webhook_url
     if webhook_url_method is not None:
@@ -257,8 +260,17 @@ def on_timer(ctx: Ctx, kind: str, call_control_id: str) -> None:
         end_leg(ctx, call, cause="timeout", source="callee", sip_cause="487")
     elif kind == "time_limit":
         end_leg(ctx, call, cause="time_limit", source=hangup_source_for_local(call))
-    elif kind == "first_command" and call.state is CallState.RINGING:
-        end_leg(ctx, call, cause="timeout", source="callee", sip_cause="480")
+    elif kind in ("first_command", "ring_timeout") and call.state is CallState.RINGING:
+        # Nobody took the call: the caller hears 480 Temporarily Unavailable, as the webhook says.
+        end_leg(ctx, call, cause="timeout", source="callee", sip_cause="480", release=False)
+        ctx.media.append(m.Reject(call.call_control_id, 480))
+
+
+def media_timeout(ctx: Ctx, call_control_id: str, quality: dict[str, Any] | None = None) -> None:
+    """The far end of an answered leg sent nothing for the node's RTP timeout: the media plane hung it up."""
+    call = get_call(ctx, call_control_id)
+    if call.is_alive:
+        end_leg(ctx, call, cause="timeout", source="unknown", release=False, quality=quality)
 
 
 def dtmf_received(ctx: Ctx, call_control_id: str, digit: str) -> None:

@@ -44,6 +44,8 @@ class Ctx:
     deferred_error: ApiError | None = None
     # Destinations this node can ring (virtual phones always; SIP URIs when the SIP plane runs).
     dialable: tuple[str, ...] = ("virtual:",)
+    # How long an incoming call may ring before the node gives up on the application (0: for ever).
+    ring_timeout_secs: float = 0.0
     # What a deduplicated command produced, kept with its command_id (e.g. the dialled call's id).
     command_result: str | None = None
     # PostgreSQL writes: reads likely needed later are sent ahead, to travel with a round trip going anyway.

@@ -67,7 +67,7 @@ def end_leg(
     call.conference_id = None
     call.queue_id = None
     ctx.tx.update_call(call)
-    for kind in ("dial_timeout", "time_limit", "first_command"):
+    for kind in ("dial_timeout", "time_limit", "first_command", "ring_timeout"):
         ctx.cancel(kind, call.call_control_id)
     ctx.emit_call(
         "call.hangup",

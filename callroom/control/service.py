@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COMMAND_ID_WINDOW_SECS = 60.0
+# An incoming call the application neither answers nor rejects rings at most this long (PBXs and carriers
+# give up after 60-180 s); the caller then gets 480 and the application call.hangup with cause timeout.
+DEFAULT_RING_TIMEOUT_SECS = 120.0
 # PostgreSQL: transactions under way at once (each holds a server connection until it commits).
 MAX_TRANSACTIONS_IN_FLIGHT = 32
 
@@ -59,6 +62,8 @@ class Control:
         # live in the media process); None: hangups carry no quality.
         self.quality_source: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
         self.dialable: tuple[str, ...] = ("virtual:",)
+        # An incoming call nobody answers or rejects is ended after this long with SIP 480 (0: never).
+        self.ring_timeout_secs = DEFAULT_RING_TIMEOUT_SECS
         # Set on PostgreSQL: API transactions run cooperatively on the event loop (see ``arun``).
         self.cooperative = False
         self._in_flight = asyncio.Semaphore(MAX_TRANSACTIONS_IN_FLIGHT)
@@ -121,6 +126,7 @@ class Control:
         with self.store.transaction() as tx:
             command_id = command[1] if command is not None else None
             ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id, dialable=self.dialable,
+                      ring_timeout_secs=self.ring_timeout_secs,
                       read_ahead=not self.store.is_sqlite and not plainly, command_id=command_id or None)
             if command is not None and command_id:
                 scope = command[0]
@@ -210,7 +216,7 @@ class Control:
                 if not ctx.tx.take_timer(timer):
                     return
                 kind, ref = timer.kind, timer.ref
-                if kind in ("dial_timeout", "time_limit", "first_command"):
+                if kind in ("dial_timeout", "time_limit", "first_command", "ring_timeout"):
                     calls.on_timer(ctx, kind, ref)
                 elif kind == "queue_timeout":
                     queues.on_timeout(ctx, ref)

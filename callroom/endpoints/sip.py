@@ -13,7 +13,6 @@ allowed source networks are refused with 403 before anything else; unknown users
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import secrets
 import socket
@@ -23,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callroom.control import media_ops as m
-from callroom.errors import ProtocolError
+from callroom.endpoints.sip_addresses import is_address, lookup, maybe_reachable, media_address, resolve
+from callroom.errors import CallroomError, MediaError, ProtocolError
 from callroom.media.engine import MediaEngine
 from callroom.media.rtp_leg import RtpLeg
 from callroom.media.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
 from callroom.sip import call as sip_events
-from callroom.sip.dialog import uri_addr
 from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
 from callroom.sip.message import SipRequest
@@ -47,6 +46,9 @@ class SipConfig:
     # Digest credentials (username, password) callers must prove; empty: the networks above suffice.
     credentials: tuple[tuple[str, str], ...] = ()
     realm: str = "callroom"
+    # An answered call whose far end sends nothing (no RTP, no RTCP) for this long, while not on hold, is hung
+    # up (0: never). PBXs use 30-60 s.
+    rtp_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,19 +66,34 @@ class SipLeg:
     sip_call_id: str
     call_control_id: str | None
     outgoing: bool
-    offer: SessionDescription | None = None  # theirs (incoming) or ours (outgoing)
+    offer: SessionDescription | None = None  # theirs (incoming; None: a delayed offer) or ours (outgoing)
     rtp: RtpLeg | None = None
     version: int = 0
     released: bool = False
     pending_answer: bool = False
+    our_offer: SessionDescription | None = None  # what our 200 offered to a delayed-offer INVITE
     ops: list[m.MediaOp] = field(default_factory=list)
 
 
 Report = Callable[[str, str, Any], None]  # (fact, call_control_id, detail: status, SIP cause or quality stats)
 
+SWEEP_INTERVAL: float = 1.0  # seconds between checks for legs whose far end went silent
+
+
+class Unanswerable(Exception):
+    """Why an incoming call cannot be answered: ``status`` is the SIP response it gets."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+
 
 class SipPhones:
-    """All SIP legs of a node. Lives on the media loop; ``apply`` receives the control plane's ops."""
+    """All SIP legs of a node. Lives on the media loop; ``apply`` receives the control plane's ops.
+
+    Every way a call can fail on the way to being answered or ended ends it cleanly: a final SIP response or
+    a BYE, a fact for the control plane (so the application gets ``call.hangup``), and its RTP ports closed.
+    """
 
     def __init__(self, engine: MediaEngine, config: SipConfig, *, on_incoming: Callable[[Incoming], None],
                  report: Report) -> None:
@@ -88,6 +105,8 @@ class SipPhones:
         self.by_sip: dict[str, SipLeg] = {}
         self.by_cid: dict[str, SipLeg] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.media_timeouts = 0  # legs hung up because their far end went silent
 
     @property
     def media_ip(self) -> str:
@@ -103,6 +122,8 @@ class SipPhones:
             self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
             advertise=self.config.advertise,
         )
+        if self.config.rtp_timeout > 0:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
 
     @property
     def port(self) -> int:
@@ -110,6 +131,9 @@ class SipPhones:
         return self.transport.local_addr[1]
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for leg in list(self.by_sip.values()):
             self._hang_up(leg)
         if self.transport is not None:
@@ -118,7 +142,12 @@ class SipPhones:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SIP task failed", exc_info=task.exception())
 
     # -- from the control plane ---------------------------------------------------------------------
 
@@ -130,12 +159,30 @@ class SipPhones:
             return
         leg.call_control_id = call_control_id
         self.by_cid[call_control_id] = leg
-        self.transport.ring(sip_call_id)
+        try:
+            self.transport.ring(sip_call_id)
+        except (KeyError, CallroomError) as exc:  # the caller gave up in the meantime
+            log.info("cannot ring %s: %s", sip_call_id, exc)
 
     def refuse(self, sip_call_id: str, status: int) -> None:
         leg = self.by_sip.pop(sip_call_id, None)
-        if leg is not None and self.transport is not None:
-            self.transport.reject(sip_call_id, status)
+        if leg is not None:
+            self._reject(sip_call_id, status)
+
+    def counters(self) -> dict[str, int]:
+        """What the SIP plane holds and has counted: calls and transactions in the endpoint, legs, and the
+        transport's datagrams (handled, dropped for a full queue, refused by the socket)."""
+        t = self.transport
+        return {
+            "calls": len(t.endpoint.calls) if t else 0,
+            "transactions": len(t.endpoint.transactions.transactions) if t else 0,
+            "legs": len(self.by_sip),
+            "received": t.received if t else 0,
+            "overflowed": t.overflowed if t else 0,
+            "send_errors": t.send_errors if t else 0,
+            "refused": t.rejected if t else 0,
+            "media_timeouts": self.media_timeouts,
+        }
 
     def quality(self, call_control_id: str) -> dict[str, Any] | None:
         """The call_quality_stats of a live SIP leg (None for other legs)."""
@@ -157,9 +204,9 @@ class SipPhones:
                 self._spawn(self._answer(self.by_cid[cid]))
             case m.Reject(call_control_id=cid, sip_status=status) if cid in self.by_cid:
                 leg = self.by_cid.pop(cid)
+                leg.released = True
                 self.by_sip.pop(leg.sip_call_id, None)
-                if self.transport is not None:
-                    self.transport.reject(leg.sip_call_id, status)
+                self._reject(leg.sip_call_id, status)
             case m.Release(call_control_id=cid) if cid in self.by_cid:
                 self._hang_up(self.by_cid[cid])
             case _:
@@ -173,6 +220,10 @@ class SipPhones:
         except (ProtocolError, OSError, ValueError) as exc:
             log.warning("cannot dial %s: %s", endpoint, exc)
             self.report("failed", cid, 404)
+            return
+        except MediaError as exc:  # no RTP port free
+            log.warning("cannot dial %s: %s", endpoint, exc)
+            self.report("failed", cid, 503)
             return
         try:
             addr = await resolve(target)
@@ -191,39 +242,97 @@ class SipPhones:
         self.by_cid[cid] = leg
 
     async def _answer(self, leg: SipLeg) -> None:
-        assert self.transport is not None and leg.call_control_id is not None and leg.offer is not None
+        """The application answered: RTP ports, the SDP answer (or, to a delayed offer, our offer) in a 200.
+        Any failure on the way answers the INVITE with an error instead and ends the call."""
+        assert self.transport is not None and leg.call_control_id is not None
         cid = leg.call_control_id
+        rtp: RtpLeg | None = None
         try:
             rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
-            agreed = negotiate_answer(leg.offer, self.media_ip, rtp.local_port)
-        except (ProtocolError, OSError) as exc:
-            log.warning("cannot answer %s: %s", leg.sip_call_id, exc)
-            self.transport.reject(leg.sip_call_id, 488)
-            self.report("hangup", cid, "488")
+            if leg.offer is None:  # a delayed offer (RFC 3261 13.2.1): ours goes in the 200, theirs in the ACK
+                sdp = leg.our_offer = make_offer(self.media_ip, rtp.local_port)
+            else:
+                agreed = negotiate_answer(leg.offer, self.media_ip, rtp.local_port)
+                remote = await media_address(agreed.remote_rtp_addr, rtp)
+                if not leg.released:
+                    rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
+                # A peer that sends RFC 4733 events does not need its audio searched for DTMF tones.
+                rtp.detect_inband = agreed.telephone_event_pt is None
+                sdp = agreed.answer
+        except (ProtocolError, ValueError, Unanswerable) as exc:
+            self._not_answered(leg, rtp, exc.status if isinstance(exc, Unanswerable) else 488, exc)
             return
-        if leg.released:
+        except (MediaError, OSError) as exc:  # no RTP port pair free
+            self._not_answered(leg, rtp, 503, exc)
+            return
+        if leg.released:  # hung up or cancelled while we were getting ready
             rtp.close()
             return
-        rtp.set_remote(agreed.remote_rtp_addr, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
-        # A peer that sends RFC 4733 events does not need its audio searched for DTMF tones.
-        rtp.detect_inband = agreed.telephone_event_pt is None
         leg.rtp = rtp
-        self.transport.answer(leg.sip_call_id, agreed.answer)
+        self.transport.answer(leg.sip_call_id, sdp)
         self.engine.add_leg(cid, rtp)
 
-    def _hang_up(self, leg: SipLeg) -> None:
+    def _not_answered(self, leg: SipLeg, rtp: RtpLeg | None, status: int, why: Exception) -> None:
+        log.warning("cannot answer %s: %s", leg.sip_call_id, why)
+        if rtp is not None:
+            rtp.close()
+        if leg.released:
+            return
         leg.released = True
         self.by_sip.pop(leg.sip_call_id, None)
         if leg.call_control_id is not None:
             self.by_cid.pop(leg.call_control_id, None)
-            self.engine.remove_leg(leg.call_control_id)
-        if self.transport is not None:
-            try:
-                self.transport.hangup(leg.sip_call_id)
-            except (KeyError, ProtocolError, Exception) as exc:  # already gone on the SIP side
-                log.debug("hangup of %s: %s", leg.sip_call_id, exc)
-        if leg.rtp is not None:
-            leg.rtp.close()
+            self.report("hangup", leg.call_control_id, str(status))
+        self._reject(leg.sip_call_id, status)
+
+    def _reject(self, sip_call_id: str, status: int) -> None:
+        if self.transport is None:
+            return
+        try:
+            self.transport.reject(sip_call_id, status)
+        except (KeyError, CallroomError) as exc:  # the caller gave up in the meantime
+            log.info("cannot refuse %s with %d: %s", sip_call_id, status, exc)
+
+    def _hang_up(self, leg: SipLeg) -> None:
+        """End a leg from our side: BYE (or CANCEL/603), out of the engine, ports closed, each step whatever
+        the one before did."""
+        leg.released = True
+        self.by_sip.pop(leg.sip_call_id, None)
+        try:
+            if self.transport is not None:
+                try:
+                    self.transport.hangup(leg.sip_call_id)
+                except (KeyError, CallroomError) as exc:  # already gone on the SIP side
+                    log.debug("hangup of %s: %s", leg.sip_call_id, exc)
+            if leg.call_control_id is not None:
+                self.by_cid.pop(leg.call_control_id, None)
+                self.engine.remove_leg(leg.call_control_id)
+        finally:
+            if leg.rtp is not None:
+                leg.rtp.close()
+
+    # -- silent far ends ------------------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Hang up answered legs whose far end has sent nothing for ``rtp_timeout`` (not while on hold)."""
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+        now = loop.time()
+        for leg in list(self.by_cid.values()):
+            rtp = leg.rtp
+            if rtp is None or leg.released or not rtp.expects_media:
+                continue
+            if rtp.silent_for(now) >= self.config.rtp_timeout:
+                self.media_timeouts += 1
+                cid = leg.call_control_id
+                assert cid is not None
+                log.info("call %s (%s): no media for %.0f s, hanging up", cid, leg.sip_call_id,
+                         self.config.rtp_timeout)
+                try:
+                    self.report("quality", cid, rtp.stats().call_quality_stats())
+                finally:
+                    self._hang_up(leg)
+                    self.report("media_timeout", cid, None)
 
     # -- from the network -----------------------------------------------------------------------------
 
@@ -236,64 +345,155 @@ class SipPhones:
     def _event(self, ev: sip_events.CallEvent) -> None:
         match ev:
             case sip_events.IncomingCall(call_id=call_id, from_=from_, to=to, request_uri=uri, sdp_offer=offer):
-                self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
-                user = SipUri.parse(str(uri)).user or ""
-                self.on_incoming(Incoming(call_id, user, _address(from_), _address(to)))
+                self._incoming(call_id, from_, to, uri, offer)
             case sip_events.CallAnswered(call_id=call_id, sdp_answer=answer):
                 leg = self.by_sip.get(call_id)
                 if leg is None or leg.call_control_id is None or leg.rtp is None or leg.offer is None:
                     return
-                if answer is not None:
-                    agreed = accept_answer(leg.offer, answer)
-                    leg.rtp.set_remote(agreed.remote_rtp_addr, agreed.codec.pt, agreed.telephone_event_pt,
-                                       agreed.direction.value)
-                    leg.rtp.detect_inband = agreed.telephone_event_pt is None
-                self.engine.add_leg(leg.call_control_id, leg.rtp)
-                self.report("answered", leg.call_control_id, None)
+                self._spawn(self._answered(leg, answer))
+            case sip_events.CallConfirmed(call_id=call_id, sdp=sdp):
+                leg = self.by_sip.get(call_id)
+                if leg is not None and leg.our_offer is not None:
+                    self._spawn(self._late_answer(leg, sdp))
             case sip_events.CallFailed(call_id=call_id, status=status):
                 leg = self.by_sip.pop(call_id, None)
-                if leg is not None and leg.call_control_id is not None:
-                    self.by_cid.pop(leg.call_control_id, None)
+                if leg is not None:
+                    leg.released = True
                     if leg.rtp is not None:
                         leg.rtp.close()
-                    self.report("failed", leg.call_control_id, status)
+                    if leg.call_control_id is not None:
+                        self.by_cid.pop(leg.call_control_id, None)
+                        self.report("failed", leg.call_control_id, status)
             case sip_events.CallEnded(call_id=call_id) | sip_events.CallCancelled(call_id=call_id):
-                leg = self.by_sip.pop(call_id, None)
-                if leg is None:
-                    return
-                leg.released = True
-                if leg.call_control_id is not None:
-                    self.by_cid.pop(leg.call_control_id, None)
-                    self.engine.remove_leg(leg.call_control_id)
-                    if leg.rtp is not None:  # the far end hung up: the webhook can carry the call's quality
-                        self.report("quality", leg.call_control_id, leg.rtp.stats().call_quality_stats())
-                    self.report("hangup", leg.call_control_id, "487" if isinstance(ev, sip_events.CallCancelled)
-                                else "200")
-                if leg.rtp is not None:
-                    leg.rtp.close()
+                self._ended(call_id, "487" if isinstance(ev, sip_events.CallCancelled) else "200")
             case sip_events.ReInviteReceived(call_id=call_id, new_sdp=sdp):
-                self._reinvite(call_id, sdp)
+                self._spawn(self._reinvite(call_id, sdp))
             case _:
                 pass
 
-    def _reinvite(self, call_id: str, sdp: SessionDescription | None) -> None:
-        """Hold and resume from the phone: answer with the mirrored direction and follow it."""
+    def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri,
+                  offer: SessionDescription | None) -> None:  # fmt: skip
+        """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, a media
+        address of the other family, or a host name that does not resolve), so the application never sees a
+        call it could not take; otherwise handed to the control plane to route."""
+        incoming = Incoming(call_id, uri.user or "", _address(from_), _address(to))
+        if offer is not None:
+            try:
+                agreed = negotiate_answer(offer, self.media_ip, 0)
+                host = agreed.remote_rtp_addr[0]
+                if not maybe_reachable(host, self.media_ip):
+                    raise ValueError(f"media address {host!r} is of another IP family")
+            except (ProtocolError, ValueError) as exc:
+                log.info("488 to INVITE %s: %s", call_id, exc)
+                self._reject(call_id, 488)
+                return
+            if not is_address(host):  # looked up first, off the loop
+                self._spawn(self._incoming_named(incoming, offer, agreed.remote_rtp_addr))
+                return
+        self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.on_incoming(incoming)
+
+    async def _incoming_named(self, incoming: Incoming, offer: SessionDescription, addr: tuple[str, int]) -> None:
+        call_id = incoming.sip_call_id
+        try:
+            await lookup(addr, 6 if ":" in self.media_ip else 4)
+        except ValueError as exc:
+            log.info("488 to INVITE %s: %s", call_id, exc)
+            self._reject(call_id, 488)
+            return
+        if self.transport is None or call_id not in self.transport.endpoint.calls:
+            return  # cancelled while we looked
+        self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.on_incoming(incoming)
+
+    async def _answered(self, leg: SipLeg, answer: SessionDescription | None) -> None:
+        """Our INVITE was answered: follow the SDP answer, or hang up if it cannot be followed."""
+        assert leg.call_control_id is not None and leg.rtp is not None and leg.offer is not None
+        cid, rtp = leg.call_control_id, leg.rtp
+        if answer is not None:
+            try:
+                agreed = accept_answer(leg.offer, answer)
+                remote = await media_address(agreed.remote_rtp_addr, rtp)
+            except (ProtocolError, ValueError) as exc:
+                log.warning("hanging up %s: its answer cannot be followed: %s", leg.sip_call_id, exc)
+                if not leg.released:
+                    self._hang_up(leg)
+                    self.report("failed", cid, 488)
+                return
+            if leg.released:
+                return
+            rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
+            rtp.detect_inband = agreed.telephone_event_pt is None
+        if leg.released:
+            return
+        self.engine.add_leg(cid, rtp)
+        self.report("answered", cid, None)
+
+    async def _late_answer(self, leg: SipLeg, sdp: SessionDescription | None) -> None:
+        """The ACK of a delayed-offer call: it carries the answer to the offer in our 200, or the call ends
+        (RFC 3261 13.3.1.4: a missing or unacceptable answer is ended with a BYE)."""
+        assert leg.our_offer is not None and leg.rtp is not None
+        offer, leg.our_offer, rtp = leg.our_offer, None, leg.rtp
+        try:
+            if sdp is None:
+                raise ValueError("the ACK carried no SDP answer")
+            agreed = accept_answer(offer, sdp)
+            remote = await media_address(agreed.remote_rtp_addr, rtp)
+        except (ProtocolError, ValueError) as exc:
+            log.warning("hanging up %s: %s", leg.sip_call_id, exc)
+            if not leg.released and leg.call_control_id is not None:
+                cid = leg.call_control_id
+                self._hang_up(leg)
+                self.report("hangup", cid, "488")
+            return
+        if not leg.released:
+            rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
+            rtp.detect_inband = agreed.telephone_event_pt is None
+
+    def _ended(self, call_id: str, cause: str) -> None:
+        leg = self.by_sip.pop(call_id, None)
+        if leg is None:
+            return
+        leg.released = True
+        try:
+            if leg.call_control_id is not None:
+                self.by_cid.pop(leg.call_control_id, None)
+                if leg.rtp is not None:  # the far end hung up: the webhook can carry the call's quality
+                    self.report("quality", leg.call_control_id, leg.rtp.stats().call_quality_stats())
+                self.engine.remove_leg(leg.call_control_id)
+        finally:
+            if leg.call_control_id is not None:
+                self.report("hangup", leg.call_control_id, cause)
+            if leg.rtp is not None:
+                leg.rtp.close()
+
+    async def _reinvite(self, call_id: str, sdp: SessionDescription | None) -> None:
+        """Hold and resume from the phone: answer with the mirrored direction and follow it; an offer we
+        cannot follow gets 488 and changes nothing."""
         leg = self.by_sip.get(call_id)
         if leg is None or leg.rtp is None or self.transport is None:
+            if self.transport is not None:
+                self._reject(call_id, 488)
             return
+        rtp = leg.rtp
         if sdp is None:
-            self.transport.answer(call_id, make_offer(self.media_ip, leg.rtp.local_port))
+            self.transport.answer(call_id, make_offer(self.media_ip, rtp.local_port))
+            return
+        try:
+            agreed = negotiate_answer(sdp, self.media_ip, rtp.local_port, session_version=leg.version + 1)
+            remote = await media_address(agreed.remote_rtp_addr, rtp)
+        except (ProtocolError, ValueError) as exc:
+            log.info("488 to the re-INVITE of %s: %s", call_id, exc)
+            self._reject(call_id, 488)
+            return
+        if leg.released or rtp.closed:
             return
         leg.version += 1
+        rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
         try:
-            agreed = negotiate_answer(sdp, self.media_ip, leg.rtp.local_port, session_version=leg.version)
-        except ProtocolError:
-            self.transport.reject(call_id, 488)
-            return
-        leg.rtp.set_remote(agreed.remote_rtp_addr, agreed.codec.pt, agreed.telephone_event_pt,
-                           agreed.direction.value)
-        self.transport.answer(call_id, agreed.answer)
-
+            self.transport.answer(call_id, agreed.answer)
+        except (KeyError, CallroomError) as exc:
+            log.info("re-INVITE of %s no longer pending: %s", call_id, exc)
 
 
 class DigestGate:
@@ -319,28 +519,3 @@ def _address(name_addr: object) -> str:
     if user and host:
         return f"sip:{user}@{host}"
     return str(uri)
-
-
-RESOLVE_TIMEOUT: float = 5.0
-
-
-async def resolve(uri: SipUri) -> tuple[str, int]:
-    """Where an INVITE for ``uri`` goes: its host (or ``maddr``) looked up as an IPv4 address without
-    blocking the media loop, with the URI's port or the default. (An A record only: no NAPTR/SRV, RFC 3263.)"""
-    host, port = uri_addr(uri)
-    try:
-        ipaddress.ip_address(host)
-        return host, port
-    except ValueError:
-        pass
-    loop = asyncio.get_running_loop()
-    try:
-        found = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM), RESOLVE_TIMEOUT)
-    except TimeoutError as exc:
-        raise OSError(f"looking up {host} took more than {RESOLVE_TIMEOUT:g} s") from exc
-    if not found:
-        raise socket.gaierror(socket.EAI_NONAME, f"{host}: no address")
-    address = str(found[0][4][0])
-    return address, port
-

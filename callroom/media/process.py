@@ -33,7 +33,7 @@ from typing import Any
 
 from callroom.control import media_ops as m
 from callroom.endpoints.sip import Incoming, SipConfig, SipPhones
-from callroom.media.engine import MediaEngine
+from callroom.media.engine import MediaEngine, TickStats
 from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.pipe import FrameReader, PipeWriter, write_all
 from callroom.media.virtual_audio import VirtualPhoneAudio
@@ -182,9 +182,12 @@ class MediaWorker:
             elif what == "quality":  # a SIP leg's call_quality_stats, for the hangup we are about to send
                 (cid,) = args
                 value = self.sip.quality(cid) if self.sip is not None else None
-            elif what == "stats":
+            elif what == "stats":  # args: ("reset",) starts the tick figures afresh after reading them
                 value = {"tick": self.engine.stats.summary(), "legs": len(self.engine.legs),
-                         "ports": len(self.engine.mixer.ports), "conferences": len(self.engine.conferences)}
+                         "ports": len(self.engine.mixer.ports), "conferences": len(self.engine.conferences),
+                         "sip": self.sip.counters() if self.sip is not None else None}
+                if "reset" in args:
+                    self.engine.stats = TickStats()
             else:
                 raise ValueError(f"unknown request {what!r}")
         except Exception as exc:

@@ -7,9 +7,11 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
+from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS
 from callroom.endpoints.sip import SipConfig
 from callroom.node import Node, NodeConfig, create_api_key
 
@@ -24,11 +26,13 @@ def free_port() -> int:
 class NodeThread:
     def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None,
                  rate_limit: tuple[float, float] | None = None,
-                 sip_credentials: tuple[tuple[str, str], ...] = ()) -> None:
+                 sip_credentials: tuple[tuple[str, str], ...] = (), sip: SipConfig | None = None,
+                 ring_timeout_secs: float = DEFAULT_RING_TIMEOUT_SECS) -> None:  # fmt: skip
         # Short webhook retry pauses so delivery tests run in seconds.
         node_config = NodeConfig(
             database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
-            sip=SipConfig(port=0, credentials=sip_credentials), rate_limit=rate_limit,
+            sip=sip or SipConfig(port=0, credentials=sip_credentials), rate_limit=rate_limit,
+            ring_timeout_secs=ring_timeout_secs,
         )
         self.node = Node(node_config)
         self.port = free_port()
@@ -73,3 +77,18 @@ class NodeThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=15)
+
+    @property
+    def media_pid(self) -> int:
+        """The process id of the node's media process."""
+        process = self.node.media._process
+        assert process is not None and process.pid is not None
+        return process.pid
+
+    def media_stats(self, reset: bool = False) -> dict[str, Any]:
+        """The media process's figures: tick lateness since the last reset, legs, the SIP plane's counters."""
+        assert self.loop is not None
+        args = ("reset",) if reset else ()
+        future = asyncio.run_coroutine_threadsafe(self.node.media.request("stats", *args), self.loop)
+        stats: dict[str, Any] = future.result(10)
+        return stats
