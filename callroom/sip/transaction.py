@@ -21,6 +21,8 @@ when it expires, and drain ``next_event()``.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -219,6 +221,11 @@ class TransactionLayer:
         self.transactions: dict[str, Transaction] = {}
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[TransactionEvent] = deque()
+        # Every running timer as (deadline, order, transaction id, timer name); ``_tracked`` is the deadline
+        # last pushed per timer, so an unchanged timer is not pushed again.
+        self._heap: list[tuple[float, int, str, str]] = []
+        self._tracked: dict[tuple[str, str], float] = {}
+        self._order = itertools.count()
 
     # ---- outputs -------------------------------------------------------------------------------
     def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
@@ -229,8 +236,20 @@ class TransactionLayer:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        deadlines = [t for tx in self.transactions.values() for t in tx.timers.values()]
-        return min(deadlines) if deadlines else None
+        heap = self._heap
+        while heap:
+            at, _, tx_id, name = heap[0]
+            tx = self.transactions.get(tx_id)
+            if tx is not None and tx.timers.get(name) == at:
+                return at
+            self._pop()  # a timer since stopped, changed or fired, or of a transaction gone
+        return None
+
+    def _pop(self) -> tuple[float, str, str]:
+        at, _, tx_id, name = heapq.heappop(self._heap)
+        if self._tracked.get((tx_id, name)) == at:
+            del self._tracked[tx_id, name]
+        return at, tx_id, name
 
     def state_of(self, transaction_id: str) -> State | None:
         tx = self.transactions.get(transaction_id)
@@ -263,6 +282,7 @@ class TransactionLayer:
                 tx.timers["E"], tx.intervals["E"] = now + T1, T1
             tx.timers["F"] = now + 64 * T1
         self.transactions[key] = tx
+        self._track(tx)
         self._out.append((bytes(request), addr))
         return key
 
@@ -361,10 +381,15 @@ class TransactionLayer:
         self._server_request(message, addr, now)
 
     def handle_timer(self, now: float) -> None:
-        for tx in list(self.transactions.values()):
-            for name, deadline in sorted(tx.timers.items(), key=lambda kv: kv[1]):
-                if deadline <= now and tx.timers.get(name) == deadline:
-                    self._fire_timer(tx, name, now)
+        """Fire every timer due by ``now``, earliest first (the heap holds them all: the work is the timers
+        due, not the transactions alive)."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, tx_id, name = self._pop()
+            tx = self.transactions.get(tx_id)
+            if tx is None or tx.timers.get(name) != at:
+                continue
+            self._fire_timer(tx, name, now)
             self._reap(tx)
 
     def _fire_timer(self, tx: Transaction, name: str, now: float) -> None:
@@ -388,9 +413,19 @@ class TransactionLayer:
             tx.timers.clear()
 
     def _reap(self, tx: Transaction) -> None:
+        """After any change to ``tx``: forget it if it has ended, else put its timers on the heap (entries
+        that no longer match ``tx.timers`` are skipped when they come up)."""
         if tx.terminated:
             tx.timers.clear()
             self.transactions.pop(tx.id, None)
+        else:
+            self._track(tx)
+
+    def _track(self, tx: Transaction) -> None:
+        for name, at in tx.timers.items():
+            if (tx.id, name) not in self._tracked or self._tracked[tx.id, name] != at:
+                self._tracked[tx.id, name] = at
+                heapq.heappush(self._heap, (at, next(self._order), tx.id, name))
 
 
 def _stamp_via(req: SipRequest, addr: Addr) -> None:

@@ -86,6 +86,7 @@ class SipEndpoint:
         self.contact = SipUri(host=local_addr[0], user=user, port=local_addr[1])
         self.transactions = TransactionLayer()
         self.calls: dict[str, Call] = {}
+        self._answering: dict[str, Call] = {}  # calls that may have a 2xx to retransmit (pruned lazily)
         self._rng = rng or random.SystemRandom()
         self._events: deque[CallEvent] = deque()
 
@@ -107,16 +108,19 @@ class SipEndpoint:
 
     def get_timer(self) -> float | None:
         deadlines = [t for t in [self.transactions.get_timer()] if t is not None]
-        for call in self.calls.values():
+        for call in self._answering.values():  # the few calls whose 2xx awaits its ACK, not every call
             if call.retransmit is not None:
                 deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         self.transactions.handle_timer(now)
-        for call in list(self.calls.values()):
+        for call in list(self._answering.values()):
             rt = call.retransmit
-            if rt is None or now < min(rt.next_at, rt.give_up_at):
+            if rt is None:
+                self._answering.pop(call.call_id, None)
+                continue
+            if now < min(rt.next_at, rt.give_up_at):
                 continue
             if rt.advance(now):
                 self.transactions.send_stateless(rt.response, rt.addr)
@@ -170,6 +174,7 @@ class SipEndpoint:
             resp = self._response(call.reinvite_request, 200, call, sdp)
             self.transactions.send_response(call.reinvite_tx, resp, now)
             call.retransmit = Retransmit2xx.start(resp, self._peer_of(call.reinvite_request), now)
+            self._answering[call.call_id] = call
             call.reinvite_tx = call.reinvite_request = None
             call.local_sdp = sdp or call.local_sdp
             return
@@ -181,6 +186,7 @@ class SipEndpoint:
         assert call.dialog is not None
         call.dialog.fire(DialogInput.CONFIRM)
         call.retransmit = Retransmit2xx.start(resp, self._peer_of(call.invite), now)
+        self._answering[call.call_id] = call
 
     def reject(self, call_id: str, status: int, now: float, reason: str | None = None,
                headers: Sequence[tuple[str, str]] = ()) -> None:  # fmt: skip
@@ -444,6 +450,7 @@ class SipEndpoint:
             call.dialog.fire(DialogInput.BYE if confirmed else DialogInput.FAIL)
         call.retransmit = None
         self.calls.pop(call.call_id, None)
+        self._answering.pop(call.call_id, None)
 
     def _send_bye(self, call: Call, now: float) -> None:
         assert call.dialog is not None
