@@ -247,19 +247,22 @@ def next_sequence(tx: Tx, order_key: str) -> int:
 # -- appending ------------------------------------------------------------------------------------------
 
 # PostgreSQL: the key's next sequence number and the outbox row in one statement (the number is written
-# into the payload's JSON text, which the json type keeps as it is given).
+# into the payload's JSON text, which the json type keeps as it is given). The row's id is drawn from the
+# outbox's sequence only once the key's counter row is ours (the SELECT runs on what ``s`` returned): a
+# default id would be drawn first, so a writer waiting for the counter could hold a smaller id than the
+# writer ahead of it, and the dispatcher, which sends a key's events in id order, would swap them.
 _APPEND_PG = """\
 WITH s AS (
     INSERT INTO webhook_sequences AS w (order_key, last_sequence) VALUES (:order_key, 1)
     ON CONFLICT (order_key) DO UPDATE SET last_sequence = w.last_sequence + 1
     RETURNING last_sequence
 )
-INSERT INTO outbox (event_id, account_id, event_type, occurred_at, payload, occurred_at_in_payload, url,
+INSERT INTO outbox (id, event_id, account_id, event_type, occurred_at, payload, occurred_at_in_payload, url,
                     failover_url, method, timeout_secs, order_key, status, attempts, next_attempt_at, created_at)
-VALUES (:event_id, :account_id, :event_type, :occurred_at,
-        CAST(CAST(:payload_head AS TEXT) || CAST((SELECT last_sequence FROM s) AS TEXT) || '}' AS JSON),
-        :occurred_at_in_payload, :url, :failover_url, :method, :timeout_secs, :order_key, 'pending', 0,
-        :now, :now)
+SELECT nextval(pg_get_serial_sequence('outbox', 'id')), :event_id, :account_id, :event_type, :occurred_at,
+       CAST(CAST(:payload_head AS TEXT) || CAST(s.last_sequence AS TEXT) || '}' AS JSON),
+       :occurred_at_in_payload, :url, :failover_url, :method, :timeout_secs, :order_key, 'pending', 0, :now, :now
+FROM s
 RETURNING id, (SELECT last_sequence FROM s) AS sequence"""
 
 
