@@ -68,6 +68,22 @@ def stale_pending_ids(tx: Tx, due_before: float) -> list[int]:
     return [int(r[0]) for r in tx.conn.execute(stmt)]
 
 
+OLDER_PENDING_LIMIT = 100
+
+
+def older_pending_ids(tx: Tx, order_key: str, before_id: int) -> list[int]:
+    """Ids of the pending rows of ``order_key`` older than ``before_id``, oldest first (at most
+    ``OLDER_PENDING_LIMIT``): what must be delivered or given up before row ``before_id`` may be sent."""
+    c = t.outbox.c
+    stmt = prebuilt("older_pending_ids", lambda: (
+        select(c.id)
+        .where(and_(c.order_key == bindparam("k"), c.status == "pending", c.id < bindparam("before")))
+        .order_by(c.id)
+        .limit(OLDER_PENDING_LIMIT)
+    ))
+    return [int(r[0]) for r in tx.conn.execute(stmt, {"k": order_key, "before": before_id})]
+
+
 def by_ids(tx: Tx, ids: Sequence[int]) -> list[PendingDelivery]:
     c = t.outbox.c
     return _rows(tx, _select_rows().where(and_(c.id.in_(ids), c.status == "pending")).order_by(c.id))
@@ -221,6 +237,17 @@ def events_for(tx: Tx, account_id: str, order_key: str) -> list[dict[str, Any]]:
 
 
 # -- sequence numbers -----------------------------------------------------------------------------------
+
+
+def sequence_field(order_key: str) -> str:
+    """The payload field that numbers the events of ``order_key``."""
+    return "conference_sequence" if order_key.startswith("conference:") else "call_sequence"
+
+
+def sequence_of(row: PendingDelivery) -> int | None:
+    """The row's number among its key's events (1, 2, ...), or None if its payload carries none."""
+    number = row.payload.get(sequence_field(row.order_key))
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
 def next_sequence(tx: Tx, order_key: str) -> int:
