@@ -250,7 +250,9 @@ def test_digest_credentials_are_required_when_configured(tmp_path: Path, receive
         tenant = Tenant(client, node, receiver, key, "/auth", app.data.id)
         scenario = tmp_path / "auth.xml"
         scenario.write_text(AUTH_UAC)
-        base = ["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{node.sip_port}", "-m", "1"]
+        # -auth_uri: the digest uri must be the Request-URI; SIPp's own would be sip:127.0.0.1:port.
+        base = ["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{node.sip_port}", "-m", "1",
+                "-auth_uri", f"{tenant.connection_id}@127.0.0.1:{node.sip_port}"]
 
         wrong = Sipp([*base, "-au", "alice", "-ap", "guess", "-recv_timeout", "3000"], tmp_path)
         code, _output = wrong.wait()
