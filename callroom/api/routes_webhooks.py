@@ -137,9 +137,7 @@ class ReplayRequest(Body):
 
 
 def _sequence(row: PendingDelivery) -> int:
-    field = "conference_sequence" if row.order_key.startswith("conference:") else "call_sequence"
-    value = row.payload.get(field)
-    return int(value) if isinstance(value, int) else 0
+    return outbox.sequence_of(row) or 0
 
 
 @router.post("/webhook_deliveries/replay")

@@ -158,8 +158,7 @@ class Ctx:
             occurred_at_in_payload=occurred_at_in_payload,
         )
         # Order within one call / conference, for receivers (an extra field: Telnyx's models ignore it).
-        seq_field = "conference_sequence" if order_key.startswith("conference:") else "call_sequence"
-        self._appended.append(outbox.append(self.tx, ev, self.now, seq_field))
+        self._appended.append(outbox.append(self.tx, ev, self.now, outbox.sequence_field(order_key)))
         self.emitted.append(
             PendingDelivery(
                 id=0, event_id=ev.id, account_id=ev.account_id, event_type=ev.event_type,

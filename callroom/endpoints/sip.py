@@ -497,17 +497,23 @@ class SipPhones:
 
 
 class DigestGate:
-    """Admit an INVITE only with valid digest credentials; challenge it with 401 otherwise."""
+    """Admit an INVITE only with valid digest credentials: for its Request-URI, from the address the nonce
+    was issued to, with a nonce not used before at that count. Otherwise challenge it with 401 (a fresh
+    nonce, ``stale=true`` when only the nonce was wrong), or 400 for credentials made for another URI."""
 
     def __init__(self, auth: DigestAuth) -> None:
         self.auth = auth
 
     def __call__(self, call: sip_events.IncomingCall, invite: SipRequest) -> Rejection | None:
         now = time.time()  # wall clock: nonces carry their issue time and may be checked by another node
-        verdict = self.auth.verify("INVITE", invite.headers.get("Authorization"), now)
+        source = call.source_addr[0]
+        verdict = self.auth.verify("INVITE", invite.headers.get("Authorization"), now, request_uri=invite.uri,
+                                   source=source)
         if verdict.ok:
             return None
-        challenge = self.auth.challenge(now, stale=verdict.stale)
+        if verdict.wrong_uri:
+            return Rejection(400, "Bad Request")
+        challenge = self.auth.challenge(now, source, stale=verdict.stale)
         return Rejection(401, "Unauthorized", (("WWW-Authenticate", challenge),))
 
 

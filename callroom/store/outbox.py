@@ -68,6 +68,22 @@ def stale_pending_ids(tx: Tx, due_before: float) -> list[int]:
     return [int(r[0]) for r in tx.conn.execute(stmt)]
 
 
+OLDER_PENDING_LIMIT = 100
+
+
+def older_pending_ids(tx: Tx, order_key: str, before_id: int) -> list[int]:
+    """Ids of the pending rows of ``order_key`` older than ``before_id``, oldest first (at most
+    ``OLDER_PENDING_LIMIT``): what must be delivered or given up before row ``before_id`` may be sent."""
+    c = t.outbox.c
+    stmt = prebuilt("older_pending_ids", lambda: (
+        select(c.id)
+        .where(and_(c.order_key == bindparam("k"), c.status == "pending", c.id < bindparam("before")))
+        .order_by(c.id)
+        .limit(OLDER_PENDING_LIMIT)
+    ))
+    return [int(r[0]) for r in tx.conn.execute(stmt, {"k": order_key, "before": before_id})]
+
+
 def by_ids(tx: Tx, ids: Sequence[int]) -> list[PendingDelivery]:
     c = t.outbox.c
     return _rows(tx, _select_rows().where(and_(c.id.in_(ids), c.status == "pending")).order_by(c.id))
@@ -223,6 +239,17 @@ def events_for(tx: Tx, account_id: str, order_key: str) -> list[dict[str, Any]]:
 # -- sequence numbers -----------------------------------------------------------------------------------
 
 
+def sequence_field(order_key: str) -> str:
+    """The payload field that numbers the events of ``order_key``."""
+    return "conference_sequence" if order_key.startswith("conference:") else "call_sequence"
+
+
+def sequence_of(row: PendingDelivery) -> int | None:
+    """The row's number among its key's events (1, 2, ...), or None if its payload carries none."""
+    number = row.payload.get(sequence_field(row.order_key))
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+
 def next_sequence(tx: Tx, order_key: str) -> int:
     """The next sequence number of ``order_key`` (1, 2, ...), taken inside the caller's transaction.
 
@@ -247,19 +274,22 @@ def next_sequence(tx: Tx, order_key: str) -> int:
 # -- appending ------------------------------------------------------------------------------------------
 
 # PostgreSQL: the key's next sequence number and the outbox row in one statement (the number is written
-# into the payload's JSON text, which the json type keeps as it is given).
+# into the payload's JSON text, which the json type keeps as it is given). The row's id is drawn from the
+# outbox's sequence only once the key's counter row is ours (the SELECT runs on what ``s`` returned): a
+# default id would be drawn first, so a writer waiting for the counter could hold a smaller id than the
+# writer ahead of it, and the dispatcher, which sends a key's events in id order, would swap them.
 _APPEND_PG = """\
 WITH s AS (
     INSERT INTO webhook_sequences AS w (order_key, last_sequence) VALUES (:order_key, 1)
     ON CONFLICT (order_key) DO UPDATE SET last_sequence = w.last_sequence + 1
     RETURNING last_sequence
 )
-INSERT INTO outbox (event_id, account_id, event_type, occurred_at, payload, occurred_at_in_payload, url,
+INSERT INTO outbox (id, event_id, account_id, event_type, occurred_at, payload, occurred_at_in_payload, url,
                     failover_url, method, timeout_secs, order_key, status, attempts, next_attempt_at, created_at)
-VALUES (:event_id, :account_id, :event_type, :occurred_at,
-        CAST(CAST(:payload_head AS TEXT) || CAST((SELECT last_sequence FROM s) AS TEXT) || '}' AS JSON),
-        :occurred_at_in_payload, :url, :failover_url, :method, :timeout_secs, :order_key, 'pending', 0,
-        :now, :now)
+SELECT nextval(pg_get_serial_sequence('outbox', 'id')), :event_id, :account_id, :event_type, :occurred_at,
+       CAST(CAST(:payload_head AS TEXT) || CAST(s.last_sequence AS TEXT) || '}' AS JSON),
+       :occurred_at_in_payload, :url, :failover_url, :method, :timeout_secs, :order_key, 'pending', 0, :now, :now
+FROM s
 RETURNING id, (SELECT last_sequence FROM s) AS sequence"""
 
 

@@ -8,11 +8,15 @@ right after commit (``enqueue``); a periodic sweep picks up pending rows that no
 
 In memory, each order key (one call, or one conference) has a FIFO of rows in outbox order. At most one
 row per key is in flight, so a later event waits until the earlier one succeeded or was given up;
-different keys do not wait for each other. A heap holds the keys whose head waits for a retry, and at
-most ``concurrency`` requests run at once. Fates (delivered, retry, failed) and attempt records are
-written in batches, one transaction every ``flush_interval``, not one per delivery. Everything runs on
-the API's event loop. Its database work is short: on SQLite it runs inline; on PostgreSQL cooperatively
-(``store/cooperative.py``), so that the loop never waits for a round trip.
+different keys do not wait for each other. Nor is a row sent while an older row of its key is pending in
+the outbox unknown here: written before a crash and not loaded yet, or by another process or node
+sharing the outbox (``order.py`` tells when the store must be asked). Such a key is held, and looked at
+again every ``order_recheck`` seconds or as soon as an older row of it is queued here. A heap holds the
+keys whose head waits (for a retry, or held), and at most ``concurrency`` requests run at once. Fates
+(delivered, retry, failed) and attempt records are written in batches, one transaction every
+``flush_interval``, not one per delivery. Everything runs on the API's event loop. Its database work is
+short: on SQLite it runs inline; on PostgreSQL cooperatively (``store/cooperative.py``), so that the
+loop never waits for a round trip.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ import orjson
 
 from callroom.store import cooperative, outbox
 from callroom.store.engine import Store
-from callroom.store.outbox import AttemptRecord, Fate, PendingDelivery
+from callroom.store.outbox import AttemptRecord, Fate, PendingDelivery, sequence_of
 from callroom.timefmt import iso
 from callroom.webhooks.http import HttpError, WebhookHttp, with_query
+from callroom.webhooks.order import Settled
 from callroom.webhooks.signing import WebhookSigner
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,7 @@ class Dispatcher:
         flush_interval: float = 0.02,
         sweep_interval: float = 1.0,
         sweep_grace: float = 2.0,
+        order_recheck: float = 0.25,
         cooperative: bool = False,
     ) -> None:
         self.store = store
@@ -119,6 +125,7 @@ class Dispatcher:
         self.flush_interval = flush_interval
         self.sweep_interval = sweep_interval
         self.sweep_grace = sweep_grace
+        self.order_recheck = order_recheck
         self.metrics = Metrics()
         self._queues: dict[str, deque[PendingDelivery]] = {}
         self._queued_ids: set[int] = set()  # in a queue or in flight
@@ -128,6 +135,8 @@ class Dispatcher:
         self._heap: list[tuple[float, int, str]] = []
         self._tie = itertools.count()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._settled = Settled()
+        self._held: dict[str, float] = {}  # keys waiting for older rows unknown here: until when
         self._fates: list[Fate] = []
         self._attempt_records: list[AttemptRecord] = []
         self._final_in_batch: list[int] = []
@@ -172,13 +181,18 @@ class Dispatcher:
             if row.id in self._queued_ids or (row.id in self._flushing_ids and not replay):
                 continue
             self._queued_ids.add(row.id)
+            if replay:
+                self._settled.forget(row.order_key)
             q = self._queues.get(row.order_key)
             if q is None:
                 q = self._queues[row.order_key] = deque()
             if q and q[-1].id > row.id:
+                head = q[0]
                 items = sorted([*q, row], key=lambda r: r.id)
                 q.clear()
                 q.extend(items)
+                if q[0] is not head:
+                    self._held.pop(row.order_key, None)  # an older row: it may be what the key waited for
             else:
                 q.append(row)
             touched.append(row.order_key)
@@ -224,9 +238,11 @@ class Dispatcher:
         q = self._queues.get(key)
         if not q:
             self._queues.pop(key, None)
+            self._held.pop(key, None)
             return
-        due = q[0].next_attempt_at
+        due = max(q[0].next_attempt_at, self._held.get(key, 0.0))
         if due <= now:
+            self._held.pop(key, None)
             self._ready.append(key)
             self._ready_set.add(key)
         else:
@@ -335,7 +351,8 @@ class Dispatcher:
     async def _attempt(self, key: str, row: PendingDelivery) -> None:
         final = False
         try:
-            final = await self._try(row)
+            if await self._in_turn(key, row):
+                final = await self._try(row)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -354,10 +371,38 @@ class Dispatcher:
             self._queued_ids.discard(row.id)
             self._flushing_ids.add(row.id)
             self._final_in_batch.append(row.id)
+            number = sequence_of(row)
+            if number is not None:
+                self._settled.settle(key, number)
         if len(self._fates) == 1:
             self._wake.set()  # the first fate since the last flush: have the loop schedule one
         self._consider(key, self.clock())
         self._pump()
+
+    async def _in_turn(self, key: str, row: PendingDelivery) -> bool:
+        """Whether ``row``, the head of its key here, may be sent: no older row of its key is pending in the
+        outbox but for those finished here whose fate is not written yet. If one is, the key is held."""
+        number = sequence_of(row)
+        if self._settled.may_send(key, number):
+            return True
+        try:
+            older = await self._in_store(self._older_pending, key, row.id)
+        except Exception:
+            log.exception("looking for older webhooks of %s failed; trying again", key)
+            older = None
+        q = self._queues.get(key)
+        if not q or q[0] is not row:
+            return False  # an older row was queued meanwhile: it goes first
+        if older is None or len(older) >= outbox.OLDER_PENDING_LIMIT or not self._flushing_ids.issuperset(older):
+            self._held[key] = self.clock() + self.order_recheck
+            return False
+        if number is not None:
+            self._settled.settle(key, number - 1)
+        return True
+
+    def _older_pending(self, key: str, before_id: int) -> list[int]:
+        with self.store.transaction(read_only=True) as tx:
+            return outbox.older_pending_ids(tx, key, before_id)
 
     async def _try(self, row: PendingDelivery) -> bool:
         """One attempt; True when the row's fate is final (delivered or given up)."""

@@ -4,18 +4,24 @@ and refusing our outgoing calls, and what people hear across SIP and virtual leg
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+import telnyx
 
+from callroom.sip.message import SipResponse, parse_message
 from tests.media.audio import tone_level
 from tests.sip.scenarios import AUTH_UAC, BUSY_UAS, DTMF_UAC, HOLD_UAC
 from tests.sip.test_sip_transport import pcap_scenario
-from tests.support.node import free_port
+from tests.support.node import NodeThread, free_port
+from tests.support.receiver import WebhookReceiver
 from tests.support.tenant import Tenant
 
 pytestmark = pytest.mark.sip
@@ -250,7 +256,9 @@ def test_digest_credentials_are_required_when_configured(tmp_path: Path, receive
         tenant = Tenant(client, node, receiver, key, "/auth", app.data.id)
         scenario = tmp_path / "auth.xml"
         scenario.write_text(AUTH_UAC)
-        base = ["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{node.sip_port}", "-m", "1"]
+        # -auth_uri: the digest uri must be the Request-URI; SIPp's own would be sip:127.0.0.1:port.
+        base = ["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{node.sip_port}", "-m", "1",
+                "-auth_uri", f"{tenant.connection_id}@127.0.0.1:{node.sip_port}"]
 
         wrong = Sipp([*base, "-au", "alice", "-ap", "guess", "-recv_timeout", "3000"], tmp_path)
         code, _output = wrong.wait()
@@ -262,5 +270,79 @@ def test_digest_credentials_are_required_when_configured(tmp_path: Path, receive
         client.calls.actions.answer(initiated.payload["call_control_id"])
         code, output = right.wait()
         assert code == 0, output
+    finally:
+        node.stop()
+
+
+
+def _knock(sip_port: int, request_uri: str, authorization: str) -> tuple[int, str]:
+    """Send an INVITE (a new Call-ID, our own socket) carrying ``authorization``: the status of the final
+    response (ACKed) and its WWW-Authenticate, or the last provisional status if none came within 3 s."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(3)
+        port = sock.getsockname()[1]
+        token = uuid.uuid4().hex[:16]
+        sdp = ("v=0\r\no=replay 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               f"m=audio {free_port() & ~1} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+        head = (f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{token}\r\n"
+                f"From: <sip:replay@127.0.0.1:{port}>;tag={token}\r\nCall-ID: {token}@127.0.0.1\r\n")
+        invite = (f"INVITE {request_uri} SIP/2.0\r\n{head}To: <{request_uri}>\r\nCSeq: 1 INVITE\r\n"
+                  f"Contact: <sip:replay@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\nAuthorization: {authorization}\r\n"
+                  f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+        sock.sendto(invite.encode(), ("127.0.0.1", sip_port))
+        status = 0
+        while True:
+            try:
+                data, _ = sock.recvfrom(65535)
+            except TimeoutError:
+                return status, ""
+            reply = parse_message(data)
+            if not isinstance(reply, SipResponse):
+                continue
+            status = reply.status
+            if status >= 200:
+                to = re.search(r"^To:\s*(.+?)\r$", data.decode(), re.M | re.I)
+                assert to is not None
+                ack = (f"ACK {request_uri} SIP/2.0\r\n{head}To: {to.group(1)}\r\nCSeq: 1 ACK\r\n"
+                       "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+                sock.sendto(ack.encode(), ("127.0.0.1", sip_port))
+                return status, reply.headers.get("WWW-Authenticate") or ""
+
+
+def test_a_replayed_authorization_is_challenged_again(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    """A phone's Authorization, captured from a call that got in and sent again on a new INVITE (a new
+    Call-ID), is challenged again (401, stale=true); sent to another application's URI it is refused (400).
+    Neither reaches an application."""
+    node = NodeThread(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, sip_credentials=(("alice", "s3cret"),))
+    try:
+        client = telnyx.Telnyx(api_key=node.new_key("replay"), base_url=node.base_url, max_retries=0)
+        paths = [f"/replay/{uuid.uuid4().hex}" for _ in range(2)]
+        apps = []
+        for path in paths:
+            app = client.call_control_applications.create(application_name=path, webhook_event_url=receiver.url(path))
+            assert app.data is not None and app.data.id
+            apps.append(app.data.id)
+        scenario = tmp_path / "auth.xml"
+        scenario.write_text(AUTH_UAC)
+        caller = Sipp(["-sf", str(scenario), "-s", apps[0], f"127.0.0.1:{node.sip_port}", "-m", "1",
+                       "-au", "alice", "-ap", "s3cret", "-auth_uri", f"{apps[0]}@127.0.0.1:{node.sip_port}",
+                       "-mp", str(free_port() & ~1), "-trace_msg"], tmp_path)
+        initiated = receiver.wait_for(lambda r: r.path == paths[0] and r.event_type == "call.initiated",
+                                      timeout=15)[0]
+        client.calls.actions.answer(initiated.payload["call_control_id"])
+        code, output = caller.wait()
+        assert code == 0, output
+        sent = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
+        captured = re.findall(r"^Authorization:\s*(.+?)\s*$", sent, re.M)[-1]
+        request_uri = re.findall(r"^INVITE (\S+) SIP/2\.0", sent, re.M)[-1]
+
+        status, challenge = _knock(node.sip_port, request_uri, captured)
+        assert status == 401 and "stale=true" in challenge
+        assert _knock(node.sip_port, request_uri.replace(apps[0], apps[1]), captured)[0] == 400
+        time.sleep(0.5)
+        initiated_events = [r for r in receiver.delivered() if r.path in paths and r.body
+                            and r.event_type == "call.initiated"]
+        assert len(initiated_events) == 1  # SIPp's call only
     finally:
         node.stop()

@@ -263,6 +263,49 @@ def test_the_dispatchers_pending_query_sees_a_late_commit(store: Store) -> None:
         assert race.above_mark_late == []  # the id > N reader never sees first_id
 
 
+def _wait_for_a_lock_wait(store: Store) -> None:
+    """Until some session of this database waits for a lock (PostgreSQL)."""
+    deadline = time.monotonic() + 10
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                 "AND wait_event_type = 'Lock'")
+    while True:
+        with store.transaction(read_only=True) as tx:
+            if tx.conn.execute(query).scalar_one():
+                return
+        assert time.monotonic() < deadline, "the second writer never waited for the counter row"
+        time.sleep(0.01)
+
+
+def test_the_ids_of_one_order_key_follow_its_sequence_numbers(store: Store) -> None:
+    """The dispatcher sends a key's events in outbox id order, so a key's ids must be drawn in the order of
+    its sequence numbers. Writer 1 appends an event of the key (and so holds the key's counter row);
+    writer 2 appends one and waits for that row; writer 1 appends a second one and commits. Writer 2's
+    id must come after both of writer 1's, as its sequence number does. (On PostgreSQL it did not while
+    the id was drawn before waiting for the counter: ids in order carried sequences 1, 3, 2.)"""
+    acct, key = uid(), f"call:{uid()}"
+
+    def append(tx: Tx) -> int:
+        return outbox.append(tx, f.event(acct, order_key=key), NOW, "call_sequence").id  # .id: it has run
+
+    def second_writer() -> None:
+        with store.transaction() as tx:
+            append(tx)
+
+    with ThreadPoolExecutor(1) as pool:
+        with store.transaction() as tx:
+            append(tx)
+            done = pool.submit(second_writer)
+            if store.is_sqlite:
+                time.sleep(0.1)  # writer 2 waits at BEGIN IMMEDIATE
+            else:
+                _wait_for_a_lock_wait(store)
+            append(tx)
+        done.result(timeout=15)
+    with store.transaction() as tx:
+        rows = [r for r in outbox.pending(tx, 100) if r.order_key == key]
+    assert [r.payload["call_sequence"] for r in rows] == [1, 2, 3]
+
+
 def test_a_read_neither_waits_for_a_writers_row_lock_nor_sees_its_uncommitted_change(store: Store) -> None:
     # A listing of a conference must not queue behind a mute of the same conference: reads lock no rows
     # (on PostgreSQL they run in autocommit, at READ COMMITTED as before).

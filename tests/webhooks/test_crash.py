@@ -3,56 +3,19 @@ data directory every event in the outbox reaches the receiver (by event id)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import telnyx
 from sqlalchemy import select
 
 from callroom.store import schema as t
 from callroom.store.engine import Store
 from tests.support.node import free_port
+from tests.support.process import kill_hard, serve
 from tests.support.receiver import WebhookReceiver
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextmanager
-def serve(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    cmd = [sys.executable, "-m", "callroom.cli", "--data-dir", str(data_dir), "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLROOM_")}
-    with open(data_dir / "node.log", "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, (data_dir / "node.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "node did not come up"
-            time.sleep(0.05)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 def test_sigkill_mid_burst_loses_no_committed_event(tmp_path: Path, receiver: WebhookReceiver) -> None:
@@ -88,8 +51,7 @@ def test_sigkill_mid_burst_loses_no_committed_event(tmp_path: Path, receiver: We
             deadline = time.monotonic() + 10
             while len(dialled) < 60 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(5)
+            kill_hard(proc)
             stop.set()
             for th in threads:
                 th.join(5)
