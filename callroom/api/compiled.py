@@ -38,7 +38,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
-from callroom.api import errors
+from callroom.api import errors, limits
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ async def _body(call: _Call, src: _Body) -> Any:
     obj: Any = raw  # FastAPI's strict content type: a body not declared as JSON is not parsed as JSON
     if _declares_json(call.scope):
         try:
-            obj = json.loads(raw)
+            obj = limits.load_json(raw)  # a body nested too deeply is a 422 of its own (ValidationFailed)
         except ValueError as exc:
             pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
             call.errors.append({"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"})

@@ -4,7 +4,6 @@ download, delete): the files the node keeps for an account."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import httpx
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from callroom.api import limits
 from callroom.api.common import Account, Ctl, PageParams, data
 from callroom.audio.decode import decode_audio
 from callroom.control.context import Ctx
@@ -132,7 +132,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = limits.load_json(raw)
     except ValueError as exc:
         raise ValidationFailed.field("/", "JSON decode error") from exc
     if not isinstance(body, dict):
