@@ -4,7 +4,6 @@ download, delete): the files the node keeps for an account."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,10 +14,11 @@ from fastapi.responses import FileResponse
 
 from callroom.api import limits
 from callroom.api.common import Account, Ctl, PageParams, data
+from callroom.api.schemas import MEDIA_NAME_RULE, media_name_problem
 from callroom.audio.decode import decode_audio
 from callroom.control.context import Ctx
 from callroom.control.records import MediaFile, Recording
-from callroom.errors import MediaError, NotFound, ValidationFailed
+from callroom.errors import ErrorItem, MediaError, NotFound, ValidationFailed
 from callroom.store import media_tx
 from callroom.timefmt import iso
 
@@ -26,7 +26,6 @@ router = APIRouter()
 
 MAX_MEDIA_BYTES = 50 * 1024 * 1024
 DEFAULT_TTL_SECS = 2 * 86400
-NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 
 
 def recording_view(rec: Recording, base: str) -> dict[str, Any]:
@@ -170,17 +169,36 @@ async def _fetch(url: str) -> bytes:
         raise ValidationFailed.field("/media_url", f"media_url is unreachable: {exc}") from exc
 
 
+def _plain_name(name: str, *, pointer: str | None = None, parameter: str | None = None) -> str:
+    """``name`` if it can name a media file (``schemas.media_name_problem``), else a 422 pointing at it."""
+    problem = media_name_problem(name)
+    if problem is not None:
+        raise ValidationFailed(ErrorItem("10015", "Invalid value", problem, pointer=pointer, parameter=parameter))
+    return name
+
+
+def _media_dir(request: Request) -> Path:
+    return Path(request.app.state.media_dir).resolve()
+
+
+def _in_media_dir(request: Request, path: str) -> Path | None:
+    """A stored media file's path, if it lies in the media folder (it always should: belt and braces)."""
+    found = Path(path).resolve()
+    return found if found.is_relative_to(_media_dir(request)) else None
+
+
 async def _store(request: Request, account: str, ctl: Ctl, name: str, content: bytes, ttl: int) -> MediaFile:
-    if not NAME.match(name):
-        raise ValidationFailed.field("/media_name", "media_name: letters, digits, '.', '_' and '-' only")
+    _plain_name(name, pointer="/media_name")
     try:
         await asyncio.to_thread(decode_audio, content, max_seconds=3600)
     except MediaError as exc:
         raise ValidationFailed.field("/media_url", f"not playable audio: {exc}") from exc
-    folder = Path(request.app.state.media_dir) / account
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _media_dir(request) / account
     path = folder / name
-    path.write_bytes(content)
+    if path.parent != folder:  # a plain name cannot lead elsewhere
+        raise ValidationFailed.field("/media_name", MEDIA_NAME_RULE)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(path.write_bytes, content)
     now = time.time()
     content_type = "audio/mpeg" if content[:3] == b"ID3" or content[:2] in (b"\xff\xfb", b"\xff\xf3") else "audio/wav"
     media = MediaFile(account, name, str(path), content_type, len(content), now, now, now + ttl)
@@ -207,8 +225,9 @@ async def upload_media(request: Request, account: Account, ctl: Ctl) -> dict[str
                 "/media_url", "media_url is required", code="10004", title="Missing required parameter"
             )
         ttl = _ttl(body.get("ttl_secs"))
-        content = await _fetch(str(body["media_url"]))
         name = str(body.get("media_name") or str(body["media_url"]).rstrip("/").rsplit("/", 1)[-1])
+        _plain_name(name, pointer="/media_name")  # before anything is fetched
+        content = await _fetch(str(body["media_url"]))
     if len(content) > MAX_MEDIA_BYTES:
         raise ValidationFailed.field("/media", "media is larger than 50 MB")
     return data(media_view(await _store(request, account, ctl, name, content, ttl)))
@@ -229,11 +248,13 @@ async def list_media(account: Account, ctl: Ctl, page: PageParams) -> dict[str, 
 
 @router.get("/media/{media_name}")
 async def retrieve_media(media_name: str, account: Account, ctl: Ctl) -> dict[str, Any]:
+    _plain_name(media_name, parameter="media_name")
     return data(media_view(await ctl.aread(account, lambda ctx: _media(ctx, media_name))))
 
 
 @router.put("/media/{media_name}")
 async def update_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    _plain_name(media_name, parameter="media_name")
     existing = await ctl.aread(account, lambda ctx: _media(ctx, media_name))
     body = await _json_object(request) if request.headers.get("content-type", "").startswith("application/json") else {}
     ttl = _ttl(body.get("ttl_secs"))
@@ -248,18 +269,26 @@ async def update_media(media_name: str, request: Request, account: Account, ctl:
 
 
 @router.get("/media/{media_name}/download")
-async def download_media(media_name: str, account: Account, ctl: Ctl) -> FileResponse:
+async def download_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> FileResponse:
+    _plain_name(media_name, parameter="media_name")
     m = await ctl.aread(account, lambda ctx: _media(ctx, media_name))
-    return FileResponse(m.path, media_type=m.content_type, filename=m.media_name)
+    path = _in_media_dir(request, m.path)
+    if path is None or not path.is_file():
+        raise NotFound(f"Media {media_name!r} has no file.")
+    return FileResponse(path, media_type=m.content_type, filename=m.media_name)
 
 
 @router.delete("/media/{media_name}", status_code=204)
-async def delete_media(media_name: str, account: Account, ctl: Ctl) -> Response:
+async def delete_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> Response:
+    _plain_name(media_name, parameter="media_name")
+
     def run(ctx: Ctx) -> MediaFile:
         m = _media(ctx, media_name)
         media_tx.delete_media(ctx.tx, m)
         return m
 
     m = await ctl.awrite(account, run)
-    Path(m.path).unlink(missing_ok=True)
+    path = _in_media_dir(request, m.path)
+    if path is not None and path.is_file():
+        path.unlink(missing_ok=True)
     return Response(status_code=204)

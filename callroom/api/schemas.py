@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -31,6 +32,17 @@ Beep = Literal["always", "never", "on_enter", "on_exit"]
 Role = Literal["barge", "monitor", "none", "whisper"]
 CommandId = Annotated[str, Field(min_length=1, max_length=255)]
 Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
+
+_MEDIA_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+MEDIA_NAME_RULE = "a media name is a plain file name: 1 to 255 letters, digits, '.', '_' or '-', not '.' or '..'"
+
+
+def media_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an uploaded media file (it is the file's name in the account's media folder:
+    nothing that could lead out of it, or be the folder itself), or None."""
+    if not _MEDIA_NAME.fullmatch(name) or name in (".", ".."):
+        return MEDIA_NAME_RULE
+    return None
 
 
 def _nul_at(value: Any, path: str = "") -> str | None:
