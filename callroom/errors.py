@@ -6,6 +6,7 @@
     │   ├── RateLimited               429 / 10011
     │   ├── NotFound                  404 (resource-specific codes, e.g. 90058 conference)
     │   ├── ValidationFailed          422 (one or more field errors with a JSON pointer)
+    │   ├── BodyTooLarge              413 / 90109 (a request body over its route's limit, api/limits.py)
     │   └── CommandRejected           422 (a well-formed command the current state refuses:
     │                                     call ended 90018, conference ended 90019, queue full 90036, ...)
     ├── IllegalTransition             a state machine was asked for a move its table does not allow
@@ -100,6 +101,16 @@ class ValidationFailed(ApiError):
     @classmethod
     def field(cls, pointer: str, detail: str, code: str = "10015", title: str = "Invalid value") -> ValidationFailed:
         return cls(ErrorItem(code, title, detail, pointer=pointer))
+
+
+class BodyTooLarge(ApiError):
+    """A request body over its route's limit: answered without reading the rest, and the connection closed."""
+
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(ErrorItem("90109", "Request body too large", f"The body may have at most {limit:,} bytes."))
 
 
 class CommandRejected(ApiError):

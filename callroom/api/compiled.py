@@ -36,9 +36,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from callroom.api import errors, limits
+from callroom.errors import BodyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,29 @@ async def _resolve(call: _Call, plan: Plan) -> dict[str, Any]:
     return values
 
 
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None  # the HTTP parser refuses a bad one before
+    return None
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """``receive``, raising ``BodyTooLarge`` once the body has grown past ``limit`` bytes."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return bounded
+
+
 def _declares_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
@@ -313,7 +337,8 @@ class CompiledRoutes:
     """The node's ASGI application: serves the compiled routes itself and passes everything else
     (lifespan, docs, OpenAPI, routes it did not compile) to the FastAPI ``app`` they were declared on.
 
-    It sits in front of FastAPI rather than inside it, so FastAPI's middleware layers are skipped too.
+    It sits in front of FastAPI rather than inside it, so FastAPI's middleware layers are skipped too. Every
+    request's body is bounded here, whichever of the two serves it (``limits.body_limit``: 413 beyond it).
     ``routers`` are (prefix, router) pairs in the order the app includes them, so the first route that
     matches a request here is the one FastAPI would have chosen.
     """
@@ -336,6 +361,13 @@ class CompiledRoutes:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
+            limit = limits.body_limit(scope["method"], path)
+            declared = _content_length(scope)
+            if declared is None:  # chunked (or no body): counted as it arrives
+                receive = _bounded(receive, limit)
+            elif declared > limit:  # answered before a byte of it is read
+                await errors.response_for(BodyTooLarge(limit))(scope, receive, send)
+                return
             for route in self._table.get(scope["method"], ()):
                 if path.startswith(route.prefix):
                     match = route.regex.match(path)

@@ -24,7 +24,7 @@ from callroom.timefmt import iso
 
 router = APIRouter()
 
-MAX_MEDIA_BYTES = 50 * 1024 * 1024
+MAX_MEDIA_BYTES = limits.MAX_MEDIA_BYTES
 DEFAULT_TTL_SECS = 2 * 86400
 
 
