@@ -26,6 +26,7 @@ def _database_url(args: argparse.Namespace) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from callroom.api.server import uvicorn_config
     from callroom.endpoints.sip import SipConfig
     from callroom.node import Node, NodeConfig, ensure_first_key
 
@@ -63,9 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  SIP:                udp {args.sip_host}:{args.sip_port} (calls to sip:<connection_id>@host; "
               f"allowed from {args.sip_allow})", flush=True)
     print(f"  OpenAPI:            {base}/openapi.json", flush=True)
-    config = uvicorn.Config(
-        node.asgi, host=args.host, port=args.port, log_level="warning", loop="uvloop", http="httptools",
-        lifespan="on",
+    config = uvicorn_config(
+        node.asgi, args.host, args.port, log_level="warning", loop="uvloop", lifespan="on",
         # No access log (it would be dropped at this level anyway, after uvicorn had formatted its
         # arguments for every request: ~2 % of a request's CPU).
         access_log=False,

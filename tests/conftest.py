@@ -31,6 +31,18 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
     n.stop()
 
 
+@pytest.fixture(scope="session")
+def strict_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
+    """A node with its protections at their tightest: a request's head must arrive within 1 s."""
+    data_dir: Path = tmp_path_factory.mktemp("strict-node")
+    n = NodeThread(f"sqlite:///{data_dir / 'callroom.db'}", data_dir, head_timeout=STRICT_HEAD_TIMEOUT)
+    yield n
+    n.stop()
+
+
+STRICT_HEAD_TIMEOUT = 1.0
+
+
 @pytest.fixture
 def tenant(node: NodeThread, receiver: WebhookReceiver) -> Tenant:
     name = f"acct-{uuid.uuid4().hex[:10]}"

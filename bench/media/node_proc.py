@@ -24,6 +24,7 @@ from typing import Any
 
 import uvicorn
 
+from callroom.api.server import uvicorn_config
 from callroom.endpoints.sip import SipConfig
 from callroom.media.engine import MediaEngine, TickStats
 from callroom.node import Node, NodeConfig, ensure_first_key
@@ -118,8 +119,8 @@ def main() -> None:
         return data
 
     node.app.add_api_route("/bench/stats", stats, methods=["GET"])
-    server = uvicorn.Server(uvicorn.Config(node.app, host="127.0.0.1", port=args.port, log_level="warning",
-                                           loop="uvloop", http="httptools", lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(node.app, "127.0.0.1", args.port, log_level="warning", loop="uvloop",
+                                           lifespan="on"))
 
     def announce() -> None:
         while not server.started:

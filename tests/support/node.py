@@ -10,6 +10,8 @@ from pathlib import Path
 
 import uvicorn
 
+from callroom.api.limits import HEAD_TIMEOUT_SECS
+from callroom.api.server import uvicorn_config
 from callroom.endpoints.sip import SipConfig
 from callroom.node import Node, NodeConfig, create_api_key
 
@@ -24,7 +26,8 @@ def free_port() -> int:
 class NodeThread:
     def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None,
                  rate_limit: tuple[float, float] | None = None,
-                 sip_credentials: tuple[tuple[str, str], ...] = ()) -> None:
+                 sip_credentials: tuple[tuple[str, str], ...] = (),
+                 head_timeout: float = HEAD_TIMEOUT_SECS) -> None:
         # Short webhook retry pauses so delivery tests run in seconds.
         node_config = NodeConfig(
             database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
@@ -32,8 +35,8 @@ class NodeThread:
         )
         self.node = Node(node_config)
         self.port = free_port()
-        config = uvicorn.Config(self.node.asgi, host="127.0.0.1", port=self.port, log_level="warning",
-                                loop="asyncio", lifespan="on")
+        config = uvicorn_config(self.node.asgi, "127.0.0.1", self.port, head_timeout=head_timeout,
+                                log_level="warning", loop="asyncio", lifespan="on")
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
