@@ -10,6 +10,8 @@
     │   └── CommandRejected           422 (a well-formed command the current state refuses:
     │                                     call ended 90018, conference ended 90019, queue full 90036, ...)
     ├── IllegalTransition             a state machine was asked for a move its table does not allow
+    ├── AddressRefused                a URL's host is (or resolves to) an address the node's outbound
+    │                                 policy refuses (callroom/outbound.py): webhooks and media URLs
     ├── ProtocolError                 a wire message (SIP, SDP, RTP, RFC 4733) could not be parsed
     │   ├── SipParseError
     │   ├── SdpParseError
@@ -132,6 +134,18 @@ class IllegalTransition(CallroomError):
         super().__init__(f"{machine}: no transition from {state!r} on {event!r}")
 
 
+class AddressRefused(CallroomError):
+    """The node will not connect to ``host``: it is, or resolves to, ``addresses`` that are not public and
+    that no allowed network holds. The message (with the addresses) is for the node's log; an application is
+    told less (``outbound.REFUSED_WHY``): what a name resolves to inside the node's network is not its business.
+    """
+
+    def __init__(self, host: str, addresses: list[str]) -> None:
+        self.host = host
+        self.addresses = addresses
+        super().__init__(f"{host} is or resolves to {', '.join(addresses)}: not a public address, and not allowed")
+
+
 class ProtocolError(CallroomError):
     """A wire message could not be parsed or violates its protocol."""
 
@@ -173,7 +187,8 @@ class UnstorableText(StoreError):
 #   ├── MediaTooLong              longer than the caller's limit in seconds
 #   ├── MediaTooLarge             more bytes than the fetcher's limit
 #   ├── InvalidMediaUrl           not an absolute http(s) URL, or a redirect to one
-#   ├── MediaUnreachable          connection failed, timed out, or too many redirects
+#   ├── MediaUnreachable          connection failed, timed out, refused by the node's address policy
+#   │                             (from AddressRefused), or too many redirects
 #   ├── MediaHttpError            the server answered with a non-2xx status (``status``)
 #   ├── SpeechRequestInvalid      a text-to-speech request the API should answer with 422 (``field``)
 #   │   ├── UnknownVoice
