@@ -28,6 +28,7 @@ from callroom.api.server import uvicorn_config
 from callroom.endpoints.sip import SipConfig
 from callroom.media.engine import MediaEngine, TickStats
 from callroom.node import Node, NodeConfig, ensure_first_key
+from callroom.outbound import LOOPBACK
 
 
 def snapshot(engine: MediaEngine, reset: bool, with_legs: bool) -> dict[str, Any]:
@@ -90,7 +91,8 @@ def main() -> None:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     config = NodeConfig(database_url=f"sqlite:///{(args.data_dir / 'callroom.db').resolve()}",
                         data_dir=args.data_dir,
-                        sip=SipConfig(host="127.0.0.1", port=args.sip_port, rtp_ports=(int(low), int(high))))
+                        sip=SipConfig(host="127.0.0.1", port=args.sip_port, rtp_ports=(int(low), int(high))),
+                        allow_url_networks=LOOPBACK)  # media and webhook servers on this machine
     try:  # the media plane in a child process: give it the bench_stats request
         from callroom.media import process
 

@@ -163,12 +163,14 @@ def _query(alias: str, tp: Any, default: Any) -> _Query:
 class _Call:
     """What resolving one request's arguments needs, each piece made at most once."""
 
-    __slots__ = ("_query", "_request", "body", "deps", "errors", "path", "receive", "scope")
+    __slots__ = ("_query", "_request", "body", "context", "deps", "errors", "path", "receive", "scope")
 
-    def __init__(self, scope: Scope, receive: Receive, path: dict[str, str]) -> None:
+    def __init__(self, scope: Scope, receive: Receive, path: dict[str, str],
+                 context: dict[str, Any] | None = None) -> None:
         self.scope = scope
         self.receive = receive
         self.path = path
+        self.context = context
         self._query: dict[str, list[str]] | None = None
         self._request: Request | None = None
         self.body: bytes | None = None
@@ -287,7 +289,7 @@ async def _body(call: _Call, src: _Body) -> Any:
             call.errors.append({"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"})
             return None
     try:
-        return src.model.model_validate(obj, from_attributes=True)  # as FastAPI validates bodies
+        return src.model.model_validate(obj, from_attributes=True, context=call.context)  # as FastAPI does
     except ValidationError as exc:
         call.errors.extend(_prefixed(exc, "body"))
         return None
@@ -340,11 +342,13 @@ class CompiledRoutes:
     It sits in front of FastAPI rather than inside it, so FastAPI's middleware layers are skipped too. Every
     request's body is bounded here, whichever of the two serves it (``limits.body_limit``: 413 beyond it).
     ``routers`` are (prefix, router) pairs in the order the app includes them, so the first route that
-    matches a request here is the one FastAPI would have chosen.
+    matches a request here is the one FastAPI would have chosen. ``validation_context`` is handed to every
+    body's validators (pydantic's ``context``): what they need to know of the node (FastAPI passes none).
     """
 
     app: Starlette
     routers: list[tuple[str, APIRouter]]
+    validation_context: dict[str, Any] | None = None
     _table: dict[str, list[_Route]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -378,7 +382,7 @@ class CompiledRoutes:
 
     async def _serve(self, route: _Route, path: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.app  # what Starlette sets: ``request.app`` (its ``state``) for the endpoints
-        call = _Call(scope, receive, path)
+        call = _Call(scope, receive, path, self.validation_context)
         try:
             kwargs = await _resolve(call, route.plan)
             if call.errors:

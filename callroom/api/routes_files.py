@@ -4,11 +4,11 @@ download, delete): the files the node keeps for an account."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
@@ -16,13 +16,16 @@ from callroom.api import limits
 from callroom.api.common import Account, Ctl, PageParams, data
 from callroom.api.schemas import MEDIA_NAME_RULE, media_name_problem
 from callroom.audio.decode import decode_audio
+from callroom.audio.fetch import FETCH_FAILED, MediaFetcher, checked_client, public_reason
 from callroom.control.context import Ctx
 from callroom.control.records import MediaFile, Recording
 from callroom.errors import ErrorItem, MediaError, NotFound, ValidationFailed
+from callroom.outbound import AddressPolicy
 from callroom.store import media_tx
 from callroom.timefmt import iso
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 MAX_MEDIA_BYTES = limits.MAX_MEDIA_BYTES
 DEFAULT_TTL_SECS = 2 * 86400
@@ -151,22 +154,21 @@ def _ttl(value: Any) -> int:
     return ttl
 
 
-async def _fetch(url: str) -> bytes:
-    if not url.startswith(("http://", "https://")):
+async def _fetch(request: Request, url: str) -> bytes:
+    """The media at ``url``, fetched as media to play is (limits, redirects, the node's address policy); a
+    failure is one generic 422, whatever the server answered (the node's log has the detail)."""
+    if not url.startswith(("http://", "https://")) or len(url) > limits.MAX_URL:
         raise ValidationFailed.field("/media_url", "media_url must be an http(s) URL")
+    policy: AddressPolicy = request.app.state.url_policy
+    why = policy.refusal_for_url(url)
+    if why is not None:
+        raise ValidationFailed.field("/media_url", why)
     try:
-        async with httpx.AsyncClient(follow_redirects=True, timeout=30) as client, client.stream("GET", url) as resp:
-            if resp.status_code >= 400:
-                raise ValidationFailed.field("/media_url", f"media_url answered HTTP {resp.status_code}")
-            chunks, size = [], 0
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_MEDIA_BYTES:
-                    raise ValidationFailed.field("/media_url", "media is larger than 50 MB")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise ValidationFailed.field("/media_url", f"media_url is unreachable: {exc}") from exc
+        async with checked_client(policy) as client:
+            return await MediaFetcher(client, max_bytes=MAX_MEDIA_BYTES, timeout=30.0).download(url)
+    except MediaError as exc:
+        log.info("media_url %s: %s", url, exc)
+        raise ValidationFailed.field("/media_url", FETCH_FAILED) from exc
 
 
 def _plain_name(name: str, *, pointer: str | None = None, parameter: str | None = None) -> str:
@@ -192,7 +194,8 @@ async def _store(request: Request, account: str, ctl: Ctl, name: str, content: b
     try:
         await asyncio.to_thread(decode_audio, content, max_seconds=3600)
     except MediaError as exc:
-        raise ValidationFailed.field("/media_url", f"not playable audio: {exc}") from exc
+        log.info("media %r of %s: %s", name, account, exc)
+        raise ValidationFailed.field("/media_url", f"not playable audio: {public_reason(exc)}") from exc
     folder = _media_dir(request) / account
     path = folder / name
     if path.parent != folder:  # a plain name cannot lead elsewhere
@@ -227,7 +230,7 @@ async def upload_media(request: Request, account: Account, ctl: Ctl) -> dict[str
         ttl = _ttl(body.get("ttl_secs"))
         name = str(body.get("media_name") or str(body["media_url"]).rstrip("/").rsplit("/", 1)[-1])
         _plain_name(name, pointer="/media_name")  # before anything is fetched
-        content = await _fetch(str(body["media_url"]))
+        content = await _fetch(request, str(body["media_url"]))
     if len(content) > MAX_MEDIA_BYTES:
         raise ValidationFailed.field("/media", "media is larger than 50 MB")
     return data(media_view(await _store(request, account, ctl, name, content, ttl)))
@@ -260,7 +263,8 @@ async def update_media(media_name: str, request: Request, account: Account, ctl:
     ttl = _ttl(body.get("ttl_secs"))
     if body.get("media_url"):
         return data(
-            media_view(await _store(request, account, ctl, media_name, await _fetch(str(body["media_url"])), ttl))
+            media_view(await _store(request, account, ctl, media_name, await _fetch(request, str(body["media_url"])),
+                                    ttl))
         )
     existing.expires_at = time.time() + ttl
     existing.updated_at = time.time()

@@ -12,7 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from callroom.api.limits import (
@@ -26,6 +26,7 @@ from callroom.api.limits import (
     MAX_URL,
 )
 from callroom.errors import NUL_TEXT
+from callroom.outbound import AddressPolicy
 
 
 def _base64(value: str) -> str:
@@ -36,13 +37,23 @@ def _base64(value: str) -> str:
     return value
 
 
+def _url_allowed(value: str, info: ValidationInfo) -> str:
+    """A URL whose host is an address the node refuses (written as such: no lookup here) is refused now, with
+    the field pointed at; a name is checked when it is connected to (outbound.py)."""
+    policy: AddressPolicy | None = (info.context or {}).get("url_policy")
+    why = policy.refusal_for_url(value) if policy is not None else None
+    if why is not None:
+        raise PydanticCustomError("url_refused", why)
+    return value
+
+
 # Every text a client sends that the node keeps or sends on has a length bound (api/limits.py).
 ClientState = Annotated[str, Field(max_length=MAX_CLIENT_STATE), AfterValidator(_base64)]
 Region = Literal["Australia", "Europe", "Middle East", "US"]
 Beep = Literal["always", "never", "on_enter", "on_exit"]
 Role = Literal["barge", "monitor", "none", "whisper"]
 CommandId = Annotated[str, Field(min_length=1, max_length=MAX_COMMAND_ID)]
-Url = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=r"^https?://")]
+Url = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=r"^https?://"), AfterValidator(_url_allowed)]
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]  # an id the client names
 IdText = Annotated[str, Field(max_length=MAX_ID)]  # the same where an empty string was always accepted
 Ids = Annotated[list[Id], Field(max_length=MAX_IDS)]

@@ -9,7 +9,10 @@ import httpx
 import pytest
 
 from callroom.audio.encode import encode_wav
+from callroom.audio.fetch import FETCH_FAILED
 from tests.audio.signals import tone16
+from tests.support.media_server import MediaServer
+from tests.support.node import free_port
 from tests.support.tenant import Tenant
 
 WAV = encode_wav([tone16(500, 0.2)])
@@ -74,3 +77,27 @@ def test_a_plain_name_is_stored_in_the_accounts_media_folder_and_nowhere_else(te
     missing = httpx.get(f"{base}/..tone.wav/download", headers=headers)
     assert missing.status_code == 404, missing.text
     assert httpx.delete(f"{base}/..tone.wav", headers=headers).status_code == 204
+
+
+def test_an_upload_from_a_media_url_the_node_refuses_is_never_fetched(strict_tenant: Tenant, tenant: Tenant) -> None:
+    media = MediaServer()
+    try:
+        served = media.add("/upload.wav", WAV)
+        by_name = served.replace("127.0.0.1", "localhost")
+        closed = f"http://localhost:{free_port()}/upload.wav"
+        told = []
+        for url in (served, by_name, closed):
+            resp = httpx.post(f"{strict_tenant.node.base_url}/media", headers=_auth(strict_tenant),
+                              json={"media_url": url, "media_name": "upload.wav"})
+            assert resp.status_code == 422, resp.text
+            [error] = resp.json()["errors"]
+            assert (error["code"], error["source"]) == ("10015", {"pointer": "/media_url"})
+            told.append(error["detail"])
+        assert told[0].startswith("refused") and told[1:] == [FETCH_FAILED] * 2  # open or closed: the same
+        assert media.hits.get("/upload.wav") is None
+        allowed = httpx.post(f"{tenant.node.base_url}/media", headers=_auth(tenant),
+                             json={"media_url": by_name, "media_name": "upload.wav"})
+        assert allowed.status_code == 200, allowed.text
+        assert media.hits["/upload.wav"] == 1
+    finally:
+        media.close()

@@ -14,6 +14,7 @@ from callroom.api.limits import HEAD_TIMEOUT_SECS
 from callroom.api.server import uvicorn_config
 from callroom.endpoints.sip import SipConfig
 from callroom.node import Node, NodeConfig, create_api_key
+from callroom.outbound import LOOPBACK
 
 
 def free_port() -> int:
@@ -27,11 +28,14 @@ class NodeThread:
     def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None,
                  rate_limit: tuple[float, float] | None = None,
                  sip_credentials: tuple[tuple[str, str], ...] = (),
-                 head_timeout: float = HEAD_TIMEOUT_SECS) -> None:
-        # Short webhook retry pauses so delivery tests run in seconds.
+                 head_timeout: float = HEAD_TIMEOUT_SECS,
+                 allow_url_networks: tuple[str, ...] = LOOPBACK) -> None:
+        # Short webhook retry pauses so delivery tests run in seconds. The webhook receivers and media
+        # servers of the tests listen on loopback, which a node refuses unless allowed.
         node_config = NodeConfig(
             database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
             sip=SipConfig(port=0, credentials=sip_credentials), rate_limit=rate_limit,
+            allow_url_networks=allow_url_networks,
         )
         self.node = Node(node_config)
         self.port = free_port()

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextmanager
 def serve(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-m", "callroom.cli", "--data-dir", str(data_dir), "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning"]
+           "--port", str(port), "--log-level", "warning", "--allow-url-network", "127.0.0.0/8"]  # the receiver
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLROOM_")}
     with open(data_dir / "node.log", "ab") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
