@@ -23,9 +23,20 @@ def _database_url(args: argparse.Namespace) -> str:
     return f"sqlite:///{(args.data_dir / 'callroom.db').resolve()}"
 
 
+def _network(value: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a network or an address: {value!r}") from exc
+    return value.strip()
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from callroom.api.server import uvicorn_config
     from callroom.endpoints.sip import SipConfig
     from callroom.node import Node, NodeConfig, ensure_first_key
 
@@ -41,8 +52,16 @@ def _serve(args: argparse.Namespace) -> int:
                         credentials=credentials, rtp_timeout=args.rtp_timeout)
     rate, _, burst = args.rate_limit.partition(":")
     rate_limit = (float(rate), float(burst or 2 * float(rate))) if float(rate) > 0 else None
+    allow_urls = tuple(args.allow_url_network if args.allow_url_network is not None else
+                       [n for n in os.environ.get("CALLROOM_ALLOW_URL_NETWORKS", "").split(",") if n.strip()])
+    try:
+        [_network(n) for n in allow_urls]
+    except argparse.ArgumentTypeError as exc:
+        print(f"callroom serve: CALLROOM_ALLOW_URL_NETWORKS: {exc}", file=sys.stderr)
+        return 2
     node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
-                           rate_limit=rate_limit, freeze_startup_objects=True, ring_timeout_secs=args.ring_timeout))
+                           rate_limit=rate_limit, freeze_startup_objects=True, ring_timeout_secs=args.ring_timeout,
+                           allow_url_networks=allow_urls))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:
@@ -62,10 +81,10 @@ def _serve(args: argparse.Namespace) -> int:
     if sip is not None:
         print(f"  SIP:                udp {args.sip_host}:{args.sip_port} (calls to sip:<connection_id>@host; "
               f"allowed from {args.sip_allow})", flush=True)
+    print(f"  webhook/media URLs: {node.url_policy.describe()}", flush=True)
     print(f"  OpenAPI:            {base}/openapi.json", flush=True)
-    config = uvicorn.Config(
-        node.asgi, host=args.host, port=args.port, log_level="warning", loop="uvloop", http="httptools",
-        lifespan="on",
+    config = uvicorn_config(
+        node.asgi, args.host, args.port, log_level="warning", loop="uvloop", lifespan="on",
         # No access log (it would be dropped at this level anyway, after uvicorn had formatted its
         # arguments for every request: ~2 % of a request's CPU).
         access_log=False,
@@ -152,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                        "with SIP 480 (0: never; default 120)")
     serve.add_argument("--rate-limit", default=os.environ.get("CALLROOM_RATE_LIMIT", "1000"),
                        help="requests per second per API key, optionally ':burst' (0: no limit)")
+    serve.add_argument("--allow-url-network", action="append", metavar="NETWORK", type=_network,
+                       help="a network webhook and media URLs may reach besides public addresses, e.g. "
+                            "127.0.0.0/8 for receivers on this machine (repeat for several; env "
+                            "CALLROOM_ALLOW_URL_NETWORKS, comma-separated; 0.0.0.0/0 and ::/0: any address)")
     serve.set_defaults(func=_serve)
 
     keys = sub.add_parser("keys", help="manage API keys")

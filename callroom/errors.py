@@ -6,9 +6,12 @@
     │   ├── RateLimited               429 / 10011
     │   ├── NotFound                  404 (resource-specific codes, e.g. 90058 conference)
     │   ├── ValidationFailed          422 (one or more field errors with a JSON pointer)
+    │   ├── BodyTooLarge              413 / 90109 (a request body over its route's limit, api/limits.py)
     │   └── CommandRejected           422 (a well-formed command the current state refuses:
     │                                     call ended 90018, conference ended 90019, queue full 90036, ...)
     ├── IllegalTransition             a state machine was asked for a move its table does not allow
+    ├── AddressRefused                a URL's host is (or resolves to) an address the node's outbound
+    │                                 policy refuses (callroom/outbound.py): webhooks and media URLs
     ├── ProtocolError                 a wire message (SIP, SDP, RTP, RFC 4733) could not be parsed
     │   ├── SipParseError
     │   ├── SdpParseError
@@ -102,6 +105,16 @@ class ValidationFailed(ApiError):
         return cls(ErrorItem(code, title, detail, pointer=pointer))
 
 
+class BodyTooLarge(ApiError):
+    """A request body over its route's limit: answered without reading the rest, and the connection closed."""
+
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(ErrorItem("90109", "Request body too large", f"The body may have at most {limit:,} bytes."))
+
+
 class CommandRejected(ApiError):
     """A valid request that the current state of the call, conference or queue refuses."""
 
@@ -119,6 +132,18 @@ class IllegalTransition(CallroomError):
         self.state = state
         self.event = event
         super().__init__(f"{machine}: no transition from {state!r} on {event!r}")
+
+
+class AddressRefused(CallroomError):
+    """The node will not connect to ``host``: it is, or resolves to, ``addresses`` that are not public and
+    that no allowed network holds. The message (with the addresses) is for the node's log; an application is
+    told less (``outbound.REFUSED_WHY``): what a name resolves to inside the node's network is not its business.
+    """
+
+    def __init__(self, host: str, addresses: list[str]) -> None:
+        self.host = host
+        self.addresses = addresses
+        super().__init__(f"{host} is or resolves to {', '.join(addresses)}: not a public address, and not allowed")
 
 
 class ProtocolError(CallroomError):
@@ -175,7 +200,8 @@ class UnstorableText(StoreError):
 #   ├── MediaTooLong              longer than the caller's limit in seconds
 #   ├── MediaTooLarge             more bytes than the fetcher's limit
 #   ├── InvalidMediaUrl           not an absolute http(s) URL, or a redirect to one
-#   ├── MediaUnreachable          connection failed, timed out, or too many redirects
+#   ├── MediaUnreachable          connection failed, timed out, refused by the node's address policy
+#   │                             (from AddressRefused), or too many redirects
 #   ├── MediaHttpError            the server answered with a non-2xx status (``status``)
 #   ├── SpeechRequestInvalid      a text-to-speech request the API should answer with 422 (``field``)
 #   │   ├── UnknownVoice

@@ -36,6 +36,7 @@ from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fac
 from callroom.endpoints.sip import Incoming, SipConfig
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.media.process import MediaProcess
+from callroom.outbound import AddressPolicy
 from callroom.store.engine import Store
 from callroom.webhooks.dispatcher import BACKOFF, Dispatcher
 from callroom.webhooks.signing import WebhookSigner
@@ -60,6 +61,10 @@ class NodeConfig:
     freeze_startup_objects: bool = False
     # An incoming call nobody answers or rejects is ended after this long (SIP 480; 0: never).
     ring_timeout_secs: float = DEFAULT_RING_TIMEOUT_SECS
+    # Webhook and media URLs may name public addresses only, and these networks ("127.0.0.0/8", "::1/128"
+    # for receivers on this machine): an application's URLs must not reach the node's own services or its
+    # network (callroom/outbound.py). None are allowed unless said.
+    allow_url_networks: tuple[str, ...] = ()
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -113,9 +118,10 @@ class Node:
         self.store.migrate()
         self.node_id = config.node_id or node_id_for(config.data_dir)
         self.signer = WebhookSigner.load_or_create(self.store)
+        self.url_policy = AddressPolicy.allowing(config.allow_url_networks)
         self._quality: dict[str, dict[str, Any]] = {}  # call quality of SIP legs that just ended
         self.media = MediaProcess(config.sip, on_fact=self._handle_fact, on_sip_incoming=self._route_sip_call,
-                                  on_sip_report=self._handle_sip_report)
+                                  on_sip_report=self._handle_sip_report, url_policy=self.url_policy)
         self.virtual_phones = VirtualPhones(self.media)
         self.node_media = NodeMedia(self.virtual_phones, self.media)
         self.control = Control(self.store, self.node_id, self.node_media)
@@ -134,7 +140,7 @@ class Node:
         self._stopping = False
         self.app: FastAPI = create_app(
             self.control, self.virtual_phones, self.signer.public_key_b64, self.config.data_dir / "recordings",
-            rate_limit=config.rate_limit, lifespan=self._lifespan
+            rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
         )
         self.app.state.webhook_signer = self.signer
         self.asgi = serving(self.app)  # what the HTTP server runs
@@ -220,11 +226,12 @@ class Node:
 
     async def start(self) -> None:
         await self.media.start()
+        log.info("webhook and media URLs may name %s", self.url_policy.describe())
         if self.config.sip is not None:
             log.info("SIP listening on udp %s:%s", self.config.sip.host, self.media.sip_port)
         self.dispatcher = Dispatcher(
             self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff,
-            cooperative=self.control.cooperative,
+            cooperative=self.control.cooperative, url_policy=self.url_policy,
         )
         self.control.on_events = self.dispatcher.enqueue
         self.app.state.webhook_dispatcher = self.dispatcher

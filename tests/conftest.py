@@ -31,8 +31,41 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
     n.stop()
 
 
+STRICT_HEAD_TIMEOUT = 1.0
+STRICT_RECEIVER_HOST = "127.0.0.2"  # loopback too, but not 127.0.0.1, where everything else listens
+
+
+@pytest.fixture(scope="session")
+def strict_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
+    """A node with its protections as tight as tests allow: a request's head must arrive within 1 s, and
+    webhook and media URLs may not reach loopback (or any other non-public address), as for ``callroom
+    serve``, but for the one address its tests' receiver listens on (``strict_receiver``)."""
+    data_dir: Path = tmp_path_factory.mktemp("strict-node")
+    n = NodeThread(f"sqlite:///{data_dir / 'callroom.db'}", data_dir, head_timeout=STRICT_HEAD_TIMEOUT,
+                   allow_url_networks=(f"{STRICT_RECEIVER_HOST}/32",))
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="session")
+def strict_receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver(STRICT_RECEIVER_HOST)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def strict_tenant(strict_node: NodeThread, strict_receiver: WebhookReceiver) -> Tenant:
+    """A fresh account on ``strict_node``, its webhooks going to ``strict_receiver``."""
+    return _tenant(strict_node, strict_receiver)
+
+
 @pytest.fixture
 def tenant(node: NodeThread, receiver: WebhookReceiver) -> Tenant:
+    return _tenant(node, receiver)
+
+
+def _tenant(node: NodeThread, receiver: WebhookReceiver) -> Tenant:
     name = f"acct-{uuid.uuid4().hex[:10]}"
     key = node.new_key(name)
     client = telnyx.Telnyx(api_key=key, base_url=node.base_url, public_key=node.public_key, max_retries=0)

@@ -24,9 +24,11 @@ from typing import Any
 
 import uvicorn
 
+from callroom.api.server import uvicorn_config
 from callroom.endpoints.sip import SipConfig
 from callroom.media.engine import MediaEngine, TickStats
 from callroom.node import Node, NodeConfig, ensure_first_key
+from callroom.outbound import LOOPBACK
 
 
 def snapshot(engine: MediaEngine, reset: bool, with_legs: bool) -> dict[str, Any]:
@@ -89,7 +91,8 @@ def main() -> None:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     config = NodeConfig(database_url=f"sqlite:///{(args.data_dir / 'callroom.db').resolve()}",
                         data_dir=args.data_dir,
-                        sip=SipConfig(host="127.0.0.1", port=args.sip_port, rtp_ports=(int(low), int(high))))
+                        sip=SipConfig(host="127.0.0.1", port=args.sip_port, rtp_ports=(int(low), int(high))),
+                        allow_url_networks=LOOPBACK)  # media and webhook servers on this machine
     try:  # the media plane in a child process: give it the bench_stats request
         from callroom.media import process
 
@@ -118,8 +121,8 @@ def main() -> None:
         return data
 
     node.app.add_api_route("/bench/stats", stats, methods=["GET"])
-    server = uvicorn.Server(uvicorn.Config(node.app, host="127.0.0.1", port=args.port, log_level="warning",
-                                           loop="uvloop", http="httptools", lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(node.app, "127.0.0.1", args.port, log_level="warning", loop="uvloop",
+                                           lifespan="on"))
 
     def announce() -> None:
         while not server.started:

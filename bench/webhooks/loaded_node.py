@@ -20,10 +20,12 @@ import uvloop
 from callroom.control.context import Ctx
 from callroom.control.records import Application
 from callroom.node import Node, NodeConfig
+from callroom.outbound import LOOPBACK
 
 
 async def main(data_dir: Path, url: str, rate: float, seconds: float) -> None:
-    node = Node(NodeConfig(database_url=f"sqlite:///{data_dir / 'callroom.db'}", data_dir=data_dir, sip=None))
+    node = Node(NodeConfig(database_url=f"sqlite:///{data_dir / 'callroom.db'}", data_dir=data_dir, sip=None,
+                           allow_url_networks=LOOPBACK))  # the receiver is on this machine
     app = Application(id=str(uuid.uuid4()), account_id="bench", application_name="bench", webhook_event_url=url,
                       created_at=time.time(), updated_at=time.time())
     with node.store.transaction() as tx:

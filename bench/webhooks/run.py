@@ -147,7 +147,7 @@ class Receiver:
 def start_node(data_dir: Path, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     cmd = [sys.executable, "-m", "callroom.cli", "--data-dir", str(data_dir), "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning"]
+           "--port", str(port), "--log-level", "warning", "--allow-url-network", "127.0.0.0/8"]  # the receiver
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLROOM_")}
     log = open(data_dir / "node.log", "ab")  # noqa: SIM115 - the child keeps writing to it
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)

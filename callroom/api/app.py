@@ -23,6 +23,7 @@ from callroom.api import (
 from callroom.api.compiled import CompiledRoutes
 from callroom.control.service import Control
 from callroom.endpoints.virtual import VirtualPhones
+from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 
 def create_app(
@@ -32,6 +33,7 @@ def create_app(
     recordings_dir: Path,
     rate_limit: tuple[float, float] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    url_policy: AddressPolicy = UNRESTRICTED,
 ) -> FastAPI:
     app = FastAPI(
         lifespan=lifespan,
@@ -50,6 +52,7 @@ def create_app(
     app.state.public_key = public_key_b64
     app.state.recordings_dir = recordings_dir
     app.state.media_dir = recordings_dir.parent / "media"
+    app.state.url_policy = url_policy  # which addresses webhook and media URLs may name (outbound.py)
     errors.install(app)
     routers = [("/v2", r) for r in (routes_conferences.router, routes_queues.router, routes_calls.router,
                                     routes_applications.router, routes_media_actions.router,
@@ -67,5 +70,6 @@ def create_app(
 
 
 def serving(app: FastAPI) -> CompiledRoutes:
-    """What the HTTP server runs: the routes' compiled plans (see compiled.py) in front of ``app``."""
-    return CompiledRoutes(app, app.state.routers)
+    """What the HTTP server runs: the routes' compiled plans (see compiled.py) in front of ``app``. Bodies'
+    URLs are checked against the node's address policy there (``schemas.Url``)."""
+    return CompiledRoutes(app, app.state.routers, validation_context={"url_policy": app.state.url_policy})

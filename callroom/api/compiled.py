@@ -36,9 +36,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from callroom.api import errors
+from callroom.api import errors, limits
+from callroom.errors import BodyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +163,14 @@ def _query(alias: str, tp: Any, default: Any) -> _Query:
 class _Call:
     """What resolving one request's arguments needs, each piece made at most once."""
 
-    __slots__ = ("_query", "_request", "body", "deps", "errors", "path", "receive", "scope")
+    __slots__ = ("_query", "_request", "body", "context", "deps", "errors", "path", "receive", "scope")
 
-    def __init__(self, scope: Scope, receive: Receive, path: dict[str, str]) -> None:
+    def __init__(self, scope: Scope, receive: Receive, path: dict[str, str],
+                 context: dict[str, Any] | None = None) -> None:
         self.scope = scope
         self.receive = receive
         self.path = path
+        self.context = context
         self._query: dict[str, list[str]] | None = None
         self._request: Request | None = None
         self.body: bytes | None = None
@@ -240,6 +243,29 @@ async def _resolve(call: _Call, plan: Plan) -> dict[str, Any]:
     return values
 
 
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None  # the HTTP parser refuses a bad one before
+    return None
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """``receive``, raising ``BodyTooLarge`` once the body has grown past ``limit`` bytes."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return bounded
+
+
 def _declares_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
@@ -257,13 +283,13 @@ async def _body(call: _Call, src: _Body) -> Any:
     obj: Any = raw  # FastAPI's strict content type: a body not declared as JSON is not parsed as JSON
     if _declares_json(call.scope):
         try:
-            obj = json.loads(raw)
+            obj = limits.load_json(raw)  # a body nested too deeply is a 422 of its own (ValidationFailed)
         except ValueError as exc:
             pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
             call.errors.append({"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"})
             return None
     try:
-        return src.model.model_validate(obj, from_attributes=True)  # as FastAPI validates bodies
+        return src.model.model_validate(obj, from_attributes=True, context=call.context)  # as FastAPI does
     except ValidationError as exc:
         call.errors.extend(_prefixed(exc, "body"))
         return None
@@ -313,13 +339,16 @@ class CompiledRoutes:
     """The node's ASGI application: serves the compiled routes itself and passes everything else
     (lifespan, docs, OpenAPI, routes it did not compile) to the FastAPI ``app`` they were declared on.
 
-    It sits in front of FastAPI rather than inside it, so FastAPI's middleware layers are skipped too.
+    It sits in front of FastAPI rather than inside it, so FastAPI's middleware layers are skipped too. Every
+    request's body is bounded here, whichever of the two serves it (``limits.body_limit``: 413 beyond it).
     ``routers`` are (prefix, router) pairs in the order the app includes them, so the first route that
-    matches a request here is the one FastAPI would have chosen.
+    matches a request here is the one FastAPI would have chosen. ``validation_context`` is handed to every
+    body's validators (pydantic's ``context``): what they need to know of the node (FastAPI passes none).
     """
 
     app: Starlette
     routers: list[tuple[str, APIRouter]]
+    validation_context: dict[str, Any] | None = None
     _table: dict[str, list[_Route]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -336,6 +365,13 @@ class CompiledRoutes:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
+            limit = limits.body_limit(scope["method"], path)
+            declared = _content_length(scope)
+            if declared is None:  # chunked (or no body): counted as it arrives
+                receive = _bounded(receive, limit)
+            elif declared > limit:  # answered before a byte of it is read
+                await errors.response_for(BodyTooLarge(limit))(scope, receive, send)
+                return
             for route in self._table.get(scope["method"], ()):
                 if path.startswith(route.prefix):
                     match = route.regex.match(path)
@@ -346,7 +382,7 @@ class CompiledRoutes:
 
     async def _serve(self, route: _Route, path: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.app  # what Starlette sets: ``request.app`` (its ``state``) for the endpoints
-        call = _Call(scope, receive, path)
+        call = _Call(scope, receive, path, self.validation_context)
         try:
             kwargs = await _resolve(call, route.plan)
             if call.errors:

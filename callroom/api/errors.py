@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from callroom.errors import NUL_TEXT, ApiError, ErrorItem, RateLimited, UnstorableText
+from callroom.errors import NUL_TEXT, ApiError, BodyTooLarge, ErrorItem, RateLimited, UnstorableText
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,10 @@ class RequestInvalid(Exception):
         self.errors = errors
 
 
+# The member names pydantic puts in the location of an error inside a union (``to: str | list[str]``).
+_UNION_TAGS = frozenset({"str", "int", "list[str]", "bool", "constrained-str", "list[constrained-str]"})
+
+
 def _pointer(loc: tuple[Any, ...]) -> tuple[str | None, str | None]:
     """A pydantic error location as (JSON pointer into the body, or query parameter name)."""
     if not loc:
@@ -35,7 +39,7 @@ def _pointer(loc: tuple[Any, ...]) -> tuple[str | None, str | None]:
     where, *rest = loc
     if where == "body":
         parts = [str(p) for p in rest if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
-        parts = [p for p in parts if p not in ("str", "int", "list[str]", "bool")]
+        parts = [p for p in parts if p not in _UNION_TAGS]
         return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts), None
     if where in ("query", "path"):
         return None, str(rest[0]) if rest else None
@@ -66,6 +70,8 @@ def response_for(exc: Exception) -> JSONResponse:
             headers["x-ratelimit-limit"] = str(exc.limit)
             headers["x-ratelimit-remaining"] = "0"
             headers["x-ratelimit-reset"] = f"{exc.retry_after:.3f}"
+        elif isinstance(exc, BodyTooLarge):
+            headers["connection"] = "close"  # the rest of the body is not read: this connection is done
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
     if isinstance(exc, RequestValidationError | RequestInvalid):
         found = exc.errors() if isinstance(exc, RequestValidationError) else exc.errors

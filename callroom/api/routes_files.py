@@ -4,29 +4,31 @@ download, delete): the files the node keeps for an account."""
 from __future__ import annotations
 
 import asyncio
-import json
-import re
+import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from callroom.api import limits
 from callroom.api.common import Account, Ctl, PageParams, data
+from callroom.api.schemas import MEDIA_NAME_RULE, media_name_problem
 from callroom.audio.decode import decode_audio
+from callroom.audio.fetch import FETCH_FAILED, MediaFetcher, checked_client, public_reason
 from callroom.control.context import Ctx
 from callroom.control.records import MediaFile, Recording
-from callroom.errors import MediaError, NotFound, ValidationFailed
+from callroom.errors import ErrorItem, MediaError, NotFound, ValidationFailed
+from callroom.outbound import AddressPolicy
 from callroom.store import media_tx
 from callroom.timefmt import iso
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
-MAX_MEDIA_BYTES = 50 * 1024 * 1024
+MAX_MEDIA_BYTES = limits.MAX_MEDIA_BYTES
 DEFAULT_TTL_SECS = 2 * 86400
-NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 
 
 def recording_view(rec: Recording, base: str) -> dict[str, Any]:
@@ -132,7 +134,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = limits.load_json(raw)
     except ValueError as exc:
         raise ValidationFailed.field("/", "JSON decode error") from exc
     if not isinstance(body, dict):
@@ -152,35 +154,54 @@ def _ttl(value: Any) -> int:
     return ttl
 
 
-async def _fetch(url: str) -> bytes:
-    if not url.startswith(("http://", "https://")):
+async def _fetch(request: Request, url: str) -> bytes:
+    """The media at ``url``, fetched as media to play is (limits, redirects, the node's address policy); a
+    failure is one generic 422, whatever the server answered (the node's log has the detail)."""
+    if not url.startswith(("http://", "https://")) or len(url) > limits.MAX_URL:
         raise ValidationFailed.field("/media_url", "media_url must be an http(s) URL")
+    policy: AddressPolicy = request.app.state.url_policy
+    why = policy.refusal_for_url(url)
+    if why is not None:
+        raise ValidationFailed.field("/media_url", why)
     try:
-        async with httpx.AsyncClient(follow_redirects=True, timeout=30) as client, client.stream("GET", url) as resp:
-            if resp.status_code >= 400:
-                raise ValidationFailed.field("/media_url", f"media_url answered HTTP {resp.status_code}")
-            chunks, size = [], 0
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_MEDIA_BYTES:
-                    raise ValidationFailed.field("/media_url", "media is larger than 50 MB")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise ValidationFailed.field("/media_url", f"media_url is unreachable: {exc}") from exc
+        async with checked_client(policy) as client:
+            return await MediaFetcher(client, max_bytes=MAX_MEDIA_BYTES, timeout=30.0).download(url)
+    except MediaError as exc:
+        log.info("media_url %s: %s", url, exc)
+        raise ValidationFailed.field("/media_url", FETCH_FAILED) from exc
+
+
+def _plain_name(name: str, *, pointer: str | None = None, parameter: str | None = None) -> str:
+    """``name`` if it can name a media file (``schemas.media_name_problem``), else a 422 pointing at it."""
+    problem = media_name_problem(name)
+    if problem is not None:
+        raise ValidationFailed(ErrorItem("10015", "Invalid value", problem, pointer=pointer, parameter=parameter))
+    return name
+
+
+def _media_dir(request: Request) -> Path:
+    return Path(request.app.state.media_dir).resolve()
+
+
+def _in_media_dir(request: Request, path: str) -> Path | None:
+    """A stored media file's path, if it lies in the media folder (it always should: belt and braces)."""
+    found = Path(path).resolve()
+    return found if found.is_relative_to(_media_dir(request)) else None
 
 
 async def _store(request: Request, account: str, ctl: Ctl, name: str, content: bytes, ttl: int) -> MediaFile:
-    if not NAME.match(name):
-        raise ValidationFailed.field("/media_name", "media_name: letters, digits, '.', '_' and '-' only")
+    _plain_name(name, pointer="/media_name")
     try:
         await asyncio.to_thread(decode_audio, content, max_seconds=3600)
     except MediaError as exc:
-        raise ValidationFailed.field("/media_url", f"not playable audio: {exc}") from exc
-    folder = Path(request.app.state.media_dir) / account
-    folder.mkdir(parents=True, exist_ok=True)
+        log.info("media %r of %s: %s", name, account, exc)
+        raise ValidationFailed.field("/media_url", f"not playable audio: {public_reason(exc)}") from exc
+    folder = _media_dir(request) / account
     path = folder / name
-    path.write_bytes(content)
+    if path.parent != folder:  # a plain name cannot lead elsewhere
+        raise ValidationFailed.field("/media_name", MEDIA_NAME_RULE)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(path.write_bytes, content)
     now = time.time()
     content_type = "audio/mpeg" if content[:3] == b"ID3" or content[:2] in (b"\xff\xfb", b"\xff\xf3") else "audio/wav"
     media = MediaFile(account, name, str(path), content_type, len(content), now, now, now + ttl)
@@ -207,8 +228,9 @@ async def upload_media(request: Request, account: Account, ctl: Ctl) -> dict[str
                 "/media_url", "media_url is required", code="10004", title="Missing required parameter"
             )
         ttl = _ttl(body.get("ttl_secs"))
-        content = await _fetch(str(body["media_url"]))
         name = str(body.get("media_name") or str(body["media_url"]).rstrip("/").rsplit("/", 1)[-1])
+        _plain_name(name, pointer="/media_name")  # before anything is fetched
+        content = await _fetch(request, str(body["media_url"]))
     if len(content) > MAX_MEDIA_BYTES:
         raise ValidationFailed.field("/media", "media is larger than 50 MB")
     return data(media_view(await _store(request, account, ctl, name, content, ttl)))
@@ -229,17 +251,20 @@ async def list_media(account: Account, ctl: Ctl, page: PageParams) -> dict[str, 
 
 @router.get("/media/{media_name}")
 async def retrieve_media(media_name: str, account: Account, ctl: Ctl) -> dict[str, Any]:
+    _plain_name(media_name, parameter="media_name")
     return data(media_view(await ctl.aread(account, lambda ctx: _media(ctx, media_name))))
 
 
 @router.put("/media/{media_name}")
 async def update_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    _plain_name(media_name, parameter="media_name")
     existing = await ctl.aread(account, lambda ctx: _media(ctx, media_name))
     body = await _json_object(request) if request.headers.get("content-type", "").startswith("application/json") else {}
     ttl = _ttl(body.get("ttl_secs"))
     if body.get("media_url"):
         return data(
-            media_view(await _store(request, account, ctl, media_name, await _fetch(str(body["media_url"])), ttl))
+            media_view(await _store(request, account, ctl, media_name, await _fetch(request, str(body["media_url"])),
+                                    ttl))
         )
     existing.expires_at = time.time() + ttl
     existing.updated_at = time.time()
@@ -248,18 +273,26 @@ async def update_media(media_name: str, request: Request, account: Account, ctl:
 
 
 @router.get("/media/{media_name}/download")
-async def download_media(media_name: str, account: Account, ctl: Ctl) -> FileResponse:
+async def download_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> FileResponse:
+    _plain_name(media_name, parameter="media_name")
     m = await ctl.aread(account, lambda ctx: _media(ctx, media_name))
-    return FileResponse(m.path, media_type=m.content_type, filename=m.media_name)
+    path = _in_media_dir(request, m.path)
+    if path is None or not path.is_file():
+        raise NotFound(f"Media {media_name!r} has no file.")
+    return FileResponse(path, media_type=m.content_type, filename=m.media_name)
 
 
 @router.delete("/media/{media_name}", status_code=204)
-async def delete_media(media_name: str, account: Account, ctl: Ctl) -> Response:
+async def delete_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> Response:
+    _plain_name(media_name, parameter="media_name")
+
     def run(ctx: Ctx) -> MediaFile:
         m = _media(ctx, media_name)
         media_tx.delete_media(ctx.tx, m)
         return m
 
     m = await ctl.awrite(account, run)
-    Path(m.path).unlink(missing_ok=True)
+    path = _in_media_dir(request, m.path)
+    if path is not None and path.is_file():
+        path.unlink(missing_ok=True)
     return Response(status_code=204)

@@ -21,9 +21,9 @@ router = APIRouter(prefix="/virtual")
 
 
 class VirtualCall(s.Body):
-    connection_id: str = Field(min_length=1)
-    from_: str = Field(default="virtual:caller", alias="from", min_length=1)
-    to: str = Field(default="+15550000000", min_length=1)
+    connection_id: s.Id
+    from_: s.Address = Field(default="virtual:caller", alias="from")
+    to: s.Address = "+15550000000"
 
 
 def _call_of(ctx: Ctx, account: str, cid: str) -> Call | None:

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
+from callroom.api.limits import (
+    MAX_ADDRESS,
+    MAX_CLIENT_STATE,
+    MAX_COMMAND_ID,
+    MAX_ID,
+    MAX_IDS,
+    MAX_NAME,
+    MAX_TAGS,
+    MAX_URL,
+)
 from callroom.errors import NUL_TEXT
+from callroom.outbound import AddressPolicy
 
 
 def _base64(value: str) -> str:
@@ -25,12 +37,49 @@ def _base64(value: str) -> str:
     return value
 
 
-ClientState = Annotated[str, AfterValidator(_base64)]
+def _url_allowed(value: str, info: ValidationInfo) -> str:
+    """A URL whose host is an address the node refuses (written as such: no lookup here) is refused now, with
+    the field pointed at; a name is checked when it is connected to (outbound.py)."""
+    policy: AddressPolicy | None = (info.context or {}).get("url_policy")
+    why = policy.refusal_for_url(value) if policy is not None else None
+    if why is not None:
+        raise PydanticCustomError("url_refused", why)
+    return value
+
+
+# Every text a client sends that the node keeps or sends on has a length bound (api/limits.py).
+ClientState = Annotated[str, Field(max_length=MAX_CLIENT_STATE), AfterValidator(_base64)]
 Region = Literal["Australia", "Europe", "Middle East", "US"]
 Beep = Literal["always", "never", "on_enter", "on_exit"]
 Role = Literal["barge", "monitor", "none", "whisper"]
-CommandId = Annotated[str, Field(min_length=1, max_length=255)]
-Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
+CommandId = Annotated[str, Field(min_length=1, max_length=MAX_COMMAND_ID)]
+Url = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=r"^https?://"), AfterValidator(_url_allowed)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]  # an id the client names
+IdText = Annotated[str, Field(max_length=MAX_ID)]  # the same where an empty string was always accepted
+Ids = Annotated[list[Id], Field(max_length=MAX_IDS)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+Address = Annotated[str, Field(min_length=1, max_length=MAX_ADDRESS)]
+
+_MEDIA_NAME = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_NAME}}}")
+MEDIA_NAME_RULE = (f"a media name is a plain file name: 1 to {MAX_NAME} letters, digits, '.', '_' or '-', "
+                   "not '.' or '..'")
+
+
+def media_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an uploaded media file (it is the file's name in the account's media folder:
+    nothing that could lead out of it, or be the folder itself), or None."""
+    if not _MEDIA_NAME.fullmatch(name) or name in (".", ".."):
+        return MEDIA_NAME_RULE
+    return None
+
+
+def _media_name(value: str) -> str:
+    if media_name_problem(value) is not None:
+        raise PydanticCustomError("media_name", MEDIA_NAME_RULE)
+    return value
+
+
+MediaName = Annotated[str, AfterValidator(_media_name)]
 
 
 def _nul_at(value: Any, path: str = "") -> str | None:
@@ -92,22 +141,22 @@ class _HoldAudio(Body):
 
 
 class ConferenceCreate(_HoldAudio):
-    call_control_id: str = Field(min_length=1)
-    name: str = Field(min_length=1, max_length=255)
+    call_control_id: Id
+    name: Name
     beep_enabled: Beep = "never"
     client_state: ClientState | None = None
     comfort_noise: bool = True
     command_id: CommandId | None = None
     duration_minutes: int | None = Field(default=None, ge=1, le=240)
     hold_audio_url: Url | None = None
-    hold_media_name: str | None = Field(default=None, min_length=1, max_length=255)
+    hold_media_name: MediaName | None = None
     max_participants: int = Field(default=250, ge=2, le=800)
     region: Region = "US"
     start_conference_on_create: bool = True
 
 
 class Join(_HoldAudio):
-    call_control_id: str = Field(min_length=1)
+    call_control_id: Id
     beep_enabled: Beep | None = None
     client_state: ClientState | None = None
     command_id: CommandId | None = None
@@ -115,17 +164,17 @@ class Join(_HoldAudio):
     soft_end_conference_on_exit: bool = False
     hold: bool = False
     hold_audio_url: Url | None = None
-    hold_media_name: str | None = Field(default=None, min_length=1, max_length=255)
+    hold_media_name: MediaName | None = None
     mute: bool = False
     region: Region | None = None
     start_conference_on_enter: bool = False
     supervisor_role: Role = "none"
-    whisper_call_control_ids: list[str] = Field(default_factory=list)
-    label: str | None = Field(default=None, min_length=1, max_length=255)
+    whisper_call_control_ids: Ids = Field(default_factory=list)
+    label: Name | None = None
 
 
 class Leave(Body):
-    call_control_id: str = Field(min_length=1)
+    call_control_id: Id
     beep_enabled: Beep | None = None
     command_id: CommandId | None = None
     region: Region | None = None
@@ -134,13 +183,13 @@ class Leave(Body):
 class Participants(Body):
     """mute / unmute / stop: an omitted or empty list means everyone."""
 
-    call_control_ids: list[str] | None = None
+    call_control_ids: Ids | None = None
     region: Region | None = None
 
 
 class Hold(Participants):
     audio_url: Url | None = None
-    media_name: str | None = Field(default=None, min_length=1, max_length=255)
+    media_name: MediaName | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Hold:
@@ -150,16 +199,16 @@ class Hold(Participants):
 
 
 class Unhold(Body):
-    call_control_ids: list[str] = Field(min_length=1)
+    call_control_ids: Ids = Field(min_length=1)
     region: Region | None = None
 
 
 class Update(Body):
-    call_control_id: str = Field(min_length=1)
+    call_control_id: Id
     supervisor_role: Role
     command_id: CommandId | None = None
     region: Region | None = None
-    whisper_call_control_ids: list[str] | None = None
+    whisper_call_control_ids: Ids | None = None
 
 
 class End(Body):
@@ -174,7 +223,7 @@ class ParticipantPatch(Body):
 
 # -- queues --------------------------------------------------------------------------------------------
 
-QueueName = Annotated[str, Field(min_length=1, max_length=255)]
+QueueName = Name
 QueueSize = Annotated[int, Field(ge=1, le=5000)]
 
 
@@ -195,29 +244,30 @@ class QueueCallPatch(Body):
 
 
 class ConferenceConfig(StoredBody):
-    id: str | None = None
-    conference_name: str | None = Field(default=None, min_length=1, max_length=255)
+    id: IdText | None = None
+    conference_name: Name | None = None
     beep_enabled: Beep | None = None
     early_media: bool = True
     end_conference_on_exit: bool = False
     soft_end_conference_on_exit: bool = False
     hold: bool = False
     hold_audio_url: Url | None = None
-    hold_media_name: str | None = None
+    hold_media_name: MediaName | None = None
     mute: bool = False
     start_conference_on_create: bool = True
     start_conference_on_enter: bool = False
     supervisor_role: Role | None = None
-    whisper_call_control_ids: list[str] = Field(default_factory=list)
+    whisper_call_control_ids: Ids = Field(default_factory=list)
     # As on the join action: the participant's client_state and label when the dialled leg joins.
     client_state: ClientState | None = None
-    label: str | None = Field(default=None, min_length=1, max_length=255)
+    label: Name | None = None
 
 
 class Dial(Body):
-    connection_id: str = Field(min_length=1)
-    from_: str = Field(alias="from", min_length=1, max_length=512)
-    to: str | list[str]
+    connection_id: Id
+    from_: Address = Field(alias="from")
+    to: Annotated[str, Field(max_length=MAX_ADDRESS)] | Annotated[
+        list[Annotated[str, Field(max_length=MAX_ADDRESS)]], Field(max_length=MAX_IDS)]
     client_state: ClientState | None = None
     command_id: CommandId | None = None
     timeout_secs: int = Field(default=30, ge=5, le=600)
@@ -225,7 +275,7 @@ class Dial(Body):
     webhook_url: Url | None = None
     webhook_url_method: Literal["POST", "GET"] = "POST"
     conference_config: ConferenceConfig | None = None
-    link_to: str | None = None
+    link_to: IdText | None = None
     bridge_on_answer: bool = False
     park_after_unbridge: Literal["self"] | None = None
 
@@ -254,9 +304,9 @@ class Reject(CallCommand):
 
 
 class Bridge(CallCommand):
-    call_control_id: str | None = Field(default=None, min_length=1)
+    call_control_id: Id | None = None
     queue: QueueName | None = None
-    video_room_id: str | None = None
+    video_room_id: IdText | None = None
     park_after_unbridge: Literal["self"] | None = None
     hold_after_unbridge: bool | None = None
     prevent_double_bridge: bool = False
@@ -284,28 +334,28 @@ class Enqueue(CallCommand):
 class Inbound(StoredBody):
     channel_limit: int | None = Field(default=None, ge=1)
     shaken_stir_enabled: bool | None = None
-    sip_subdomain: str | None = None
+    sip_subdomain: Annotated[str, Field(max_length=MAX_NAME)] | None = None
     sip_subdomain_receive_settings: Literal["only_my_connections", "from_anyone"] | None = None
 
 
 class Outbound(StoredBody):
     channel_limit: int | None = Field(default=None, ge=1)
-    outbound_voice_profile_id: str | None = None
+    outbound_voice_profile_id: IdText | None = None
 
 
 class Application(Body):
-    application_name: str = Field(min_length=1, max_length=255)
+    application_name: Name
     webhook_event_url: Url
     webhook_event_failover_url: Url | None = None
     webhook_timeout_secs: int | None = Field(default=None, ge=1, le=30)
     webhook_api_version: Literal["1", "2"] = "2"
     active: bool = True
-    anchorsite_override: str = "Latency"
+    anchorsite_override: str = Field(default="Latency", max_length=MAX_NAME)
     dtmf_type: Literal["RFC 2833", "Inband", "SIP INFO"] = "RFC 2833"
     first_command_timeout: bool = False
     first_command_timeout_secs: int = Field(default=30, ge=1, le=3600)
     inbound: Inbound | None = None
     outbound: Outbound | None = None
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(max_length=MAX_NAME)]] = Field(default_factory=list, max_length=MAX_TAGS)
     call_cost_in_webhooks: bool = False
     redact_dtmf_debug_logging: bool = False

@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from callroom.api.schemas import Body, ClientState, CommandId, Region, Url
+from callroom.api.limits import MAX_NAME, MAX_SPEECH
+from callroom.api.schemas import Body, ClientState, CommandId, Id, Ids, IdText, MediaName, Region, Url
 
 LoopValue = Annotated[int, Field(ge=1, le=100)] | Literal["infinity"]
 Digits = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[0-9A-Da-d*#wW]+$")]
@@ -15,8 +16,7 @@ Language = Literal[
     "es-US", "fr-CA", "fr-FR", "hi-IN", "is-IS", "it-IT", "ja-JP", "ko-KR", "nb-NO", "nl-NL", "pl-PL", "pt-BR",
     "pt-PT", "ro-RO", "ru-RU", "sv-SE", "tr-TR",
 ]
-MediaName = Annotated[str, Field(min_length=1, max_length=255)]
-Payload = Annotated[str, Field(min_length=1, max_length=3000)]
+Payload = Annotated[str, Field(min_length=1, max_length=MAX_SPEECH)]
 
 
 class _OneSource(Body):
@@ -53,7 +53,7 @@ class CallStopPlay(Body):
 
 class CallSpeak(Body):
     payload: Payload
-    voice: str = Field(min_length=1, max_length=255)
+    voice: str = Field(min_length=1, max_length=MAX_NAME)
     language: Language | None = None
     payload_type: Literal["text", "ssml"] = "text"
     service_level: Literal["basic", "premium"] | None = None
@@ -87,12 +87,12 @@ class GatherAudio(_Digits, _OneSource):
 
 
 class ConferenceGatherAudio(GatherAudio):
-    call_control_id: str = Field(min_length=1)
+    call_control_id: Id
 
 
 class GatherSpeak(_Digits):
     payload: Payload
-    voice: str = Field(min_length=1, max_length=255)
+    voice: str = Field(min_length=1, max_length=MAX_NAME)
     language: Language | None = None
     payload_type: Literal["text", "ssml"] = "text"
     invalid_payload: Payload | None = None
@@ -118,7 +118,7 @@ class CallRecordStart(Body):
 
 
 class RecordStop(Body):
-    recording_id: str | None = None
+    recording_id: IdText | None = None
     client_state: ClientState | None = None
     command_id: CommandId | None = None
     region: Region | None = None
@@ -128,7 +128,7 @@ class ConferencePlay(_OneSource):
     audio_url: Url | None = None
     media_name: MediaName | None = None
     loop: LoopValue = 1
-    call_control_ids: list[str] | None = None
+    call_control_ids: Ids | None = None
     region: Region | None = None
 
     @model_validator(mode="after")
@@ -140,22 +140,22 @@ class ConferencePlay(_OneSource):
 
 class ConferenceSpeak(Body):
     payload: Payload
-    voice: str = Field(min_length=1, max_length=255)
+    voice: str = Field(min_length=1, max_length=MAX_NAME)
     language: Language | None = None
     payload_type: Literal["text", "ssml"] = "text"
-    call_control_ids: list[str] | None = None
+    call_control_ids: Ids | None = None
     command_id: CommandId | None = None
     region: Region | None = None
 
 
 class ConferenceStop(Body):
-    call_control_ids: list[str] | None = None
+    call_control_ids: Ids | None = None
     region: Region | None = None
 
 
 class ConferenceSendDtmf(Body):
     digits: Digits
-    call_control_ids: list[str] | None = None
+    call_control_ids: Ids | None = None
     duration_millis: int = Field(default=250, ge=100, le=500)
     client_state: ClientState | None = None
 
@@ -180,6 +180,6 @@ class ConferenceRecordStart(Body):
 
 
 class ConferenceRecordControl(Body):
-    recording_id: str | None = None
+    recording_id: IdText | None = None
     command_id: CommandId | None = None
     region: Region | None = None

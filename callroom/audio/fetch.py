@@ -5,6 +5,12 @@ number of redirects, the total time, and the body size (``Content-Length`` first
 streaming, so an endless body is cut off at the limit). Concurrent fetches of one URL share a
 single download. Decoded audio is kept in a memory LRU and, when ``cache_dir`` is given, on disk
 as ``<sha256 of the URL>.npy``. Returned arrays are read-only.
+
+``checked_client`` is the HTTP client to fetch with: its connections go only to addresses the node's
+``AddressPolicy`` permits, the very addresses it checked (``outbound.py``), at every redirect hop; TLS
+still names and verifies the URL's host. What went wrong stays in the exception (for the node's log);
+``public_reason`` is what an application may be told: never what a remote server answered or how a
+connection failed, so that media URLs cannot map the node's network.
 """
 
 from __future__ import annotations
@@ -13,17 +19,99 @@ import asyncio
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
+import httpcore
 import httpx
 import numpy as np
 
 from callroom.audio.decode import decode_audio
 from callroom.audio.lru import SampleLru
 from callroom.audio.pcm import SAMPLE_RATE, Pcm
-from callroom.errors import InvalidMediaUrl, MediaHttpError, MediaTooLarge, MediaUnreachable
+from callroom.errors import (
+    AddressRefused,
+    EmptyMedia,
+    InvalidMediaUrl,
+    MediaError,
+    MediaHttpError,
+    MediaTooLarge,
+    MediaTooLong,
+    MediaUnreachable,
+    NotAudio,
+    SpeechRequestInvalid,
+    SynthesisFailed,
+    UnsupportedMediaFormat,
+)
+from callroom.outbound import AddressPolicy
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+
+FETCH_FAILED = "could not fetch media"
+FETCH_ERRORS = (MediaUnreachable, MediaHttpError, MediaTooLarge, InvalidMediaUrl)
+
+
+def public_reason(exc: MediaError) -> str:
+    """What an application is told about media it named that cannot be played. A fetch that failed, however
+    it failed (refused, unreachable, timed out, an HTTP error, too large, a bad redirect), is one generic
+    reason; media that is not audio is not described (what a server serves is its business)."""
+    if isinstance(exc, FETCH_ERRORS):
+        return FETCH_FAILED
+    if isinstance(exc, NotAudio | UnsupportedMediaFormat | EmptyMedia):
+        return "the media is not WAV or MP3 audio"
+    if isinstance(exc, MediaTooLong):
+        return "the audio lasts longer than the node plays"
+    if isinstance(exc, SpeechRequestInvalid | SynthesisFailed):
+        return str(exc)  # speech from the request's own text: nothing of anyone else's
+    return "the media could not be played"
+
+
+class _CheckedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's connections, made only to addresses ``policy`` permits (the ones it resolved and checked)."""
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await self._policy.resolve(host, port)  # AddressRefused goes through httpx as it is
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host}: {exc}") from exc
+        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure or httpcore.ConnectError(f"{host}: no address")
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("media is not fetched over Unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _CheckedTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, policy: AddressPolicy) -> None:
+        super().__init__(trust_env=False)
+        # httpx takes no network backend of its own: its pool is replaced by one connecting through ours.
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
+                                                  network_backend=_CheckedBackend(policy))
+
+
+def checked_client(policy: AddressPolicy) -> httpx.AsyncClient:
+    """An HTTP client for media URLs whose connections ``policy`` checks. Proxies from the environment are
+    not used: a proxy would be the only address checked."""
+    return httpx.AsyncClient(transport=_CheckedTransport(policy), trust_env=False, follow_redirects=False)
 
 
 class MediaFetcher:
@@ -47,6 +135,10 @@ class MediaFetcher:
         self.memory: SampleLru[str] = SampleLru(memory_cache_samples)
         self.downloads = 0  # network downloads started, for monitoring
         self._inflight: dict[str, asyncio.Task[Pcm]] = {}
+
+    async def download(self, url: str) -> bytes:
+        """The bytes at ``url``, with every limit of a fetch but no decoding and no cache."""
+        return await self._download(url)
 
     async def fetch(self, url: str) -> Pcm:
         """The audio at ``url`` as 8 kHz mono int16 (read-only array)."""
@@ -111,6 +203,8 @@ class MediaFetcher:
             raise MediaUnreachable(f"{url}: no complete answer within {self.timeout:g} s") from exc
         except httpx.HTTPError as exc:
             raise MediaUnreachable(f"{url}: {type(exc).__name__}: {exc}") from exc
+        except AddressRefused as exc:
+            raise MediaUnreachable(f"{url}: {exc}") from exc
 
     async def _read_body(self, url: str, response: httpx.Response) -> bytes:
         if not response.is_success:

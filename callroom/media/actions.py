@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from callroom.audio.fetch import FETCH_ERRORS, public_reason
 from callroom.control import media_ops as m
 from callroom.errors import MediaError
 from callroom.media.gather import DigitGatherer, Finished, Reprompt
@@ -23,6 +24,7 @@ from callroom.media.ports import Frame
 from callroom.media.recorders import Recorder, write_recording
 from callroom.media.sources import AudioPreparer
 from callroom.media.tones import FrameSource, SamplePlayer, enter_beep
+from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 if TYPE_CHECKING:
     from callroom.media.engine import MediaEngine
@@ -43,13 +45,13 @@ class _PreparedLoop:
 
 
 class ActionRunner:
-    def __init__(self, engine: MediaEngine) -> None:
+    def __init__(self, engine: MediaEngine, url_policy: AddressPolicy = UNRESTRICTED) -> None:
         self.engine = engine
         self.players = Players()
         self.kinds: dict[str, str] = {}  # job id -> playback | speak
         self.recorders: dict[str, Recorder] = {}
         self.gathers: dict[str, tuple[m.Gather, DigitGatherer]] = {}  # by call_control_id
-        self.preparer = AudioPreparer()
+        self.preparer = AudioPreparer(url_policy=url_policy)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- instructions -------------------------------------------------------------------------------
@@ -112,10 +114,13 @@ class ActionRunner:
         try:
             job.samples = await self.preparer.prepare(job.op.audio)
         except MediaError as exc:
-            job.failed = str(exc)
-        except Exception as exc:  # never let a bad file take the engine down
+            # The application learns a reason, not what a server answered; the log keeps the detail.
+            log.info("media for %s unusable: %s", job.op.job_id, exc)
+            job.failed_status = "file_not_found" if isinstance(exc, FETCH_ERRORS) else "failed"
+            job.failed = public_reason(exc)
+        except Exception:  # never let a bad file take the engine down
             log.exception("preparing %s failed", job.op.job_id)
-            job.failed = f"{type(exc).__name__}: {exc}"
+            job.failed = "the media could not be played"
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -127,8 +132,7 @@ class ActionRunner:
     def before_mix(self) -> None:
         for job in self.players.ready_to_start():
             if job.failed is not None:
-                status = "file_not_found" if "unreachable" in job.failed or "HTTP 404" in job.failed else "failed"
-                self._report_end(job, status, job.failed)
+                self._report_end(job, job.failed_status, job.failed)
                 self.players.remove(job)
                 continue
             self.players.start(job)

@@ -27,6 +27,7 @@ from callroom.media.rtp_batch import RtpBatch
 from callroom.media.rtp_leg import RtpLeg
 from callroom.media.talkers import TalkerDetector
 from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
+from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ class TickStats:
 
 
 class MediaEngine:
-    def __init__(self, on_fact: Callable[[m.MediaFact], None] = lambda _f: None, *, batch_rtp: bool = True) -> None:
+    def __init__(self, on_fact: Callable[[m.MediaFact], None] = lambda _f: None, *, batch_rtp: bool = True,
+                 url_policy: AddressPolicy = UNRESTRICTED) -> None:
         self.on_fact = on_fact
         # RTP legs run as one batch per tick (``RtpBatch``); False runs them leg by leg like any other
         # AudioLeg, which gives the same audio and exists to measure the difference (bench/rtp_leg.py).
@@ -89,7 +91,7 @@ class MediaEngine:
         self._beep_ids = itertools.count()
         self._running = False
         self.conference_plays: dict[str, set[str]] = {}  # conference id -> playback source ports
-        self.actions = ActionRunner(self)
+        self.actions = ActionRunner(self, url_policy)  # url_policy: where media URLs may be fetched from
         # Called at the start of every tick, before anything is mixed: the media process drains the API's
         # instructions here instead of being woken for each one (``process.MediaWorker``).
         self.before_tick: Callable[[], None] = lambda: None

@@ -52,7 +52,8 @@ class LoopingPlayer:
 class Job:
     op: Play
     samples: Samples | None = None  # None until prepared
-    failed: str | None = None
+    failed: str | None = None  # why it cannot play, as the application is told
+    failed_status: str = "failed"  # call.playback.ended's status then (file_not_found: it could not be fetched)
     player: LoopingPlayer | None = None
     cancelled: bool = False
 

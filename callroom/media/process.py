@@ -37,6 +37,7 @@ from callroom.media.engine import MediaEngine, TickStats
 from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.pipe import FrameReader, PipeWriter, write_all
 from callroom.media.virtual_audio import VirtualPhoneAudio
+from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,12 @@ PIPE_BUFFER_BYTES = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size
 class MediaWorker:
     """Everything that runs in the media process, around one engine."""
 
-    def __init__(self, conn: Connection, commands: Connection, sip_config: SipConfig | None) -> None:
+    def __init__(self, conn: Connection, commands: Connection, sip_config: SipConfig | None,
+                 url_policy: AddressPolicy = UNRESTRICTED) -> None:
         self.conn = conn  # facts and replies to the API process
         self.commands = commands  # the API's instructions, framed by ``pipe.py``
         self._frames = FrameReader()
-        self.engine = MediaEngine(on_fact=lambda fact: self.send(("fact", fact)))
+        self.engine = MediaEngine(on_fact=lambda fact: self.send(("fact", fact)), url_policy=url_policy)
         self.sip: SipPhones | None = None
         if sip_config is not None:
             self.sip = SipPhones(
@@ -196,7 +198,8 @@ class MediaWorker:
         self.send(("reply", req_id, value, None))
 
 
-def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | None, log_level: int) -> None:
+def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | None, log_level: int,
+               url_policy: AddressPolicy = UNRESTRICTED) -> None:
     """Entry point of the media process."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s media %(name)s: %(message)s")
     loop: asyncio.AbstractEventLoop
@@ -208,7 +211,7 @@ def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | N
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(MediaWorker(conn, commands, sip_config).serve())
+        loop.run_until_complete(MediaWorker(conn, commands, sip_config, url_policy).serve())
     finally:
         loop.close()
 
@@ -226,8 +229,10 @@ class MediaProcess:
         on_fact: Callable[[m.MediaFact], None],
         on_sip_incoming: Callable[[Incoming], None],
         on_sip_report: Callable[[str, str, int | str | None], None],
+        url_policy: AddressPolicy = UNRESTRICTED,
     ) -> None:
         self.sip_config = sip_config
+        self.url_policy = url_policy  # where media URLs may be fetched from (outbound.py)
         self.on_fact = on_fact
         self.on_sip_incoming = on_sip_incoming
         self.on_sip_report = on_sip_report
@@ -255,7 +260,7 @@ class MediaProcess:
         self._conn = parent
         self._process = ctx.Process(
             target=media_main,
-            args=(child, commands_in, self.sip_config, logging.getLogger().getEffectiveLevel()),
+            args=(child, commands_in, self.sip_config, logging.getLogger().getEffectiveLevel(), self.url_policy),
             name="callroom-media", daemon=True,
         )
         self._process.start()

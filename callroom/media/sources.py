@@ -13,24 +13,28 @@ import numpy as np
 from numpy.typing import NDArray
 
 from callroom.audio.decode import decode_audio
-from callroom.audio.fetch import MediaFetcher
+from callroom.audio.fetch import MediaFetcher, checked_client
 from callroom.audio.tts import Synthesizer
 from callroom.control.media_ops import AudioSpec
 from callroom.errors import MediaError
+from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 MAX_PLAY_SECONDS = 3600.0
 
 
 class AudioPreparer:
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    """``url_policy``: the addresses media URLs may be fetched from (``outbound.py``)."""
+
+    def __init__(self, cache_dir: Path | None = None, url_policy: AddressPolicy = UNRESTRICTED) -> None:
         self._client: httpx.AsyncClient | None = None
         self._fetcher: MediaFetcher | None = None
         self._cache_dir = cache_dir
+        self.url_policy = url_policy
         self.synthesizer = Synthesizer()
 
     def _get_fetcher(self) -> MediaFetcher:
         if self._fetcher is None:
-            self._client = httpx.AsyncClient(follow_redirects=False)
+            self._client = checked_client(self.url_policy)
             self._fetcher = MediaFetcher(self._client, cache_dir=self._cache_dir)
         return self._fetcher
 
@@ -41,7 +45,7 @@ class AudioPreparer:
             try:
                 data = await asyncio.to_thread(Path(spec.value).read_bytes)
             except OSError as exc:
-                raise MediaError(f"media file unreadable: {exc}") from exc
+                raise MediaError(f"media file {spec.value} unreadable: {exc}") from exc
             return await asyncio.to_thread(decode_audio, data, max_seconds=MAX_PLAY_SECONDS)
         if spec.kind == "tts":
             return await asyncio.to_thread(

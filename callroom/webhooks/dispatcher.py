@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from callroom.errors import AddressRefused
+from callroom.outbound import REFUSED_WHY, UNRESTRICTED, AddressPolicy
 from callroom.store import cooperative, outbox
 from callroom.store.engine import Store
 from callroom.store.outbox import AttemptRecord, Fate, PendingDelivery, sequence_of
@@ -113,11 +115,12 @@ class Dispatcher:
         sweep_grace: float = 2.0,
         order_recheck: float = 0.25,
         cooperative: bool = False,
+        url_policy: AddressPolicy = UNRESTRICTED,
     ) -> None:
         self.store = store
         self.cooperative = cooperative
         self.signer = signer
-        self.http = http or WebhookHttp()
+        self.http = http or WebhookHttp(policy=url_policy)
         self._own_http = http is None
         self.concurrency = concurrency
         self.clock = clock
@@ -453,6 +456,9 @@ class Dispatcher:
                     reply = await self.http.request("POST", url, body, headers, MAX_RESPONSE_BYTES)
         except TimeoutError:
             return None, f"timeout after {row.timeout_secs:g} s", None
+        except AddressRefused as exc:  # never connected: the account is told that much, the log the addresses
+            log.info("webhook %s %s to %s: %s", row.event_type, row.event_id, url, exc)
+            return None, REFUSED_WHY, None
         except (HttpError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500], None
         text = reply.body[:KEPT_RESPONSE_CHARS].decode("utf-8", "replace") or None

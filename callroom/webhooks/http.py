@@ -4,7 +4,8 @@ response head and body.
 httpx costs 0.8-2.3 ms of CPU per request at the concurrency the dispatcher runs (its connection pool
 serialises on locks); this client needs well under 0.2 ms, which is what makes thousands of signed
 deliveries per second on one core possible. It does exactly what a webhook sender needs: one request,
-read the status (and the first bytes of the body), never follow a ``Location``.
+read the status (and the first bytes of the body), never follow a ``Location``. A new connection goes only
+to an address the node's ``AddressPolicy`` permits, the one it checked (``outbound.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import functools
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
+
+from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 MAX_HEAD_BYTES = 16 * 1024
 MAX_IDLE_PER_ORIGIN = 128
@@ -77,13 +80,16 @@ class _Conn:
 
 
 class WebhookHttp:
-    """Keep-alive connections per origin; ``request`` raises ``HttpError``/``OSError`` on failure.
+    """Keep-alive connections per origin; ``request`` raises ``HttpError``/``OSError`` on failure, and
+    ``AddressRefused`` when ``policy`` refuses the host's address(es) (nothing is sent then).
 
     The caller bounds the time of a whole request (``asyncio.timeout``); a cancelled request closes its
     connection instead of returning it to the pool."""
 
-    def __init__(self, user_agent: str = "telnyx-webhooks", ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, user_agent: str = "telnyx-webhooks", ssl_context: ssl.SSLContext | None = None,
+                 policy: AddressPolicy = UNRESTRICTED) -> None:
         self.user_agent = user_agent
+        self.policy = policy
         self._ssl = ssl_context
         self._idle: dict[Origin, list[_Conn]] = {}
         self._closed = False
@@ -95,10 +101,21 @@ class WebhookHttp:
 
     async def _connect(self, origin: Origin) -> _Conn:
         ctx = self._ssl_context() if origin.scheme == "https" else None
-        reader, writer = await asyncio.open_connection(
-            origin.host, origin.port, ssl=ctx, limit=MAX_HEAD_BYTES, server_hostname=origin.host if ctx else None
-        )
-        return _Conn(reader, writer)
+        # The addresses checked are the addresses connected to (a second lookup could answer otherwise);
+        # TLS still names and verifies the host.
+        addresses = await self.policy.resolve(origin.host, origin.port) if self.policy.refuse_internal else [
+            origin.host]
+        failure: OSError | None = None
+        for address in addresses:
+            try:
+                reader, writer = await asyncio.open_connection(
+                    address, origin.port, ssl=ctx, limit=MAX_HEAD_BYTES, server_hostname=origin.host if ctx else None
+                )
+            except OSError as exc:
+                failure = exc
+                continue
+            return _Conn(reader, writer)
+        raise failure or OSError(f"{origin.host}: no address")
 
     def _take_idle(self, origin: Origin) -> _Conn | None:
         idle = self._idle.get(origin)

@@ -129,3 +129,37 @@ def test_compiled_routes_answer_as_fastapi_does(method: str, url: str, kwargs: d
     assert fast.content == plain.content or fast.json() == plain.json()
     if plain.status_code == 422:
         assert all("source" in e for e in fast.json()["errors"])  # every invalid field is pointed at
+
+
+@pytest.mark.parametrize("depth", [33, 1000, 100_000])
+def test_a_body_nested_too_deeply_is_a_422_not_a_500(depth: int) -> None:
+    """json.loads gives up at ~1,000 levels with a RecursionError (a 500 once); the compiled routes answer
+    every body deeper than limits.MAX_JSON_DEPTH with the Telnyx 422 instead."""
+    _, compiled = _apps()
+    deep = b'{"name": "ok", "ids": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=compiled, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            return await client.post("/v2/things/t1/actions/do", content=deep,
+                                     headers={"content-type": "application/json"})
+
+    resp = asyncio.run(send())
+    assert resp.status_code == 422, resp.text
+    [error] = resp.json()["errors"]
+    assert (error["code"], error["source"]) == ("10015", {"pointer": "/"})
+    assert "more than 32 levels deep" in error["detail"]
+
+
+def test_a_body_as_deep_as_allowed_is_validated_as_usual() -> None:
+    _, compiled = _apps()
+    ok = b'{"name": "ok", "extra": ' + b"[" * 31 + b"]" * 31 + b"}"  # the body is level 1: 32 in all
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=compiled, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            return await client.post("/v2/things/t1/actions/do", content=ok,
+                                     headers={"content-type": "application/json"})
+
+    resp = asyncio.run(send())
+    assert resp.status_code == 200, resp.text

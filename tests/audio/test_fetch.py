@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 
 from callroom.audio.encode import encode_mp3, encode_wav
-from callroom.audio.fetch import MediaFetcher
+from callroom.audio.fetch import FETCH_FAILED, MediaFetcher, checked_client, public_reason
 from callroom.errors import (
+    AddressRefused,
     InvalidMediaUrl,
     MediaHttpError,
     MediaTooLarge,
     MediaUnreachable,
     NotAudio,
 )
+from callroom.outbound import LOOPBACK, AddressPolicy
 from tests.audio.httpserver import LocalHttpServer, dribble, endless, redirect, status
 from tests.audio.signals import dominant_freq, tone16
 
@@ -188,3 +190,45 @@ async def test_disk_cache(server: LocalHttpServer, client: httpx.AsyncClient, tm
     assert np.array_equal(await MediaFetcher(client, cache_dir=tmp_path).fetch(url), first)
     assert server.hits["/tone.mp3"] == 2
     assert np.array_equal(np.load(path), first)
+
+
+# -- the node's address policy (outbound.py) ---------------------------------------------------------------
+
+
+async def test_a_refused_address_is_never_connected_to(server: LocalHttpServer) -> None:
+    by_name = server.base.replace("127.0.0.1", "localhost") + "/tone.wav"  # a name: checked when connecting
+    async with checked_client(AddressPolicy()) as client:
+        with pytest.raises(MediaUnreachable) as refused:
+            await MediaFetcher(client).fetch(by_name)
+    assert isinstance(refused.value.__cause__, AddressRefused)
+    assert server.hits["/tone.wav"] == 0
+    async with checked_client(AddressPolicy.allowing(LOOPBACK)) as client:
+        assert (await MediaFetcher(client).fetch(by_name)).size == 8000
+        assert (await MediaFetcher(client).download(by_name)) == WAV
+    assert server.hits["/tone.wav"] == 2
+
+
+async def test_every_redirect_hop_is_checked(server: LocalHttpServer) -> None:
+    port = server.base.rsplit(":", 1)[1]
+    server.routes["/to-loopback-v6"] = redirect(f"http://[::1]:{port}/tone.wav")
+    async with checked_client(AddressPolicy.allowing(["127.0.0.1/32"])) as client:
+        assert (await MediaFetcher(client).fetch(server.base + "/tone.wav")).size == 8000
+        with pytest.raises(MediaUnreachable) as refused:
+            await MediaFetcher(client).fetch(server.base + "/to-loopback-v6")
+    assert isinstance(refused.value.__cause__, AddressRefused) and refused.value.__cause__.addresses == ["::1"]
+
+
+async def test_what_an_application_is_told_says_nothing_of_the_server(server: LocalHttpServer) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/tone.wav"
+    told = set()
+    async with checked_client(AddressPolicy.allowing(LOOPBACK)) as client:
+        for url in (closed, server.base + "/missing", server.base + "/broken", server.base + "/to-ftp"):
+            with pytest.raises((MediaUnreachable, MediaHttpError, InvalidMediaUrl)) as failed:
+                await MediaFetcher(client).fetch(url)
+            told.add(public_reason(failed.value))
+        with pytest.raises(NotAudio) as not_audio:
+            await MediaFetcher(client).fetch(server.base + "/page.html")
+    assert told == {FETCH_FAILED}  # refused, missing, broken, redirected away: all alike
+    assert "HTML" in str(not_audio.value) and "HTML" not in public_reason(not_audio.value)

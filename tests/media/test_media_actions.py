@@ -15,10 +15,12 @@ import soundfile
 import telnyx
 
 from callroom.audio.encode import encode_mp3
+from callroom.audio.fetch import FETCH_FAILED
 from callroom.media.dtmf import DtmfDetector
 from callroom.media.tones import sine
 from tests.media.audio import tone_level
 from tests.support.media_server import MediaServer
+from tests.support.node import free_port
 from tests.support.tenant import Tenant
 
 HEARD = 1500.0
@@ -344,3 +346,30 @@ def test_a_participant_held_with_a_stored_file_hears_that_file(tenant: Tenant, m
     tenant.client.conferences.actions.unhold(conf.data.id, call_control_ids=[guest])
     time.sleep(0.3)
     assert tone_level(tenant.heard(guest, 0.3), 1900) < SILENT
+
+
+def test_a_media_url_the_node_refuses_fails_alike_whether_or_not_anything_listens(
+    strict_tenant: Tenant, tenant: Tenant, media: MediaServer
+) -> None:
+    """On a node that refuses loopback URLs: a media server on 127.0.0.1 is never asked, and the failed
+    playback says the same for a port that serves the file and for a port nobody listens on (no answer
+    to learn the port's state from). A node that allows loopback plays the same URL."""
+    served = media.add("/refused.wav", _tone_wav(900, 0.5))
+    by_name = served.replace("127.0.0.1", "localhost")  # a name: checked when the media process connects
+    closed = f"http://localhost:{free_port()}/refused.wav"
+    cid = strict_tenant.dial("refused")
+    with pytest.raises(telnyx.UnprocessableEntityError) as literal:
+        strict_tenant.client.calls.actions.start_playback(cid, audio_url=served)
+    assert literal.value.body["errors"][0]["source"]["pointer"] == "/audio_url"  # type: ignore[index]
+    endings = []
+    for url in (by_name, closed):
+        strict_tenant.client.calls.actions.start_playback(cid, audio_url=url)
+        ended = strict_tenant.event("call.playback.ended", cid, media_url=url)
+        endings.append((ended.payload["status"], ended.payload["status_detail"]))
+    assert endings == [("file_not_found", FETCH_FAILED)] * 2
+    assert "call.playback.started" not in strict_tenant.events(cid)
+    assert media.hits.get("/refused.wav") is None  # never asked
+    allowed = tenant.dial("allowed")
+    tenant.client.calls.actions.start_playback(allowed, audio_url=by_name)
+    assert tenant.event("call.playback.ended", allowed).payload["status"] == "completed"
+    assert media.hits["/refused.wav"] == 1

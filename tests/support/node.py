@@ -11,9 +11,12 @@ from typing import Any
 
 import uvicorn
 
+from callroom.api.limits import HEAD_TIMEOUT_SECS
+from callroom.api.server import uvicorn_config
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS
 from callroom.endpoints.sip import SipConfig
 from callroom.node import Node, NodeConfig, create_api_key
+from callroom.outbound import LOOPBACK
 
 
 def free_port() -> int:
@@ -27,17 +30,19 @@ class NodeThread:
     def __init__(self, database_url: str, data_dir: Path, node_id: str | None = None,
                  rate_limit: tuple[float, float] | None = None,
                  sip_credentials: tuple[tuple[str, str], ...] = (), sip: SipConfig | None = None,
-                 ring_timeout_secs: float = DEFAULT_RING_TIMEOUT_SECS) -> None:  # fmt: skip
-        # Short webhook retry pauses so delivery tests run in seconds.
+                 ring_timeout_secs: float = DEFAULT_RING_TIMEOUT_SECS, head_timeout: float = HEAD_TIMEOUT_SECS,
+                 allow_url_networks: tuple[str, ...] = LOOPBACK) -> None:  # fmt: skip
+        # Short webhook retry pauses so delivery tests run in seconds. The webhook receivers and media
+        # servers of the tests listen on loopback, which a node refuses unless allowed.
         node_config = NodeConfig(
             database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
             sip=sip or SipConfig(port=0, credentials=sip_credentials), rate_limit=rate_limit,
-            ring_timeout_secs=ring_timeout_secs,
+            ring_timeout_secs=ring_timeout_secs, allow_url_networks=allow_url_networks,
         )
         self.node = Node(node_config)
         self.port = free_port()
-        config = uvicorn.Config(self.node.asgi, host="127.0.0.1", port=self.port, log_level="warning",
-                                loop="asyncio", lifespan="on")
+        config = uvicorn_config(self.node.asgi, "127.0.0.1", self.port, head_timeout=head_timeout,
+                                log_level="warning", loop="asyncio", lifespan="on")
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -25,7 +25,8 @@ def serve(data_dir: Path, port: int, *extra: str, database_url: str | None = Non
     than the SQLite file in ``data_dir``."""
     database = ["--database-url", database_url] if database_url else []
     cmd = [sys.executable, "-m", "callroom.cli", "--data-dir", str(data_dir), *database, "serve",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra]
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+           "--allow-url-network", "127.0.0.0/8", *extra]  # the tests' webhook receivers listen on loopback
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLROOM_")}
     with open(data_dir / "node.log", "ab") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)

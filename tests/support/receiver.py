@@ -47,9 +47,9 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class WebhookReceiver:
-    """Listens on 127.0.0.1; ``status_for(path)`` decides what each request is answered with."""
+    """Listens on ``host`` (127.0.0.1); ``status_for(path)`` decides what each request is answered with."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[Received] = []
         self._cond = threading.Condition()
         self.status_for: Callable[[str], int] = lambda _path: 200
@@ -98,14 +98,15 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer((host, 0), Handler)
         self.server.daemon_threads = True
+        self.host = host
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
     def url(self, path: str = "/webhooks") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def close(self) -> None:
         self.server.shutdown()

@@ -1,0 +1,103 @@
+"""``/v2/media`` (callroom/api/routes_files.py): a media name is a plain file name in the account's own media
+folder, on every route that takes one, and nothing outside that folder is ever read, written or deleted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from callroom.audio.encode import encode_wav
+from callroom.audio.fetch import FETCH_FAILED
+from tests.audio.signals import tone16
+from tests.support.media_server import MediaServer
+from tests.support.node import free_port
+from tests.support.tenant import Tenant
+
+WAV = encode_wav([tone16(500, 0.2)])
+
+# Not plain file names: the folder itself, its parent, a way out of it, or no name at all.
+BAD_NAMES = [".", "..", "a/b", "../evil", "a\\b", "..\\evil", "a\x00b", "x" * 256, "naïve"]
+# The same, as a path segment: %2E is a '.', %2F a '/' that the route never sees (its segment ends there).
+BAD_SEGMENTS = {"%2E": ".", "%2E%2E": "..", "a%5Cb": "a\\b", "a%00b": "a\x00b", "x" * 256: "x" * 256,
+                "na%C3%AFve": "naïve"}
+
+
+def _auth(tenant: Tenant) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tenant.api_key}"}
+
+
+def _invalid(resp: httpx.Response, source: dict[str, str]) -> None:
+    assert resp.status_code == 422, resp.text
+    [error] = resp.json()["errors"]
+    assert error["code"] == "10015" and error["source"] == source
+    assert "plain file name" in error["detail"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
+def test_an_upload_under_a_name_that_is_not_a_plain_file_name_is_refused(tenant: Tenant, name: str) -> None:
+    """'.' and '..' passed the old check and ended in a 500 (IsADirectoryError) once the file was written."""
+    url = f"{tenant.node.base_url}/media"
+    resp = httpx.post(url, headers=_auth(tenant), files={"media": ("tone.wav", WAV, "audio/wav")},
+                      data={"media_name": name})
+    _invalid(resp, {"pointer": "/media_name"})
+    as_filename = httpx.post(url, headers=_auth(tenant), files={"media": (name, WAV, "audio/wav")})
+    if name not in ("a/b", "../evil"):  # the multipart encoder keeps a filename's last segment only
+        _invalid(as_filename, {"pointer": "/media_name"})
+    from_url = httpx.post(url, headers=_auth(tenant), json={"media_url": "http://192.0.2.1/tone.wav",
+                                                           "media_name": name})
+    _invalid(from_url, {"pointer": "/media_name"})  # refused before anything is fetched
+    assert httpx.get(url, headers=_auth(tenant)).json()["data"] == []
+
+
+@pytest.mark.parametrize("segment", list(BAD_SEGMENTS), ids=repr)
+def test_every_route_naming_media_refuses_a_name_that_is_not_a_plain_file_name(tenant: Tenant, segment: str) -> None:
+    url = f"{tenant.node.base_url}/media/{segment}"
+    headers = _auth(tenant)
+    parameter = {"parameter": "media_name"}
+    _invalid(httpx.get(url, headers=headers), parameter)
+    _invalid(httpx.put(url, headers=headers, json={"ttl_secs": 60}), parameter)
+    _invalid(httpx.get(f"{url}/download", headers=headers), parameter)
+    _invalid(httpx.delete(url, headers=headers), parameter)
+
+
+def test_a_plain_name_is_stored_in_the_accounts_media_folder_and_nowhere_else(tenant: Tenant) -> None:
+    headers = _auth(tenant)
+    base = f"{tenant.node.base_url}/media"
+    up = httpx.post(base, headers=headers, files={"media": ("tone.wav", WAV, "audio/wav")},
+                    data={"media_name": "..tone.wav"})
+    assert up.status_code == 200, up.text
+    media_dir = Path(tenant.node.node.app.state.media_dir).resolve()
+    [stored] = [p for p in media_dir.rglob("..tone.wav")]
+    assert stored.parent.parent == media_dir and stored.read_bytes() == WAV
+    download = httpx.get(f"{base}/..tone.wav/download", headers=headers)
+    assert download.status_code == 200 and download.content == WAV
+    stored.unlink()  # gone from the disk, still listed: a 404, not a 500 from the file response
+    missing = httpx.get(f"{base}/..tone.wav/download", headers=headers)
+    assert missing.status_code == 404, missing.text
+    assert httpx.delete(f"{base}/..tone.wav", headers=headers).status_code == 204
+
+
+def test_an_upload_from_a_media_url_the_node_refuses_is_never_fetched(strict_tenant: Tenant, tenant: Tenant) -> None:
+    media = MediaServer()
+    try:
+        served = media.add("/upload.wav", WAV)
+        by_name = served.replace("127.0.0.1", "localhost")
+        closed = f"http://localhost:{free_port()}/upload.wav"
+        told = []
+        for url in (served, by_name, closed):
+            resp = httpx.post(f"{strict_tenant.node.base_url}/media", headers=_auth(strict_tenant),
+                              json={"media_url": url, "media_name": "upload.wav"})
+            assert resp.status_code == 422, resp.text
+            [error] = resp.json()["errors"]
+            assert (error["code"], error["source"]) == ("10015", {"pointer": "/media_url"})
+            told.append(error["detail"])
+        assert told[0].startswith("refused") and told[1:] == [FETCH_FAILED] * 2  # open or closed: the same
+        assert media.hits.get("/upload.wav") is None
+        allowed = httpx.post(f"{tenant.node.base_url}/media", headers=_auth(tenant),
+                             json={"media_url": by_name, "media_name": "upload.wav"})
+        assert allowed.status_code == 200, allowed.text
+        assert media.hits["/upload.wav"] == 1
+    finally:
+        media.close()
