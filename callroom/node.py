@@ -20,7 +20,11 @@ from fastapi import FastAPI
 from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
 from callroom.control import calls, conferences, media_actions
-from callroom.control.media_ops import (
+from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
+from callroom.endpoints.sip import Incoming, SipConfig
+from callroom.endpoints.virtual import VirtualPhones
+from callroom.media.process import MediaProcess
+from callroom.model.media import (
     DtmfReceived,
     FloorChanged,
     GatherEnded,
@@ -31,11 +35,7 @@ from callroom.control.media_ops import (
     RecordingFailed,
     RecordingSaved,
 )
-from callroom.control.records import Account
-from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
-from callroom.endpoints.sip import Incoming, SipConfig
-from callroom.endpoints.virtual import VirtualPhones
-from callroom.media.process import MediaProcess
+from callroom.model.records import Account
 from callroom.outbound import AddressPolicy
 from callroom.store.engine import Store
 from callroom.webhooks.dispatcher import BACKOFF, Dispatcher

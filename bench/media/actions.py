@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from callroom.control import media_ops as m
 from callroom.media.engine import MediaEngine
 from callroom.media.virtual_audio import VirtualAudioLeg
+from callroom.model import media as m
 
 
 def _work(engine: MediaEngine, ticks: int) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 import uvloop
 
 from callroom.control.context import Ctx
-from callroom.control.records import Application
+from callroom.model.records import Application
 from callroom.node import Node, NodeConfig
 from callroom.outbound import LOOPBACK
 

@@ -180,7 +180,7 @@ def stop_node(proc: subprocess.Popen[bytes]) -> None:
 
 def prepare_backlog(data_dir: Path, url: str, n: int) -> str:
     """Write ``n`` pending outbox rows (1,000 calls) into a fresh database; returns the public key."""
-    from callroom.control.records import OutboundEvent
+    from callroom.model.records import OutboundEvent
     from callroom.store.engine import Store
     from callroom.webhooks.signing import WebhookSigner
 

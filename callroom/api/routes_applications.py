@@ -10,8 +10,8 @@ from callroom.api import schemas as s
 from callroom.api import views
 from callroom.api.common import Account, Ctl, PageParams, data
 from callroom.control.context import Ctx
-from callroom.control.records import Application, new_application_id
 from callroom.errors import NotFound
+from callroom.model.records import Application, new_application_id
 
 router = APIRouter()
 

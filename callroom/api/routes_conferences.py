@@ -13,9 +13,9 @@ from callroom.control import conference_flags
 from callroom.control import conferences as confs
 from callroom.control.context import Ctx
 from callroom.control.guards import answered_call, find_conference
-from callroom.control.records import Conference
 from callroom.control.service import Duplicate
 from callroom.errors import NotFound
+from callroom.model.records import Conference
 
 router = APIRouter()
 
@@ -94,7 +94,7 @@ async def list_participants(
 
 
 def _held(conf: Conference, p: Any) -> bool:
-    from callroom.control.states import ParticipantStatus
+    from callroom.model.states import ParticipantStatus
 
     return p.status is not ParticipantStatus.LEFT and confs.effective_hold(conf, p)
 

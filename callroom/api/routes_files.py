@@ -18,8 +18,8 @@ from callroom.api.schemas import MEDIA_NAME_RULE, media_name_problem
 from callroom.audio.decode import decode_audio
 from callroom.audio.fetch import FETCH_FAILED, MediaFetcher, checked_client, public_reason
 from callroom.control.context import Ctx
-from callroom.control.records import MediaFile, Recording
 from callroom.errors import ErrorItem, MediaError, NotFound, ValidationFailed
+from callroom.model.records import MediaFile, Recording
 from callroom.outbound import AddressPolicy
 from callroom.store import media_tx
 from callroom.timefmt import iso

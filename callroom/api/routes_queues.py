@@ -11,8 +11,8 @@ from callroom.api import views
 from callroom.api.common import Account, Ctl, PageParams, data
 from callroom.control import queues
 from callroom.control.context import Ctx
-from callroom.control.records import QueueEntry
 from callroom.errors import NotFound
+from callroom.model.records import QueueEntry
 
 router = APIRouter()
 

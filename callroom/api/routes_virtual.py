@@ -13,9 +13,9 @@ from callroom.api.common import Account, Ctl, data
 from callroom.audio.encode import encode_wav
 from callroom.control import calls
 from callroom.control.context import Ctx
-from callroom.control.records import Call
 from callroom.endpoints.virtual import VirtualPhones, VirtualSpec
 from callroom.errors import NotFound, ValidationFailed
+from callroom.model.records import Call
 
 router = APIRouter(prefix="/virtual")
 

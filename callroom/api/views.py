@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from callroom.control.queues import QueueFigures
-from callroom.control.records import Application, Call, Conference, Participant, Queue, QueueEntry
+from callroom.model.records import Application, Call, Conference, Participant, Queue, QueueEntry
 from callroom.timefmt import iso
 
 

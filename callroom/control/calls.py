@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from callroom.control import media_ops as m
 from callroom.control.context import Ctx
 from callroom.control.guards import answered_call, get_call, live_call, reject
 from callroom.control.legs import (
@@ -16,9 +15,10 @@ from callroom.control.legs import (
     hangup_source_for_remote,
     move,
 )
-from callroom.control.records import Call, new_call_control_id, new_uuid
-from callroom.control.states import CallEvent, CallState
 from callroom.errors import CommandRejected, NotFound
+from callroom.model import media as m
+from callroom.model.records import Call, new_call_control_id, new_uuid
+from callroom.model.states import CallEvent, CallState
 from callroom.timefmt import iso
 
 REJECT_CAUSES = {

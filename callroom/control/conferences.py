@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from callroom.control import media_ops as m
 from callroom.control.context import Ctx
 from callroom.control.guards import active_conference, answered_call, reject
 from callroom.control.legs import end_leg, hangup_source_for_local, leave_current_bridge, move
-from callroom.control.records import (
+from callroom.errors import CommandRejected
+from callroom.model import media as m
+from callroom.model.records import (
     CONFERENCE_MAX_LIFETIME_SECS,
     Call,
     Conference,
@@ -26,7 +27,7 @@ from callroom.control.records import (
     Participant,
     new_uuid,
 )
-from callroom.control.states import (
+from callroom.model.states import (
     CONFERENCE_TRANSITIONS,
     PARTICIPANT_TRANSITIONS,
     CallEvent,
@@ -38,7 +39,6 @@ from callroom.control.states import (
     ParticipantStatus,
     next_state,
 )
-from callroom.errors import CommandRejected
 from callroom.store import media_tx
 
 P = TypeVar("P", Participant, MixMember)

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from callroom.control.media_ops import MediaOp
-from callroom.control.records import (
+from callroom.errors import ApiError
+from callroom.model.media import MediaOp
+from callroom.model.records import (
     Application,
     Call,
     Conference,
@@ -20,7 +21,6 @@ from callroom.control.records import (
     Timer,
     new_uuid,
 )
-from callroom.errors import ApiError
 from callroom.store import outbox
 from callroom.store.outbox import PendingDelivery
 from callroom.store.sql import Result

@@ -9,9 +9,9 @@ uses its own in the 90100 range (listed in ``CODES`` below) and says so in the R
 from __future__ import annotations
 
 from callroom.control.context import Ctx
-from callroom.control.records import Call, Conference
-from callroom.control.states import ANSWERED_CALL_STATES
 from callroom.errors import CommandRejected, NotFound
+from callroom.model.records import Call, Conference
+from callroom.model.states import ANSWERED_CALL_STATES
 
 CODES = {
     "90100": "Call is not in a queue",

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from callroom.control import media_ops as m
 from callroom.control.context import Ctx
-from callroom.control.records import Call
-from callroom.control.states import CALL_TRANSITIONS, CallEvent, CallState, DequeueReason, next_state
+from callroom.model import media as m
+from callroom.model.records import Call
+from callroom.model.states import CALL_TRANSITIONS, CallEvent, CallState, DequeueReason, next_state
 from callroom.timefmt import iso
 
 if TYPE_CHECKING:

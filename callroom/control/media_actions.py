@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from callroom.audio.tts import installed_voices, resolve_voice, validate_payload
-from callroom.control import media_ops as m
 from callroom.control.context import Ctx
 from callroom.control.guards import answered_call, reject
-from callroom.control.records import Call, Conference, MediaJob, Recording, new_uuid
-from callroom.control.states import CallState
 from callroom.errors import CommandRejected, SpeechRequestInvalid
+from callroom.model import media as m
+from callroom.model.records import Call, Conference, MediaJob, Recording, new_uuid
+from callroom.model.states import CallState
 from callroom.store import media_tx
 from callroom.timefmt import iso
 

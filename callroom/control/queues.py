@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from callroom.control import media_ops as m
 from callroom.control.context import Ctx
 from callroom.control.guards import answered_call, live_call, reject
 from callroom.control.legs import bridge_pair, leave_current_bridge, move
-from callroom.control.records import Call, Queue, QueueEntry, new_uuid
-from callroom.control.states import CallEvent, CallState, DequeueReason
 from callroom.errors import CommandRejected, NotFound
+from callroom.model import media as m
+from callroom.model.records import Call, Queue, QueueEntry, new_uuid
+from callroom.model.states import CallEvent, CallState, DequeueReason
 
 ENQUEUE_DEFAULT_MAX_SIZE = 100
 CREATE_DEFAULT_MAX_SIZE = 300

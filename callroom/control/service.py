@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from callroom.control import calls, conferences, queues
 from callroom.control.context import Ctx
-from callroom.control.media_ops import MediaOp, MediaPlane
-from callroom.control.records import Timer
+from callroom.model.media import MediaOp, MediaPlane
+from callroom.model.records import Timer
 from callroom.store import cooperative
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery

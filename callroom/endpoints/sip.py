@@ -21,12 +21,12 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from callroom.control import media_ops as m
 from callroom.endpoints.sip_addresses import is_address, lookup, maybe_reachable, media_address, resolve
 from callroom.errors import CallroomError, MediaError, ProtocolError
 from callroom.media.engine import MediaEngine
 from callroom.media.rtp_leg import RtpLeg
 from callroom.media.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
+from callroom.model import media as m
 from callroom.sip import call as sip_events
 from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri

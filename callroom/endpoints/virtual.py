@@ -26,9 +26,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from callroom.control import calls
-from callroom.control import media_ops as m
 from callroom.control.service import Control, remote_fact
 from callroom.media.process import MediaProcess
+from callroom.model import media as m
 
 log = logging.getLogger(__name__)
 

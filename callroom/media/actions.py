@@ -16,7 +16,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from callroom.audio.fetch import FETCH_ERRORS, public_reason
-from callroom.control import media_ops as m
 from callroom.errors import MediaError
 from callroom.media.gather import DigitGatherer, Finished, Reprompt
 from callroom.media.players import Job, LoopingPlayer, Players
@@ -24,6 +23,7 @@ from callroom.media.ports import Frame
 from callroom.media.recorders import Recorder, write_recording
 from callroom.media.sources import AudioPreparer
 from callroom.media.tones import FrameSource, SamplePlayer, enter_beep
+from callroom.model import media as m
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The media engine: legs and sources as mixer ports, placed by the control plane, mixed every 20 ms.
 
 It runs in its own process (see ``process.py``) so that HTTP and database work never delay a tick.
-The control plane's instructions (``callroom.control.media_ops``) arrive through ``apply``; legs are
+The control plane's instructions (``callroom.model.media``) arrive through ``apply``; legs are
 added when their audio exists (an RTP session set up, a virtual phone answered); facts (DTMF, floor
 changes) go back through ``on_fact``.
 """
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.control import media_ops as m
 from callroom.media import topology as topo
 from callroom.media.actions import ActionRunner
 from callroom.media.mixer import SILENCE_DBOV, Mixer
@@ -27,6 +26,7 @@ from callroom.media.rtp_batch import RtpBatch
 from callroom.media.rtp_leg import RtpLeg
 from callroom.media.talkers import TalkerDetector
 from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
+from callroom.model import media as m
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from callroom.control.media_ops import Gather
-from callroom.control.states import next_state
+from callroom.model.media import Gather
+from callroom.model.states import next_state
 
 
 class GatherState(StrEnum):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from callroom.control import media_ops as m
+from callroom.model import media as m
 
 
 def _legs_of(op: m.MediaOp) -> tuple[str, ...] | None:

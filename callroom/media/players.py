@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.control.media_ops import Play
 from callroom.media.ports import FRAME_SAMPLES, Frame
+from callroom.model.media import Play
 
 Samples = NDArray[np.int16]
 

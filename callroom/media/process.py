@@ -31,12 +31,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from callroom.control import media_ops as m
 from callroom.endpoints.sip import Incoming, SipConfig, SipPhones
 from callroom.media.engine import MediaEngine, TickStats
 from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.pipe import FrameReader, PipeWriter, write_all
 from callroom.media.virtual_audio import VirtualPhoneAudio
+from callroom.model import media as m
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import numpy as np
 
 from callroom.audio.encode import encode_mp3, encode_wav, encode_wav_tracks, trim_silence
 from callroom.audio.recording import RecordingBuffer
-from callroom.control.media_ops import ConferenceMix, StartRecording
 from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from callroom.model.media import ConferenceMix, StartRecording
 
 
 def _sum(frames: list[Frame]) -> Frame | None:

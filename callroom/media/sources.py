@@ -15,8 +15,8 @@ from numpy.typing import NDArray
 from callroom.audio.decode import decode_audio
 from callroom.audio.fetch import MediaFetcher, checked_client
 from callroom.audio.tts import Synthesizer
-from callroom.control.media_ops import AudioSpec
 from callroom.errors import MediaError
+from callroom.model.media import AudioSpec
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 MAX_PLAY_SECONDS = 3600.0

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from callroom.control.media_ops import ConferenceMix
+from callroom.model.media import ConferenceMix
 
 Edge = tuple[str, str]
 

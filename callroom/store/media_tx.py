@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import and_, delete, insert, select, update
 
-from callroom.control.records import MediaFile, MediaJob, Recording
+from callroom.model.records import MediaFile, MediaJob, Recording
 from callroom.store import schema as t
 from callroom.store.tx import Tx, from_row, to_row
 

@@ -12,7 +12,7 @@ from sqlalchemy import String, Text, and_, bindparam, cast, func, or_, select, t
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from callroom.control.records import OutboundEvent
+from callroom.model.records import OutboundEvent
 from callroom.store import schema as t
 from callroom.store.sql import Result, prebuilt
 from callroom.store.tx import Tx

@@ -1,6 +1,6 @@
 """The database schema (SQLAlchemy Core), shared by SQLite and PostgreSQL.
 
-Column names follow the record dataclasses in ``callroom.control.records`` one to one, so rows and
+Column names follow the record dataclasses in ``callroom.model.records`` one to one, so rows and
 records convert without a hand-written mapping per table. Alembic migrations in ``migrations/`` create
 exactly these tables; ``tests/store/test_migrations.py`` checks that the two agree.
 """

@@ -14,14 +14,14 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from callroom.control.records import (
+from callroom.model.records import (
     Account,
     Application,
     Call,
     OutboundEvent,
     Timer,
 )
-from callroom.control.states import CallState
+from callroom.model.states import CallState
 from callroom.store import schema as t
 from callroom.store.sql import Result, prebuilt
 from callroom.store.tx_base import _lookup, _snapshot, _update_by, from_row, to_row

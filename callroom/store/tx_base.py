@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import Select, Table, bindparam, func, select, update
 
-from callroom.control.records import (
+from callroom.model.records import (
     Call,
     Conference,
     Participant,
 )
-from callroom.control.states import CallState, ConferenceStatus, ParticipantStatus
+from callroom.model.states import CallState, ConferenceStatus, ParticipantStatus
 from callroom.store.sql import Connection, Result, prebuilt
 
 R = TypeVar("R")

@@ -8,12 +8,12 @@ from typing import Any
 import orjson
 from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, literal_column, select, text, update
 
-from callroom.control.records import (
+from callroom.model.records import (
     Conference,
     MixMember,
     Participant,
 )
-from callroom.control.states import ConferenceStatus, ParticipantStatus
+from callroom.model.states import ConferenceStatus, ParticipantStatus
 from callroom.store import schema as t
 from callroom.store.sql import Result, prebuilt
 from callroom.store.tx_base import TxBase, _lookup, _update_by, from_row, to_row

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from callroom.control.records import (
+from callroom.model.records import (
     Queue,
     QueueEntry,
 )

@@ -10,9 +10,9 @@ import pytest
 
 from callroom.control import calls, conferences, queues
 from callroom.control.context import Ctx
-from callroom.control.media_ops import MediaOp
-from callroom.control.records import Account, Application, Call
 from callroom.control.service import Control
+from callroom.model.media import MediaOp
+from callroom.model.records import Account, Application, Call
 from callroom.store.engine import Store
 from callroom.store.outbox import pending
 

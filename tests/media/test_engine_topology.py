@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import random
 
-from callroom.control import media_ops as m
 from callroom.media import topology as topo
 from callroom.media.engine import MediaEngine
 from callroom.media.virtual_audio import VirtualAudioLeg
+from callroom.model import media as m
 
 LEGS = [f"leg{i}" for i in range(12)]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from callroom.control.media_ops import AudioSpec, Gather
 from callroom.errors import IllegalTransition
 from callroom.media.gather import DigitGatherer, Finished, GatherInput, GatherState, Reprompt
+from callroom.model.media import AudioSpec, Gather
 
 PROMPT = AudioSpec("url", "http://127.0.0.1/prompt.wav")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 
-from callroom.control import media_ops as m
 from callroom.media.engine import MediaEngine
 from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.virtual_audio import VirtualAudioLeg
+from callroom.model import media as m
 from tests.media.test_engine_topology import LEGS, edges, random_mix
 
 

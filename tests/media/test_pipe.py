@@ -78,7 +78,7 @@ def test_every_instruction_and_fact_crosses_the_pipe_unchanged() -> None:
     import dataclasses
     import typing
 
-    from callroom.control import media_ops as m
+    from callroom.model import media as m
 
     def sample(cls: type) -> object:
         values: dict[str, object] = {}

@@ -7,7 +7,7 @@ import dataclasses
 import uuid
 from typing import Any, TypeVar
 
-from callroom.control.records import (
+from callroom.model.records import (
     Application,
     Call,
     Conference,
@@ -17,7 +17,7 @@ from callroom.control.records import (
     QueueEntry,
     Timer,
 )
-from callroom.control.states import CallState, ConferenceStatus, ParticipantStatus
+from callroom.model.states import CallState, ConferenceStatus, ParticipantStatus
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import select, text
 
-from callroom.control.records import OutboundEvent, Timer
+from callroom.model.records import OutboundEvent, Timer
 from callroom.store import outbox
 from callroom.store import schema as t
 from callroom.store.engine import Store

@@ -12,11 +12,11 @@ import pytest
 
 from callroom.control import conference_flags
 from callroom.control.context import Ctx
-from callroom.control.media_ops import ConferenceMix
-from callroom.control.records import Conference, MediaFile, Participant
 from callroom.control.service import Control
-from callroom.control.states import ConferenceStatus, ParticipantStatus
 from callroom.errors import ApiError
+from callroom.model.media import ConferenceMix
+from callroom.model.records import Conference, MediaFile, Participant
+from callroom.model.states import ConferenceStatus, ParticipantStatus
 from callroom.store import media_tx
 from callroom.store.engine import Store
 from tests.store import factories as f

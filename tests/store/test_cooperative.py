@@ -171,8 +171,8 @@ class _OpsLog:
 async def test_a_command_whose_request_is_cancelled_still_commits_and_takes_effect(postgres_store: Store) -> None:
     from callroom.control import calls
     from callroom.control.context import Ctx
-    from callroom.control.records import Account, Application
     from callroom.control.service import Control
+    from callroom.model.records import Account, Application
 
     media = _OpsLog()
     control = Control(postgres_store, "node-test", media)  # type: ignore[arg-type]
@@ -240,10 +240,10 @@ async def test_a_conference_ended_between_a_flag_change_check_and_its_write(
 
     from callroom.control import conference_flags
     from callroom.control.context import Ctx
-    from callroom.control.media_ops import ConferenceMix
     from callroom.control.service import Control
-    from callroom.control.states import ConferenceStatus, ParticipantStatus
     from callroom.errors import ApiError
+    from callroom.model.media import ConferenceMix
+    from callroom.model.states import ConferenceStatus, ParticipantStatus
 
     media = _OpsLog()
     control = Control(postgres_store, "node-test", media)  # type: ignore[arg-type]

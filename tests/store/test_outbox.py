@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from callroom.control.states import CallState
+from callroom.model.states import CallState
 from callroom.store import outbox
 from callroom.store import schema as t
 from callroom.store.engine import Store

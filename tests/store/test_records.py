@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from callroom.control.states import CallState, ConferenceStatus, ParticipantStatus
+from callroom.model.states import CallState, ConferenceStatus, ParticipantStatus
 from callroom.store.engine import Store
 from tests.store import factories as f
 from tests.store.factories import NOW, uid

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from callroom.control.states import (
+from callroom.model.states import (
     ALIVE_CALL_STATES,
     CallState,
     ConferenceStatus,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from callroom.control.records import new_uuid
+from callroom.model.records import new_uuid
 from callroom.timefmt import iso
 
 
