@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
-from callroom.control import calls, conferences, media_actions
+from callroom.control import calls, conferences, media_facts
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
 from callroom.endpoints.sip import Incoming, SipConfig
 from callroom.endpoints.virtual import VirtualPhones
@@ -171,17 +171,17 @@ class Node:
                 case FloorChanged(conference_id=conf_id, call_control_id=cid):
                     remote_fact(self.control, cid, lambda ctx: conferences.floor_changed(ctx, conf_id, cid))
                 case PlaybackStarted(job_id=job):
-                    job_fact(self.control, job, lambda ctx: media_actions.playback_started(ctx, job))
+                    job_fact(self.control, job, lambda ctx: media_facts.playback_started(ctx, job))
                 case PlaybackEnded(job_id=job, status=status, detail=detail):
-                    job_fact(self.control, job, lambda ctx: media_actions.playback_ended(ctx, job, status, detail))
+                    job_fact(self.control, job, lambda ctx: media_facts.playback_ended(ctx, job, status, detail))
                 case GatherEnded(job_id=job, digits=digits, status=status):
-                    job_fact(self.control, job, lambda ctx: media_actions.gather_ended(ctx, job, digits, status))
+                    job_fact(self.control, job, lambda ctx: media_facts.gather_ended(ctx, job, digits, status))
                 case RecordingSaved(job_id=job, path=path, size_bytes=size, duration_millis=ms, started_at=t0,
                                     ended_at=t1, tracks=tracks):
                     job_fact(self.control, job,
-                             lambda ctx: media_actions.recording_saved(ctx, job, path, size, ms, t0, t1, tracks))
+                             lambda ctx: media_facts.recording_saved(ctx, job, path, size, ms, t0, t1, tracks))
                 case RecordingFailed(job_id=job, detail=detail):
-                    job_fact(self.control, job, lambda ctx: media_actions.recording_failed(ctx, job, detail))
+                    job_fact(self.control, job, lambda ctx: media_facts.recording_failed(ctx, job, detail))
         except Exception:
             log.exception("media fact %r failed", fact)
 

@@ -45,9 +45,9 @@ async def account_id(request: Request) -> str:
     if hit is None or now - hit[1] > KEY_CACHE_SECS:
         if len(cache) > KEY_CACHE_MAX:
             cache.clear()
-        with _control(request).store.transaction(read_only=True) as tx:
-            hit = (tx.account_for_key_hash(hash_key(token)), now)
-        cache[token] = hit
+        hashed = hash_key(token)
+        found = await _control(request).aread("", lambda q: q.tx.account_for_key_hash(hashed))
+        hit = cache[token] = (found, now)
     if hit[0] is None:
         raise AuthenticationFailed()
     limit: tuple[float, float] | None = request.app.state.rate_limit

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Query
 from callroom.api import schemas as s
 from callroom.api import views
 from callroom.api.common import Account, Ctl, PageParams, data
-from callroom.control.context import Ctx
+from callroom.control.service import ReadCtx
 from callroom.errors import NotFound
 from callroom.model.records import Application, new_application_id
 
 router = APIRouter()
 
 
-def _get(ctx: Ctx, app_id: str) -> Application:
+def _get(ctx: ReadCtx, app_id: str) -> Application:
     app = ctx.tx.get_application(ctx.account_id, app_id)
     if app is None:
         raise NotFound(f"No call control application {app_id!r}.", "10005", "Resource not found")
@@ -40,7 +40,7 @@ def _apply(app: Application, body: s.Application) -> None:
 
 @router.post("/call_control_applications")
 async def create_application(body: s.Application, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def run(ctx: Ctx) -> dict[str, Any]:
+    def run(ctx: ReadCtx) -> dict[str, Any]:
         app = Application(
             id=new_application_id(), account_id=account, application_name=body.application_name,
             webhook_event_url=body.webhook_event_url, created_at=ctx.now, updated_at=ctx.now,
@@ -49,7 +49,7 @@ async def create_application(body: s.Application, account: Account, ctl: Ctl) ->
         ctx.tx.insert_application(app)
         return data(views.application(app))
 
-    return await ctl.awrite(account, run)
+    return await ctl.astore_rows(account, run)
 
 
 @router.get("/call_control_applications")
@@ -70,21 +70,21 @@ async def retrieve_application(app_id: str, account: Account, ctl: Ctl) -> dict[
 
 @router.patch("/call_control_applications/{app_id}")
 async def update_application(app_id: str, body: s.Application, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def run(ctx: Ctx) -> dict[str, Any]:
+    def run(ctx: ReadCtx) -> dict[str, Any]:
         app = _get(ctx, app_id)
         _apply(app, body)
         app.updated_at = ctx.now
         ctx.tx.update_application(app)
         return data(views.application(app))
 
-    return await ctl.awrite(account, run)
+    return await ctl.astore_rows(account, run)
 
 
 @router.delete("/call_control_applications/{app_id}")
 async def delete_application(app_id: str, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def run(ctx: Ctx) -> dict[str, Any]:
+    def run(ctx: ReadCtx) -> dict[str, Any]:
         app = _get(ctx, app_id)
         ctx.tx.delete_application(account, app_id)
         return data(views.application(app))
 
-    return await ctl.awrite(account, run)
+    return await ctl.astore_rows(account, run)

@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from callroom.api import schemas as s
 from callroom.api import views
 from callroom.api.common import OK, Account, Ctl, data
-from callroom.control import calls, queues
-from callroom.control.context import Ctx
-from callroom.control.service import Duplicate
+from callroom.control import bridges, calls, queues
+from callroom.control.service import Duplicate, ReadCtx
+from callroom.control.world import Steps, World
 from callroom.errors import NotFound
 
 router = APIRouter()
@@ -34,7 +34,7 @@ async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
         bridge_on_answer=body.bridge_on_answer,
         park_after_unbridge=body.park_after_unbridge,
     )
-    result = await ctl.arun(account, lambda ctx: calls.dial(ctx, req), command=("dial", body.command_id))
+    result = await ctl.arun(account, lambda w: calls.dial(w, req), dedupe=("dial", body.command_id))
     if isinstance(result, Duplicate):
         # The same command_id within 60 s: answer with the call the first request dialled.
         earlier_id = result.result or ""
@@ -47,7 +47,7 @@ async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
 
 @router.get("/calls/{call_control_id}")
 async def retrieve_call(call_control_id: str, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def read(ctx: Ctx) -> dict[str, Any]:
+    def read(ctx: ReadCtx) -> dict[str, Any]:
         call = ctx.tx.get_call(account, call_control_id)
         if call is None:
             raise NotFound(f"No call with call_control_id {call_control_id!r}.", "90015", "Invalid Call Control ID")
@@ -61,11 +61,11 @@ async def answer(call_control_id: str, account: Account, ctl: Ctl, body: s.Answe
     b = body or s.Answer()
     await ctl.arun(
         account,
-        lambda ctx: calls.answer(
-            ctx, call_control_id, client_state=b.client_state, webhook_url=b.webhook_url,
+        lambda w: calls.answer(
+            w, call_control_id, client_state=b.client_state, webhook_url=b.webhook_url,
             webhook_url_method=b.webhook_url_method,
         ),
-        command=(call_control_id, b.command_id),
+        dedupe=(call_control_id, b.command_id),
     )
     return OK
 
@@ -77,8 +77,8 @@ async def hangup(
     b = body or s.CallCommand()
     quality = await ctl.call_quality(call_control_id)  # read before the leg is released
     await ctl.arun(
-        account, lambda ctx: calls.hangup(ctx, call_control_id, client_state=b.client_state, quality=quality),
-        command=(call_control_id, b.command_id),
+        account, lambda w: calls.hangup(w, call_control_id, client_state=b.client_state, quality=quality),
+        dedupe=(call_control_id, b.command_id),
     )
     return OK
 
@@ -86,26 +86,25 @@ async def hangup(
 @router.post("/calls/{call_control_id}/actions/reject")
 async def reject(call_control_id: str, body: s.Reject, account: Account, ctl: Ctl) -> dict[str, Any]:
     await ctl.arun(
-        account, lambda ctx: calls.reject_call(ctx, call_control_id, cause=body.cause, client_state=body.client_state),
-        command=(call_control_id, body.command_id),
+        account, lambda w: calls.reject_call(w, call_control_id, cause=body.cause, client_state=body.client_state),
+        dedupe=(call_control_id, body.command_id),
     )
     return OK
 
 
 @router.post("/calls/{call_control_id}/actions/bridge")
 async def bridge(call_control_id: str, body: s.Bridge, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def run(ctx: Ctx) -> None:
+    def run(w: World) -> Steps[None]:
         if body.queue:
-            queues.dequeue_to(ctx, call_control_id, body.queue, body.client_state)
-        else:
-            assert body.call_control_id is not None
-            calls.bridge(
-                ctx, call_control_id, body.call_control_id, client_state=body.client_state,
-                park_after_unbridge=body.park_after_unbridge, hold_after_unbridge=body.hold_after_unbridge,
-                prevent_double_bridge=body.prevent_double_bridge,
-            )
+            return bridges.dequeue_to(w, call_control_id, body.queue, body.client_state)
+        assert body.call_control_id is not None
+        return bridges.bridge(
+            w, call_control_id, body.call_control_id, client_state=body.client_state,
+            park_after_unbridge=body.park_after_unbridge, hold_after_unbridge=body.hold_after_unbridge,
+            prevent_double_bridge=body.prevent_double_bridge,
+        )
 
-    await ctl.arun(account, run, command=(call_control_id, body.command_id))
+    await ctl.arun(account, run, dedupe=(call_control_id, body.command_id))
     return OK
 
 
@@ -113,11 +112,11 @@ async def bridge(call_control_id: str, body: s.Bridge, account: Account, ctl: Ct
 async def enqueue(call_control_id: str, body: s.Enqueue, account: Account, ctl: Ctl) -> dict[str, Any]:
     await ctl.arun(
         account,
-        lambda ctx: queues.enqueue(
-            ctx, call_control_id, body.queue_name, client_state=body.client_state, max_size=body.max_size,
+        lambda w: queues.enqueue(
+            w, call_control_id, body.queue_name, client_state=body.client_state, max_size=body.max_size,
             max_wait_time_secs=body.max_wait_time_secs, keep_after_hangup=body.keep_after_hangup,
         ),
-        command=(call_control_id, body.command_id),
+        dedupe=(call_control_id, body.command_id),
     )
     return OK
 
@@ -128,7 +127,7 @@ async def leave_queue(
 ) -> dict[str, Any]:
     b = body or s.CallCommand()
     await ctl.arun(
-        account, lambda ctx: queues.leave_queue(ctx, call_control_id, b.client_state),
-        command=(call_control_id, b.command_id),
+        account, lambda w: queues.leave_queue(w, call_control_id, b.client_state),
+        dedupe=(call_control_id, b.command_id),
     )
     return OK

@@ -11,9 +11,8 @@ from callroom.api import views
 from callroom.api.common import OK, Account, Ctl, PageParams, data
 from callroom.control import conference_flags
 from callroom.control import conferences as confs
-from callroom.control.context import Ctx
-from callroom.control.guards import answered_call, find_conference
-from callroom.control.service import Duplicate
+from callroom.control.queries import find_conference
+from callroom.control.service import Duplicate, ReadCtx
 from callroom.errors import NotFound
 from callroom.model.records import Conference
 
@@ -52,7 +51,7 @@ async def create_conference(body: s.ConferenceCreate, account: Account, ctl: Ctl
         start_conference_on_create=body.start_conference_on_create,
     )
     result = await ctl.arun(
-        account, lambda ctx: confs.create(ctx, req), command=(body.call_control_id, body.command_id)
+        account, lambda w: confs.create(w, req), dedupe=(body.call_control_id, body.command_id)
     )
     if isinstance(result, Duplicate):
         # A repeated command_id: answer with the conference the first request created.
@@ -79,7 +78,7 @@ async def list_participants(
 ) -> dict[str, Any]:
     filters = {k: v for k, v in (("muted", muted), ("on_hold", on_hold), ("whispering", whispering)) if v is not None}
 
-    def read(ctx: Ctx) -> dict[str, Any]:
+    def read(ctx: ReadCtx) -> dict[str, Any]:
         # The page of a conference named by its id travels with the conference's read (one round trip);
         # it is used only if that conference is found, and so is the account's.
         ahead = ctx.tx.read_participants(conference_id, page.number, page.size, filters)
@@ -101,7 +100,7 @@ def _held(conf: Conference, p: Any) -> bool:
 
 @router.get("/conferences/{conference_id}/participants/{participant_id}")
 async def retrieve_participant(conference_id: str, participant_id: str, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def read(ctx: Ctx) -> dict[str, Any]:
+    def read(ctx: ReadCtx) -> dict[str, Any]:
         conf = find_conference(ctx, conference_id, by_name=False)
         p = ctx.tx.get_participant(conf.id, participant_id)
         if p is None:
@@ -115,15 +114,9 @@ async def retrieve_participant(conference_id: str, participant_id: str, account:
 async def update_participant(
     conference_id: str, participant_id: str, body: s.ParticipantPatch, account: Account, ctl: Ctl
 ) -> dict[str, Any]:
-    def run(ctx: Ctx) -> dict[str, Any]:
-        conf = find_conference(ctx, conference_id, by_name=False)
-        p = ctx.tx.get_participant(conf.id, participant_id)
-        if p is None:
-            raise NotFound(f"No participant {participant_id!r} in this conference.", "10005", "Participant not found")
-        p = confs.update_participant(ctx, conf, p, body.model_dump(exclude_unset=True))
-        return data(views.participant(p, on_hold=_held(conf, p)))
-
-    return await ctl.awrite(account, run)
+    conf, p = await ctl.awrite(account, lambda w: confs.update_participant(
+        w, conference_id, participant_id, body.model_dump(exclude_unset=True)))
+    return data(views.participant(p, on_hold=_held(conf, p)))
 
 
 # -- actions -------------------------------------------------------------------------------------------
@@ -131,27 +124,21 @@ async def update_participant(
 
 @router.post("/conferences/{conference_id}/actions/join")
 async def join(conference_id: str, body: s.Join, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def run(ctx: Ctx) -> None:
-        conf = confs.lookup(ctx, conference_id)
-        call = answered_call(ctx, body.call_control_id, pointer="/call_control_id")
-        confs.join(ctx, conf, call, confs.join_options(body.model_dump()))
-
-    await ctl.arun(account, run, command=(body.call_control_id, body.command_id))
+    opts = confs.join_options(body.model_dump())
+    await ctl.arun(account, lambda w: confs.join(w, conference_id, body.call_control_id, opts),
+                   dedupe=(body.call_control_id, body.command_id))
     return OK
 
 
 @router.post("/conferences/{conference_id}/actions/leave")
 async def leave(conference_id: str, body: s.Leave, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def run(ctx: Ctx) -> None:
-        conf = confs.lookup(ctx, conference_id)
-        confs.leave(ctx, conf, body.call_control_id, body.beep_enabled)
-
-    await ctl.arun(account, run, command=(body.call_control_id, body.command_id))
+    await ctl.arun(account, lambda w: confs.leave(w, conference_id, body.call_control_id, body.beep_enabled),
+                   dedupe=(body.call_control_id, body.command_id))
     return OK
 
 
 async def _flags(conference_id: str, ids: list[str] | None, account: str, ctl: Any, **flags: Any) -> dict[str, Any]:
-    await ctl.arun(account, lambda ctx: conference_flags.set_flags(ctx, conference_id, ids, **flags))
+    await ctl.arun(account, lambda w: conference_flags.set_flags(w, conference_id, ids, **flags))
     return OK
 
 
@@ -186,19 +173,14 @@ async def unhold(conference_id: str, body: s.Unhold, account: Account, ctl: Ctl)
 
 @router.post("/conferences/{conference_id}/actions/update")
 async def update(conference_id: str, body: s.Update, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def run(ctx: Ctx) -> None:
-        conf = confs.lookup(ctx, conference_id)
-        confs.update_role(ctx, conf, body.call_control_id, body.supervisor_role, body.whisper_call_control_ids)
-
-    await ctl.arun(account, run, command=(conference_id, body.command_id))
+    await ctl.arun(account, lambda w: confs.update_role(w, conference_id, body.call_control_id, body.supervisor_role,
+                                                        body.whisper_call_control_ids),
+                   dedupe=(conference_id, body.command_id))
     return OK
 
 
 @router.post("/conferences/{conference_id}/actions/end")
 async def end(conference_id: str, account: Account, ctl: Ctl, body: s.End | None = None) -> dict[str, Any]:
-    def run(ctx: Ctx) -> None:
-        conf = confs.lookup(ctx, conference_id, by_name=False)
-        confs.end(ctx, conf, "ended_via_api", hang_up=True, ended_by=None)
-
-    await ctl.arun(account, run, command=(conference_id, body.command_id if body else None))
+    await ctl.arun(account, lambda w: confs.end_via_api(w, conference_id),
+                   dedupe=(conference_id, body.command_id if body else None))
     return OK

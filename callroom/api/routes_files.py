@@ -17,7 +17,7 @@ from callroom.api.common import Account, Ctl, PageParams, data
 from callroom.api.schemas import MEDIA_NAME_RULE, media_name_problem
 from callroom.audio.decode import decode_audio
 from callroom.audio.fetch import FETCH_FAILED, MediaFetcher, checked_client, public_reason
-from callroom.control.context import Ctx
+from callroom.control.service import ReadCtx
 from callroom.errors import ErrorItem, MediaError, NotFound, ValidationFailed
 from callroom.model.records import MediaFile, Recording
 from callroom.outbound import AddressPolicy
@@ -52,7 +52,7 @@ def recording_view(rec: Recording, base: str) -> dict[str, Any]:
     }
 
 
-def _recording(ctx: Ctx, recording_id: str) -> Recording:
+def _recording(ctx: ReadCtx, recording_id: str) -> Recording:
     rec = media_tx.get_recording(ctx.tx, ctx.account_id, recording_id)
     if rec is None or rec.status != "completed":
         raise NotFound(f"No recording {recording_id!r}.")
@@ -95,12 +95,12 @@ async def retrieve_recording(recording_id: str, request: Request, account: Accou
 
 @router.delete("/recordings/{recording_id}")
 async def delete_recording(recording_id: str, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def run(ctx: Ctx) -> Recording:
+    def run(ctx: ReadCtx) -> Recording:
         rec = _recording(ctx, recording_id)
         media_tx.delete_recording(ctx.tx, rec)
         return rec
 
-    rec = await ctl.awrite(account, run)
+    rec = await ctl.astore_rows(account, run)
     if rec.path:
         Path(rec.path).unlink(missing_ok=True)
     return data(recording_view(rec, str(request.base_url).rstrip("/")))
@@ -205,7 +205,7 @@ async def _store(request: Request, account: str, ctl: Ctl, name: str, content: b
     now = time.time()
     content_type = "audio/mpeg" if content[:3] == b"ID3" or content[:2] in (b"\xff\xfb", b"\xff\xf3") else "audio/wav"
     media = MediaFile(account, name, str(path), content_type, len(content), now, now, now + ttl)
-    await ctl.awrite(account, lambda ctx: media_tx.put_media(ctx.tx, media))
+    await ctl.astore_rows(account, lambda ctx: media_tx.put_media(ctx.tx, media))
     return media
 
 
@@ -236,7 +236,7 @@ async def upload_media(request: Request, account: Account, ctl: Ctl) -> dict[str
     return data(media_view(await _store(request, account, ctl, name, content, ttl)))
 
 
-def _media(ctx: Ctx, name: str) -> MediaFile:
+def _media(ctx: ReadCtx, name: str) -> MediaFile:
     m = media_tx.get_media(ctx.tx, ctx.account_id, name)
     if m is None:
         raise NotFound(f"No media named {name!r}.")
@@ -268,7 +268,7 @@ async def update_media(media_name: str, request: Request, account: Account, ctl:
         )
     existing.expires_at = time.time() + ttl
     existing.updated_at = time.time()
-    await ctl.awrite(account, lambda ctx: media_tx.put_media(ctx.tx, existing))
+    await ctl.astore_rows(account, lambda ctx: media_tx.put_media(ctx.tx, existing))
     return data(media_view(existing))
 
 
@@ -286,12 +286,12 @@ async def download_media(media_name: str, request: Request, account: Account, ct
 async def delete_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> Response:
     _plain_name(media_name, parameter="media_name")
 
-    def run(ctx: Ctx) -> MediaFile:
+    def run(ctx: ReadCtx) -> MediaFile:
         m = _media(ctx, media_name)
         media_tx.delete_media(ctx.tx, m)
         return m
 
-    m = await ctl.awrite(account, run)
+    m = await ctl.astore_rows(account, run)
     path = _in_media_dir(request, m.path)
     if path is not None and path.is_file():
         path.unlink(missing_ok=True)

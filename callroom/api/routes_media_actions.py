@@ -8,10 +8,7 @@ from fastapi import APIRouter, Request
 
 from callroom.api import schemas_media as s
 from callroom.api.common import OK, Account, Ctl
-from callroom.control import conferences as confs
 from callroom.control import media_actions as ma
-from callroom.control.context import Ctx
-from callroom.control.guards import answered_call
 
 router = APIRouter()
 
@@ -53,20 +50,11 @@ def _audio(url: str | None, name: str | None) -> ma.Source | None:
 
 @router.post("/calls/{cid}/actions/playback_start")
 async def playback_start(cid: str, body: s.CallPlay, account: Account, ctl: Ctl) -> dict[str, Any]:
-    def run(ctx: Ctx) -> None:
-        if body.stop:
-            ma.call_stop(ctx, cid, which=body.stop, kinds=("playback", "speak"), client_state=None)
-        ma.call_play(
-            ctx,
-            cid,
-            ma.Source(audio_url=body.audio_url, media_name=body.media_name),
-            loop=body.loop,
-            overlay=body.overlay,
-            target_legs=body.target_legs,
-            client_state=body.client_state,
-        )
-
-    await ctl.arun(account, run, command=(cid, body.command_id))
+    src = ma.Source(audio_url=body.audio_url, media_name=body.media_name)
+    await ctl.arun(account, lambda w: ma.call_play(
+        w, cid, src, loop=body.loop, overlay=body.overlay, target_legs=body.target_legs,
+        client_state=body.client_state, stop_first=body.stop,
+    ), dedupe=(cid, body.command_id))
     return OK
 
 
@@ -75,8 +63,8 @@ async def playback_stop(cid: str, account: Account, ctl: Ctl, body: s.CallStopPl
     b = body or s.CallStopPlay()
     await ctl.arun(
         account,
-        lambda ctx: ma.call_stop(ctx, cid, which=b.stop, kinds=("playback",), client_state=b.client_state),
-        command=(cid, b.command_id),
+        lambda w: ma.call_stop(w, cid, which=b.stop, kinds=("playback",), client_state=b.client_state),
+        dedupe=(cid, b.command_id),
     )
     return OK
 
@@ -85,14 +73,10 @@ async def playback_stop(cid: str, account: Account, ctl: Ctl, body: s.CallStopPl
 async def speak(cid: str, body: s.CallSpeak, account: Account, ctl: Ctl) -> dict[str, Any]:
     src = ma.Source(payload=body.payload, voice=body.voice, language=body.language, payload_type=body.payload_type)
 
-    def run(ctx: Ctx) -> None:
-        if body.stop:
-            ma.call_stop(ctx, cid, which=body.stop, kinds=("playback", "speak"), client_state=None)
-        ma.call_play(
-            ctx, cid, src, loop=body.loop, overlay=False, target_legs=body.target_legs, client_state=body.client_state
-        )
-
-    await ctl.arun(account, run, command=(cid, body.command_id))
+    await ctl.arun(account, lambda w: ma.call_play(
+        w, cid, src, loop=body.loop, overlay=False, target_legs=body.target_legs, client_state=body.client_state,
+        stop_first=body.stop,
+    ), dedupe=(cid, body.command_id))
     return OK
 
 
@@ -102,7 +86,7 @@ async def gather_using_audio(cid: str, account: Account, ctl: Ctl, body: s.Gathe
     req = _digits_request(
         b, _audio(b.audio_url, b.media_name), _audio(b.invalid_audio_url, b.invalid_media_name), b.stop_playback_on_dtmf
     )
-    await ctl.arun(account, lambda ctx: ma.gather(ctx, cid, req, b.client_state), command=(cid, b.command_id))
+    await ctl.arun(account, lambda w: ma.gather(w, cid, req, b.client_state), dedupe=(cid, b.command_id))
     return OK
 
 
@@ -117,7 +101,7 @@ async def gather_using_speak(cid: str, body: s.GatherSpeak, account: Account, ct
         else None
     )
     req = _digits_request(body, prompt, invalid)
-    await ctl.arun(account, lambda ctx: ma.gather(ctx, cid, req, body.client_state), command=(cid, body.command_id))
+    await ctl.arun(account, lambda w: ma.gather(w, cid, req, body.client_state), dedupe=(cid, body.command_id))
     return OK
 
 
@@ -125,8 +109,8 @@ async def gather_using_speak(cid: str, body: s.GatherSpeak, account: Account, ct
 async def send_dtmf(cid: str, body: s.CallSendDtmf, account: Account, ctl: Ctl) -> dict[str, Any]:
     await ctl.arun(
         account,
-        lambda ctx: ma.call_send_dtmf(ctx, cid, body.digits, body.duration_millis, body.client_state),
-        command=(cid, body.command_id),
+        lambda w: ma.call_send_dtmf(w, cid, body.digits, body.duration_millis, body.client_state),
+        dedupe=(cid, body.command_id),
     )
     return OK
 
@@ -137,26 +121,11 @@ async def record_start(
 ) -> dict[str, Any]:
     storage, base = _storage(request)
 
-    def run(ctx: Ctx) -> None:
-        call = answered_call(ctx, cid)
-        if body.client_state is not None:
-            call.client_state = body.client_state
-            ctx.tx.update_call(call)
-        ma.record_start(
-            ctx,
-            call=call,
-            conference=None,
-            fmt=body.format,
-            channels=body.channels,
-            trim=body.trim is not None,
-            custom_file_name=body.custom_file_name,
-            max_length=body.max_length,
-            play_beep=body.play_beep,
-            storage=storage,
-            download_base=base,
-        )
-
-    await ctl.arun(account, run, command=(cid, body.command_id))
+    req = ma.RecordRequest(fmt=body.format, channels=body.channels, trim=body.trim is not None,
+                           custom_file_name=body.custom_file_name, max_length=body.max_length,
+                           play_beep=body.play_beep, storage=storage, download_base=base)  # fmt: skip
+    await ctl.arun(account, lambda w: ma.call_record_start(w, cid, req, body.client_state),
+                   dedupe=(cid, body.command_id))
     return OK
 
 
@@ -165,10 +134,8 @@ async def record_stop(cid: str, account: Account, ctl: Ctl, body: s.RecordStop |
     b = body or s.RecordStop()
     await ctl.arun(
         account,
-        lambda ctx: ma.record_control(
-            ctx, "stop", call=answered_call(ctx, cid), conference=None, recording_id=b.recording_id
-        ),
-        command=(cid, b.command_id),
+        lambda w: ma.call_record_control(w, "stop", cid, b.recording_id),
+        dedupe=(cid, b.command_id),
     )
     return OK
 
@@ -180,9 +147,9 @@ async def record_stop(cid: str, account: Account, ctl: Ctl, body: s.RecordStop |
 async def conference_play(conference_id: str, body: s.ConferencePlay, account: Account, ctl: Ctl) -> dict[str, Any]:
     await ctl.arun(
         account,
-        lambda ctx: ma.conference_play(
-            ctx,
-            confs.lookup(ctx, conference_id),
+        lambda w: ma.conference_play(
+            w,
+            conference_id,
             ma.Source(audio_url=body.audio_url, media_name=body.media_name),
             loop=body.loop,
             call_control_ids=body.call_control_ids,
@@ -196,10 +163,8 @@ async def conference_speak(conference_id: str, body: s.ConferenceSpeak, account:
     src = ma.Source(payload=body.payload, voice=body.voice, language=body.language, payload_type=body.payload_type)
     await ctl.arun(
         account,
-        lambda ctx: ma.conference_play(
-            ctx, confs.lookup(ctx, conference_id), src, loop=1, call_control_ids=body.call_control_ids
-        ),
-        command=(conference_id, body.command_id),
+        lambda w: ma.conference_play(w, conference_id, src, loop=1, call_control_ids=body.call_control_ids),
+        dedupe=(conference_id, body.command_id),
     )
     return OK
 
@@ -209,7 +174,7 @@ async def conference_stop(
     conference_id: str, account: Account, ctl: Ctl, body: s.ConferenceStop | None = None
 ) -> dict[str, Any]:
     ids = body.call_control_ids if body else None
-    await ctl.arun(account, lambda ctx: ma.conference_stop(ctx, confs.lookup(ctx, conference_id), ids))
+    await ctl.arun(account, lambda w: ma.conference_stop(w, conference_id, ids))
     return OK
 
 
@@ -219,9 +184,9 @@ async def conference_send_dtmf(
 ) -> dict[str, Any]:
     await ctl.arun(
         account,
-        lambda ctx: ma.conference_send_dtmf(
-            ctx,
-            confs.lookup(ctx, conference_id, by_name=False),
+        lambda w: ma.conference_send_dtmf(
+            w,
+            conference_id,
             body.call_control_ids,
             body.digits,
             body.duration_millis,
@@ -241,16 +206,8 @@ async def conference_gather(
         body.stop_playback_on_dtmf,
     )
 
-    def run(ctx: Ctx) -> None:
-        conf = confs.lookup(ctx, conference_id, by_name=False)
-        present = {p.call_control_id for p in ctx.tx.participants_of(conf.id)}
-        if body.call_control_id not in present:
-            from callroom.control.guards import reject
-
-            raise reject("90105", "The call is not a participant of this conference.", "/call_control_id")
-        ma.gather(ctx, body.call_control_id, req, body.client_state, conference=conf)
-
-    await ctl.arun(account, run)
+    await ctl.arun(account, lambda w: ma.conference_gather(w, conference_id, body.call_control_id, req,
+                                                           body.client_state))
     return OK
 
 
@@ -261,21 +218,12 @@ async def conference_record_start(
     storage, base = _storage(request)
     await ctl.arun(
         account,
-        lambda ctx: ma.record_start(
-            ctx,
-            call=None,
-            conference=confs.lookup(ctx, conference_id),
-            fmt=body.format,
-            channels=body.channels,
-            trim=body.trim is not None,
-            custom_file_name=body.custom_file_name,
-            max_length=0,
-            play_beep=body.play_beep,
-            storage=storage,
-            download_base=base,
-            per_participant=body.tracks == "per_participant",
-        ),
-        command=(conference_id, body.command_id),
+        lambda w: ma.conference_record_start(w, conference_id, ma.RecordRequest(
+            fmt=body.format, channels=body.channels, trim=body.trim is not None,
+            custom_file_name=body.custom_file_name, max_length=0, play_beep=body.play_beep, storage=storage,
+            download_base=base, per_participant=body.tracks == "per_participant",
+        )),
+        dedupe=(conference_id, body.command_id),
     )
     return OK
 
@@ -285,10 +233,8 @@ async def _conference_record(
 ) -> dict[str, Any]:
     await ctl.arun(
         account,
-        lambda ctx: ma.record_control(
-            ctx, action, call=None, conference=confs.lookup(ctx, conference_id), recording_id=recording_id
-        ),
-        command=(conference_id, command_id),
+        lambda w: ma.conference_record_control(w, action, conference_id, recording_id),
+        dedupe=(conference_id, command_id),
     )
     return OK
 

@@ -12,7 +12,7 @@ from callroom.api import schemas as s
 from callroom.api.common import Account, Ctl, data
 from callroom.audio.encode import encode_wav
 from callroom.control import calls
-from callroom.control.context import Ctx
+from callroom.control.service import ReadCtx
 from callroom.endpoints.virtual import VirtualPhones, VirtualSpec
 from callroom.errors import NotFound, ValidationFailed
 from callroom.model.records import Call
@@ -26,7 +26,7 @@ class VirtualCall(s.Body):
     to: s.Address = "+15550000000"
 
 
-def _call_of(ctx: Ctx, account: str, cid: str) -> Call | None:
+def _call_of(ctx: ReadCtx, account: str, cid: str) -> Call | None:
     return ctx.tx.get_call(account, cid)
 
 
@@ -45,7 +45,7 @@ async def call_in(body: VirtualCall, request: Request, account: Account, ctl: Ct
         raise ValidationFailed.field("/from", str(exc)) from exc
 
     call = await ctl.awrite(
-        account, lambda ctx: calls.incoming(ctx, connection_id=body.connection_id, from_=body.from_, to=body.to,
+        account, lambda w: calls.incoming(w, connection_id=body.connection_id, from_=body.from_, to=body.to,
                                             endpoint=endpoint)
     )
     cid = call.call_control_id

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from callroom.api.common import Account, Ctl, PageParams, account_id, data
 from callroom.api.schemas import Body
+from callroom.control.service import ReadCtx
 from callroom.errors import ApiError, ErrorItem, NotFound, ValidationFailed
 from callroom.store import outbox
 from callroom.store.outbox import DeliveryView, PendingDelivery
@@ -100,22 +101,20 @@ async def list_webhook_deliveries(
         raise ValidationFailed(ErrorItem("10015", "Invalid value", f"must be one of {', '.join(STATUSES)}",
                                          parameter="filter[status][eq]"))
     types = [t.strip() for t in (event_type or "").split(",") if t.strip()]
-    with ctl.store.transaction() as tx:
-        items, total = outbox.list_deliveries(
-            tx, account, page=page.number, size=page.size, status=status, event_types=types,
+    items, total = await ctl.aread(account, lambda q: outbox.list_deliveries(
+            q.tx, account, page=page.number, size=page.size, status=status, event_types=types,
             webhook_contains=webhook_contains, attempts_contains=attempts_contains,
             created_gte=_time(started_gte, "filter[started_at][gte]"),
             created_lte=_time(started_lte, "filter[started_at][lte]"),
             finished_gte=_time(finished_gte, "filter[finished_at][gte]"),
             finished_lte=_time(finished_lte, "filter[finished_at][lte]"),
-        )
+        ))
     return page.envelope([delivery_view(d) for d in items], total)
 
 
 @router.get("/webhook_deliveries/{delivery_id}")
 async def retrieve_webhook_delivery(delivery_id: str, account: Account, ctl: Ctl) -> dict[str, Any]:
-    with ctl.store.transaction() as tx:
-        found = outbox.get_delivery(tx, account, delivery_id)
+    found = await ctl.aread(account, lambda q: outbox.get_delivery(q.tx, account, delivery_id))
     if found is None:
         raise NotFound(f"No webhook delivery {delivery_id!r}.")
     return data(delivery_view(found))
@@ -149,7 +148,9 @@ async def replay_webhook_deliveries(body: ReplayRequest, account: Account, ctl: 
         raise Unavailable("The webhook dispatcher is not running.")
     key = f"call:{body.call_control_id}" if body.call_control_id else f"conference:{body.conference_id}"
     now = ctl.clock()
-    with ctl.store.transaction() as tx:
+
+    def requeue(q: ReadCtx) -> list[PendingDelivery]:
+        tx = q.tx
         rows = outbox.for_replay(tx, account, key)
         if not rows:
             what = "call" if body.call_control_id else "conference"
@@ -175,6 +176,9 @@ async def replay_webhook_deliveries(body: ReplayRequest, account: Account, ctl: 
         # Rows still pending are on their way anyway: leave them.
         again = [r for r in chosen if not dispatcher.is_queued(r.id)]
         outbox.requeue(tx, again, now)
+        return again
+
+    again = await ctl.astore_rows(account, requeue)
     dispatcher.enqueue(again, replay=True)
     return JSONResponse({"data": {
         "record_type": "webhook_replay",

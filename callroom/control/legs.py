@@ -1,21 +1,20 @@
-"""Moving one call leg between its states, with the webhooks and media instructions each move causes.
+"""One call leg's moves through its lifecycle table, and the end of a leg that is in nothing any more.
 
-These are the shared building blocks of the commands: ending a leg (and what that does to its bridge
-partner, its queue and its conference), bridging two legs, unbridging, parking.
+The lowest layer of the commands: it knows calls, not queues, conferences or bridges (``hangup.end_leg``
+takes a leg out of those first, then finishes it here).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from callroom.control.context import Ctx
+from callroom.control.webhooks import emit_call
+from callroom.control.world import Steps, World
 from callroom.model import media as m
+from callroom.model import reads as r
 from callroom.model.records import Call
-from callroom.model.states import CALL_TRANSITIONS, CallEvent, CallState, DequeueReason, next_state
+from callroom.model.states import CALL_TRANSITIONS, CallEvent, CallState, allowed, next_state
 from callroom.timefmt import iso
-
-if TYPE_CHECKING:
-    from callroom.control import queues
 
 # Telnyx hangup_cause for each SIP status a leg can end with.
 SIP_TO_CAUSE = {
@@ -27,100 +26,51 @@ SIP_TO_CAUSE = {
     603: "call_rejected",
 }
 
+CALL_TIMERS = ("dial_timeout", "time_limit", "first_command", "ring_timeout")
+
+
 def move(call: Call, event: CallEvent) -> None:
+    """Through the call table: the new state, or the table's refusal."""
     call.state = next_state("call", CALL_TRANSITIONS, call.state, event)
 
 
-def end_leg(
-    ctx: Ctx,
-    call: Call,
-    *,
-    cause: str,
-    source: str,
-    sip_cause: str = "unspecified",
-    release: bool = True,
-    quality: dict[str, Any] | None = None,
-) -> None:
-    """The leg is over: leave its queue/conference/bridge, mark it ended, tell the app and the media.
-    ``quality``: the media's ``call_quality_stats`` for the leg, when it has them."""
-    # Imported here: conferences and queues call back into this module.
-    from callroom.control import conferences, queues
+def check(call: Call, event: CallEvent) -> None:
+    """Whether the call's table allows ``event`` now (its refusal if not), without moving."""
+    allowed("call", CALL_TRANSITIONS, call.state, event)
 
+
+def finish(w: World, call: Call, *, cause: str, source: str, sip_cause: str = "unspecified", release: bool = True,
+           quality: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """The leg is over (it is in no queue, conference or bridge any more): ended, its timers cancelled,
+    ``call.hangup``, and (``release``) the media plane told to end it. ``quality``: the media's
+    ``call_quality_stats`` for the leg, when it has them."""
     if call.state is CallState.ENDED:
         return
-    if call.state is CallState.QUEUED:
-        queues.leave_on_hangup(ctx, call)
-    elif call.state is CallState.CONFERENCED and call.conference_id:
-        conferences.leg_hung_up(ctx, call)
-    elif call.state is CallState.BRIDGED and call.bridged_with:
-        partner_id = call.bridged_with
-        call.bridged_with = None
-        partner = ctx.tx.get_call(ctx.account_id, partner_id, lock=True)
-        if partner is not None and partner.state is CallState.BRIDGED:
-            after_unbridge(ctx, partner)
     move(call, CallEvent.HANGUP)
-    call.ended_at = ctx.now
+    call.ended_at = w.now
     call.hangup_cause = cause
     call.hangup_source = source
     call.sip_hangup_cause = sip_cause
     call.bridged_with = None
     call.conference_id = None
     call.queue_id = None
-    ctx.tx.update_call(call)
-    for kind in ("dial_timeout", "time_limit", "first_command", "ring_timeout"):
-        ctx.cancel(kind, call.call_control_id)
-    ctx.emit_call(
-        "call.hangup",
-        call,
-        hangup_cause=cause,
-        hangup_source=source,
-        sip_hangup_cause=sip_cause,
-        start_time=iso(call.created_at),
-        end_time=iso(call.ended_at),
-        state="hangup",
+    w.update(call)
+    for kind in CALL_TIMERS:
+        w.cancel(kind, call.call_control_id)
+    emit_call(
+        w, "call.hangup", call, hangup_cause=cause, hangup_source=source, sip_hangup_cause=sip_cause,
+        start_time=iso(call.created_at), end_time=iso(call.ended_at), state="hangup",
         **({"call_quality_stats": quality} if quality else {}),
     )
     if release:
-        ctx.media.append(m.Release(call.call_control_id))
+        w.media.append(m.Release(call.call_control_id))
 
 
-def after_unbridge(ctx: Ctx, call: Call) -> None:
-    """The other side of ``call``'s bridge went away: park it if asked to, otherwise hang it up."""
-    call.bridged_with = None
-    if call.park_after_unbridge == "self" or call.hold_after_unbridge:
-        move(call, CallEvent.UNBRIDGE)
-        ctx.tx.update_call(call)
-        ctx.media.append(m.Park(call.call_control_id))
-    else:
-        end_leg(ctx, call, cause="normal_clearing", source=hangup_source_for_local(call))
-
-
-def leave_current_bridge(ctx: Ctx, call: Call) -> None:
-    """Before ``call`` goes somewhere else: release its bridge partner (parked or hung up)."""
-    if call.state is CallState.BRIDGED and call.bridged_with:
-        partner = ctx.tx.get_call(ctx.account_id, call.bridged_with, lock=True)
-        call.bridged_with = None
-        if partner is not None and partner.state is CallState.BRIDGED:
-            after_unbridge(ctx, partner)
-
-
-def bridge_pair(ctx: Ctx, a: Call, b: Call, *, head: queues.Head | None = None) -> None:
-    """Connect two answered legs; each gets ``call.bridged``. (``head``: a queue's head entry the
-    caller has already read, when one of the legs is being dequeued.)"""
-    from callroom.control import queues
-
-    for leg in (a, b):
-        if leg.state is CallState.QUEUED:
-            queues.remove_from_queue(ctx, leg, DequeueReason.BRIDGED, park=False, head=head)
-        elif leg.state is CallState.BRIDGED and leg.bridged_with not in (a.call_control_id, b.call_control_id):
-            leave_current_bridge(ctx, leg)
-    for leg, other in ((a, b), (b, a)):
-        move(leg, CallEvent.BRIDGE)
-        leg.bridged_with = other.call_control_id
-        ctx.tx.update_call(leg)
-    ctx.media.append(m.Bridge(a.call_control_id, b.call_control_id))
-    ctx.emit_call("call.bridged", a)
-    ctx.emit_call("call.bridged", b)
+def park(w: World, call: Call, event: CallEvent) -> None:
+    """Back to parked (left a queue, a conference or a bridge), hearing nothing."""
+    move(call, event)
+    w.update(call)
+    w.media.append(m.Park(call.call_control_id))
 
 
 def hangup_source_for_local(call: Call) -> str:
@@ -130,3 +80,24 @@ def hangup_source_for_local(call: Call) -> str:
 
 def hangup_source_for_remote(call: Call) -> str:
     return "callee" if call.direction == "outgoing" else "caller"
+
+
+def leave_bridge(w: World, call: Call) -> Steps[None]:
+    """Before ``call`` goes somewhere else: its bridge partner is let go (parked if it asked to be, otherwise
+    hung up)."""
+    if call.state is not CallState.BRIDGED or not call.bridged_with:
+        return
+    yield from w.load(r.CallById(call.bridged_with))
+    partner = w.call(call.bridged_with)
+    call.bridged_with = None
+    if partner is not None and partner.state is CallState.BRIDGED:
+        unbridged(w, partner)
+
+
+def unbridged(w: World, call: Call) -> None:
+    """The other side of ``call``'s bridge went away: park it if asked to, otherwise hang it up."""
+    call.bridged_with = None
+    if call.park_after_unbridge == "self" or call.hold_after_unbridge:
+        park(w, call, CallEvent.UNBRIDGE)
+    else:
+        finish(w, call, cause="normal_clearing", source=hangup_source_for_local(call))

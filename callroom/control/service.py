@@ -1,8 +1,9 @@
 """Running control-plane commands: one transaction each, then their effects.
 
-``Control.run`` opens a transaction, checks the ``command_id`` (a repeat within 60 s is acknowledged and
-not executed), runs the handler, commits, and only then hands the media instructions to the media plane
-and wakes the webhook dispatcher and the timer loop. Handlers do no I/O of their own.
+``Control.run`` opens a transaction, checks the ``command_id`` (a repeat within 60 s is acknowledged and not
+executed), runs the command against the store (its batches of reads, then its writes: ``store.commands``),
+commits, and only then hands the media instructions to the media plane and wakes the webhook dispatcher and
+the timer loop. Queries (listings, a call's state) run through ``read`` with a ``ReadCtx``.
 """
 
 from __future__ import annotations
@@ -13,19 +14,23 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from callroom.control import calls, conferences, queues
-from callroom.control.context import Ctx
+from callroom.control import timers
+from callroom.control.calls import node_restarted
+from callroom.control.world import Steps, World
+from callroom.model.effects import Effects
 from callroom.model.media import MediaOp, MediaPlane
-from callroom.model.records import Timer
-from callroom.store import cooperative
+from callroom.store import commands, cooperative, outbox
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery
+from callroom.store.tx import Tx
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Command = Callable[[World], Steps[T]]
 
 COMMAND_ID_WINDOW_SECS = 60.0
 # An incoming call the application neither answers nor rejects rings at most this long (PBXs and carriers
@@ -37,21 +42,33 @@ MAX_TRANSACTIONS_IN_FLIGHT = 32
 
 class Duplicate:
     """The result of a command whose ``command_id`` was already executed (``result``: what the first
-    execution recorded in ``ctx.command_result``, such as the id of the call it dialled)."""
+    execution recorded, such as the id of the call it dialled)."""
 
     def __init__(self, result: str | None) -> None:
         self.result = result
 
 
+@dataclass(slots=True)
+class ReadCtx:
+    """What a query sees: its transaction, account and time."""
+
+    tx: Tx
+    account_id: str
+    now: float
+    node_id: str
+
+
+@dataclass(slots=True)
+class Committed:
+    """A command that committed: what it decided and the outbox rows of its webhooks."""
+
+    effects: Effects
+    deliveries: list[PendingDelivery]
+
+
 class Control:
-    def __init__(
-        self,
-        store: Store,
-        node_id: str,
-        media: MediaPlane,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, store: Store, node_id: str, media: MediaPlane, *,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.store = store
         self.node_id = node_id
         self.media = media
@@ -75,102 +92,98 @@ class Control:
             return None
         return await self.quality_source(call_control_id)
 
-    def run(
-        self,
-        account_id: str,
-        handler: Callable[[Ctx], T],
-        *,
-        command: tuple[str, str | None] | None = None,
-    ) -> T | Duplicate:
-        """Run ``handler`` in one transaction. ``command`` is (scope, command_id) for deduplication."""
-        return self._finish(*self._transact(account_id, handler, command))
+    # -- commands -----------------------------------------------------------------------------------
 
-    async def arun(
-        self,
-        account_id: str,
-        handler: Callable[[Ctx], T],
-        *,
-        command: tuple[str, str | None] | None = None,
-    ) -> T | Duplicate:
+    def run(self, account_id: str, command: Command[T], *,
+            dedupe: tuple[str, str | None] | None = None) -> T | Duplicate:  # fmt: skip
+        """Run ``command`` in one transaction, then apply its effects. ``dedupe`` is (scope, command_id)."""
+        return self._finish(*self._transact(account_id, command, dedupe))
+
+    async def arun(self, account_id: str, command: Command[T], *,
+                   dedupe: tuple[str, str | None] | None = None) -> T | Duplicate:  # fmt: skip
         """``run`` for the API. On PostgreSQL the transaction runs cooperatively (``store/cooperative.py``):
         while it waits for the server the loop serves other requests. Its effects are applied here, on the
         loop, right after it commits; a request cancelled meanwhile does not cancel them (the transaction
         and its effects complete, the reply is dropped)."""
         if not self.cooperative:
-            return self.run(account_id, handler, command=command)
-        return await asyncio.shield(asyncio.ensure_future(self._cooperatively(account_id, handler, command)))
+            return self.run(account_id, command, dedupe=dedupe)
+        return await asyncio.shield(asyncio.ensure_future(self._cooperatively(account_id, command, dedupe)))
 
-    async def _cooperatively(
-        self, account_id: str, handler: Callable[[Ctx], T], command: tuple[str, str | None] | None
-    ) -> T | Duplicate:
+    async def _cooperatively(self, account_id: str, command: Command[T],
+                             dedupe: tuple[str, str | None] | None) -> T | Duplicate:  # fmt: skip
         async with self._in_flight:
-            outcome = await cooperative.run(self._transact, account_id, handler, command)
+            outcome = await cooperative.run(self._transact, account_id, command, dedupe)
         return self._finish(*outcome)
 
-    async def awrite(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
-        result = await self.arun(account_id, handler)
+    async def awrite(self, account_id: str, command: Command[T]) -> T:
+        result = await self.arun(account_id, command)
         assert not isinstance(result, Duplicate)
         return result
 
-    async def aread(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
-        if not self.cooperative:
-            return self.read(account_id, handler)
-        async with self._in_flight:
-            return await cooperative.run(self.read, account_id, handler)
+    def write(self, account_id: str, command: Command[T]) -> T:
+        """``run`` without a command_id: always executes, so always returns the command's result."""
+        result = self.run(account_id, command)
+        assert not isinstance(result, Duplicate)
+        return result
 
-    def _transact(
-        self, account_id: str, handler: Callable[[Ctx], T], command: tuple[str, str | None] | None,
-        *, plainly: bool = False,
-    ) -> tuple[T | Duplicate, Ctx | None]:
-        """``plainly``: without reads ahead (a second run after ``Ctx.again``)."""
+    def _transact(self, account_id: str, command: Command[T],
+                  dedupe: tuple[str, str | None] | None) -> tuple[T | Duplicate, Committed | None]:  # fmt: skip
         with self.store.transaction() as tx:
-            command_id = command[1] if command is not None else None
-            ctx = Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id, dialable=self.dialable,
-                      ring_timeout_secs=self.ring_timeout_secs,
-                      read_ahead=not self.store.is_sqlite and not plainly, command_id=command_id or None)
-            if command is not None and command_id:
-                scope = command[0]
-                fresh, earlier = tx.remember_command(account_id, scope, command_id, ctx.now, COMMAND_ID_WINDOW_SECS)
+            now = self.clock()
+            scope, command_id = dedupe if dedupe is not None and dedupe[1] else (None, None)
+            if scope is not None and command_id:
+                fresh, earlier = tx.remember_command(account_id, scope, command_id, now, COMMAND_ID_WINDOW_SECS)
                 if not fresh:
                     return Duplicate(earlier), None
-            result = handler(ctx)
-            if command is not None and command[1] and ctx.command_result is not None:
-                tx.set_command_result(account_id, command[0], command[1], ctx.command_result)
-        ctx.settle()
-        if ctx.again and not plainly:
-            return self._transact(account_id, handler, command, plainly=True)
-        return result, ctx
+            world = World(account_id, now, self.node_id, dialable=self.dialable,
+                          ring_timeout_secs=self.ring_timeout_secs)  # fmt: skip
+            result, effects, appended = commands.run(tx, world, command(world))
+            if scope is not None and command_id and effects.command_result is not None:
+                tx.set_command_result(account_id, scope, command_id, effects.command_result)
+        return result, Committed(effects, _deliveries(account_id, effects, appended))
 
-    def _finish(self, result: T | Duplicate, ctx: Ctx | None) -> T | Duplicate:
-        if ctx is None:
+    def _finish(self, result: T | Duplicate, done: Committed | None) -> T | Duplicate:
+        if done is None:
             return result
-        self._after_commit(ctx)
-        if ctx.deferred_error is not None:
-            raise ctx.deferred_error
-        return result
-
-    def write(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
-        """``run`` without a command_id: always executes, so always returns the handler's result."""
-        result = self.run(account_id, handler)
-        assert not isinstance(result, Duplicate)
-        return result
-
-    def read(self, account_id: str, handler: Callable[[Ctx], T]) -> T:
-        """A read-only handler (listings): same context, nothing to apply afterwards."""
-        with self.store.transaction(read_only=True) as tx:
-            return handler(Ctx(tx=tx, account_id=account_id, now=self.clock(), node_id=self.node_id))
-
-    def _after_commit(self, ctx: Ctx) -> None:
-        if ctx.media:
-            ops: list[MediaOp] = list(ctx.media)
+        effects = done.effects
+        if effects.media:
+            ops: list[MediaOp] = list(effects.media)
             try:
                 self.media.apply(ops)
             except Exception:  # the state is committed; a media failure must not undo it
                 log.exception("media plane failed to apply %d ops", len(ops))
-        if ctx.emitted:
-            self.on_events(ctx.emitted)
-        if ctx.timers_added:
+        if done.deliveries:
+            self.on_events(done.deliveries)
+        if effects.timers_added:
             self.on_timers()
+        if effects.error is not None:
+            raise effects.error
+        return result
+
+    # -- queries and plain writes -------------------------------------------------------------------
+
+    def read(self, account_id: str, query: Callable[[ReadCtx], T]) -> T:
+        """A query (listings, a record as it stands): no locks, nothing to apply afterwards."""
+        with self.store.transaction(read_only=True) as tx:
+            return query(ReadCtx(tx, account_id, self.clock(), self.node_id))
+
+    async def aread(self, account_id: str, query: Callable[[ReadCtx], T]) -> T:
+        if not self.cooperative:
+            return self.read(account_id, query)
+        async with self._in_flight:
+            return await cooperative.run(self.read, account_id, query)
+
+    def store_rows(self, account_id: str, work: Callable[[ReadCtx], T]) -> T:
+        """Rows that are not a call's, a conference's or a queue's (applications, uploaded media, API keys)
+        written in one transaction: no state machine, no webhook, nothing for the media plane."""
+        with self.store.transaction() as tx:
+            return work(ReadCtx(tx, account_id, self.clock(), self.node_id))
+
+    async def astore_rows(self, account_id: str, work: Callable[[ReadCtx], T]) -> T:
+        if not self.cooperative:
+            return self.store_rows(account_id, work)
+        async with self._in_flight:
+            return await cooperative.run(self.store_rows, account_id, work)
 
     # -- facts from outside the API -----------------------------------------------------------------
 
@@ -211,22 +224,8 @@ class Control:
         with self.store.transaction() as tx:
             due = tx.due_timers(now, limit)
         for timer in due:
-
-            def fire(ctx: Ctx, timer: Timer = timer) -> None:
-                if not ctx.tx.take_timer(timer):
-                    return
-                kind, ref = timer.kind, timer.ref
-                if kind in ("dial_timeout", "time_limit", "first_command", "ring_timeout"):
-                    calls.on_timer(ctx, kind, ref)
-                elif kind == "queue_timeout":
-                    queues.on_timeout(ctx, ref)
-                elif kind == "conference_expiry":
-                    conferences.on_expiry(ctx, ref)
-                else:
-                    log.warning("unknown timer kind %r", kind)
-
             try:
-                self.run(timer.account_id, fire)
+                self.run(timer.account_id, functools.partial(timers.fire, timer=timer))
             except Exception:
                 log.exception("timer %s %s failed", timer.kind, timer.ref)
                 with self.store.transaction() as tx:
@@ -242,23 +241,33 @@ class Control:
         with self.store.transaction() as tx:
             orphans = tx.live_calls_of_node(self.node_id)
         for call in orphans:
-            self.run(call.account_id, functools.partial(_end_orphan, call_control_id=call.call_control_id))
+            self.run(call.account_id, functools.partial(node_restarted, call_control_id=call.call_control_id))
         return len(orphans)
 
 
-def _end_orphan(ctx: Ctx, call_control_id: str) -> None:
-    call = ctx.tx.get_call(ctx.account_id, call_control_id, lock=True)
-    if call is not None:
-        calls.node_restarted(ctx, call)
+def _deliveries(account_id: str, effects: Effects, appended: list[outbox.Appended]) -> list[PendingDelivery]:
+    """The committed webhooks as the dispatcher takes them: their outbox ids, sequence numbers and addresses
+    (on PostgreSQL known only now: the statements that chose them ran with the COMMIT)."""
+    out = []
+    for hook, row in zip(effects.webhooks, appended, strict=True):
+        url, failover, timeout = row.address
+        out.append(PendingDelivery(
+            id=row.id, event_id=hook.event_id, account_id=account_id, event_type=hook.event_type,
+            occurred_at=hook.occurred_at,            payload={**hook.payload, row.sequence_field: row.sequence},
+            occurred_at_in_payload=hook.occurred_at_in_payload, url=url, failover_url=failover, method=hook.method,
+            timeout_secs=timeout, order_key=hook.order_key, attempts=0, next_attempt_at=hook.occurred_at,
+            created_at=hook.occurred_at,
+        ))  # fmt: skip
+    return out
 
 
-def remote_fact(control: Control, call_control_id: str, fact: Callable[[Ctx], None]) -> None:
-    """Report a far-end fact about a leg (answered, refused, hung up) as a transaction of its account."""
+def remote_fact(control: Control, call_control_id: str, fact: Command[None]) -> None:
+    """Report a far-end fact about a leg (answered, refused, hung up) as a command of its account."""
     control.report(functools.partial(_remote_fact, control, call_control_id, fact))
 
 
-def _remote_fact(control: Control, call_control_id: str, fact: Callable[[Ctx], None]) -> None:
-    with control.store.transaction() as tx:
+def _remote_fact(control: Control, call_control_id: str, fact: Command[None]) -> None:
+    with control.store.transaction(read_only=True) as tx:
         call = tx.get_call_any_account(call_control_id)
     if call is None:
         log.warning("far-end fact about unknown leg %s", call_control_id)
@@ -266,18 +275,17 @@ def _remote_fact(control: Control, call_control_id: str, fact: Callable[[Ctx], N
     control.run(call.account_id, fact)
 
 
-def job_fact(control: Control, job_id: str, fact: Callable[[Ctx], None]) -> None:
-    """Report a fact about a media job (playback, recording, gather) as a transaction of its account."""
+def job_fact(control: Control, job_id: str, fact: Command[None]) -> None:
+    """Report a fact about a media job (playback, recording, gather) as a command of its account."""
     control.report(functools.partial(_job_fact, control, job_id, fact))
 
 
-def _job_fact(control: Control, job_id: str, fact: Callable[[Ctx], None]) -> None:
-    from callroom.store import media_tx
-
-    base = job_id.split(":prompt")[0] + (":prompt" if ":prompt" in job_id else "")
-    with control.store.transaction() as tx:
-        job = media_tx.get_job(tx, job_id) or media_tx.get_job(tx, base)
-    if job is None:
+def _job_fact(control: Control, job_id: str, fact: Command[None]) -> None:
+    with control.store.transaction(read_only=True) as tx:
+        account_id = tx.account_of_job(job_id.split(":prompt")[0])
+    if account_id is None:
         log.warning("fact about unknown media job %s", job_id)
         return
-    control.run(job.account_id, fact)
+    control.run(account_id, fact)
+
+

@@ -6,6 +6,8 @@ Times are Unix seconds (float) throughout; the API layer formats them as ISO 860
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -300,6 +302,27 @@ class MediaFile:
     expires_at: float | None = None
 
 
+_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+
+
+def field_names(cls: type[Any]) -> tuple[str, ...]:
+    """A record class's field names, in order (cached)."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def snapshot(rec: Any) -> dict[str, Any]:
+    """A record's fields as they are now, lists and dicts copied (commands change records in place): what
+    an update compares against to write only the columns that changed."""
+    out: dict[str, Any] = {}
+    for name in field_names(type(rec)):
+        value = getattr(rec, name)
+        out[name] = copy.deepcopy(value) if isinstance(value, list | dict) else value
+    return out
+
+
 __all__ = [
     "CONFERENCE_MAX_LIFETIME_SECS",
     "Account",
@@ -317,7 +340,9 @@ __all__ = [
     "QueueEntry",
     "Recording",
     "Timer",
+    "field_names",
     "new_application_id",
     "new_call_control_id",
     "new_uuid",
+    "snapshot",
 ]

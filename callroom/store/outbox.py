@@ -12,6 +12,7 @@ from sqlalchemy import String, Text, and_, bindparam, cast, func, or_, select, t
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from callroom.model.effects import Webhook
 from callroom.model.records import OutboundEvent
 from callroom.store import schema as t
 from callroom.store.sql import Result, prebuilt
@@ -294,8 +295,9 @@ RETURNING id, (SELECT last_sequence FROM s) AS sequence"""
 
 
 class Appended:
-    """An outbox row being written: its id and the sequence number in its payload. On PostgreSQL they are
-    known once the statement has run (at the next round trip; at the latest, with the COMMIT)."""
+    """An outbox row being written: its id and the sequence number in its payload, and (for a webhook whose
+    address came from its application) the URL, failover URL and timeout it was given. On PostgreSQL they
+    are known once the statement has run (at the next round trip; at the latest, with the COMMIT)."""
 
     __slots__ = ("_result", "sequence_field")
 
@@ -310,6 +312,66 @@ class Appended:
     @property
     def sequence(self) -> int:
         return int(self._result.one()[1])
+
+    @property
+    def address(self) -> tuple[str | None, str | None, float]:
+        """(url, failover_url, timeout_secs) as written."""
+        row = self._result.one()
+        return row[2], row[3], float(row[4])
+
+
+DEFAULT_WEBHOOK_TIMEOUT_SECS = 2.0
+
+# PostgreSQL, a command's webhook: ``_APPEND_PG`` with the address taken from the application in the same
+# statement (the call's own webhook_url first), so that no command has to read applications first.
+_APPEND_WEBHOOK_PG = """\
+WITH s AS (
+    INSERT INTO webhook_sequences AS w (order_key, last_sequence) VALUES (:order_key, 1)
+    ON CONFLICT (order_key) DO UPDATE SET last_sequence = w.last_sequence + 1
+    RETURNING last_sequence
+), a AS (
+    SELECT webhook_event_url, webhook_event_failover_url, webhook_timeout_secs FROM applications
+    WHERE id = :connection_id AND account_id = :account_id
+)
+INSERT INTO outbox (id, event_id, account_id, event_type, occurred_at, payload, occurred_at_in_payload, url,
+                    failover_url, method, timeout_secs, order_key, status, attempts, next_attempt_at, created_at)
+SELECT nextval(pg_get_serial_sequence('outbox', 'id')), :event_id, :account_id, :event_type, :occurred_at,
+       CAST(CAST(:payload_head AS TEXT) || CAST(s.last_sequence AS TEXT) || '}' AS JSON),
+       :occurred_at_in_payload, COALESCE(CAST(:url AS VARCHAR), (SELECT webhook_event_url FROM a)),
+       (SELECT webhook_event_failover_url FROM a), :method,
+       COALESCE(CAST((SELECT webhook_timeout_secs FROM a) AS DOUBLE PRECISION), :default_timeout), :order_key,
+       'pending', 0, :now, :now
+FROM s
+RETURNING id, (SELECT last_sequence FROM s) AS sequence, url, failover_url, timeout_secs"""
+
+
+def append_webhook(tx: Tx, account_id: str, hook: Webhook, now: float) -> Appended:
+    """Append a command's webhook: ``append`` with its address taken from its application (``connection_id``)
+    unless the webhook names its own URL."""
+    field_name = sequence_field(hook.order_key)
+    payload = hook.payload
+    if tx.conn.dialect.name != "postgresql":
+        app = tx.application_for_webhooks(account_id, hook.connection_id)
+        url = hook.webhook_url or (app.webhook_event_url if app else None)
+        failover = app.webhook_event_failover_url if app else None
+        timeout = float(app.webhook_timeout_secs) if app and app.webhook_timeout_secs else DEFAULT_WEBHOOK_TIMEOUT_SECS
+        ev = OutboundEvent(id=hook.event_id, account_id=account_id, event_type=hook.event_type,
+                           occurred_at=hook.occurred_at, payload=payload, url=url, failover_url=failover,
+                           method=hook.method, timeout_secs=timeout, order_key=hook.order_key,
+                           occurred_at_in_payload=hook.occurred_at_in_payload)  # fmt: skip
+        sequence = next_sequence(tx, ev.order_key)
+        row_id = tx.add_event(replace(ev, payload={**ev.payload, field_name: sequence}), now)
+        return Appended(Result([(row_id, sequence, url, failover, timeout)], 5, None), field_name)
+    body = orjson.dumps(payload)
+    head = body[:-1] + (b"," if len(body) > 2 else b"") + orjson.dumps(field_name) + b":"
+    params = {
+        "order_key": hook.order_key, "event_id": hook.event_id, "account_id": account_id, "event_type": hook.event_type,
+        "occurred_at": hook.occurred_at, "payload_head": head.decode(), "connection_id": hook.connection_id,
+        "occurred_at_in_payload": hook.occurred_at_in_payload, "url": hook.webhook_url, "method": hook.method,
+        "default_timeout": DEFAULT_WEBHOOK_TIMEOUT_SECS, "now": now,
+    }  # fmt: skip
+    stmt = prebuilt("append_webhook:postgresql", lambda: text(_APPEND_WEBHOOK_PG))
+    return Appended(tx.conn.execute(stmt, params), field_name)
 
 
 def append(tx: Tx, ev: OutboundEvent, now: float, sequence_field: str) -> Appended:

@@ -151,6 +151,13 @@ class Tx(ConferenceTx, QueueTx):
                                                                          c.account_id == bindparam("acct")))
         return self.conn.execute(stmt, {"id": app_id, "acct": account_id})
 
+    def application_for_webhooks(self, account_id: str, app_id: str) -> Application | None:
+        """An application as this transaction's webhooks address it (read once per transaction: SQLite)."""
+        cache = self._webhook_apps
+        if app_id not in cache:
+            cache[app_id] = self.get_application(account_id, app_id)
+        return cache[app_id]
+
     @staticmethod
     def application_in(read: Result) -> Application | None:
         row = read.first()
@@ -264,6 +271,13 @@ class Tx(ConferenceTx, QueueTx):
 
     def get_call_any_account(self, call_control_id: str) -> Call | None:
         return self._one(Call, select(t.calls).where(t.calls.c.call_control_id == call_control_id))
+
+    def account_of_job(self, job_id: str) -> str | None:
+        """The account a media job belongs to (facts from the media plane name only the job)."""
+        stmt = prebuilt("account_of_job", lambda: select(t.media_jobs.c.account_id).where(
+            t.media_jobs.c.id == bindparam("id")))
+        account: str | None = self.conn.execute(stmt, {"id": job_id}).scalar()
+        return account
 
     def live_calls_of_node(self, node_id: str) -> list[Call]:
         c = t.calls.c

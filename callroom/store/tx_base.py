@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Select, Table, bindparam, func, select, update
 
 from callroom.model.records import (
+    Application,
     Call,
     Conference,
     Participant,
@@ -121,6 +122,7 @@ class TxBase:
         # known only by its row (a queue's head, a bridge partner); whether locked; the read). Dropped by
         # any write to calls: never handed out after a write.
         self._calls_ahead: list[tuple[tuple[str, str] | None, bool, Result]] = []
+        self._webhook_apps: dict[str, Application | None] = {}  # see ``Tx.application_for_webhooks``
 
     @property
     def rows_can_change(self) -> bool:

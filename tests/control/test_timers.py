@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from callroom.control import calls, conferences, queues
-from callroom.control.context import Ctx
 from callroom.control.service import Control
 from callroom.model.media import MediaOp
 from callroom.model.records import Account, Application, Call
@@ -44,6 +43,9 @@ class World:
     def run(self, fn: Any) -> Any:
         return self.control.write("acct", fn)
 
+    def read(self, fn: Any) -> Any:
+        return self.control.read("acct", fn)
+
     def advance(self, seconds: float) -> None:
         self.now += seconds
         self.control.run_due_timers()
@@ -74,9 +76,9 @@ def test_conference_ends_when_its_duration_is_exceeded(world: World) -> None:
     conf = world.run(lambda ctx: conferences.create(
         ctx, conferences.CreateRequest(call_control_id=host, name="timed", duration_minutes=5)))
     world.advance(299)
-    assert world.run(lambda ctx: ctx.tx.get_conference("acct", conf.id)).is_active
+    assert world.read(lambda q: q.tx.get_conference("acct", conf.id)).is_active
     world.advance(2)
-    got = world.run(lambda ctx: ctx.tx.get_conference("acct", conf.id))
+    got = world.read(lambda q: q.tx.get_conference("acct", conf.id))
     assert (got.status.value, got.end_reason) == ("completed", "time_exceeded")
     assert not world.call(host).is_alive
     ended = [p for e, p in world.events() if e == "conference.ended"]
@@ -88,7 +90,7 @@ def test_conference_lives_at_most_four_hours(world: World) -> None:
     conf = world.run(lambda ctx: conferences.create(ctx, conferences.CreateRequest(call_control_id=host, name="long")))
     assert conf.expires_at - conf.created_at == 4 * 3600
     world.advance(4 * 3600 + 1)
-    got = world.run(lambda ctx: ctx.tx.get_conference("acct", conf.id))
+    got = world.read(lambda q: q.tx.get_conference("acct", conf.id))
     # Over by then either way: the legs' own 4-hour time limit may end them a moment before the
     # conference's expiry, which makes the reason all_left rather than time_exceeded.
     assert got.status.value == "completed" and got.end_reason in ("time_exceeded", "all_left")
@@ -128,9 +130,6 @@ def test_queue_timeout_survives_a_node_restart(world: World, tmp_path: Path) -> 
 def test_illegal_transition_is_refused_by_the_table(world: World) -> None:
     cid = world.answered_call()
 
-    def answer_twice(ctx: Ctx) -> None:
-        calls.remote_answered(ctx, cid)  # already answered: ignored, not an error
-        with pytest.raises(Exception, match="Only a ringing incoming call can be answered"):
-            calls.answer(ctx, cid, client_state=None, webhook_url=None, webhook_url_method=None)
-
-    world.run(answer_twice)
+    world.run(lambda w: calls.remote_answered(w, cid))  # already answered: ignored, not an error
+    with pytest.raises(Exception, match="Only a ringing incoming call can be answered"):
+        world.run(lambda w: calls.answer(w, cid, client_state=None, webhook_url=None, webhook_url_method=None))

@@ -1,23 +1,22 @@
-"""Flag changes (mute/unmute/hold/unhold) on PostgreSQL in one round trip: the write checks itself, the
-reads travelling with it tell whether it was valid, and an invalid change changes nothing and answers the
-same error as the checked way."""
+"""Flag changes (mute/unmute/hold/unhold) on PostgreSQL: the conference (locked) and its members are read in
+one round trip, the change is decided from them, and it is written with the COMMIT in a second; an invalid
+change changes nothing."""
 
 from __future__ import annotations
 
 import functools
 import uuid
-from typing import Any
 
 import pytest
 
 from callroom.control import conference_flags
-from callroom.control.context import Ctx
 from callroom.control.service import Control
+from callroom.control.world import Steps, World
 from callroom.errors import ApiError
 from callroom.model.media import ConferenceMix
 from callroom.model.records import Conference, MediaFile, Participant
 from callroom.model.states import ConferenceStatus, ParticipantStatus
-from callroom.store import media_tx
+from callroom.store import commands, media_tx
 from callroom.store.engine import Store
 from tests.store import factories as f
 from tests.store.factories import NOW
@@ -55,8 +54,8 @@ def _mixes(media: _OpsLog) -> list[ConferenceMix]:
     return [op for op in media.ops if isinstance(op, ConferenceMix)]
 
 
-def _mute(ctx: Ctx, *, conference_id: str) -> Any:
-    return conference_flags.set_flags(ctx, conference_id, None, muted=True)
+def _mute(w: World, *, conference_id: str) -> Steps[None]:
+    return conference_flags.set_flags(w, conference_id, None, muted=True)
 
 
 def _control(store: Store) -> tuple[Control, _OpsLog]:
@@ -66,18 +65,18 @@ def _control(store: Store) -> tuple[Control, _OpsLog]:
     return control, media
 
 
-def test_the_change_travels_with_the_commit(postgres_store: Store) -> None:
+def test_the_reads_go_in_one_round_trip_and_the_change_with_the_commit(postgres_store: Store) -> None:
     acct, conf, people = _setup(postgres_store)
-    pushed: list[Any] = []
     with postgres_store.transaction() as tx:
-        ctx = Ctx(tx=tx, account_id=acct, now=NOW + 10, node_id="node-test", read_ahead=True)
+        world = World(acct, NOW + 10, "node-test")
         before = tx.conn.round_trips
-        conference_flags.set_flags(ctx, conf.id, [people[1].call_control_id], muted=True)
-        assert tx.conn.round_trips == before  # nothing looked at yet: it all goes with the COMMIT
-    ctx.settle()
-    pushed.extend(ctx.media)
-    assert ctx.deferred_error is None and not ctx.again
-    [mix] = [op for op in pushed if isinstance(op, ConferenceMix)]
+        _, effects, _ = commands.run(tx, world, conference_flags.set_flags(
+            world, conf.id, [people[1].call_control_id], muted=True))
+        assert tx.conn.round_trips == before + 1  # the conference and its members, together
+        committing = tx.conn.round_trips
+    assert tx.conn.round_trips == committing + 1  # the UPDATE travelled with the COMMIT
+    assert effects.error is None
+    [mix] = [op for op in effects.media if isinstance(op, ConferenceMix)]
     assert {m.call_control_id: m.muted for m in mix.members} == {
         p.call_control_id: p is people[1] for p in people}
     assert _flags(postgres_store, conf)[people[1].call_control_id] == (True, False)
@@ -86,10 +85,10 @@ def test_the_change_travels_with_the_commit(postgres_store: Store) -> None:
 async def test_everyone_and_some(postgres_store: Store) -> None:
     acct, conf, people = _setup(postgres_store)
     control, media = _control(postgres_store)
-    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, None, muted=True))
+    await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, None, muted=True))
     assert set(_flags(postgres_store, conf).values()) == {(True, False)}
     ids = [people[0].call_control_id, people[2].call_control_id]
-    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, ids, on_hold=True))
+    await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, ids, on_hold=True))
     flags = _flags(postgres_store, conf)
     assert [flags[p.call_control_id] for p in people] == [(True, True), (True, False), (True, True)]
     assert {m.call_control_id: m.on_hold for m in _mixes(media)[-1].members} == {
@@ -101,7 +100,7 @@ async def test_an_unknown_call_changes_nobody(postgres_store: Store) -> None:
     control, media = _control(postgres_store)
     ids = [people[0].call_control_id, "v3:nobody"]
     with pytest.raises(ApiError) as rejected:
-        await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, ids, muted=True))
+        await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, ids, muted=True))
     [item] = rejected.value.items
     assert item.code == "90105" and "v3:nobody" in item.detail and item.pointer == "/call_control_ids"
     assert set(_flags(postgres_store, conf).values()) == {(False, False)}
@@ -112,7 +111,7 @@ async def test_an_ended_conference_changes_nobody(postgres_store: Store) -> None
     acct, conf, _people = _setup(postgres_store, status=ConferenceStatus.COMPLETED)
     control, media = _control(postgres_store)
     with pytest.raises(ApiError) as rejected:
-        await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, None, muted=True))
+        await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, None, muted=True))
     assert [i.code for i in rejected.value.items] == ["90019"]
     assert set(_flags(postgres_store, conf).values()) == {(False, False)}
     assert not _mixes(media)
@@ -132,21 +131,21 @@ async def test_a_conference_named_like_an_id_is_found_by_its_name(postgres_store
     name = str(uuid.uuid4())
     acct, conf, _people = _setup(postgres_store, name=name)
     control, media = _control(postgres_store)
-    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, name, None, muted=True))
+    await control.arun(acct, lambda w: conference_flags.set_flags(w, name, None, muted=True))
     assert set(_flags(postgres_store, conf).values()) == {(True, False)}
     assert _mixes(media)[-1].conference_id == conf.id
 
 
-async def test_stored_hold_audio_is_resolved_in_the_same_trip(postgres_store: Store) -> None:
+async def test_stored_hold_audio_is_resolved(postgres_store: Store) -> None:
     acct, conf, people = _setup(postgres_store)
     with postgres_store.transaction() as tx:
         media_tx.put_media(tx, MediaFile(account_id=acct, media_name="lobby", path="/var/media/lobby.wav",
                                          content_type="audio/wav", size_bytes=44, created_at=NOW, updated_at=NOW))
     control, media = _control(postgres_store)
     target = [people[0].call_control_id]
-    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, target, on_hold=True,
-                                                                   hold_media_name="lobby"))
-    await control.arun(acct, lambda ctx: conference_flags.set_flags(ctx, conf.id, None, muted=True))
+    await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, target, on_hold=True,
+                                                                 hold_media_name="lobby"))
+    await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, None, muted=True))
     for mix in _mixes(media):  # the second change still knows the first one's stored file
         assert {m.call_control_id: m.hold_audio for m in mix.members} == {
             p.call_control_id: "file:/var/media/lobby.wav" if p is people[0] else None for p in people}

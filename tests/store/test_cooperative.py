@@ -169,8 +169,9 @@ class _OpsLog:
 
 
 async def test_a_command_whose_request_is_cancelled_still_commits_and_takes_effect(postgres_store: Store) -> None:
+    import threading
+
     from callroom.control import calls
-    from callroom.control.context import Ctx
     from callroom.control.service import Control
     from callroom.model.records import Account, Application
 
@@ -180,27 +181,38 @@ async def test_a_command_whose_request_is_cancelled_still_commits_and_takes_effe
     with postgres_store.transaction() as tx:
         tx.insert_account(Account("acct", "acct", 0.0))
         tx.insert_application(Application("app", "acct", "app", "http://127.0.0.1:9/hooks", 0.0, 0.0))
+    call = control.write("acct", lambda w: calls.incoming(w, connection_id="app", from_="a", to="b",
+                                                          endpoint="virtual:a"))
     emitted: list[object] = []
     control.on_events = emitted.extend
+    locked, release = threading.Event(), threading.Event()
 
-    def dial(ctx: Ctx) -> str:
-        call = calls.dial(ctx, calls.DialRequest("app", "+1", "virtual:x"))
-        ctx.tx.conn.execute(text("SELECT pg_sleep(0.2)")).scalar()  # the request is cancelled meanwhile
-        return call.call_control_id
+    def hold_the_row() -> None:  # another transaction keeps the call's row locked a moment
+        with postgres_store.transaction() as tx:
+            tx.get_call("acct", call.call_control_id, lock=True)
+            locked.set()
+            release.wait(5)
 
-    request = asyncio.create_task(control.arun("acct", dial))
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(5)
+    request = asyncio.create_task(control.arun("acct", lambda w: calls.answer(
+        w, call.call_control_id, client_state=None, webhook_url=None, webhook_url_method=None)))
     await asyncio.sleep(0.05)
-    request.cancel()
+    request.cancel()  # while the command waits for the row
+    release.set()
     with pytest.raises(asyncio.CancelledError):
         await request
     for _ in range(100):  # the command goes on without its request
         if emitted:
             break
         await asyncio.sleep(0.02)
-    assert [getattr(e, "event_type", None) for e in emitted] == ["call.initiated"]
-    assert media.ops  # the media plane was told to ring the virtual phone
+    holder.join(5)
+    assert [getattr(e, "event_type", None) for e in emitted] == ["call.answered"]
+    assert media.ops  # the media plane was told to answer the leg
     with postgres_store.transaction() as tx:
-        assert tx.live_calls_of_node("node-test")
+        answered = tx.get_call("acct", call.call_control_id)
+        assert answered is not None and answered.state.value == "parked"
 
 
 async def test_facts_reported_together_are_applied_one_at_a_time_in_order(postgres_store: Store) -> None:
@@ -227,20 +239,17 @@ async def test_facts_reported_together_are_applied_one_at_a_time_in_order(postgr
     assert ticks > 5  # the loop ran meanwhile
 
 
-@pytest.mark.parametrize("conference_id", ["checked-way-id", "one-trip-id"])
-async def test_a_conference_ended_between_a_flag_change_check_and_its_write(
-    postgres_store: Store, conference_id: str
-) -> None:
-    # Another transaction (say, another node) holds the conference's lock while the mute checks (or, in
-    # one trip, locks); it ends the conference and commits; the mute's write then finds everyone gone:
-    # nothing changes, no mix is sent, and the mute answers 90019.
+async def test_a_conference_ended_while_a_flag_change_waits_for_its_lock(postgres_store: Store) -> None:
+    # Another transaction (say, another node) holds the conference's lock while the mute asks for it; it
+    # ends the conference and commits; the mute then reads the conference as it was left: nothing changes,
+    # no mix is sent, and the mute answers 90019.
     import uuid
 
     import psycopg
 
     from callroom.control import conference_flags
-    from callroom.control.context import Ctx
     from callroom.control.service import Control
+    from callroom.control.world import Steps, World
     from callroom.errors import ApiError
     from callroom.model.media import ConferenceMix
     from callroom.model.states import ConferenceStatus, ParticipantStatus
@@ -249,8 +258,7 @@ async def test_a_conference_ended_between_a_flag_change_check_and_its_write(
     control = Control(postgres_store, "node-test", media)  # type: ignore[arg-type]
     control.cooperative = True
     acct = f.uid()
-    conf = f.conference(acct, status=ConferenceStatus.IN_PROGRESS, hold_media_name=None,
-                        id=str(uuid.uuid4()) if conference_id == "one-trip-id" else f.uid())
+    conf = f.conference(acct, status=ConferenceStatus.IN_PROGRESS, hold_media_name=None, id=str(uuid.uuid4()))
     people = [f.participant(acct, conf.id, status=ParticipantStatus.JOINED, muted=False, hold_media_name=None)
               for _ in range(2)]
     with postgres_store.transaction() as tx:
@@ -261,11 +269,11 @@ async def test_a_conference_ended_between_a_flag_change_check_and_its_write(
     with psycopg.connect(url) as other:
         other.execute("SELECT 1 FROM conferences WHERE id = %s FOR UPDATE", (conf.id,))
 
-        def mute(ctx: Ctx) -> None:
-            conference_flags.set_flags(ctx, conf.id, None, muted=True)
+        def mute(w: World) -> Steps[None]:
+            return conference_flags.set_flags(w, conf.id, None, muted=True)
 
         task = asyncio.create_task(control.arun(acct, mute))
-        await asyncio.sleep(0.3)  # checked against the conference as it stood; now waiting for the lock
+        await asyncio.sleep(0.3)  # waiting for the conference's lock
         assert not task.done()
         other.execute("UPDATE conferences SET status = 'completed' WHERE id = %s", (conf.id,))
         other.execute("UPDATE participants SET status = 'left' WHERE conference_id = %s", (conf.id,))

@@ -23,7 +23,7 @@ def test_sigkill_mid_burst_loses_no_committed_event(tmp_path: Path, receiver: We
     receiver.delay_for = lambda p: 0.03 if p == path else 0.0  # a slowish receiver: a backlog builds up
     port = free_port()
     try:
-        with serve(tmp_path, port) as proc:
+        with serve(tmp_path, port, "--sip-port", "0") as proc:  # 5060 may be taken
             key = (tmp_path / "initial-api-key").read_text().strip()
             client = telnyx.Telnyx(api_key=key, base_url=f"http://127.0.0.1:{port}/v2", max_retries=0)
             app = client.call_control_applications.create(application_name="crash",
@@ -69,7 +69,7 @@ def test_sigkill_mid_burst_loses_no_committed_event(tmp_path: Path, receiver: We
         assert missing_at_kill, "the kill came after everything was delivered: the test proves nothing"
 
         receiver.delay_for = lambda _p: 0.0
-        with serve(tmp_path, port):
+        with serve(tmp_path, port, "--sip-port", "0"):
             def all_arrived() -> bool:
                 got = {r.json["data"]["id"] for r in receiver.delivered(path) if r.body}
                 return committed <= got
