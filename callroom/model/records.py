@@ -170,22 +170,6 @@ class Participant:
 
 
 @dataclass(slots=True)
-class MixMember:
-    """What the mix and mute / unmute / hold / unhold need of a present participant: a narrower read
-    than ``Participant`` (a 10-participant conference is re-read on every mute)."""
-
-    id: str
-    call_control_id: str
-    muted: bool
-    on_hold: bool
-    supervisor_role: str
-    whisper_call_control_ids: list[str]
-    hold_audio_url: str | None
-    hold_media_name: str | None
-    updated_at: float
-
-
-@dataclass(slots=True)
 class Queue:
     id: str
     account_id: str

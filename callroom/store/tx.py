@@ -24,48 +24,11 @@ from callroom.model.records import (
 from callroom.model.states import CallState
 from callroom.store import schema as t
 from callroom.store.sql import Result, prebuilt
-from callroom.store.tx_base import _lookup, _snapshot, _update_by, from_row, to_row
+from callroom.store.tx_base import _lookup, _update_by, from_row, to_row
 from callroom.store.tx_conferences import ConferenceTx
 from callroom.store.tx_queues import QueueTx
 
 __all__ = ["Tx", "from_row", "to_row"]
-
-
-def _call_by_id(locked: bool) -> Any:
-    return _lookup(t.calls, "get_call", locked, call_control_id="cid", account_id="acct")
-
-
-def _queue_head_call() -> Any:
-    """The call at the head of the account's queue ``name``, locked."""
-    e, q, c = t.queue_entries.c, t.queues.c, t.calls.c
-    head = (select(e.call_control_id).join(t.queues, q.id == e.queue_id)
-            .where(q.account_id == bindparam("acct"), q.name == bindparam("name"))
-            .order_by(e.seq).limit(1).scalar_subquery())
-    return select(t.calls).where(c.call_control_id == head, c.account_id == bindparam("acct")).with_for_update()
-
-
-def _bridge_partner_call() -> Any:
-    """The call a call is bridged with, locked."""
-    c, other = t.calls.c, t.calls.alias("other")
-    partner = (select(other.c.bridged_with)
-               .where(other.c.call_control_id == bindparam("cid"), other.c.account_id == bindparam("acct"))
-               .scalar_subquery())
-    return select(t.calls).where(c.call_control_id == partner, c.account_id == bindparam("acct")).with_for_update()
-
-
-def _app_of_call() -> Any:
-    a, c = t.applications.c, t.calls.c
-    of_call = select(c.connection_id).where(c.call_control_id == bindparam("cid"), c.account_id == bindparam("acct"))
-    return select(t.applications).where(a.id == of_call.scalar_subquery(), a.account_id == bindparam("acct"))
-
-
-def _app_of_queue_head() -> Any:
-    a, c, e, q = t.applications.c, t.calls.c, t.queue_entries.c, t.queues.c
-    of_head = (select(c.connection_id).join(t.queue_entries, e.call_control_id == c.call_control_id)
-               .join(t.queues, q.id == e.queue_id)
-               .where(q.account_id == bindparam("acct"), q.name == bindparam("name"), c.account_id == bindparam("acct"))
-               .order_by(e.seq).limit(1).scalar_subquery())
-    return select(t.applications).where(a.id == of_head, a.account_id == bindparam("acct"))
 
 
 class Tx(ConferenceTx, QueueTx):
@@ -163,10 +126,6 @@ class Tx(ConferenceTx, QueueTx):
         row = read.first()
         return None if row is None else from_row(Application, row)
 
-    @staticmethod
-    def application_in_row(row: Any) -> Application:
-        return from_row(Application, row)
-
     def application_for_sip_user(self, user: str) -> Application | None:
         """The application an incoming SIP call to ``user@node`` is for: by its id, or by the
         ``inbound.sip_subdomain`` it claims. (A scan: fine for the applications of one node.)"""
@@ -192,82 +151,15 @@ class Tx(ConferenceTx, QueueTx):
     # -- calls --------------------------------------------------------------------------------------
 
     def insert_call(self, call: Call) -> None:
-        self._calls_ahead.clear()
-        row = to_row(call)
-        self.conn.execute(prebuilt("insert:calls", t.calls.insert), row)
-        self._calls_seen[call.call_control_id] = (call, _snapshot(row))
+        self.conn.execute(prebuilt("insert:calls", t.calls.insert), to_row(call))
 
     def update_call(self, call: Call) -> None:
-        row = to_row(call)
-        seen = self._calls_seen.get(call.call_control_id)
-        if seen is not None and seen[0] is call:
-            before = seen[1]
-            changes = {k: v for k, v in row.items() if before[k] != v}
-            if not changes:
-                return
-        else:
-            changes = row
-        self._calls_ahead.clear()
-        self.conn.execute(_update_by(t.calls, "call_control_id"), {**changes, "pk_": call.call_control_id})
-        self._calls_seen[call.call_control_id] = (call, _snapshot(row))
+        self.conn.execute(_update_by(t.calls, "call_control_id"), {**to_row(call), "pk_": call.call_control_id})
 
     def get_call(self, account_id: str, call_control_id: str, *, lock: bool = False) -> Call | None:
-        locked = lock and self._lock_rows
-        ahead = self._call_ahead(account_id, call_control_id, locked) if self._calls_ahead else None
-        if ahead is not None:
-            first = ahead.first()
-        else:
-            params = {"cid": call_control_id, "acct": account_id}
-            first = self.conn.execute(_call_by_id(locked), params).first()
-        if first is None:
-            return None
-        call = from_row(Call, first)
-        self._calls_seen[call.call_control_id] = (call, _snapshot(to_row(call)))
-        return call
-
-    def read_call_ahead(self, account_id: str, call_control_id: str, *, lock: bool = False) -> None:
-        """Send now the read a later ``get_call`` of this call will make, to travel with the round trip
-        the command makes first."""
-        locked = lock and self._lock_rows
-        read = self.conn.execute(_call_by_id(locked), {"cid": call_control_id, "acct": account_id})
-        self._calls_ahead.append(((account_id, call_control_id), locked, read))
-
-    def read_queue_head_call_ahead(self, account_id: str, queue_name: str) -> None:
-        """Send now the read (locked) of the call at the head of a queue: a later ``get_call`` of that
-        call takes it. Sent after the queue's own lock, it names the head as that lock leaves it."""
-        if self._lock_rows:
-            read = self.conn.execute(prebuilt("queue_head_call", _queue_head_call),
-                                     {"acct": account_id, "name": queue_name})
-            self._calls_ahead.append((None, True, read))
-
-    def read_bridge_partner_ahead(self, account_id: str, call_control_id: str) -> None:
-        """Send now the read (locked) of the call this call is bridged with, if any: a later ``get_call``
-        of that call takes it. Send it after the call's own read, so that the locks keep their order."""
-        if self._lock_rows:
-            read = self.conn.execute(prebuilt("bridge_partner_call", _bridge_partner_call),
-                                     {"acct": account_id, "cid": call_control_id})
-            self._calls_ahead.append((None, True, read))
-
-    def _call_ahead(self, account_id: str, call_control_id: str, locked: bool) -> Result | None:
-        for i, (key, was_locked, read) in enumerate(self._calls_ahead):
-            if was_locked < locked or key not in (None, (account_id, call_control_id)):
-                continue
-            if key is None:  # a queue's head, a bridge partner: this call only if it is the one found there
-                row = read.first()
-                if row is None or row.call_control_id != call_control_id or row.account_id != account_id:
-                    continue
-            del self._calls_ahead[i]
-            return read
-        return None
-
-    def read_application_of_call(self, account_id: str, call_control_id: str) -> Result:
-        """The application of a call, read by the call's id (sent before the call itself is read)."""
-        return self.conn.execute(prebuilt("app_of_call", _app_of_call), {"cid": call_control_id, "acct": account_id})
-
-    def read_application_of_queue_head(self, account_id: str, queue_name: str) -> Result:
-        """The application of the call at the head of a queue."""
-        return self.conn.execute(prebuilt("app_of_queue_head", _app_of_queue_head),
-                                 {"acct": account_id, "name": queue_name})
+        stmt = _lookup(t.calls, "get_call", lock and self._lock_rows, call_control_id="cid", account_id="acct")
+        first = self.conn.execute(stmt, {"cid": call_control_id, "acct": account_id}).first()
+        return None if first is None else from_row(Call, first)
 
     def get_call_any_account(self, call_control_id: str) -> Call | None:
         return self._one(Call, select(t.calls).where(t.calls.c.call_control_id == call_control_id))

@@ -6,13 +6,11 @@ their value, JSON columns hold lists and dicts.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
-import orjson
 from sqlalchemy import Select, Table, bindparam, func, select, update
 
 from callroom.model.records import (
@@ -22,7 +20,7 @@ from callroom.model.records import (
     Participant,
 )
 from callroom.model.states import CallState, ConferenceStatus, ParticipantStatus
-from callroom.store.sql import Connection, Result, prebuilt
+from callroom.store.sql import Connection, prebuilt
 
 R = TypeVar("R")
 
@@ -77,19 +75,6 @@ def from_row(cls: type[R], row: Any) -> R:
     return cls(**kwargs)
 
 
-def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
-    """A row's values as they are now (JSON values copied: records may change them in place)."""
-    return {k: _json_copy(v) if isinstance(v, list | dict) else v for k, v in row.items()}
-
-
-def _json_copy(value: Any) -> Any:
-    """A deep copy of a JSON column's value; through orjson it costs a fifth of ``copy.deepcopy``."""
-    try:
-        return orjson.loads(orjson.dumps(value))
-    except TypeError:  # not plain JSON (say, a tuple or a non-text key): copy it the slow way
-        return copy.deepcopy(value)
-
-
 def _lookup(table: Table, key: str, locked: bool, **columns: str) -> Any:
     """A prebuilt SELECT of ``table`` (cached as ``key``) where each of ``columns`` equals the bind parameter
     it names, with ``FOR UPDATE`` if ``locked``."""
@@ -108,20 +93,9 @@ def _update_by(table: Table, pk: str) -> Any:
 class TxBase:
     """One database transaction's connection and what every part of ``Tx`` shares."""
 
-    _members_read: tuple[str, Result] | None = None  # see ``get_conference``
-    _entries_read: tuple[str, Result] | None = None  # see ``get_queue``
-    _queue_ahead: tuple[tuple[str, str, bool], Result, Result] | None = None  # see ``read_queue_ahead``
-
     def __init__(self, conn: Connection, *, lock_rows: bool) -> None:
         self.conn = conn
         self._lock_rows = lock_rows
-        # Calls as this transaction read or last wrote them: an update writes only the columns that
-        # changed (SQLite then leaves the indexes on the others alone), or nothing at all.
-        self._calls_seen: dict[str, tuple[Call, dict[str, Any]]] = {}
-        # Reads of calls sent ahead (see ``Tx.read_call_ahead``): ((account, call id), or None for a call
-        # known only by its row (a queue's head, a bridge partner); whether locked; the read). Dropped by
-        # any write to calls: never handed out after a write.
-        self._calls_ahead: list[tuple[tuple[str, str] | None, bool, Result]] = []
         self._webhook_apps: dict[str, Application | None] = {}  # see ``Tx.application_for_webhooks``
 
     @property

@@ -6,45 +6,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, literal_column, select, text, update
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, literal_column, select, update
 
 from callroom.model.records import (
     Conference,
-    MixMember,
     Participant,
 )
 from callroom.model.states import ConferenceStatus, ParticipantStatus
 from callroom.store import schema as t
 from callroom.store.sql import Result, prebuilt
 from callroom.store.tx_base import TxBase, _lookup, _update_by, from_row, to_row
-
-_MIX_MEMBERS = prebuilt("mix_members", lambda: select(
-    t.participants.c.id, t.participants.c.call_control_id, t.participants.c.muted, t.participants.c.on_hold,
-    t.participants.c.supervisor_role, t.participants.c.whisper_call_control_ids, t.participants.c.hold_audio_url,
-    t.participants.c.hold_media_name, t.participants.c.updated_at,
-).where(t.participants.c.conference_id == bindparam("conf"), t.participants.c.status != ParticipantStatus.LEFT.value)
-    .order_by(t.participants.c.created_at, t.participants.c.id))
-
-
-# PostgreSQL, a flag change in one statement that checks itself: it changes nothing unless the conference is
-# the account's and not completed and every call named (if any) is present in it. The column types of
-# the values it may set (mute/unmute/hold/unhold).
-_FLAG_TYPES = {"muted": "BOOLEAN", "on_hold": "BOOLEAN", "hold_audio_url": "VARCHAR", "hold_media_name": "VARCHAR",
-               "updated_at": "DOUBLE PRECISION"}
-_CHECKED_FLAGS_PG = """UPDATE participants SET {assignments}
-WHERE conference_id = :conf AND status != :left
-  AND (cardinality(CAST(:ids AS VARCHAR[])) = 0 OR call_control_id = ANY(CAST(:ids AS VARCHAR[])))
-  AND EXISTS (SELECT 1 FROM conferences c WHERE c.id = :conf AND c.account_id = :acct AND c.status != :completed)
-  AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:ids AS VARCHAR[])) AS w(cid)
-                  WHERE NOT EXISTS (SELECT 1 FROM participants q WHERE q.conference_id = :conf
-                                    AND q.call_control_id = w.cid AND q.status != :left))"""
-
-# The stored hold audio a conference's mix may name: the conference's, its present members', and one more.
-_HOLD_MEDIA_PG = """SELECT media_name, path FROM media_files
-WHERE account_id = :acct AND media_name IN (
-    SELECT hold_media_name FROM participants WHERE conference_id = :conf AND status != :left
-    UNION SELECT hold_media_name FROM conferences WHERE id = :conf AND account_id = :acct
-    UNION SELECT CAST(:name AS VARCHAR))"""
 
 
 class ConferenceTx(TxBase):
@@ -58,15 +29,8 @@ class ConferenceTx(TxBase):
     def update_conference(self, conf: Conference) -> None:
         self.conn.execute(_update_by(t.conferences, "id"), {**to_row(conf), "pk_": conf.id})
 
-    def get_conference(
-        self, account_id: str, conference_id: str, *, lock: bool = False, with_members: bool = False
-    ) -> Conference | None:
-        """``with_members``: also read ``mix_members`` of a conference with this id, right after the lock is
-        taken (on PostgreSQL in the same round trip); a later ``mix_members`` call takes that result."""
-        found = self.read_conference(account_id, conference_id, lock=lock)
-        if with_members:
-            self._members_read = (conference_id, self.conn.execute(_MIX_MEMBERS, {"conf": conference_id}))
-        return self.conference_in(found)
+    def get_conference(self, account_id: str, conference_id: str, *, lock: bool = False) -> Conference | None:
+        return self.conference_in(self.read_conference(account_id, conference_id, lock=lock))
 
     def read_conference(self, account_id: str, conference_id: str, *, lock: bool = False) -> Result:
         """``get_conference`` sent now and looked at later (``conference_in``)."""
@@ -103,21 +67,18 @@ class ConferenceTx(TxBase):
     # -- participants -------------------------------------------------------------------------------
 
     def insert_participant(self, p: Participant) -> None:
-        self._members_read = None  # a read made before this write is stale
         self.conn.execute(prebuilt("insert:participants", t.participants.insert), to_row(p))
 
     def update_participant(self, p: Participant) -> None:
         self.update_participants([p])
 
     def update_participants(self, ps: Sequence[Participant]) -> None:
-        self._members_read = None
         if ps:
             self.conn.execute(_update_by(t.participants, "id"), [{**to_row(p), "pk_": p.id} for p in ps])
 
     def set_participant_flags(self, ids: Sequence[str], values: dict[str, Any]) -> None:
         """The same columns set to the same values (what mute/unmute/hold/unhold change) for many
         participants in one statement (an executemany would be one per participant)."""
-        self._members_read = None
         if not ids:
             return
         columns = tuple(sorted(values))
@@ -139,29 +100,6 @@ class ConferenceTx(TxBase):
         ).values({k: bindparam(f"v_{k}") for k in columns}))
         self.conn.execute(stmt, {**given, "ids_": orjson.dumps(list(ids)).decode()})
 
-    def set_flags_if_valid(
-        self, account_id: str, conference_id: str, call_control_ids: Sequence[str], values: dict[str, Any]
-    ) -> None:
-        """PostgreSQL: ``values`` set on the conference's present participants (all of them, or those whose
-        calls are named), in one statement that changes nothing unless the conference is the account's and
-        not completed and every named call is present in it. Whether it did is told by the conference and
-        members read in the same transaction (``Tx.read_conference``, ``read_mix_members``)."""
-        self._members_read = None
-        columns = tuple(sorted(values))
-        assignments = ", ".join(f"{k} = CAST(:v_{k} AS {_FLAG_TYPES[k]})" for k in columns)
-        stmt = prebuilt(f"checked_flags:{columns}", lambda: text(_CHECKED_FLAGS_PG.format(assignments=assignments)))
-        self.conn.execute(stmt, {
-            **{f"v_{k}": v for k, v in values.items()}, "conf": conference_id, "acct": account_id,
-            "ids": list(call_control_ids), "left": ParticipantStatus.LEFT.value,
-            "completed": ConferenceStatus.COMPLETED.value,
-        })
-
-    def read_hold_media(self, account_id: str, conference_id: str, also: str | None) -> Result:
-        """PostgreSQL: (media_name, path) of the stored hold audio named by the conference, its present
-        members, or ``also``; sent now and looked at later."""
-        return self.conn.execute(prebuilt("hold_media:postgresql", lambda: text(_HOLD_MEDIA_PG)), {
-            "acct": account_id, "conf": conference_id, "name": also, "left": ParticipantStatus.LEFT.value})
-
     def participants_of(self, conference_id: str, *, present_only: bool = True) -> list[Participant]:
         c = t.participants.c
 
@@ -173,21 +111,6 @@ class ConferenceTx(TxBase):
 
         rows = self.conn.execute(prebuilt(f"participants_of:{present_only}", build), {"conf": conference_id})
         return [from_row(Participant, r) for r in rows]
-
-    def read_mix_members(self, conference_id: str) -> Result:
-        """``mix_members`` sent now and looked at later (``mix_members_in``)."""
-        return self.conn.execute(_MIX_MEMBERS, {"conf": conference_id})
-
-    @staticmethod
-    def mix_members_in(read: Result) -> list[MixMember]:
-        return [MixMember(*r) for r in read]
-
-    def mix_members(self, conference_id: str) -> list[MixMember]:
-        """The present participants as the mix needs them, in joining order (``participants_of``'s)."""
-        read, self._members_read = self._members_read, None
-        if read is None or read[0] != conference_id:
-            read = (conference_id, self.conn.execute(_MIX_MEMBERS, {"conf": conference_id}))
-        return [MixMember(*r) for r in read[1]]
 
     def get_participant(self, conference_id: str, id_or_label: str) -> Participant | None:
         c = t.participants.c

@@ -12,13 +12,8 @@ from callroom.model.records import (
     QueueEntry,
 )
 from callroom.store import schema as t
-from callroom.store.sql import Result, prebuilt
+from callroom.store.sql import prebuilt
 from callroom.store.tx_base import TxBase, _lookup, _update_by, from_row, to_row
-
-_ENTRIES_BY_QUEUE_NAME = prebuilt("entries_by_queue_name", lambda: select(t.queue_entries).join(
-    t.queues, t.queues.c.id == t.queue_entries.c.queue_id
-).where(t.queues.c.account_id == bindparam("acct"), t.queues.c.name == bindparam("name"))
-    .order_by(t.queue_entries.c.seq))
 
 
 def _queue_by_name(locked: bool) -> Any:
@@ -31,44 +26,17 @@ class QueueTx(TxBase):
     # -- queues -------------------------------------------------------------------------------------
 
     def insert_queue(self, q: Queue) -> None:
-        self._queue_ahead = None
         self.conn.execute(insert(t.queues).values(to_row(q)))
 
     def update_queue(self, q: Queue) -> None:
-        self._queue_ahead = None
         self.conn.execute(update(t.queues).where(t.queues.c.id == q.id).values(to_row(q)))
 
     def delete_queue(self, q: Queue) -> None:
-        self._queue_ahead = None
         self.conn.execute(delete(t.queues).where(t.queues.c.id == q.id))
 
-    def get_queue(self, account_id: str, name: str, *, lock: bool = False, with_entries: bool = False) -> Queue | None:
-        """``with_entries``: also read the queue's entries right after the lock is taken (on PostgreSQL in
-        the same round trip); a later ``queue_entries`` call for this queue takes that result."""
-        locked = lock and self._lock_rows
-        params = {"acct": account_id, "name": name}
-        ahead, self._queue_ahead = self._queue_ahead, None
-        entries: Result | None
-        if ahead is not None and ahead[0] == (account_id, name, locked) and with_entries:
-            found, entries = ahead[1], ahead[2]
-        else:
-            found = self.conn.execute(_queue_by_name(locked), params)
-            entries = self.conn.execute(_ENTRIES_BY_QUEUE_NAME, params) if with_entries else None
-        row = found.first()
-        if row is None:
-            return None
-        q = from_row(Queue, row)
-        if entries is not None:
-            self._entries_read = (q.id, entries)
-        return q
-
-    def read_queue_ahead(self, account_id: str, name: str) -> None:
-        """Send now what ``get_queue(account_id, name, lock=True, with_entries=True)`` will read: the queue's
-        row (locked) and its entries, to travel with the round trip the command makes first."""
-        locked = self._lock_rows
-        params = {"acct": account_id, "name": name}
-        self._queue_ahead = ((account_id, name, locked), self.conn.execute(_queue_by_name(locked), params),
-                             self.conn.execute(_ENTRIES_BY_QUEUE_NAME, params))
+    def get_queue(self, account_id: str, name: str, *, lock: bool = False) -> Queue | None:
+        row = self.conn.execute(_queue_by_name(lock and self._lock_rows), {"acct": account_id, "name": name}).first()
+        return None if row is None else from_row(Queue, row)
 
     def get_queue_by_id(self, queue_id: str) -> Queue | None:
         stmt = prebuilt("queue_by_id", lambda: select(t.queues).where(t.queues.c.id == bindparam("id")))
@@ -82,7 +50,6 @@ class QueueTx(TxBase):
     def insert_queue_entry(self, e: QueueEntry, *, numbered: bool = True) -> QueueEntry:
         """``numbered``: give ``e`` the arrival number the store assigned (on PostgreSQL that waits for the
         server; without it the insert travels with the next round trip and ``e.seq`` stays 0)."""
-        self._entries_read = self._queue_ahead = None  # a read made before this write is stale
         row = to_row(e)
         del row["seq"]
         result = self.conn.execute(prebuilt("insert:queue_entries", t.queue_entries.insert), row)
@@ -93,22 +60,16 @@ class QueueTx(TxBase):
         return e
 
     def update_queue_entry(self, e: QueueEntry) -> None:
-        self._entries_read = self._queue_ahead = None
         self.conn.execute(_update_by(t.queue_entries, "seq"), {**to_row(e), "pk_": e.seq})
 
     def delete_queue_entry(self, e: QueueEntry) -> None:
-        self._entries_read = self._queue_ahead = None
         stmt = prebuilt("delete_entry", lambda: delete(t.queue_entries).where(t.queue_entries.c.seq == bindparam("s")))
         self.conn.execute(stmt, {"s": e.seq})
 
     def queue_entries(self, queue_id: str) -> list[QueueEntry]:
-        read, self._entries_read = self._entries_read, None
-        if read is None or read[0] != queue_id:
-            c = t.queue_entries.c
-            stmt = prebuilt("entries", lambda: select(t.queue_entries).where(c.queue_id == bindparam("q"))
-                            .order_by(c.seq))
-            read = (queue_id, self.conn.execute(stmt, {"q": queue_id}))
-        return [from_row(QueueEntry, r) for r in read[1]]
+        c = t.queue_entries.c
+        stmt = prebuilt("entries", lambda: select(t.queue_entries).where(c.queue_id == bindparam("q")).order_by(c.seq))
+        return [from_row(QueueEntry, r) for r in self.conn.execute(stmt, {"q": queue_id})]
 
     def queue_entry_for_call(self, call_control_id: str) -> QueueEntry | None:
         c = t.queue_entries.c

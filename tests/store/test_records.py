@@ -467,27 +467,6 @@ def test_queue_sizes(store: Store) -> None:
     assert total == pytest.approx(NOW + 0.5, abs=1e-6)
 
 
-def test_conference_read_with_its_members_in_one_go(store: Store) -> None:
-    acct = f.uid()
-    conf = f.conference(acct)
-    with store.transaction() as tx:
-        tx.insert_conference(conf)
-        for i in range(3):
-            tx.insert_participant(f.participant(acct, conf.id, call_control_id=f"v3:{i}", created_at=float(i)))
-    with store.transaction() as tx:
-        before = tx.conn.round_trips
-        found = tx.get_conference(acct, conf.id, lock=True, with_members=True)
-        members = tx.mix_members(conf.id)
-        assert tx.conn.round_trips - before <= 1  # the members came with the locked row
-        assert found is not None and [m.call_control_id for m in members] == ["v3:0", "v3:1", "v3:2"]
-        # A read made before a write is not handed out after it.
-        tx.get_conference(acct, conf.id, lock=True, with_members=True)
-        tx.insert_participant(f.participant(acct, conf.id, call_control_id="v3:3", created_at=9.0))
-        assert [m.call_control_id for m in tx.mix_members(conf.id)] == ["v3:0", "v3:1", "v3:2", "v3:3"]
-        # Asked about another conference, it reads that one.
-        assert tx.mix_members("no-such-conference") == []
-
-
 def test_participant_flags_set_for_many_at_once(store: Store) -> None:
     acct = f.uid()
     conf = f.conference(acct)
@@ -503,112 +482,12 @@ def test_participant_flags_set_for_many_at_once(store: Store) -> None:
                                               "hold_media_name": None, "updated_at": NOW + 8})
         tx.set_participant_flags([], {"muted": False, "updated_at": NOW + 9})
     with store.transaction() as tx:
-        got = {m.call_control_id: m for m in tx.mix_members(conf.id)}
+        got = {m.call_control_id: m for m in tx.participants_of(conf.id)}
     assert [got[f"v3:{i}"].muted for i in range(4)] == [True, False, True, False]
     assert [got[f"v3:{i}"].on_hold for i in range(4)] == [False, False, True, False]
     assert got["v3:2"].hold_audio_url == "https://a.test/m.mp3"
     assert (got["v3:0"].updated_at, got["v3:1"].updated_at, got["v3:2"].updated_at) == (NOW + 7, ps[1].updated_at,
                                                                                        NOW + 8)
-
-
-def test_queue_read_with_its_entries_in_one_go(store: Store) -> None:
-    acct = f.uid()
-    q, other = f.queue(acct, name="support"), f.queue(acct, name="sales")
-    with store.transaction() as tx:
-        tx.insert_queue(q)
-        tx.insert_queue(other)
-        for i in range(3):
-            tx.insert_queue_entry(f.queue_entry(q, call_control_id=f"v3:{i}"))
-        tx.insert_queue_entry(f.queue_entry(other, call_control_id="v3:other"))
-    with store.transaction() as tx:
-        before = tx.conn.round_trips
-        found = tx.get_queue(acct, "support", lock=True, with_entries=True)
-        assert found is not None and found.id == q.id
-        entries = tx.queue_entries(q.id)
-        assert tx.conn.round_trips - before <= 1
-        assert [e.call_control_id for e in entries] == ["v3:0", "v3:1", "v3:2"]
-        # A read made before a write is not handed out after it; another queue's entries are read anew.
-        tx.get_queue(acct, "support", lock=True, with_entries=True)
-        tx.delete_queue_entry(entries[0])
-        assert [e.call_control_id for e in tx.queue_entries(q.id)] == ["v3:1", "v3:2"]
-        tx.get_queue(acct, "support", lock=True, with_entries=True)
-        assert [e.call_control_id for e in tx.queue_entries(other.id)] == ["v3:other"]
-        assert tx.get_queue(acct, "nobody", lock=True, with_entries=True) is None
-
-
-def test_queue_read_ahead_travels_with_the_next_read(store: Store) -> None:
-    acct = f.uid()
-    q = f.queue(acct, name="ahead")
-    call = f.call(acct)
-    with store.transaction() as tx:
-        tx.insert_call(call)
-        tx.insert_queue(q)
-        for i in range(2):
-            tx.insert_queue_entry(f.queue_entry(q, call_control_id=f"v3:{i}"))
-    with store.transaction() as tx:
-        before = tx.conn.round_trips
-        tx.read_queue_ahead(acct, "ahead")
-        assert tx.get_call(acct, call.call_control_id, lock=True) is not None
-        found = tx.get_queue(acct, "ahead", lock=True, with_entries=True)
-        assert found is not None and found.id == q.id
-        assert [e.call_control_id for e in tx.queue_entries(q.id)] == ["v3:0", "v3:1"]
-        assert tx.conn.round_trips - before <= 1  # call, queue and entries in one round trip
-        # Dropped by a write to the queue's entries; unnumbered inserts are seen by later reads.
-        tx.read_queue_ahead(acct, "ahead")
-        tx.insert_queue_entry(f.queue_entry(q, call_control_id="v3:2"), numbered=False)
-        again = tx.get_queue(acct, "ahead", lock=True, with_entries=True)
-        assert again is not None
-        assert [e.call_control_id for e in tx.queue_entries(q.id)] == ["v3:0", "v3:1", "v3:2"]
-
-
-def test_calls_read_ahead_are_taken_by_the_reads_they_name(store: Store) -> None:
-    acct = f.uid()
-    app = f.application(acct)
-    other_app = f.application(acct)
-    q = f.queue(acct, name="ahead")
-    partner = f.call(acct, connection_id=app.id, state=CallState.BRIDGED)
-    agent = f.call(acct, connection_id=app.id, state=CallState.BRIDGED, bridged_with=partner.call_control_id)
-    first = f.call(acct, connection_id=other_app.id, state=CallState.QUEUED)
-    second = f.call(acct, connection_id=app.id, state=CallState.QUEUED)
-    with store.transaction() as tx:
-        tx.insert_application(app)
-        tx.insert_application(other_app)
-        for call in (partner, agent, first, second):
-            tx.insert_call(call)
-        tx.insert_queue(q)
-        for call in (first, second):
-            tx.insert_queue_entry(f.queue_entry(q, call_control_id=call.call_control_id))
-    on_postgres = store.url.startswith("postgresql")
-    with store.transaction() as tx:
-        before = tx.conn.round_trips
-        tx.read_queue_ahead(acct, "ahead")
-        tx.read_call_ahead(acct, agent.call_control_id, lock=True)
-        tx.read_queue_head_call_ahead(acct, "ahead")
-        tx.read_bridge_partner_ahead(acct, agent.call_control_id)
-        apps = [tx.read_application_of_call(acct, agent.call_control_id),
-                tx.read_application_of_queue_head(acct, "ahead")]
-        got_agent = tx.get_call(acct, agent.call_control_id, lock=True)
-        assert got_agent is not None and got_agent.bridged_with == partner.call_control_id
-        assert tx.get_queue(acct, "ahead", lock=True, with_entries=True) is not None
-        got_first = tx.get_call(acct, first.call_control_id, lock=True)  # the head
-        got_partner = tx.get_call(acct, partner.call_control_id, lock=True)
-        assert got_first is not None and got_first.call_control_id == first.call_control_id
-        assert got_partner is not None and got_partner.call_control_id == partner.call_control_id
-        assert [r.id for a in apps for r in a] == [app.id, other_app.id]
-        if on_postgres:  # everything above came in one round trip
-            assert tx.conn.round_trips - before == 1
-        # Not the head: read anew (and right).
-        got_second = tx.get_call(acct, second.call_control_id, lock=True)
-        assert got_second is not None and got_second.call_control_id == second.call_control_id
-        # Another account never gets a read made for this one.
-        tx.read_call_ahead(acct, first.call_control_id)
-        assert tx.get_call(f.uid(), first.call_control_id) is None
-        # A read made before a write to calls is not handed out after it.
-        tx.read_call_ahead(acct, second.call_control_id, lock=True)
-        got_second.state = CallState.PARKED
-        tx.update_call(got_second)
-        again = tx.get_call(acct, second.call_control_id, lock=True)
-        assert again is not None and again.state is CallState.PARKED
 
 
 def test_participant_flags_leave_those_who_left_as_they_left(store: Store) -> None:
