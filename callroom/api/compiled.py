@@ -11,6 +11,18 @@ Behaviour is FastAPI's where clients can see it: the same argument sources and d
 validation error of a request reported together with the same locations, JSON rendered the same way, the
 route's status code; errors become Telnyx bodies through the same functions (``errors.py``). A signature
 this module does not understand is simply not compiled, and FastAPI serves that route.
+
+It reads FastAPI's and Starlette's internals, none of them documented API, so pyproject.toml pins both to
+the minor versions tested, and ``tests/api/test_compiled.py`` says which of these changed when a new one
+is tried (rather than the routes quietly falling back to FastAPI):
+
+- ``fastapi.params``: ``Depends`` (``.dependency``, ``.use_cache``, ``.scope``), what ``fastapi.Depends()``
+  returns; ``Query`` (``.alias``, ``.default``, ``PydanticUndefined`` when none), what ``fastapi.Query()``
+  returns; ``Param`` and ``Body``, the markers of parameters left to FastAPI (path, header, body options);
+- ``fastapi.routing``: ``APIRoute`` (``.endpoint``, ``.methods``, ``.dependencies``, ``.path``,
+  ``.status_code``) and ``APIRouter.routes``;
+- ``starlette.routing.compile_path``: its ``(regex, format, {name: convertor})`` and the class name of its
+  ``str`` convertor, ``StringConvertor``; and ``scope["app"]``, which Starlette's ``Request.app`` reads.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from callroom.api.limits import MAX_NAME, MAX_SPEECH
 from callroom.api.schemas import Body, ClientState, CommandId, Id, Ids, IdText, MediaName, Region, Url
+from callroom.model import media as m
 
 LoopValue = Annotated[int, Field(ge=1, le=100)] | Literal["infinity"]
 Digits = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[0-9A-Da-d*#wW]+$")]
@@ -65,14 +66,16 @@ class CallSpeak(Body):
 
 
 class _Digits(Body):
-    minimum_digits: int = Field(default=1, ge=1, le=128)
-    maximum_digits: int = Field(default=128, ge=1, le=128)
-    terminating_digit: Annotated[str, Field(max_length=1, pattern=r"^[0-9A-D*#]?$")] = "#"
-    valid_digits: Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[0-9A-D*#]+$")] = "0123456789#*"
-    timeout_millis: int = Field(default=60000, ge=100, le=600000)
-    inter_digit_timeout_millis: int = Field(default=5000, ge=100, le=120000)
-    initial_timeout_millis: int = Field(default=5000, ge=100, le=120000)
-    maximum_tries: int = Field(default=3, ge=1, le=10)
+    # the defaults are the media instruction's (``model/media.py``)
+    minimum_digits: int = Field(default=m.GATHER_MINIMUM_DIGITS, ge=1, le=128)
+    maximum_digits: int = Field(default=m.GATHER_MAXIMUM_DIGITS, ge=1, le=128)
+    terminating_digit: Annotated[str, Field(max_length=1, pattern=r"^[0-9A-D*#]?$")] = m.GATHER_TERMINATING_DIGIT
+    valid_digits: Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[0-9A-D*#]+$")] = (
+        m.GATHER_VALID_DIGITS)
+    timeout_millis: int = Field(default=m.GATHER_TIMEOUT_MILLIS, ge=100, le=600000)
+    inter_digit_timeout_millis: int = Field(default=m.GATHER_INTER_DIGIT_TIMEOUT_MILLIS, ge=100, le=120000)
+    initial_timeout_millis: int = Field(default=m.GATHER_INITIAL_TIMEOUT_MILLIS, ge=100, le=120000)
+    maximum_tries: int = Field(default=m.GATHER_MAXIMUM_TRIES, ge=1, le=10)
     client_state: ClientState | None = None
     command_id: CommandId | None = None
     gather_id: str | None = Field(default=None, max_length=100)
@@ -83,7 +86,7 @@ class GatherAudio(_Digits, _OneSource):
     media_name: MediaName | None = None
     invalid_audio_url: Url | None = None
     invalid_media_name: MediaName | None = None
-    stop_playback_on_dtmf: bool = True
+    stop_playback_on_dtmf: bool = m.GATHER_STOP_PLAYBACK_ON_DTMF
 
 
 class ConferenceGatherAudio(GatherAudio):

@@ -153,21 +153,36 @@ class ControlRecording:
     action: str  # pause | resume | stop
 
 
+# A gather's defaults, Telnyx's for gather_using_audio / gather_using_speak: written once, here, for the
+# instruction below and for the API's request bodies (``api/schemas_media.py``, and so the OpenAPI document).
+GATHER_MINIMUM_DIGITS = 1
+GATHER_MAXIMUM_DIGITS = 128
+GATHER_TERMINATING_DIGIT = "#"
+GATHER_VALID_DIGITS = "0123456789#*"
+GATHER_TIMEOUT_MILLIS = 60000
+GATHER_INTER_DIGIT_TIMEOUT_MILLIS = 5000
+GATHER_INITIAL_TIMEOUT_MILLIS = 5000
+GATHER_MAXIMUM_TRIES = 3
+GATHER_STOP_PLAYBACK_ON_DTMF = True
+
+
 @dataclass(frozen=True, slots=True)
 class Gather:
     job_id: str
     call_control_id: str
     prompt: AudioSpec | None = None
     invalid_prompt: AudioSpec | None = None
-    minimum_digits: int = 1
-    maximum_digits: int = 128
-    terminating_digit: str = "#"
-    valid_digits: str = "0123456789#*"
-    timeout_millis: int = 60000
-    inter_digit_timeout_millis: int = 5000
-    initial_timeout_millis: int = 5000
-    maximum_tries: int = 3
-    stop_playback_on_dtmf: bool = True
+    minimum_digits: int = GATHER_MINIMUM_DIGITS
+    maximum_digits: int = GATHER_MAXIMUM_DIGITS
+    terminating_digit: str = GATHER_TERMINATING_DIGIT
+    valid_digits: str = GATHER_VALID_DIGITS
+    # The whole gather's limit here (``media/gather.py``); the API turns Telnyx's timeout_millis, the wait
+    # for a first digit, into initial_timeout_millis and sets this one itself.
+    timeout_millis: int = GATHER_TIMEOUT_MILLIS
+    inter_digit_timeout_millis: int = GATHER_INTER_DIGIT_TIMEOUT_MILLIS
+    initial_timeout_millis: int = GATHER_INITIAL_TIMEOUT_MILLIS
+    maximum_tries: int = GATHER_MAXIMUM_TRIES
+    stop_playback_on_dtmf: bool = GATHER_STOP_PLAYBACK_ON_DTMF
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,18 @@ sent to the FastAPI app alone and to the compiled routes in front of it, and bot
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated, Any, Literal
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, params
+from fastapi import Body as BodyParam
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from pydantic_core import PydanticUndefined
+from starlette.routing import compile_path
 
 from callroom.api import errors
 from callroom.api.compiled import CompiledRoutes
@@ -84,7 +89,9 @@ def _apps() -> tuple[FastAPI, CompiledRoutes]:
     app.state.marker = 7
     app.include_router(router, prefix="/v2")
     compiled = CompiledRoutes(app, [("/v2", router)])
-    assert len(compiled.compiled) == 5  # every route above is served by its plan, none by FastAPI
+    assert len(compiled.compiled) == 5, (  # every route above is served by its plan, none by FastAPI
+        f"compiled.py compiled {len(compiled.compiled)} of the 5 routes above: has FastAPI or Starlette changed "
+        "the internals it reads? (see test_the_fastapi_and_starlette_internals_compiled_py_reads_have_their_shape)")
     return app, compiled
 
 
@@ -163,3 +170,41 @@ def test_a_body_as_deep_as_allowed_is_validated_as_usual() -> None:
 
     resp = asyncio.run(send())
     assert resp.status_code == 200, resp.text
+
+
+def test_the_fastapi_and_starlette_internals_compiled_py_reads_have_their_shape() -> None:
+    """compiled.py reads FastAPI's parameter markers and routes and Starlette's path compiler, none of them
+    documented API (see the list at its top). pyproject.toml pins both to the minor versions tested; this
+    says what changed, when a new version is tried, before the routes quietly fall back to FastAPI."""
+    def check(ok: bool, what: str) -> None:
+        assert ok, f"FastAPI/Starlette internals changed: {what} (read by callroom/api/compiled.py)"
+
+    def dep() -> int:
+        return 1
+
+    marker = Depends(dep)
+    check(isinstance(marker, params.Depends), "fastapi.Depends() no longer returns a fastapi.params.Depends")
+    check(marker.dependency is dep and marker.use_cache is True, "params.Depends has no .dependency/.use_cache")
+    check(getattr(marker, "scope", None) in (None, "function"), "a plain Depends() has another .scope")
+    query = Query(alias="page[size]", default=20)
+    check(isinstance(query, params.Query) and isinstance(query, params.Param), "fastapi.Query() is no params.Query")
+    check((query.alias, query.default) == ("page[size]", 20), "params.Query has no .alias/.default")
+    check(Query().default is PydanticUndefined, "a Query() without a default no longer has PydanticUndefined")
+    for other in (Path(), Header()):
+        check(isinstance(other, params.Param) and not isinstance(other, params.Query),
+              f"{type(other).__name__}() is no params.Param (compiled.py leaves those to FastAPI)")
+    check(isinstance(BodyParam(), params.Body), "fastapi.Body() is no params.Body")
+
+    [route] = [r for r in router.routes if isinstance(r, APIRoute) and r.path == "/things/{thing_id}"]
+    check(route.endpoint is remove, "APIRoute.endpoint")
+    check(route.methods == {"DELETE"} and route.dependencies == [] and route.status_code == 204,
+          "APIRoute.methods/.dependencies/.status_code")
+
+    regex, _, convertors = compile_path("/v2/things/{thing_id}/actions/do")
+    check(isinstance(regex, re.Pattern) and list(convertors) == ["thing_id"],
+          "starlette.routing.compile_path no longer returns (regex, format, {name: convertor})")
+    check(type(convertors["thing_id"]).__name__ == "StringConvertor", "Starlette's str convertor was renamed")
+    match = regex.match("/v2/things/t1/actions/do")
+    check(match is not None and match.groupdict() == {"thing_id": "t1"}, "compile_path's regex groups")
+
+    _apps()  # and every route declared above is served by its plan
