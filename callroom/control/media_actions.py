@@ -117,15 +117,15 @@ def call_send_dtmf(w: World, cid: str, digits: str, duration_millis: int, client
 class GatherRequest:
     prompt: Source | None = None
     invalid: Source | None = None
-    minimum_digits: int = 1
-    maximum_digits: int = 128
-    terminating_digit: str = "#"
-    valid_digits: str = "0123456789#*"
-    timeout_millis: int = 60000
-    inter_digit_timeout_millis: int = 5000
-    initial_timeout_millis: int = 5000
-    maximum_tries: int = 3
-    stop_playback_on_dtmf: bool = True
+    minimum_digits: int = m.GATHER_MINIMUM_DIGITS
+    maximum_digits: int = m.GATHER_MAXIMUM_DIGITS
+    terminating_digit: str = m.GATHER_TERMINATING_DIGIT
+    valid_digits: str = m.GATHER_VALID_DIGITS
+    timeout_millis: int = m.GATHER_TIMEOUT_MILLIS
+    inter_digit_timeout_millis: int = m.GATHER_INTER_DIGIT_TIMEOUT_MILLIS
+    initial_timeout_millis: int = m.GATHER_INITIAL_TIMEOUT_MILLIS
+    maximum_tries: int = m.GATHER_MAXIMUM_TRIES
+    stop_playback_on_dtmf: bool = m.GATHER_STOP_PLAYBACK_ON_DTMF
     gather_id: str | None = None
 
 
