@@ -27,6 +27,16 @@ from callroom.media.engine import MediaEngine
 from callroom.media.rtp_leg import RtpLeg
 from callroom.media.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
 from callroom.model import media as m
+from callroom.model.messages import (
+    IncomingSipCall,
+    SipAnswered,
+    SipConfig,
+    SipFact,
+    SipFailed,
+    SipHangup,
+    SipMediaTimeout,
+    SipQuality,
+)
 from callroom.sip import call as sip_events
 from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
@@ -34,31 +44,6 @@ from callroom.sip.message import SipRequest
 from callroom.sip.sdp import SessionDescription, accept_answer, make_offer, negotiate_answer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SipConfig:
-    host: str = "127.0.0.1"
-    port: int = 5060
-    advertise: str | None = None  # the address put in Contact/SDP when host is a wildcard
-    rtp_ports: tuple[int, int] = (20000, 30000)
-    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    # Digest credentials (username, password) callers must prove; empty: the networks above suffice.
-    credentials: tuple[tuple[str, str], ...] = ()
-    realm: str = "callroom"
-    # An answered call whose far end sends nothing (no RTP, no RTCP) for this long, while not on hold, is hung
-    # up (0: never). PBXs use 30-60 s.
-    rtp_timeout: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """A new INVITE, for the control plane to route: ``accept(call_control_id)`` or ``refuse(status)``."""
-
-    sip_call_id: str
-    user: str
-    from_: str
-    to: str
 
 
 @dataclass
@@ -75,7 +60,7 @@ class SipLeg:
     ops: list[m.MediaOp] = field(default_factory=list)
 
 
-Report = Callable[[str, str, Any], None]  # (fact, call_control_id, detail: status, SIP cause or quality stats)
+Report = Callable[[SipFact], None]
 
 SWEEP_INTERVAL: float = 1.0  # seconds between checks for legs whose far end went silent
 
@@ -95,7 +80,7 @@ class SipPhones:
     a BYE, a fact for the control plane (so the application gets ``call.hangup``), and its RTP ports closed.
     """
 
-    def __init__(self, engine: MediaEngine, config: SipConfig, *, on_incoming: Callable[[Incoming], None],
+    def __init__(self, engine: MediaEngine, config: SipConfig, *, on_incoming: Callable[[IncomingSipCall], None],
                  report: Report) -> None:
         self.engine = engine
         self.config = config
@@ -155,7 +140,7 @@ class SipPhones:
         """The control plane created a leg for this INVITE: it rings until the application answers."""
         leg = self.by_sip.get(sip_call_id)
         if leg is None or self.transport is None:
-            self.report("hangup", call_control_id, "487")
+            self.report(SipHangup(call_control_id, "487"))
             return
         leg.call_control_id = call_control_id
         self.by_cid[call_control_id] = leg
@@ -219,19 +204,19 @@ class SipPhones:
             rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
         except (ProtocolError, OSError, ValueError) as exc:
             log.warning("cannot dial %s: %s", endpoint, exc)
-            self.report("failed", cid, 404)
+            self.report(SipFailed(cid, 404))
             return
         except MediaError as exc:  # no RTP port free
             log.warning("cannot dial %s: %s", endpoint, exc)
-            self.report("failed", cid, 503)
+            self.report(SipFailed(cid, 503))
             return
         try:
             addr = await resolve(target)
         except OSError as exc:
             rtp.close()
             log.warning("cannot dial %s: %s", endpoint, exc)
-            self.report("failed", cid, 404 if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_NONAME
-                        else 503)
+            self.report(SipFailed(cid, 404 if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_NONAME
+                                   else 503))
             return
         offer = make_offer(self.media_ip, rtp.local_port)
         user = from_.lstrip("+") or "callroom"
@@ -282,7 +267,7 @@ class SipPhones:
         self.by_sip.pop(leg.sip_call_id, None)
         if leg.call_control_id is not None:
             self.by_cid.pop(leg.call_control_id, None)
-            self.report("hangup", leg.call_control_id, str(status))
+            self.report(SipHangup(leg.call_control_id, str(status)))
         self._reject(leg.sip_call_id, status)
 
     def _reject(self, sip_call_id: str, status: int) -> None:
@@ -329,10 +314,10 @@ class SipPhones:
                 log.info("call %s (%s): no media for %.0f s, hanging up", cid, leg.sip_call_id,
                          self.config.rtp_timeout)
                 try:
-                    self.report("quality", cid, rtp.stats().call_quality_stats())
+                    self.report(SipQuality(cid, rtp.stats().call_quality_stats()))
                 finally:
                     self._hang_up(leg)
-                    self.report("media_timeout", cid, None)
+                    self.report(SipMediaTimeout(cid))
 
     # -- from the network -----------------------------------------------------------------------------
 
@@ -363,7 +348,7 @@ class SipPhones:
                         leg.rtp.close()
                     if leg.call_control_id is not None:
                         self.by_cid.pop(leg.call_control_id, None)
-                        self.report("failed", leg.call_control_id, status)
+                        self.report(SipFailed(leg.call_control_id, status))
             case sip_events.CallEnded(call_id=call_id) | sip_events.CallCancelled(call_id=call_id):
                 self._ended(call_id, "487" if isinstance(ev, sip_events.CallCancelled) else "200")
             case sip_events.ReInviteReceived(call_id=call_id, new_sdp=sdp):
@@ -376,7 +361,7 @@ class SipPhones:
         """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, a media
         address of the other family, or a host name that does not resolve), so the application never sees a
         call it could not take; otherwise handed to the control plane to route."""
-        incoming = Incoming(call_id, uri.user or "", _address(from_), _address(to))
+        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to))
         if offer is not None:
             try:
                 agreed = negotiate_answer(offer, self.media_ip, 0)
@@ -393,7 +378,8 @@ class SipPhones:
         self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
         self.on_incoming(incoming)
 
-    async def _incoming_named(self, incoming: Incoming, offer: SessionDescription, addr: tuple[str, int]) -> None:
+    async def _incoming_named(self, incoming: IncomingSipCall, offer: SessionDescription,
+                              addr: tuple[str, int]) -> None:
         call_id = incoming.sip_call_id
         try:
             await lookup(addr, 6 if ":" in self.media_ip else 4)
@@ -418,7 +404,7 @@ class SipPhones:
                 log.warning("hanging up %s: its answer cannot be followed: %s", leg.sip_call_id, exc)
                 if not leg.released:
                     self._hang_up(leg)
-                    self.report("failed", cid, 488)
+                    self.report(SipFailed(cid, 488))
                 return
             if leg.released:
                 return
@@ -427,7 +413,7 @@ class SipPhones:
         if leg.released:
             return
         self.engine.add_leg(cid, rtp)
-        self.report("answered", cid, None)
+        self.report(SipAnswered(cid))
 
     async def _late_answer(self, leg: SipLeg, sdp: SessionDescription | None) -> None:
         """The ACK of a delayed-offer call: it carries the answer to the offer in our 200, or the call ends
@@ -444,7 +430,7 @@ class SipPhones:
             if not leg.released and leg.call_control_id is not None:
                 cid = leg.call_control_id
                 self._hang_up(leg)
-                self.report("hangup", cid, "488")
+                self.report(SipHangup(cid, "488"))
             return
         if not leg.released:
             rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
@@ -459,11 +445,11 @@ class SipPhones:
             if leg.call_control_id is not None:
                 self.by_cid.pop(leg.call_control_id, None)
                 if leg.rtp is not None:  # the far end hung up: the webhook can carry the call's quality
-                    self.report("quality", leg.call_control_id, leg.rtp.stats().call_quality_stats())
+                    self.report(SipQuality(leg.call_control_id, leg.rtp.stats().call_quality_stats()))
                 self.engine.remove_leg(leg.call_control_id)
         finally:
             if leg.call_control_id is not None:
-                self.report("hangup", leg.call_control_id, cause)
+                self.report(SipHangup(leg.call_control_id, cause))
             if leg.rtp is not None:
                 leg.rtp.close()
 

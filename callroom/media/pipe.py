@@ -1,50 +1,53 @@
-"""The channels between the API and media processes: length-prefixed pickles on pipes.
+"""The channels between the API and media processes: frames of messages on pipes.
 
-``frame`` and ``FrameReader`` are the wire format (4-byte big-endian length, then the pickle); the reader
-keeps a partial message until the rest arrives, so neither side reads a pipe with blocking calls. API ->
-media: the ``PipeWriter`` buffers what the pipe cannot take yet and lets the event loop write it when it
-can, so a media process busy with its tick never stalls an API request. Media -> API: ``write_all``.
+A frame is a 4-byte big-endian length, then a list of messages encoded by ``model/codec.py``: what one
+side has to say in one turn of its loop goes as one frame, encoded once. ``FrameReader`` keeps a partial
+frame until the rest arrives, so neither side reads a pipe with blocking calls. API -> media: the
+``PipeWriter`` buffers what the pipe cannot take yet and lets the event loop write it when it can, so a
+media process busy with its tick never stalls an API request. Media -> API: ``write_all``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import pickle
 import struct
-from typing import Any
+from collections.abc import Sequence
+
+from callroom.model.codec import decode, encode
+from callroom.model.messages import Message
 
 _HEADER = struct.Struct("!I")
 
 
-def frame(message: Any) -> bytes:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+def frame(messages: Sequence[Message]) -> bytes:
+    data = encode(messages)
     return _HEADER.pack(len(data)) + data
 
 
 class FrameReader:
-    """Bytes in, whole messages out (pure: the caller reads the pipe)."""
+    """Bytes in, the messages of whole frames out, in order (pure: the caller reads the pipe)."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, data: bytes) -> list[Message]:
         self._buffer += data
-        out = []
+        out: list[Message] = []
         while len(self._buffer) >= _HEADER.size:
             (size,) = _HEADER.unpack_from(self._buffer)
             end = _HEADER.size + size
             if len(self._buffer) < end:
                 break
-            out.append(pickle.loads(self._buffer[_HEADER.size : end]))
+            out += decode(self._buffer[_HEADER.size : end])
             del self._buffer[:end]
         return out
 
 
-def write_all(fd: int, message: Any) -> None:
-    """Write one framed message to a blocking pipe (the media process's facts and replies: it may wait
-    for the API to read, the API never waits for it)."""
-    view = memoryview(frame(message))
+def write_all(fd: int, messages: Sequence[Message]) -> None:
+    """Write one frame to a blocking pipe (the media process's facts and replies: it may wait for the API
+    to read, the API never waits for it)."""
+    view = memoryview(frame(messages))
     while view:
         view = view[os.write(fd, view) :]
 
@@ -64,10 +67,11 @@ class PipeWriter:
     def pending(self) -> int:
         return len(self._pending)
 
-    def write(self, message: Any) -> None:
+    def write(self, messages: Sequence[Message]) -> None:
+        """One frame of ``messages``."""
         if self.broken:
             return
-        self._pending += frame(message)
+        self._pending += frame(messages)
         if not self._waiting:
             self._write_some()
 

@@ -3,24 +3,19 @@
 The API process and the media process share nothing but two pipes: instructions one way (framed by
 ``pipe.py``, written without ever blocking the API), facts and replies the other. The API side sends
 instructions (the control plane's media ops, virtual phones' keys, SIP routing decisions) and requests (what a
-virtual phone heard, tick statistics); the media side sends facts back (DTMF, floor changes,
-playback/recording/gather results, SIP calls arriving and ending). Separate processes mean separate
+virtual phone heard, a SIP leg's call quality, tick statistics); the media side sends facts back (DTMF, floor
+changes, playback/recording/gather results, SIP calls arriving and ending). Separate processes mean separate
 interpreters: database and HTTP work in the API process can neither delay a tick nor contend with it
 for the GIL, and the node uses a second core.
 
-Messages are tuples whose first item names them:
-
-    API -> media: ("batch", [message, ...]) ("ops", [MediaOp]) ("add_virtual", cid, tone_hz) ("remove_leg", cid)
-                  ("press", cid, digits, ms) ("sip_accept", sip_call_id, cid) ("sip_refuse", sip_call_id, status)
-                  ("request", req_id, what, args) ("stop",)
-    media -> API: ("ready", sip_port) ("fact", MediaFact) ("sip_incoming", Incoming)
-                  ("sip_report", fact, cid, detail) ("reply", req_id, value | None, error | None)
+The messages are the typed ones of ``callroom/model/messages.py``; each side dispatches on their classes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import gc
 import itertools
@@ -29,29 +24,69 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
-from callroom.endpoints.sip import Incoming, SipConfig, SipPhones
+import numpy as np
+from numpy.typing import NDArray
+
+from callroom.endpoints.sip import SipPhones
 from callroom.media.engine import MediaEngine, TickStats
 from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.pipe import FrameReader, PipeWriter, write_all
+from callroom.media.rtp_leg import RtpLeg
 from callroom.media.virtual_audio import VirtualPhoneAudio
 from callroom.model import media as m
+from callroom.model.messages import (
+    AcceptSipCall,
+    AddVirtualLeg,
+    FromMedia,
+    HeardReply,
+    HeardRequest,
+    IncomingSipCall,
+    Instructions,
+    Message,
+    PressKeys,
+    QualityReply,
+    QualityRequest,
+    Ready,
+    RefuseSipCall,
+    RemoveLeg,
+    Reply,
+    Request,
+    RequestFailed,
+    SipAnswered,
+    SipConfig,
+    SipFact,
+    SipFailed,
+    SipHangup,
+    SipMediaTimeout,
+    SipQuality,
+    StatsReply,
+    StatsRequest,
+    Stop,
+    ToMedia,
+)
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 log = logging.getLogger(__name__)
 
 
-def _merged_ops(messages: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Consecutive ``ops`` messages as one, less the conference mixes a later one supersedes (fewer to
-    pickle here and to apply there; the media process leaves out more across a whole tick)."""
-    out: list[tuple[Any, ...]] = []
+def _merged_ops(messages: list[ToMedia]) -> list[ToMedia]:
+    """Consecutive ``Instructions`` as one, less the conference mixes a later one supersedes (fewer to
+    encode here and to apply there; the media process leaves out more across a whole tick)."""
+    out: list[ToMedia] = []
+    ops: list[m.MediaOp] = []
     for message in messages:
-        if message[0] == "ops" and out and out[-1][0] == "ops":
-            out[-1] = ("ops", [*out[-1][1], *message[1]])
-        else:
-            out.append(message)
-    return [("ops", without_superseded_mixes(msg[1])) if msg[0] == "ops" else msg for msg in out]
+        if isinstance(message, Instructions):
+            ops += message.ops
+            continue
+        if ops:
+            out.append(Instructions(tuple(without_superseded_mixes(ops))))
+            ops = []
+        out.append(message)
+    if ops:
+        out.append(Instructions(tuple(without_superseded_mixes(ops))))
+    return out
 
 PIPE_BUFFER_BYTES = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size
 
@@ -62,25 +97,23 @@ PIPE_BUFFER_BYTES = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size
 class MediaWorker:
     """Everything that runs in the media process, around one engine."""
 
+    batch_rtp = True  # RTP legs run as one batch per tick (False: leg by leg, to measure the difference)
+
     def __init__(self, conn: Connection, commands: Connection, sip_config: SipConfig | None,
                  url_policy: AddressPolicy = UNRESTRICTED) -> None:
         self.conn = conn  # facts and replies to the API process
         self.commands = commands  # the API's instructions, framed by ``pipe.py``
         self._frames = FrameReader()
-        self.engine = MediaEngine(on_fact=lambda fact: self.send(("fact", fact)), url_policy=url_policy)
+        self.engine = MediaEngine(on_fact=self.send, url_policy=url_policy, batch_rtp=self.batch_rtp)
         self.sip: SipPhones | None = None
         if sip_config is not None:
-            self.sip = SipPhones(
-                self.engine, sip_config,
-                on_incoming=lambda call: self.send(("sip_incoming", call)),
-                report=lambda fact, cid, detail: self.send(("sip_report", fact, cid, detail)),
-            )
+            self.sip = SipPhones(self.engine, sip_config, on_incoming=self.send, report=self.send)
         self.virtual: dict[str, VirtualPhoneAudio] = {}
         self._stopped = asyncio.Event()
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: FromMedia) -> None:
         try:
-            write_all(self.conn.fileno(), message)
+            write_all(self.conn.fileno(), (message,))
         except (OSError, ValueError):  # the API process has gone: stop
             self._stopped.set()
 
@@ -98,7 +131,7 @@ class MediaWorker:
         gc.collect()
         gc.freeze()
         ticking = loop.create_task(self.engine.run())
-        self.send(("ready", self.sip.port if self.sip is not None else None))
+        self.send(Ready(self.sip.port if self.sip is not None else None))
         await self._stopped.wait()
         self.engine.before_tick = lambda: None
         if self.sip is not None:
@@ -123,13 +156,12 @@ class MediaWorker:
         # (``op_batches``); every other message keeps its place between them.
         ops: list[m.MediaOp] = []
         for message in self._frames.feed(data):
-            for one in message[1] if message[0] == "batch" else (message,):
-                if one[0] == "ops":
-                    ops.extend(one[1])
-                else:
-                    self._apply(ops)
-                    ops = []
-                    self._handle(one)
+            if isinstance(message, Instructions):
+                ops += message.ops
+            else:
+                self._apply(ops)
+                ops = []
+                self._handle(message)
         self._apply(ops)
 
     def _apply(self, ops: list[m.MediaOp]) -> None:
@@ -143,59 +175,56 @@ class MediaWorker:
         except Exception:
             log.exception("media process: instructions failed")
 
-    def _handle(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
+    def _handle(self, message: Message) -> None:
         try:
-            if kind == "batch":
-                for one in message[1]:
-                    self._handle(one)
-            elif kind == "ops":
-                self._apply(message[1])
-            elif kind == "add_virtual":
-                _, cid, tone_hz = message
-                audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid))
-                self.virtual[cid] = audio
-                self.engine.add_leg(cid, audio)
-            elif kind == "remove_leg":
-                self.virtual.pop(message[1], None)
-                self.engine.remove_leg(message[1])
-            elif kind == "press":
-                _, cid, digits, ms = message
-                if cid in self.virtual:
-                    self.virtual[cid].press(digits, ms)
-            elif kind == "sip_accept" and self.sip is not None:
-                self.sip.accept(message[1], message[2])
-            elif kind == "sip_refuse" and self.sip is not None:
-                self.sip.refuse(message[1], message[2])
-            elif kind == "request":
-                _, req_id, what, args = message
-                self._reply(req_id, what, args)
-            elif kind == "stop":
-                self._stopped.set()
+            match message:
+                case Instructions(ops=ops):
+                    self._apply(list(ops))
+                case AddVirtualLeg(call_control_id=cid, tone_hz=tone_hz):
+                    audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid))
+                    self.virtual[cid] = audio
+                    self.engine.add_leg(cid, audio)
+                case RemoveLeg(call_control_id=cid):
+                    self.virtual.pop(cid, None)
+                    self.engine.remove_leg(cid)
+                case PressKeys(call_control_id=cid, digits=digits, duration_ms=ms):
+                    if cid in self.virtual:
+                        self.virtual[cid].press(digits, ms)
+                case AcceptSipCall(sip_call_id=sip_call_id, call_control_id=cid) if self.sip is not None:
+                    self.sip.accept(sip_call_id, cid)
+                case RefuseSipCall(sip_call_id=sip_call_id, status=status) if self.sip is not None:
+                    self.sip.refuse(sip_call_id, status)
+                case HeardRequest() | QualityRequest() | StatsRequest():
+                    self.send(self.answer(message))
+                case Stop():
+                    self._stopped.set()
+                case _:
+                    log.warning("media process: unexpected message %r", message)
         except Exception:
-            log.exception("media message %s failed", kind)
+            log.exception("media message %r failed", message)
 
-    def _reply(self, req_id: int, what: str, args: tuple[Any, ...]) -> None:
+    def answer(self, request: Request) -> Reply:
+        """The reply to a request (``RequestFailed`` when answering it raised)."""
         try:
-            if what == "heard":
-                cid, seconds = args
-                audio = self.virtual.get(cid)
-                value: Any = None if audio is None else audio.heard(seconds)
-            elif what == "quality":  # a SIP leg's call_quality_stats, for the hangup we are about to send
-                (cid,) = args
-                value = self.sip.quality(cid) if self.sip is not None else None
-            elif what == "stats":  # args: ("reset",) starts the tick figures afresh after reading them
-                value = {"tick": self.engine.stats.summary(), "legs": len(self.engine.legs),
-                         "ports": len(self.engine.mixer.ports), "conferences": len(self.engine.conferences),
-                         "sip": self.sip.counters() if self.sip is not None else None}
-                if "reset" in args:
-                    self.engine.stats = TickStats()
-            else:
-                raise ValueError(f"unknown request {what!r}")
+            match request:
+                case HeardRequest(request_id=rid, call_control_id=cid, seconds=seconds):
+                    audio = self.virtual.get(cid)
+                    return HeardReply(rid, None if audio is None else audio.heard(seconds))
+                case QualityRequest(request_id=rid, call_control_id=cid):
+                    return QualityReply(rid, self.sip.quality(cid) if self.sip is not None else None)
+                case StatsRequest(request_id=rid, reset=reset, per_leg=per_leg):
+                    engine = self.engine
+                    reply = StatsReply(
+                        rid, engine.stats.summary(), len(engine.legs), len(engine.mixer.ports),
+                        len(engine.conferences), self.sip.counters() if self.sip is not None else None,
+                        {cid: dataclasses.asdict(leg.stats()) for cid, leg in engine.legs.items()
+                         if isinstance(leg, RtpLeg)} if per_leg else {},
+                    )
+                    if reset:
+                        engine.stats = TickStats()
+                    return reply
         except Exception as exc:
-            self.send(("reply", req_id, None, f"{type(exc).__name__}: {exc}"))
-            return
-        self.send(("reply", req_id, value, None))
+            return RequestFailed(request.request_id, f"{type(exc).__name__}: {exc}")
 
 
 def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | None, log_level: int,
@@ -218,6 +247,8 @@ def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | N
 
 # -- the API side --------------------------------------------------------------------------------------
 
+_Answer = TypeVar("_Answer", HeardReply, QualityReply, StatsReply)
+
 
 class MediaProcess:
     """The API process's handle on the media process."""
@@ -227,24 +258,24 @@ class MediaProcess:
         sip_config: SipConfig | None,
         *,
         on_fact: Callable[[m.MediaFact], None],
-        on_sip_incoming: Callable[[Incoming], None],
-        on_sip_report: Callable[[str, str, int | str | None], None],
+        on_sip_incoming: Callable[[IncomingSipCall], None],
+        on_sip_fact: Callable[[SipFact], None],
         url_policy: AddressPolicy = UNRESTRICTED,
     ) -> None:
         self.sip_config = sip_config
         self.url_policy = url_policy  # where media URLs may be fetched from (outbound.py)
         self.on_fact = on_fact
         self.on_sip_incoming = on_sip_incoming
-        self.on_sip_report = on_sip_report
+        self.on_sip_fact = on_sip_fact
         self.sip_port: int | None = None
         self._conn: Connection | None = None
         self._replies_in = FrameReader()  # facts and replies (framed as in pipe.py)
         self._process: multiprocessing.process.BaseProcess | None = None
         self._ready: asyncio.Future[int | None] | None = None
-        self._replies: dict[int, asyncio.Future[Any]] = {}
+        self._replies: dict[int, asyncio.Future[Reply]] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._outgoing: list[tuple[Any, ...]] = []
+        self._outgoing: list[ToMedia] = []
         self._commands_conn: Connection | None = None
         self._commands: PipeWriter | None = None
 
@@ -279,10 +310,10 @@ class MediaProcess:
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: ToMedia) -> None:
         """Queue a message for the media process: what queues up during one turn of the event loop goes
-        as one ``("batch", [...])`` frame, in order, so a burst of commands costs one pickle and one
-        write; the write never blocks (``pipe.PipeWriter``)."""
+        as one frame, in order, so a burst of commands costs one encoding and one write; the write never
+        blocks (``pipe.PipeWriter``)."""
         if self._commands is None:
             return
         self._outgoing.append(message)
@@ -300,21 +331,41 @@ class MediaProcess:
         if self._commands.broken:
             log.error("the media process is gone; dropped %d message(s)", len(batch))
             return
-        self._commands.write(batch[0] if len(batch) == 1 else ("batch", batch))
+        self._commands.write(batch)
 
     def apply(self, ops: list[m.MediaOp]) -> None:
-        self.send(("ops", ops))
+        self.send(Instructions(tuple(ops)))
 
-    async def request(self, what: str, *args: Any, timeout: float = 10.0) -> Any:
+    async def heard(self, call_control_id: str, seconds: float | None, timeout: float = 10.0,
+                    ) -> NDArray[np.int16] | None:  # fmt: skip
+        """What a virtual phone heard (None: no such phone)."""
+        reply = await self._request(HeardRequest(next(self._ids), call_control_id, seconds), HeardReply, timeout)
+        return reply.samples
+
+    async def quality(self, call_control_id: str, timeout: float = 10.0) -> dict[str, Any] | None:
+        """A live SIP leg's call_quality_stats (None for other legs)."""
+        reply = await self._request(QualityRequest(next(self._ids), call_control_id), QualityReply, timeout)
+        return reply.stats
+
+    async def stats(self, reset: bool = False, per_leg: bool = False, timeout: float = 10.0) -> StatsReply:
+        """The media process's figures (``StatsRequest``)."""
+        return await self._request(StatsRequest(next(self._ids), reset, per_leg), StatsReply, timeout)
+
+    async def _request(self, request: Request, expected: type[_Answer], timeout: float) -> _Answer:
+        """Send ``request`` and wait for its reply; ``RuntimeError`` if the media process could not answer."""
         assert self._loop is not None
-        req_id = next(self._ids)
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        self._replies[req_id] = fut
-        self.send(("request", req_id, what, args))
+        fut: asyncio.Future[Reply] = self._loop.create_future()
+        self._replies[request.request_id] = fut
+        self.send(request)
         try:
-            return await asyncio.wait_for(fut, timeout)
+            reply = await asyncio.wait_for(fut, timeout)
         finally:
-            self._replies.pop(req_id, None)
+            self._replies.pop(request.request_id, None)
+        if isinstance(reply, RequestFailed):
+            raise RuntimeError(reply.error)
+        if not isinstance(reply, expected):
+            raise RuntimeError(f"{type(request).__name__} answered with {type(reply).__name__}")
+        return reply
 
     def _readable(self) -> None:
         # Read what is there and keep a partial message for later: the media process writes a large
@@ -334,32 +385,32 @@ class MediaProcess:
         for message in self._replies_in.feed(data):
             self._handle(message)
 
-    def _handle(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
+    def _handle(self, message: Message) -> None:
         try:
-            if kind == "fact":
-                self.on_fact(message[1])
-            elif kind == "sip_incoming":
-                self.on_sip_incoming(message[1])
-            elif kind == "sip_report":
-                self.on_sip_report(message[1], message[2], message[3])
-            elif kind == "reply":
-                _, req_id, value, error = message
-                fut = self._replies.get(req_id)
-                if fut is not None and not fut.done():
-                    if error is None:
-                        fut.set_result(value)
-                    else:
-                        fut.set_exception(RuntimeError(error))
-            elif kind == "ready" and self._ready is not None and not self._ready.done():
-                self._ready.set_result(message[1])
+            match message:
+                case (m.DtmfReceived() | m.FloorChanged() | m.PlaybackStarted() | m.PlaybackEnded()
+                      | m.RecordingSaved() | m.RecordingFailed() | m.GatherEnded()):
+                    self.on_fact(message)
+                case SipAnswered() | SipFailed() | SipQuality() | SipHangup() | SipMediaTimeout():
+                    self.on_sip_fact(message)
+                case IncomingSipCall():
+                    self.on_sip_incoming(message)
+                case HeardReply() | QualityReply() | StatsReply() | RequestFailed():
+                    fut = self._replies.get(message.request_id)
+                    if fut is not None and not fut.done():
+                        fut.set_result(message)
+                case Ready(sip_port=port):
+                    if self._ready is not None and not self._ready.done():
+                        self._ready.set_result(port)
+                case _:
+                    log.warning("unexpected message from the media process: %r", message)
         except Exception:
-            log.exception("handling media message %s failed", kind)
+            log.exception("handling media message %r failed", message)
 
     async def stop(self) -> None:
         if self._process is None:
             return
-        self.send(("stop",))
+        self.send(Stop())
         self._flush()
         if self._commands is not None:
             await self._commands.drain(5.0)
