@@ -31,10 +31,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the media process sets 
 
 import numpy as np
 
-from callroom.media import g711
+from callroom.aio.rtp_leg import RtpLeg
 from callroom.media.engine import MediaEngine, TickStats
-from callroom.media.rtp_leg import RtpLeg
 from callroom.model import media as m
+from callroom.rtp import g711
 
 
 def sender(ports: list[int], seconds: float, quiet: bool, ready: Connection) -> None:

@@ -21,8 +21,8 @@ from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
 from callroom.control import calls, conferences, media_actions
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
+from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
-from callroom.media.process import MediaProcess
 from callroom.model.media import (
     DtmfReceived,
     FloorChanged,

@@ -23,7 +23,8 @@ from typing import Any
 import uvicorn
 
 from callroom.api.server import uvicorn_config
-from callroom.media import process
+from callroom.endpoints import media_process
+from callroom.media_worker import main as media_worker
 from callroom.model.messages import SipConfig
 from callroom.node import Node, NodeConfig, ensure_first_key
 from callroom.outbound import LOOPBACK
@@ -33,8 +34,8 @@ def bench_media_main(*args: Any) -> None:
     """The media process's entry point (when the node runs its media plane in a child process): the
     node's own, with the RTP legs run leg by leg under ``run.py --per-leg``."""
     if os.environ.get("CALLROOM_BENCH_PER_LEG"):  # run.py --per-leg: RTP legs one by one, for comparison
-        process.MediaWorker.batch_rtp = False
-    process.media_main(*args)
+        media_worker.MediaWorker.batch_rtp = False
+    media_worker.media_main(*args)
 
 
 def thread_ids() -> dict[str, int | None]:
@@ -60,7 +61,7 @@ def main() -> None:
                         data_dir=args.data_dir,
                         sip=SipConfig(host="127.0.0.1", port=args.sip_port, rtp_ports=(int(low), int(high))),
                         allow_url_networks=LOOPBACK)  # media and webhook servers on this machine
-    process.media_main = bench_media_main  # type: ignore[assignment]  # what the node's media process runs
+    media_process.media_main = bench_media_main  # what the node's media process runs
     node = Node(config)
     key = ensure_first_key(node.store)
 

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from callroom.control import calls
 from callroom.control.service import Control, remote_fact
-from callroom.media.process import MediaProcess
+from callroom.endpoints.media_process import MediaProcess
 from callroom.model import media as m
 from callroom.model.messages import AddVirtualLeg, PressKeys, RemoveLeg
 

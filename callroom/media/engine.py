@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from callroom.aio.rtp_batch import RtpBatch
+from callroom.aio.rtp_leg import RtpLeg
 from callroom.media import topology as topo
 from callroom.media.actions import ActionRunner
 from callroom.media.mixer import SILENCE_DBOV, Mixer
 from callroom.media.ports import FRAME_SAMPLES, AudioLeg, DtmfDigit, Frame
-from callroom.media.rtp_batch import RtpBatch
-from callroom.media.rtp_leg import RtpLeg
 from callroom.media.talkers import TalkerDetector
 from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
 from callroom.model import media as m

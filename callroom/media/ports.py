@@ -7,23 +7,12 @@ leg the frame it should hear (``push_frame``). Frames are 160 int16 samples at 8
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-from numpy.typing import NDArray
+from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from callroom.rtp.dtmf import DtmfCallback, DtmfDigit
 
-Frame = NDArray[np.int16]
-FRAME_SAMPLES = 160
-SAMPLE_RATE = 8000
-
-
-@dataclass(frozen=True, slots=True)
-class DtmfDigit:
-    digit: str
-    duration_ms: int
-    source: str  # "rfc4733" | "inband"
+__all__ = ["FRAME_SAMPLES", "SAMPLE_RATE", "AudioLeg", "DtmfCallback", "DtmfDigit", "Frame"]
 
 
 class AudioLeg(Protocol):
@@ -43,5 +32,3 @@ class AudioLeg(Protocol):
 
     def close(self) -> None: ...
 
-
-DtmfCallback = Callable[[DtmfDigit], None]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
+from callroom.endpoints.media_process import _merged_ops
 from callroom.media.engine import MediaEngine
 from callroom.media.op_batches import without_superseded_mixes
-from callroom.media.process import _merged_ops
 from callroom.media.virtual_audio import VirtualAudioLeg
 from callroom.model import media as m
 from callroom.model.messages import AddVirtualLeg, Instructions, ToMedia

@@ -10,7 +10,7 @@ import typing
 
 import numpy as np
 
-from callroom.media.pipe import FrameReader, frame
+from callroom.aio.pipe import FrameReader, frame
 from callroom.model import codec
 from callroom.model import media as m
 from callroom.model import messages as msg

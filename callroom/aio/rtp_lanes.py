@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.media.g711 import ALAW_DECODE, PT_PCMA, PT_PCMU, ULAW_DECODE
-from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, Frame
-from callroom.media.rtp_socket import MAX_DATAGRAM
+from callroom.aio.rtp_socket import MAX_DATAGRAM
+from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from callroom.rtp.g711 import ALAW_DECODE, PT_PCMA, PT_PCMU, ULAW_DECODE
 
 if TYPE_CHECKING:
-    from callroom.media.leg_dtmf import DtmfIn
-    from callroom.media.rtp_leg import RtpLeg
-    from callroom.media.rtp_socket import RtpSocket
+    from callroom.aio.rtp_leg import RtpLeg
+    from callroom.aio.rtp_socket import RtpSocket
+    from callroom.rtp.leg_dtmf import DtmfIn
 
 __all__ = ["HEADER", "PACKET", "RING_FRAMES", "WINDOW_FRAMES", "LegSteady", "RtpLanes"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from callroom.errors import RtpParseError
-from callroom.media.rtp import RtpPacket
+from callroom.rtp.packet import RtpPacket
 
 __all__ = [
     "NTP_EPOCH_OFFSET",

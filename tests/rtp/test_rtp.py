@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from callroom.errors import RtpParseError
-from callroom.media import g711
-from callroom.media.rtcp import (
+from callroom.rtp import g711
+from callroom.rtp.packet import RtpPacket, SequenceExtender, is_rtcp, seq_diff, seq_gt, seq_lt, ts_diff
+from callroom.rtp.rtcp import (
     RtcpOther,
     RtcpReceiverReport,
     RtcpReportBlock,
@@ -18,7 +19,6 @@ from callroom.media.rtcp import (
     parse_compound,
     round_trip_seconds,
 )
-from callroom.media.rtp import RtpPacket, SequenceExtender, is_rtcp, seq_diff, seq_gt, seq_lt, ts_diff
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from callroom.media.pipe import FrameReader, PipeWriter, frame, write_all
+from callroom.aio.pipe import FrameReader, PipeWriter, frame, write_all
 from callroom.model import media as m
 from callroom.model.messages import HeardReply, Instructions, Message, PressKeys, Stop
 

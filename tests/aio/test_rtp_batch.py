@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 import uvloop
 
-from callroom.media import g711
-from callroom.media.dtmf import DtmfDetector, dtmf_tones
+from callroom.aio.rtp_batch import RtpBatch
+from callroom.aio.rtp_leg import RtpLeg
 from callroom.media.ports import DtmfDigit, Frame
-from callroom.media.rtp import RtpPacket
-from callroom.media.rtp_batch import RtpBatch
-from callroom.media.rtp_leg import RtpLeg
 from callroom.media.tones import ToneGenerator
+from callroom.rtp import g711
+from callroom.rtp.dtmf import DtmfDetector, dtmf_tones
+from callroom.rtp.packet import RtpPacket
 
 SILENCE = np.zeros(160, dtype=np.int16)
 

@@ -7,22 +7,24 @@ with the 20 ms tick at which to send each; the detector is fed 160-sample int16 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
+from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE
 from callroom.errors import RtpParseError
-from callroom.media.rtp import RtpPacket, ts_diff
-from callroom.media.tones import FRAME_SAMPLES, SAMPLE_RATE, silence
+from callroom.rtp.packet import RtpPacket, ts_diff
 
 __all__ = [
     "COL_FREQS",
     "DIGITS",
     "ROW_FREQS",
+    "DtmfCallback",
     "DtmfDetector",
+    "DtmfDigit",
     "ReceivedDigit",
     "Rfc4733Receiver",
     "Rfc4733Sender",
@@ -39,6 +41,18 @@ COL_FREQS: Final = (1209.0, 1336.0, 1477.0, 1633.0)
 _KEYPAD: Final = ("123A", "456B", "789C", "*0#D")
 
 _EVENT: Final = struct.Struct("!BBH")
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfDigit:
+    """A key press a leg received."""
+
+    digit: str
+    duration_ms: int
+    source: str  # "rfc4733" | "inband"
+
+
+DtmfCallback = Callable[[DtmfDigit], None]
 
 
 def event_to_char(event: int) -> str:
@@ -228,7 +242,7 @@ def dtmf_tones(digits: str, on_ms: float = 100.0, off_ms: float = 100.0, amplitu
     """A digit string as tones separated by silences (trailing silence included)."""
     parts: list[NDArray[np.int16]] = []
     for d in digits:
-        parts += [dtmf_tone(d, on_ms, amplitude, rate=rate), silence(off_ms, rate)]
+        parts += [dtmf_tone(d, on_ms, amplitude, rate=rate), np.zeros(int(rate * off_ms / 1000), dtype=np.int16)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
 

@@ -21,11 +21,11 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from callroom.endpoints.sip_addresses import is_address, lookup, maybe_reachable, media_address, resolve
+from callroom.aio.rtp_leg import RtpLeg
+from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
 from callroom.errors import CallroomError, MediaError, ProtocolError
 from callroom.media.engine import MediaEngine
-from callroom.media.rtp_leg import RtpLeg
-from callroom.media.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
+from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, media_address, resolve
 from callroom.model import media as m
 from callroom.model.messages import (
     IncomingSipCall,

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import uvloop
 
-from callroom.media import g711
-from callroom.media.dtmf import Rfc4733Sender, TelephoneEvent, dtmf_tones
+from callroom.aio.rtp_leg import RtpLeg
 from callroom.media.ports import DtmfDigit, Frame
-from callroom.media.rtp import RtpPacket
-from callroom.media.rtp_leg import RtpLeg
 from callroom.media.tones import ToneGenerator
+from callroom.rtp import g711
+from callroom.rtp.dtmf import Rfc4733Sender, TelephoneEvent, dtmf_tones
+from callroom.rtp.packet import RtpPacket
 from callroom.sip.sdp import Direction, make_offer, negotiate_answer
 from tests.media.audio import tone_level
 

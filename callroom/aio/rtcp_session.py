@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Final
 
 from callroom.errors import RtpParseError
-from callroom.media.rtcp import (
+from callroom.rtp.rtcp import (
     RtcpOther,
     RtcpPacket,
     RtcpReceiverReport,

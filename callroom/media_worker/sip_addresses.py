@@ -8,7 +8,7 @@ import asyncio
 import ipaddress
 import socket
 
-from callroom.media.rtp_leg import RtpLeg
+from callroom.aio.rtp_leg import RtpLeg
 from callroom.sip.dialog import uri_addr
 from callroom.sip.fields import SipUri
 

@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 import uvloop
 
-from callroom.media import g711
-from callroom.media.dtmf import DtmfDetector, Rfc4733Sender, dtmf_tones
-from callroom.media.jitter import LOST
+from callroom.aio.rtp_batch import RtpBatch
+from callroom.aio.rtp_lanes import PACKET, RtpLanes
+from callroom.aio.rtp_leg import RtpLeg
+from callroom.aio.rtp_socket import bind_rtp_pair
 from callroom.media.ports import DtmfDigit, Frame
-from callroom.media.rtcp import RtcpSenderReport, parse_compound
-from callroom.media.rtp import RtpPacket
-from callroom.media.rtp_batch import RtpBatch
-from callroom.media.rtp_lanes import PACKET, RtpLanes
-from callroom.media.rtp_leg import RtpLeg
-from callroom.media.rtp_socket import bind_rtp_pair
 from callroom.media.tones import ToneGenerator
+from callroom.rtp import g711
+from callroom.rtp.dtmf import DtmfDetector, Rfc4733Sender, dtmf_tones
+from callroom.rtp.jitter import LOST
+from callroom.rtp.packet import RtpPacket
+from callroom.rtp.rtcp import RtcpSenderReport, parse_compound
 
 Addr = tuple[str, int]
 BASE = 5000.0  # loop time of tick 0, seconds

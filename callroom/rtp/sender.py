@@ -12,9 +12,9 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.media.leg_dtmf import DtmfOut
-from callroom.media.ports import FRAME_SAMPLES, Frame
-from callroom.media.rtp import RtpPacket
+from callroom.audio.pcm import FRAME_SAMPLES, Frame
+from callroom.rtp.leg_dtmf import DtmfOut
+from callroom.rtp.packet import RtpPacket
 
 __all__ = ["RtpSender"]
 

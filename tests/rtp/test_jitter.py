@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from callroom.media.jitter import LOST, JitterBuffer, LossConcealer, PutResult
-from callroom.media.rtp import RtpPacket
+from callroom.rtp.jitter import LOST, JitterBuffer, LossConcealer, PutResult
+from callroom.rtp.packet import RtpPacket
 
 F = 160
 

@@ -18,7 +18,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.media.rtp import RtpPacket, ts_diff
+from callroom.rtp.packet import RtpPacket, ts_diff
 
 __all__ = ["LOST", "JitterBuffer", "JitterStats", "LossConcealer", "Lost", "PutResult", "Reframer"]
 

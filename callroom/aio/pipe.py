@@ -18,6 +18,7 @@ from callroom.model.codec import decode, encode
 from callroom.model.messages import Message
 
 _HEADER = struct.Struct("!I")
+PIPE_BUFFER_BYTES = 1024 * 1024  # the default /proc/sys/fs/pipe-max-size: what a read takes at most
 
 
 def frame(messages: Sequence[Message]) -> bytes:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from callroom.errors import RtpParseError
-from callroom.media.dtmf import (
+from callroom.media.tones import ToneGenerator, hold_music, sine
+from callroom.rtp.dtmf import (
     DIGITS,
     DtmfDetector,
     ReceivedDigit,
@@ -16,8 +17,7 @@ from callroom.media.dtmf import (
     dtmf_tones,
     event_to_char,
 )
-from callroom.media.rtp import RtpPacket
-from callroom.media.tones import ToneGenerator, hold_music, sine
+from callroom.rtp.packet import RtpPacket
 from tests.media.audio import speech_like, tone_level
 
 ALL = "0123456789*#ABCD"
@@ -199,7 +199,7 @@ def test_frame_length_checked() -> None:
 
 def test_classify_many_agrees_with_classify_frame_by_frame() -> None:
     """The engine's batch search must decide exactly as the per-frame detector does."""
-    from callroom.media.dtmf import DtmfDetector, dtmf_tones
+    from callroom.rtp.dtmf import DtmfDetector, dtmf_tones
 
     rng = np.random.default_rng(3)
     frames = []

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import uvloop
 
+from callroom.aio.rtp_leg import RtpLeg
+from callroom.aio.sip_transport import SipTransport
 from callroom.media.ports import DtmfDigit, Frame
-from callroom.media.rtp_leg import RtpLeg
-from callroom.media.sip_transport import SipTransport
 from callroom.media.tones import ToneGenerator
 from callroom.sip.call import (
     CallAnswered,

@@ -14,10 +14,18 @@ from typing import Final
 
 import numpy as np
 
+from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Frame
 from callroom.errors import RtpParseError
-from callroom.media.dtmf import DtmfDetector, Rfc4733Receiver, Rfc4733Sender, char_to_event, dtmf_tones
-from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, DtmfCallback, DtmfDigit, Frame
-from callroom.media.rtp import RtpPacket
+from callroom.rtp.dtmf import (
+    DtmfCallback,
+    DtmfDetector,
+    DtmfDigit,
+    Rfc4733Receiver,
+    Rfc4733Sender,
+    char_to_event,
+    dtmf_tones,
+)
+from callroom.rtp.packet import RtpPacket
 
 __all__ = ["DtmfIn", "DtmfOut"]
 

@@ -7,11 +7,11 @@ Send: ``push_frame`` encodes one G.711 packet, or sends the next RFC 4733 packet
 being sent. RTCP SR/RR go out every ~5 s; received reports feed :meth:`RtpLeg.stats`.
 
 The RTP socket is read by an event-loop reader while the leg is on its own; once the media engine takes the
-leg into its :class:`~callroom.media.rtp_batch.RtpBatch`, the batch reads every leg's socket once per tick
+leg into its :class:`~callroom.aio.rtp_batch.RtpBatch`, the batch reads every leg's socket once per tick
 and runs ``pull_frame``/``push_frame``'s work for all legs at once, through the staged methods below
 (``next_payload``, ``take_frame``, ``send_encoded`` ...), which ``pull_frame`` and ``push_frame`` use too.
 While the leg is in its steady state (one in-order packet a tick from its latched peer, nothing to conceal, no
-DTMF to send) the batch runs it as one lane of its arrays (:mod:`~callroom.media.rtp_lanes`): ``lease`` hands
+DTMF to send) the batch runs it as one lane of its arrays (:mod:`~callroom.aio.rtp_lanes`): ``lease`` hands
 over that state and every method here takes it back first (``resume``) when it needs it.
 RTCP (a packet every few seconds) stays on an asyncio datagram endpoint. DTMF both ways: ``leg_dtmf.py``.
 
@@ -34,21 +34,22 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+from callroom.aio.rtcp_session import RtcpSession
+from callroom.aio.rtp_lanes import WINDOW_FRAMES, LegSteady
+from callroom.aio.rtp_socket import RtpSocket, bind_rtp_pair, realtime_offset
+from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Frame
 from callroom.errors import RtpParseError
-from callroom.media.g711 import ALAW_DECODE, ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_DECODE, ULAW_ENCODE
-from callroom.media.jitter import LOST, JitterBuffer, LossConcealer, Lost, Reframer
-from callroom.media.leg_dtmf import DtmfIn
-from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, DtmfCallback, Frame
-from callroom.media.rtcp import RtpReceiveStats
-from callroom.media.rtcp_session import RtcpSession
-from callroom.media.rtp import RtpPacket
-from callroom.media.rtp_lanes import WINDOW_FRAMES, LegSteady
-from callroom.media.rtp_send import RtpSender
-from callroom.media.rtp_socket import RtpSocket, bind_rtp_pair, realtime_offset
-from callroom.media.rtp_stats import RtpLegStats
+from callroom.rtp.dtmf import DtmfCallback
+from callroom.rtp.g711 import ALAW_DECODE, ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_DECODE, ULAW_ENCODE
+from callroom.rtp.jitter import LOST, JitterBuffer, LossConcealer, Lost, Reframer
+from callroom.rtp.leg_dtmf import DtmfIn
+from callroom.rtp.packet import RtpPacket
+from callroom.rtp.rtcp import RtpReceiveStats
+from callroom.rtp.sender import RtpSender
+from callroom.rtp.stats import RtpLegStats
 
 if TYPE_CHECKING:
-    from callroom.media.rtp_batch import RtpBatch
+    from callroom.aio.rtp_batch import RtpBatch
 
 __all__ = ["DIRECTIONS", "RtpLeg", "RtpLegStats"]
 

@@ -7,7 +7,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from callroom.media import g711
+from callroom.rtp import g711
 
 # Scalar transcriptions of the ITU-T G.191 reference (g711.c), written independently of the
 # vectorised table builders so that a mistake in either shows up as a mismatch.

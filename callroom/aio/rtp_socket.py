@@ -1,7 +1,7 @@
 """The UDP socket under one RTP session: non-blocking, read when the caller says so, with arrival times.
 
-An :class:`~callroom.media.rtp_leg.RtpLeg` reads its socket either from an event-loop reader (a leg on its
-own) or once per tick, with every other leg's, through :class:`~callroom.media.rtp_batch.RtpBatch` (legs in
+An :class:`~callroom.aio.rtp_leg.RtpLeg` reads its socket either from an event-loop reader (a leg on its
+own) or once per tick, with every other leg's, through :class:`~callroom.aio.rtp_batch.RtpBatch` (legs in
 the media engine). Either way each datagram comes with the time it arrived, so the RFC 3550 jitter and the
 jitter buffer see when a packet really came, not when it was read. On Linux that time is the kernel's
 receive timestamp (``SO_TIMESTAMPNS``); elsewhere it is the time of the read.

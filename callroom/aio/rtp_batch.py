@@ -37,13 +37,9 @@ from typing import Final, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.media.dtmf import DtmfDetector
-from callroom.media.g711 import ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_ENCODE
-from callroom.media.jitter import LOST
-from callroom.media.ports import FRAME_SAMPLES, Frame
-from callroom.media.rtp_lanes import PACKET, RtpLanes
-from callroom.media.rtp_leg import RtpLeg
-from callroom.media.rtp_socket import (
+from callroom.aio.rtp_lanes import PACKET, RtpLanes
+from callroom.aio.rtp_leg import RtpLeg
+from callroom.aio.rtp_socket import (
     ANC_SPACE,
     MAX_DATAGRAM,
     TIMESPEC_SIZE,
@@ -51,6 +47,10 @@ from callroom.media.rtp_socket import (
     realtime_offset,
     timespec_arrival,
 )
+from callroom.audio.pcm import FRAME_SAMPLES, Frame
+from callroom.rtp.dtmf import DtmfDetector
+from callroom.rtp.g711 import ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_ENCODE
+from callroom.rtp.jitter import LOST
 
 __all__ = ["RtpBatch"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from callroom.endpoints.sip_addresses import is_address, lookup, maybe_reachable, resolve
+from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, resolve
 from callroom.sip.fields import SipUri
 
 
