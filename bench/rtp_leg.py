@@ -31,6 +31,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the media process sets 
 
 import numpy as np
 
+from callroom.aio.rtp_batch import RtpBatch
 from callroom.aio.rtp_leg import RtpLeg
 from callroom.media.engine import MediaEngine, TickStats
 from callroom.model import media as m
@@ -89,10 +90,10 @@ def timed(phases: dict[str, float], name: str, fn: Callable[..., Any]) -> Callab
 
 
 async def run(legs_count: int, seconds: float, per_leg: bool, quiet: bool) -> None:
-    engine = MediaEngine(batch_rtp=not per_leg)
+    batch: Any = None if per_leg else RtpBatch()
+    engine = MediaEngine(batch=batch)
     phases: dict[str, float] = defaultdict(float)
-    if not per_leg:
-        batch: Any = engine.rtp
+    if batch is not None:
         for name in ("receive", "pull", "push"):
             setattr(batch, name, timed(phases, name, getattr(batch, name)))
     mixer: Any = engine.mixer

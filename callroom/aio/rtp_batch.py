@@ -28,6 +28,7 @@ closed).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import select
 import time
@@ -49,7 +50,7 @@ from callroom.aio.rtp_socket import (
 )
 from callroom.audio.pcm import FRAME_SAMPLES, Frame
 from callroom.rtp.dtmf import DtmfDetector
-from callroom.rtp.g711 import ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_ENCODE
+from callroom.rtp.g711 import ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_ENCODE, decode_frame
 from callroom.rtp.jitter import LOST
 
 __all__ = ["RtpBatch"]
@@ -108,9 +109,17 @@ class RtpBatch:
         """The legs in the order ``push`` takes their frames."""
         return list(self._legs)
 
+    def take(self, key: str, leg: object) -> bool:
+        """Run ``leg`` here if it is an RTP leg (``add``); False if it is not."""
+        if not isinstance(leg, RtpLeg):
+            return False
+        self.add(key, leg)
+        return True
+
     def add(self, key: str, leg: RtpLeg) -> None:
         self.discard(key)
-        sock, handler = leg.join_batch(self)
+        sock = leg.join_batch(functools.partial(self.forget, leg))
+        handler = leg.receive
         lane = self._lanes.add(leg, sock)
         fd = -1 if leg.closed else sock.fileno()  # a closed leg is run (it plays out, sends nothing), not read
         self._legs[key] = leg
@@ -398,8 +407,7 @@ class RtpBatch:
             return _NO_FRAMES
         joined = b"".join(payloads)
         if len(joined) != len(payloads) * _F:  # not one 20 ms frame each (never, from the jitter buffer)
-            return np.stack([_fit(leg.decode_table[np.frombuffer(p, dtype=np.uint8)])
-                             for leg, p in zip(legs, payloads, strict=True)])
+            return np.stack([decode_frame(leg.decode_table, p, _F) for leg, p in zip(legs, payloads, strict=True)])
         codes = np.frombuffer(joined, dtype=np.uint8).reshape(len(payloads), _F)
         tables = [leg.decode_table for leg in legs]
         first = tables[0]
@@ -480,10 +488,3 @@ class RtpBatch:
         if self._poll is not None:
             for i in by_leg:
                 lanes.lease(lane_list[i])
-
-
-def _fit(frame: Frame) -> Frame:
-    """A decoded payload cut or padded to one frame, as ``RtpLeg.pull_frame`` does."""
-    if len(frame) == _F:
-        return frame
-    return np.resize(frame, _F) if len(frame) > _F else np.pad(frame, (0, _F - len(frame)))

@@ -3,12 +3,12 @@ with a few numpy operations instead of a few dozen Python steps per leg.
 
 The usual case: one 20 ms packet in per leg and tick, the next of its stream (same SSRC, the negotiated
 payload type, no marker, from the latched peer), a frame to play that is in the jitter buffer, and one
-packet out. A leg in that state hands it over (``RtpLeg.steady``, then ``lease``) and the lane's arrays are
-its state from then on: the RFC 3550 receive statistics (A.1 sequence numbers, A.8 jitter), the jitter
-buffer (the frames of the next ``WINDOW_FRAMES`` periods, in a ring, and its own jitter estimate), the
-playout clock, the in-band DTMF search's count of quiet frames, the sender's sequence number, timestamp and
-marker. Each step here does what the leg's own code does for the same packet, with the same integer and
-floating-point operations, so the figures do not depend on the path taken.
+packet out. A leg in that state hands it over (``steady``, then ``lease``: the contract is ``rtp_steady.py``)
+and the lane's arrays are its state from then on: the RFC 3550 receive statistics (A.1 sequence numbers,
+A.8 jitter), the jitter buffer (the frames of the next ``WINDOW_FRAMES`` periods, in a ring, and its own
+jitter estimate), the playout clock, the in-band DTMF search's count of quiet frames, the sender's sequence
+number, timestamp and marker. Each step here does what the leg's own code does for the same packet, with the
+same integer and floating-point operations, so the figures do not depend on the path taken.
 
 Anything else, and anything that changes the leg (a packet out of order or of another kind, a frame to
 conceal, DTMF to send, a re-INVITE), first gives the state back (``release``, which calls ``RtpLeg.resume``);
@@ -24,27 +24,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+from typing import Final, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.aio.rtp_socket import MAX_DATAGRAM
+from callroom.aio.rtp_socket import MAX_DATAGRAM, RtpSocket
+from callroom.aio.rtp_steady import WINDOW_FRAMES, LegSteady, SteadyLeg
 from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Frame
 from callroom.rtp.g711 import ALAW_DECODE, PT_PCMA, PT_PCMU, ULAW_DECODE
+from callroom.rtp.leg_dtmf import DtmfIn
 
-if TYPE_CHECKING:
-    from callroom.aio.rtp_leg import RtpLeg
-    from callroom.aio.rtp_socket import RtpSocket
-    from callroom.rtp.leg_dtmf import DtmfIn
-
-__all__ = ["HEADER", "PACKET", "RING_FRAMES", "WINDOW_FRAMES", "LegSteady", "RtpLanes"]
+__all__ = ["HEADER", "PACKET", "RING_FRAMES", "RtpLanes"]
 
 Addr = tuple[str, int]
 _G = TypeVar("_G", bound=np.generic)
 
 RING_FRAMES: Final = 64  # a lane's jitter buffer: a ring of frames, each in the slot of its timestamp
-WINDOW_FRAMES: Final = 48  # frames it takes: the next to play and the 47 after it (fewer than JitterBuffer holds)
 PACKET: Final = 12 + FRAME_SAMPLES  # a plain 20 ms G.711 packet
 HEADER: Final = np.dtype([("b0", "u1"), ("b1", "u1"), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4"),
                           ("payload", "u1", (FRAME_SAMPLES,))])
@@ -78,49 +74,13 @@ _JITTER, _JB_JITTER, _LAST_RX, _MAX_JITTER, _SILENCE, _FLOATS = range(6)
 _LEASED, _INBAND, _IDLE, _PLAYED, _FLAGS = range(5)
 
 
-class LegSteady(NamedTuple):
-    """What a leg in its steady state hands to a lane, and gets back."""
-
-    # the stream received: RFC 3550 statistics
-    ssrc: int
-    max_seq: int
-    cycles: int
-    received: int
-    transit: int
-    jitter: float
-    # the jitter buffer
-    last_ext: int
-    jb_transit: int
-    next: int
-    offset: int
-    jb_jitter: float
-    frames: dict[int, bytes]
-    # playout
-    pt: int
-    src: tuple[object, ...]  # the peer's address as the socket reports it
-    playout: int
-    last_rx: float
-    last_rx_ts: int
-    max_jitter: float
-    silence_timeout: float
-    wants_inband: bool
-    quiet_frames: int
-    inband_idle: bool
-    # the stream sent
-    out_ssrc: int
-    seq: int
-    ts: int
-    marker: bool
-    remote: Addr
-
-
 class RtpLanes:
     """The lanes of one batch. ``add`` gives a leg a lane; ``lease`` moves its steady state into the lane."""
 
     def __init__(self, reads_per_lane: int = 8) -> None:
         self.reads_per_lane = reads_per_lane  # datagrams a tick may read per lane: rows for as many
         self.cap = 0
-        self.legs: list[RtpLeg | None] = []
+        self.legs: list[SteadyLeg | None] = []
         self.src: list[tuple[object, ...] | None] = []  # leased lanes: the peer's address as read
         self._remote: list[Addr | None] = []  # leased lanes: where packets go
         self._dtmf: list[DtmfIn | None] = []
@@ -144,7 +104,7 @@ class RtpLanes:
 
     # -- lanes ------------------------------------------------------------------------------------
 
-    def add(self, leg: RtpLeg, sock: RtpSocket) -> int:
+    def add(self, leg: SteadyLeg, sock: RtpSocket) -> int:
         if not self._free:
             self._resize(2 * self.cap)
         lane = self._free.pop()
@@ -335,7 +295,7 @@ class RtpLanes:
         jitter = f[_JITTER]
         jitter += (np.abs(((transit - c[_TRANSIT] + 0x80000000) & 0xFFFFFFFF) - 0x80000000) - jitter) / 16.0
         c[_TRANSIT] = transit
-        # RtpLeg._on_rtp
+        # RtpLeg.receive
         f[_LAST_RX] = now
         c[_LAST_RX_TS] = ts
         # JitterBuffer.put_payload: in the window, new, room for it

@@ -1,55 +1,47 @@
 """An :class:`~callroom.media.ports.AudioLeg` over real RTP: a UDP socket pair (RTP on an even port, RTCP on
-the next one) driving the sans-I/O pieces of this package.
+the next one) around the sans-I/O pieces of ``callroom/rtp``.
 
-Receive: parse -> RFC 3550 statistics -> jitter buffer (audio) or RFC 4733 receiver (telephone-event);
-``pull_frame`` plays one 160-sample frame per call, concealing losses, and runs the in-band DTMF detector.
-Send: ``push_frame`` encodes one G.711 packet, or sends the next RFC 4733 packet instead while a digit is
-being sent. RTCP SR/RR go out every ~5 s; received reports feed :meth:`RtpLeg.stats`.
+Receive: ``receive`` takes a datagram (parse, RFC 3550 statistics, jitter buffer or RFC 4733 receiver);
+``pull_frame`` plays one 160-sample frame per call, concealing losses, searching it for in-band DTMF. Send:
+``push_frame`` encodes one G.711 packet (or the RFC 4733 packet of a digit being sent). RTCP SR/RR go out
+every ~5 s; received reports feed :meth:`RtpLeg.stats`.
 
-The RTP socket is read by an event-loop reader while the leg is on its own; once the media engine takes the
-leg into its :class:`~callroom.aio.rtp_batch.RtpBatch`, the batch reads every leg's socket once per tick
-and runs ``pull_frame``/``push_frame``'s work for all legs at once, through the staged methods below
-(``next_payload``, ``take_frame``, ``send_encoded`` ...), which ``pull_frame`` and ``push_frame`` use too.
-While the leg is in its steady state (one in-order packet a tick from its latched peer, nothing to conceal, no
-DTMF to send) the batch runs it as one lane of its arrays (:mod:`~callroom.aio.rtp_lanes`): ``lease`` hands
-over that state and every method here takes it back first (``resume``) when it needs it.
-RTCP (a packet every few seconds) stays on an asyncio datagram endpoint. DTMF both ways: ``leg_dtmf.py``.
+One receive path: whoever reads the socket hands each datagram to ``receive`` unless the batch's lanes take
+it. In the engine, :class:`~callroom.aio.rtp_batch.RtpBatch` reads the socket once per tick and leases the
+leg's steady state to its array lanes (``steady``/``lease``/``resume``: ``rtp_steady.py``), which take the
+usual packets; what they hand back comes here, and whatever needs the state takes it back first (``_own``).
+Legs outside the lanes run through the stages of ``pull_frame``/``push_frame`` (``next_payload``,
+``take_frame``, ``send_encoded`` ...). Outside an engine, an event-loop reader reads the socket. The leg
+knows nothing of the batch or the lanes.
 
-The local clock is ``loop.time()`` expressed in 8 kHz timestamp units. The playout clock advances by
-exactly one frame per ``pull_frame`` (so tick jitter does not matter) and is re-anchored to the loop
-clock when the two drift more than a few frames apart (a stalled or restarted tick).
+The local clock is ``loop.time()`` in 8 kHz timestamp units; the playout clock advances one frame per
+``pull_frame`` and is re-anchored to it when the two drift more than a few frames apart (a stalled tick).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import random
 import socket
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
-
-import numpy as np
+from typing import Final
 
 from callroom.aio.rtcp_session import RtcpSession
-from callroom.aio.rtp_lanes import WINDOW_FRAMES, LegSteady
-from callroom.aio.rtp_socket import RtpSocket, bind_rtp_pair, realtime_offset
+from callroom.aio.rtp_socket import RtpSocket, bind_rtp_pair
+from callroom.aio.rtp_steady import WINDOW_FRAMES, LegSteady
 from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Frame
 from callroom.errors import RtpParseError
 from callroom.rtp.dtmf import DtmfCallback
-from callroom.rtp.g711 import ALAW_DECODE, ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_DECODE, ULAW_ENCODE
+from callroom.rtp.g711 import ALAW_DECODE, ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_DECODE, ULAW_ENCODE, decode_frame
 from callroom.rtp.jitter import LOST, JitterBuffer, LossConcealer, Lost, Reframer
 from callroom.rtp.leg_dtmf import DtmfIn
 from callroom.rtp.packet import RtpPacket
 from callroom.rtp.rtcp import RtpReceiveStats
 from callroom.rtp.sender import RtpSender
 from callroom.rtp.stats import RtpLegStats
-
-if TYPE_CHECKING:
-    from callroom.aio.rtp_batch import RtpBatch
 
 __all__ = ["DIRECTIONS", "RtpLeg", "RtpLegStats"]
 
@@ -85,8 +77,7 @@ class RtpLeg:
         self._silence_timeout = silence_timeout
         self.local_port: int = rtp.local_port
         self._sendto = rtp.sock.sendto
-        self._batch: RtpBatch | None = None  # the engine's batch that reads and runs this leg, if any
-        self._reading = False
+        self._in_batch: Callable[[], None] | None = None  # while a batch reads and runs it: tell it we close
         self.ssrc = self._rng.getrandbits(32)
         self.cname = f"{self.ssrc:08x}@callroom"
         self._closed = False
@@ -121,7 +112,7 @@ class RtpLeg:
         self.dtmf_out = self._tx.dtmf
         self._rtcp = RtcpSession(loop, rtcp, self.ssrc, self.cname, self._rx_stats, rtcp_interval, self._rng)
         self._rtcp.start(self._sent)
-        self._start_reading()
+        rtp.read_from(loop, self.receive)  # until a batch reads it
 
     @classmethod
     async def open(cls, local_ip: str, port_range: tuple[int, int] = (20000, 30000), *,
@@ -229,33 +220,19 @@ class RtpLeg:
         self._own()
         self._silence_timeout = seconds
 
-    # ---- reading the socket ----------------------------------------------------------------------
-    def _start_reading(self) -> None:
-        if not self._reading and not self._closed:
-            self._loop.add_reader(self._rtp.fileno(), self._readable)
-            self._reading = True
-
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self._reading = False
-            with contextlib.suppress(OSError, ValueError):
-                self._loop.remove_reader(self._rtp.fileno())
-
-    def _readable(self) -> None:
-        self._rtp.read(self._on_rtp, realtime_offset(), 64)
-
-    def join_batch(self, batch: RtpBatch) -> tuple[RtpSocket, Callable[[bytes, Addr, float], None]]:
-        """From now on ``batch`` reads this leg's socket (once per tick), handing each datagram and its
-        arrival time to the handler returned with the socket."""
-        self._stop_reading()
-        self._batch = batch
-        return self._rtp, self._on_rtp
+    # ---- who reads the socket --------------------------------------------------------------------
+    def join_batch(self, closing: Callable[[], None]) -> RtpSocket:
+        """From now on a batch reads this leg's socket (once per tick) and hands it what its lanes do not
+        take (``receive``); ``closing`` is called when the leg closes, before its socket does."""
+        self._rtp.stop_reading()
+        self._in_batch = closing
+        return self._rtp
 
     def leave_batch(self) -> None:
         """Back to being read by the event loop (unless closed)."""
         self._own()
-        self._batch = None
-        self._start_reading()
+        self._in_batch = None
+        self._rtp.read_from(self._loop, self.receive)
 
     def loop_time(self) -> float:
         """The event loop's clock, which ``pull_frame`` plays out by."""
@@ -270,7 +247,7 @@ class RtpLeg:
     def steady(self) -> LegSteady | None:
         """The leg's state when it is in its steady state, for the batch to run in arrays; None when it is
         not (no stream yet, a loss being concealed, DTMF to send or being received, on hold ...)."""
-        if (self._closed or self._batch is None or not self._latched or not self._can_send
+        if (self._closed or self._in_batch is None or not self._latched or not self._can_send
                 or self._remote is None or self._remote_src is None or self._playout is None
                 or self.dtmf_out.busy or self.dtmf_in.event_open):  # fmt: skip
             return None
@@ -317,7 +294,7 @@ class RtpLeg:
         tx.octets += sent * _F
 
     # ---- receive ---------------------------------------------------------------------------------
-    def _on_rtp(self, data: bytes, addr: Addr, now: float) -> None:
+    def receive(self, data: bytes, addr: Addr, now: float) -> None:
         """One datagram from the RTP socket, which arrived at ``now`` (seconds, loop clock)."""
         if self._release is not None:
             self._release()
@@ -379,21 +356,17 @@ class RtpLeg:
                 self._jitter.put(frame, arrival)
 
     def pull_frame(self) -> Frame | None:
-        self._own()
         now = self._loop.time()
         got = self.next_payload(now)
         if got is None:
             return None
         if got is LOST:
             frame = self.conceal()
-        else:
-            frame = self.decode_table[np.frombuffer(got, dtype=np.uint8)]
-            if len(frame) != _F:
-                frame = np.resize(frame, _F) if len(frame) > _F else np.pad(frame, (0, _F - len(frame)))
-            self._concealer.next(frame)  # kept for concealing a loss that follows
-            if self.dtmf_in.wants_inband:
-                self.dtmf_in.search(frame, now)
-        return frame if self.audible(now) else None
+            return frame if self.audible(now) else None
+        frame = decode_frame(self.decode_table, got, _F)
+        if self.dtmf_in.wants_inband:
+            self.dtmf_in.search(frame, now)
+        return frame if self.take_frame(frame, now) else None
 
     # The stages of ``pull_frame``, which the batch runs for many legs at once (decoding and the in-band
     # DTMF search as whole-array operations in between).
@@ -449,7 +422,6 @@ class RtpLeg:
         """False once the peer has sent nothing for ``silence_timeout``: the frame is not played then."""
         self._own()
         return now - self._last_rx <= self._silence_timeout
-
 
     # ---- send ------------------------------------------------------------------------------------
     def push_frame(self, frame: Frame) -> None:
@@ -530,8 +502,7 @@ class RtpLeg:
         try:
             self._rtcp.close()
         finally:
-            if self._batch is not None:
-                self._batch.forget(self)
-                self._batch = None
-            self._stop_reading()
+            if self._in_batch is not None:
+                closing, self._in_batch = self._in_batch, None
+                closing()
             self._rtp.close()

@@ -1,8 +1,8 @@
 """The UDP socket under one RTP session: non-blocking, read when the caller says so, with arrival times.
 
-An :class:`~callroom.aio.rtp_leg.RtpLeg` reads its socket either from an event-loop reader (a leg on its
-own) or once per tick, with every other leg's, through :class:`~callroom.aio.rtp_batch.RtpBatch` (legs in
-the media engine). Either way each datagram comes with the time it arrived, so the RFC 3550 jitter and the
+An :class:`~callroom.aio.rtp_leg.RtpLeg`'s socket is read either by an event-loop reader (``read_from``: a
+leg on its own) or once per tick, with every other leg's, by :class:`~callroom.aio.rtp_batch.RtpBatch` (legs
+in the media engine). Either way each datagram comes with the time it arrived, so the RFC 3550 jitter and the
 jitter buffer see when a packet really came, not when it was read. On Linux that time is the kernel's
 receive timestamp (``SO_TIMESTAMPNS``); elsewhere it is the time of the read.
 
@@ -74,6 +74,7 @@ class RtpSocket:
         self.local_port: int = sock.getsockname()[1]
         self.errors = 0
         self.closed = False
+        self._reader: asyncio.AbstractEventLoop | None = None  # the loop reading it (``read_from``)
         self._timestamps = False
         if sys.platform == "linux" and ANC_SPACE:
             try:
@@ -118,6 +119,22 @@ class RtpSocket:
             handler(data, addr, arrival or time.monotonic())
         return count
 
+    def read_from(self, loop: asyncio.AbstractEventLoop, handler: Handler) -> None:
+        """Have ``loop`` read the socket as datagrams arrive, handing them to ``handler`` (``read``), until
+        ``stop_reading`` or ``close``."""
+        if self._reader is None and not self.closed:
+            loop.add_reader(self.fileno(), self._readable, handler)
+            self._reader = loop
+
+    def stop_reading(self) -> None:
+        loop, self._reader = self._reader, None
+        if loop is not None:
+            with contextlib.suppress(OSError, ValueError):
+                loop.remove_reader(self.fileno())
+
+    def _readable(self, handler: Handler) -> None:
+        self.read(handler, realtime_offset(), 64)
+
     def sendto(self, data: bytes | memoryview, addr: Addr) -> None:
         try:
             self.sock.sendto(data, addr)
@@ -128,6 +145,7 @@ class RtpSocket:
     def close(self) -> None:
         if self.closed:
             return
+        self.stop_reading()
         self.closed = True
         with contextlib.suppress(OSError):
             self.sock.close()

@@ -19,6 +19,7 @@ import os
 from multiprocessing.connection import Connection
 
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
+from callroom.aio.rtp_batch import RtpBatch
 from callroom.aio.rtp_leg import RtpLeg
 from callroom.media.engine import MediaEngine, TickStats
 from callroom.media.op_batches import without_superseded_mixes
@@ -62,7 +63,8 @@ class MediaWorker:
         self.conn = conn  # facts and replies to the API process
         self.commands = commands  # the API's instructions, framed by ``pipe.py``
         self._frames = FrameReader()
-        self.engine = MediaEngine(on_fact=self.send, url_policy=url_policy, batch_rtp=self.batch_rtp)
+        self.engine = MediaEngine(on_fact=self.send, url_policy=url_policy,
+                                  batch=RtpBatch() if self.batch_rtp else None)
         self.sip: SipPhones | None = None
         if sip_config is not None:
             self.sip = SipPhones(self.engine, sip_config, on_incoming=self.send, report=self.send)

@@ -152,3 +152,13 @@ def encode(payload_type: int, samples: NDArray[np.int16]) -> bytes:
     if payload_type == PT_PCMA:
         return alaw_encode(samples)
     raise ValueError(f"payload type {payload_type} is not G.711")
+
+
+def decode_frame(table: NDArray[np.int16], payload: bytes, frame_samples: int = 160) -> NDArray[np.int16]:
+    """``payload`` decoded with ``table`` (``ULAW_DECODE`` or ``ALAW_DECODE``), cut or padded to one frame."""
+    frame: NDArray[np.int16] = table[np.frombuffer(payload, dtype=np.uint8)]
+    if len(frame) == frame_samples:
+        return frame
+    if len(frame) > frame_samples:
+        return np.resize(frame, frame_samples)
+    return np.pad(frame, (0, frame_samples - len(frame)))

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import uvloop
 
-from callroom.aio.rtp_batch import RtpBatch
 from callroom.aio.rtp_lanes import PACKET, RtpLanes
 from callroom.aio.rtp_leg import RtpLeg
 from callroom.aio.rtp_socket import bind_rtp_pair
@@ -70,7 +69,8 @@ class Laned:
     def __init__(self, leg: RtpLeg) -> None:
         self.leg = leg
         self.lanes = RtpLanes()
-        sock, self.on_rtp = leg.join_batch(RtpBatch())
+        sock = leg.join_batch(lambda: None)  # read here, not by the loop
+        self.on_rtp = leg.receive
         self.lane = self.lanes.add(leg, sock)
         self.at = np.array([self.lane], dtype=np.intp)
 
@@ -213,7 +213,7 @@ def test_a_leg_in_the_lanes_does_what_it_does_alone(seed: int) -> None:
             t = BASE + 0.02 * tick
             for data, offset, foreign in due.get(tick, []):
                 source = stranger if foreign else addr
-                alone._on_rtp(data, source, stamp(t - 0.01 + offset)[1])
+                alone.receive(data, source, stamp(t - 0.01 + offset)[1])
                 laned.receive(data, source, t - 0.01 + offset)
             now = t + (0.08 if tick >= 380 else 0.0)  # from tick 380 the ticks run 80 ms late: playout skips ahead
             heard_alone, heard_laned = pull_alone(alone, now), laned.pull(now)
