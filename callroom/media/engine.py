@@ -1,6 +1,6 @@
 """The media engine: legs and sources as mixer ports, placed by the control plane, mixed every 20 ms.
 
-It runs in its own process (see ``process.py``) so that HTTP and database work never delay a tick.
+It runs in its own process (see ``callroom/media_worker``) so that HTTP and database work never delay a tick.
 The control plane's instructions (``callroom.model.media``) arrive through ``apply``; legs are
 added when their audio exists (an RTP session set up, a virtual phone answered); facts (DTMF, floor
 changes) go back through ``on_fact``.
