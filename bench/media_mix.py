@@ -16,8 +16,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.media import g711
 from callroom.media.mixer import Mixer
+from callroom.rtp import g711
 
 PORTS = 1000
 FRAME = 160

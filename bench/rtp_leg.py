@@ -31,10 +31,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the media process sets 
 
 import numpy as np
 
-from callroom.media import g711
+from callroom.aio.rtp_batch import RtpBatch
+from callroom.aio.rtp_leg import RtpLeg
 from callroom.media.engine import MediaEngine, TickStats
-from callroom.media.rtp_leg import RtpLeg
 from callroom.model import media as m
+from callroom.rtp import g711
 
 
 def sender(ports: list[int], seconds: float, quiet: bool, ready: Connection) -> None:
@@ -89,10 +90,10 @@ def timed(phases: dict[str, float], name: str, fn: Callable[..., Any]) -> Callab
 
 
 async def run(legs_count: int, seconds: float, per_leg: bool, quiet: bool) -> None:
-    engine = MediaEngine(batch_rtp=not per_leg)
+    batch: Any = None if per_leg else RtpBatch()
+    engine = MediaEngine(batch=batch)
     phases: dict[str, float] = defaultdict(float)
-    if not per_leg:
-        batch: Any = engine.rtp
+    if batch is not None:
         for name in ("receive", "pull", "push"):
             setattr(batch, name, timed(phases, name, getattr(batch, name)))
     mixer: Any = engine.mixer

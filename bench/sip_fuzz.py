@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from callroom.endpoints.sip import SipConfig
+from callroom.model.messages import SipConfig
 from callroom.sip.ua import SipEndpoint
 from tests.sip.fuzz import datagrams, seeds
 from tests.support.node import NodeThread

@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from callroom.api.server import uvicorn_config
-    from callroom.endpoints.sip import SipConfig
+    from callroom.model.messages import SipConfig
     from callroom.node import Node, NodeConfig, ensure_first_key
 
     logging.basicConfig(

@@ -21,9 +21,8 @@ from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
 from callroom.control import calls, conferences, media_facts
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
-from callroom.endpoints.sip import Incoming, SipConfig
+from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
-from callroom.media.process import MediaProcess
 from callroom.model.media import (
     DtmfReceived,
     FloorChanged,
@@ -34,6 +33,18 @@ from callroom.model.media import (
     PlaybackStarted,
     RecordingFailed,
     RecordingSaved,
+)
+from callroom.model.messages import (
+    AcceptSipCall,
+    IncomingSipCall,
+    RefuseSipCall,
+    SipAnswered,
+    SipConfig,
+    SipFact,
+    SipFailed,
+    SipHangup,
+    SipMediaTimeout,
+    SipQuality,
 )
 from callroom.model.records import Account
 from callroom.outbound import AddressPolicy
@@ -121,7 +132,7 @@ class Node:
         self.url_policy = AddressPolicy.allowing(config.allow_url_networks)
         self._quality: dict[str, dict[str, Any]] = {}  # call quality of SIP legs that just ended
         self.media = MediaProcess(config.sip, on_fact=self._handle_fact, on_sip_incoming=self._route_sip_call,
-                                  on_sip_report=self._handle_sip_report, url_policy=self.url_policy)
+                                  on_sip_fact=self._handle_sip_fact, url_policy=self.url_policy)
         self.virtual_phones = VirtualPhones(self.media)
         self.node_media = NodeMedia(self.virtual_phones, self.media)
         self.control = Control(self.store, self.node_id, self.node_media)
@@ -150,10 +161,9 @@ class Node:
         if call_control_id in self.virtual_phones.legs:
             return None
         try:
-            found: dict[str, Any] | None = await self.media.request("quality", call_control_id, timeout=0.5)
+            return await self.media.quality(call_control_id, timeout=0.5)
         except (TimeoutError, RuntimeError):  # no quality rather than a slow or failed hangup
             return None
-        return found
 
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
@@ -187,42 +197,43 @@ class Node:
 
     # -- SIP: facts reported by the media process -------------------------------------------------------
 
-    def _route_sip_call(self, call: Incoming) -> None:
+    def _route_sip_call(self, call: IncomingSipCall) -> None:
         """An INVITE arrived: find the application its request-URI names, or refuse it with 404."""
         self.control.report(lambda: self._route(call))
 
-    def _route(self, call: Incoming) -> None:
+    def _route(self, call: IncomingSipCall) -> None:
         with self.store.transaction() as tx:
             app = tx.application_for_sip_user(call.user)
         if app is None or not app.active:
-            self.media.send(("sip_refuse", call.sip_call_id, 404))
+            self.media.send(RefuseSipCall(call.sip_call_id, 404))
             return
         try:
             leg = self.control.write(app.account_id, lambda ctx: calls.incoming(
                 ctx, connection_id=app.id, from_=call.from_, to=call.to, endpoint=f"sip-in:{call.sip_call_id}"))
         except Exception:
             log.exception("incoming SIP call %s failed", call.sip_call_id)
-            self.media.send(("sip_refuse", call.sip_call_id, 500))
+            self.media.send(RefuseSipCall(call.sip_call_id, 500))
             return
-        self.media.send(("sip_accept", call.sip_call_id, leg.call_control_id))
+        self.media.send(AcceptSipCall(call.sip_call_id, leg.call_control_id))
 
-    def _handle_sip_report(self, fact: str, cid: str, detail: Any) -> None:
+    def _handle_sip_fact(self, fact: SipFact) -> None:
         try:
-            if fact == "answered":
-                remote_fact(self.control, cid, lambda ctx: calls.remote_answered(ctx, cid))
-            elif fact == "failed":
-                remote_fact(self.control, cid, lambda ctx: calls.remote_failed(ctx, cid, int(detail or 500)))
-            elif fact == "quality":
-                self._quality[cid] = detail  # used by the hangup reported right after
-            elif fact == "media_timeout":
-                quality = self._quality.pop(cid, None)
-                remote_fact(self.control, cid, lambda ctx: calls.media_timeout(ctx, cid, quality))
-            elif fact == "hangup":
-                quality = self._quality.pop(cid, None)
-                remote_fact(self.control, cid,
-                            lambda ctx: calls.remote_hangup(ctx, cid, str(detail or "200"), quality=quality))
+            match fact:
+                case SipAnswered(call_control_id=cid):
+                    remote_fact(self.control, cid, lambda ctx: calls.remote_answered(ctx, cid))
+                case SipFailed(call_control_id=cid, status=status):
+                    remote_fact(self.control, cid, lambda ctx: calls.remote_failed(ctx, cid, status or 500))
+                case SipQuality(call_control_id=cid, stats=stats):
+                    self._quality[cid] = stats  # used by the hangup reported right after
+                case SipMediaTimeout(call_control_id=cid):
+                    quality = self._quality.pop(cid, None)
+                    remote_fact(self.control, cid, lambda ctx: calls.media_timeout(ctx, cid, quality))
+                case SipHangup(call_control_id=cid, cause=cause):
+                    quality = self._quality.pop(cid, None)
+                    remote_fact(self.control, cid,
+                                lambda ctx: calls.remote_hangup(ctx, cid, cause or "200", quality=quality))
         except Exception:
-            log.exception("SIP fact %s about %s failed", fact, cid)
+            log.exception("SIP fact %r failed", fact)
 
     async def start(self) -> None:
         await self.media.start()

@@ -9,6 +9,7 @@ SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160
 
 Pcm = npt.NDArray[np.int16]
+Frame = Pcm  # one 20 ms frame: FRAME_SAMPLES samples
 Float = npt.NDArray[np.float32]
 
 

@@ -27,8 +27,9 @@ from numpy.typing import NDArray
 
 from callroom.control import calls
 from callroom.control.service import Control, remote_fact
-from callroom.media.process import MediaProcess
+from callroom.endpoints.media_process import MediaProcess
 from callroom.model import media as m
+from callroom.model.messages import AddVirtualLeg, PressKeys, RemoveLeg
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class VirtualPhones:
         leg = self.legs.get(cid)
         if leg is None or not leg.audio or self.media is None:
             return False
-        self.media.send(("press", cid, digits, duration_ms))
+        self.media.send(PressKeys(cid, digits, duration_ms))
         return True
 
     async def heard(self, cid: str, seconds: float | None) -> NDArray[np.int16] | None:
@@ -143,8 +144,7 @@ class VirtualPhones:
         leg = self.legs.get(cid)
         if leg is None or not leg.audio or self.media is None:
             return None
-        heard: NDArray[np.int16] | None = await self.media.request("heard", cid, seconds)
-        return heard
+        return await self.media.heard(cid, seconds)
 
     def _connect_audio(self, cid: str) -> None:
         leg = self.legs[cid]
@@ -152,7 +152,7 @@ class VirtualPhones:
         if self.media is None or leg.audio:
             return
         leg.audio = True
-        self.media.send(("add_virtual", cid, leg.spec.tone_hz))
+        self.media.send(AddVirtualLeg(cid, leg.spec.tone_hz))
 
     def _connected(self, cid: str, where: str) -> None:
         leg = self.legs.get(cid)
@@ -166,7 +166,7 @@ class VirtualPhones:
         for handle in leg.handles:
             handle.cancel()
         if leg.audio and self.media is not None:
-            self.media.send(("remove_leg", cid))
+            self.media.send(RemoveLeg(cid))
 
     def _answer(self, cid: str) -> None:
         leg = self.legs.get(cid)

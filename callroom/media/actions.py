@@ -1,7 +1,8 @@
 """The media actions inside the engine: playback and speech, recording, DTMF gathering, sending DTMF.
 
-Owned by the engine and driven from its tick; reports facts (playback started/ended, recording saved,
-gather ended) through the engine's ``on_fact``.
+Owned by the engine and driven from its tick. What they need of the engine is ``ActionHost``: its legs and
+conferences, where to attach a player, and ``on_fact`` for what they report (playback started/ended,
+recording saved, gather ended).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,17 +20,42 @@ from callroom.audio.fetch import FETCH_ERRORS, public_reason
 from callroom.errors import MediaError
 from callroom.media.gather import DigitGatherer, Finished, Reprompt
 from callroom.media.players import Job, LoopingPlayer, Players
-from callroom.media.ports import Frame
+from callroom.media.ports import AudioLeg, Frame
 from callroom.media.recorders import Recorder, write_recording
 from callroom.media.sources import AudioPreparer
 from callroom.media.tones import FrameSource, SamplePlayer, enter_beep
 from callroom.model import media as m
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
-if TYPE_CHECKING:
-    from callroom.media.engine import MediaEngine
-
 log = logging.getLogger(__name__)
+
+
+class ActionHost(Protocol):
+    """What the actions need of the engine that runs them (``engine.MediaEngine``)."""
+
+    @property
+    def legs(self) -> Mapping[str, AudioLeg]: ...
+
+    @property
+    def conferences(self) -> Mapping[str, m.ConferenceMix]: ...
+
+    @property
+    def on_fact(self) -> Callable[[m.MediaFact], None]:
+        """Where facts go (to the control plane)."""
+        ...
+
+    def attach_player(self, port: str, source: FrameSource, cids: tuple[str, ...], conference_id: str | None,
+                      ) -> None:  # fmt: skip
+        """Mix ``source`` as port ``port`` to the legs ``cids``, or to a conference's listeners."""
+        ...
+
+    def attach_oneshot(self, player: SamplePlayer, cids: tuple[str, ...], conference_id: str | None) -> None:
+        """Play ``player`` once to ``cids`` (and a conference's present members); gone when it ends."""
+        ...
+
+    def detach(self, port: str) -> None:
+        """Take a player's port out of the mix."""
+        ...
 
 
 class _PreparedLoop:
@@ -45,7 +71,7 @@ class _PreparedLoop:
 
 
 class ActionRunner:
-    def __init__(self, engine: MediaEngine, url_policy: AddressPolicy = UNRESTRICTED) -> None:
+    def __init__(self, engine: ActionHost, url_policy: AddressPolicy = UNRESTRICTED) -> None:
         self.engine = engine
         self.players = Players()
         self.kinds: dict[str, str] = {}  # job id -> playback | speak

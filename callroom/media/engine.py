@@ -1,6 +1,6 @@
 """The media engine: legs and sources as mixer ports, placed by the control plane, mixed every 20 ms.
 
-It runs in its own process (see ``process.py``) so that HTTP and database work never delay a tick.
+It runs in its own process (see ``callroom/media_worker``) so that HTTP and database work never delay a tick.
 The control plane's instructions (``callroom.model.media``) arrive through ``apply``; legs are
 added when their audio exists (an RTP session set up, a virtual phone answered); facts (DTMF, floor
 changes) go back through ``on_fact``.
@@ -21,9 +21,7 @@ from numpy.typing import NDArray
 from callroom.media import topology as topo
 from callroom.media.actions import ActionRunner
 from callroom.media.mixer import SILENCE_DBOV, Mixer
-from callroom.media.ports import FRAME_SAMPLES, AudioLeg, DtmfDigit, Frame
-from callroom.media.rtp_batch import RtpBatch
-from callroom.media.rtp_leg import RtpLeg
+from callroom.media.ports import FRAME_SAMPLES, AudioLeg, DtmfDigit, Frame, LegBatch
 from callroom.media.talkers import TalkerDetector
 from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
 from callroom.model import media as m
@@ -66,17 +64,17 @@ class TickStats:
 
 
 class MediaEngine:
-    def __init__(self, on_fact: Callable[[m.MediaFact], None] = lambda _f: None, *, batch_rtp: bool = True,
+    def __init__(self, on_fact: Callable[[m.MediaFact], None] = lambda _f: None, *, batch: LegBatch | None = None,
                  url_policy: AddressPolicy = UNRESTRICTED) -> None:
         self.on_fact = on_fact
-        # RTP legs run as one batch per tick (``RtpBatch``); False runs them leg by leg like any other
-        # AudioLeg, which gives the same audio and exists to measure the difference (bench/rtp_leg.py).
-        self.batch_rtp = batch_rtp
         self.mixer: Mixer[str] = Mixer(capacity=64, adaptive_gain=True)
         self.legs: dict[str, AudioLeg] = {}
-        self.rtp = RtpBatch()  # the RTP legs, run as one batch each tick
-        self._other_legs: dict[str, AudioLeg] = {}  # the rest (virtual phones), leg by leg
-        self._rtp_slots: tuple[int, int, NDArray[np.intp]] = (-1, -1, np.zeros(0, dtype=np.intp))
+        # The legs it takes (the media process gives an ``RtpBatch``: the RTP legs) run as one batch each
+        # tick; the rest (virtual phones, and every leg without a batch) leg by leg. Either way gives the
+        # same audio; running RTP legs leg by leg exists to measure the difference (bench/rtp_leg.py).
+        self.batch = batch
+        self._other_legs: dict[str, AudioLeg] = {}  # the legs run leg by leg
+        self._batch_slots: tuple[int, int, NDArray[np.intp]] = (-1, -1, _NO_SLOTS)
         self._version = 0  # changes with every instruction and every leg added or removed
         self._speakers: tuple[tuple[int, int], list[tuple[str, list[str]]], NDArray[np.intp]] = (
             (-1, -1), [], np.zeros(0, dtype=np.intp))
@@ -101,14 +99,13 @@ class MediaEngine:
     def add_leg(self, cid: str, leg: AudioLeg) -> None:
         self._version += 1
         old = self.legs.pop(cid, None)
-        self.rtp.discard(cid)
+        if self.batch is not None:
+            self.batch.discard(cid)
         self._other_legs.pop(cid, None)
         if old is not None:
             old.close()
         self.legs[cid] = leg
-        if isinstance(leg, RtpLeg) and self.batch_rtp:
-            self.rtp.add(cid, leg)
-        else:
+        if self.batch is None or not self.batch.take(cid, leg):
             self._other_legs[cid] = leg
         self._ensure_port(cid)
         self._refresh_leg(cid)
@@ -118,7 +115,8 @@ class MediaEngine:
         if leg is None:
             return
         self._version += 1
-        self.rtp.discard(cid)
+        if self.batch is not None:
+            self.batch.discard(cid)
         self._other_legs.pop(cid, None)
         self.actions.leg_gone(cid)
         self._refresh_leg(cid)
@@ -319,8 +317,8 @@ class MediaEngine:
     def tick(self, now: float = 0.0) -> None:
         """One 20 ms period: every leg's and source's frame in, the mix, every leg's frame out.
 
-        The RTP legs run as one batch (``RtpBatch``: sockets read, decoded and encoded for all legs at
-        once); other legs and the sources frame by frame. Frames are laid out by mixer slot for
+        The batch's legs run as one batch (``RtpBatch``: sockets read, decoded and encoded for all RTP legs
+        at once); other legs and the sources frame by frame. Frames are laid out by mixer slot for
         ``Mixer.tick_slots``; the per-port dicts the recorders need are built only while one records."""
         self.actions.before_mix()
         mixer = self.mixer
@@ -329,19 +327,19 @@ class MediaEngine:
         inputs = np.zeros((mixer.capacity, FRAME_SAMPLES), dtype=np.int16)
         recording = bool(self.actions.recorders)
         frames: dict[str, Frame | None] = {}
-        rtp = self.rtp
-        rtp_slots = self._rtp_slot_array()
-        if len(rtp):
+        batch = self.batch
+        batch_slots = self._batch_slot_array()
+        if batch is not None and len(batch):
             try:
-                rtp.receive()
-                at, got = rtp.pull()
+                batch.receive()
+                at, got = batch.pull()
             except Exception:
-                log.exception("RTP legs failed to give frames")
+                log.exception("batched legs failed to give frames")
                 at, got = [], _NO_FRAMES
             if at:
-                inputs[rtp_slots[at]] = got
+                inputs[batch_slots[at]] = got
             if recording:
-                keys = rtp.keys
+                keys = batch.keys
                 frames.update(dict.fromkeys(keys))
                 frames.update(zip([keys[i] for i in at], got, strict=True))
         for cid, leg in self._other_legs.items():
@@ -366,15 +364,15 @@ class MediaEngine:
         out, out_slots = mixer.tick_slots(inputs)
         row_of = np.full(mixer.capacity, -1, dtype=np.intp)
         row_of[out_slots] = np.arange(len(out_slots))
-        if len(rtp):
-            rows = row_of[rtp_slots]
+        if batch is not None and len(batch):
+            rows = row_of[batch_slots]
             heard = np.zeros((len(rows), FRAME_SAMPLES), dtype=np.int16)
             has = rows >= 0
             heard[has] = out[rows[has]]
             try:
-                rtp.push(heard)
+                batch.push(heard)
             except Exception:
-                log.exception("RTP legs failed to take frames")
+                log.exception("batched legs failed to take frames")
         for cid, leg in self._other_legs.items():
             r = row_of[slot[cid]]
             try:
@@ -389,13 +387,16 @@ class MediaEngine:
         if self.conferences:
             self._detect_talkers()
 
-    def _rtp_slot_array(self) -> NDArray[np.intp]:
-        """The mixer slot of every RTP leg, in the batch's order (recomputed only when either changed)."""
-        mixer_gen, batch_gen, slots = self._rtp_slots
-        if mixer_gen != self.mixer.generation or batch_gen != self.rtp.generation:
+    def _batch_slot_array(self) -> NDArray[np.intp]:
+        """The mixer slot of every leg of the batch, in its order (recomputed only when either changed)."""
+        batch = self.batch
+        if batch is None:
+            return _NO_SLOTS
+        mixer_gen, batch_gen, slots = self._batch_slots
+        if mixer_gen != self.mixer.generation or batch_gen != batch.generation:
             slot = self.mixer.slot_map
-            slots = np.array([slot[k] for k in self.rtp.keys], dtype=np.intp)
-            self._rtp_slots = (self.mixer.generation, self.rtp.generation, slots)
+            slots = np.array([slot[k] for k in batch.keys], dtype=np.intp)
+            self._batch_slots = (self.mixer.generation, batch.generation, slots)
         return slots
 
     def _finish_oneshots(self) -> None:
@@ -474,8 +475,10 @@ class MediaEngine:
 
     async def aclose(self) -> None:
         await self.actions.aclose()
-        self.rtp.close()
+        if self.batch is not None:
+            self.batch.close()
 
 
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 _NO_FRAMES = np.zeros((0, FRAME_SAMPLES), dtype=np.int16)
+_NO_SLOTS = np.zeros(0, dtype=np.intp)

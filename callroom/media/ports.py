@@ -7,23 +7,15 @@ leg the frame it should hear (``push_frame``). Frames are 160 int16 samples at 8
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-Frame = NDArray[np.int16]
-FRAME_SAMPLES = 160
-SAMPLE_RATE = 8000
+from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from callroom.rtp.dtmf import DtmfCallback, DtmfDigit
 
-
-@dataclass(frozen=True, slots=True)
-class DtmfDigit:
-    digit: str
-    duration_ms: int
-    source: str  # "rfc4733" | "inband"
+__all__ = ["FRAME_SAMPLES", "SAMPLE_RATE", "AudioLeg", "DtmfCallback", "DtmfDigit", "Frame", "LegBatch"]
 
 
 class AudioLeg(Protocol):
@@ -44,4 +36,41 @@ class AudioLeg(Protocol):
     def close(self) -> None: ...
 
 
-DtmfCallback = Callable[[DtmfDigit], None]
+class LegBatch(Protocol):
+    """Legs of one kind run together once per tick instead of leg by leg (``aio.rtp_batch.RtpBatch`` for
+    RTP legs): each tick the engine calls ``receive``, ``pull`` for their frames and ``push`` with what each
+    should hear, in the order of ``keys``."""
+
+    @property
+    def keys(self) -> list[str]:
+        """The legs in the batch, in the order ``pull`` and ``push`` use."""
+        ...
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever a leg joins or leaves."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def take(self, key: str, leg: AudioLeg) -> bool:
+        """Run ``leg`` in the batch if it is of the batch's kind; False if not (the engine runs it)."""
+        ...
+
+    def discard(self, key: str) -> None:
+        """Stop running the leg (if the batch runs it)."""
+        ...
+
+    def receive(self) -> int:
+        """Read what arrived for the legs; returns how many datagrams."""
+        ...
+
+    def pull(self) -> tuple[list[int], NDArray[np.int16]]:
+        """The positions (in ``keys``) of the legs that have a frame this tick, and their frames, row for row."""
+        ...
+
+    def push(self, frames: NDArray[np.int16]) -> None:
+        """Every leg's frame to hear, in the order of ``keys``."""
+        ...
+
+    def close(self) -> None: ...

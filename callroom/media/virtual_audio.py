@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from callroom.media.dtmf import DtmfDetector, dtmf_tones
 from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, DtmfDigit, Frame
 from callroom.media.tones import ToneGenerator
+from callroom.rtp.dtmf import DtmfDetector, dtmf_tones
 
 
 class VirtualAudioLeg:

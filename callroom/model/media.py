@@ -8,10 +8,8 @@ reports far-end facts back through the ``Control.remote_*`` entry points.
 
 from __future__ import annotations
 
-import dataclasses
-import operator
 from dataclasses import dataclass
-from typing import Any, Protocol, get_args
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,24 +261,3 @@ class GatherEnded:
 MediaFact = (
     DtmfReceived | FloorChanged | PlaybackStarted | PlaybackEnded | RecordingSaved | RecordingFailed | GatherEnded
 )
-
-
-# -- on the pipe between the processes -----------------------------------------------------------------
-
-
-def _pickled_by_fields(cls: type) -> None:
-    """Pickle instances as (class, field values): the default for a slotted dataclass builds its state
-    in Python field by field (``_dataclass_getstate``); a mute's ``ConferenceMix`` of ten members took
-    18 us to pickle, 7 us this way. Unpickled through ``__init__``, so every field must be one."""
-    values = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
-    one = len(dataclasses.fields(cls)) == 1
-
-    def __reduce__(self: Any) -> tuple[type, tuple[Any, ...]]:
-        got = values(self)
-        return cls, (got,) if one else got
-
-    cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
-
-
-for _cls in (*get_args(MediaOp), *get_args(MediaFact), ConferenceMember, AudioSpec):
-    _pickled_by_fields(_cls)

@@ -16,8 +16,8 @@ import telnyx
 
 from callroom.audio.encode import encode_mp3
 from callroom.audio.fetch import FETCH_FAILED
-from callroom.media.dtmf import DtmfDetector
 from callroom.media.tones import sine
+from callroom.rtp.dtmf import DtmfDetector
 from tests.media.audio import tone_level
 from tests.support.media_server import MediaServer
 from tests.support.node import free_port

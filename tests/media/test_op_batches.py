@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 
+from callroom.endpoints.media_process import _merged_ops
 from callroom.media.engine import MediaEngine
 from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.virtual_audio import VirtualAudioLeg
 from callroom.model import media as m
+from callroom.model.messages import AddVirtualLeg, Instructions, ToMedia
 from tests.media.test_engine_topology import LEGS, edges, random_mix
 
 
@@ -82,8 +84,8 @@ def test_the_engine_ends_the_same_with_or_without_the_superseded_mixes() -> None
 
 
 def test_the_api_side_sends_consecutive_instructions_as_one_message() -> None:
-    from callroom.media.process import _merged_ops
-
     a, b = mix("c1", "x"), mix("c1", "x")
-    messages = [("ops", [a]), ("ops", [m.Park("q"), b]), ("add_virtual", "v1", 440.0), ("ops", [a])]
-    assert _merged_ops(messages) == [("ops", [m.Park("q"), b]), ("add_virtual", "v1", 440.0), ("ops", [a])]
+    messages: list[ToMedia] = [Instructions((a,)), Instructions((m.Park("q"), b)), AddVirtualLeg("v1", (440.0,)),
+                               Instructions((a,))]
+    assert _merged_ops(messages) == [Instructions((m.Park("q"), b)), AddVirtualLeg("v1", (440.0,)),
+                                     Instructions((a,))]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from callroom.endpoints.sip import DigestGate
+from callroom.media_worker.sip_phones import DigestGate
 from callroom.sip.call import IncomingCall
 from callroom.sip.digest import DigestAuth, client_response, parse_authorization
 from callroom.sip.message import SipRequest

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import telnyx
 
-from callroom.endpoints.sip import SipConfig
+from callroom.model.messages import SipConfig
 from tests.sip.fuzz import datagrams
 from tests.sip.test_node_sip import sipp
 from tests.support.node import NodeThread

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import telnyx
 
-from callroom.endpoints.sip import SipConfig
+from callroom.model.messages import SipConfig
 from callroom.sip.message import SipRequest
 from tests.support.node import NodeThread
 from tests.support.receiver import WebhookReceiver

@@ -17,9 +17,9 @@ import pytest
 import telnyx
 
 from callroom.sip.message import SipResponse, parse_message
+from tests.aio.test_sip_transport import pcap_scenario
 from tests.media.audio import tone_level
 from tests.sip.scenarios import AUTH_UAC, BUSY_UAS, DTMF_UAC, HOLD_UAC
-from tests.sip.test_sip_transport import pcap_scenario
 from tests.support.node import NodeThread, free_port
 from tests.support.receiver import WebhookReceiver
 from tests.support.tenant import Tenant
@@ -217,7 +217,7 @@ def test_gather_collects_inband_digits_from_sipp(tenant: Tenant, tmp_path: Path)
     """SIPp streams a WAV carrying DTMF tones; the gather on its leg reports exactly those digits."""
     import soundfile
 
-    from callroom.media.dtmf import dtmf_tones
+    from callroom.rtp.dtmf import dtmf_tones
 
     tones = np.concatenate([np.zeros(12000, dtype=np.int16), dtmf_tones("147#", on_ms=120, off_ms=120)])
     wav = tmp_path / "dtmf.wav"

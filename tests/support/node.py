@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 import time
@@ -14,7 +15,7 @@ import uvicorn
 from callroom.api.limits import HEAD_TIMEOUT_SECS
 from callroom.api.server import uvicorn_config
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS
-from callroom.endpoints.sip import SipConfig
+from callroom.model.messages import SipConfig
 from callroom.node import Node, NodeConfig, create_api_key
 from callroom.outbound import LOOPBACK
 
@@ -93,7 +94,5 @@ class NodeThread:
     def media_stats(self, reset: bool = False) -> dict[str, Any]:
         """The media process's figures: tick lateness since the last reset, legs, the SIP plane's counters."""
         assert self.loop is not None
-        args = ("reset",) if reset else ()
-        future = asyncio.run_coroutine_threadsafe(self.node.media.request("stats", *args), self.loop)
-        stats: dict[str, Any] = future.result(10)
-        return stats
+        future = asyncio.run_coroutine_threadsafe(self.node.media.stats(reset), self.loop)
+        return dataclasses.asdict(future.result(10))

@@ -1,0 +1,205 @@
+"""The media process: the engine, the SIP phones and the virtual phones' audio, and the loop that carries
+out the API process's messages around them.
+
+It shares nothing with the API process but two pipes (``callroom/aio/pipe.py``): instructions and requests
+come in on one, read once per tick; facts, SIP arrivals and replies go out on the other. Separate processes
+mean separate interpreters: database and HTTP work in the API process can neither delay a tick nor contend
+with it for the GIL, and the node uses a second core. The messages are the typed ones of
+``callroom/model/messages.py``, dispatched on their classes; the API process's end is
+``callroom/endpoints/media_process.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import logging
+import os
+from multiprocessing.connection import Connection
+
+from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
+from callroom.aio.rtp_batch import RtpBatch
+from callroom.aio.rtp_leg import RtpLeg
+from callroom.media.engine import MediaEngine, TickStats
+from callroom.media.op_batches import without_superseded_mixes
+from callroom.media.virtual_audio import VirtualPhoneAudio
+from callroom.media_worker.sip_phones import SipPhones
+from callroom.model import media as m
+from callroom.model.messages import (
+    AcceptSipCall,
+    AddVirtualLeg,
+    FromMedia,
+    HeardReply,
+    HeardRequest,
+    Instructions,
+    Message,
+    PressKeys,
+    QualityReply,
+    QualityRequest,
+    Ready,
+    RefuseSipCall,
+    RemoveLeg,
+    Reply,
+    Request,
+    RequestFailed,
+    SipConfig,
+    StatsReply,
+    StatsRequest,
+    Stop,
+)
+from callroom.outbound import UNRESTRICTED, AddressPolicy
+
+log = logging.getLogger(__name__)
+
+
+class MediaWorker:
+    """Everything that runs in the media process, around one engine."""
+
+    batch_rtp = True  # RTP legs run as one batch per tick (False: leg by leg, to measure the difference)
+
+    def __init__(self, conn: Connection, commands: Connection, sip_config: SipConfig | None,
+                 url_policy: AddressPolicy = UNRESTRICTED) -> None:
+        self.conn = conn  # facts and replies to the API process
+        self.commands = commands  # the API's instructions, framed by ``pipe.py``
+        self._frames = FrameReader()
+        self.engine = MediaEngine(on_fact=self.send, url_policy=url_policy,
+                                  batch=RtpBatch() if self.batch_rtp else None)
+        self.sip: SipPhones | None = None
+        if sip_config is not None:
+            self.sip = SipPhones(self.engine, sip_config, on_incoming=self.send, report=self.send)
+        self.virtual: dict[str, VirtualPhoneAudio] = {}
+        self._stopped = asyncio.Event()
+
+    def send(self, message: FromMedia) -> None:
+        try:
+            write_all(self.conn.fileno(), (message,))
+        except (OSError, ValueError):  # the API process has gone: stop
+            self._stopped.set()
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.sip is not None:
+            await self.sip.start()
+        os.set_blocking(self.commands.fileno(), False)
+        # The instructions are read once per tick, where they take effect anyway: an API write to the
+        # pipe then never wakes this process (on a shared core each wake-up cost the API ~10 % of its
+        # time under load). Replies to requests wait at most one tick.
+        self.engine.before_tick = self._readable
+        # What exists now lives as long as the process: kept out of the collector's full passes, which
+        # walk every tracked object (a pause of the tick each time).
+        gc.collect()
+        gc.freeze()
+        ticking = loop.create_task(self.engine.run())
+        self.send(Ready(self.sip.port if self.sip is not None else None))
+        await self._stopped.wait()
+        self.engine.before_tick = lambda: None
+        if self.sip is not None:
+            self.sip.close()
+        self.engine.stop()
+        await ticking
+        await self.engine.aclose()
+
+    def _readable(self) -> None:
+        if self._stopped.is_set():
+            return
+        try:
+            data = os.read(self.commands.fileno(), PIPE_BUFFER_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the API process has gone
+            self._stopped.set()
+            return
+        # Consecutive instructions are applied together, less the conference mixes a later one supersedes
+        # (``op_batches``); every other message keeps its place between them.
+        ops: list[m.MediaOp] = []
+        for message in self._frames.feed(data):
+            if isinstance(message, Instructions):
+                ops += message.ops
+            else:
+                self._apply(ops)
+                ops = []
+                self._handle(message)
+        self._apply(ops)
+
+    def _apply(self, ops: list[m.MediaOp]) -> None:
+        if not ops:
+            return
+        try:
+            ops = without_superseded_mixes(ops)
+            if self.sip is not None:
+                self.sip.apply(ops)
+            self.engine.apply(ops)
+        except Exception:
+            log.exception("media process: instructions failed")
+
+    def _handle(self, message: Message) -> None:
+        try:
+            match message:
+                case Instructions(ops=ops):
+                    self._apply(list(ops))
+                case AddVirtualLeg(call_control_id=cid, tone_hz=tone_hz):
+                    audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid))
+                    self.virtual[cid] = audio
+                    self.engine.add_leg(cid, audio)
+                case RemoveLeg(call_control_id=cid):
+                    self.virtual.pop(cid, None)
+                    self.engine.remove_leg(cid)
+                case PressKeys(call_control_id=cid, digits=digits, duration_ms=ms):
+                    if cid in self.virtual:
+                        self.virtual[cid].press(digits, ms)
+                case AcceptSipCall(sip_call_id=sip_call_id, call_control_id=cid) if self.sip is not None:
+                    self.sip.accept(sip_call_id, cid)
+                case RefuseSipCall(sip_call_id=sip_call_id, status=status) if self.sip is not None:
+                    self.sip.refuse(sip_call_id, status)
+                case HeardRequest() | QualityRequest() | StatsRequest():
+                    self.send(self.answer(message))
+                case Stop():
+                    self._stopped.set()
+                case _:
+                    log.warning("media process: unexpected message %r", message)
+        except Exception:
+            log.exception("media message %r failed", message)
+
+    def answer(self, request: Request) -> Reply:
+        """The reply to a request (``RequestFailed`` when answering it raised)."""
+        try:
+            match request:
+                case HeardRequest(request_id=rid, call_control_id=cid, seconds=seconds):
+                    audio = self.virtual.get(cid)
+                    return HeardReply(rid, None if audio is None else audio.heard(seconds))
+                case QualityRequest(request_id=rid, call_control_id=cid):
+                    return QualityReply(rid, self.sip.quality(cid) if self.sip is not None else None)
+                case StatsRequest(request_id=rid, reset=reset, per_leg=per_leg):
+                    engine = self.engine
+                    reply = StatsReply(
+                        rid, engine.stats.summary(), len(engine.legs), len(engine.mixer.ports),
+                        len(engine.conferences), self.sip.counters() if self.sip is not None else None,
+                        {cid: dataclasses.asdict(leg.stats()) for cid, leg in engine.legs.items()
+                         if isinstance(leg, RtpLeg)} if per_leg else {},
+                    )
+                    if reset:
+                        engine.stats = TickStats()
+                    return reply
+        except Exception as exc:
+            return RequestFailed(request.request_id, f"{type(exc).__name__}: {exc}")
+
+
+def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | None, log_level: int,
+               url_policy: AddressPolicy = UNRESTRICTED) -> None:
+    """Entry point of the media process."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s media %(name)s: %(message)s")
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(MediaWorker(conn, commands, sip_config, url_policy).serve())
+    finally:
+        loop.close()

@@ -1,0 +1,513 @@
+"""SIP far ends: phones, trunks, SIPp and baresip calling the node, and the node calling them.
+
+Runs on the media loop, beside the engine: one UDP SIP socket (``SipTransport`` over the sans-I/O
+``SipEndpoint``) and one ``RtpLeg`` per answered call. Signalling instructions from the control plane
+(ring, answer, reject, release) are carried out here; far-end facts go back to the control plane on
+the API loop through ``report``.
+
+Routing of incoming calls: the request-URI's user part names the application, either by its
+``inbound.sip_subdomain`` or by its id (``sip:<connection_id>@node``). Calls from outside the
+allowed source networks are refused with 403 before anything else; unknown users get 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from callroom.aio.rtp_leg import RtpLeg
+from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
+from callroom.errors import CallroomError, MediaError, ProtocolError
+from callroom.media.engine import MediaEngine
+from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, media_address, resolve
+from callroom.model import media as m
+from callroom.model.messages import (
+    IncomingSipCall,
+    SipAnswered,
+    SipConfig,
+    SipFact,
+    SipFailed,
+    SipHangup,
+    SipMediaTimeout,
+    SipQuality,
+)
+from callroom.sip import call as sip_events
+from callroom.sip.digest import DigestAuth
+from callroom.sip.fields import SipUri
+from callroom.sip.message import SipRequest
+from callroom.sip.sdp import SessionDescription, accept_answer, make_offer, negotiate_answer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SipLeg:
+    sip_call_id: str
+    call_control_id: str | None
+    outgoing: bool
+    offer: SessionDescription | None = None  # theirs (incoming; None: a delayed offer) or ours (outgoing)
+    rtp: RtpLeg | None = None
+    version: int = 0
+    released: bool = False
+    pending_answer: bool = False
+    our_offer: SessionDescription | None = None  # what our 200 offered to a delayed-offer INVITE
+    ops: list[m.MediaOp] = field(default_factory=list)
+
+
+Report = Callable[[SipFact], None]
+
+SWEEP_INTERVAL: float = 1.0  # seconds between checks for legs whose far end went silent
+
+
+class Unanswerable(Exception):
+    """Why an incoming call cannot be answered: ``status`` is the SIP response it gets."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+
+
+class SipPhones:
+    """All SIP legs of a node. Lives on the media loop; ``apply`` receives the control plane's ops.
+
+    Every way a call can fail on the way to being answered or ended ends it cleanly: a final SIP response or
+    a BYE, a fact for the control plane (so the application gets ``call.hangup``), and its RTP ports closed.
+    """
+
+    def __init__(self, engine: MediaEngine, config: SipConfig, *, on_incoming: Callable[[IncomingSipCall], None],
+                 report: Report) -> None:
+        self.engine = engine
+        self.config = config
+        self.on_incoming = on_incoming
+        self.report = report
+        self.transport: SipTransport | None = None
+        self.by_sip: dict[str, SipLeg] = {}
+        self.by_cid: dict[str, SipLeg] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.media_timeouts = 0  # legs hung up because their far end went silent
+
+    @property
+    def media_ip(self) -> str:
+        return self.config.advertise or self.config.host
+
+    async def start(self) -> None:
+        allow: Iterable[IpNetwork | str] = self.config.allow
+        gates: list[InviteGate] = []
+        if self.config.credentials:
+            auth = DigestAuth(dict(self.config.credentials), self.config.realm, secrets.token_bytes(32))
+            gates.append(DigestGate(auth))
+        self.transport = await SipTransport.open(
+            self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
+            advertise=self.config.advertise,
+        )
+        if self.config.rtp_timeout > 0:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return self.transport.local_addr[1]
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for leg in list(self.by_sip.values()):
+            self._hang_up(leg)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SIP task failed", exc_info=task.exception())
+
+    # -- from the control plane ---------------------------------------------------------------------
+
+    def accept(self, sip_call_id: str, call_control_id: str) -> None:
+        """The control plane created a leg for this INVITE: it rings until the application answers."""
+        leg = self.by_sip.get(sip_call_id)
+        if leg is None or self.transport is None:
+            self.report(SipHangup(call_control_id, "487"))
+            return
+        leg.call_control_id = call_control_id
+        self.by_cid[call_control_id] = leg
+        try:
+            self.transport.ring(sip_call_id)
+        except (KeyError, CallroomError) as exc:  # the caller gave up in the meantime
+            log.info("cannot ring %s: %s", sip_call_id, exc)
+
+    def refuse(self, sip_call_id: str, status: int) -> None:
+        leg = self.by_sip.pop(sip_call_id, None)
+        if leg is not None:
+            self._reject(sip_call_id, status)
+
+    def counters(self) -> dict[str, int]:
+        """What the SIP plane holds and has counted: calls and transactions in the endpoint, legs, and the
+        transport's datagrams (handled, dropped for a full queue, refused by the socket)."""
+        t = self.transport
+        return {
+            "calls": len(t.endpoint.calls) if t else 0,
+            "transactions": len(t.endpoint.transactions.transactions) if t else 0,
+            "legs": len(self.by_sip),
+            "received": t.received if t else 0,
+            "overflowed": t.overflowed if t else 0,
+            "send_errors": t.send_errors if t else 0,
+            "refused": t.rejected if t else 0,
+            "media_timeouts": self.media_timeouts,
+        }
+
+    def quality(self, call_control_id: str) -> dict[str, Any] | None:
+        """The call_quality_stats of a live SIP leg (None for other legs)."""
+        leg = self.by_cid.get(call_control_id)
+        return None if leg is None or leg.rtp is None else leg.rtp.stats().call_quality_stats()
+
+    def apply(self, ops: list[m.MediaOp]) -> None:
+        for op in ops:
+            try:
+                self._apply(op)
+            except Exception:
+                log.exception("SIP op %r failed", op)
+
+    def _apply(self, op: m.MediaOp) -> None:
+        match op:
+            case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith("sip:"):
+                self._spawn(self._dial(cid, endpoint, from_))
+            case m.Answer(call_control_id=cid) if cid in self.by_cid:
+                self._spawn(self._answer(self.by_cid[cid]))
+            case m.Reject(call_control_id=cid, sip_status=status) if cid in self.by_cid:
+                leg = self.by_cid.pop(cid)
+                leg.released = True
+                self.by_sip.pop(leg.sip_call_id, None)
+                self._reject(leg.sip_call_id, status)
+            case m.Release(call_control_id=cid) if cid in self.by_cid:
+                self._hang_up(self.by_cid[cid])
+            case _:
+                pass
+
+    async def _dial(self, cid: str, endpoint: str, from_: str) -> None:
+        assert self.transport is not None
+        try:
+            target = SipUri.parse(endpoint)
+            rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
+        except (ProtocolError, OSError, ValueError) as exc:
+            log.warning("cannot dial %s: %s", endpoint, exc)
+            self.report(SipFailed(cid, 404))
+            return
+        except MediaError as exc:  # no RTP port free
+            log.warning("cannot dial %s: %s", endpoint, exc)
+            self.report(SipFailed(cid, 503))
+            return
+        try:
+            addr = await resolve(target)
+        except OSError as exc:
+            rtp.close()
+            log.warning("cannot dial %s: %s", endpoint, exc)
+            self.report(SipFailed(cid, 404 if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_NONAME
+                                   else 503))
+            return
+        offer = make_offer(self.media_ip, rtp.local_port)
+        user = from_.lstrip("+") or "callroom"
+        from_uri = SipUri(self.media_ip, user=user, port=self.port)
+        sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr)
+        leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
+        self.by_sip[sip_call_id] = leg
+        self.by_cid[cid] = leg
+
+    async def _answer(self, leg: SipLeg) -> None:
+        """The application answered: RTP ports, the SDP answer (or, to a delayed offer, our offer) in a 200.
+        Any failure on the way answers the INVITE with an error instead and ends the call."""
+        assert self.transport is not None and leg.call_control_id is not None
+        cid = leg.call_control_id
+        rtp: RtpLeg | None = None
+        try:
+            rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
+            if leg.offer is None:  # a delayed offer (RFC 3261 13.2.1): ours goes in the 200, theirs in the ACK
+                sdp = leg.our_offer = make_offer(self.media_ip, rtp.local_port)
+            else:
+                agreed = negotiate_answer(leg.offer, self.media_ip, rtp.local_port)
+                remote = await media_address(agreed.remote_rtp_addr, rtp)
+                if not leg.released:
+                    rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
+                # A peer that sends RFC 4733 events does not need its audio searched for DTMF tones.
+                rtp.detect_inband = agreed.telephone_event_pt is None
+                sdp = agreed.answer
+        except (ProtocolError, ValueError, Unanswerable) as exc:
+            self._not_answered(leg, rtp, exc.status if isinstance(exc, Unanswerable) else 488, exc)
+            return
+        except (MediaError, OSError) as exc:  # no RTP port pair free
+            self._not_answered(leg, rtp, 503, exc)
+            return
+        if leg.released:  # hung up or cancelled while we were getting ready
+            rtp.close()
+            return
+        leg.rtp = rtp
+        self.transport.answer(leg.sip_call_id, sdp)
+        self.engine.add_leg(cid, rtp)
+
+    def _not_answered(self, leg: SipLeg, rtp: RtpLeg | None, status: int, why: Exception) -> None:
+        log.warning("cannot answer %s: %s", leg.sip_call_id, why)
+        if rtp is not None:
+            rtp.close()
+        if leg.released:
+            return
+        leg.released = True
+        self.by_sip.pop(leg.sip_call_id, None)
+        if leg.call_control_id is not None:
+            self.by_cid.pop(leg.call_control_id, None)
+            self.report(SipHangup(leg.call_control_id, str(status)))
+        self._reject(leg.sip_call_id, status)
+
+    def _reject(self, sip_call_id: str, status: int) -> None:
+        if self.transport is None:
+            return
+        try:
+            self.transport.reject(sip_call_id, status)
+        except (KeyError, CallroomError) as exc:  # the caller gave up in the meantime
+            log.info("cannot refuse %s with %d: %s", sip_call_id, status, exc)
+
+    def _hang_up(self, leg: SipLeg) -> None:
+        """End a leg from our side: BYE (or CANCEL/603), out of the engine, ports closed, each step whatever
+        the one before did."""
+        leg.released = True
+        self.by_sip.pop(leg.sip_call_id, None)
+        try:
+            if self.transport is not None:
+                try:
+                    self.transport.hangup(leg.sip_call_id)
+                except (KeyError, CallroomError) as exc:  # already gone on the SIP side
+                    log.debug("hangup of %s: %s", leg.sip_call_id, exc)
+            if leg.call_control_id is not None:
+                self.by_cid.pop(leg.call_control_id, None)
+                self.engine.remove_leg(leg.call_control_id)
+        finally:
+            if leg.rtp is not None:
+                leg.rtp.close()
+
+    # -- silent far ends ------------------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Hang up answered legs whose far end has sent nothing for ``rtp_timeout`` (not while on hold)."""
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+        now = loop.time()
+        for leg in list(self.by_cid.values()):
+            rtp = leg.rtp
+            if rtp is None or leg.released or not rtp.expects_media:
+                continue
+            if rtp.silent_for(now) >= self.config.rtp_timeout:
+                self.media_timeouts += 1
+                cid = leg.call_control_id
+                assert cid is not None
+                log.info("call %s (%s): no media for %.0f s, hanging up", cid, leg.sip_call_id,
+                         self.config.rtp_timeout)
+                try:
+                    self.report(SipQuality(cid, rtp.stats().call_quality_stats()))
+                finally:
+                    self._hang_up(leg)
+                    self.report(SipMediaTimeout(cid))
+
+    # -- from the network -----------------------------------------------------------------------------
+
+    def _on_event(self, ev: sip_events.CallEvent) -> None:
+        try:
+            self._event(ev)
+        except Exception:
+            log.exception("SIP event %r failed", ev)
+
+    def _event(self, ev: sip_events.CallEvent) -> None:
+        match ev:
+            case sip_events.IncomingCall(call_id=call_id, from_=from_, to=to, request_uri=uri, sdp_offer=offer):
+                self._incoming(call_id, from_, to, uri, offer)
+            case sip_events.CallAnswered(call_id=call_id, sdp_answer=answer):
+                leg = self.by_sip.get(call_id)
+                if leg is None or leg.call_control_id is None or leg.rtp is None or leg.offer is None:
+                    return
+                self._spawn(self._answered(leg, answer))
+            case sip_events.CallConfirmed(call_id=call_id, sdp=sdp):
+                leg = self.by_sip.get(call_id)
+                if leg is not None and leg.our_offer is not None:
+                    self._spawn(self._late_answer(leg, sdp))
+            case sip_events.CallFailed(call_id=call_id, status=status):
+                leg = self.by_sip.pop(call_id, None)
+                if leg is not None:
+                    leg.released = True
+                    if leg.rtp is not None:
+                        leg.rtp.close()
+                    if leg.call_control_id is not None:
+                        self.by_cid.pop(leg.call_control_id, None)
+                        self.report(SipFailed(leg.call_control_id, status))
+            case sip_events.CallEnded(call_id=call_id) | sip_events.CallCancelled(call_id=call_id):
+                self._ended(call_id, "487" if isinstance(ev, sip_events.CallCancelled) else "200")
+            case sip_events.ReInviteReceived(call_id=call_id, new_sdp=sdp):
+                self._spawn(self._reinvite(call_id, sdp))
+            case _:
+                pass
+
+    def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri,
+                  offer: SessionDescription | None) -> None:  # fmt: skip
+        """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, a media
+        address of the other family, or a host name that does not resolve), so the application never sees a
+        call it could not take; otherwise handed to the control plane to route."""
+        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to))
+        if offer is not None:
+            try:
+                agreed = negotiate_answer(offer, self.media_ip, 0)
+                host = agreed.remote_rtp_addr[0]
+                if not maybe_reachable(host, self.media_ip):
+                    raise ValueError(f"media address {host!r} is of another IP family")
+            except (ProtocolError, ValueError) as exc:
+                log.info("488 to INVITE %s: %s", call_id, exc)
+                self._reject(call_id, 488)
+                return
+            if not is_address(host):  # looked up first, off the loop
+                self._spawn(self._incoming_named(incoming, offer, agreed.remote_rtp_addr))
+                return
+        self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.on_incoming(incoming)
+
+    async def _incoming_named(self, incoming: IncomingSipCall, offer: SessionDescription,
+                              addr: tuple[str, int]) -> None:
+        call_id = incoming.sip_call_id
+        try:
+            await lookup(addr, 6 if ":" in self.media_ip else 4)
+        except ValueError as exc:
+            log.info("488 to INVITE %s: %s", call_id, exc)
+            self._reject(call_id, 488)
+            return
+        if self.transport is None or call_id not in self.transport.endpoint.calls:
+            return  # cancelled while we looked
+        self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.on_incoming(incoming)
+
+    async def _answered(self, leg: SipLeg, answer: SessionDescription | None) -> None:
+        """Our INVITE was answered: follow the SDP answer, or hang up if it cannot be followed."""
+        assert leg.call_control_id is not None and leg.rtp is not None and leg.offer is not None
+        cid, rtp = leg.call_control_id, leg.rtp
+        if answer is not None:
+            try:
+                agreed = accept_answer(leg.offer, answer)
+                remote = await media_address(agreed.remote_rtp_addr, rtp)
+            except (ProtocolError, ValueError) as exc:
+                log.warning("hanging up %s: its answer cannot be followed: %s", leg.sip_call_id, exc)
+                if not leg.released:
+                    self._hang_up(leg)
+                    self.report(SipFailed(cid, 488))
+                return
+            if leg.released:
+                return
+            rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
+            rtp.detect_inband = agreed.telephone_event_pt is None
+        if leg.released:
+            return
+        self.engine.add_leg(cid, rtp)
+        self.report(SipAnswered(cid))
+
+    async def _late_answer(self, leg: SipLeg, sdp: SessionDescription | None) -> None:
+        """The ACK of a delayed-offer call: it carries the answer to the offer in our 200, or the call ends
+        (RFC 3261 13.3.1.4: a missing or unacceptable answer is ended with a BYE)."""
+        assert leg.our_offer is not None and leg.rtp is not None
+        offer, leg.our_offer, rtp = leg.our_offer, None, leg.rtp
+        try:
+            if sdp is None:
+                raise ValueError("the ACK carried no SDP answer")
+            agreed = accept_answer(offer, sdp)
+            remote = await media_address(agreed.remote_rtp_addr, rtp)
+        except (ProtocolError, ValueError) as exc:
+            log.warning("hanging up %s: %s", leg.sip_call_id, exc)
+            if not leg.released and leg.call_control_id is not None:
+                cid = leg.call_control_id
+                self._hang_up(leg)
+                self.report(SipHangup(cid, "488"))
+            return
+        if not leg.released:
+            rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
+            rtp.detect_inband = agreed.telephone_event_pt is None
+
+    def _ended(self, call_id: str, cause: str) -> None:
+        leg = self.by_sip.pop(call_id, None)
+        if leg is None:
+            return
+        leg.released = True
+        try:
+            if leg.call_control_id is not None:
+                self.by_cid.pop(leg.call_control_id, None)
+                if leg.rtp is not None:  # the far end hung up: the webhook can carry the call's quality
+                    self.report(SipQuality(leg.call_control_id, leg.rtp.stats().call_quality_stats()))
+                self.engine.remove_leg(leg.call_control_id)
+        finally:
+            if leg.call_control_id is not None:
+                self.report(SipHangup(leg.call_control_id, cause))
+            if leg.rtp is not None:
+                leg.rtp.close()
+
+    async def _reinvite(self, call_id: str, sdp: SessionDescription | None) -> None:
+        """Hold and resume from the phone: answer with the mirrored direction and follow it; an offer we
+        cannot follow gets 488 and changes nothing."""
+        leg = self.by_sip.get(call_id)
+        if leg is None or leg.rtp is None or self.transport is None:
+            if self.transport is not None:
+                self._reject(call_id, 488)
+            return
+        rtp = leg.rtp
+        if sdp is None:
+            self.transport.answer(call_id, make_offer(self.media_ip, rtp.local_port))
+            return
+        try:
+            agreed = negotiate_answer(sdp, self.media_ip, rtp.local_port, session_version=leg.version + 1)
+            remote = await media_address(agreed.remote_rtp_addr, rtp)
+        except (ProtocolError, ValueError) as exc:
+            log.info("488 to the re-INVITE of %s: %s", call_id, exc)
+            self._reject(call_id, 488)
+            return
+        if leg.released or rtp.closed:
+            return
+        leg.version += 1
+        rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
+        try:
+            self.transport.answer(call_id, agreed.answer)
+        except (KeyError, CallroomError) as exc:
+            log.info("re-INVITE of %s no longer pending: %s", call_id, exc)
+
+
+class DigestGate:
+    """Admit an INVITE only with valid digest credentials: for its Request-URI, from the address the nonce
+    was issued to, with a nonce not used before at that count. Otherwise challenge it with 401 (a fresh
+    nonce, ``stale=true`` when only the nonce was wrong), or 400 for credentials made for another URI."""
+
+    def __init__(self, auth: DigestAuth) -> None:
+        self.auth = auth
+
+    def __call__(self, call: sip_events.IncomingCall, invite: SipRequest) -> Rejection | None:
+        now = time.time()  # wall clock: nonces carry their issue time and may be checked by another node
+        source = call.source_addr[0]
+        verdict = self.auth.verify("INVITE", invite.headers.get("Authorization"), now, request_uri=invite.uri,
+                                   source=source)
+        if verdict.ok:
+            return None
+        if verdict.wrong_uri:
+            return Rejection(400, "Bad Request")
+        challenge = self.auth.challenge(now, source, stale=verdict.stale)
+        return Rejection(401, "Unauthorized", (("WWW-Authenticate", challenge),))
+
+
+def _address(name_addr: object) -> str:
+    """The user@host of a From/To value, as Telnyx shows ``from`` and ``to``."""
+    uri = getattr(name_addr, "uri", name_addr)
+    user = getattr(uri, "user", None)
+    host = getattr(uri, "host", None)
+    if user and host:
+        return f"sip:{user}@{host}"
+    return str(uri)

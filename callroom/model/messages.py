@@ -1,0 +1,219 @@
+"""Every message that crosses a process: between the API process and its media process today, between
+nodes over a bus later. One frozen dataclass per message; ``codec.py`` turns them into bytes and back.
+
+    API -> media     Instructions (the control plane's MediaOps), AddVirtualLeg, RemoveLeg, PressKeys,
+                     AcceptSipCall, RefuseSipCall, the requests (HeardRequest, QualityRequest,
+                     StatsRequest), Stop
+    media -> API     Ready, the MediaFacts of ``media.py`` as they are, IncomingSipCall, the SIP facts
+                     (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), and one reply per
+                     request (HeardReply, QualityReply, StatsReply, or RequestFailed)
+
+A request carries an id its reply repeats. ``SipConfig`` is what the media process is started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
+
+from callroom.model.media import MediaFact, MediaOp
+
+# -- the media process's start -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    host: str = "127.0.0.1"
+    port: int = 5060
+    advertise: str | None = None  # the address put in Contact/SDP when host is a wildcard
+    rtp_ports: tuple[int, int] = (20000, 30000)
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Digest credentials (username, password) callers must prove; empty: the networks above suffice.
+    credentials: tuple[tuple[str, str], ...] = ()
+    realm: str = "callroom"
+    # An answered call whose far end sends nothing (no RTP, no RTCP) for this long, while not on hold, is hung
+    # up (0: never). PBXs use 30-60 s.
+    rtp_timeout: float = 60.0
+
+
+# -- API -> media --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Instructions:
+    """What the control plane asks of the media plane, in order."""
+
+    ops: tuple[MediaOp, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddVirtualLeg:
+    """A virtual phone answered: its audio (a tone, silence, keys pressed) becomes a leg of the engine."""
+
+    call_control_id: str
+    tone_hz: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveLeg:
+    call_control_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PressKeys:
+    """A virtual phone's user presses keys (in-band tones in its audio)."""
+
+    call_control_id: str
+    digits: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptSipCall:
+    """The control plane made a leg of an incoming SIP call: it rings until the application answers."""
+
+    sip_call_id: str
+    call_control_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseSipCall:
+    sip_call_id: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeardRequest:
+    """What a virtual phone heard: the last ``seconds`` (None: all it kept)."""
+
+    request_id: int
+    call_control_id: str
+    seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QualityRequest:
+    """A SIP leg's call_quality_stats, for the hangup the API is about to report."""
+
+    request_id: int
+    call_control_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRequest:
+    """The media process's figures; ``reset`` starts the tick figures afresh after reading them,
+    ``per_leg`` adds every RTP leg's counters."""
+
+    request_id: int
+    reset: bool = False
+    per_leg: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+Request: TypeAlias = HeardRequest | QualityRequest | StatsRequest
+ToMedia: TypeAlias = (
+    Instructions | AddVirtualLeg | RemoveLeg | PressKeys | AcceptSipCall | RefuseSipCall | Request | Stop
+)
+
+
+# -- media -> API --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The media process runs; its SIP socket's port (None: no SIP)."""
+
+    sip_port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingSipCall:
+    """A new INVITE, for the control plane to route: answered with ``AcceptSipCall`` or ``RefuseSipCall``."""
+
+    sip_call_id: str
+    user: str
+    from_: str
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class SipAnswered:
+    """The far end answered a call we placed."""
+
+    call_control_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SipFailed:
+    """A call we placed was not answered: the final SIP status (404, 486, 488, 503 ...)."""
+
+    call_control_id: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class SipQuality:
+    """The call_quality_stats of a leg about to end: the hangup reported right after carries them."""
+
+    call_control_id: str
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SipHangup:
+    """The call ended on the far end's side or failed on the way to being answered: the SIP cause
+    ("200" for a BYE, "487" cancelled, or the status we answered with)."""
+
+    call_control_id: str
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class SipMediaTimeout:
+    """We hung up an answered call whose far end sent nothing for the RTP timeout."""
+
+    call_control_id: str
+
+
+SipFact: TypeAlias = SipAnswered | SipFailed | SipQuality | SipHangup | SipMediaTimeout
+
+
+@dataclass(frozen=True, slots=True)
+class HeardReply:
+    request_id: int
+    samples: NDArray[np.int16] | None  # None: no such virtual phone
+
+
+@dataclass(frozen=True, slots=True)
+class QualityReply:
+    request_id: int
+    stats: dict[str, Any] | None  # None: not a live SIP leg
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReply:
+    request_id: int
+    tick: dict[str, float]  # lateness and work of the ticks since the last reset (``TickStats.summary``)
+    legs: int
+    ports: int
+    conferences: int
+    sip: dict[str, int] | None  # the SIP plane's counters (None: no SIP)
+    rtp: dict[str, dict[str, Any]] = field(default_factory=dict)  # per RTP leg, when asked (``per_leg``)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed:
+    request_id: int
+    error: str
+
+
+Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RequestFailed
+FromMedia: TypeAlias = Ready | MediaFact | IncomingSipCall | SipFact | Reply
+Message: TypeAlias = ToMedia | FromMedia
