@@ -28,20 +28,6 @@ DEFERRED_ALLOWED: dict[tuple[str, str], str] = {
     ("callroom.cli", "callroom.webhooks.signing"): "per-subcommand loading",
 }
 
-# Loops and deferred imports inside control, store and the API routes, which are being rewritten on
-# another branch: listed here so that this test holds everything else to the rule meanwhile. Remove an
-# entry when its loop is gone; the test fails on entries that no longer match anything.
-REWRITE_PENDING_DEFERRED: frozenset[tuple[str, str]] = frozenset({
-    ("callroom.api.routes_conferences", "callroom.model.states"),
-    ("callroom.api.routes_media_actions", "callroom.control.guards"),
-    ("callroom.control.calls", "callroom.control.conferences"),
-    ("callroom.control.conferences", "callroom.control.queues"),
-    ("callroom.control.legs", "callroom.control.conferences"),
-    ("callroom.control.legs", "callroom.control.queues"),
-    ("callroom.control.service", "callroom.store.media_tx"),
-})
-
-
 @dataclass(frozen=True, slots=True)
 class Import:
     importer: str
@@ -167,9 +153,7 @@ def test_no_package_imports_a_package_that_imports_it() -> None:
 
 def test_no_module_imports_a_module_that_imports_it() -> None:
     imports = all_imports()
-    allowed = {(a, b) for a, b in REWRITE_PENDING_DEFERRED}
-    # A deferred import that is allowed to stay is not part of a loop it does not close.
-    loops = cycles(graph([i for i in imports if (i.importer, i.imported) not in allowed]))
+    loops = cycles(graph(imports))
     assert loops == [], "module loops: " + "; ".join(" <-> ".join(c) for c in loops)
 
 
@@ -177,9 +161,9 @@ def test_no_import_of_callroom_hides_inside_a_function() -> None:
     imports = all_imports()
     deferred = {(i.importer, i.imported): i for i in imports if i.deferred}
     unexpected = [f"{i.importer}:{i.line} imports {i.imported}" for key, i in sorted(deferred.items())
-                  if key not in DEFERRED_ALLOWED and key not in REWRITE_PENDING_DEFERRED]
+                  if key not in DEFERRED_ALLOWED]
     assert unexpected == [], "imports inside functions: " + "; ".join(unexpected)
-    stale = sorted((set(DEFERRED_ALLOWED) | REWRITE_PENDING_DEFERRED) - set(deferred))
+    stale = sorted(set(DEFERRED_ALLOWED) - set(deferred))
     assert stale == [], f"allow-list entries that match nothing (remove them): {stale}"
 
 

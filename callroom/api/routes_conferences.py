@@ -15,6 +15,7 @@ from callroom.control.queries import find_conference
 from callroom.control.service import Duplicate, ReadCtx
 from callroom.errors import NotFound
 from callroom.model.records import Conference
+from callroom.model.states import ParticipantStatus
 
 router = APIRouter()
 
@@ -93,8 +94,6 @@ async def list_participants(
 
 
 def _held(conf: Conference, p: Any) -> bool:
-    from callroom.model.states import ParticipantStatus
-
     return p.status is not ParticipantStatus.LEFT and confs.effective_hold(conf, p)
 
 
