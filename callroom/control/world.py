@@ -42,6 +42,7 @@ from callroom.model.records import (
     QueueEntry,
     Recording,
     Timer,
+    field_names,
     new_uuid,
     snapshot,
 )
@@ -74,7 +75,7 @@ class World:
         self.ring_timeout_secs = ring_timeout_secs  # how long an incoming call may ring (0: for ever)
         self.results: dict[r.Read, Any] = {}
         self._records: dict[tuple[type[Any], str], Any] = {}
-        self._before: dict[tuple[type[Any], str], dict[str, Any]] = {}
+        self._before: dict[tuple[type[Any], str], tuple[Any, ...]] = {}
         self._inserted: set[tuple[type[Any], str]] = set()
         self._locked: set[tuple[type[Any], str]] = set()  # records read with their row locked
         self._writes: list[Write] = []
@@ -118,9 +119,10 @@ class World:
             self._before[key] = snapshot(rec)
             return rec
         if key not in self._inserted and snapshot(known) == self._before.get(key):
-            for name, value in snapshot(rec).items():  # unchanged here: take the fresher read, same object
+            fresh = snapshot(rec)  # unchanged here: take the fresher read, same object
+            for name, value in zip(field_names(type(rec)), fresh, strict=True):
                 setattr(known, name, value)
-            self._before[key] = snapshot(rec)
+            self._before[key] = fresh
         return known
 
     def result(self, read: r.Read) -> Any:
@@ -195,11 +197,9 @@ class World:
 
     def set_participant_flags(self, ps: list[Participant], values: dict[str, Any]) -> None:
         """The same ``values`` on many participants (one statement); the records change here too."""
-        for p in ps:
+        for p in ps:  # (a later update of one of them writes these columns again: the same values)
             for name, value in values.items():
                 setattr(p, name, value)
-            key = identity(p)
-            self._before[key] = snapshot(p)  # written by this statement, not again as an update
         if ps:
             self._writes.append(SetParticipantFlags(tuple(p.id for p in ps), dict(values)))
 

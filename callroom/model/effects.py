@@ -33,10 +33,11 @@ class Insert:
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    """``record`` as it is now; ``before``: its fields as read (the store writes the columns that changed)."""
+    """``record`` as it is now; ``before``: its field values as read, in field order (``records.snapshot``; the
+    store writes the columns that changed)."""
 
     record: Record
-    before: dict[str, Any]
+    before: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)

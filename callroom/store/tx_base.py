@@ -50,16 +50,26 @@ def to_row(rec: Any) -> dict[str, Any]:
 
 
 _ROW_PLANS: dict[tuple[type[Any], tuple[str, ...]], tuple[tuple[int, str], ...]] = {}
+_ENUM_MEMBERS: dict[type[Any], tuple[tuple[str, dict[Any, Enum]], ...]] = {}
+
+
+def _enum_members(cls: type[Any]) -> tuple[tuple[str, dict[Any, Enum]], ...]:
+    """(field, value -> member) for each enum field of ``cls``: a dict lookup instead of calling the enum."""
+    found = _ENUM_MEMBERS.get(cls)
+    if found is None:
+        found = _ENUM_MEMBERS[cls] = tuple((name, {m.value: m for m in enum})
+                                           for name, enum in _ENUM_FIELDS.get(cls, {}).items())  # fmt: skip
+    return found
 
 
 def from_row(cls: type[R], row: Any) -> R:
     columns: tuple[str, ...] = row._fields
     if columns == _field_names(cls):  # a whole-table select: columns are the fields, in order
         rec = cls(*row)
-        for name, enum in _ENUM_FIELDS.get(cls, {}).items():
+        for name, members in _enum_members(cls):
             value = getattr(rec, name)
             if value is not None:
-                setattr(rec, name, enum(value))
+                setattr(rec, name, members[value])
         return rec
     plan = _ROW_PLANS.get((cls, columns))
     if plan is None:

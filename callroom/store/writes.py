@@ -101,13 +101,11 @@ def _delete_by(table: Table, key: str) -> Any:
     return prebuilt(f"delete:{table.name}:{key}", build)
 
 
-def _changes(rec: Record, before: dict[str, Any]) -> dict[str, Any]:
+def _changes(rec: Record, before: tuple[Any, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in field_names(type(rec)):
+    for name, was in zip(field_names(type(rec)), before, strict=True):
         value = getattr(rec, name)
-        if before.get(name, _MISSING) != value:
+        if was != value:
             out[name] = value.value if isinstance(value, Enum) else value
     return out
 
-
-_MISSING = object()
