@@ -73,7 +73,8 @@ def dequeue_to(w: World, agent_id: str, queue_name: str, client_state: str | Non
     if not entries:
         raise reject("90101", f"Queue {queue_name!r} is empty.", "/queue")
     head = entries[0]
-    caller = w.known_call(head.call_control_id)
+    yield from w.load(r.CallById(head.call_control_id))  # brought by the read ahead, where there was one
+    caller = w.call(head.call_control_id)
     if client_state is not None:
         agent.client_state = client_state
     if caller is None or not caller.is_alive or caller.state is not CallState.QUEUED:

@@ -136,7 +136,7 @@ class Control:
                 if not fresh:
                     return Duplicate(earlier), None
             world = World(account_id, now, self.node_id, dialable=self.dialable,
-                          ring_timeout_secs=self.ring_timeout_secs)  # fmt: skip
+                          ring_timeout_secs=self.ring_timeout_secs, ahead=not self.store.is_sqlite)  # fmt: skip
             result, effects, appended = commands.run(tx, world, command(world))
             if scope is not None and command_id and effects.command_result is not None:
                 tx.set_command_result(account_id, scope, command_id, effects.command_result)

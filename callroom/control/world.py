@@ -67,12 +67,13 @@ class NotRead(RuntimeError):
 
 class World:
     def __init__(self, account_id: str, now: float, node_id: str, *, dialable: tuple[str, ...] = ("virtual:",),
-                 ring_timeout_secs: float = 0.0) -> None:  # fmt: skip
+                 ring_timeout_secs: float = 0.0, ahead: bool = True) -> None:  # fmt: skip
         self.account_id = account_id
         self.now = now
         self.node_id = node_id
         self.dialable = dialable  # destinations this node can ring
         self.ring_timeout_secs = ring_timeout_secs  # how long an incoming call may ring (0: for ever)
+        self.ahead = ahead  # send reads ahead (they save round trips: PostgreSQL; SQLite has none to save)
         self.results: dict[r.Read, Any] = {}
         self._records: dict[tuple[type[Any], str], Any] = {}
         self._before: dict[tuple[type[Any], str], tuple[Any, ...]] = {}
@@ -88,8 +89,10 @@ class World:
 
     def load(self, *reads: r.Read) -> Steps[None]:
         """Ask for the reads not made yet, as one batch (nothing when all are in). A call already read in
-        another way (as a bridge partner, a queue's head), locked as asked, is not read again."""
-        missing = tuple(read for read in reads if read not in self.results and not self._has(read))
+        another way (as a bridge partner, a queue's head), locked as asked, is not read again; reads ahead are
+        left out unless the world sends them (``ahead``)."""
+        missing = tuple(read for read in reads if read not in self.results and not self._has(read)
+                        and (self.ahead or not getattr(read, "ahead", False)))
         if missing:
             yield missing
 
@@ -140,11 +143,6 @@ class World:
             if read in self.results:
                 return None
         raise NotRead(f"call {call_control_id!r} was not read")
-
-    def known_call(self, call_control_id: str) -> Call | None:
-        """The call if the world has it (read in any way), else None: no claim that it does not exist."""
-        found: Call | None = self._records.get((Call, call_control_id))
-        return found
 
     def members(self, conference_id: str) -> list[Participant]:
         """The conference's present participants as they are now in this command (joined and left ones

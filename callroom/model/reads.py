@@ -8,12 +8,14 @@ read depends on what it has read (a conference's members once the conference is 
 Reads run in the command's account: nothing here can name another account's rows. ``lock``: the row is
 locked until the command commits (PostgreSQL ``FOR UPDATE``; SQLite's one writer holds the whole database).
 Reads that name a row through another (``BridgePartner``, ``QueueHeadCall``) are resolved by the store in
-the same statement, so that they travel in the first batch.
+the same statement, so that they travel in the first batch; they are reads *ahead* (``ahead = True``), sent
+only where a batch saves round trips (PostgreSQL), since the command reads the row by id when it needs it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from callroom.model.records import Timer
 
@@ -29,16 +31,19 @@ class CallById:
 @dataclass(frozen=True, slots=True)
 class BridgePartner:
     """The call that ``call_control_id`` is bridged with, locked (read after that call's own lock, so the
-    locks keep their order) -> ``Call | None``"""
+    locks keep their order) -> ``Call | None``. A read *ahead*: it saves a round trip, and a command that
+    needs the partner reads it by id anyway (a no-op when this read brought it)."""
 
+    ahead: ClassVar[bool] = True
     call_control_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class QueueHeadCall:
     """The call at the head of the queue ``queue_name``, locked (read after the queue's lock) -> ``Call |
-    None``"""
+    None``. A read ahead, as ``BridgePartner``."""
 
+    ahead: ClassVar[bool] = True
     queue_name: str
 
 
