@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from callroom.control import queues
 from callroom.control.guards import active_conference, answered, conference, reject
@@ -22,7 +22,15 @@ from callroom.control.world import Steps, World
 from callroom.errors import CommandRejected, NotFound
 from callroom.model import media as m
 from callroom.model import reads as r
-from callroom.model.records import CONFERENCE_MAX_LIFETIME_SECS, Call, Conference, MediaFile, Participant, new_uuid
+from callroom.model.records import (
+    CONFERENCE_MAX_LIFETIME_SECS,
+    Call,
+    Conference,
+    MediaFile,
+    MixMember,
+    Participant,
+    new_uuid,
+)
 from callroom.model.states import (
     CONFERENCE_TRANSITIONS,
     PARTICIPANT_TRANSITIONS,
@@ -349,16 +357,17 @@ def update_participant(w: World, conference_id: str, participant_id: str,
 # -- the mix ---------------------------------------------------------------------------------------------
 
 
-def effective_hold(conf: Conference, p: Participant) -> bool:
+def effective_hold(conf: Conference, p: Participant | MixMember) -> bool:
     """Held by the API, or waiting for a conference that has not started."""
     return p.on_hold or conf.status is ConferenceStatus.INIT
 
 
-def push_mix(w: World, conf: Conference, beep: str | None = None, also_media: str | None = None) -> Steps[None]:
+def push_mix(w: World, conf: Conference, beep: str | None = None, also_media: str | None = None,
+             members: Sequence[Participant | MixMember] | None = None) -> Steps[None]:  # fmt: skip
     """Tell the media plane the conference's whole who-hears-whom as it now stands (its members as this
-    command leaves them). Stored hold audio is read by name first (``also_media``: one more name a change
-    may name), in one batch and only when some is named."""
-    present = w.members(conf.id)
+    command leaves them, or ``members`` as a flag change read and changed them). Stored hold audio is read by
+    name first (``also_media``: one more name a change may name), in one batch and only when some is named."""
+    present = w.members(conf.id) if members is None else members
     names = {n for n in (conf.hold_media_name, also_media, *(p.hold_media_name for p in present)) if n}
     yield from w.load(*(r.MediaByName(n) for n in sorted(names)))
 
@@ -371,7 +380,7 @@ def push_mix(w: World, conf: Conference, beep: str | None = None, also_media: st
             return f"file:{media.path}" if media is not None else None
         return None
 
-    members = tuple(
+    mixed = tuple(
         m.ConferenceMember(
             call_control_id=p.call_control_id, muted=p.muted, on_hold=effective_hold(conf, p),
             supervisor_role=p.supervisor_role, whisper_to=tuple(p.whisper_call_control_ids),
@@ -380,7 +389,7 @@ def push_mix(w: World, conf: Conference, beep: str | None = None, also_media: st
         for p in present
     )  # fmt: skip
     w.media.append(
-        m.ConferenceMix(conf.id, members, conf.comfort_noise, beep, hold(conf.hold_audio_url, conf.hold_media_name))
+        m.ConferenceMix(conf.id, mixed, conf.comfort_noise, beep, hold(conf.hold_audio_url, conf.hold_media_name))
     )
 
 
@@ -399,7 +408,10 @@ def participant(w: World, conf: Conference, call_control_id: str, pointer: str) 
     return p
 
 
-def targets(present: list[Participant], ids: list[str] | None) -> list[Participant]:
+P = TypeVar("P", Participant, MixMember)
+
+
+def targets(present: list[P], ids: list[str] | None) -> list[P]:
     """All present participants, or those named (90105 if one is not present)."""
     if not ids:
         return present
@@ -410,6 +422,6 @@ def targets(present: list[Participant], ids: list[str] | None) -> list[Participa
     return [p for p in present if p.call_control_id in wanted]
 
 
-def unknown_ids(present: Sequence[Participant], ids: list[str]) -> list[str]:
+def unknown_ids(present: Sequence[Participant | MixMember], ids: list[str]) -> list[str]:
     known = {p.call_control_id for p in present}
     return [i for i in ids if i not in known]

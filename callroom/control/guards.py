@@ -61,14 +61,14 @@ def answered(w: World, call_control_id: str, *, pointer: str | None = None) -> C
 
 
 def conference(w: World, id_or_name: str, *, by_name: bool = True, lock: bool = True, with_members: bool = False,
-               also: tuple[r.Read, ...] = ()) -> Steps[Conference]:  # fmt: skip
+               mix: bool = False, also: tuple[r.Read, ...] = ()) -> Steps[Conference]:  # fmt: skip
     """A conference by id, or (for most actions) by the name of an active one; 404 90058 otherwise. The id
     is tried first, with the conference's members if ``with_members`` and the command's other reads
     (``also``, after the conference's lock) in one batch; a name then costs a second batch (and a third for
-    its members)."""
+    its members). ``mix``: the members as the mix needs them (``MixOf``), not whole participants."""
     by_id: list[r.Read] = [r.ConferenceById(id_or_name, lock)]
     if with_members:
-        by_id.append(r.MembersOf(id_or_name))
+        by_id.append(r.MixOf(id_or_name) if mix else r.MembersOf(id_or_name))
     yield from w.load(*by_id, *also)
     found: Conference | None = w.result(r.ConferenceById(id_or_name, lock))
     if found is not None:
@@ -78,15 +78,17 @@ def conference(w: World, id_or_name: str, *, by_name: bool = True, lock: bool = 
         named: Conference | None = w.result(r.ConferenceByName(id_or_name, lock))
         if named is not None:
             if with_members:
-                yield from w.load(r.MembersOf(named.id))
+                yield from w.load(r.MixOf(named.id) if mix else r.MembersOf(named.id))
             return named
     raise NotFound(f"No conference with id{' or name' if by_name else ''} {id_or_name!r}.", "90058",
                    "Conference not found")
 
 
 def active_conference(w: World, id_or_name: str, *, by_name: bool = True, lock: bool = True,
-                      with_members: bool = False, also: tuple[r.Read, ...] = ()) -> Steps[Conference]:  # fmt: skip
-    conf = yield from conference(w, id_or_name, by_name=by_name, lock=lock, with_members=with_members, also=also)
+                      with_members: bool = False, mix: bool = False,
+                      also: tuple[r.Read, ...] = ()) -> Steps[Conference]:  # fmt: skip
+    conf = yield from conference(w, id_or_name, by_name=by_name, lock=lock, with_members=with_members, mix=mix,
+                                 also=also)
     if not conf.is_active:
         raise CommandRejected("90019", "Conference has already ended", "This conference has already ended.")
     return conf

@@ -13,7 +13,7 @@ call reached in two ways (by its id, as a queue's head) is one object, changed o
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any, TypeVar
 
 from callroom.errors import ApiError
@@ -37,6 +37,7 @@ from callroom.model.records import (
     Conference,
     MediaFile,
     MediaJob,
+    MixMember,
     Participant,
     Queue,
     QueueEntry,
@@ -107,7 +108,8 @@ class World:
         have changed it); one read again without having changed is refreshed."""
         for read, value in results.items():
             if isinstance(value, list):
-                value = [self._adopt(v) for v in value]
+                if value and type(value[0]) in _IDENTITY:  # (views such as a mix's members are not kept)
+                    value = [self._adopt(v) for v in value]
             elif value is not None and not isinstance(value, bool | dict):
                 value = self._adopt(value)
                 if getattr(read, "lock", True):
@@ -193,11 +195,13 @@ class World:
         if self.results.get(r.ParticipantOfCall(p.call_control_id)) is p:
             self.results[r.ParticipantOfCall(p.call_control_id)] = None
 
-    def set_participant_flags(self, ps: list[Participant], values: dict[str, Any]) -> None:
+    def set_participant_flags(self, ps: Sequence[Participant | MixMember], values: dict[str, Any]) -> None:
         """The same ``values`` on many participants (one statement); the records change here too."""
         for p in ps:  # (a later update of one of them writes these columns again: the same values)
+            kept = field_names(type(p))
             for name, value in values.items():
-                setattr(p, name, value)
+                if name in kept:  # (a mix's view of a participant has no updated_at)
+                    setattr(p, name, value)
         if ps:
             self._writes.append(SetParticipantFlags(tuple(p.id for p in ps), dict(values)))
 

@@ -71,6 +71,14 @@ class MembersOf:
 
 
 @dataclass(frozen=True, slots=True)
+class MixOf:
+    """A conference's present participants as the mix needs them, in joining order -> ``list[MixMember]``
+    (a view: a command changes them only through ``World.set_participant_flags``)"""
+
+    conference_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ParticipantOfCall:
     """The present participant a call is -> ``Participant | None``"""
 
@@ -175,7 +183,7 @@ class ClaimTimer:
 
 
 Read = (
-    CallById | BridgePartner | QueueHeadCall | ConferenceById | ConferenceByName | MembersOf | ParticipantOfCall
+    CallById | BridgePartner | QueueHeadCall | ConferenceById | ConferenceByName | MembersOf | MixOf | ParticipantOfCall
     | ParticipantByIdOrLabel | QueueByName | QueueById | EntriesOfQueueNamed | EntriesOfQueue | EntryOfCall | AppById
     | MediaByName | JobById | OpenJobs | RecordingById | ClaimTimer
 )  # fmt: skip

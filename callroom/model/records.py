@@ -171,6 +171,21 @@ class Participant:
 
 
 @dataclass(slots=True)
+class MixMember:
+    """What the mix and a flag change (mute, unmute, hold, unhold) need of a present participant: a narrower
+    read than ``Participant`` (a flag change reads every member of its conference)."""
+
+    id: str
+    call_control_id: str
+    muted: bool
+    on_hold: bool
+    supervisor_role: str
+    whisper_call_control_ids: list[str]
+    hold_audio_url: str | None
+    hold_media_name: str | None
+
+
+@dataclass(slots=True)
 class Queue:
     id: str
     account_id: str
@@ -342,6 +357,7 @@ __all__ = [
     "ConferenceStatus",
     "MediaFile",
     "MediaJob",
+    "MixMember",
     "OutboundEvent",
     "Participant",
     "ParticipantStatus",

@@ -19,10 +19,12 @@ from callroom.model.records import (
     Conference,
     MediaFile,
     MediaJob,
+    MixMember,
     Participant,
     Queue,
     QueueEntry,
     Recording,
+    field_names,
 )
 from callroom.model.states import ConferenceStatus, ParticipantStatus
 from callroom.store import schema as t
@@ -70,6 +72,8 @@ def _send(tx: Tx, acct: str, read: r.Read) -> Callable[[], Any]:
                                             {"name": name, "acct": acct}))
         case r.MembersOf(conference_id=conf_id):
             return _all(Participant, execute(_statement("members", False), {"conf": conf_id}))
+        case r.MixOf(conference_id=conf_id):
+            return _all(MixMember, execute(_statement("mix", False), {"conf": conf_id}))
         case r.ParticipantOfCall(call_control_id=cid):
             return _one(Participant, execute(_statement("participant_of_call", False), {"cid": cid}))
         case r.ParticipantByIdOrLabel(conference_id=conf_id, id_or_label=key):
@@ -147,6 +151,13 @@ def _members(_locked: bool) -> Any:
             .order_by(c.created_at, c.id))  # fmt: skip
 
 
+def _mix(_locked: bool) -> Any:
+    c = t.participants.c
+    return (select(*(c[name] for name in field_names(MixMember)))
+            .where(c.conference_id == bindparam("conf"), c.status != ParticipantStatus.LEFT.value)
+            .order_by(c.created_at, c.id))  # fmt: skip
+
+
 def _participant_of_call(_locked: bool) -> Any:
     c = t.participants.c
     return select(t.participants).where(c.call_control_id == bindparam("cid"),
@@ -197,6 +208,7 @@ _BUILDERS: dict[str, Callable[[bool], Any]] = {
     "queue_head_call": _queue_head_call,
     "conference_by_name": _conference_by_name,
     "members": _members,
+    "mix": _mix,
     "participant_of_call": _participant_of_call,
     "participant_by_id_or_label": _participant_by_id_or_label,
     "entries_of_queue_named": _entries_of_queue_named,

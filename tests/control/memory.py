@@ -18,6 +18,7 @@ from callroom.model.records import (
     Conference,
     MediaFile,
     MediaJob,
+    MixMember,
     Participant,
     Queue,
     QueueEntry,
@@ -103,6 +104,10 @@ class Memory:
             case r.MembersOf(conference_id=conf_id):
                 return [copy.deepcopy(p) for p in sorted(self.participants, key=lambda p: (p.created_at, p.id))
                         if p.conference_id == conf_id and p.status is not ParticipantStatus.LEFT]
+            case r.MixOf(conference_id=conf_id):
+                return [MixMember(p.id, p.call_control_id, p.muted, p.on_hold, p.supervisor_role,
+                                  list(p.whisper_call_control_ids), p.hold_audio_url, p.hold_media_name)
+                        for p in self.answer(r.MembersOf(conf_id))]
             case r.ParticipantOfCall(call_control_id=cid):
                 found = [p for p in self.participants if p.call_control_id == cid
                          and p.status is not ParticipantStatus.LEFT]

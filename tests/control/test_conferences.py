@@ -62,7 +62,7 @@ def test_mute_some_reads_once_and_writes_one_statement() -> None:
     mem = Memory()
     conf, calls = _conference(mem)
     _, effects = mem.run(lambda w: conference_flags.set_flags(w, conf.id, [calls[1]], muted=True))
-    assert mem.batches == [(r.ConferenceById(conf.id), r.MembersOf(conf.id))]
+    assert mem.batches == [(r.ConferenceById(conf.id), r.MixOf(conf.id))]
     flags = [w for w in effects.writes if type(w).__name__ == "SetParticipantFlags"]
     assert len(flags) == 1 and len(effects.writes) == 1  # one statement, nothing else written
     assert {x.call_control_id: x.muted for x in _mix(effects.media).members} == {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from callroom.model import reads as r
-from callroom.model.records import MediaFile, MediaJob, Recording
+from callroom.model.records import MediaFile, MediaJob, MixMember, Recording
 from callroom.model.states import CallState, ConferenceStatus, ParticipantStatus
 from callroom.store import media_tx, reads
 from callroom.store.engine import Store
@@ -64,7 +64,8 @@ def test_every_kind_of_read(store: Store) -> None:
     batch: list[r.Read] = [
         r.CallById(agent.call_control_id), r.CallById(w["stranger"].call_control_id, lock=False),
         r.BridgePartner(agent.call_control_id), r.QueueHeadCall("support"), r.ConferenceById(conf.id),
-        r.ConferenceByName("standup"), r.MembersOf(conf.id), r.ParticipantOfCall(agent.call_control_id),
+        r.ConferenceByName("standup"), r.MembersOf(conf.id), r.MixOf(conf.id),
+        r.ParticipantOfCall(agent.call_control_id),
         r.ParticipantByIdOrLabel(conf.id, "host"), r.QueueByName("support"), r.QueueById(q.id),
         r.EntriesOfQueueNamed("support"), r.EntriesOfQueue(q.id), r.EntryOfCall(w["second"].call_control_id),
         r.AppById(w["app"].id), r.MediaByName("lobby"), r.JobById(w["job"].id),
@@ -80,6 +81,10 @@ def test_every_kind_of_read(store: Store) -> None:
     assert got[r.ConferenceById(conf.id)] == conf
     assert got[r.ConferenceByName("standup")] == conf  # the active one, not the newer completed one
     assert got[r.MembersOf(conf.id)] == [w["here"]]
+    here = w["here"]
+    assert got[r.MixOf(conf.id)] == [MixMember(here.id, here.call_control_id, here.muted, here.on_hold,
+                                               here.supervisor_role, here.whisper_call_control_ids,
+                                               here.hold_audio_url, here.hold_media_name)]
     assert got[r.ParticipantOfCall(agent.call_control_id)] == w["here"]
     assert got[r.ParticipantByIdOrLabel(conf.id, "host")] == w["here"]
     assert got[r.QueueByName("support")] == q and got[r.QueueById(q.id)] == q
