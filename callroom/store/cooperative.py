@@ -84,7 +84,8 @@ async def run(work: Callable[..., T], *args: Any) -> T:
         except BaseException as exc:
             request = worker.throw(exc)
         else:
-            request = worker.switch(value)
+            # Resumed by the readiness itself (``ReadableWatch``): it has already run up to its next wait.
+            request = value.request if isinstance(value, _Resumed) else worker.switch(value)
     if len(idle) < IDLE_KEPT:
         idle.append(worker)
     result: T = request.value
@@ -130,6 +131,16 @@ async def _ready(fd: int, *, writing: bool) -> None:
         (loop.remove_writer if writing else loop.remove_reader)(fd)
 
 
+class _Resumed:
+    """What a ``ReadableWatch`` waiter gets when the readiness resumed its unit of work at once: where the
+    unit stands now (waiting for something else, or finished)."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
 class ReadableWatch:
     """Waits inside ``run`` until one socket is readable, the socket registered with the loop once.
 
@@ -141,12 +152,18 @@ class ReadableWatch:
 
     As with a condition variable, a wake-up may be spurious (a readiness the loop saw before the previous
     waiter consumed the data): the caller reads without blocking and waits again if there was nothing,
-    as ``pg_wire`` does (``consume_input`` until the result is complete)."""
+    as ``pg_wire`` does (``consume_input`` until the result is complete).
+
+    The readiness resumes the waiting unit of work at once, inside the loop's callback, rather than through
+    its task at the loop's next turn: a transaction's results are taken, and what it sends next is sent, as
+    soon as they arrive, not after the requests that arrived meanwhile have had their turn (a transaction
+    that holds row locks holds them for less time)."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[Any] | None = None
+        self._worker: _Work | None = None
 
     def wait(self) -> None:
         loop = asyncio.get_running_loop()
@@ -154,18 +171,24 @@ class ReadableWatch:
             self.close()
             loop.add_reader(self.fd, self._fire)
             self._loop = loop
+        current = greenlet.getcurrent()
         waiter = self._waiter = loop.create_future()
+        self._worker = current if isinstance(current, _Work) else None
         try:
             wait_for(waiter)
         finally:
-            self._waiter = None
+            self._waiter = self._worker = None
 
     def _fire(self) -> None:
-        waiter = self._waiter
+        waiter, worker = self._waiter, self._worker
         if waiter is None:
             self.close()
         elif not waiter.done():
-            waiter.set_result(None)
+            if worker is not None and worker.parent is greenlet.getcurrent():
+                # Its waits switch to this greenlet: run it here up to its next wait, and hand that over.
+                waiter.set_result(_Resumed(worker.switch(None)))
+            else:
+                waiter.set_result(None)
 
     def close(self) -> None:
         loop, self._loop = self._loop, None
