@@ -183,6 +183,15 @@ class StoreError(CallroomError):
     """The store cannot do what was asked (unreachable database, schema behind, ...)."""
 
 
+class Conflict(StoreError):
+    """A write that a unique constraint refused (another transaction got there first). ``constraint`` names
+    it, as the schema does (``store/schema.py``), so that a layer above can say what it means."""
+
+    def __init__(self, constraint: str | None, detail: str) -> None:
+        super().__init__(detail)
+        self.constraint = constraint
+
+
 NUL_TEXT = "text must not contain the NUL character (U+0000)"
 
 

@@ -242,7 +242,7 @@ class Node:
             log.info("SIP listening on udp %s:%s", self.config.sip.host, self.media.sip_port)
         self.dispatcher = Dispatcher(
             self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff,
-            cooperative=self.control.cooperative, url_policy=self.url_policy,
+            cooperative=self.control.cooperative, url_policy=self.url_policy, owner=self.node_id,
         )
         self.control.on_events = self.dispatcher.enqueue
         self.app.state.webhook_dispatcher = self.dispatcher

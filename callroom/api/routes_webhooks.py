@@ -175,7 +175,7 @@ async def replay_webhook_deliveries(body: ReplayRequest, account: Account, ctl: 
             r.attempts, r.next_attempt_at = 0, now
         # Rows still pending are on their way anyway: leave them.
         again = [r for r in chosen if not dispatcher.is_queued(r.id)]
-        outbox.requeue(tx, again, now)
+        outbox.requeue(tx, again, now, dispatcher.owner)
         return again
 
     again = await ctl.astore_rows(account, requeue)

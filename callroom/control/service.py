@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 from callroom.control import timers
 from callroom.control.calls import node_restarted
 from callroom.control.world import Steps, World
+from callroom.errors import Conflict
 from callroom.model.effects import Effects
 from callroom.model.media import MediaOp, MediaPlane
+from callroom.model.states import Refusal
 from callroom.store import commands, cooperative, outbox
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery
@@ -128,6 +130,13 @@ class Control:
 
     def _transact(self, account_id: str, command: Command[T],
                   dedupe: tuple[str, str | None] | None) -> tuple[T | Duplicate, Committed | None]:  # fmt: skip
+        try:
+            return self._transact_once(account_id, command, dedupe)
+        except Conflict as exc:
+            raise _conflict(exc) from exc
+
+    def _transact_once(self, account_id: str, command: Command[T],
+                       dedupe: tuple[str, str | None] | None) -> tuple[T | Duplicate, Committed | None]:  # fmt: skip
         with self.store.transaction() as tx:
             now = self.clock()
             scope, command_id = dedupe if dedupe is not None and dedupe[1] else (None, None)
@@ -243,6 +252,19 @@ class Control:
         for call in orphans:
             self.run(call.account_id, functools.partial(node_restarted, call_control_id=call.call_control_id))
         return len(orphans)
+
+
+def _conflict(exc: Conflict) -> Exception:
+    """A write another transaction beat (a unique constraint; on PostgreSQL seen at the COMMIT at the latest)
+    as the refusal the command would have given had it read the winner's row."""
+    refusal = CONFLICTS.get(exc.constraint or "")
+    return refusal.error() if refusal is not None else exc
+
+
+CONFLICTS: dict[str, Refusal] = {
+    "uq_conferences_active_name": Refusal("90033", "Conference name already in use",
+                                          "An active conference of that name exists.", "/name"),
+}
 
 
 def _deliveries(account_id: str, effects: Effects, appended: list[outbox.Appended]) -> list[PendingDelivery]:

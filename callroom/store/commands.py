@@ -23,6 +23,7 @@ class CommandWorld(Protocol):
 
     account_id: str
     now: float
+    node_id: str
 
     def take(self, results: dict[r.Read, Any]) -> None: ...
     def effects(self) -> Effects: ...
@@ -39,4 +40,4 @@ def run(tx: Tx, world: CommandWorld, steps: Any) -> tuple[Any, Effects, list[out
     except StopIteration as stop:
         result = stop.value
     effects = world.effects()
-    return result, effects, writes.write(tx, world.account_id, world.now, effects)
+    return result, effects, writes.write(tx, world.account_id, world.now, effects, world.node_id)

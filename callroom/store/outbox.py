@@ -56,17 +56,34 @@ def pending(tx: Tx, limit: int) -> list[PendingDelivery]:
     return _rows(tx, _select_rows().where(c.status == "pending").order_by(c.id).limit(limit))
 
 
-def pending_after(tx: Tx, after_id: int, limit: int) -> list[PendingDelivery]:
-    """Pending rows with an id above ``after_id`` in id order (loading a backlog in chunks)."""
+def _owned_by(owner: str | None) -> Any:
+    """Rows a node's dispatcher delivers: its own, and those no node owns (written before nodes owned rows).
+    ``owner`` None: every row (a single process that is all there is)."""
     c = t.outbox.c
-    return _rows(tx, _select_rows().where(and_(c.status == "pending", c.id > after_id)).order_by(c.id).limit(limit))
+    return True if owner is None else or_(c.owner == owner, c.owner.is_(None))
 
 
-def stale_pending_ids(tx: Tx, due_before: float) -> list[int]:
-    """Ids of pending rows that were due before ``due_before`` (the sweep: rows nobody here knows of)."""
+def pending_after(tx: Tx, after_id: int, limit: int, owner: str | None = None) -> list[PendingDelivery]:
+    """Pending rows (of ``owner``) with an id above ``after_id`` in id order (loading a backlog in chunks)."""
     c = t.outbox.c
-    stmt = select(c.id).where(and_(c.status == "pending", c.next_attempt_at <= due_before)).order_by(c.id)
+    where = and_(c.status == "pending", c.id > after_id, _owned_by(owner))
+    return _rows(tx, _select_rows().where(where).order_by(c.id).limit(limit))
+
+
+def stale_pending_ids(tx: Tx, due_before: float, owner: str | None = None) -> list[int]:
+    """Ids of pending rows (of ``owner``) that were due before ``due_before`` (the sweep: rows nobody here
+    knows of)."""
+    c = t.outbox.c
+    stmt = (select(c.id).where(and_(c.status == "pending", c.next_attempt_at <= due_before, _owned_by(owner)))
+            .order_by(c.id))  # fmt: skip
     return [int(r[0]) for r in tx.conn.execute(stmt)]
+
+
+def take_over(tx: Tx, dead: str, survivor: str) -> int:
+    """A dead node's pending rows become the survivor's to deliver; returns how many."""
+    c = t.outbox.c
+    stmt = update(t.outbox).where(and_(c.owner == dead, c.status == "pending")).values(owner=survivor)
+    return int(tx.conn.execute(stmt).rowcount)
 
 
 OLDER_PENDING_LIMIT = 100
@@ -334,20 +351,21 @@ WITH s AS (
     WHERE id = :connection_id AND account_id = :account_id
 )
 INSERT INTO outbox (id, event_id, account_id, event_type, occurred_at, payload, occurred_at_in_payload, url,
-                    failover_url, method, timeout_secs, order_key, status, attempts, next_attempt_at, created_at)
+                    failover_url, method, timeout_secs, order_key, status, attempts, next_attempt_at, created_at,
+                    owner)
 SELECT nextval(pg_get_serial_sequence('outbox', 'id')), :event_id, :account_id, :event_type, :occurred_at,
        CAST(CAST(:payload_head AS TEXT) || CAST(s.last_sequence AS TEXT) || '}' AS JSON),
        :occurred_at_in_payload, COALESCE(CAST(:url AS VARCHAR), (SELECT webhook_event_url FROM a)),
        (SELECT webhook_event_failover_url FROM a), :method,
        COALESCE(CAST((SELECT webhook_timeout_secs FROM a) AS DOUBLE PRECISION), :default_timeout), :order_key,
-       'pending', 0, :now, :now
+       'pending', 0, :now, :now, :owner
 FROM s
 RETURNING id, (SELECT last_sequence FROM s) AS sequence, url, failover_url, timeout_secs"""
 
 
-def append_webhook(tx: Tx, account_id: str, hook: Webhook, now: float) -> Appended:
+def append_webhook(tx: Tx, account_id: str, hook: Webhook, now: float, owner: str | None) -> Appended:
     """Append a command's webhook: ``append`` with its address taken from its application (``connection_id``)
-    unless the webhook names its own URL."""
+    unless the webhook names its own URL; ``owner``: the node whose dispatcher delivers it."""
     field_name = sequence_field(hook.order_key)
     payload = hook.payload
     if tx.conn.dialect.name != "postgresql":
@@ -360,7 +378,7 @@ def append_webhook(tx: Tx, account_id: str, hook: Webhook, now: float) -> Append
                            method=hook.method, timeout_secs=timeout, order_key=hook.order_key,
                            occurred_at_in_payload=hook.occurred_at_in_payload)  # fmt: skip
         sequence = next_sequence(tx, ev.order_key)
-        row_id = tx.add_event(replace(ev, payload={**ev.payload, field_name: sequence}), now)
+        row_id = tx.add_event(replace(ev, payload={**ev.payload, field_name: sequence}), now, owner)
         return Appended(Result([(row_id, sequence, url, failover, timeout)], 5, None), field_name)
     body = orjson.dumps(payload)
     head = body[:-1] + (b"," if len(body) > 2 else b"") + orjson.dumps(field_name) + b":"
@@ -368,7 +386,7 @@ def append_webhook(tx: Tx, account_id: str, hook: Webhook, now: float) -> Append
         "order_key": hook.order_key, "event_id": hook.event_id, "account_id": account_id, "event_type": hook.event_type,
         "occurred_at": hook.occurred_at, "payload_head": head.decode(), "connection_id": hook.connection_id,
         "occurred_at_in_payload": hook.occurred_at_in_payload, "url": hook.webhook_url, "method": hook.method,
-        "default_timeout": DEFAULT_WEBHOOK_TIMEOUT_SECS, "now": now,
+        "default_timeout": DEFAULT_WEBHOOK_TIMEOUT_SECS, "now": now, "owner": owner,
     }  # fmt: skip
     stmt = prebuilt("append_webhook:postgresql", lambda: text(_APPEND_WEBHOOK_PG))
     return Appended(tx.conn.execute(stmt, params), field_name)
@@ -506,14 +524,15 @@ def for_replay(tx: Tx, account_id: str, order_key: str) -> list[PendingDelivery]
     return _rows(tx, stmt)
 
 
-def requeue(tx: Tx, rows: Sequence[PendingDelivery], now: float) -> None:
-    """Make delivered or failed rows pending again (a replay), addressed to each row's ``url``."""
+def requeue(tx: Tx, rows: Sequence[PendingDelivery], now: float, owner: str | None = None) -> None:
+    """Make delivered or failed rows pending again (a replay), addressed to each row's ``url``, to be
+    delivered by ``owner`` (the node replaying them)."""
     if not rows:
         return
     stmt = (
         update(t.outbox)
         .where(t.outbox.c.id == bindparam("b_id"))
         .values(status="pending", attempts=0, next_attempt_at=now, delivered_at=None, last_error=None,
-                url=bindparam("b_url"), failover_url=bindparam("b_failover"))
+                url=bindparam("b_url"), failover_url=bindparam("b_failover"), owner=owner)
     )
     tx.conn.execute(stmt, [{"b_id": r.id, "b_url": r.url, "b_failover": r.failover_url} for r in rows])

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -141,6 +142,9 @@ conferences = Table(
     Column("ended_at", Float, nullable=True),
     Index("ix_conferences_account_name_status", "account_id", "name", "status"),
     Index("ix_conferences_account_expires", "account_id", "expires_at"),
+    # A name is one live conference's at a time, whichever node creates it (two creates racing: one wins).
+    Index("uq_conferences_active_name", "account_id", "name", unique=True,
+          postgresql_where=text("status != 'completed'"), sqlite_where=text("status != 'completed'")),
 )
 
 participants = Table(
@@ -221,8 +225,27 @@ outbox = Table(
     Column("created_at", Float, nullable=False),
     Column("delivered_at", Float, nullable=True),
     Column("last_error", Text, nullable=True),
+    # The node whose dispatcher delivers the row (the one that committed it, or the node that took over the
+    # rows of a dead one); None: rows written before nodes owned them, delivered by any node.
+    Column("owner", ID, nullable=True),
     Index("ix_outbox_status_next", "status", "next_attempt_at"),
     Index("ix_outbox_order_key_status", "order_key", "status"),
+    Index("ix_outbox_owner_status", "owner", "status"),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", ID, primary_key=True),
+    Column("status", String(16), nullable=False),  # up | stopped | dead
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("api_url", String(512), nullable=True),
+    Column("sip_host", String(255), nullable=True),
+    Column("sip_port", Integer, nullable=True),
+    Column("load", JSON, nullable=False),  # calls, legs, tick lateness ... as the node last reported them
+    Column("reaped_by", ID, nullable=True),  # the survivor that ended a dead node's calls
+    Column("reaped_at", Float, nullable=True),
 )
 
 timers = Table(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import re
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +31,31 @@ from sqlalchemy import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
-from callroom.errors import StoreError, UnstorableText
+from callroom.errors import Conflict, StoreError, UnstorableText
 from callroom.store.pg_wire import Outcome, PgSession
+from callroom.store.schema import metadata
 
 Processor = Callable[[Any], Any] | None
+
+
+def unique_constraint_named(columns: str) -> str | None:
+    """The schema's name of the unique index or constraint over SQLite's ``table.a, table.b`` (SQLite names
+    the columns of a refused unique write, not the index)."""
+    names = [c.strip().split(".") for c in columns.split(",")]
+    if not names or any(len(n) != 2 for n in names):
+        return None
+    table = metadata.tables.get(names[0][0])
+    wanted = {n[1] for n in names}
+    if table is None:
+        return None
+    for index in table.indexes:
+        if index.unique and {c.name for c in index.columns} == wanted:
+            return str(index.name)
+    for constraint in table.constraints:
+        cols = {c.name for c in getattr(constraint, "columns", ())}
+        if cols == wanted and constraint.name:
+            return str(constraint.name)
+    return None
 
 
 # -- statements made once -------------------------------------------------------------------------------
@@ -293,6 +315,10 @@ class Connection:
         if isinstance(exc, psycopg.errors.UntranslatableCharacter) or (
                 isinstance(exc, psycopg.DataError) and "NUL" in str(exc)):
             return UnstorableText(str(exc))
+        if isinstance(exc, psycopg.errors.UniqueViolation):
+            return Conflict(exc.diag.constraint_name, str(exc))
+        if isinstance(exc, sqlite3.IntegrityError) and str(exc).startswith("UNIQUE constraint failed: "):
+            return Conflict(unique_constraint_named(str(exc).removeprefix("UNIQUE constraint failed: ")), str(exc))
         # As SQLAlchemy would raise it: IntegrityError, OperationalError...
         return DBAPIError.instance(sql, args, exc, self._driver_error)
 

@@ -185,13 +185,15 @@ class Tx(ConferenceTx, QueueTx):
 
     # -- outbox, timers, command ids ----------------------------------------------------------------
 
-    def add_event(self, ev: OutboundEvent, now: float) -> int:
-        """Append a webhook to the outbox; returns its outbox id (delivery order)."""
+    def add_event(self, ev: OutboundEvent, now: float, owner: str | None = None) -> int:
+        """Append a webhook to the outbox; returns its outbox id (delivery order). ``owner``: the node whose
+        dispatcher delivers it."""
         row = {
             "event_id": ev.id, "account_id": ev.account_id, "event_type": ev.event_type,
             "occurred_at": ev.occurred_at, "payload": ev.payload, "occurred_at_in_payload": ev.occurred_at_in_payload,
             "url": ev.url, "failover_url": ev.failover_url, "method": ev.method, "timeout_secs": ev.timeout_secs,
             "order_key": ev.order_key, "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+            "owner": owner,
         }
         result = self.conn.execute(prebuilt("insert:outbox", t.outbox.insert), row)
         pk = result.inserted_primary_key

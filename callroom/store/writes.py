@@ -53,9 +53,9 @@ _TABLES: dict[type[Any], tuple[Table, str]] = {
 }
 
 
-def write(tx: Tx, account_id: str, now: float, effects: Effects) -> list[outbox.Appended]:
+def write(tx: Tx, account_id: str, now: float, effects: Effects, node_id: str | None = None) -> list[outbox.Appended]:
     """Write ``effects``; returns the outbox rows of its webhooks (their ids and sequence numbers are known
-    once the transaction has committed)."""
+    once the transaction has committed). ``node_id``: the node whose dispatcher delivers those webhooks."""
     appended: list[outbox.Appended] = []
     execute = tx.conn.execute
     for w in effects.writes:
@@ -81,7 +81,7 @@ def write(tx: Tx, account_id: str, now: float, effects: Effects) -> list[outbox.
             case CancelTimer(kind=kind, ref=ref):
                 tx.cancel_timers(kind, ref)
             case Webhook():
-                appended.append(outbox.append_webhook(tx, account_id, w, now))
+                appended.append(outbox.append_webhook(tx, account_id, w, now, node_id))
     return appended
 
 

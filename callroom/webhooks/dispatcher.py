@@ -116,8 +116,11 @@ class Dispatcher:
         order_recheck: float = 0.25,
         cooperative: bool = False,
         url_policy: AddressPolicy = UNRESTRICTED,
+        owner: str | None = None,
     ) -> None:
         self.store = store
+        # The node whose rows this dispatcher delivers (None: every row; a process that is all there is).
+        self.owner = owner
         self.cooperative = cooperative
         self.signer = signer
         self.http = http or WebhookHttp(policy=url_policy)
@@ -304,7 +307,7 @@ class Dispatcher:
         after = 0
         while True:
             with self.store.transaction() as tx:
-                rows = outbox.pending_after(tx, after, 2000)
+                rows = outbox.pending_after(tx, after, 2000, self.owner)
             if not rows:
                 return
             self.enqueue(rows)
@@ -320,7 +323,7 @@ class Dispatcher:
     def _stale_ids(self, now: float) -> list[int]:
         self.signer.reload(self.store)
         with self.store.transaction() as tx:
-            return outbox.stale_pending_ids(tx, now - self.sweep_grace)
+            return outbox.stale_pending_ids(tx, now - self.sweep_grace, self.owner)
 
     def _rows_by_ids(self, ids: list[int]) -> list[PendingDelivery]:
         with self.store.transaction() as tx:

@@ -8,12 +8,13 @@ writers there (a barrier inside would deadlock: the second BEGIN waits for the f
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select, text
@@ -331,3 +332,41 @@ def test_a_read_neither_waits_for_a_writers_row_lock_nor_sees_its_uncommitted_ch
         tx.conn.execute(t.conferences.update().where(t.conferences.c.id == conf.id).values(name="lost"))
         raise RuntimeError
     assert read() == "after"
+
+
+async def test_two_creates_of_one_conference_name_at_once_make_one_conference(postgres_store: Store) -> None:
+    """Neither finds the name in use (there is no row to lock yet); the unique index lets one commit, and the
+    other answers as if it had seen the winner's conference."""
+    import asyncio
+
+    from callroom.control import calls, conferences
+    from callroom.control.service import Control
+    from callroom.errors import CommandRejected
+    from callroom.model.records import Account, Application
+
+    class Media:
+        def apply(self, ops: object) -> None:
+            pass
+
+    control = Control(postgres_store, "node-test", Media())
+    control.cooperative = True
+    acct = f.uid()
+    with postgres_store.transaction() as tx:
+        tx.insert_account(Account(acct, acct, 0.0))
+        tx.insert_application(Application("app-" + acct, acct, "app", "http://127.0.0.1:9/", 0.0, 0.0))
+    legs = []
+    for _ in range(2):
+        call = control.write(acct, lambda w: calls.dial(w, calls.DialRequest("app-" + acct, "+1", "virtual:x")))
+        answered = functools.partial(calls.remote_answered, call_control_id=call.call_control_id)
+        control.write(acct, answered)
+        legs.append(call.call_control_id)
+
+    def create(cid: str) -> Any:
+        return control.arun(acct, lambda w: conferences.create(w, conferences.CreateRequest(call_control_id=cid,
+                                                                                            name="standup")))
+
+    results = await asyncio.gather(*(create(cid) for cid in legs), return_exceptions=True)
+    refused = [r for r in results if isinstance(r, CommandRejected)]
+    assert len(refused) == 1 and [i.code for i in refused[0].items] == ["90033"], results
+    with postgres_store.transaction() as tx:
+        assert len([c for c in tx.list_conferences(acct, 1, 10, "standup", None)[0] if c.is_active]) == 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
+from callroom.errors import Conflict
 from callroom.model.states import CallState
 from callroom.store import outbox
 from callroom.store import schema as t
@@ -102,7 +102,7 @@ def test_event_ids_are_unique(store: Store) -> None:
     ev = f.event(uid())
     with store.transaction() as tx:
         tx.add_event(ev, NOW)
-    with pytest.raises(IntegrityError), store.transaction() as tx:
+    with pytest.raises(Conflict), store.transaction() as tx:
         tx.add_event(ev, NOW)
     assert _outbox_size(store) == 1
 
@@ -170,7 +170,7 @@ def test_an_outbox_write_that_fails_undoes_the_state_change(store: Store) -> Non
     taken = f.event(acct)
     with store.transaction() as tx:
         tx.add_event(taken, NOW)
-    with pytest.raises(IntegrityError), store.transaction() as tx:
+    with pytest.raises(Conflict), store.transaction() as tx:
         call = tx.get_call(acct, ccid, lock=True)
         assert call is not None
         call.state = CallState.ENDED

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import bindparam, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
 
+from callroom.errors import Conflict
 from callroom.store import schema as t
 from callroom.store.engine import Store
 from callroom.store.sql import prebuilt
@@ -79,7 +79,7 @@ def test_rowcount_of_a_queued_write(postgres_store: Store) -> None:
 
 
 def test_an_error_of_a_queued_write_fails_the_transaction_and_changes_nothing(postgres_store: Store) -> None:
-    with pytest.raises(IntegrityError), postgres_store.transaction() as tx:
+    with pytest.raises(Conflict), postgres_store.transaction() as tx:
         tx.conn.execute(_insert_account(), _account(1))
         tx.conn.execute(_insert_account(), _account(1))  # the same primary key: fails on the server
         tx.conn.execute(_insert_account(), _account(2))  # skipped by the server
@@ -96,7 +96,7 @@ def test_a_statement_whose_prepare_was_skipped_is_prepared_again(postgres_store:
     # statement sent for the first time; the session must not believe it prepared.
     fresh = prebuilt(f"test:select_account:{uuid.uuid4()}",
                      lambda: select(t.accounts.c.name).where(t.accounts.c.id == bindparam("i")))
-    with pytest.raises(IntegrityError), postgres_store.transaction() as tx:
+    with pytest.raises(Conflict), postgres_store.transaction() as tx:
         tx.conn.execute(_insert_account(), _account(1))
         tx.conn.execute(_insert_account(), _account(1))
         tx.conn.execute(fresh, {"i": "acct-1"}).first()

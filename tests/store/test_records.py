@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from callroom.errors import Conflict
 from callroom.model.states import CallState, ConferenceStatus, ParticipantStatus
 from callroom.store.engine import Store
 from tests.store import factories as f
@@ -118,17 +119,20 @@ def test_conference_round_trip(store: Store) -> None:
         assert tx.active_conference_by_name(acct, conf.name) is None  # completed ones are not "active"
 
 
-def test_active_conference_by_name_is_the_newest_not_completed(store: Store) -> None:
+def test_a_name_belongs_to_one_live_conference_at_a_time(store: Store) -> None:
     acct = uid()
-    old = f.conference(acct, created_at=NOW, status=ConferenceStatus.IN_PROGRESS)
-    new = f.conference(acct, created_at=NOW + 10, status=ConferenceStatus.INIT)
-    done = f.conference(acct, created_at=NOW + 20, status=ConferenceStatus.COMPLETED)
+    done = f.conference(acct, created_at=NOW, status=ConferenceStatus.COMPLETED)
+    again = f.conference(acct, created_at=NOW + 5, status=ConferenceStatus.COMPLETED)
+    live = f.conference(acct, created_at=NOW + 10, status=ConferenceStatus.INIT)
     other = f.conference(acct, name="other", created_at=NOW + 30)
     with store.transaction() as tx:
-        for c in (old, new, done, other):
+        for c in (done, again, live, other):  # completed ones may share the name
             tx.insert_conference(c)
     with store.transaction() as tx:
-        assert tx.active_conference_by_name(acct, "standup") == new
+        assert tx.active_conference_by_name(acct, "standup") == live
+    with pytest.raises(Conflict) as taken, store.transaction() as tx:
+        tx.insert_conference(f.conference(acct, created_at=NOW + 40, status=ConferenceStatus.IN_PROGRESS))
+    assert taken.value.constraint == "uq_conferences_active_name"
 
 
 def test_participant_round_trip(store: Store) -> None:
@@ -303,7 +307,7 @@ def test_gets_with_another_account_return_none_and_listings_stay_inside_the_acco
 def test_list_conferences_pages_by_expiry_descending_with_id_as_tie_break(store: Store) -> None:
     acct = uid()
     expiries = [NOW + 10 * i for i in range(7)] + [NOW + 30]  # one tie, at NOW + 30
-    confs = [f.conference(acct, expires_at=e) for e in expiries]
+    confs = [f.conference(acct, name=f"room-{i}", expires_at=e) for i, e in enumerate(expiries)]
     random.Random(7).shuffle(confs)
     with store.transaction() as tx:
         for c in confs:
@@ -403,7 +407,7 @@ def test_list_queues_pages(store: Store) -> None:
 def test_participant_filters(store: Store) -> None:
     acct = uid()
     conf = f.conference(acct)
-    other_conf = f.conference(acct)
+    other_conf = f.conference(acct, name="other")
     flags = [  # (muted, on_hold, role)
         (False, False, "none"),
         (True, False, "none"),
