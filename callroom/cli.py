@@ -61,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
                            rate_limit=rate_limit, freeze_startup_objects=True, ring_timeout_secs=args.ring_timeout,
+                           api_url=f"http://{args.host}:{args.port}/v2",
                            allow_url_networks=allow_urls))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
@@ -127,6 +128,35 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    """``callroom cluster status``: every node of the cluster sharing this database, read from it."""
+    import json
+    import time
+
+    from callroom.api.routes_cluster import cluster_view
+    from callroom.cluster.membership import TIME_TO_LIVE_SECS
+    from callroom.control.service import ReadCtx
+    from callroom.store.engine import Store
+
+    store = Store(_database_url(args))
+    store.migrate()
+    with store.transaction(read_only=True) as tx:
+        view = cluster_view(ReadCtx(tx, "", time.time(), ""), time.time(), TIME_TO_LIVE_SECS)
+    store.dispose()
+    if args.json:
+        print(json.dumps(view["nodes"], indent=2))
+        return 0
+    if not view["nodes"]:
+        print("no node has run against this database")
+        return 0
+    print(f"{'node':24} {'health':8} {'calls':>6} {'legs':>6} {'heartbeat':>10}  api / sip")
+    for n in view["nodes"]:
+        legs = n["load"].get("legs", "") if isinstance(n["load"], dict) else ""
+        print(f"{n['node_id']:24} {n['health']:8} {n['live_calls']:>6} {legs!s:>6} {n['heartbeat_age_secs']:>9.1f}s"
+              f"  {n['api_url'] or '-'} {n['sip'] or '-'}")
+    return 0
+
+
 def _phone(args: argparse.Namespace) -> int:
     key = args.api_key or os.environ.get("CALLROOM_API_KEY")
     key_file = args.data_dir / "initial-api-key"
@@ -189,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                                  help="new webhook signing key; the old one stays valid for a grace period")
     rotate.add_argument("--grace-hours", type=float, default=24.0, help="how long the old key keeps signing")
     keys.set_defaults(func=_keys)
+
+    cluster = sub.add_parser("cluster", help="the nodes sharing this database")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
+    status = cluster_sub.add_parser("status", help="list the nodes: health, calls, load")
+    status.add_argument("--json", action="store_true", help="one JSON array")
+    cluster.set_defaults(func=_cluster)
 
     phone = sub.add_parser("phone", help="virtual phones")
     phone_sub = phone.add_subparsers(dest="phone_command", required=True)

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
+from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
 from callroom.control import calls, conferences, media_facts
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
 from callroom.endpoints.media_process import MediaProcess
@@ -76,6 +77,11 @@ class NodeConfig:
     # for receivers on this machine): an application's URLs must not reach the node's own services or its
     # network (callroom/outbound.py). None are allowed unless said.
     allow_url_networks: tuple[str, ...] = ()
+    # Where this node's API answers (as other nodes and `callroom cluster status` show it).
+    api_url: str | None = None
+    # The cluster's heartbeat: every ``heartbeat_secs``; a node silent for ``node_ttl_secs`` is dead.
+    heartbeat_secs: float = HEARTBEAT_SECS
+    node_ttl_secs: float = TIME_TO_LIVE_SECS
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -147,6 +153,7 @@ class Node:
             self.control.cooperative = True
         self.dispatcher: Dispatcher | None = None
         self._timer_task: asyncio.Task[None] | None = None
+        self.membership: Membership | None = None
         self._timer_wake = asyncio.Event()
         self._stopping = False
         self.app: FastAPI = create_app(
@@ -251,12 +258,28 @@ class Node:
         if ended:
             log.warning("ended %d call legs left alive by a previous run of %s", ended, self.node_id)
         self.dispatcher.start()
+        sip = self.config.sip
+        self.membership = Membership(
+            self.store, self.control, self.node_id, api_url=self.config.api_url,
+            sip_host=(sip.advertise or sip.host) if sip is not None else None,
+            sip_port=self.media.sip_port if sip is not None else None, load=self._load,
+            took_over=self.dispatcher.reload, interval=self.config.heartbeat_secs, ttl=self.config.node_ttl_secs,
+        )
+        await self.membership.start()
         self._timer_task = asyncio.create_task(self._timers(), name="control-timers")
         if self.config.freeze_startup_objects:
             gc.collect()
             gc.freeze()
 
+    async def _load(self) -> dict[str, Any]:
+        """What this node's heartbeat tells the cluster: its media legs and the tick's lateness."""
+        stats = await self.media.stats(timeout=0.5)
+        return {"legs": stats.legs, "conferences": stats.conferences, "tick_late_p99_ms": stats.tick.get("late_p99_ms"),
+                "sip": stats.sip or {}}  # fmt: skip
+
     async def stop(self) -> None:
+        if self.membership is not None:
+            await self.membership.stop()
         if self._timer_task:
             # Not cancelled mid-transaction: the loop ends after the pass under way.
             self._stopping = True

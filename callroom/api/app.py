@@ -13,6 +13,7 @@ from callroom.api import (
     errors,
     routes_applications,
     routes_calls,
+    routes_cluster,
     routes_conferences,
     routes_files,
     routes_media_actions,
@@ -56,7 +57,7 @@ def create_app(
     errors.install(app)
     routers = [("/v2", r) for r in (routes_conferences.router, routes_queues.router, routes_calls.router,
                                     routes_applications.router, routes_media_actions.router,
-                                    routes_files.router, routes_webhooks.router)]
+                                    routes_files.router, routes_webhooks.router, routes_cluster.router)]
     routers += [("", routes_webhooks.metrics_router), ("", routes_virtual.router)]
     for prefix, router in routers:
         app.include_router(router, prefix=prefix)

@@ -150,6 +150,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._reload = False
 
     # -- the public surface ---------------------------------------------------------------------------
 
@@ -302,6 +303,12 @@ class Dispatcher:
             else:
                 await asyncio.sleep(0)
 
+    def reload(self) -> None:
+        """Rows became this dispatcher's (a dead node's, taken over): load them at the next sweep, which finds
+        pending rows it does not know of whatever their due time."""
+        self._reload = True
+        self.wake()
+
     def _load_all(self) -> None:
         """Crash recovery: every pending row, oldest first, in chunks."""
         after = 0
@@ -314,8 +321,10 @@ class Dispatcher:
             after = rows[-1].id
 
     async def _sweep(self, now: float) -> None:
-        """Pending rows due for a while that nobody here knows of (another process committed them)."""
-        ids = await self._in_store(self._stale_ids, now)
+        """Pending rows due for a while that nobody here knows of (another process committed them); after
+        ``reload``, every pending row of this owner nobody here knows of, due or not."""
+        reload, self._reload = self._reload, False
+        ids = await self._in_store(self._stale_ids, float("inf") if reload else now)
         unknown = [i for i in ids if i not in self._queued_ids and i not in self._flushing_ids]
         for start in range(0, len(unknown), 500):
             self.enqueue(await self._in_store(self._rows_by_ids, unknown[start : start + 500]))

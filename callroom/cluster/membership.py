@@ -1,0 +1,127 @@
+"""A node's membership of its cluster: its heartbeat, and what it does when another node dies.
+
+Every node sharing a database keeps a row in ``nodes`` (``store/nodes.py``) and beats every ``interval``
+seconds. A node whose heartbeat is older than ``ttl`` is dead: the first survivor to notice claims it (the
+row's lock decides: one survivor per dead node), takes over its pending webhooks (their rows become the
+survivor's, and its dispatcher loads them) and ends its calls (``call.hangup``, leaving their queues and
+conferences; conferences with members elsewhere go on). Ending the calls is a pass that repeats until none
+is left, so a survivor that dies in the middle is replaced by the next.
+
+On SQLite a node is alone: it beats all the same (``callroom cluster status`` shows it), and nobody dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from callroom.control.calls import node_restarted
+from callroom.control.service import Control
+from callroom.store import cooperative, nodes, outbox
+from callroom.store.engine import Store
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECS = 1.0
+TIME_TO_LIVE_SECS = 4.0  # a node silent this long is dead (its calls end within ~TTL + 2 heartbeats)
+
+
+class Membership:
+    def __init__(self, store: Store, control: Control, node_id: str, *, api_url: str | None, sip_host: str | None,
+                 sip_port: int | None, load: Callable[[], Awaitable[dict[str, Any]]],
+                 took_over: Callable[[], None] = lambda: None, interval: float = HEARTBEAT_SECS,
+                 ttl: float = TIME_TO_LIVE_SECS, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self.store = store
+        self.control = control
+        self.node_id = node_id
+        self.api_url, self.sip_host, self.sip_port = api_url, sip_host, sip_port
+        self.load = load  # the figures each heartbeat carries (legs, calls, tick lateness ...)
+        self.took_over = took_over  # called when this node took over a dead node's webhooks
+        self.interval = interval
+        self.ttl = ttl
+        self.clock = clock
+        self.reaped = 0  # calls of dead nodes this node ended
+        self._task: asyncio.Task[None] | None = None
+
+    async def _in_store(self, work: Callable[..., Any], *args: Any) -> Any:
+        return await cooperative.run_if(self.control.cooperative, work, *args)
+
+    def _register(self) -> None:
+        with self.store.transaction() as tx:
+            nodes.register(tx, self.node_id, self.clock(), api_url=self.api_url, sip_host=self.sip_host,
+                           sip_port=self.sip_port)  # fmt: skip
+
+    async def start(self) -> None:
+        await self._in_store(self._register)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="cluster-membership")
+
+    async def stop(self) -> None:
+        """Stop beating and say so: a node that stopped cleanly is not dead (nobody reaps it)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._in_store(self._stopped)
+
+    def _stopped(self) -> None:
+        with self.store.transaction() as tx:
+            nodes.stopped(tx, self.node_id, self.clock())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.pass_once()
+            except Exception:
+                log.exception("cluster membership pass failed")
+            await asyncio.sleep(self.interval)
+
+    async def pass_once(self) -> None:
+        """One heartbeat, then what the cluster's dead need of this node."""
+        try:
+            load = await asyncio.wait_for(self.load(), self.interval)
+        except Exception:
+            load = {}
+        alive = await self._in_store(self._beat, load)
+        if not alive:
+            log.error("node %s was declared dead by the cluster (its calls were ended); registering again",
+                      self.node_id)
+            await self._in_store(self._register)
+        dead = await self._in_store(self._claim)
+        for node_id in dead:
+            log.warning("node %s is dead (no heartbeat for %.0f s): %s ends its calls and delivers its webhooks",
+                        node_id, self.ttl, self.node_id)
+        if dead:
+            self.took_over()
+        await self._in_store(self._end_orphans)
+
+    def _beat(self, load: dict[str, Any]) -> bool:
+        with self.store.transaction() as tx:
+            return nodes.beat(tx, self.node_id, self.clock(), load)
+
+    def _claim(self) -> list[str]:
+        with self.store.transaction() as tx:
+            dead = nodes.claim_dead(tx, self.node_id, self.clock(), self.ttl)
+            for node_id in dead:
+                outbox.take_over(tx, node_id, self.node_id)
+            return dead
+
+    def _end_orphans(self) -> None:
+        seen: list[tuple[str, str]] = []
+        while True:
+            with self.store.transaction(read_only=True) as tx:
+                orphans = nodes.orphaned(tx, self.node_id)
+            if not orphans or orphans == seen:  # none left, or none of these would end (try again next pass)
+                return
+            seen = orphans
+            for account_id, call_control_id in orphans:
+                try:
+                    self.control.run(account_id, functools.partial(node_restarted, call_control_id=call_control_id))
+                    self.reaped += 1
+                except Exception:
+                    log.exception("ending call %s of a dead node failed", call_control_id)

@@ -1,0 +1,95 @@
+"""The nodes of a cluster as the store keeps them: each node's row and heartbeat, and the claim of a dead
+node by one survivor (the row lock decides which: exactly one gets it).
+
+A node is *up* while its heartbeat is fresh, *stopped* when it stopped cleanly (its calls ended by itself),
+*dead* once a survivor found its heartbeat older than the time to live and claimed it; that survivor
+ends the dead node's calls and delivers its pending webhooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, select, update
+
+from callroom.model.states import CallState
+from callroom.store import schema as t
+from callroom.store.sql import prebuilt
+from callroom.store.tx import Tx
+
+UP, STOPPED, DEAD = "up", "stopped", "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    node_id: str
+    status: str
+    started_at: float
+    heartbeat_at: float
+    api_url: str | None
+    sip_host: str | None
+    sip_port: int | None
+    load: dict[str, Any]
+    reaped_by: str | None
+    reaped_at: float | None
+
+
+def register(tx: Tx, node_id: str, now: float, *, api_url: str | None, sip_host: str | None,
+             sip_port: int | None) -> None:  # fmt: skip
+    """The node starts (or starts again with its id): up, with a fresh heartbeat."""
+    values = {"status": UP, "started_at": now, "heartbeat_at": now, "api_url": api_url, "sip_host": sip_host,
+              "sip_port": sip_port, "load": {}, "reaped_by": None, "reaped_at": None}  # fmt: skip
+    found = tx.conn.execute(select(t.nodes.c.node_id).where(t.nodes.c.node_id == node_id).with_for_update()).first()
+    if found is None:
+        tx.conn.execute(insert(t.nodes).values(node_id=node_id, **values))
+    else:
+        tx.conn.execute(update(t.nodes).where(t.nodes.c.node_id == node_id).values(**values))
+
+
+def beat(tx: Tx, node_id: str, now: float, load: dict[str, Any]) -> bool:
+    """The node is alive; False if it was declared dead meanwhile (it must not go on as if it were up)."""
+    c = t.nodes.c
+    stmt = prebuilt("node_beat", lambda: update(t.nodes).where(c.node_id == bindparam("id"), c.status == UP)
+                    .values(heartbeat_at=bindparam("now"), load=bindparam("load")))  # fmt: skip
+    return int(tx.conn.execute(stmt, {"id": node_id, "now": now, "load": load}).rowcount) == 1
+
+
+def stopped(tx: Tx, node_id: str, now: float) -> None:
+    c = t.nodes.c
+    tx.conn.execute(update(t.nodes).where(c.node_id == node_id).values(status=STOPPED, heartbeat_at=now))
+
+
+def claim_dead(tx: Tx, survivor: str, now: float, ttl: float) -> list[str]:
+    """The nodes whose heartbeat is older than ``ttl`` seconds, now dead and claimed by ``survivor`` (a node
+    another survivor claimed first is not among them)."""
+    c = t.nodes.c
+    stmt = prebuilt("claim_dead_nodes", lambda: update(t.nodes).where(
+        c.status == UP, c.heartbeat_at < bindparam("cutoff"), c.node_id != bindparam("me"),
+    ).values(status=DEAD, reaped_by=bindparam("me"), reaped_at=bindparam("now")).returning(c.node_id))
+    return [str(r[0]) for r in tx.conn.execute(stmt, {"cutoff": now - ttl, "me": survivor, "now": now})]
+
+
+def orphaned(tx: Tx, survivor: str, limit: int = 500) -> list[tuple[str, str]]:
+    """(account, call_control_id) of live calls whose node is dead and was claimed by ``survivor``, or by a
+    node that is itself no longer up (its reaper died before finishing)."""
+    calls, nodes = t.calls.c, t.nodes.c
+    reaper = t.nodes.alias("reaper")
+    stmt = (select(calls.account_id, calls.call_control_id)
+            .join(t.nodes, nodes.node_id == calls.node_id)
+            .outerjoin(reaper, reaper.c.node_id == nodes.reaped_by)
+            .where(and_(nodes.status == DEAD, calls.state != CallState.ENDED.value,
+                        (nodes.reaped_by == survivor) | (reaper.c.status != UP) | reaper.c.node_id.is_(None)))
+            .limit(limit))  # fmt: skip
+    return [(str(a), str(cid)) for a, cid in tx.conn.execute(stmt)]
+
+
+def listing(tx: Tx) -> list[NodeRow]:
+    return [NodeRow(**dict(r._mapping)) for r in tx.conn.execute(select(t.nodes).order_by(t.nodes.c.node_id))]
+
+
+def live_calls_by_node(tx: Tx) -> dict[str, int]:
+    c = t.calls.c
+    rows = tx.conn.execute(select(c.node_id, func.count()).where(c.state != CallState.ENDED.value)
+                           .group_by(c.node_id))  # fmt: skip
+    return {str(node): int(n) for node, n in rows}
