@@ -32,9 +32,13 @@ from callroom.model.messages import (
     IncomingSipCall,
     Instructions,
     Message,
+    OpenRelay,
     QualityReply,
     QualityRequest,
     Ready,
+    RelayOpened,
+    RelayPeer,
+    RemoveLeg,
     Reply,
     Request,
     RequestFailed,
@@ -74,7 +78,7 @@ def _merged_ops(messages: list[ToMedia]) -> list[ToMedia]:
 
 
 
-_Answer = TypeVar("_Answer", HeardReply, QualityReply, StatsReply)
+_Answer = TypeVar("_Answer", HeardReply, QualityReply, StatsReply, RelayOpened)
 
 
 class MediaProcess:
@@ -88,8 +92,10 @@ class MediaProcess:
         on_sip_incoming: Callable[[IncomingSipCall], None],
         on_sip_fact: Callable[[SipFact], None],
         url_policy: AddressPolicy = UNRESTRICTED,
+        relay_host: str = "127.0.0.1",
     ) -> None:
         self.sip_config = sip_config
+        self.relay_host = relay_host  # where other nodes of a cluster reach this node's relay legs
         self.url_policy = url_policy  # where media URLs may be fetched from (outbound.py)
         self.on_fact = on_fact
         self.on_sip_incoming = on_sip_incoming
@@ -118,7 +124,8 @@ class MediaProcess:
         self._conn = parent
         self._process = ctx.Process(
             target=media_main,
-            args=(child, commands_in, self.sip_config, logging.getLogger().getEffectiveLevel(), self.url_policy),
+            args=(child, commands_in, self.sip_config, logging.getLogger().getEffectiveLevel(), self.url_policy,
+                  self.relay_host),
             name="callroom-media", daemon=True,
         )
         self._process.start()
@@ -178,6 +185,18 @@ class MediaProcess:
         """The media process's figures (``StatsRequest``)."""
         return await self._request(StatsRequest(next(self._ids), reset, per_leg), StatsReply, timeout)
 
+    async def open_relay(self, leg_id: str, remote: tuple[str, int] | None = None, attach: str | None = None,
+                         timeout: float = 5.0) -> tuple[str, int]:  # fmt: skip
+        """Open a relay leg (``OpenRelay``); where the other node sends to it."""
+        reply = await self._request(OpenRelay(next(self._ids), leg_id, remote, attach), RelayOpened, timeout)
+        return reply.host, reply.port
+
+    def relay_peer(self, leg_id: str, remote: tuple[str, int]) -> None:
+        self.send(RelayPeer(leg_id, remote))
+
+    def close_relay(self, leg_id: str) -> None:
+        self.send(RemoveLeg(leg_id))
+
     async def _request(self, request: Request, expected: type[_Answer], timeout: float) -> _Answer:
         """Send ``request`` and wait for its reply; ``RuntimeError`` if the media process could not answer."""
         assert self._loop is not None
@@ -222,7 +241,7 @@ class MediaProcess:
                     self.on_sip_fact(message)
                 case IncomingSipCall():
                     self.on_sip_incoming(message)
-                case HeardReply() | QualityReply() | StatsReply() | RequestFailed():
+                case HeardReply() | QualityReply() | StatsReply() | RelayOpened() | RequestFailed():
                     fut = self._replies.get(message.request_id)
                     if fut is not None and not fut.done():
                         fut.set_result(message)

@@ -24,6 +24,7 @@ from callroom.aio.rtp_leg import RtpLeg
 from callroom.media.engine import MediaEngine, TickStats
 from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.virtual_audio import VirtualPhoneAudio
+from callroom.media_worker.relays import RelayLegs
 from callroom.media_worker.sip_phones import SipPhones
 from callroom.model import media as m
 from callroom.model.messages import (
@@ -34,11 +35,14 @@ from callroom.model.messages import (
     HeardRequest,
     Instructions,
     Message,
+    OpenRelay,
     PressKeys,
     QualityReply,
     QualityRequest,
     Ready,
     RefuseSipCall,
+    RelayOpened,
+    RelayPeer,
     RemoveLeg,
     Reply,
     Request,
@@ -59,7 +63,7 @@ class MediaWorker:
     batch_rtp = True  # RTP legs run as one batch per tick (False: leg by leg, to measure the difference)
 
     def __init__(self, conn: Connection, commands: Connection, sip_config: SipConfig | None,
-                 url_policy: AddressPolicy = UNRESTRICTED) -> None:
+                 url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1") -> None:
         self.conn = conn  # facts and replies to the API process
         self.commands = commands  # the API's instructions, framed by ``pipe.py``
         self._frames = FrameReader()
@@ -69,7 +73,9 @@ class MediaWorker:
         if sip_config is not None:
             self.sip = SipPhones(self.engine, sip_config, on_incoming=self.send, report=self.send)
         self.virtual: dict[str, VirtualPhoneAudio] = {}
+        self.relays = RelayLegs(self.engine, relay_host, (sip_config or SipConfig()).rtp_ports)
         self._stopped = asyncio.Event()
+        self._opening: set[asyncio.Task[None]] = set()
 
     def send(self, message: FromMedia) -> None:
         try:
@@ -96,6 +102,7 @@ class MediaWorker:
         self.engine.before_tick = lambda: None
         if self.sip is not None:
             self.sip.close()
+        self.relays.close_all()
         self.engine.stop()
         await ticking
         await self.engine.aclose()
@@ -144,9 +151,17 @@ class MediaWorker:
                     audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid))
                     self.virtual[cid] = audio
                     self.engine.add_leg(cid, audio)
+                case RemoveLeg(call_control_id=cid) if cid in self.relays.legs:
+                    self.relays.close(cid)
                 case RemoveLeg(call_control_id=cid):
                     self.virtual.pop(cid, None)
                     self.engine.remove_leg(cid)
+                case OpenRelay():
+                    task = asyncio.get_running_loop().create_task(self._open_relay(message))
+                    self._opening.add(task)
+                    task.add_done_callback(self._opening.discard)
+                case RelayPeer(leg_id=leg_id, remote=remote):
+                    self.relays.peer(leg_id, remote)
                 case PressKeys(call_control_id=cid, digits=digits, duration_ms=ms):
                     if cid in self.virtual:
                         self.virtual[cid].press(digits, ms)
@@ -162,6 +177,15 @@ class MediaWorker:
                     log.warning("media process: unexpected message %r", message)
         except Exception:
             log.exception("media message %r failed", message)
+
+    async def _open_relay(self, request: OpenRelay) -> None:
+        try:
+            host, port = await self.relays.open(request.leg_id, request.remote, request.attach)
+        except Exception as exc:
+            log.exception("opening relay leg %s failed", request.leg_id)
+            self.send(RequestFailed(request.request_id, f"{type(exc).__name__}: {exc}"))
+            return
+        self.send(RelayOpened(request.request_id, host, port))
 
     def answer(self, request: Request) -> Reply:
         """The reply to a request (``RequestFailed`` when answering it raised)."""
@@ -183,12 +207,14 @@ class MediaWorker:
                     if reset:
                         engine.stats = TickStats()
                     return reply
+                case OpenRelay(request_id=rid):  # answered once its socket is bound (``_open_relay``)
+                    return RequestFailed(rid, "OpenRelay is answered asynchronously")
         except Exception as exc:
             return RequestFailed(request.request_id, f"{type(exc).__name__}: {exc}")
 
 
 def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | None, log_level: int,
-               url_policy: AddressPolicy = UNRESTRICTED) -> None:
+               url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1") -> None:
     """Entry point of the media process."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s media %(name)s: %(message)s")
     loop: asyncio.AbstractEventLoop
@@ -200,6 +226,6 @@ def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | N
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(MediaWorker(conn, commands, sip_config, url_policy).serve())
+        loop.run_until_complete(MediaWorker(conn, commands, sip_config, url_policy, relay_host).serve())
     finally:
         loop.close()

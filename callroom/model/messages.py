@@ -2,11 +2,11 @@
 nodes over a bus later. One frozen dataclass per message; ``codec.py`` turns them into bytes and back.
 
     API -> media     Instructions (the control plane's MediaOps), AddVirtualLeg, RemoveLeg, PressKeys,
-                     AcceptSipCall, RefuseSipCall, the requests (HeardRequest, QualityRequest,
-                     StatsRequest), Stop
+                     AcceptSipCall, RefuseSipCall, RelayPeer, the requests (HeardRequest, QualityRequest,
+                     StatsRequest, OpenRelay), Stop
     media -> API     Ready, the MediaFacts of ``media.py`` as they are, IncomingSipCall, the SIP facts
                      (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), and one reply per
-                     request (HeardReply, QualityReply, StatsReply, or RequestFailed)
+                     request (HeardReply, QualityReply, StatsReply, RelayOpened, or RequestFailed)
 
 A request carries an id its reply repeats. ``SipConfig`` is what the media process is started with.
 """
@@ -113,13 +113,34 @@ class StatsRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenRelay:
+    """A relay leg: an RTP port carrying one leg's audio to and from another node of the cluster (a member
+    of a conference mixed elsewhere, or one side of a bridge across nodes). ``leg_id`` is its name in the
+    engine; ``remote`` where it sends (None: not known yet, ``RelayPeer`` sets it); ``attach`` a local leg
+    it is bridged to. Answered with ``RelayOpened``: where the other node sends."""
+
+    request_id: int
+    leg_id: str
+    remote: tuple[str, int] | None = None
+    attach: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayPeer:
+    """Where a relay leg opened without one sends (and the only address it takes audio from)."""
+
+    leg_id: str
+    remote: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     pass
 
 
-Request: TypeAlias = HeardRequest | QualityRequest | StatsRequest
+Request: TypeAlias = HeardRequest | QualityRequest | StatsRequest | OpenRelay
 ToMedia: TypeAlias = (
-    Instructions | AddVirtualLeg | RemoveLeg | PressKeys | AcceptSipCall | RefuseSipCall | Request | Stop
+    Instructions | AddVirtualLeg | RemoveLeg | PressKeys | AcceptSipCall | RefuseSipCall | RelayPeer | Request | Stop
 )
 
 
@@ -209,11 +230,18 @@ class StatsReply:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayOpened:
+    request_id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFailed:
     request_id: int
     error: str
 
 
-Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RequestFailed
+Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
 FromMedia: TypeAlias = Ready | MediaFact | IncomingSipCall | SipFact | Reply
 Message: TypeAlias = ToMedia | FromMedia
