@@ -36,7 +36,7 @@ def decode(data: bytes | bytearray | memoryview) -> list[msg.Message]:
     return messages
 
 
-def _by_fields(cls: type) -> Callable[[Any], tuple[type, tuple[Any, ...]]]:
+def by_fields(cls: type) -> Callable[[Any], tuple[type, tuple[Any, ...]]]:
     fields = dataclasses.fields(cls)
     if not all(f.init for f in fields):
         raise TypeError(f"{cls.__name__}: every field must be an __init__ argument to be decoded")
@@ -56,4 +56,4 @@ CLASSES: tuple[type, ...] = (
 """The classes pickled by their field values."""
 
 for _cls in CLASSES:
-    copyreg.pickle(_cls, _by_fields(_cls))
+    copyreg.pickle(_cls, by_fields(_cls))
