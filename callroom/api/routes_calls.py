@@ -96,7 +96,9 @@ async def reject(call_control_id: str, body: s.Reject, account: Account, ctl: Ct
 async def bridge(call_control_id: str, body: s.Bridge, account: Account, ctl: Ctl) -> dict[str, Any]:
     def run(w: World) -> Steps[None]:
         if body.queue:
-            return bridges.dequeue_to(w, call_control_id, body.queue, body.client_state)
+            return bridges.dequeue_to(w, call_control_id, body.queue, body.client_state,
+                                      park_after_unbridge=body.park_after_unbridge,
+                                      hold_after_unbridge=body.hold_after_unbridge)
         assert body.call_control_id is not None
         return bridges.bridge(
             w, call_control_id, body.call_control_id, client_state=body.client_state,

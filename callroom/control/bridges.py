@@ -57,8 +57,10 @@ def pair(w: World, a: Call, b: Call, *, head: tuple[QueueEntry, Queue] | None = 
     emit_call(w, "call.bridged", b)
 
 
-def dequeue_to(w: World, agent_id: str, queue_name: str, client_state: str | None) -> Steps[None]:
-    """``bridge`` with ``queue``: the agent takes the head of the queue."""
+def dequeue_to(w: World, agent_id: str, queue_name: str, client_state: str | None, *,
+               park_after_unbridge: str | None = None, hold_after_unbridge: bool | None = None) -> Steps[None]:
+    """``bridge`` with ``queue``: the agent takes the head of the queue (``park_after_unbridge`` and
+    ``hold_after_unbridge`` are the agent's, as in ``bridge``)."""
     # One batch: the queue (locked), its entries, the agent and the caller at the head (both locked, in that
     # order), and whoever the agent is bridged with now.
     yield from w.load(r.QueueByName(queue_name), r.EntriesOfQueueNamed(queue_name), r.CallById(agent_id),
@@ -77,6 +79,10 @@ def dequeue_to(w: World, agent_id: str, queue_name: str, client_state: str | Non
     caller = w.call(head.call_control_id)
     if client_state is not None:
         agent.client_state = client_state
+    if park_after_unbridge is not None:
+        agent.park_after_unbridge = park_after_unbridge
+    if hold_after_unbridge is not None:
+        agent.hold_after_unbridge = hold_after_unbridge
     if caller is None or not caller.is_alive or caller.state is not CallState.QUEUED:
         w.delete(head)
         w.update(agent)

@@ -167,3 +167,19 @@ def test_enqueue_bridged_call_unbridges_it(tenant: Tenant) -> None:
     tenant.event("call.enqueued", caller)
     status = tenant.client.calls.retrieve_status(agent)
     assert status.data is not None and status.data.is_alive is True
+
+
+def test_an_agent_that_dequeues_with_park_after_unbridge_stays_when_the_caller_goes(tenant: Tenant) -> None:
+    caller = tenant.call_in()
+    tenant.client.calls.actions.enqueue(caller, queue_name="parking")
+    agent = tenant.dial("agent")
+    tenant.client.calls.actions.bridge(agent, call_control_id_to_bridge_with=telnyx.omit,  # type: ignore[arg-type]
+                                       queue="parking", park_after_unbridge="self")  # fmt: skip
+    tenant.event("call.bridged", agent)
+    tenant.phone_hangs_up(caller)
+    tenant.event("call.hangup", caller)
+    time.sleep(0.3)
+    assert "call.hangup" not in tenant.events(agent)
+    status = tenant.client.calls.retrieve_status(agent)
+    assert status.data is not None and status.data.is_alive is True
+    assert getattr(status.data, "state", None) == "parked"
