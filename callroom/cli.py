@@ -62,7 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
     node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
                            rate_limit=rate_limit, freeze_startup_objects=True, ring_timeout_secs=args.ring_timeout,
                            api_url=f"http://{args.host}:{args.port}/v2",
-                           allow_url_networks=allow_urls))
+                           allow_url_networks=allow_urls, nats_url=args.nats_url, relay_host=args.relay_host))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:
@@ -72,6 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{args.port}/v2"
     print(f"callroom node {node.node_id} listening on {base}", flush=True)
     print(f"  database:           {node.store.safe_url}", flush=True)
+    if args.nats_url:
+        print(f"  cluster bus:        {args.nats_url}", flush=True)
     if first_key:
         print(f"  API key (new):      {first_key}", flush=True)
     elif key_file.exists():
@@ -205,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
                        help="a network webhook and media URLs may reach besides public addresses, e.g. "
                             "127.0.0.0/8 for receivers on this machine (repeat for several; env "
                             "CALLROOM_ALLOW_URL_NETWORKS, comma-separated; 0.0.0.0/0 and ::/0: any address)")
+    serve.add_argument("--nats-url", default=os.environ.get("CALLROOM_NATS_URL"),
+                       help="nats://host:4222: join the cluster of the nodes on this PostgreSQL database over this "
+                            "NATS server (default: a node on its own)")
+    serve.add_argument("--relay-host", default=os.environ.get("CALLROOM_RELAY_HOST"),
+                       help="the address other nodes send this node's relayed audio to (default: the SIP address)")
     serve.set_defaults(func=_serve)
 
     keys = sub.add_parser("keys", help="manage API keys")

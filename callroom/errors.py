@@ -7,8 +7,9 @@
     │   ├── NotFound                  404 (resource-specific codes, e.g. 90058 conference)
     │   ├── ValidationFailed          422 (one or more field errors with a JSON pointer)
     │   ├── BodyTooLarge              413 / 90109 (a request body over its route's limit, api/limits.py)
-    │   └── CommandRejected           422 (a well-formed command the current state refuses:
-    │                                     call ended 90018, conference ended 90019, queue full 90036, ...)
+    │   ├── CommandRejected           422 (a well-formed command the current state refuses:
+    │   │                                 call ended 90018, conference ended 90019, queue full 90036, ...)
+    │   └── NodeUnavailable           503 / 90113 (a cluster's node that did not take a command's media)
     ├── IllegalTransition             a state machine was asked for a move its table does not allow
     ├── AddressRefused                a URL's host is (or resolves to) an address the node's outbound
     │                                 policy refuses (callroom/outbound.py): webhooks and media URLs
@@ -122,6 +123,19 @@ class CommandRejected(ApiError):
 
     def __init__(self, code: str, title: str, detail: str, pointer: str | None = None) -> None:
         super().__init__(ErrorItem(code, title, detail, pointer=pointer))
+
+
+class NodeUnavailable(ApiError):
+    """In a cluster: the node carrying a call or conference the command acts on did not take its media
+    instructions in time (stopped, dead, or cut off); the command was rolled back, nothing changed."""
+
+    status = 503
+
+    def __init__(self, node_id: str, why: str) -> None:
+        self.node_id = node_id
+        super().__init__(ErrorItem("90113", "Node unavailable",
+                                   f"The node carrying this call or conference ({node_id}) did not answer: {why}. "
+                                   "Nothing was changed; retry shortly."))
 
 
 class IllegalTransition(CallroomError):

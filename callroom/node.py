@@ -19,11 +19,14 @@ from fastapi import FastAPI
 
 from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
+from callroom.cluster.bus import Bus
+from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
 from callroom.control import calls, conferences, media_facts
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
 from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
+from callroom.errors import StoreError
 from callroom.model.media import (
     DtmfReceived,
     FloorChanged,
@@ -49,6 +52,7 @@ from callroom.model.messages import (
 )
 from callroom.model.records import Account
 from callroom.outbound import AddressPolicy
+from callroom.store import cooperative, nodes
 from callroom.store.engine import Store
 from callroom.webhooks.dispatcher import BACKOFF, Dispatcher
 from callroom.webhooks.signing import WebhookSigner
@@ -82,6 +86,22 @@ class NodeConfig:
     # The cluster's heartbeat: every ``heartbeat_secs``; a node silent for ``node_ttl_secs`` is dead.
     heartbeat_secs: float = HEARTBEAT_SECS
     node_ttl_secs: float = TIME_TO_LIVE_SECS
+    # A cluster's bus (``nats://host:4222``): nodes on one PostgreSQL database with a bus carry out each
+    # other's calls' media (None: a node on its own).
+    nats_url: str | None = None
+    # Where the other nodes reach this node's relay legs (default: the SIP address, else 127.0.0.1).
+    relay_host: str | None = None
+
+
+def relay_host_of(config: NodeConfig) -> str:
+    if config.relay_host:
+        return config.relay_host
+    sip = config.sip
+    if sip is not None:
+        host = sip.advertise or sip.host
+        if host not in ("0.0.0.0", "::", ""):
+            return host
+    return "127.0.0.1"
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -132,13 +152,16 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.store = Store(config.database_url)
+        if config.nats_url and self.store.is_sqlite:
+            raise StoreError("a cluster (a NATS URL) needs a PostgreSQL database shared by its nodes, not SQLite")
         self.store.migrate()
         self.node_id = config.node_id or node_id_for(config.data_dir)
         self.signer = WebhookSigner.load_or_create(self.store)
         self.url_policy = AddressPolicy.allowing(config.allow_url_networks)
         self._quality: dict[str, dict[str, Any]] = {}  # call quality of SIP legs that just ended
         self.media = MediaProcess(config.sip, on_fact=self._handle_fact, on_sip_incoming=self._route_sip_call,
-                                  on_sip_fact=self._handle_sip_fact, url_policy=self.url_policy)
+                                  on_sip_fact=self._handle_sip_fact, url_policy=self.url_policy,
+                                  relay_host=relay_host_of(config))
         self.virtual_phones = VirtualPhones(self.media)
         self.node_media = NodeMedia(self.virtual_phones, self.media)
         self.control = Control(self.store, self.node_id, self.node_media)
@@ -154,6 +177,8 @@ class Node:
         self.dispatcher: Dispatcher | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self.membership: Membership | None = None
+        self.bus: Bus | None = None
+        self.cluster_media: ClusterMedia | None = None
         self._timer_wake = asyncio.Event()
         self._stopping = False
         self.app: FastAPI = create_app(
@@ -161,16 +186,46 @@ class Node:
             rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
         )
         self.app.state.webhook_signer = self.signer
+        self.app.state.cluster_media = None
         self.asgi = serving(self.app)  # what the HTTP server runs
 
     async def _sip_quality(self, call_control_id: str) -> dict[str, Any] | None:
-        """A SIP leg's call_quality_stats from the media process, before the API releases the leg."""
+        """A SIP leg's call_quality_stats from the media process (of the node it lives on, in a cluster),
+        before the API releases the leg."""
         if call_control_id in self.virtual_phones.legs:
             return None
         try:
+            if self.cluster_media is not None:
+                node = await cooperative.run_if(self.control.cooperative, self._node_of, call_control_id)
+                if node is not None and node != self.node_id:
+                    return await self.cluster_media.quality(node, call_control_id)
             return await self.media.quality(call_control_id, timeout=0.5)
-        except (TimeoutError, RuntimeError):  # no quality rather than a slow or failed hangup
+        except Exception:  # no quality rather than a slow or failed hangup
             return None
+
+    def _node_of(self, call_control_id: str) -> str | None:
+        with self.store.transaction(read_only=True) as tx:
+            call = tx.get_call_any_account(call_control_id)
+        return call.node_id if call is not None else None
+
+    async def _join_cluster(self, url: str) -> None:
+        """Connect to the cluster's bus; from now on media instructions go where their calls live."""
+        name = await cooperative.run_if(self.control.cooperative, self._cluster_name)
+        bus = Bus(url, name, self.node_id, lambda request: media.serve(request))
+        media = ClusterMedia(self.node_id, self.node_media, self.media, self.virtual_phones, bus,
+                             alive=lambda node: self.membership is None or self.membership.alive(node))
+        try:
+            await bus.start()
+        except Exception as exc:
+            raise StoreError(f"cannot reach the cluster's bus at {url}: {type(exc).__name__}: {exc}") from exc
+        self.bus, self.cluster_media = bus, media
+        self.control.placement = media
+        self.app.state.cluster_media = media
+        log.info("node %s joined cluster %s on %s", self.node_id, name, url)
+
+    def _cluster_name(self) -> str:
+        with self.store.transaction() as tx:
+            return nodes.cluster_name(tx)
 
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
@@ -254,7 +309,9 @@ class Node:
         self.control.on_events = self.dispatcher.enqueue
         self.app.state.webhook_dispatcher = self.dispatcher
         self.control.on_timers = self._timer_wake.set
-        ended = self.control.recover()
+        if self.config.nats_url:
+            await self._join_cluster(self.config.nats_url)
+        ended = await cooperative.run_if(self.control.cooperative, self.control.recover)
         if ended:
             log.warning("ended %d call legs left alive by a previous run of %s", ended, self.node_id)
         self.dispatcher.start()
@@ -288,6 +345,8 @@ class Node:
         await self.control.settle_facts()
         if self.dispatcher:
             await self.dispatcher.stop()
+        if self.bus is not None:
+            await self.bus.close()
         await self.media.stop()
         await self.control.settle_facts()  # what the media process reported while stopping (kept in the outbox)
         self.store.dispose()

@@ -11,8 +11,9 @@ from pydantic import Field
 from callroom.api import schemas as s
 from callroom.api.common import Account, Ctl, data
 from callroom.audio.encode import encode_wav
+from callroom.cluster.media import ClusterMedia
 from callroom.control import calls
-from callroom.control.service import ReadCtx
+from callroom.control.service import Control, ReadCtx
 from callroom.endpoints.virtual import VirtualPhones, VirtualSpec
 from callroom.errors import NotFound, ValidationFailed
 from callroom.model.records import Call
@@ -33,6 +34,14 @@ def _call_of(ctx: ReadCtx, account: str, cid: str) -> Call | None:
 def _phones(request: Request) -> VirtualPhones:
     phones: VirtualPhones = request.app.state.virtual_phones
     return phones
+
+
+def _elsewhere(request: Request, call: Call | None, ctl: Control) -> ClusterMedia | None:
+    """In a cluster, the way to a virtual phone that lives on another node (None: it lives here)."""
+    cluster: ClusterMedia | None = request.app.state.cluster_media
+    if cluster is None or call is None or call.node_id == ctl.node_id:
+        return None
+    return cluster
 
 
 @router.post("/calls")
@@ -59,7 +68,11 @@ async def hang_up(call_control_id: str, request: Request, account: Account, ctl:
     call = await ctl.aread(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
     if call is None or not call.endpoint.startswith("virtual:"):
         raise NotFound(f"No virtual call {call_control_id!r}.")
-    _phones(request).hang_up(call_control_id)
+    remote = _elsewhere(request, call, ctl)
+    if remote is not None:
+        await remote.hang_up(call.node_id, call_control_id)
+    else:
+        _phones(request).hang_up(call_control_id)
     return data({"result": "ok"})
 
 
@@ -84,7 +97,14 @@ class Press(s.Body):
 async def press(call_control_id: str, body: Press, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
     """The virtual phone's user presses keys; the digits travel in-band, as tones in its audio."""
     call = await ctl.aread(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
-    if call is None or not _phones(request).press(call_control_id, body.digits.upper(), body.duration_millis):
+    remote = _elsewhere(request, call, ctl)
+    if call is None:
+        pressed = False
+    elif remote is not None:
+        pressed = await remote.press(call.node_id, call_control_id, body.digits.upper(), body.duration_millis)
+    else:
+        pressed = _phones(request).press(call_control_id, body.digits.upper(), body.duration_millis)
+    if not pressed:
         raise NotFound(f"No connected virtual call {call_control_id!r}.")
     return data({"result": "ok"})
 
@@ -95,7 +115,13 @@ async def heard(
 ) -> Response:
     """What the virtual phone heard (the last ``seconds``, or all it kept), as 8 kHz 16-bit WAV."""
     call = await ctl.aread(account, lambda ctx: ctx.tx.get_call(account, call_control_id))
-    samples = await _phones(request).heard(call_control_id, seconds) if call is not None else None
+    remote = _elsewhere(request, call, ctl)
+    if call is None:
+        samples = None
+    elif remote is not None:
+        samples = await remote.heard(call.node_id, call_control_id, seconds)
+    else:
+        samples = await _phones(request).heard(call_control_id, seconds)
     if samples is None:
         raise NotFound(f"No connected virtual call {call_control_id!r}.")
     return Response(encode_wav([samples]), media_type="audio/wav")

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from callroom.control.calls import node_restarted
+from callroom.control.conferences import rehome
 from callroom.control.service import Control
 from callroom.store import cooperative, nodes, outbox
 from callroom.store.engine import Store
@@ -46,6 +47,8 @@ class Membership:
         self.ttl = ttl
         self.clock = clock
         self.reaped = 0  # calls of dead nodes this node ended
+        self.rehomed = 0  # conferences of dead nodes this node moved to a live one
+        self.view: dict[str, str] = {}  # every node's status as the last pass saw it
         self._task: asyncio.Task[None] | None = None
 
     async def _in_store(self, work: Callable[..., Any], *args: Any) -> Any:
@@ -100,15 +103,22 @@ class Membership:
             self.took_over()
         await self._in_store(self._end_orphans)
 
+    def alive(self, node_id: str) -> bool:
+        """Whether ``node_id`` was up at the last pass (a node not seen yet is taken to be)."""
+        return self.view.get(node_id, nodes.UP) == nodes.UP
+
     def _beat(self, load: dict[str, Any]) -> bool:
         with self.store.transaction() as tx:
-            return nodes.beat(tx, self.node_id, self.clock(), load)
+            alive = nodes.beat(tx, self.node_id, self.clock(), load)
+            self.view = nodes.statuses(tx)
+            return alive
 
     def _claim(self) -> list[str]:
         with self.store.transaction() as tx:
             dead = nodes.claim_dead(tx, self.node_id, self.clock(), self.ttl)
             for node_id in dead:
                 outbox.take_over(tx, node_id, self.node_id)
+                self.view[node_id] = nodes.DEAD
             return dead
 
     def _end_orphans(self) -> None:
@@ -117,7 +127,7 @@ class Membership:
             with self.store.transaction(read_only=True) as tx:
                 orphans = nodes.orphaned(tx, self.node_id)
             if not orphans or orphans == seen:  # none left, or none of these would end (try again next pass)
-                return
+                break
             seen = orphans
             for account_id, call_control_id in orphans:
                 try:
@@ -125,3 +135,16 @@ class Membership:
                     self.reaped += 1
                 except Exception:
                     log.exception("ending call %s of a dead node failed", call_control_id)
+        self._rehome()
+
+    def _rehome(self) -> None:
+        """Conferences mixed on a node that is gone are mixed from now on where a member lives."""
+        with self.store.transaction(read_only=True) as tx:
+            homeless = nodes.homeless_conferences(tx)
+        for account_id, conference_id, gone in homeless:
+            try:
+                self.control.run(account_id, functools.partial(rehome, conference_id=conference_id, gone=gone,
+                                                               survivor=self.node_id))
+                self.rehomed += 1
+            except Exception:
+                log.exception("moving conference %s off a dead node failed", conference_id)

@@ -121,7 +121,7 @@ def _create(w: World, req: CreateRequest, call: Call) -> Steps[Conference]:
         creator_call_session_id=call.call_session_id, created_at=w.now, updated_at=w.now, expires_at=w.now + lifetime,
         region=req.region, beep_enabled=req.beep_enabled, comfort_noise=req.comfort_noise,
         max_participants=req.max_participants, hold_audio_url=req.hold_audio_url,
-        hold_media_name=req.hold_media_name, client_state=req.client_state,
+        hold_media_name=req.hold_media_name, client_state=req.client_state, node_id=call.node_id,
     )  # fmt: skip
     w.insert(conf)
     w.command_result = conf.id
@@ -172,7 +172,7 @@ def join_into(w: World, conf: Conference, call: Call, opts: JoinOptions) -> Step
         end_conference_on_exit=opts.end_conference_on_exit,
         soft_end_conference_on_exit=opts.soft_end_conference_on_exit,
         start_conference_on_enter=opts.start_conference_on_enter, beep_enabled=opts.beep_enabled,
-        hold_audio_url=opts.hold_audio_url, hold_media_name=opts.hold_media_name,
+        hold_audio_url=opts.hold_audio_url, hold_media_name=opts.hold_media_name, node_id=call.node_id,
     )  # fmt: skip
     w.insert(p)
     emit_participant(w, "conference.participant.joined", conf, call)
@@ -305,6 +305,21 @@ def on_expiry(w: World, conference_id: str) -> Steps[None]:
     conf: Conference | None = w.result(r.ConferenceById(conference_id))
     if conf is not None and conf.is_active:
         yield from end(w, conf, "time_exceeded", hang_up=True, ended_by=None)
+
+
+def rehome(w: World, conference_id: str, gone: str, survivor: str) -> Steps[None]:
+    """The node that mixed the conference (``gone``) is gone (a cluster's): from now on it is mixed where its
+    first member's call lives (``survivor``, the node doing this, if nobody is left), and the mix is sent
+    there. Nothing if another survivor moved it first."""
+    yield from w.load(r.ConferenceById(conference_id), r.MixOf(conference_id))
+    conf: Conference | None = w.result(r.ConferenceById(conference_id))
+    if conf is None or not conf.is_active or conf.node_id != gone:
+        return
+    present: list[MixMember] = w.result(r.MixOf(conference_id))
+    conf.node_id = next((p.node_id for p in present if p.node_id and p.node_id != gone), survivor)
+    conf.updated_at = w.now
+    w.update(conf)
+    yield from push_mix(w, conf, members=present)
 
 
 def floor_changed(w: World, conference_id: str, call_control_id: str) -> Steps[None]:

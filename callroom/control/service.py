@@ -4,6 +4,11 @@
 executed), runs the command against the store (its batches of reads, then its writes: ``store.commands``),
 commits, and only then hands the media instructions to the media plane and wakes the webhook dispatcher and
 the timer loop. Queries (listings, a call's state) run through ``read`` with a ``ReadCtx``.
+
+In a cluster (``placement``) instructions that go to another node, or join audio across nodes, are
+delivered before the COMMIT, while the command holds its row locks (``cluster/media.py`` says why); its
+writes are sent first, so that a write another node's command beat (a conference name) refuses it before
+any audio moves. An API command whose node does not answer is rolled back (``NodeUnavailable``).
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from callroom.control import timers
 from callroom.control.calls import node_restarted
@@ -50,6 +55,14 @@ class Duplicate:
         self.result = result
 
 
+class Placement(Protocol):
+    """A cluster's media plane (``cluster/media.py``): instructions carried out where their calls live."""
+
+    def needs_bus(self, ops: Sequence[MediaOp], placements: Mapping[str, str]) -> bool: ...
+    def apply_committed(self, ops: list[MediaOp], placements: Mapping[str, str]) -> None: ...
+    async def deliver(self, ops: Sequence[MediaOp], placements: Mapping[str, str], *, strict: bool) -> None: ...
+
+
 @dataclass(slots=True)
 class ReadCtx:
     """What a query sees: its transaction, account and time."""
@@ -74,6 +87,7 @@ class Control:
         self.store = store
         self.node_id = node_id
         self.media = media
+        self.placement: Placement | None = None  # set in a cluster: media goes where its calls live
         self.clock = clock
         self.on_events: Callable[[list[PendingDelivery]], None] = lambda _events: None
         self.on_timers: Callable[[], None] = lambda: None
@@ -98,8 +112,9 @@ class Control:
 
     def run(self, account_id: str, command: Command[T], *,
             dedupe: tuple[str, str | None] | None = None) -> T | Duplicate:  # fmt: skip
-        """Run ``command`` in one transaction, then apply its effects. ``dedupe`` is (scope, command_id)."""
-        return self._finish(*self._transact(account_id, command, dedupe))
+        """Run ``command`` in one transaction, then apply its effects. ``dedupe`` is (scope, command_id).
+        (Facts, timers, the reaping of dead nodes: a node that misses their media is logged, not refused.)"""
+        return self._finish(*self._transact(account_id, command, dedupe, False))
 
     async def arun(self, account_id: str, command: Command[T], *,
                    dedupe: tuple[str, str | None] | None = None) -> T | Duplicate:  # fmt: skip
@@ -108,13 +123,13 @@ class Control:
         loop, right after it commits; a request cancelled meanwhile does not cancel them (the transaction
         and its effects complete, the reply is dropped)."""
         if not self.cooperative:
-            return self.run(account_id, command, dedupe=dedupe)
+            return self._finish(*self._transact(account_id, command, dedupe, True))
         return await asyncio.shield(asyncio.ensure_future(self._cooperatively(account_id, command, dedupe)))
 
     async def _cooperatively(self, account_id: str, command: Command[T],
                              dedupe: tuple[str, str | None] | None) -> T | Duplicate:  # fmt: skip
         async with self._in_flight:
-            outcome = await cooperative.run(self._transact, account_id, command, dedupe)
+            outcome = await cooperative.run(self._transact, account_id, command, dedupe, True)
         return self._finish(*outcome)
 
     async def awrite(self, account_id: str, command: Command[T]) -> T:
@@ -128,15 +143,15 @@ class Control:
         assert not isinstance(result, Duplicate)
         return result
 
-    def _transact(self, account_id: str, command: Command[T],
-                  dedupe: tuple[str, str | None] | None) -> tuple[T | Duplicate, Committed | None]:  # fmt: skip
+    def _transact(self, account_id: str, command: Command[T], dedupe: tuple[str, str | None] | None,
+                  strict: bool) -> tuple[T | Duplicate, Committed | None]:  # fmt: skip
         try:
-            return self._transact_once(account_id, command, dedupe)
+            return self._transact_once(account_id, command, dedupe, strict)
         except Conflict as exc:
             raise _conflict(exc) from exc
 
-    def _transact_once(self, account_id: str, command: Command[T],
-                       dedupe: tuple[str, str | None] | None) -> tuple[T | Duplicate, Committed | None]:  # fmt: skip
+    def _transact_once(self, account_id: str, command: Command[T], dedupe: tuple[str, str | None] | None,
+                       strict: bool) -> tuple[T | Duplicate, Committed | None]:  # fmt: skip
         with self.store.transaction() as tx:
             now = self.clock()
             scope, command_id = dedupe if dedupe is not None and dedupe[1] else (None, None)
@@ -145,11 +160,27 @@ class Control:
                 if not fresh:
                     return Duplicate(earlier), None
             world = World(account_id, now, self.node_id, dialable=self.dialable,
-                          ring_timeout_secs=self.ring_timeout_secs, ahead=not self.store.is_sqlite)  # fmt: skip
+                          ring_timeout_secs=self.ring_timeout_secs, ahead=not self.store.is_sqlite,
+                          placing=self.placement is not None)  # fmt: skip
             result, effects, appended = commands.run(tx, world, command(world))
+            if self.placement is not None and effects.media:
+                self._deliver_before_commit(tx, effects, strict)
             if scope is not None and command_id and effects.command_result is not None:
                 tx.set_command_result(account_id, scope, command_id, effects.command_result)
         return result, Committed(effects, _deliveries(account_id, effects, appended))
+
+    def _deliver_before_commit(self, tx: Tx, effects: Effects, strict: bool) -> None:
+        """A cluster's instructions that need the bus, carried out now (see the module's docstring)."""
+        assert self.placement is not None
+        if not self.placement.needs_bus(effects.media, effects.placements):
+            return  # all here: applied after the COMMIT, as on a single node
+        ops, effects.media = list(effects.media), []
+        if not cooperative.cooperative():  # (a start-up pass, outside the loop's tasks: after the COMMIT)
+            asyncio.get_running_loop().create_task(self.placement.deliver(ops, effects.placements, strict=False))
+            return
+        if not self.store.is_sqlite:
+            tx.conn.sync()
+        cooperative.wait_for(self.placement.deliver(ops, effects.placements, strict=strict))
 
     def _finish(self, result: T | Duplicate, done: Committed | None) -> T | Duplicate:
         if done is None:
@@ -158,7 +189,10 @@ class Control:
         if effects.media:
             ops: list[MediaOp] = list(effects.media)
             try:
-                self.media.apply(ops)
+                if self.placement is not None:
+                    self.placement.apply_committed(ops, effects.placements)
+                else:
+                    self.media.apply(ops)
             except Exception:  # the state is committed; a media failure must not undo it
                 log.exception("media plane failed to apply %d ops", len(ops))
         if done.deliveries:

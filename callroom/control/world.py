@@ -68,13 +68,14 @@ class NotRead(RuntimeError):
 
 class World:
     def __init__(self, account_id: str, now: float, node_id: str, *, dialable: tuple[str, ...] = ("virtual:",),
-                 ring_timeout_secs: float = 0.0, ahead: bool = True) -> None:  # fmt: skip
+                 ring_timeout_secs: float = 0.0, ahead: bool = True, placing: bool = False) -> None:  # fmt: skip
         self.account_id = account_id
         self.now = now
         self.node_id = node_id
         self.dialable = dialable  # destinations this node can ring
         self.ring_timeout_secs = ring_timeout_secs  # how long an incoming call may ring (0: for ever)
         self.ahead = ahead  # send reads ahead (they save round trips: PostgreSQL; SQLite has none to save)
+        self.placing = placing  # a cluster's: the effects say where each call and conference lives
         self.results: dict[r.Read, Any] = {}
         self._records: dict[tuple[type[Any], str], Any] = {}
         self._before: dict[tuple[type[Any], str], tuple[Any, ...]] = {}
@@ -217,4 +218,31 @@ class World:
                                     self.now, occurred_at_in_payload))
 
     def effects(self) -> Effects:
-        return Effects(self._writes, self.media, self.error, self.command_result)
+        placements = self.placements() if self.placing and self.media else {}
+        return Effects(self._writes, self.media, self.error, self.command_result, placements)
+
+    def placements(self) -> dict[str, str]:
+        """The node each call, conference and media job this command saw lives on (its home, for a
+        conference): where a cluster sends the media instructions about it. Unknown ids are this node's."""
+        out: dict[str, str] = {}
+        jobs: list[MediaJob] = []
+        for (kind, key), rec in self._records.items():
+            if kind is Call or kind is Conference:
+                if rec.node_id:
+                    out[key] = rec.node_id
+            elif kind is Participant:
+                if rec.node_id:
+                    out.setdefault(rec.call_control_id, rec.node_id)
+            elif kind is MediaJob:
+                jobs.append(rec)
+        for read, value in self.results.items():
+            if isinstance(read, r.MixOf) and isinstance(value, list):
+                for member in value:
+                    if member.node_id:
+                        out.setdefault(member.call_control_id, member.node_id)
+        for job in jobs:
+            owner = job.conference_id if job.scope == "conference" else job.call_control_id
+            where = out.get(owner or "")
+            if where:
+                out[job.id] = where
+        return out

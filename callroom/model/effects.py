@@ -93,6 +93,8 @@ class Effects:
     media: list[MediaOp] = field(default_factory=list)
     error: ApiError | None = None
     command_result: str | None = None  # kept with the request's command_id (the dialled call's id, say)
+    # In a cluster: the node of each call, conference and media job the media instructions name.
+    placements: dict[str, str] = field(default_factory=dict)
 
     @property
     def webhooks(self) -> list[Webhook]:

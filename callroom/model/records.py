@@ -138,6 +138,7 @@ class Conference:
     ended_by_call_control_id: str | None = None
     ended_by_call_session_id: str | None = None
     ended_at: float | None = None
+    node_id: str | None = None  # its home: the node whose engine mixes it (that of the call that created it)
 
     @property
     def is_active(self) -> bool:
@@ -168,6 +169,7 @@ class Participant:
     hold_audio_url: str | None = None
     hold_media_name: str | None = None
     left_at: float | None = None
+    node_id: str | None = None  # where its call lives (the call's node_id)
 
 
 @dataclass(slots=True)
@@ -183,6 +185,7 @@ class MixMember:
     whisper_call_control_ids: list[str]
     hold_audio_url: str | None
     hold_media_name: str | None
+    node_id: str | None
 
 
 @dataclass(slots=True)

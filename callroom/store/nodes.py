@@ -8,12 +8,15 @@ ends the dead node's calls and delivers its pending webhooks.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from callroom.model.states import CallState
+from callroom.model.states import CallState, ConferenceStatus
 from callroom.store import schema as t
 from callroom.store.sql import prebuilt
 from callroom.store.tx import Tx
@@ -84,6 +87,19 @@ def orphaned(tx: Tx, survivor: str, limit: int = 500) -> list[tuple[str, str]]:
     return [(str(a), str(cid)) for a, cid in tx.conn.execute(stmt)]
 
 
+def homeless_conferences(tx: Tx, limit: int = 500) -> list[tuple[str, str, str]]:
+    """(account, conference id, home) of live conferences whose home node is no longer up (dead or stopped)."""
+    confs, nodes = t.conferences.c, t.nodes.c
+    stmt = (select(confs.account_id, confs.id, confs.node_id).join(t.nodes, nodes.node_id == confs.node_id)
+            .where(and_(confs.status != ConferenceStatus.COMPLETED.value, nodes.status != UP)).limit(limit))
+    return [(str(a), str(conf), str(home)) for a, conf, home in tx.conn.execute(stmt)]
+
+
+def statuses(tx: Tx) -> dict[str, str]:
+    c = t.nodes.c
+    return {str(n): str(s) for n, s in tx.conn.execute(select(c.node_id, c.status))}
+
+
 def listing(tx: Tx) -> list[NodeRow]:
     return [NodeRow(**dict(r._mapping)) for r in tx.conn.execute(select(t.nodes).order_by(t.nodes.c.node_id))]
 
@@ -93,3 +109,15 @@ def live_calls_by_node(tx: Tx) -> dict[str, int]:
     rows = tx.conn.execute(select(c.node_id, func.count()).where(c.state != CallState.ENDED.value)
                            .group_by(c.node_id))  # fmt: skip
     return {str(node): int(n) for node, n in rows}
+
+
+CLUSTER_SETTING = "cluster_name"
+
+
+def cluster_name(tx: Tx) -> str:
+    """The cluster's name on the bus: made by the first node of a database, read by every other (nodes
+    starting at once agree: the first insert wins, the others' do nothing)."""
+    dialect_insert = pg_insert if tx.conn.dialect.name == "postgresql" else sqlite_insert
+    tx.conn.execute(dialect_insert(t.settings).values(key=CLUSTER_SETTING, value=uuid.uuid4().hex[:12])
+                    .on_conflict_do_nothing())  # fmt: skip
+    return str(tx.conn.execute(select(t.settings.c.value).where(t.settings.c.key == CLUSTER_SETTING)).scalar_one())

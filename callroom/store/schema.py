@@ -140,6 +140,7 @@ conferences = Table(
     Column("ended_by_call_control_id", ID, nullable=True),
     Column("ended_by_call_session_id", ID, nullable=True),
     Column("ended_at", Float, nullable=True),
+    Column("node_id", ID, nullable=True),  # its home: the node that mixes it (None: a single node's)
     Index("ix_conferences_account_name_status", "account_id", "name", "status"),
     Index("ix_conferences_account_expires", "account_id", "expires_at"),
     # A name is one live conference's at a time, whichever node creates it (two creates racing: one wins).
@@ -172,6 +173,7 @@ participants = Table(
     Column("hold_audio_url", URL, nullable=True),
     Column("hold_media_name", String(255), nullable=True),
     Column("left_at", Float, nullable=True),
+    Column("node_id", ID, nullable=True),  # where the participant's call lives (as its call's node_id)
 )
 
 queues = Table(

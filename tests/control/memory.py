@@ -106,7 +106,7 @@ class Memory:
                         if p.conference_id == conf_id and p.status is not ParticipantStatus.LEFT]
             case r.MixOf(conference_id=conf_id):
                 return [MixMember(p.id, p.call_control_id, p.muted, p.on_hold, p.supervisor_role,
-                                  list(p.whisper_call_control_ids), p.hold_audio_url, p.hold_media_name)
+                                  list(p.whisper_call_control_ids), p.hold_audio_url, p.hold_media_name, p.node_id)
                         for p in self.answer(r.MembersOf(conf_id))]
             case r.ParticipantOfCall(call_control_id=cid):
                 found = [p for p in self.participants if p.call_control_id == cid

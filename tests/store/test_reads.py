@@ -84,7 +84,7 @@ def test_every_kind_of_read(store: Store) -> None:
     here = w["here"]
     assert got[r.MixOf(conf.id)] == [MixMember(here.id, here.call_control_id, here.muted, here.on_hold,
                                                here.supervisor_role, here.whisper_call_control_ids,
-                                               here.hold_audio_url, here.hold_media_name)]
+                                               here.hold_audio_url, here.hold_media_name, here.node_id)]
     assert got[r.ParticipantOfCall(agent.call_control_id)] == w["here"]
     assert got[r.ParticipantByIdOrLabel(conf.id, "host")] == w["here"]
     assert got[r.QueueByName("support")] == q and got[r.QueueById(q.id)] == q
