@@ -401,8 +401,8 @@ def up(args: argparse.Namespace) -> ClusterState:
         (run_dir / STATE).unlink()
 
     # Fail fast, before anything is started, on whatever is missing.
-    kamailio = kamailio_binary()
-    if kamailio is None:
+    kamailio = args.kamailio or kamailio_binary()
+    if kamailio is None or not os.access(kamailio, os.X_OK):
         raise ClusterError("kamailio is not installed: 'scripts/setup --system' installs it "
                            "(apt-get install kamailio)")
     cfg = (root / args.kamailio_cfg).resolve()
@@ -563,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--fr-timer", type=int, default=1000, help="ms Kamailio waits for a node's first answer")
     p_up.add_argument("--node-prefix", default="node-", help="node ids: <prefix>1, <prefix>2 ...")
     p_up.add_argument("--log-level", default="info")
+    p_up.add_argument("--kamailio", default=os.environ.get("CALLROOM_KAMAILIO"),
+                      help="the kamailio program (env CALLROOM_KAMAILIO; default: found on PATH or in /usr/sbin)")
     p_up.add_argument("--kamailio-cfg", type=Path, default=KAMAILIO_CFG)
     p_up.add_argument("--python", help="the Python that runs the nodes (default: this one)")
     p_up.add_argument("node_args", nargs="*", metavar="-- SERVE_OPTION",
