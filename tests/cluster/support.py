@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -256,3 +257,21 @@ def front_door(run_dir: Path, destinations: list[str], **defines: str) -> Iterat
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+
+
+def exchange(port: int, request: str, until_final: bool = True, timeout: float = 3.0) -> list[str]:
+    """Send one request (``\\n`` line ends; ``LPORT`` stands for our port) to the proxy on ``port`` from a
+    fresh UDP socket; the responses that came back, whole, up to the first final one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(timeout)
+        text = request.replace("LPORT", str(s.getsockname()[1])).replace("\n", "\r\n")
+        s.sendto(text.encode(), ("127.0.0.1", port))
+        out: list[str] = []
+        while True:
+            try:
+                out.append(s.recv(65535).decode(errors="replace"))
+            except OSError:
+                return out
+            if until_final and not out[-1].startswith("SIP/2.0 1"):
+                return out

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.support import CALLER_HANGS_UP, NODE_HANGS_UP, REFUSES_503, FrontDoor, Sipp, call_invite, front_door
+from tests.cluster.support import (
+    CALLER_HANGS_UP,
+    NODE_HANGS_UP,
+    REFUSES_503,
+    FrontDoor,
+    Sipp,
+    call_invite,
+    exchange,
+    front_door,
+)
 from tests.support.node import NodeThread
 from tests.support.tenant import Tenant
 
@@ -110,3 +119,40 @@ def test_failover_past_a_silent_node_and_a_503(tenant: Tenant, tmp_path: Path) -
         assert refused[0].startswith(f"INVITE sip:{tenant.connection_id}@{fd.address} ")
     finally:
         refusing.stop()
+
+
+_INVITE = """INVITE sip:{user}@127.0.0.1:{port} SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bK{call_id};rport
+From: <sip:raw@127.0.0.1:LPORT>;tag=raw
+To: <sip:{user}@127.0.0.1:{port}>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:raw@127.0.0.1:LPORT>
+Max-Forwards: 70
+Content-Length: 0
+
+"""
+
+
+def test_no_live_node_and_every_node_refusing(tmp_path: Path) -> None:
+    with front_door(tmp_path / "none", ["sip:127.0.0.1:9 1 0"]) as fd:  # flag 1: inactive from the start
+        (reply,) = exchange(fd.port, _INVITE.format(user="app", port=fd.port, call_id="none-live"))
+        assert reply.startswith("SIP/2.0 503 ") and "\r\nRetry-After: 5\r\n" in reply, reply
+    refusing = Sipp("refusing", REFUSES_503, [], tmp_path / "refusing", timeout="60s")
+    try:
+        with front_door(tmp_path / "all", [f"sip:127.0.0.1:{refusing.port} 0 0"], PING_INTERVAL="60") as fd:
+            replies = exchange(fd.port, _INVITE.format(user="app", port=fd.port, call_id="all-refuse"))
+            # A 503 is not passed upstream as it is (RFC 3261 16.7): the caller would take it for the proxy's.
+            assert replies[-1].startswith("SIP/2.0 500 "), replies
+    finally:
+        refusing.stop()
+
+
+def test_in_dialog_requests_from_outside_are_relayed_only_to_nodes(proxy: FrontDoor, node: NodeThread) -> None:
+    bye = ("BYE sip:someone@127.0.0.1:{target} SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bK{n};rport\n"
+           "Route: <sip:{proxy};lr>\nFrom: <sip:raw@127.0.0.1>;tag=raw\nTo: <sip:app@127.0.0.1>;tag=t\n"
+           "Call-ID: relay-{n}\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n")
+    (refused,) = exchange(proxy.port, bye.format(target=19, n=1, proxy=proxy.address))
+    assert refused.startswith("SIP/2.0 403 "), refused  # not an open relay for whoever knows its address
+    (to_node,) = exchange(proxy.port, bye.format(target=node.sip_port, n=2, proxy=proxy.address))
+    assert to_node.startswith("SIP/2.0 481 "), to_node  # relayed: the node knows no such call
