@@ -112,6 +112,40 @@ CALLER_HANGS_UP = _scenario(
 
 NODE_HANGS_UP = _scenario("call through the proxy; the node hangs up", _INVITE, ACK, _ANSWER_BYE)
 
+# The caller gives up while the node rings: the CANCEL (the INVITE's Via, as the 180 brought it back) goes
+# through the proxy's transaction to the node, and the 487 comes back, which the caller ACKs.
+CALLER_CANCELS = _scenario(
+    "call through the proxy; the caller cancels while it rings",
+    _INVITE.replace('  <recv response="180" optional="true"/>\n  <recv response="200" rtd="true" rrs="true"/>\n',
+                    '  <recv response="180"/>\n'),
+    '  <pause milliseconds="300"/>\n',
+    """  <send><![CDATA[
+CANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 CANCEL
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+  <recv response="487"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+""",
+)
+
 # A node that refuses every call with 503 but answers the proxy's OPTIONS probes (each OPTIONS is a call of
 # its own to SIPp: it jumps to the 200).
 REFUSES_503 = """<?xml version="1.0" encoding="ISO-8859-1" ?>

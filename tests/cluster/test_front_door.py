@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.support import (
+    CALLER_CANCELS,
     CALLER_HANGS_UP,
     NODE_HANGS_UP,
     REFUSES_503,
@@ -81,6 +82,16 @@ def test_a_call_through_the_proxy_ended_by_the_node(tenant: Tenant, proxy: Front
     assert len(vias) == 2, bye
     assert vias[0].startswith(f"SIP/2.0/UDP {proxy.address};")
     assert vias[1].startswith(f"SIP/2.0/UDP 127.0.0.1:{tenant.node.sip_port};")
+
+
+def test_a_call_cancelled_through_the_proxy(tenant: Tenant, proxy: FrontDoor, tmp_path: Path) -> None:
+    caller = call_invite(CALLER_CANCELS, tenant.connection_id, proxy.address, tmp_path)
+    cid = incoming(tenant)
+    code, output = caller.wait()
+    assert code == 0, output
+    hangup = tenant.event("call.hangup", cid)
+    assert hangup.payload["hangup_source"] == "caller", hangup.payload
+    assert "call.answered" not in tenant.events(cid)
 
 
 def _silent_udp_port() -> int:
