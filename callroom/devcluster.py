@@ -462,7 +462,7 @@ def up(args: argparse.Namespace) -> ClusterState:
         kdir.mkdir(parents=True, exist_ok=True)
         ds_list = kdir / "dispatcher.list"
         ds_list.write_text("# written by scripts/cluster up\n" +
-                           "".join(f"{DISPATCHER_SET} sip:{n.sip} 0 0\n" for n in state.nodes))
+                           "".join(f"{DISPATCHER_SET} sip:{n.sip} 8 0\n" for n in state.nodes))
         ctl = kdir / "ctl"
         if len(str(ctl)) > UNIX_PATH_MAX:  # a deep run directory: the socket goes where its path fits
             digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:12]
