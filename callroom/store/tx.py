@@ -46,6 +46,17 @@ class Tx(ConferenceTx, QueueTx):
         else:
             self.conn.execute(update(t.settings).where(t.settings.c.key == key).values(value=value))
 
+    def add_setting(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless a value is there already, and return the value stored. A
+        transaction writing the same key at the same moment (another node starting) is waited for, and its
+        value wins if it commits: nothing is overwritten, and every writer returns the one value kept."""
+        dialect_insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+        self.conn.execute(dialect_insert(t.settings).values(key=key, value=value)
+                          .on_conflict_do_nothing(index_elements=[t.settings.c.key]))
+        stored = self.get_setting(key)
+        assert stored is not None
+        return stored
+
     # -- accounts and keys --------------------------------------------------------------------------
 
     def insert_account(self, account: Account) -> None:

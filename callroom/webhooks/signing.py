@@ -45,13 +45,15 @@ class WebhookSigner:
 
     @classmethod
     def load_or_create(cls, store: Store) -> WebhookSigner:
-        """The node's signing key, created (and kept in the database) on first start."""
+        """The node's signing key, created (and kept in the database) on first start. Nodes starting at once
+        on a new database all end up with the key the first of them committed."""
         with store.transaction() as tx:
             seed = tx.get_setting(SETTING)
             if seed is None:
-                signer = cls.generate()
-                tx.put_setting(SETTING, signer.seed_b64)
-                return signer
+                fresh = cls.generate()
+                seed = tx.add_setting(SETTING, fresh.seed_b64)
+                if seed == fresh.seed_b64:
+                    return fresh
             signer = cls.from_seed_b64(seed)
             signer._load_previous(tx)
             return signer
