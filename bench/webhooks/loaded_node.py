@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvloop
 
-from callroom.control.context import Ctx
+from callroom.control.world import Steps, World
 from callroom.model.records import Application
 from callroom.node import Node, NodeConfig
 from callroom.outbound import LOOPBACK
@@ -34,10 +34,11 @@ async def main(data_dir: Path, url: str, rate: float, seconds: float) -> None:
     per_tx = 10  # events per transaction, each for its own call
     keys = [f"v3:{uuid.uuid4().hex}" for _ in range(500)]
 
-    def emit(ctx: Ctx, start: int) -> None:
+    def emit(w: World, start: int) -> Steps[None]:
+        yield from ()  # reads nothing: the webhooks alone
         for j in range(per_tx):
             cid = keys[(start + j) % len(keys)]
-            ctx._emit("call.initiated", {"call_control_id": cid, "connection_id": app.id, "from": "+1", "to": "x"},
+            w.emit("call.initiated", {"call_control_id": cid, "connection_id": app.id, "from": "+1", "to": "x"},
                       connection_id=app.id, webhook_url=None, method="POST", order_key=f"call:{cid}",
                       occurred_at_in_payload=False)
 
@@ -45,8 +46,8 @@ async def main(data_dir: Path, url: str, rate: float, seconds: float) -> None:
     cpu0 = time.process_time()
     n = 0
     while time.monotonic() - t0 < seconds:
-        def handler(ctx: Ctx, start: int = n) -> None:
-            emit(ctx, start)
+        def handler(w: World, start: int = n) -> Steps[None]:
+            return emit(w, start)
 
         node.control.write("bench", handler)
         n += per_tx

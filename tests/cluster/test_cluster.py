@@ -8,6 +8,7 @@ The tests run in this file's order, on one cluster: the kill comes after the cal
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import signal
@@ -22,12 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import psycopg
 import pytest
+import soundfile
 import telnyx
 
 from callroom.devcluster import ClusterState, group_members, proxy_view
-from tests.cluster.support import CALLER_HANGS_UP, NODE_HANGS_UP, ROOT, call_invite, kamailio, need, sipp
+from tests.cluster.support import CALLER_HANGS_UP, NODE_HANGS_UP, ROOT, Sipp, call_invite, kamailio, need, sipp
+from tests.media.audio import tone_level
+from tests.support.node import free_port
 from tests.support.receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.sip, pytest.mark.postgres]
@@ -59,9 +64,8 @@ class Cluster:
                              public_key=self.info["public_key"], max_retries=0)
 
     def owner(self, call_control_id: str) -> dict[str, Any]:
-        """The node hosting a call's media, from the call's record. Until the bus carries commands between
-        nodes, a command for a call must reach that node: another node's API would commit the command but
-        hand its media instruction to its own media process, which has no such call."""
+        """The node hosting a call's media, from the call's record (commands may reach any node: the bus
+        takes each instruction to this one)."""
         with psycopg.connect(self.info["database_url"]) as conn:
             row = conn.execute("SELECT node_id FROM calls WHERE call_control_id = %s", (call_control_id,)).fetchone()
         assert row is not None, call_control_id
@@ -163,11 +167,11 @@ def test_status_shows_every_node_probed_and_active(cluster: Cluster) -> None:
 def test_a_call_through_kamailio_ends_from_either_side(cluster: Cluster, receiver: WebhookReceiver,
                                                        app: tuple[str, str], tmp_path: Path) -> None:  # fmt: skip
     connection_id, path = app
-    # The caller hangs up.
+    # The caller hangs up (answered through the node that does not carry the call: the bus takes it there).
     caller = call_invite(CALLER_HANGS_UP, connection_id, cluster.info["sip_proxy"], tmp_path / "a")
     [cid] = incoming(receiver, path)
     owner = cluster.owner(cid)
-    cluster.client(owner).calls.actions.answer(cid)
+    cluster.client(next(n for n in cluster.nodes if n is not owner)).calls.actions.answer(cid)
     code, output = caller.wait()
     assert code == 0, output
     hangup = receiver.event("call.hangup", cid)
@@ -188,6 +192,51 @@ def test_a_call_through_kamailio_ends_from_either_side(cluster: Cluster, receive
     receiver.event("call.hangup", cid)
     bye = next(m for m in caller.messages() if m.startswith("BYE "))
     assert f"Via: SIP/2.0/UDP {cluster.info['sip_proxy']};" in bye, bye
+
+
+def test_a_sip_caller_in_a_conference_mixed_on_the_other_node(
+        cluster: Cluster, receiver: WebhookReceiver, app: tuple[str, str], tmp_path: Path) -> None:  # fmt: skip
+    """SIPp (echoing the audio it gets) calls through Kamailio and joins a conference a virtual phone on the
+    other node created: the phone hears its own tone come back through the SIP caller, on the far node, and
+    no longer once the caller is muted."""
+    connection_id, path = app
+    caller = Sipp("echo", NODE_HANGS_UP, ["-s", connection_id, cluster.info["sip_proxy"], "-m", "1", "-l", "1",
+                                          "-mp", str(free_port() & ~1), "-rtp_echo"], tmp_path)  # fmt: skip
+    [cid] = incoming(receiver, path)
+    owner = cluster.owner(cid)
+    other = next(n for n in cluster.nodes if n is not owner)
+    here, there = cluster.client(owner), cluster.client(other)
+    there.calls.actions.answer(cid)
+    receiver.event("call.answered", cid)
+    dialled = there.calls.dial(connection_id=connection_id, from_="+1555", to="virtual:talker;answer_after=0;tone=700")
+    assert dialled.data is not None
+    talker = dialled.data.call_control_id
+    receiver.event("call.answered", talker)
+    conf = there.conferences.create(call_control_id=talker, name=f"sip-{uuid.uuid4().hex[:8]}", comfort_noise=False)
+    assert conf.data is not None
+    here.conferences.actions.join(conf.data.id, call_control_id=cid)
+    root = owner["api"].removesuffix("/v2")  # the phone lives on the other node: asked here, fetched there
+
+    def echo() -> float:
+        resp = httpx.get(f"{root}/virtual/calls/{talker}/heard.wav", params={"seconds": 0.4},
+                         headers={"Authorization": f"Bearer {cluster.info['api_key']}"}, timeout=10)  # fmt: skip
+        resp.raise_for_status()
+        samples, _ = soundfile.read(io.BytesIO(resp.content), dtype="int16")
+        return tone_level(np.asarray(samples, dtype=np.int16), 700)
+
+    deadline = time.monotonic() + 5
+    while echo() < 1000:
+        assert time.monotonic() < deadline, "the phone's tone does not come back through the SIP caller"
+        time.sleep(0.2)
+    here.conferences.actions.mute(conf.data.id, call_control_ids=[cid])
+    deadline = time.monotonic() + 5
+    while echo() > 150:
+        assert time.monotonic() < deadline, "the muted SIP caller is still heard"
+        time.sleep(0.2)
+    there.calls.actions.hangup(cid)
+    code, output = caller.wait()
+    assert code == 0, output
+    there.calls.actions.hangup(talker)
 
 
 def test_up_refuses_clearly(cluster: Cluster, tmp_path: Path) -> None:
