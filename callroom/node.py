@@ -60,6 +60,7 @@ from callroom.webhooks.signing import WebhookSigner
 log = logging.getLogger(__name__)
 
 DEFAULT_ACCOUNT = "default"
+RELAY_POOL = 16  # a cluster's node keeps this many relay ports open ahead (a link across nodes then waits for none)
 
 
 @dataclass
@@ -161,7 +162,7 @@ class Node:
         self._quality: dict[str, dict[str, Any]] = {}  # call quality of SIP legs that just ended
         self.media = MediaProcess(config.sip, on_fact=self._handle_fact, on_sip_incoming=self._route_sip_call,
                                   on_sip_fact=self._handle_sip_fact, url_policy=self.url_policy,
-                                  relay_host=relay_host_of(config))
+                                  relay_host=relay_host_of(config), relay_pool=RELAY_POOL if config.nats_url else 0)
         self.virtual_phones = VirtualPhones(self.media)
         self.node_media = NodeMedia(self.virtual_phones, self.media)
         self.control = Control(self.store, self.node_id, self.node_media)

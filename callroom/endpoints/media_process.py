@@ -38,6 +38,7 @@ from callroom.model.messages import (
     Ready,
     RelayOpened,
     RelayPeer,
+    RelayPorts,
     RemoveLeg,
     Reply,
     Request,
@@ -53,6 +54,7 @@ from callroom.model.messages import (
     StatsRequest,
     Stop,
     ToMedia,
+    UseRelay,
 )
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
@@ -93,9 +95,12 @@ class MediaProcess:
         on_sip_fact: Callable[[SipFact], None],
         url_policy: AddressPolicy = UNRESTRICTED,
         relay_host: str = "127.0.0.1",
+        relay_pool: int = 0,
     ) -> None:
         self.sip_config = sip_config
         self.relay_host = relay_host  # where other nodes of a cluster reach this node's relay legs
+        self.relay_pool = relay_pool  # relay ports the media process keeps open ahead (a cluster's node)
+        self._relay_ports: list[int] = []  # those it reported open ahead and not used yet
         self.url_policy = url_policy  # where media URLs may be fetched from (outbound.py)
         self.on_fact = on_fact
         self.on_sip_incoming = on_sip_incoming
@@ -125,7 +130,7 @@ class MediaProcess:
         self._process = ctx.Process(
             target=media_main,
             args=(child, commands_in, self.sip_config, logging.getLogger().getEffectiveLevel(), self.url_policy,
-                  self.relay_host),
+                  self.relay_host, self.relay_pool),
             name="callroom-media", daemon=True,
         )
         self._process.start()
@@ -187,7 +192,12 @@ class MediaProcess:
 
     async def open_relay(self, leg_id: str, remote: tuple[str, int] | None = None, attach: str | None = None,
                          timeout: float = 5.0) -> tuple[str, int]:  # fmt: skip
-        """Open a relay leg (``OpenRelay``); where the other node sends to it."""
+        """Open a relay leg; where the other node sends to it. With a port opened ahead at once
+        (``UseRelay``), else by asking for one (``OpenRelay``: up to a tick's wait)."""
+        if self._relay_ports:
+            port = self._relay_ports.pop()
+            self.send(UseRelay(leg_id, port, remote, attach))
+            return self.relay_host, port
         reply = await self._request(OpenRelay(next(self._ids), leg_id, remote, attach), RelayOpened, timeout)
         return reply.host, reply.port
 
@@ -245,6 +255,9 @@ class MediaProcess:
                     fut = self._replies.get(message.request_id)
                     if fut is not None and not fut.done():
                         fut.set_result(message)
+                case RelayPorts(host=host, ports=ports):
+                    self.relay_host = host
+                    self._relay_ports += ports
                 case Ready(sip_port=port):
                     if self._ready is not None and not self._ready.done():
                         self._ready.set_result(port)

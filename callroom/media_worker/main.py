@@ -43,6 +43,7 @@ from callroom.model.messages import (
     RefuseSipCall,
     RelayOpened,
     RelayPeer,
+    RelayPorts,
     RemoveLeg,
     Reply,
     Request,
@@ -51,6 +52,7 @@ from callroom.model.messages import (
     StatsReply,
     StatsRequest,
     Stop,
+    UseRelay,
 )
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
@@ -63,7 +65,8 @@ class MediaWorker:
     batch_rtp = True  # RTP legs run as one batch per tick (False: leg by leg, to measure the difference)
 
     def __init__(self, conn: Connection, commands: Connection, sip_config: SipConfig | None,
-                 url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1") -> None:
+                 url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1",
+                 relay_pool: int = 0) -> None:
         self.conn = conn  # facts and replies to the API process
         self.commands = commands  # the API's instructions, framed by ``pipe.py``
         self._frames = FrameReader()
@@ -74,8 +77,10 @@ class MediaWorker:
             self.sip = SipPhones(self.engine, sip_config, on_incoming=self.send, report=self.send)
         self.virtual: dict[str, VirtualPhoneAudio] = {}
         self.relays = RelayLegs(self.engine, relay_host, (sip_config or SipConfig()).rtp_ports)
+        self.relay_pool = relay_pool  # relay ports kept open ahead (a cluster's node)
         self._stopped = asyncio.Event()
         self._opening: set[asyncio.Task[None]] = set()
+        self._filling: asyncio.Task[None] | None = None
 
     def send(self, message: FromMedia) -> None:
         try:
@@ -98,6 +103,7 @@ class MediaWorker:
         gc.freeze()
         ticking = loop.create_task(self.engine.run())
         self.send(Ready(self.sip.port if self.sip is not None else None))
+        self._refill()
         await self._stopped.wait()
         self.engine.before_tick = lambda: None
         if self.sip is not None:
@@ -160,6 +166,9 @@ class MediaWorker:
                     task = asyncio.get_running_loop().create_task(self._open_relay(message))
                     self._opening.add(task)
                     task.add_done_callback(self._opening.discard)
+                case UseRelay(leg_id=leg_id, port=port, remote=remote, attach=attach):
+                    self.relays.use(leg_id, port, remote, attach)
+                    self._refill()
                 case RelayPeer(leg_id=leg_id, remote=remote):
                     self.relays.peer(leg_id, remote)
                 case PressKeys(call_control_id=cid, digits=digits, duration_ms=ms):
@@ -177,6 +186,20 @@ class MediaWorker:
                     log.warning("media process: unexpected message %r", message)
         except Exception:
             log.exception("media message %r failed", message)
+
+    def _refill(self) -> None:
+        """Open relay ports ahead up to ``relay_pool`` (in the background) and report them."""
+        if self.relay_pool and (self._filling is None or self._filling.done()):
+            self._filling = asyncio.get_running_loop().create_task(self._fill())
+
+    async def _fill(self) -> None:
+        try:
+            opened = await self.relays.fill(self.relay_pool)
+        except Exception:
+            log.exception("opening relay ports ahead failed")
+            return
+        if opened:
+            self.send(RelayPorts(self.relays.host, tuple(opened)))
 
     async def _open_relay(self, request: OpenRelay) -> None:
         try:
@@ -214,7 +237,7 @@ class MediaWorker:
 
 
 def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | None, log_level: int,
-               url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1") -> None:
+               url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1", relay_pool: int = 0) -> None:
     """Entry point of the media process."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s media %(name)s: %(message)s")
     loop: asyncio.AbstractEventLoop
@@ -226,6 +249,6 @@ def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | N
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(MediaWorker(conn, commands, sip_config, url_policy, relay_host).serve())
+        loop.run_until_complete(MediaWorker(conn, commands, sip_config, url_policy, relay_host, relay_pool).serve())
     finally:
         loop.close()

@@ -2,10 +2,10 @@
 nodes over a bus later. One frozen dataclass per message; ``codec.py`` turns them into bytes and back.
 
     API -> media     Instructions (the control plane's MediaOps), AddVirtualLeg, RemoveLeg, PressKeys,
-                     AcceptSipCall, RefuseSipCall, RelayPeer, the requests (HeardRequest, QualityRequest,
-                     StatsRequest, OpenRelay), Stop
-    media -> API     Ready, the MediaFacts of ``media.py`` as they are, IncomingSipCall, the SIP facts
-                     (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), and one reply per
+                     AcceptSipCall, RefuseSipCall, UseRelay, RelayPeer, the requests (HeardRequest,
+                     QualityRequest, StatsRequest, OpenRelay), Stop
+    media -> API     Ready, RelayPorts, the MediaFacts of ``media.py`` as they are, IncomingSipCall, the SIP
+                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), and one reply per
                      request (HeardReply, QualityReply, StatsReply, RelayOpened, or RequestFailed)
 
 A request carries an id its reply repeats. ``SipConfig`` is what the media process is started with.
@@ -126,6 +126,16 @@ class OpenRelay:
 
 
 @dataclass(frozen=True, slots=True)
+class UseRelay:
+    """``OpenRelay`` with a relay port the media process opened ahead (``RelayPorts``): nothing to wait for."""
+
+    leg_id: str
+    port: int
+    remote: tuple[str, int] | None = None
+    attach: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RelayPeer:
     """Where a relay leg opened without one sends (and the only address it takes audio from)."""
 
@@ -140,7 +150,8 @@ class Stop:
 
 Request: TypeAlias = HeardRequest | QualityRequest | StatsRequest | OpenRelay
 ToMedia: TypeAlias = (
-    Instructions | AddVirtualLeg | RemoveLeg | PressKeys | AcceptSipCall | RefuseSipCall | RelayPeer | Request | Stop
+    Instructions | AddVirtualLeg | RemoveLeg | PressKeys | AcceptSipCall | RefuseSipCall | UseRelay | RelayPeer
+    | Request | Stop
 )
 
 
@@ -152,6 +163,14 @@ class Ready:
     """The media process runs; its SIP socket's port (None: no SIP)."""
 
     sip_port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayPorts:
+    """Relay ports opened ahead, for ``UseRelay`` (at ``host``, where other nodes send)."""
+
+    host: str
+    ports: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,5 +262,5 @@ class RequestFailed:
 
 
 Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
-FromMedia: TypeAlias = Ready | MediaFact | IncomingSipCall | SipFact | Reply
+FromMedia: TypeAlias = Ready | RelayPorts | MediaFact | IncomingSipCall | SipFact | Reply
 Message: TypeAlias = ToMedia | FromMedia
