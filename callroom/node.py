@@ -37,6 +37,7 @@ from callroom.model.media import (
     PlaybackStarted,
     RecordingFailed,
     RecordingSaved,
+    Release,
 )
 from callroom.model.messages import (
     AcceptSipCall,
@@ -321,13 +322,22 @@ class Node:
             self.store, self.control, self.node_id, api_url=self.config.api_url,
             sip_host=(sip.advertise or sip.host) if sip is not None else None,
             sip_port=self.media.sip_port if sip is not None else None, load=self._load,
-            took_over=self.dispatcher.reload, interval=self.config.heartbeat_secs, ttl=self.config.node_ttl_secs,
+            took_over=self.dispatcher.reload, declared_dead=self._declared_dead, interval=self.config.heartbeat_secs,
+            ttl=self.config.node_ttl_secs,
         )
         await self.membership.start()
         self._timer_task = asyncio.create_task(self._timers(), name="control-timers")
         if self.config.freeze_startup_objects:
             gc.collect()
             gc.freeze()
+
+    def _declared_dead(self, ended: list[str]) -> None:
+        """The cluster took this node for dead (cut off, or stalled) and ended its calls: their media here
+        goes too (SIP legs get their BYE), and so do the relay legs of conferences moved meanwhile."""
+        if self.cluster_media is not None:
+            self.cluster_media.forget_relays()
+        if ended:
+            self.node_media.apply([Release(cid) for cid in ended])
 
     async def _load(self) -> dict[str, Any]:
         """What this node's heartbeat tells the cluster: its media legs and the tick's lateness."""

@@ -135,6 +135,12 @@ class ClusterMedia:
                 raise failures[0]
         self.local.apply(plan.ops)
 
+    def forget_relays(self) -> None:
+        """Close every relay leg (the cluster moved this node's conferences and calls on without it)."""
+        self._close([*self.relays.attached.values(),
+                     *(cid for members in self.relays.members.values() for cid in members)])  # fmt: skip
+        self.relays = Relays(self.here)
+
     def _close(self, relays: list[str]) -> None:
         for relay in relays:
             self.media.close_relay(relay)

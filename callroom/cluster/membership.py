@@ -35,7 +35,8 @@ TIME_TO_LIVE_SECS = 4.0  # a node silent this long is dead (its calls end within
 class Membership:
     def __init__(self, store: Store, control: Control, node_id: str, *, api_url: str | None, sip_host: str | None,
                  sip_port: int | None, load: Callable[[], Awaitable[dict[str, Any]]],
-                 took_over: Callable[[], None] = lambda: None, interval: float = HEARTBEAT_SECS,
+                 took_over: Callable[[], None] = lambda: None,
+                 declared_dead: Callable[[list[str]], None] = lambda _calls: None, interval: float = HEARTBEAT_SECS,
                  ttl: float = TIME_TO_LIVE_SECS, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.store = store
         self.control = control
@@ -43,6 +44,8 @@ class Membership:
         self.api_url, self.sip_host, self.sip_port = api_url, sip_host, sip_port
         self.load = load  # the figures each heartbeat carries (legs, calls, tick lateness ...)
         self.took_over = took_over  # called when this node took over a dead node's webhooks
+        # called with the calls the cluster ended while it took this node for dead (it was cut off, or stalled)
+        self.declared_dead = declared_dead
         self.interval = interval
         self.ttl = ttl
         self.clock = clock
@@ -61,6 +64,7 @@ class Membership:
 
     async def start(self) -> None:
         await self._in_store(self._register)
+        await self._in_store(self._rehome, self.node_id)  # what a previous process of this node mixed
         self._task = asyncio.get_running_loop().create_task(self._run(), name="cluster-membership")
 
     async def stop(self) -> None:
@@ -92,8 +96,10 @@ class Membership:
             load = {}
         alive = await self._in_store(self._beat, load)
         if not alive:
-            log.error("node %s was declared dead by the cluster (its calls were ended); registering again",
-                      self.node_id)
+            ended = await self._in_store(self._ended_meanwhile)
+            log.error("node %s was declared dead by the cluster, which ended its %d calls; it hangs them up and "
+                      "registers again", self.node_id, len(ended))
+            self.declared_dead(ended)
             await self._in_store(self._register)
         dead = await self._in_store(self._claim)
         for node_id in dead:
@@ -102,6 +108,11 @@ class Membership:
         if dead:
             self.took_over()
         await self._in_store(self._end_orphans)
+
+    def _ended_meanwhile(self) -> list[str]:
+        with self.store.transaction(read_only=True) as tx:
+            since = nodes.reaped_at(tx, self.node_id)
+            return nodes.ended_by_the_cluster(tx, self.node_id, since) if since is not None else []
 
     def alive(self, node_id: str) -> bool:
         """Whether ``node_id`` was up at the last pass (a node not seen yet is taken to be)."""
@@ -137,10 +148,14 @@ class Membership:
                     log.exception("ending call %s of a dead node failed", call_control_id)
         self._rehome()
 
-    def _rehome(self) -> None:
-        """Conferences mixed on a node that is gone are mixed from now on where a member lives."""
+    def _rehome(self, own: str | None = None) -> None:
+        """Conferences mixed on a node that is gone (or, ``own``, by a previous process of this node) are mixed
+        from now on where a member lives."""
         with self.store.transaction(read_only=True) as tx:
-            homeless = nodes.homeless_conferences(tx)
+            if own is None:
+                homeless = nodes.homeless_conferences(tx)
+            else:
+                homeless = [(account, conf, own) for account, conf in nodes.conferences_homed_on(tx, own)]
         for account_id, conference_id, gone in homeless:
             try:
                 self.control.run(account_id, functools.partial(rehome, conference_id=conference_id, gone=gone,

@@ -75,13 +75,14 @@ def claim_dead(tx: Tx, survivor: str, now: float, ttl: float) -> list[str]:
 
 def orphaned(tx: Tx, survivor: str, limit: int = 500) -> list[tuple[str, str]]:
     """(account, call_control_id) of live calls whose node is dead and was claimed by ``survivor``, or by a
-    node that is itself no longer up (its reaper died before finishing)."""
+    node that is itself no longer up (its reaper died before finishing), or that stopped (its media went
+    with it; any survivor ends them, once: each end takes the call's lock)."""
     calls, nodes = t.calls.c, t.nodes.c
     reaper = t.nodes.alias("reaper")
     stmt = (select(calls.account_id, calls.call_control_id)
             .join(t.nodes, nodes.node_id == calls.node_id)
             .outerjoin(reaper, reaper.c.node_id == nodes.reaped_by)
-            .where(and_(nodes.status == DEAD, calls.state != CallState.ENDED.value,
+            .where(and_(nodes.status.in_((DEAD, STOPPED)), calls.state != CallState.ENDED.value,
                         (nodes.reaped_by == survivor) | (reaper.c.status != UP) | reaper.c.node_id.is_(None)))
             .limit(limit))  # fmt: skip
     return [(str(a), str(cid)) for a, cid in tx.conn.execute(stmt)]
@@ -93,6 +94,14 @@ def homeless_conferences(tx: Tx, limit: int = 500) -> list[tuple[str, str, str]]
     stmt = (select(confs.account_id, confs.id, confs.node_id).join(t.nodes, nodes.node_id == confs.node_id)
             .where(and_(confs.status != ConferenceStatus.COMPLETED.value, nodes.status != UP)).limit(limit))
     return [(str(a), str(conf), str(home)) for a, conf, home in tx.conn.execute(stmt)]
+
+
+def conferences_homed_on(tx: Tx, node_id: str, limit: int = 500) -> list[tuple[str, str]]:
+    """(account, conference id) of live conferences mixed on ``node_id``."""
+    c = t.conferences.c
+    stmt = (select(c.account_id, c.id).where(and_(c.node_id == node_id, c.status != ConferenceStatus.COMPLETED.value))
+            .limit(limit))  # fmt: skip
+    return [(str(a), str(conf)) for a, conf in tx.conn.execute(stmt)]
 
 
 def statuses(tx: Tx) -> dict[str, str]:
@@ -121,3 +130,17 @@ def cluster_name(tx: Tx) -> str:
     tx.conn.execute(dialect_insert(t.settings).values(key=CLUSTER_SETTING, value=uuid.uuid4().hex[:12])
                     .on_conflict_do_nothing())  # fmt: skip
     return str(tx.conn.execute(select(t.settings.c.value).where(t.settings.c.key == CLUSTER_SETTING)).scalar_one())
+
+
+def ended_by_the_cluster(tx: Tx, node_id: str, since: float) -> list[str]:
+    """The calls of ``node_id`` the cluster ended since ``since`` (while it was taken for dead)."""
+    c = t.calls.c
+    stmt = select(c.call_control_id).where(and_(c.node_id == node_id, c.state == CallState.ENDED.value,
+                                                c.ended_at >= since))  # fmt: skip
+    return [str(r[0]) for r in tx.conn.execute(stmt)]
+
+
+def reaped_at(tx: Tx, node_id: str) -> float | None:
+    c = t.nodes.c
+    value = tx.conn.execute(select(c.reaped_at).where(c.node_id == node_id)).scalar()
+    return float(value) if value is not None else None
