@@ -40,7 +40,8 @@ def route(ops: Sequence[m.MediaOp], placements: Mapping[str, str], here: str) ->
 
     for op in ops:
         match op:
-            case m.ConferenceMix(conference_id=conf) | m.ConferenceClosed(conference_id=conf):
+            case (m.ConferenceMix(conference_id=conf) | m.MemberFlags(conference_id=conf)
+                  | m.ConferenceClosed(conference_id=conf)):
                 to(node(conf), op)
             case m.Play(conference_id=conf) | m.StartRecording(conference_id=conf) if conf:
                 to(node(conf), op)

@@ -385,27 +385,35 @@ def push_mix(w: World, conf: Conference, beep: str | None = None, also_media: st
     present = w.members(conf.id) if members is None else members
     names = {n for n in (conf.hold_media_name, also_media, *(p.hold_media_name for p in present)) if n}
     yield from w.load(*(r.MediaByName(n) for n in sorted(names)))
-
-    def hold(url: str | None, media_name: str | None) -> str | None:
-        """Hold audio as the media plane names it: ``url:<url>`` or ``file:<path>`` (None: the built-in music)."""
-        if url:
-            return f"url:{url}"
-        if media_name:
-            media: MediaFile | None = w.result(r.MediaByName(media_name))
-            return f"file:{media.path}" if media is not None else None
-        return None
-
     mixed = tuple(
         m.ConferenceMember(
             call_control_id=p.call_control_id, muted=p.muted, on_hold=effective_hold(conf, p),
             supervisor_role=p.supervisor_role, whisper_to=tuple(p.whisper_call_control_ids),
-            hold_audio=hold(p.hold_audio_url, p.hold_media_name),
+            hold_audio=_hold_as_named(w, p.hold_audio_url, p.hold_media_name),
         )
         for p in present
     )  # fmt: skip
-    w.media.append(
-        m.ConferenceMix(conf.id, mixed, conf.comfort_noise, beep, hold(conf.hold_audio_url, conf.hold_media_name))
-    )
+    w.media.append(m.ConferenceMix(
+        conf.id, mixed, conf.comfort_noise, beep, _hold_as_named(w, conf.hold_audio_url, conf.hold_media_name),
+        started=conf.status is not ConferenceStatus.INIT,
+    ))  # fmt: skip
+
+
+def hold_audio(w: World, url: str | None, media_name: str | None) -> Steps[str | None]:
+    """Hold audio as the media plane names it (``_hold_as_named``), its stored media read first if named."""
+    if media_name and not url:
+        yield from w.load(r.MediaByName(media_name))
+    return _hold_as_named(w, url, media_name)
+
+
+def _hold_as_named(w: World, url: str | None, media_name: str | None) -> str | None:
+    """``url:<url>`` or ``file:<path>`` (None: the built-in music); a media name must have been read."""
+    if url:
+        return f"url:{url}"
+    if media_name:
+        media: MediaFile | None = w.result(r.MediaByName(media_name))
+        return f"file:{media.path}" if media is not None else None
+    return None
 
 
 # -- helpers ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from callroom.model.effects import (
     Delete,
     Effects,
     Insert,
+    LockConference,
     Record,
     Schedule,
     SetParticipantFlags,
@@ -195,6 +196,10 @@ class World:
             self.results[r.MembersOf(p.conference_id)] = [m for m in members if m.id != p.id]
         if self.results.get(r.ParticipantOfCall(p.call_control_id)) is p:
             self.results[r.ParticipantOfCall(p.call_control_id)] = None
+
+    def lock_with_writes(self, conf: Conference) -> None:
+        """Lock ``conf`` (read unlocked) with the writes, ahead of them (``effects.LockConference``)."""
+        self._writes.append(LockConference(conf.id))
 
     def set_participant_flags(self, ps: Sequence[Participant | MixMember], values: dict[str, Any]) -> None:
         """The same ``values`` on many participants (one statement); the records change here too."""

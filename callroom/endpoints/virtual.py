@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -80,6 +80,7 @@ class VirtualLeg:
     spec: VirtualSpec
     connected_to: str = "ringing"
     audio: bool = False  # its audio leg exists in the media process
+    member: m.ConferenceMember | None = None  # as its conference's mix (or a flag change since) has it
     handles: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
@@ -122,10 +123,23 @@ class VirtualPhones:
                 self._connected(cid, f"queue:{qid}")
             case m.ConferenceMix(conference_id=conf_id, members=members):
                 for member in members:
-                    state = "held" if member.on_hold else "muted" if member.muted else member.supervisor_role
-                    self._connected(member.call_control_id, f"conference:{conf_id}:{state}")
+                    self._member(conf_id, member)
+            case m.MemberFlags(conference_id=conf_id, call_control_ids=cids, muted=muted, on_hold=on_hold):
+                for cid in cids:
+                    was = self.legs[cid].member if cid in self.legs else None
+                    if was is not None:
+                        self._member(conf_id, replace(was, muted=was.muted if muted is None else muted,
+                                                      on_hold=was.on_hold if on_hold is None else on_hold))
             case _:
                 pass
+
+    def _member(self, conference_id: str, member: m.ConferenceMember) -> None:
+        leg = self.legs.get(member.call_control_id)
+        if leg is None:
+            return
+        leg.member = member
+        state = "held" if member.on_hold else "muted" if member.muted else member.supervisor_role
+        leg.connected_to = f"conference:{conference_id}:{state}"
 
     def incoming(self, call_control_id: str, endpoint: str) -> None:
         """Track a virtual phone that called in."""
@@ -158,6 +172,7 @@ class VirtualPhones:
         leg = self.legs.get(cid)
         if leg is not None:
             leg.connected_to = where
+            leg.member = None
 
     def _forget(self, cid: str) -> None:
         leg = self.legs.pop(cid, None)

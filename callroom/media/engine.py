@@ -197,6 +197,10 @@ class MediaEngine:
                 self._refresh(f"conference:{conf_id}")
                 if mix.beep:
                     self._beep(conf_id, mix)
+            case m.MemberFlags(conference_id=conf_id) as flags:
+                if conf_id in self.conferences:
+                    self.conferences[conf_id] = topo.with_flags(self.conferences[conf_id], flags)
+                    self._refresh(f"conference:{conf_id}")
             case m.ConferenceClosed(conference_id=conf_id):
                 self.actions.conference_closed(conf_id)
                 self.conference_plays.pop(conf_id, None)

@@ -19,9 +19,9 @@ Conference rules (Telnyx's supervisor roles as edges):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from callroom.model.media import ConferenceMix
+from callroom.model.media import ConferenceMember, ConferenceMix, MemberFlags
 
 Edge = tuple[str, str]
 
@@ -126,3 +126,19 @@ def conference_mesh(mix: ConferenceMix, present: set[str]) -> Mesh:
 def conference_edges(mix: ConferenceMix, present: set[str]) -> set[Edge]:
     """Every edge of a conference (``conference_mesh`` expanded)."""
     return conference_mesh(mix, present).expand()
+
+
+def with_flags(mix: ConferenceMix, flags: MemberFlags) -> ConferenceMix:
+    """``mix`` with the members ``flags`` names muted or held as it says (the beep of ``mix`` not again)."""
+    named = set(flags.call_control_ids)
+
+    def changed(member: ConferenceMember) -> ConferenceMember:
+        if member.call_control_id not in named:
+            return member
+        muted = member.muted if flags.muted is None else flags.muted
+        if flags.on_hold is None:
+            return replace(member, muted=muted)
+        audio = flags.hold_audio if flags.on_hold and flags.hold_audio is not None else member.hold_audio
+        return replace(member, muted=muted, on_hold=flags.on_hold or not mix.started, hold_audio=audio)
+
+    return replace(mix, members=tuple(changed(member) for member in mix.members), beep=None)

@@ -46,6 +46,17 @@ class Delete:
 
 
 @dataclass(frozen=True, slots=True)
+class LockConference:
+    """Take the conference's lock with the writes, before them (PostgreSQL ``FOR UPDATE``), for a command
+    that read it unlocked because what it writes does not depend on what it read: a flag change sets the
+    same values whatever they were. It then holds the lock only while its writes and COMMIT travel, and
+    its media instruction still reaches the media plane in the order of the commands that hold the lock
+    (joins, leaves and other flag changes alike)."""
+
+    conference_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class SetParticipantFlags:
     """The same values set on many participants (mute, unmute, hold, unhold): one statement, not one per
     participant."""
@@ -81,7 +92,7 @@ class Webhook:
     occurred_at_in_payload: bool
 
 
-Write = Insert | Update | Delete | SetParticipantFlags | Schedule | CancelTimer | Webhook
+Write = Insert | Update | Delete | LockConference | SetParticipantFlags | Schedule | CancelTimer | Webhook
 
 
 @dataclass(slots=True)

@@ -80,12 +80,29 @@ class ConferenceMember:
 
 @dataclass(frozen=True, slots=True)
 class ConferenceMix:
-    """The whole who-hears-whom of one conference, as it should be from now on."""
+    """The whole who-hears-whom of one conference, as it should be from now on. A member's ``on_hold`` is
+    its hold as heard: held by the API, or waiting for the conference to start (``started`` False)."""
 
     conference_id: str
     members: tuple[ConferenceMember, ...]
     comfort_noise: bool = True
     beep: str | None = None  # "enter" | "exit": play a beep to the conference now
+    hold_audio: str | None = None
+    started: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFlags:
+    """Some members of a conference muted or unmuted, held or taken off hold (None: that flag unchanged),
+    the rest of its mix as it is: what a mute or hold changes, without the whole mix (whose other members
+    the command that sends this did not lock). ``on_hold`` is the API's hold: a member of a conference that
+    has not started stays held. ``hold_audio``: with ``on_hold``, their hold audio from now on (None: as
+    it was)."""
+
+    conference_id: str
+    call_control_ids: tuple[str, ...]
+    muted: bool | None = None
+    on_hold: bool | None = None
     hold_audio: str | None = None
 
 
@@ -196,7 +213,7 @@ class SendDtmf:
 
 
 MediaOp = (
-    Ring | Answer | Reject | Release | Park | Bridge | HoldInQueue | ConferenceMix | ConferenceClosed
+    Ring | Answer | Reject | Release | Park | Bridge | HoldInQueue | ConferenceMix | MemberFlags | ConferenceClosed
     | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather | SendDtmf
 )
 

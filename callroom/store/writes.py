@@ -18,6 +18,7 @@ from callroom.model.effects import (
     Delete,
     Effects,
     Insert,
+    LockConference,
     Record,
     Schedule,
     SetParticipantFlags,
@@ -39,6 +40,7 @@ from callroom.store import outbox
 from callroom.store import schema as t
 from callroom.store.sql import prebuilt
 from callroom.store.tx import Tx, to_row
+from callroom.store.tx_base import _lookup
 
 # The table of each record and the column that names a row of it.
 _TABLES: dict[type[Any], tuple[Table, str]] = {
@@ -74,6 +76,10 @@ def write(tx: Tx, account_id: str, now: float, effects: Effects, node_id: str | 
             case Delete(record=rec):
                 table, key = _TABLES[type(rec)]
                 execute(_delete_by(table, key), {"pk_": getattr(rec, key)})
+            case LockConference(conference_id=conf_id) if tx.conn.dialect.name == "postgresql":
+                # (SQLite: the transaction holds the one write lock already)
+                execute(_lookup(t.conferences, "get_conf", True, id="id", account_id="acct"),
+                        {"id": conf_id, "acct": account_id})
             case SetParticipantFlags(participant_ids=ids, values=values):
                 tx.set_participant_flags(ids, values)
             case Schedule(timer=timer):

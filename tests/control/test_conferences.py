@@ -62,11 +62,15 @@ def test_mute_some_reads_once_and_writes_one_statement() -> None:
     mem = Memory()
     conf, calls = _conference(mem)
     _, effects = mem.run(lambda w: conference_flags.set_flags(w, conf.id, [calls[1]], muted=True))
-    assert mem.batches == [(r.ConferenceById(conf.id), r.MixOf(conf.id))]
-    flags = [w for w in effects.writes if type(w).__name__ == "SetParticipantFlags"]
-    assert len(flags) == 1 and len(effects.writes) == 1  # one statement, nothing else written
-    assert {x.call_control_id: x.muted for x in _mix(effects.media).members} == {
-        calls[0]: False, calls[1]: True, calls[2]: False}
+    # read unlocked; the conference is locked with the writes, then one statement
+    assert mem.batches == [(r.ConferenceById(conf.id, lock=False), r.MixOf(conf.id))]
+    assert [type(w).__name__ for w in effects.writes] == ["LockConference", "SetParticipantFlags"]
+    # the media plane hears what changed, not the whole mix (whose other members were not locked)
+    assert effects.media == [m.MemberFlags(conf.id, (calls[1],), muted=True)]
+    _, effects = mem.run(lambda w: conference_flags.set_flags(w, conf.id, None, muted=False))
+    (everyone,) = effects.media
+    assert isinstance(everyone, m.MemberFlags) and sorted(everyone.call_control_ids) == sorted(calls)
+    assert (everyone.muted, everyone.on_hold) == (False, None)
 
 
 def test_flag_refusals() -> None:
@@ -91,8 +95,7 @@ def test_hold_with_stored_audio_reads_the_file_once_named() -> None:
     _, effects = mem.run(lambda w: conference_flags.set_flags(w, conf.id, [calls[0]], on_hold=True,
                                                               hold_media_name="lobby"))
     assert len(mem.batches) == 2 and mem.batches[1] == (r.MediaByName("lobby"),)
-    held = {x.call_control_id: x.hold_audio for x in _mix(effects.media).members}
-    assert held == {calls[0]: "file:/m/lobby.wav", calls[1]: None, calls[2]: None}
+    assert effects.media == [m.MemberFlags(conf.id, (calls[0],), on_hold=True, hold_audio="file:/m/lobby.wav")]
 
 
 def test_the_last_to_leave_ends_it_and_a_host_ends_it_for_everyone() -> None:

@@ -71,3 +71,39 @@ def test_conference_mesh_follows_the_role_rules() -> None:
     assert mesh.listeners == {"a", "b", "mon", "w"}
     assert mesh.edges == {(topo.DEFAULT_HOLD, "h"), ("w", "a")}  # a held target does not hear the whisper
     assert mesh.expand() == {("a", "b"), ("a", "mon"), ("a", "w"), (topo.DEFAULT_HOLD, "h"), ("w", "a")}
+
+
+def test_flag_changes_mute_and_hold_members_of_the_mix_as_it_stands() -> None:
+    rng = random.Random(5)
+    for _round in range(20):
+        engine = MediaEngine()
+        for cid in LEGS:
+            engine.add_leg(cid, VirtualAudioLeg())
+        mix = random_mix(rng, "c1", LEGS)
+        engine.apply([mix])
+        for _step in range(6):  # mutes and holds of random members, one change at a time
+            if not mix.members:
+                break
+            named = tuple(mb.call_control_id for mb in rng.sample(mix.members, rng.randint(1, len(mix.members))))
+            change = m.MemberFlags("c1", named, muted=rng.choice([None, True, False]),
+                                   on_hold=rng.choice([None, True, False]))
+            engine.apply([change])
+            mix = topo.with_flags(mix, change)
+        at_once = MediaEngine()
+        for cid in LEGS:
+            at_once.add_leg(cid, VirtualAudioLeg())
+        at_once.apply([mix])
+        assert edges(engine) == edges(at_once)
+
+
+def test_a_flag_change_holds_nobody_but_those_it_names_and_keeps_a_waiting_conference_held() -> None:
+    members = tuple(m.ConferenceMember(c, False, False, "none", hold_audio="url:a") for c in ("a", "b"))
+    waiting = m.ConferenceMix("c1", members, beep="enter", started=False)
+    unheld = topo.with_flags(waiting, m.MemberFlags("c1", ("a",), muted=True, on_hold=False))
+    assert [(mb.muted, mb.on_hold) for mb in unheld.members] == [(True, True), (False, False)]  # not started
+    assert unheld.beep is None  # a flag change plays no beep again
+    held = topo.with_flags(m.ConferenceMix("c1", members), m.MemberFlags("c1", ("b",), on_hold=True,
+                                                                          hold_audio="file:/m/x.wav"))
+    assert [(mb.on_hold, mb.hold_audio) for mb in held.members] == [(False, "url:a"), (True, "file:/m/x.wav")]
+    kept = topo.with_flags(held, m.MemberFlags("c1", ("b",), on_hold=True))
+    assert kept.members[1].hold_audio == "file:/m/x.wav"

@@ -1,10 +1,13 @@
-"""Flag changes (mute/unmute/hold/unhold) on PostgreSQL: the conference (locked) and its members are read in
-one round trip, the change is decided from them, and it is written with the COMMIT in a second; an invalid
-change changes nothing."""
+"""Flag changes (mute/unmute/hold/unhold) on PostgreSQL: the conference and its members are read in one round
+trip, unlocked, the change is decided from them, and it is written with the conference's lock and the COMMIT
+in a second; an invalid change changes nothing. A command holding the conference's lock (a join, a leave,
+another flag change) makes a flag change wait at its COMMIT."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import threading
 import uuid
 
 import pytest
@@ -13,10 +16,11 @@ from callroom.control import conference_flags
 from callroom.control.service import Control
 from callroom.control.world import Steps, World
 from callroom.errors import ApiError
-from callroom.model.media import ConferenceMix
+from callroom.model import reads as r
+from callroom.model.media import MemberFlags
 from callroom.model.records import Conference, MediaFile, Participant
 from callroom.model.states import ConferenceStatus, ParticipantStatus
-from callroom.store import commands, media_tx
+from callroom.store import commands, media_tx, reads
 from callroom.store.engine import Store
 from tests.store import factories as f
 from tests.store.factories import NOW
@@ -50,8 +54,8 @@ def _flags(store: Store, conf: Conference) -> dict[str, tuple[bool, bool]]:
         return {p.call_control_id: (p.muted, p.on_hold) for p in tx.participants_of(conf.id, present_only=False)}
 
 
-def _mixes(media: _OpsLog) -> list[ConferenceMix]:
-    return [op for op in media.ops if isinstance(op, ConferenceMix)]
+def _changes(media: _OpsLog) -> list[MemberFlags]:
+    return [op for op in media.ops if isinstance(op, MemberFlags)]
 
 
 def _mute(w: World, *, conference_id: str) -> Steps[None]:
@@ -76,9 +80,7 @@ def test_the_reads_go_in_one_round_trip_and_the_change_with_the_commit(postgres_
         committing = tx.conn.round_trips
     assert tx.conn.round_trips == committing + 1  # the UPDATE travelled with the COMMIT
     assert effects.error is None
-    [mix] = [op for op in effects.media if isinstance(op, ConferenceMix)]
-    assert {m.call_control_id: m.muted for m in mix.members} == {
-        p.call_control_id: p is people[1] for p in people}
+    assert effects.media == [MemberFlags(conf.id, (people[1].call_control_id,), muted=True)]
     assert _flags(postgres_store, conf)[people[1].call_control_id] == (True, False)
 
 
@@ -91,8 +93,9 @@ async def test_everyone_and_some(postgres_store: Store) -> None:
     await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, ids, on_hold=True))
     flags = _flags(postgres_store, conf)
     assert [flags[p.call_control_id] for p in people] == [(True, True), (True, False), (True, True)]
-    assert {m.call_control_id: m.on_hold for m in _mixes(media)[-1].members} == {
-        p.call_control_id: p is not people[1] for p in people}
+    assert sorted(_changes(media)[0].call_control_ids) == sorted(p.call_control_id for p in people)
+    last = _changes(media)[-1]
+    assert sorted(last.call_control_ids) == sorted(ids) and (last.muted, last.on_hold) == (None, True)
 
 
 async def test_an_unknown_call_changes_nobody(postgres_store: Store) -> None:
@@ -104,7 +107,7 @@ async def test_an_unknown_call_changes_nobody(postgres_store: Store) -> None:
     [item] = rejected.value.items
     assert item.code == "90105" and "v3:nobody" in item.detail and item.pointer == "/call_control_ids"
     assert set(_flags(postgres_store, conf).values()) == {(False, False)}
-    assert not _mixes(media)
+    assert not _changes(media)
 
 
 async def test_an_ended_conference_changes_nobody(postgres_store: Store) -> None:
@@ -114,7 +117,7 @@ async def test_an_ended_conference_changes_nobody(postgres_store: Store) -> None
         await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, None, muted=True))
     assert [i.code for i in rejected.value.items] == ["90019"]
     assert set(_flags(postgres_store, conf).values()) == {(False, False)}
-    assert not _mixes(media)
+    assert not _changes(media)
 
 
 async def test_another_account_or_no_such_id_is_not_found(postgres_store: Store) -> None:
@@ -133,7 +136,7 @@ async def test_a_conference_named_like_an_id_is_found_by_its_name(postgres_store
     control, media = _control(postgres_store)
     await control.arun(acct, lambda w: conference_flags.set_flags(w, name, None, muted=True))
     assert set(_flags(postgres_store, conf).values()) == {(True, False)}
-    assert _mixes(media)[-1].conference_id == conf.id
+    assert _changes(media)[-1].conference_id == conf.id
 
 
 async def test_stored_hold_audio_is_resolved(postgres_store: Store) -> None:
@@ -145,7 +148,34 @@ async def test_stored_hold_audio_is_resolved(postgres_store: Store) -> None:
     target = [people[0].call_control_id]
     await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, target, on_hold=True,
                                                                  hold_media_name="lobby"))
-    await control.arun(acct, lambda w: conference_flags.set_flags(w, conf.id, None, muted=True))
-    for mix in _mixes(media):  # the second change still knows the first one's stored file
-        assert {m.call_control_id: m.hold_audio for m in mix.members} == {
-            p.call_control_id: "file:/var/media/lobby.wav" if p is people[0] else None for p in people}
+    lobby = "file:/var/media/lobby.wav"
+    assert _changes(media) == [MemberFlags(conf.id, tuple(target), on_hold=True, hold_audio=lobby)]
+
+
+def _hold_lock(store: Store, conf: Conference, held: threading.Event, release: threading.Event) -> None:
+    """A transaction that takes the conference's lock and keeps it until ``release``."""
+    with store.transaction() as tx:
+        reads.answer(tx, conf.account_id, (r.ConferenceById(conf.id, lock=True),))
+        held.set()
+        release.wait(5)
+
+
+async def test_a_flag_change_waits_for_the_conferences_lock_with_its_writes(postgres_store: Store) -> None:
+    acct, conf, people = _setup(postgres_store)
+    control, _media = _control(postgres_store)
+    held, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_lock, args=(postgres_store, conf, held, release))
+    holder.start()
+    try:
+        assert held.wait(5)
+        mute = asyncio.ensure_future(control.arun(acct, lambda w: conference_flags.set_flags(
+            w, conf.id, [people[0].call_control_id], muted=True)))
+        done, _ = await asyncio.wait({mute}, timeout=0.5)
+        assert not done  # a join or leave holds the lock: the change (and its instruction) waits for it
+        assert _flags(postgres_store, conf)[people[0].call_control_id] == (False, False)
+        release.set()
+        await asyncio.wait_for(mute, 5)
+    finally:
+        release.set()
+        holder.join()
+    assert _flags(postgres_store, conf)[people[0].call_control_id] == (True, False)
