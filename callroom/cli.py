@@ -34,9 +34,8 @@ def _network(value: str) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from callroom.api.server import uvicorn_config
+    from callroom.api.server import DrainingServer, uvicorn_config
+    from callroom.drain import DrainReport
     from callroom.model.messages import SipConfig
     from callroom.node import Node, NodeConfig, ensure_first_key
 
@@ -62,7 +61,8 @@ def _serve(args: argparse.Namespace) -> int:
     node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
                            rate_limit=rate_limit, freeze_startup_objects=True, ring_timeout_secs=args.ring_timeout,
                            api_url=f"http://{args.host}:{args.port}/v2",
-                           allow_url_networks=allow_urls, nats_url=args.nats_url, relay_host=args.relay_host))
+                           allow_url_networks=allow_urls, nats_url=args.nats_url, relay_host=args.relay_host,
+                           drain_grace_secs=args.drain_timeout))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:
@@ -92,7 +92,14 @@ def _serve(args: argparse.Namespace) -> int:
         # arguments for every request: ~2 % of a request's CPU).
         access_log=False,
     )
-    asyncio.run(uvicorn.Server(config).serve()) if sys.platform == "win32" else uvicorn.Server(config).run()
+    server = DrainingServer(config, drain=node.drain.start, hurry=node.drain.hurry)
+
+    def drained(report: DrainReport) -> None:
+        logging.getLogger("callroom").warning(report.line(node.node_id))
+        server.stop()
+
+    node.drain.on_drained = drained
+    asyncio.run(server.serve()) if sys.platform == "win32" else server.run()
     return 0
 
 
@@ -159,6 +166,36 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drain(args: argparse.Namespace) -> int:
+    """``callroom drain NODE_ID``: ask a running node (through the database it shares) to drain and stop."""
+    import time
+
+    from callroom.store import nodes
+    from callroom.store.engine import Store
+
+    store = Store(_database_url(args))
+    store.migrate()
+    with store.transaction() as tx:
+        asked = nodes.drain(tx, args.node_id, time.time())
+    if not asked:
+        print(f"callroom drain: no node {args.node_id!r} is up on {store.safe_url}", file=sys.stderr)
+        store.dispose()
+        return 1
+    print(f"node {args.node_id} drains within a heartbeat: no new calls; it stops once its calls have ended "
+          "(or its grace period is over)")
+    deadline = time.monotonic() + args.wait
+    status = nodes.UP
+    while args.wait and time.monotonic() < deadline:
+        with store.transaction(read_only=True) as tx:
+            status = nodes.statuses(tx).get(args.node_id, nodes.STOPPED)
+        if status != nodes.UP:
+            print(f"node {args.node_id} {status}")
+            break
+        time.sleep(0.5)
+    store.dispose()
+    return 0 if not args.wait or status != nodes.UP else 1
+
+
 def _phone(args: argparse.Namespace) -> int:
     key = args.api_key or os.environ.get("CALLROOM_API_KEY")
     key_file = args.data_dir / "initial-api-key"
@@ -175,6 +212,8 @@ def _phone(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from callroom.drain import DEFAULT_GRACE_SECS
+
     parser = argparse.ArgumentParser(prog="callroom", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where SQLite and keys live")
     parser.add_argument("--database-url", help="sqlite:///path or postgresql://... (env CALLROOM_DATABASE_URL)")
@@ -207,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="a network webhook and media URLs may reach besides public addresses, e.g. "
                             "127.0.0.0/8 for receivers on this machine (repeat for several; env "
                             "CALLROOM_ALLOW_URL_NETWORKS, comma-separated; 0.0.0.0/0 and ::/0: any address)")
+    serve.add_argument("--drain-timeout", type=float,
+                       default=float(os.environ.get("CALLROOM_DRAIN_TIMEOUT", DEFAULT_GRACE_SECS)),
+                       help="on SIGTERM/Ctrl-C or 'callroom drain': how long calls in progress may go on before "
+                            "the node hangs them up (a second signal: at once)")
     serve.add_argument("--nats-url", default=os.environ.get("CALLROOM_NATS_URL"),
                        help="nats://host:4222: join the cluster of the nodes on this PostgreSQL database over this "
                             "NATS server (default: a node on its own)")
@@ -232,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     status = cluster_sub.add_parser("status", help="list the nodes: health, calls, load")
     status.add_argument("--json", action="store_true", help="one JSON array")
     cluster.set_defaults(func=_cluster)
+
+    drain = sub.add_parser("drain", help="ask a running node to drain (no new calls) and stop")
+    drain.add_argument("node_id", help="the node's id (see 'callroom cluster status')")
+    drain.add_argument("--wait", type=float, default=0.0, metavar="SECS",
+                       help="wait up to this long for the node to stop (exit 1 if it has not)")
+    drain.set_defaults(func=_drain)
 
     phone = sub.add_parser("phone", help="virtual phones")
     phone_sub = phone.add_subparsers(dest="phone_command", required=True)

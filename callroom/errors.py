@@ -9,7 +9,8 @@
     │   ├── BodyTooLarge              413 / 90109 (a request body over its route's limit, api/limits.py)
     │   ├── CommandRejected           422 (a well-formed command the current state refuses:
     │   │                                 call ended 90018, conference ended 90019, queue full 90036, ...)
-    │   └── NodeUnavailable           503 / 90113 (a cluster's node that did not take a command's media)
+    │   ├── NodeUnavailable           503 / 90113 (a cluster's node that did not take a command's media)
+    │   └── Draining                  503 / 90116 (a node that is stopping takes no new call)
     ├── IllegalTransition             a state machine was asked for a move its table does not allow
     ├── AddressRefused                a URL's host is (or resolves to) an address the node's outbound
     │                                 policy refuses (callroom/outbound.py): webhooks and media URLs
@@ -136,6 +137,18 @@ class NodeUnavailable(ApiError):
         super().__init__(ErrorItem("90113", "Node unavailable",
                                    f"The node carrying this call or conference ({node_id}) did not answer: {why}. "
                                    "Nothing was changed; retry shortly."))
+
+
+class Draining(ApiError):
+    """The node is draining (stopping, or asked to by an operator): it takes no new call while the calls it
+    carries finish. Another node of the cluster takes it; a node on its own takes it once restarted."""
+
+    status = 503
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(ErrorItem("90116", "Node draining",
+                                   f"This node ({node_id}) is stopping and takes no new calls; "
+                                   "send it to another node, or retry once it has restarted."))
 
 
 class IllegalTransition(CallroomError):

@@ -24,6 +24,7 @@ from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
 from callroom.control import calls, conferences, media_facts
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
+from callroom.drain import DEFAULT_GRACE_SECS, Drain
 from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.errors import StoreError
@@ -93,6 +94,8 @@ class NodeConfig:
     nats_url: str | None = None
     # Where the other nodes reach this node's relay legs (default: the SIP address, else 127.0.0.1).
     relay_host: str | None = None
+    # A drain (SIGTERM, Ctrl-C, ``callroom drain``) lets the calls in progress run this long (callroom/drain.py).
+    drain_grace_secs: float = DEFAULT_GRACE_SECS
 
 
 def relay_host_of(config: NodeConfig) -> str:
@@ -183,6 +186,8 @@ class Node:
         self.cluster_media: ClusterMedia | None = None
         self._timer_wake = asyncio.Event()
         self._stopping = False
+        self.drain = Drain(self.control, grace=config.drain_grace_secs, dispatcher=lambda: self.dispatcher,
+                           mark_draining=self._mark_draining)
         self.app: FastAPI = create_app(
             self.control, self.virtual_phones, self.signer.public_key_b64, self.config.data_dir / "recordings",
             rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
@@ -266,6 +271,9 @@ class Node:
         self.control.report(lambda: self._route(call))
 
     def _route(self, call: IncomingSipCall) -> None:
+        if self.control.draining:  # (a cluster's front door tries another node)
+            self.media.send(RefuseSipCall(call.sip_call_id, 503))
+            return
         with self.store.transaction() as tx:
             app = tx.application_for_sip_user(call.user)
         if app is None or not app.active:
@@ -322,7 +330,8 @@ class Node:
             self.store, self.control, self.node_id, api_url=self.config.api_url,
             sip_host=(sip.advertise or sip.host) if sip is not None else None,
             sip_port=self.media.sip_port if sip is not None else None, load=self._load,
-            took_over=self.dispatcher.reload, declared_dead=self._declared_dead, interval=self.config.heartbeat_secs,
+            took_over=self.dispatcher.reload, declared_dead=self._declared_dead, drain_asked=self.drain.start,
+            interval=self.config.heartbeat_secs,
             ttl=self.config.node_ttl_secs,
         )
         await self.membership.start()
@@ -330,6 +339,10 @@ class Node:
         if self.config.freeze_startup_objects:
             gc.collect()
             gc.freeze()
+
+    async def _mark_draining(self) -> None:
+        if self.membership is not None:
+            await self.membership.draining()
 
     def _declared_dead(self, ended: list[str]) -> None:
         """The cluster took this node for dead (cut off, or stalled) and ended its calls: their media here
@@ -360,6 +373,8 @@ class Node:
             await self.bus.close()
         await self.media.stop()
         await self.control.settle_facts()  # what the media process reported while stopping (kept in the outbox)
+        if self.membership is not None and self.cluster_media is not None:
+            await self.membership.hand_over_webhooks()
         self.store.dispose()
 
     async def _timers(self) -> None:

@@ -19,6 +19,7 @@ router = APIRouter()
 
 @router.post("/calls")
 async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
+    ctl.admit_call()
     to = body.to if isinstance(body.to, str) else body.to[0]
     req = calls.DialRequest(
         connection_id=body.connection_id,

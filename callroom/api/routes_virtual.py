@@ -47,6 +47,7 @@ def _elsewhere(request: Request, call: Call | None, ctl: Control) -> ClusterMedi
 @router.post("/calls")
 async def call_in(body: VirtualCall, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
     """A virtual phone calls the application ``connection_id``; the app gets ``call.initiated``."""
+    ctl.admit_call()
     endpoint = body.from_ if body.from_.startswith("virtual:") else f"virtual:{body.from_}"
     try:
         VirtualSpec.parse(endpoint)

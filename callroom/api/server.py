@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from collections.abc import Callable, Sequence
+from socket import socket
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -117,3 +121,38 @@ def uvicorn_config(app: Any, host: str, port: int, *, head_timeout: float = HEAD
                    **options: Any) -> uvicorn.Config:
     """The uvicorn configuration every node runs with (``callroom serve``, the tests' nodes, the benches)."""
     return uvicorn.Config(app, host=host, port=port, http=guarded_protocol(head_timeout), **options)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, stopped the way a node stops: the first SIGTERM or SIGINT starts the node's drain
+    (``drain``; callroom/drain.py) while the API keeps answering, and the server stops once it is over
+    (``stop``, which the drain calls); a second signal cuts the drain's grace period short (``hurry``); a
+    third stops the server at once. Unlike uvicorn's own handler it does not raise the signal again once
+    the server has stopped, so a drained node exits 0 and prints no ``KeyboardInterrupt``."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], None], hurry: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._drain, self._hurry = drain, hurry
+        self._signals = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: Sequence[socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(list(sockets) if sockets is not None else None)
+
+    def stop(self) -> None:
+        """Stop serving (after the drain): uvicorn closes its connections, then the node stops."""
+        self.should_exit = True
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        name = signal.Signals(sig).name
+        if self._signals == 1 and self._loop is not None and self.started:
+            log.warning("%s: draining (again to hurry, a third time to stop at once)", name)
+            self._loop.call_soon_threadsafe(self._drain)
+        elif self._signals == 2 and self._loop is not None and self.started:
+            log.warning("%s: the drain's grace period is over", name)
+            self._loop.call_soon_threadsafe(self._hurry)
+        else:  # not serving yet, or a third signal
+            self.should_exit = True
+            self.force_exit = self._signals > 2

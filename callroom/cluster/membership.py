@@ -36,7 +36,8 @@ class Membership:
     def __init__(self, store: Store, control: Control, node_id: str, *, api_url: str | None, sip_host: str | None,
                  sip_port: int | None, load: Callable[[], Awaitable[dict[str, Any]]],
                  took_over: Callable[[], None] = lambda: None,
-                 declared_dead: Callable[[list[str]], None] = lambda _calls: None, interval: float = HEARTBEAT_SECS,
+                 declared_dead: Callable[[list[str]], None] = lambda _calls: None,
+                 drain_asked: Callable[[], None] = lambda: None, interval: float = HEARTBEAT_SECS,
                  ttl: float = TIME_TO_LIVE_SECS, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.store = store
         self.control = control
@@ -46,6 +47,7 @@ class Membership:
         self.took_over = took_over  # called when this node took over a dead node's webhooks
         # called with the calls the cluster ended while it took this node for dead (it was cut off, or stalled)
         self.declared_dead = declared_dead
+        self.drain_asked = drain_asked  # called when its row says it drains (``callroom drain`` asked for it)
         self.interval = interval
         self.ttl = ttl
         self.clock = clock
@@ -80,6 +82,18 @@ class Membership:
         with self.store.transaction() as tx:
             nodes.stopped(tx, self.node_id, self.clock())
 
+    async def hand_over_webhooks(self) -> None:
+        """Once the node's dispatcher has stopped: its undelivered webhooks go to the up node with the freshest
+        heartbeat, whose sweep finds them (kept, they would wait for this node to start again)."""
+        await self._in_store(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self.store.transaction() as tx:
+            heir = nodes.freshest_up(tx, self.clock(), self.ttl)
+            handed = outbox.take_over(tx, self.node_id, heir) if heir is not None else 0
+        if handed:
+            log.info("node %s handed %d undelivered webhooks to %s", self.node_id, handed, heir)
+
     async def _run(self) -> None:
         while True:
             try:
@@ -94,8 +108,10 @@ class Membership:
             load = await asyncio.wait_for(self.load(), self.interval)
         except Exception:
             load = {}
-        alive = await self._in_store(self._beat, load)
-        if not alive:
+        beat = await self._in_store(self._beat, load)
+        if beat.draining_since is not None:
+            self.drain_asked()
+        if not beat.alive:
             ended = await self._in_store(self._ended_meanwhile)
             log.error("node %s was declared dead by the cluster, which ended its %d calls; it hangs them up and "
                       "registers again", self.node_id, len(ended))
@@ -118,11 +134,19 @@ class Membership:
         """Whether ``node_id`` was up at the last pass (a node not seen yet is taken to be)."""
         return self.view.get(node_id, nodes.UP) == nodes.UP
 
-    def _beat(self, load: dict[str, Any]) -> bool:
+    def _beat(self, load: dict[str, Any]) -> nodes.Beat:
         with self.store.transaction() as tx:
-            alive = nodes.beat(tx, self.node_id, self.clock(), load)
+            beat = nodes.beat(tx, self.node_id, self.clock(), load)
             self.view = nodes.statuses(tx)
-            return alive
+            return beat
+
+    async def draining(self) -> None:
+        """Say in the node's row that it drains (``callroom cluster status`` shows it)."""
+        await self._in_store(self._draining)
+
+    def _draining(self) -> None:
+        with self.store.transaction() as tx:
+            nodes.drain(tx, self.node_id, self.clock())
 
     def _claim(self) -> list[str]:
         with self.store.transaction() as tx:

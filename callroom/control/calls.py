@@ -233,6 +233,15 @@ def dtmf_received(w: World, call_control_id: str, digit: str) -> Steps[None]:
         emit_call(w, "call.dtmf.received", call, digit=digit)
 
 
+def node_drained(w: World, call_control_id: str) -> Steps[None]:
+    """The node carrying this leg stops and its grace period is over: it hangs the leg up as the API's hangup
+    would (a BYE or a CANCEL, ``normal_clearing``), leaving its queue, conference or bridge."""
+    yield from w.load(r.CallById(call_control_id), r.BridgePartner(call_control_id))
+    call = _found(w, call_control_id)
+    if call is not None and call.is_alive:
+        yield from end_leg(w, call, cause="normal_clearing", source=hangup_source_for_local(call))
+
+
 def node_restarted(w: World, call_control_id: str) -> Steps[None]:
     """This leg belonged to a node process that died: its media is gone, so the leg is over."""
     yield from w.load(r.CallById(call_control_id), r.BridgePartner(call_control_id))

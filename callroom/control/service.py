@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 from callroom.control import timers
 from callroom.control.calls import node_restarted
 from callroom.control.world import Steps, World
-from callroom.errors import Conflict
+from callroom.errors import Conflict, Draining
 from callroom.model.effects import Effects
 from callroom.model.media import MediaOp, MediaPlane
 from callroom.model.states import Refusal
@@ -102,6 +102,13 @@ class Control:
         self._in_flight = asyncio.Semaphore(MAX_TRANSACTIONS_IN_FLIGHT)
         self._facts: deque[Callable[[], object]] = deque()
         self._fact_task: asyncio.Task[None] | None = None
+        self.draining = False  # the node is stopping: it starts no new call (``admit_call``)
+
+    def admit_call(self) -> None:
+        """A new call (dialled through the API, or arriving) may start on this node; ``Draining`` once the
+        node drains: the calls it carries finish, no new one starts."""
+        if self.draining:
+            raise Draining(self.node_id)
 
     async def call_quality(self, call_control_id: str) -> dict[str, Any] | None:
         if self.quality_source is None:

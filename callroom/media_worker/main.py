@@ -16,6 +16,7 @@ import dataclasses
 import gc
 import logging
 import os
+import signal
 from multiprocessing.connection import Connection
 
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
@@ -239,6 +240,11 @@ class MediaWorker:
 def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | None, log_level: int,
                url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1", relay_pool: int = 0) -> None:
     """Entry point of the media process."""
+    # A terminal's Ctrl-C and a service manager's SIGTERM reach the whole process group: the node drains
+    # first and then stops this process itself (``Stop``, or its pipe closing), so that the calls it carries
+    # end with their BYEs and its recordings are saved.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s media %(name)s: %(message)s")
     loop: asyncio.AbstractEventLoop
     try:

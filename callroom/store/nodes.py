@@ -1,9 +1,10 @@
 """The nodes of a cluster as the store keeps them: each node's row and heartbeat, and the claim of a dead
 node by one survivor (the row lock decides which: exactly one gets it).
 
-A node is *up* while its heartbeat is fresh, *stopped* when it stopped cleanly (its calls ended by itself),
-*dead* once a survivor found its heartbeat older than the time to live and claimed it; that survivor
-ends the dead node's calls and delivers its pending webhooks.
+A node is *up* while its heartbeat is fresh (*draining* if it takes no new calls meanwhile), *stopped*
+when it stopped cleanly (its calls ended by itself), *dead* once a survivor found its heartbeat older than
+the time to live and claimed it; that survivor ends the dead node's calls and delivers its pending
+webhooks.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ class NodeRow:
     load: dict[str, Any]
     reaped_by: str | None
     reaped_at: float | None
+    draining_since: float | None = None
 
 
 def register(tx: Tx, node_id: str, now: float, *, api_url: str | None, sip_host: str | None,
              sip_port: int | None) -> None:  # fmt: skip
     """The node starts (or starts again with its id): up, with a fresh heartbeat."""
     values = {"status": UP, "started_at": now, "heartbeat_at": now, "api_url": api_url, "sip_host": sip_host,
-              "sip_port": sip_port, "load": {}, "reaped_by": None, "reaped_at": None}  # fmt: skip
+              "sip_port": sip_port, "load": {}, "reaped_by": None, "reaped_at": None,
+              "draining_since": None}  # fmt: skip
     found = tx.conn.execute(select(t.nodes.c.node_id).where(t.nodes.c.node_id == node_id).with_for_update()).first()
     if found is None:
         tx.conn.execute(insert(t.nodes).values(node_id=node_id, **values))
@@ -50,12 +53,56 @@ def register(tx: Tx, node_id: str, now: float, *, api_url: str | None, sip_host:
         tx.conn.execute(update(t.nodes).where(t.nodes.c.node_id == node_id).values(**values))
 
 
-def beat(tx: Tx, node_id: str, now: float, load: dict[str, Any]) -> bool:
-    """The node is alive; False if it was declared dead meanwhile (it must not go on as if it were up)."""
+@dataclass(frozen=True, slots=True)
+class Beat:
+    alive: bool  # False: the node was declared dead meanwhile (it must not go on as if it were up)
+    draining_since: float | None  # set: the node is asked to drain (or drains already)
+
+
+def beat(tx: Tx, node_id: str, now: float, load: dict[str, Any]) -> Beat:
+    """The node is alive (and hears whether it is asked to drain)."""
     c = t.nodes.c
     stmt = prebuilt("node_beat", lambda: update(t.nodes).where(c.node_id == bindparam("id"), c.status == UP)
-                    .values(heartbeat_at=bindparam("now"), load=bindparam("load")))  # fmt: skip
-    return int(tx.conn.execute(stmt, {"id": node_id, "now": now, "load": load}).rowcount) == 1
+                    .values(heartbeat_at=bindparam("now"), load=bindparam("load")).returning(c.draining_since))
+    row = tx.conn.execute(stmt, {"id": node_id, "now": now, "load": load}).first()
+    return Beat(row is not None, float(row[0]) if row is not None and row[0] is not None else None)
+
+
+def freshest_up(tx: Tx, now: float, ttl: float) -> str | None:
+    """The up node with the freshest heartbeat (within ``ttl``), if any."""
+    c = t.nodes.c
+    stmt = (select(c.node_id).where(c.status == UP, c.heartbeat_at >= now - ttl)
+            .order_by(c.heartbeat_at.desc()).limit(1))  # fmt: skip
+    found = tx.conn.execute(stmt).scalar()
+    return str(found) if found is not None else None
+
+
+def drain(tx: Tx, node_id: str, now: float) -> bool:
+    """Mark ``node_id`` draining (it takes no new calls from now on, and stops once its calls have ended).
+    False if no such node is up."""
+    c = t.nodes.c
+    stmt = (update(t.nodes).where(c.node_id == node_id, c.status == UP)
+            .values(draining_since=func.coalesce(c.draining_since, now)))
+    return int(tx.conn.execute(stmt).rowcount) == 1
+
+
+def live_calls_of(tx: Tx, node_id: str) -> int:
+    c = t.calls.c
+    return int(tx.conn.execute(select(func.count()).where(c.node_id == node_id, c.state != CallState.ENDED.value))
+               .scalar_one())
+
+
+def recordings_under_way(tx: Tx, node_id: str) -> int:
+    """Recordings not yet saved of the calls on ``node_id`` and of the conferences it mixes (on a node of its
+    own, conferences have no home: all of them)."""
+    jobs, calls, confs = t.media_jobs.c, t.calls.c, t.conferences.c
+    of_calls = select(calls.call_control_id).where(calls.node_id == node_id).scalar_subquery()
+    of_confs = select(confs.id).where((confs.node_id == node_id) | confs.node_id.is_(None)).scalar_subquery()
+    stmt = select(func.count()).where(
+        jobs.kind == "record", jobs.status != "done",
+        jobs.call_control_id.in_(of_calls) | jobs.conference_id.in_(of_confs),
+    )
+    return int(tx.conn.execute(stmt).scalar_one())
 
 
 def stopped(tx: Tx, node_id: str, now: float) -> None:

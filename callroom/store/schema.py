@@ -248,6 +248,7 @@ nodes = Table(
     Column("load", JSON, nullable=False),  # calls, legs, tick lateness ... as the node last reported them
     Column("reaped_by", ID, nullable=True),  # the survivor that ended a dead node's calls
     Column("reaped_at", Float, nullable=True),
+    Column("draining_since", Float, nullable=True),  # takes no new calls since (set by the node or `callroom drain`)
 )
 
 timers = Table(

@@ -170,6 +170,11 @@ class Dispatcher:
     def in_flight(self) -> int:
         return len(self._inflight)
 
+    def due_by(self, when: float) -> int:
+        """Deliveries in flight, and keys whose next row is due by ``when``: what a flush that ends then can
+        still deliver (a row waiting for a later retry is not)."""
+        return len(self._inflight) + sum(1 for q in self._queues.values() if q and q[0].next_attempt_at <= when)
+
     def is_queued(self, row_id: int) -> bool:
         """Whether the row waits here (or is in flight): it will be sent without being asked again."""
         return row_id in self._queued_ids

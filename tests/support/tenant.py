@@ -16,10 +16,25 @@ from tests.support.node import NodeThread
 from tests.support.receiver import Received, WebhookReceiver
 
 
+@dataclass(frozen=True)
+class NodeAt:
+    """A node process serving on ``port`` of loopback (what a ``Tenant`` needs of a node: its URLs)."""
+
+    port: int
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v2"
+
+
 @dataclass
 class Tenant:
     client: telnyx.Telnyx
-    node: NodeThread
+    node: NodeThread  # (or a ``NodeAt``)
     receiver: WebhookReceiver
     api_key: str
     path: str

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -95,7 +96,7 @@ def test_recovery_events_queue_behind_the_pending_events_of_their_call(
     refusing = True
     receiver.status_for = lambda p: 503 if p == path and refusing else 200
     port = free_port()
-    options = {"database_url": database_url}
+    options: dict[str, Any] = {"database_url": database_url}
     try:
         with serve(tmp_path, port, "--sip-port", "0", **options) as proc:
             key = (tmp_path / "initial-api-key").read_text().strip()
