@@ -331,6 +331,7 @@ class Node:
             sip_host=(sip.advertise or sip.host) if sip is not None else None,
             sip_port=self.media.sip_port if sip is not None else None, load=self._load,
             took_over=self.dispatcher.reload, declared_dead=self._declared_dead, drain_asked=self.drain.start,
+            reachable=lambda: self.bus is None or self.bus.connected,
             interval=self.config.heartbeat_secs,
             ttl=self.config.node_ttl_secs,
         )

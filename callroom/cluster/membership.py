@@ -7,6 +7,13 @@ survivor's, and its dispatcher loads them) and ends its calls (``call.hangup``, 
 conferences; conferences with members elsewhere go on). Ending the calls is a pass that repeats until none
 is left, so a survivor that dies in the middle is replaced by the next.
 
+A node cut off from the cluster's bus (``reachable`` false) while it still reaches the database is no use
+to the cluster: nobody can carry out its media instructions, and it cannot carry out theirs. It stops
+beating, so that the others take it for dead and end its calls with their webhooks, and it claims nobody
+(it may be the one cut off). Seeing its own row dead, it hangs up what it carried; back on the bus, it
+registers again. A node that comes back claims nobody for one time to live, so that when the whole bus was
+down the first node back does not reap the others before they have beaten again.
+
 On SQLite a node is alone: it beats all the same (``callroom cluster status`` shows it), and nobody dies.
 """
 
@@ -37,7 +44,8 @@ class Membership:
                  sip_port: int | None, load: Callable[[], Awaitable[dict[str, Any]]],
                  took_over: Callable[[], None] = lambda: None,
                  declared_dead: Callable[[list[str]], None] = lambda _calls: None,
-                 drain_asked: Callable[[], None] = lambda: None, interval: float = HEARTBEAT_SECS,
+                 drain_asked: Callable[[], None] = lambda: None, reachable: Callable[[], bool] = lambda: True,
+                 interval: float = HEARTBEAT_SECS,
                  ttl: float = TIME_TO_LIVE_SECS, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.store = store
         self.control = control
@@ -48,6 +56,10 @@ class Membership:
         # called with the calls the cluster ended while it took this node for dead (it was cut off, or stalled)
         self.declared_dead = declared_dead
         self.drain_asked = drain_asked  # called when its row says it drains (``callroom drain`` asked for it)
+        self.reachable = reachable  # whether the node is on the cluster's bus
+        self._cut_off = False
+        self._released = False  # cut off, and what it carried hung up since the cluster took it for dead
+        self._claims_from = 0.0  # back on the bus: claims nobody before then
         self.interval = interval
         self.ttl = ttl
         self.clock = clock
@@ -104,6 +116,13 @@ class Membership:
 
     async def pass_once(self) -> None:
         """One heartbeat, then what the cluster's dead need of this node."""
+        if not self.reachable():
+            await self._while_cut_off()
+            return
+        if self._cut_off:
+            log.warning("node %s is back on the cluster's bus", self.node_id)
+            self._cut_off = self._released = False
+            self._claims_from = self.clock() + self.ttl
         try:
             load = await asyncio.wait_for(self.load(), self.interval)
         except Exception:
@@ -117,13 +136,29 @@ class Membership:
                       "registers again", self.node_id, len(ended))
             self.declared_dead(ended)
             await self._in_store(self._register)
-        dead = await self._in_store(self._claim)
+        dead = await self._in_store(self._claim) if self.clock() >= self._claims_from else []
         for node_id in dead:
             log.warning("node %s is dead (no heartbeat for %.0f s): %s ends its calls and delivers its webhooks",
                         node_id, self.ttl, self.node_id)
         if dead:
             self.took_over()
         await self._in_store(self._end_orphans)
+
+    async def _while_cut_off(self) -> None:
+        if not self._cut_off:
+            self._cut_off = True
+            log.error("node %s is cut off from the cluster's bus: it stops beating, and the cluster will end its "
+                      "calls within %.0f s unless the bus comes back", self.node_id, self.ttl)
+        if not self._released and await self._in_store(self._own_status) == nodes.DEAD:
+            self._released = True
+            ended = await self._in_store(self._ended_meanwhile)
+            log.error("node %s was declared dead by the cluster, which ended its %d calls; it hangs them up",
+                      self.node_id, len(ended))
+            self.declared_dead(ended)
+
+    def _own_status(self) -> str | None:
+        with self.store.transaction(read_only=True) as tx:
+            return nodes.statuses(tx).get(self.node_id)
 
     def _ended_meanwhile(self) -> list[str]:
         with self.store.transaction(read_only=True) as tx:

@@ -91,9 +91,10 @@ class Cluster:
 
 @contextlib.contextmanager
 def running_cluster(tmp: Path, database_url: str, receiver: WebhookReceiver, nodes: int = 3,
-                    *extra: str) -> Iterator[Cluster]:  # fmt: skip
-    """``nodes`` node processes (``n0``, ``n1`` ...) on ``database_url`` and the local NATS server, virtual
-    phones only (no SIP unless ``extra`` asks), and one application whose webhooks ``receiver`` gets."""
+                    *extra: str, nats_urls: list[str] | None = None) -> Iterator[Cluster]:  # fmt: skip
+    """``nodes`` node processes (``n0``, ``n1`` ...) on ``database_url`` and the local NATS server (or each
+    on its own of ``nats_urls``: the same server, through a proxy a test may cut), virtual phones only (no
+    SIP unless ``extra`` asks), and one application whose webhooks ``receiver`` gets."""
     with contextlib.ExitStack() as stack:
         roots, procs, ids = [], [], []
         for i in range(nodes):
@@ -101,8 +102,9 @@ def running_cluster(tmp: Path, database_url: str, receiver: WebhookReceiver, nod
             data_dir.mkdir(parents=True, exist_ok=True)
             port = free_port()
             args = ("--sip-port", "-1", *extra) if "--sip-port" not in extra else extra
-            procs.append(stack.enter_context(serve(data_dir, port, *args, "--node-id", f"n{i}", "--nats-url",
-                                                   NATS_URL, database_url=database_url)))  # fmt: skip
+            bus = nats_urls[i] if nats_urls else NATS_URL
+            procs.append(stack.enter_context(serve(data_dir, port, *args, "--node-id", f"n{i}", "--nats-url", bus,
+                                                   database_url=database_url)))  # fmt: skip
             roots.append(f"http://127.0.0.1:{port}")
             ids.append(f"n{i}")
         key = (tmp / "n0" / "initial-api-key").read_text().strip()  # the first node made the key
