@@ -8,10 +8,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 DEFAULT_DATA_DIR = Path(os.environ.get("CALLROOM_DATA_DIR", ".callroom"))
+if TYPE_CHECKING:
+    from callroom.model.numbers import NumberPlan
+
 DEFAULT_PORT = 8080
 
 
@@ -58,11 +62,16 @@ def _serve(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as exc:
         print(f"callroom serve: CALLROOM_ALLOW_URL_NETWORKS: {exc}", file=sys.stderr)
         return 2
+    try:
+        numbers = _number_plan(args)
+    except (OSError, ValueError) as exc:
+        print(f"callroom serve: number plan: {exc}", file=sys.stderr)
+        return 2
     node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
                            rate_limit=rate_limit, freeze_startup_objects=True, ring_timeout_secs=args.ring_timeout,
                            api_url=f"http://{args.host}:{args.port}/v2",
                            allow_url_networks=allow_urls, nats_url=args.nats_url, relay_host=args.relay_host,
-                           drain_grace_secs=args.drain_timeout))
+                           drain_grace_secs=args.drain_timeout, numbers=numbers))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:
@@ -85,6 +94,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  SIP:                udp {args.sip_host}:{args.sip_port} (calls to sip:<connection_id>@host; "
               f"allowed from {args.sip_allow})", flush=True)
     print(f"  webhook/media URLs: {node.url_policy.describe()}", flush=True)
+    if len(numbers):
+        print(f"  number plan:        {len(numbers)} numbers ring local far ends", flush=True)
     print(f"  OpenAPI:            {base}/openapi.json", flush=True)
     config = uvicorn_config(
         node.asgi, args.host, args.port, log_level="warning", loop="uvloop", lifespan="on",
@@ -101,6 +112,23 @@ def _serve(args: argparse.Namespace) -> int:
     node.drain.on_drained = drained
     asyncio.run(server.serve()) if sys.platform == "win32" else server.run()
     return 0
+
+
+def _number_plan(args: argparse.Namespace) -> NumberPlan:
+    """The node's number plan from ``--number``, ``--number-plan`` and ``CALLROOM_NUMBERS`` (comma-separated);
+    each virtual phone in it must be one the node can ring."""
+    from callroom.endpoints.virtual import VirtualSpec
+    from callroom.model.numbers import NumberPlan
+
+    items = list(args.number) + [n for n in os.environ.get("CALLROOM_NUMBERS", "").split(",") if n.strip()]
+    plan = NumberPlan.parse(items, args.number_plan)
+    for number, endpoint in plan.entries.items():
+        if endpoint.startswith("virtual:"):
+            try:
+                VirtualSpec.parse(endpoint)
+            except ValueError as exc:
+                raise ValueError(f"{number}: {exc}") from exc
+    return plan
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -246,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
                        help="a network webhook and media URLs may reach besides public addresses, e.g. "
                             "127.0.0.0/8 for receivers on this machine (repeat for several; env "
                             "CALLROOM_ALLOW_URL_NETWORKS, comma-separated; 0.0.0.0/0 and ::/0: any address)")
+    serve.add_argument("--number", action="append", default=[], metavar="NUMBER=ENDPOINT",
+                       help="a number of the node's number plan: dialling it rings ENDPOINT (virtual:... or "
+                            "sip:...), e.g. +15550000100=virtual:agent1;tone=700 (repeatable)")
+    serve.add_argument("--number-plan", action="append", default=[], type=Path, metavar="FILE",
+                       help="a TOML file whose [numbers] table maps numbers to endpoints")
     serve.add_argument("--drain-timeout", type=float,
                        default=float(os.environ.get("CALLROOM_DRAIN_TIMEOUT", DEFAULT_GRACE_SECS)),
                        help="on SIGTERM/Ctrl-C or 'callroom drain': how long calls in progress may go on before "

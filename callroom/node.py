@@ -52,6 +52,7 @@ from callroom.model.messages import (
     SipMediaTimeout,
     SipQuality,
 )
+from callroom.model.numbers import NO_NUMBERS, NumberPlan
 from callroom.model.records import Account
 from callroom.outbound import AddressPolicy
 from callroom.store import cooperative, nodes
@@ -96,6 +97,8 @@ class NodeConfig:
     relay_host: str | None = None
     # A drain (SIGTERM, Ctrl-C, ``callroom drain``) lets the calls in progress run this long (callroom/drain.py).
     drain_grace_secs: float = DEFAULT_GRACE_SECS
+    # Where numbers dialled through the API ring on this node (callroom/model/numbers.py).
+    numbers: NumberPlan = NO_NUMBERS
 
 
 def relay_host_of(config: NodeConfig) -> str:
@@ -171,6 +174,7 @@ class Node:
         self.node_media = NodeMedia(self.virtual_phones, self.media)
         self.control = Control(self.store, self.node_id, self.node_media)
         self.control.ring_timeout_secs = config.ring_timeout_secs
+        self.control.numbers = config.numbers
         self.virtual_phones.bind(self.control)
         if config.sip is not None:
             self.control.dialable = ("virtual:", "sip:")

@@ -14,6 +14,7 @@ from callroom.control.world import Steps, World
 from callroom.errors import CommandRejected, NotFound
 from callroom.model import media as m
 from callroom.model import reads as r
+from callroom.model.numbers import is_number
 from callroom.model.records import Application, Call, new_call_control_id, new_uuid
 from callroom.model.states import CallEvent, CallState
 from callroom.timefmt import iso
@@ -52,13 +53,12 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
         )
     if not app.active:
         raise CommandRejected("10015", "Invalid value", "This application is not active.", "/connection_id")
-    if not req.to.startswith(w.dialable):
-        raise reject(
-            "90108",
-            f"This node can dial {' and '.join(repr(p + '...') for p in w.dialable)}; "
-            "phone numbers need a SIP trunk, which is not configured.",
-            "/to",
-        )
+    endpoint = _far_end(w, req.to)
+    if req.conference_config is not None and not (req.conference_config.get("id")
+                                                  or req.conference_config.get("conference_name")):
+        raise CommandRejected("10015", "Invalid value", "conference_config names no conference: give its id or "
+                              "a conference_name (created when the call answers if it does not exist).",
+                              "/conference_config")
     session_id = new_uuid()
     if req.link_to:
         linked = w.call(req.link_to)
@@ -68,7 +68,7 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
     call = Call(
         call_control_id=new_call_control_id(), call_leg_id=new_uuid(), call_session_id=session_id,
         account_id=w.account_id, connection_id=req.connection_id, direction="outgoing", from_=req.from_, to=req.to,
-        state=CallState.RINGING, created_at=w.now, node_id=w.node_id, endpoint=req.to, client_state=req.client_state,
+        state=CallState.RINGING, created_at=w.now, node_id=w.node_id, endpoint=endpoint, client_state=req.client_state,
         timeout_secs=req.timeout_secs, time_limit_secs=req.time_limit_secs, webhook_url=req.webhook_url,
         webhook_url_method=req.webhook_url_method, conference_config=req.conference_config, link_to=req.link_to,
         bridge_on_answer=req.bridge_on_answer, park_after_unbridge=req.park_after_unbridge,
@@ -80,6 +80,27 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
     w.schedule("dial_timeout", call.call_control_id, w.now + req.timeout_secs)
     w.media.append(m.Ring(call.call_control_id, call.endpoint, call.from_, call.to, req.timeout_secs))
     return call
+
+
+def _far_end(w: World, to: str) -> str:
+    """What rings when ``to`` is dialled: a number through the node's number plan (the call keeps the number as
+    its ``to``), anything else as it is; 90108 when this node cannot ring it."""
+    endpoint = to
+    if is_number(to):
+        planned = w.numbers.endpoint_for(to)
+        if planned is None:
+            raise reject("90108", f"{to} is not in this node's number plan (--number, --number-plan), and phone "
+                         "numbers need a SIP trunk, which is not configured.", "/to")
+        endpoint = planned
+    if not endpoint.startswith(w.dialable):
+        raise reject(
+            "90108",
+            f"This node can dial {' and '.join(repr(p + '...') for p in w.dialable)}"
+            + (f" ({to} is planned as {endpoint})" if endpoint != to else "")
+            + "; phone numbers need a SIP trunk, which is not configured.",
+            "/to",
+        )
+    return endpoint
 
 
 def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str) -> Steps[Call]:

@@ -28,6 +28,7 @@ from callroom.control.world import Steps, World
 from callroom.errors import Conflict, Draining
 from callroom.model.effects import Effects
 from callroom.model.media import MediaOp, MediaPlane
+from callroom.model.numbers import NO_NUMBERS
 from callroom.model.states import Refusal
 from callroom.store import commands, cooperative, outbox
 from callroom.store.engine import Store
@@ -95,6 +96,7 @@ class Control:
         # live in the media process); None: hangups carry no quality.
         self.quality_source: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
         self.dialable: tuple[str, ...] = ("virtual:",)
+        self.numbers = NO_NUMBERS  # the node's number plan: where numbers dialled through the API ring
         # An incoming call nobody answers or rejects is ended after this long with SIP 480 (0: never).
         self.ring_timeout_secs = DEFAULT_RING_TIMEOUT_SECS
         # Set on PostgreSQL: API transactions run cooperatively on the event loop (see ``arun``).
@@ -166,7 +168,7 @@ class Control:
                 fresh, earlier = tx.remember_command(account_id, scope, command_id, now, COMMAND_ID_WINDOW_SECS)
                 if not fresh:
                     return Duplicate(earlier), None
-            world = World(account_id, now, self.node_id, dialable=self.dialable,
+            world = World(account_id, now, self.node_id, dialable=self.dialable, numbers=self.numbers,
                           ring_timeout_secs=self.ring_timeout_secs, ahead=not self.store.is_sqlite,
                           placing=self.placement is not None)  # fmt: skip
             result, effects, appended = commands.run(tx, world, command(world))

@@ -32,6 +32,7 @@ from callroom.model.effects import (
     Write,
 )
 from callroom.model.media import MediaOp
+from callroom.model.numbers import NO_NUMBERS, NumberPlan
 from callroom.model.records import (
     Application,
     Call,
@@ -69,11 +70,13 @@ class NotRead(RuntimeError):
 
 class World:
     def __init__(self, account_id: str, now: float, node_id: str, *, dialable: tuple[str, ...] = ("virtual:",),
-                 ring_timeout_secs: float = 0.0, ahead: bool = True, placing: bool = False) -> None:  # fmt: skip
+                 ring_timeout_secs: float = 0.0, ahead: bool = True, placing: bool = False,
+                 numbers: NumberPlan = NO_NUMBERS) -> None:  # fmt: skip
         self.account_id = account_id
         self.now = now
         self.node_id = node_id
         self.dialable = dialable  # destinations this node can ring
+        self.numbers = numbers  # where numbers ring on this node (its number plan)
         self.ring_timeout_secs = ring_timeout_secs  # how long an incoming call may ring (0: for ever)
         self.ahead = ahead  # send reads ahead (they save round trips: PostgreSQL; SQLite has none to save)
         self.placing = placing  # a cluster's: the effects say where each call and conference lives

@@ -12,6 +12,7 @@ from callroom.control.world import Steps, World
 from callroom.errors import ApiError
 from callroom.model import reads as r
 from callroom.model.effects import CancelTimer, Delete, Effects, Insert, Schedule, SetParticipantFlags, Update, Webhook
+from callroom.model.numbers import NO_NUMBERS, NumberPlan
 from callroom.model.records import (
     Application,
     Call,
@@ -53,9 +54,9 @@ class Memory:
     # -- running a command --------------------------------------------------------------------------
 
     def run(self, command: Any, *, now: float = NOW, dialable: tuple[str, ...] = ("virtual:",),
-            ring_timeout_secs: float = 0.0) -> tuple[Any, Effects]:  # fmt: skip
+            ring_timeout_secs: float = 0.0, numbers: NumberPlan = NO_NUMBERS) -> tuple[Any, Effects]:  # fmt: skip
         """Run ``command(world)`` to its end; apply its effects unless it raised (then nothing changes)."""
-        w = World(ACCOUNT, now, "node-test", dialable=dialable, ring_timeout_secs=ring_timeout_secs)
+        w = World(ACCOUNT, now, "node-test", dialable=dialable, ring_timeout_secs=ring_timeout_secs, numbers=numbers)
         steps: Steps[Any] = command(w)
         self.batches = []
         try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from callroom.control import bridges, calls, conferences
 from callroom.model import media as m
 from callroom.model import reads as r
+from callroom.model.numbers import NumberPlan
 from callroom.model.states import CallState
 from tests.control.memory import Memory, new_app, new_call
 
@@ -29,6 +32,45 @@ def test_dial_refusals() -> None:
     mem.apps[0].active = False
     assert [i.code for i in mem.refused(lambda w: calls.dial(w, calls.DialRequest("app", "+1", "virtual:a"))).items
             ] == ["10015"]
+
+
+def test_a_number_rings_where_the_number_plan_says_and_stays_the_calls_to() -> None:
+    mem = Memory()
+    new_app(mem)
+    plan = NumberPlan.of([("+1 555 000 0100", "virtual:agent1;tone=700"), ("+15550000101", "sip:desk@10.0.0.5")])
+    call, effects = mem.run(lambda w: calls.dial(w, calls.DialRequest("app", "+15550001111", "+1-555-000-0100")),
+                            numbers=plan)
+    assert (call.to, call.endpoint) == ("+1-555-000-0100", "virtual:agent1;tone=700")
+    assert effects.media == [m.Ring(call.call_control_id, "virtual:agent1;tone=700", "+15550001111",
+                                    "+1-555-000-0100", 30)]
+    assert [h.payload["to"] for h in mem.webhooks if h.event_type == "call.initiated"] == ["+1-555-000-0100"]
+    unplanned = mem.refused(lambda w: calls.dial(w, calls.DialRequest("app", "+1", "+15550009999")), numbers=plan)
+    assert [(i.code, i.pointer) for i in unplanned.items] == [("90108", "/to")]
+    assert "number plan" in unplanned.items[0].detail
+    no_sip = mem.refused(lambda w: calls.dial(w, calls.DialRequest("app", "+1", "+15550000101")), numbers=plan)
+    assert "planned as sip:desk@10.0.0.5" in no_sip.items[0].detail  # this node has no SIP plane
+    _, effects = mem.run(lambda w: calls.dial(w, calls.DialRequest("app", "+1", "+15550000101")), numbers=plan,
+                         dialable=("virtual:", "sip:"))
+    assert [op.endpoint for op in effects.media if isinstance(op, m.Ring)] == ["sip:desk@10.0.0.5"]
+
+
+def test_a_dial_into_no_conference_is_refused_at_once() -> None:
+    mem = Memory()
+    new_app(mem)
+    refused = mem.refused(lambda w: calls.dial(w, calls.DialRequest("app", "+1", "virtual:a",
+                                                                    conference_config={"mute": True})))
+    assert [(i.code, i.pointer) for i in refused.items] == [("10015", "/conference_config")]
+    assert mem.calls == [] and mem.webhooks == []
+
+
+def test_a_number_plan_refuses_what_is_not_one() -> None:
+    for pairs in ([("5550000100", "virtual:a")], [("+15550000100", "tel:+1")],
+                  [("+15550000100", "virtual:a"), ("+1 555 000 0100", "virtual:b")]):
+        with pytest.raises(ValueError):
+            NumberPlan.of(pairs)
+    assert len(NumberPlan.parse(["+15550000100=virtual:a"])) == 1
+    with pytest.raises(ValueError):
+        NumberPlan.parse(["+15550000100"])
 
 
 def test_answer_only_a_ringing_incoming_call() -> None:
