@@ -64,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         numbers = _number_plan(args)
+        if sip is None and any(e.startswith("sip:") for e in numbers.entries.values()):
+            raise ValueError("it names sip: far ends, and SIP is off (--sip-port -1)")
     except (OSError, ValueError) as exc:
         print(f"callroom serve: number plan: {exc}", file=sys.stderr)
         return 2

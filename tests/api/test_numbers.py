@@ -53,3 +53,9 @@ def test_a_plan_the_node_cannot_follow_stops_it_at_once(tmp_path: Path) -> None:
     assert started.returncode == 2
     assert started.stderr.startswith("callroom serve: number plan: +15550000100:"), started.stderr
     assert "listening" not in started.stdout
+    no_sip = subprocess.run(
+        [sys.executable, "-m", "callroom.cli", "--data-dir", str(tmp_path), "serve", "--port", str(free_port()),
+         "--sip-port", "-1", "--number", "+15550000100=sip:desk@127.0.0.1:5099"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert no_sip.returncode == 2 and "SIP is off" in no_sip.stderr, no_sip.stderr
