@@ -9,7 +9,9 @@
     │   ├── BodyTooLarge              413 / 90109 (a request body over its route's limit, api/limits.py)
     │   ├── CommandRejected           422 (a well-formed command the current state refuses:
     │   │                                 call ended 90018, conference ended 90019, queue full 90036, ...)
-    │   └── NodeUnavailable           503 / 90113 (a cluster's node that did not take a command's media)
+    │   ├── NodeUnavailable           503 / 90113 (a cluster's node that did not take a command's media)
+    │   └── Overloaded                503 / 90115 (the node is past one of its admission limits: a new call
+    │                                     is refused at once, with Retry-After; callroom/admission.py)
     ├── IllegalTransition             a state machine was asked for a move its table does not allow
     ├── AddressRefused                a URL's host is (or resolves to) an address the node's outbound
     │                                 policy refuses (callroom/outbound.py): webhooks and media URLs
@@ -136,6 +138,20 @@ class NodeUnavailable(ApiError):
         super().__init__(ErrorItem("90113", "Node unavailable",
                                    f"The node carrying this call or conference ({node_id}) did not answer: {why}. "
                                    "Nothing was changed; retry shortly."))
+
+
+class Overloaded(ApiError):
+    """The node is past one of its limits (calls up, new calls per second, media tick lateness, calls in
+    set-up): a new call is refused at once, nothing was created. ``reason`` names the limit."""
+
+    status = 503
+
+    def __init__(self, reason: str, detail: str, retry_after: int) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(ErrorItem("90115", "Node overloaded",
+                                   f"The node takes no new call now: {detail}. Retry in {retry_after} s "
+                                   "or on another node."))
 
 
 class IllegalTransition(CallroomError):

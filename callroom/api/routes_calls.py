@@ -20,6 +20,7 @@ router = APIRouter()
 @router.post("/calls")
 async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
     to = body.to if isinstance(body.to, str) else body.to[0]
+    ctl.admit_dial()  # an overloaded node refuses at once (503 / 90115), before anything is written
     req = calls.DialRequest(
         connection_id=body.connection_id,
         from_=body.from_,

@@ -95,6 +95,9 @@ class Control:
         # live in the media process); None: hangups carry no quality.
         self.quality_source: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
         self.dialable: tuple[str, ...] = ("virtual:",)
+        # Asked before a dial: raises ``Overloaded`` when the node takes no new call now (the node's
+        # admission, ``callroom/admission.py``); by default every dial is admitted.
+        self.admit_dial: Callable[[], None] = lambda: None
         # An incoming call nobody answers or rejects is ended after this long with SIP 480 (0: never).
         self.ring_timeout_secs = DEFAULT_RING_TIMEOUT_SECS
         # Set on PostgreSQL: API transactions run cooperatively on the event loop (see ``arun``).
