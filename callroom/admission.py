@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 # Defaults of ``callroom serve`` (see the README's Performance section for the measurements behind them).
 DEFAULT_MAX_CALLS = 1000
-DEFAULT_MAX_CALLS_PER_SECOND = 50.0
+DEFAULT_MAX_CALLS_PER_SECOND = 40.0
 DEFAULT_MAX_TICK_LATENESS_MS = 40.0
-DEFAULT_MAX_SETUP_BACKLOG = 50
+DEFAULT_MAX_SETUP_BACKLOG = 20
 
 # Retry-After (seconds) by reason: a call's end cannot be foreseen; the media tick and the control plane's
 # backlog catch up within a second or two; the per-second budget says exactly when it has room.
