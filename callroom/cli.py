@@ -8,14 +8,19 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 
-DEFAULT_DATA_DIR = Path(os.environ.get("CALLROOM_DATA_DIR", ".callroom"))
-if TYPE_CHECKING:
-    from callroom.model.numbers import NumberPlan
+from callroom.admission import (
+    DEFAULT_MAX_CALLS,
+    DEFAULT_MAX_CALLS_PER_SECOND,
+    DEFAULT_MAX_SETUP_BACKLOG,
+    DEFAULT_MAX_TICK_LATENESS_MS,
+    Limits,
+)
+from callroom.model.numbers import NumberPlan
 
+DEFAULT_DATA_DIR = Path(os.environ.get("CALLROOM_DATA_DIR", ".callroom"))
 DEFAULT_PORT = 8080
 
 
@@ -37,9 +42,29 @@ def _network(value: str) -> str:
     return value.strip()
 
 
+def _count(value: str | int) -> int:
+    try:
+        n = int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from exc
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more: {value!r}")
+    return n
+
+
+def _rate(value: str | float) -> float:
+    try:
+        x = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from exc
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number: {value!r}")
+    return x
+
+
 def _serve(args: argparse.Namespace) -> int:
     from callroom.api.server import DrainingServer, uvicorn_config
-    from callroom.drain import DrainReport
+    from callroom.drain import DEFAULT_GRACE_SECS, DrainReport
     from callroom.model.messages import SipConfig
     from callroom.node import Node, NodeConfig, ensure_first_key
 
@@ -53,6 +78,8 @@ def _serve(args: argparse.Namespace) -> int:
         sip = SipConfig(host=args.sip_host, port=args.sip_port, advertise=args.sip_advertise,
                         rtp_ports=(int(low), int(high)), allow=tuple(n.strip() for n in args.sip_allow.split(",")),
                         credentials=credentials, rtp_timeout=args.rtp_timeout)
+    limits = Limits(max_calls=args.max_calls, max_calls_per_second=args.max_calls_per_second,
+                    max_tick_lateness_ms=args.max_tick_lateness, max_setup_backlog=args.max_setup_backlog)
     rate, _, burst = args.rate_limit.partition(":")
     rate_limit = (float(rate), float(burst or 2 * float(rate))) if float(rate) > 0 else None
     allow_urls = tuple(args.allow_url_network if args.allow_url_network is not None else
@@ -73,7 +100,8 @@ def _serve(args: argparse.Namespace) -> int:
                            rate_limit=rate_limit, freeze_startup_objects=True, ring_timeout_secs=args.ring_timeout,
                            api_url=f"http://{args.host}:{args.port}/v2",
                            allow_url_networks=allow_urls, nats_url=args.nats_url, relay_host=args.relay_host,
-                           drain_grace_secs=args.drain_timeout, numbers=numbers))
+                           drain_grace_secs=DEFAULT_GRACE_SECS if args.drain_timeout is None else args.drain_timeout,
+                           numbers=numbers, admission=limits))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:
@@ -98,6 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  webhook/media URLs: {node.url_policy.describe()}", flush=True)
     if len(numbers):
         print(f"  number plan:        {len(numbers)} numbers ring local far ends", flush=True)
+    print(f"  new calls:          refused (SIP 503, API 503 / 90115) past {limits.describe()}", flush=True)
     print(f"  OpenAPI:            {base}/openapi.json", flush=True)
     config = uvicorn_config(
         node.asgi, args.host, args.port, log_level="warning", loop="uvloop", lifespan="on",
@@ -120,7 +149,6 @@ def _number_plan(args: argparse.Namespace) -> NumberPlan:
     """The node's number plan from ``--number``, ``--number-plan`` and ``CALLROOM_NUMBERS`` (comma-separated);
     each virtual phone in it must be one the node can ring."""
     from callroom.endpoints.virtual import VirtualSpec
-    from callroom.model.numbers import NumberPlan
 
     items = list(args.number) + [n for n in os.environ.get("CALLROOM_NUMBERS", "").split(",") if n.strip()]
     plan = NumberPlan.parse(items, args.number_plan)
@@ -242,8 +270,6 @@ def _phone(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from callroom.drain import DEFAULT_GRACE_SECS
-
     parser = argparse.ArgumentParser(prog="callroom", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where SQLite and keys live")
     parser.add_argument("--database-url", help="sqlite:///path or postgresql://... (env CALLROOM_DATABASE_URL)")
@@ -281,15 +307,29 @@ def main(argv: list[str] | None = None) -> int:
                             "sip:...), e.g. +15550000100=virtual:agent1;tone=700 (repeatable)")
     serve.add_argument("--number-plan", action="append", default=[], type=Path, metavar="FILE",
                        help="a TOML file whose [numbers] table maps numbers to endpoints")
-    serve.add_argument("--drain-timeout", type=float,
-                       default=float(os.environ.get("CALLROOM_DRAIN_TIMEOUT", DEFAULT_GRACE_SECS)),
+    serve.add_argument("--drain-timeout", type=float, default=os.environ.get("CALLROOM_DRAIN_TIMEOUT"),
                        help="on SIGTERM/Ctrl-C or 'callroom drain': how long calls in progress may go on before "
-                            "the node hangs them up (a second signal: at once)")
+                            "the node hangs them up (default 30 s; a second signal: at once)")
     serve.add_argument("--nats-url", default=os.environ.get("CALLROOM_NATS_URL"),
                        help="nats://host:4222: join the cluster of the nodes on this PostgreSQL database over this "
                             "NATS server (default: a node on its own)")
     serve.add_argument("--relay-host", default=os.environ.get("CALLROOM_RELAY_HOST"),
                        help="the address other nodes send this node's relayed audio to (default: the SIP address)")
+    serve.add_argument("--max-calls", type=_count, default=_count(os.environ.get("CALLROOM_MAX_CALLS",
+                       DEFAULT_MAX_CALLS)), metavar="N",
+                       help=f"refuse new calls while this many are up (0: no limit; default {DEFAULT_MAX_CALLS})")
+    serve.add_argument("--max-calls-per-second", type=_rate,
+                       default=_rate(os.environ.get("CALLROOM_MAX_CALLS_PER_SECOND", DEFAULT_MAX_CALLS_PER_SECOND)),
+                       metavar="RATE", help="admit at most this many new calls a second, in and out together (a "
+                       f"second's worth at once; 0: no limit; default {DEFAULT_MAX_CALLS_PER_SECOND:g})")
+    serve.add_argument("--max-tick-lateness", type=_rate,
+                       default=_rate(os.environ.get("CALLROOM_MAX_TICK_LATENESS", DEFAULT_MAX_TICK_LATENESS_MS)),
+                       metavar="MS", help="refuse new calls while the media tick runs this late, smoothed over "
+                       f"~200 ms (0: no limit; default {DEFAULT_MAX_TICK_LATENESS_MS:g})")
+    serve.add_argument("--max-setup-backlog", type=_count,
+                       default=_count(os.environ.get("CALLROOM_MAX_SETUP_BACKLOG", DEFAULT_MAX_SETUP_BACKLOG)),
+                       metavar="N", help="refuse new calls while this many incoming calls wait for the control "
+                       f"plane to take them (0: no limit; default {DEFAULT_MAX_SETUP_BACKLOG})")
     serve.set_defaults(func=_serve)
 
     keys = sub.add_parser("keys", help="manage API keys")

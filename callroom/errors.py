@@ -10,6 +10,8 @@
     │   ├── CommandRejected           422 (a well-formed command the current state refuses:
     │   │                                 call ended 90018, conference ended 90019, queue full 90036, ...)
     │   ├── NodeUnavailable           503 / 90113 (a cluster's node that did not take a command's media)
+    │   ├── Overloaded                503 / 90115 (the node is past one of its admission limits: a new call
+    │   │                                 is refused at once, with Retry-After; callroom/admission.py)
     │   └── Draining                  503 / 90116 (a node that is stopping takes no new call)
     ├── IllegalTransition             a state machine was asked for a move its table does not allow
     ├── AddressRefused                a URL's host is (or resolves to) an address the node's outbound
@@ -149,6 +151,20 @@ class Draining(ApiError):
         super().__init__(ErrorItem("90116", "Node draining",
                                    f"This node ({node_id}) is stopping and takes no new calls; "
                                    "send it to another node, or retry once it has restarted."))
+
+
+class Overloaded(ApiError):
+    """The node is past one of its limits (calls up, new calls per second, media tick lateness, calls in
+    set-up): a new call is refused at once, nothing was created. ``reason`` names the limit."""
+
+    status = 503
+
+    def __init__(self, reason: str, detail: str, retry_after: int) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(ErrorItem("90115", "Node overloaded",
+                                   f"The node takes no new call now: {detail}. Retry in {retry_after} s "
+                                   "or on another node."))
 
 
 class IllegalTransition(CallroomError):

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from callroom.admission import Limits, Load, Reason, ReportedAdmission
 from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
 from callroom.cluster.bus import Bus
@@ -27,7 +28,7 @@ from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fac
 from callroom.drain import DEFAULT_GRACE_SECS, Drain
 from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
-from callroom.errors import StoreError
+from callroom.errors import Overloaded, StoreError
 from callroom.model.media import (
     DtmfReceived,
     FloorChanged,
@@ -42,6 +43,7 @@ from callroom.model.media import (
 )
 from callroom.model.messages import (
     AcceptSipCall,
+    AdmissionReport,
     IncomingSipCall,
     RefuseSipCall,
     SipAnswered,
@@ -99,6 +101,9 @@ class NodeConfig:
     drain_grace_secs: float = DEFAULT_GRACE_SECS
     # Where numbers dialled through the API ring on this node (callroom/model/numbers.py).
     numbers: NumberPlan = NO_NUMBERS
+    # Overload control (``callroom/admission.py``): new calls past these limits are refused at once (SIP 503,
+    # ``POST /calls`` 503 / 90115). ``Limits()``: none; ``callroom serve`` runs with ``Limits.defaults()``.
+    admission: Limits = field(default_factory=Limits)
 
 
 def relay_host_of(config: NodeConfig) -> str:
@@ -167,14 +172,19 @@ class Node:
         self.signer = WebhookSigner.load_or_create(self.store)
         self.url_policy = AddressPolicy.allowing(config.allow_url_networks)
         self._quality: dict[str, dict[str, Any]] = {}  # call quality of SIP legs that just ended
+        # Dials are admitted here with the media process's figures (it admits the INVITEs itself).
+        self.admission = ReportedAdmission(config.admission)
+        self.admission_report: AdmissionReport | None = None
         self.media = MediaProcess(config.sip, on_fact=self._handle_fact, on_sip_incoming=self._route_sip_call,
                                   on_sip_fact=self._handle_sip_fact, url_policy=self.url_policy,
-                                  relay_host=relay_host_of(config), relay_pool=RELAY_POOL if config.nats_url else 0)
+                                  relay_host=relay_host_of(config), relay_pool=RELAY_POOL if config.nats_url else 0,
+                                  limits=config.admission, on_admission=self._admission_report)
         self.virtual_phones = VirtualPhones(self.media)
         self.node_media = NodeMedia(self.virtual_phones, self.media)
         self.control = Control(self.store, self.node_id, self.node_media)
         self.control.ring_timeout_secs = config.ring_timeout_secs
         self.control.numbers = config.numbers
+        self.control.admit_dial = self._admit_dial
         self.virtual_phones.bind(self.control)
         if config.sip is not None:
             self.control.dialable = ("virtual:", "sip:")
@@ -198,7 +208,34 @@ class Node:
         )
         self.app.state.webhook_signer = self.signer
         self.app.state.cluster_media = None
+        self.app.state.admission_metrics = self.admission_metrics
         self.asgi = serving(self.app)  # what the HTTP server runs
+
+    def _admission_report(self, report: AdmissionReport) -> None:
+        self.admission_report = report
+        self.admission.report(Load(report.calls, report.setup_backlog, report.tick_late_ms), report.budget,
+                              report.at)
+
+    def _admit_dial(self) -> None:
+        refused = self.admission.decide(time.monotonic())
+        if refused is not None:
+            raise Overloaded(refused.reason, refused.detail, refused.retry_after)
+
+    def admission_metrics(self) -> str:
+        """The admission counters in Prometheus text: INVITEs (counted by the media process) and dials."""
+        report = self.admission_report
+        sip_refused = dict(report.refused) if report is not None else {}
+        api = self.admission.admission
+        lines = ["# HELP callroom_calls_admitted_total New calls admitted, by how they came (sip: INVITEs; api: "
+                 "POST /calls).", "# TYPE callroom_calls_admitted_total counter",
+                 f'callroom_calls_admitted_total{{via="sip"}} {report.admitted if report is not None else 0}',
+                 f'callroom_calls_admitted_total{{via="api"}} {api.admitted}',
+                 "# HELP callroom_calls_refused_total New calls refused at once (overload), by limit.",
+                 "# TYPE callroom_calls_refused_total counter"]  # fmt: skip
+        for reason in Reason:
+            lines.append(f'callroom_calls_refused_total{{via="sip",reason="{reason}"}} {sip_refused.get(reason, 0)}')
+            lines.append(f'callroom_calls_refused_total{{via="api",reason="{reason}"}} {api.refused[reason]}')
+        return "\n".join(lines) + "\n"
 
     async def _sip_quality(self, call_control_id: str) -> dict[str, Any] | None:
         """A SIP leg's call_quality_stats from the media process (of the node it lives on, in a cluster),

@@ -267,7 +267,9 @@ class SipTransport:
             rejection = self._check(event, call.invite)
             if rejection is not None:
                 self.rejected += 1
-                log.info("refused INVITE %s from %s: %d", event.call_id, event.source_addr, rejection.status)
+                # An overloaded node's 503s may come by the hundred a second: not one log line each.
+                log.log(logging.DEBUG if rejection.status == 503 else logging.INFO, "refused INVITE %s from %s: %d",
+                        event.call_id, event.source_addr, rejection.status)
                 self.endpoint.reject(event.call_id, rejection.status, self._loop.time(), rejection.reason,
                                      rejection.headers)
                 self._again = True

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from callroom.errors import NUL_TEXT, ApiError, BodyTooLarge, ErrorItem, RateLimited, UnstorableText
+from callroom.errors import NUL_TEXT, ApiError, BodyTooLarge, ErrorItem, Overloaded, RateLimited, UnstorableText
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ def response_for(exc: Exception) -> JSONResponse:
             headers["x-ratelimit-limit"] = str(exc.limit)
             headers["x-ratelimit-remaining"] = "0"
             headers["x-ratelimit-reset"] = f"{exc.retry_after:.3f}"
+        elif isinstance(exc, Overloaded):
+            headers["Retry-After"] = str(exc.retry_after)
         elif isinstance(exc, BodyTooLarge):
             headers["connection"] = "close"  # the rest of the body is not read: this connection is done
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)

@@ -19,7 +19,7 @@ router = APIRouter()
 
 @router.post("/calls")
 async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
-    ctl.admit_call()
+    ctl.admit_call()  # a draining or overloaded node refuses at once (503), before anything is written
     to = body.to if isinstance(body.to, str) else body.to[0]
     req = calls.DialRequest(
         connection_id=body.connection_id,

@@ -3,6 +3,7 @@ webhook public keys, and ``/metrics`` (Prometheus text)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -217,4 +218,7 @@ async def metrics(request: Request) -> PlainTextResponse:
         await account_id(request)
     dispatcher: Dispatcher | None = getattr(request.app.state, "webhook_dispatcher", None)
     text = dispatcher.render_metrics() if dispatcher is not None else ""
+    admission: Callable[[], str] | None = getattr(request.app.state, "admission_metrics", None)
+    if admission is not None:
+        text += admission()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

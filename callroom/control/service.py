@@ -97,6 +97,9 @@ class Control:
         self.quality_source: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
         self.dialable: tuple[str, ...] = ("virtual:",)
         self.numbers = NO_NUMBERS  # the node's number plan: where numbers dialled through the API ring
+        # Asked before a dial: raises ``Overloaded`` when the node takes no new call now (the node's
+        # admission, ``callroom/admission.py``); by default every dial is admitted.
+        self.admit_dial: Callable[[], None] = lambda: None
         # An incoming call nobody answers or rejects is ended after this long with SIP 480 (0: never).
         self.ring_timeout_secs = DEFAULT_RING_TIMEOUT_SECS
         # Set on PostgreSQL: API transactions run cooperatively on the event loop (see ``arun``).
@@ -107,10 +110,11 @@ class Control:
         self.draining = False  # the node is stopping: it starts no new call (``admit_call``)
 
     def admit_call(self) -> None:
-        """A new call (dialled through the API, or arriving) may start on this node; ``Draining`` once the
-        node drains: the calls it carries finish, no new one starts."""
+        """A new call (dialled through the API, or arriving) may start on this node: ``Draining`` once the node
+        drains (the calls it carries finish, no new one starts), ``Overloaded`` past its admission limits."""
         if self.draining:
             raise Draining(self.node_id)
+        self.admit_dial()
 
     async def call_quality(self, call_control_id: str) -> dict[str, Any] | None:
         if self.quality_source is None:

@@ -22,11 +22,13 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from callroom.admission import Limits
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, PipeWriter
 from callroom.media.op_batches import without_superseded_mixes
 from callroom.media_worker.main import media_main
 from callroom.model import media as m
 from callroom.model.messages import (
+    AdmissionReport,
     HeardReply,
     HeardRequest,
     IncomingSipCall,
@@ -96,8 +98,12 @@ class MediaProcess:
         url_policy: AddressPolicy = UNRESTRICTED,
         relay_host: str = "127.0.0.1",
         relay_pool: int = 0,
+        limits: Limits | None = None,
+        on_admission: Callable[[AdmissionReport], None] = lambda _report: None,
     ) -> None:
         self.sip_config = sip_config
+        self.limits = limits or Limits()  # the node's admission limits, applied by the media process
+        self.on_admission = on_admission
         self.relay_host = relay_host  # where other nodes of a cluster reach this node's relay legs
         self.relay_pool = relay_pool  # relay ports the media process keeps open ahead (a cluster's node)
         self._relay_ports: list[int] = []  # those it reported open ahead and not used yet
@@ -130,7 +136,7 @@ class MediaProcess:
         self._process = ctx.Process(
             target=media_main,
             args=(child, commands_in, self.sip_config, logging.getLogger().getEffectiveLevel(), self.url_policy,
-                  self.relay_host, self.relay_pool),
+                  self.relay_host, self.relay_pool, self.limits),
             name="callroom-media", daemon=True,
         )
         self._process.start()
@@ -251,6 +257,8 @@ class MediaProcess:
                     self.on_sip_fact(message)
                 case IncomingSipCall():
                     self.on_sip_incoming(message)
+                case AdmissionReport():
+                    self.on_admission(message)
                 case HeardReply() | QualityReply() | StatsReply() | RelayOpened() | RequestFailed():
                     fut = self._replies.get(message.request_id)
                     if fut is not None and not fut.done():

@@ -40,9 +40,13 @@ class TickStats:
     late_ms: list[float] = field(default_factory=list)
     work_ms: list[float] = field(default_factory=list)
     skipped: int = 0
+    # The lateness of the recent ticks, smoothed (each tick weighs a tenth: about the last 200 ms); the
+    # node's admission refuses new calls while it is over its limit (``callroom/admission.py``).
+    recent_late_ms: float = 0.0
 
     def record(self, late: float, work: float) -> None:
         self.ticks += 1
+        self.recent_late_ms += 0.1 * (late * 1000 - self.recent_late_ms)
         if len(self.late_ms) >= 50_000:
             del self.late_ms[:25_000], self.work_ms[:25_000]
         self.late_ms.append(late * 1000)

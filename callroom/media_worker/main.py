@@ -17,8 +17,10 @@ import gc
 import logging
 import os
 import signal
+import time
 from multiprocessing.connection import Connection
 
+from callroom.admission import Admission, Limits, Load
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
 from callroom.aio.rtp_batch import RtpBatch
 from callroom.aio.rtp_leg import RtpLeg
@@ -31,6 +33,7 @@ from callroom.model import media as m
 from callroom.model.messages import (
     AcceptSipCall,
     AddVirtualLeg,
+    AdmissionReport,
     FromMedia,
     HeardReply,
     HeardRequest,
@@ -59,6 +62,8 @@ from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 log = logging.getLogger(__name__)
 
+REPORT_EVERY_TICKS = 5  # the admission figures go to the API process at most every 100 ms, when they changed
+
 
 class MediaWorker:
     """Everything that runs in the media process, around one engine."""
@@ -67,16 +72,23 @@ class MediaWorker:
 
     def __init__(self, conn: Connection, commands: Connection, sip_config: SipConfig | None,
                  url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1",
-                 relay_pool: int = 0) -> None:
+                 relay_pool: int = 0, limits: Limits | None = None) -> None:
         self.conn = conn  # facts and replies to the API process
         self.commands = commands  # the API's instructions, framed by ``pipe.py``
         self._frames = FrameReader()
         self.engine = MediaEngine(on_fact=self.send, url_policy=url_policy,
                                   batch=RtpBatch() if self.batch_rtp else None)
         self.sip: SipPhones | None = None
-        if sip_config is not None:
-            self.sip = SipPhones(self.engine, sip_config, on_incoming=self.send, report=self.send)
         self.virtual: dict[str, VirtualPhoneAudio] = {}
+        self.admission = Admission(limits or Limits())
+        if sip_config is not None:
+            self.sip = SipPhones(self.engine, sip_config, on_incoming=self.send, report=self.send,
+                                 admission=self.admission, load=self.load)
+        self._ticks = 0
+        self._reported: tuple[object, ...] = ()
+        self._refusing = False  # refused a call within the last second
+        self._refused_at = 0.0
+        self._refused_before: tuple[tuple[str, int], ...] = ()
         self.relays = RelayLegs(self.engine, relay_host, (sip_config or SipConfig()).rtp_ports)
         self.relay_pool = relay_pool  # relay ports kept open ahead (a cluster's node)
         self._stopped = asyncio.Event()
@@ -114,9 +126,41 @@ class MediaWorker:
         await ticking
         await self.engine.aclose()
 
+    def load(self) -> Load:
+        """The node's figures for admitting a new call: its calls up (SIP legs, ringing or answered, and
+        virtual phones' legs), the INVITEs the control plane has not taken yet, the tick's lateness."""
+        sip = self.sip
+        calls = len(self.virtual) + (len(sip.by_sip) if sip is not None else 0)
+        return Load(calls, len(sip.awaiting) if sip is not None else 0, self.engine.stats.recent_late_ms)
+
+    def _report_admission(self) -> None:
+        """Send the admission figures when they changed (``REPORT_EVERY_TICKS``), and log when the node
+        starts and stops refusing calls."""
+        now = time.monotonic()
+        load, adm = self.load(), self.admission
+        budget = adm.budget(now)
+        refused = tuple(sorted((str(r), n) for r, n in adm.refused.items()))
+        if refused != self._refused_before:
+            if not self._refusing:
+                log.warning("overloaded: refusing new calls (limits: %s; refused so far: %s)",
+                            adm.limits.describe(), ", ".join(f"{r} {n}" for r, n in refused))
+            self._refusing, self._refused_at, self._refused_before = True, now, refused
+        elif self._refusing and now - self._refused_at >= 1.0:
+            log.warning("admitting new calls again")
+            self._refusing = False
+        key = (load.calls, load.setup_backlog, round(load.tick_late_ms), round(budget, 1), adm.admitted, refused)
+        if key == self._reported:
+            return
+        self._reported = key
+        self.send(AdmissionReport(load.calls, load.setup_backlog, load.tick_late_ms, budget, now, adm.admitted,
+                                  refused))
+
     def _readable(self) -> None:
         if self._stopped.is_set():
             return
+        self._ticks += 1
+        if self._ticks % REPORT_EVERY_TICKS == 0:
+            self._report_admission()
         try:
             data = os.read(self.commands.fileno(), PIPE_BUFFER_BYTES)
         except BlockingIOError:
@@ -142,6 +186,10 @@ class MediaWorker:
         if not ops:
             return
         try:
+            now = time.monotonic()
+            for op in ops:  # an outgoing call (admitted by the API process) takes from the per-second budget
+                if isinstance(op, m.Ring):
+                    self.admission.charge(now)
             ops = without_superseded_mixes(ops)
             if self.sip is not None:
                 self.sip.apply(ops)
@@ -238,7 +286,8 @@ class MediaWorker:
 
 
 def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | None, log_level: int,
-               url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1", relay_pool: int = 0) -> None:
+               url_policy: AddressPolicy = UNRESTRICTED, relay_host: str = "127.0.0.1", relay_pool: int = 0,
+               limits: Limits | None = None) -> None:
     """Entry point of the media process."""
     # A terminal's Ctrl-C and a service manager's SIGTERM reach the whole process group: the node drains
     # first and then stops this process itself (``Stop``, or its pipe closing), so that the calls it carries
@@ -255,6 +304,7 @@ def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | N
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(MediaWorker(conn, commands, sip_config, url_policy, relay_host, relay_pool).serve())
+        worker = MediaWorker(conn, commands, sip_config, url_policy, relay_host, relay_pool, limits)
+        loop.run_until_complete(worker.serve())
     finally:
         loop.close()

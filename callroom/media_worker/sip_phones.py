@@ -7,7 +7,9 @@ the API loop through ``report``.
 
 Routing of incoming calls: the request-URI's user part names the application, either by its
 ``inbound.sip_subdomain`` or by its id (``sip:<connection_id>@node``). Calls from outside the
-allowed source networks are refused with 403 before anything else; unknown users get 404.
+allowed source networks are refused with 403 before anything else; unknown users get 404. An overloaded node
+refuses a new INVITE next, with 503 and Retry-After, before any leg, RTP port or message to the control plane
+exists (``AdmissionGate``, deciding with ``callroom/admission.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from callroom.admission import Admission, Load
 from callroom.aio.rtp_leg import RtpLeg
 from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
 from callroom.errors import CallroomError, MediaError, ProtocolError
@@ -81,14 +84,18 @@ class SipPhones:
     """
 
     def __init__(self, engine: MediaEngine, config: SipConfig, *, on_incoming: Callable[[IncomingSipCall], None],
-                 report: Report) -> None:
+                 report: Report, admission: Admission | None = None,
+                 load: Callable[[], Load] | None = None) -> None:  # fmt: skip
         self.engine = engine
         self.config = config
+        self.admission = admission  # None: every INVITE that passes the other gates is taken
+        self.load = load or (lambda: Load(len(self.by_sip), len(self.awaiting)))
         self.on_incoming = on_incoming
         self.report = report
         self.transport: SipTransport | None = None
         self.by_sip: dict[str, SipLeg] = {}
         self.by_cid: dict[str, SipLeg] = {}
+        self.awaiting: set[str] = set()  # incoming calls handed to the control plane, not yet taken or refused
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.media_timeouts = 0  # legs hung up because their far end went silent
@@ -103,6 +110,8 @@ class SipPhones:
         if self.config.credentials:
             auth = DigestAuth(dict(self.config.credentials), self.config.realm, secrets.token_bytes(32))
             gates.append(DigestGate(auth))
+        if self.admission is not None:  # last: only calls that may come in at all take from the budget
+            gates.append(AdmissionGate(self.admission, self.load))
         self.transport = await SipTransport.open(
             self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
             advertise=self.config.advertise,
@@ -138,6 +147,7 @@ class SipPhones:
 
     def accept(self, sip_call_id: str, call_control_id: str) -> None:
         """The control plane created a leg for this INVITE: it rings until the application answers."""
+        self.awaiting.discard(sip_call_id)
         leg = self.by_sip.get(sip_call_id)
         if leg is None or self.transport is None:
             self.report(SipHangup(call_control_id, "487"))
@@ -150,6 +160,7 @@ class SipPhones:
             log.info("cannot ring %s: %s", sip_call_id, exc)
 
     def refuse(self, sip_call_id: str, status: int) -> None:
+        self.awaiting.discard(sip_call_id)
         leg = self.by_sip.pop(sip_call_id, None)
         if leg is not None:
             self._reject(sip_call_id, status)
@@ -167,7 +178,15 @@ class SipPhones:
             "send_errors": t.send_errors if t else 0,
             "refused": t.rejected if t else 0,
             "media_timeouts": self.media_timeouts,
+            "setup_backlog": len(self.awaiting),
+            **self._admission_counters(),
         }
+
+    def _admission_counters(self) -> dict[str, int]:
+        if self.admission is None:
+            return {}
+        refused = self.admission.refused
+        return {"admitted": self.admission.admitted, **{f"refused_{r}": refused[r] for r in refused}}
 
     def quality(self, call_control_id: str) -> dict[str, Any] | None:
         """The call_quality_stats of a live SIP leg (None for other legs)."""
@@ -376,6 +395,7 @@ class SipPhones:
                 self._spawn(self._incoming_named(incoming, offer, agreed.remote_rtp_addr))
                 return
         self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.awaiting.add(call_id)
         self.on_incoming(incoming)
 
     async def _incoming_named(self, incoming: IncomingSipCall, offer: SessionDescription,
@@ -390,6 +410,7 @@ class SipPhones:
         if self.transport is None or call_id not in self.transport.endpoint.calls:
             return  # cancelled while we looked
         self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.awaiting.add(call_id)
         self.on_incoming(incoming)
 
     async def _answered(self, leg: SipLeg, answer: SessionDescription | None) -> None:
@@ -480,6 +501,21 @@ class SipPhones:
             self.transport.answer(call_id, agreed.answer)
         except (KeyError, CallroomError) as exc:
             log.info("re-INVITE of %s no longer pending: %s", call_id, exc)
+
+
+class AdmissionGate:
+    """Refuse a new INVITE with 503 and Retry-After while the node is past one of its limits, so that a proxy
+    in front tries another node at once; admitted calls take their share of the per-second budget."""
+
+    def __init__(self, admission: Admission, load: Callable[[], Load]) -> None:
+        self.admission = admission
+        self.load = load
+
+    def __call__(self, call: sip_events.IncomingCall, invite: SipRequest) -> Rejection | None:
+        refused = self.admission.decide(time.monotonic(), self.load())
+        if refused is None:
+            return None
+        return Rejection(503, "Service Unavailable", (("Retry-After", str(refused.retry_after)),))
 
 
 class DigestGate:

@@ -222,6 +222,20 @@ class SipMediaTimeout:
     call_control_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class AdmissionReport:
+    """The media process's admission figures (``callroom/admission.py``), sent when they change, at most
+    every few ticks: the API process admits ``POST /calls`` with them and shows the counters."""
+
+    calls: int  # calls up: SIP legs (ringing or answered, in or out) and virtual phones' legs
+    setup_backlog: int  # INVITEs admitted that the control plane has not taken or refused yet
+    tick_late_ms: float  # the media tick's recent lateness
+    budget: float  # the per-second budget left at ``at`` (inf: no per-second limit)
+    at: float  # time.monotonic() of the figures
+    admitted: int  # INVITEs admitted so far
+    refused: tuple[tuple[str, int], ...]  # INVITEs refused so far, by reason
+
+
 SipFact: TypeAlias = SipAnswered | SipFailed | SipQuality | SipHangup | SipMediaTimeout
 
 
@@ -262,5 +276,5 @@ class RequestFailed:
 
 
 Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
-FromMedia: TypeAlias = Ready | RelayPorts | MediaFact | IncomingSipCall | SipFact | Reply
+FromMedia: TypeAlias = Ready | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport | Reply
 Message: TypeAlias = ToMedia | FromMedia

@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from callroom.admission import Limits
 from callroom.api.limits import HEAD_TIMEOUT_SECS
 from callroom.api.server import uvicorn_config
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS
@@ -32,13 +33,15 @@ class NodeThread:
                  rate_limit: tuple[float, float] | None = None,
                  sip_credentials: tuple[tuple[str, str], ...] = (), sip: SipConfig | None = None,
                  ring_timeout_secs: float = DEFAULT_RING_TIMEOUT_SECS, head_timeout: float = HEAD_TIMEOUT_SECS,
-                 allow_url_networks: tuple[str, ...] = LOOPBACK) -> None:  # fmt: skip
+                 allow_url_networks: tuple[str, ...] = LOOPBACK,
+                 admission: Limits | None = None) -> None:  # fmt: skip
         # Short webhook retry pauses so delivery tests run in seconds. The webhook receivers and media
         # servers of the tests listen on loopback, which a node refuses unless allowed.
         node_config = NodeConfig(
             database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
             sip=sip or SipConfig(port=0, credentials=sip_credentials), rate_limit=rate_limit,
             ring_timeout_secs=ring_timeout_secs, allow_url_networks=allow_url_networks,
+            admission=admission or Limits(),
         )
         self.node = Node(node_config)
         self.port = free_port()

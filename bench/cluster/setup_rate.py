@@ -1,0 +1,342 @@
+"""Inbound call set-up rate through the front door: SIPp -> Kamailio -> 1 or 2 nodes (``scripts/cluster up``),
+an application answering every call by webhook and hanging up after a short hold.
+
+    peak      one node without a per-second limit, offered an increasing rate: where completed calls/s stop
+              following the offer (and INVITE -> 200 latency grows)
+    scale     the same offered load on one node and on two (CPU seconds of every node process per completed call)
+    overload  one node with its admission limits, offered 3x its capacity: completed calls/s against the peak,
+              how fast the rest is refused, and whether any admitted call failed
+
+Each step is one SIPp run (``--seconds`` of offered calls, then the calls' hold and a drain) against a cluster
+started for the mode on its own database and free loopback ports, and stopped after it.
+The application is an HTTP server here: on ``call.initiated`` it answers (``POST .../actions/answer``), on
+``call.answered`` it hangs up ``--hold`` seconds later; its commands go to the nodes' APIs in turn, as through
+an HTTP load balancer. CPU: utime + stime of every process of each node's process group (the API process and
+its media process), from /proc, over the step.
+
+Run: .venv/bin/python bench/cluster/setup_rate.py [--modes peak,scale,overload] [--seconds 10]
+Writes bench/results/setup-rate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from callroom.devcluster import group_members  # noqa: E402
+from tests.support.node import free_port  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+DATABASE = "callroom_bench_setup_rate"
+
+# SIPp's caller: INVITE; a 200 (timer 1: INVITE -> 200) is ACKed and the node's BYE answered; a 500 (every node
+# refused: Kamailio remaps a node's 503) or 503 (no live node) is ACKed (timer 2: INVITE -> refusal).
+SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="setup rate">
+  <nop start_rtd="2"/>
+  <send retrans="500" start_rtd="1"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="500" optional="true" next="refused"/>
+  <recv response="503" optional="true" next="refused"/>
+  <recv response="200" rtd="1" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv request="BYE"/>
+  <send next="done"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="refused"/>
+  <nop rtd="2"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <label id="done"/>
+</scenario>
+"""
+
+
+# ---- the application ---------------------------------------------------------------------------------------
+
+
+class AnsweringApp:
+    """Answers every incoming call and hangs it up after ``hold`` seconds, through the nodes' APIs in turn."""
+
+    def __init__(self, apis: list[str], key: str, hold: float) -> None:
+        self.apis = apis
+        self.key = key
+        self.hold = hold
+        self.turn = itertools.cycle(range(len(apis)))
+        self.port = free_port()
+        self.counts = {"initiated": 0, "answered": 0, "hangup": 0, "answer_failed": 0, "hangup_failed": 0}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        app = Starlette(routes=[Route("/hooks", self.hook, methods=["POST"])])
+        self.server = uvicorn.Server(uvicorn.Config(app, "127.0.0.1", self.port, log_level="warning",
+                                                    access_log=False, lifespan="off"))
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.client = httpx.AsyncClient(headers={"Authorization": f"Bearer {self.key}"}, timeout=10,
+                                        limits=httpx.Limits(max_connections=64))
+        self.loop.run_until_complete(self.server.serve())
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    async def hook(self, request: Request) -> Response:
+        data = json.loads(await request.body())["data"]
+        kind, cid = data["event_type"], data["payload"]["call_control_id"]
+        if kind == "call.initiated":
+            self.counts["initiated"] += 1
+            self._spawn(self._command(cid, "answer"))
+        elif kind == "call.answered":
+            self.counts["answered"] += 1
+            self._spawn(self._later(cid))
+        elif kind == "call.hangup":
+            self.counts["hangup"] += 1
+        return Response(status_code=200)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _later(self, cid: str) -> None:
+        await asyncio.sleep(self.hold)
+        await self._command(cid, "hangup")
+
+    async def _command(self, cid: str, action: str) -> None:
+        assert self.client is not None
+        api = self.apis[next(self.turn)]
+        try:
+            resp = await self.client.post(f"{api}/calls/{cid}/actions/{action}", json={})
+            ok = resp.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if not ok:
+            self.counts[f"{action}_failed"] += 1
+
+
+# ---- the cluster -------------------------------------------------------------------------------------------
+
+
+def cluster(run_dir: Path, *args: str) -> dict[str, Any]:
+    env = {**os.environ, "CALLROOM_PYTHON": sys.executable}
+    out = subprocess.run([str(ROOT / "scripts" / "cluster"), "--run-dir", str(run_dir), *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"scripts/cluster {' '.join(args)} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout) if "--json" in args else {}
+
+
+def cpu_seconds(pgid: int) -> float:
+    total = 0
+    for pid in group_members(pgid):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def _pct(samples: list[float], q: float) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
+
+
+def sipp_step(proxy: str, service: str, rate: float, seconds: float, hold: float, cwd: Path) -> dict[str, Any]:
+    cwd.mkdir(parents=True, exist_ok=True)
+    (cwd / "uac.xml").write_text(SCENARIO)
+    calls = int(rate * seconds)
+    cmd = [shutil.which("sipp") or "sipp", "-sf", "uac.xml", "-s", service, proxy, "-i", "127.0.0.1",
+           "-p", str(free_port()), "-mp", str(free_port() & ~1), "-r", f"{rate:g}", "-m", str(calls), "-l", "10000",
+           "-nostdin", "-recv_timeout", "10000", "-timeout", f"{int(seconds + hold + 40)}s", "-trace_rtt",
+           "-rtt_freq", "1", "-trace_stat", "-fd", "1", "-trace_err", "-max_recv_loops", "10000"]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=seconds + hold + 60)
+    elapsed = time.monotonic() - started
+    answered, refused = [], []
+    for path in cwd.glob("uac_*_rtt.csv"):
+        with open(path) as f:
+            for row in csv.reader(f, delimiter=";"):
+                if len(row) == 3 and row[2] in ("1", "2"):
+                    (answered if row[2] == "1" else refused).append(float(row[1]))
+    stats: dict[str, str] = {}
+    for path in cwd.glob("uac_*_.csv"):
+        with open(path) as f:
+            rows = list(csv.reader(f, delimiter=";"))
+        stats = dict(zip(rows[0], rows[-1], strict=False))
+    failed = int(stats.get("FailedCall(C)", -1))
+    completed = int(stats.get("SuccessfulCall(C)", 0)) - len(refused)  # answered, held and ended by the node
+    return {
+        "offered_per_s": rate, "calls": calls, "seconds": seconds, "elapsed_s": round(elapsed, 1),
+        "answered": len(answered), "completed": completed, "refused": len(refused), "failed": failed,
+        "completed_per_s": round(completed / seconds, 1),
+        "invite_200_ms": {"p50": _pct(answered, 0.5), "p99": _pct(answered, 0.99), "max": max(answered, default=None)},
+        "refusal_ms": {"p50": _pct(refused, 0.5), "p99": _pct(refused, 0.99), "max": max(refused, default=None)},
+        "sipp_exit": proc.returncode,
+    }
+
+
+def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_args: list[str],
+             label: str) -> list[dict[str, Any]]:  # fmt: skip
+    results = []
+    with tempfile.TemporaryDirectory(prefix="setup-rate-") as tmp:
+        run_dir = Path(tmp) / "cluster"
+        info = cluster(run_dir, "up", "--nodes", str(nodes), "--json", "--fresh", "--database", DATABASE,
+                       "--api-port", "0", "--sip-port", "0", "--proxy-port", "0", "--rtp-span", "4000",
+                       "--log-level", "warning", "--", *serve_args)
+        app = AnsweringApp([n["api"] for n in info["nodes"]], info["api_key"], hold)
+        try:
+            resp = httpx.post(info["nodes"][0]["api"] + "/call_control_applications",
+                              headers={"Authorization": f"Bearer {info['api_key']}"},
+                              json={"application_name": "setup-rate", "webhook_event_url": app.url}, timeout=10)
+            resp.raise_for_status()
+            service = resp.json()["data"]["id"]
+            time.sleep(2)  # Kamailio's probes mark the nodes active
+            for i, rate in enumerate(steps):
+                pgids = [n["pid"] for n in info["nodes"]]
+                cpu0 = [cpu_seconds(p) for p in pgids]
+                load0 = os.getloadavg()[0]
+                step = sipp_step(info["sip_proxy"], service, rate, seconds, hold, Path(tmp) / f"step{i}")
+                cpu = [round(cpu_seconds(p) - c, 2) for p, c in zip(pgids, cpu0, strict=True)]
+                done = max(1, step["completed"])
+                step.update(label=label, nodes=nodes, node_cpu_s=cpu,
+                            cpu_ms_per_completed_call=round(1000 * sum(cpu) / done, 2),
+                            app=dict(app.counts), load_before=round(load0, 2),
+                            load_after=round(os.getloadavg()[0], 2))
+                for k in app.counts:
+                    app.counts[k] = 0
+                print(json.dumps(step), flush=True)
+                results.append(step)
+                time.sleep(2)
+        finally:
+            app.stop()
+            cluster(run_dir, "down")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--modes", default="peak,scale,overload")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of offered calls per step")
+    parser.add_argument("--hold", type=float, default=1.0, help="seconds an answered call is held")
+    parser.add_argument("--peak-steps", default="30,45,60,75,90", help="offered calls/s of the peak search")
+    parser.add_argument("--scale-rate", type=float, default=60.0, help="offered calls/s for 1 node vs 2")
+    parser.add_argument("--capacity", type=float, default=None,
+                        help="a node's capacity for the overload mode (default: its --max-calls-per-second)")
+    parser.add_argument("--serve", default="", help="more serve options for every mode, space-separated")
+    args = parser.parse_args()
+    from callroom.admission import DEFAULT_MAX_CALLS_PER_SECOND
+
+    extra = args.serve.split()
+    unlimited = ["--max-calls-per-second", "0", "--max-setup-backlog", "0", "--max-tick-lateness", "0", *extra]
+    out_path = ROOT / "bench" / "results" / "setup-rate.json"
+    results: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
+                               "seconds": args.seconds, "hold": args.hold}  # fmt: skip
+    if out_path.exists():
+        results = {**json.loads(out_path.read_text()), **results}
+    modes = args.modes.split(",")
+    if "peak" in modes:
+        steps = [float(x) for x in args.peak_steps.split(",")]
+        results["peak"] = run_mode(1, steps, args.seconds, args.hold, unlimited, "peak")
+    if "scale" in modes:
+        one = run_mode(1, [args.scale_rate], args.seconds, args.hold, unlimited, "scale-1")
+        two = run_mode(2, [args.scale_rate], args.seconds, args.hold, unlimited, "scale-2")
+        ratio = two[0]["cpu_ms_per_completed_call"] / one[0]["cpu_ms_per_completed_call"]
+        results["scale"] = {"one": one[0], "two": two[0], "cpu_per_call_ratio": round(ratio, 3),
+                            "completed_ratio": round((two[0]["completed_per_s"] or 0)
+                                                     / max(0.1, one[0]["completed_per_s"] or 0), 3)}
+        print("scale", json.dumps({k: v for k, v in results["scale"].items() if "ratio" in k}), flush=True)
+    if "overload" in modes:
+        capacity = args.capacity or DEFAULT_MAX_CALLS_PER_SECOND
+        results["overload"] = run_mode(1, [3 * capacity], args.seconds, args.hold, extra, "overload-3x")
+    results["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    out_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()
