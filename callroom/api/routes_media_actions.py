@@ -190,6 +190,7 @@ async def conference_send_dtmf(
             body.call_control_ids,
             body.digits,
             body.duration_millis,
+            body.client_state,
         ),
     )
     return OK
@@ -229,11 +230,12 @@ async def conference_record_start(
 
 
 async def _conference_record(
-    action: str, conference_id: str, recording_id: str | None, command_id: str | None, account: str, ctl: Ctl
+    action: str, conference_id: str, recording_id: str | None, command_id: str | None, account: str, ctl: Ctl,
+    client_state: str | None = None,
 ) -> dict[str, Any]:
     await ctl.arun(
         account,
-        lambda w: ma.conference_record_control(w, action, conference_id, recording_id),
+        lambda w: ma.conference_record_control(w, action, conference_id, recording_id, client_state),
         dedupe=(conference_id, command_id),
     )
     return OK
@@ -260,4 +262,5 @@ async def conference_record_stop(
     conference_id: str, account: Account, ctl: Ctl, body: s.RecordStop | None = None
 ) -> dict[str, Any]:
     b = body or s.RecordStop()
-    return await _conference_record("stop", conference_id, b.recording_id, b.command_id, account, ctl)
+    return await _conference_record("stop", conference_id, b.recording_id, b.command_id, account, ctl,
+                                    b.client_state)

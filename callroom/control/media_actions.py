@@ -227,10 +227,21 @@ def call_record_control(w: World, action: str, cid: str, recording_id: str | Non
     _record_control(w, action, w.result(r.OpenJobs("record", call_control_id=cid)), recording_id)
 
 
-def conference_record_control(w: World, action: str, id_or_name: str, recording_id: str | None) -> Steps[None]:
+def conference_record_control(w: World, action: str, id_or_name: str, recording_id: str | None,
+                              client_state: str | None = None) -> Steps[None]:  # fmt: skip
     conf = yield from active_conference(w, id_or_name)
     yield from w.load(r.OpenJobs("record", conference_id=conf.id))
     _record_control(w, action, w.result(r.OpenJobs("record", conference_id=conf.id)), recording_id)
+    _conference_state(w, conf, client_state)
+
+
+def _conference_state(w: World, conf: Conference, client_state: str | None) -> None:
+    """A conference command's ``client_state``: carried by the conference's webhooks from now on (the
+    ``conference.recording.saved`` of a ``record_stop`` among them)."""
+    if client_state is not None and client_state != conf.client_state:
+        conf.client_state = client_state
+        conf.updated_at = w.now
+        w.update(conf)
 
 
 def _record_control(w: World, action: str, jobs: list[MediaJob], recording_id: str | None) -> None:
@@ -291,8 +302,9 @@ def conference_stop(w: World, id_or_name: str, call_control_ids: list[str] | Non
 
 
 def conference_send_dtmf(w: World, conference_id: str, call_control_ids: list[str] | None, digits: str,
-                         duration_millis: int) -> Steps[None]:  # fmt: skip
+                         duration_millis: int, client_state: str | None = None) -> Steps[None]:  # fmt: skip
     conf = yield from active_conference(w, conference_id, by_name=False, with_members=True)
+    _conference_state(w, conf, client_state)
     present = [p.call_control_id for p in w.members(conf.id)]
     chosen = call_control_ids or present
     unknown = [c for c in chosen if c not in present]
