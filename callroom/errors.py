@@ -9,6 +9,7 @@
     │   ├── BodyTooLarge              413 / 90109 (a request body over its route's limit, api/limits.py)
     │   ├── CommandRejected           422 (a well-formed command the current state refuses:
     │   │                                 call ended 90018, conference ended 90019, queue full 90036, ...)
+    │   ├── CommandNotSupported       501 / 90115 (a Telnyx command callroom does not carry out)
     │   └── NodeUnavailable           503 / 90113 (a cluster's node that did not take a command's media)
     ├── IllegalTransition             a state machine was asked for a move its table does not allow
     ├── AddressRefused                a URL's host is (or resolves to) an address the node's outbound
@@ -123,6 +124,20 @@ class CommandRejected(ApiError):
 
     def __init__(self, code: str, title: str, detail: str, pointer: str | None = None) -> None:
         super().__init__(ErrorItem(code, title, detail, pointer=pointer))
+
+
+class CommandNotSupported(ApiError):
+    """A Telnyx command callroom does not carry out (``api/unsupported.py`` lists them); nothing changed.
+    501, and the HTTP layer adds ``x-should-retry: false`` so that Telnyx's SDKs do not send it again."""
+
+    status = 501
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        super().__init__(ErrorItem(
+            "90115", "Command not supported",
+            f"callroom does not carry out Telnyx's {command!r} command; nothing was changed.",
+        ))  # fmt: skip
 
 
 class NodeUnavailable(ApiError):

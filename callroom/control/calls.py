@@ -16,6 +16,8 @@ from callroom.model import media as m
 from callroom.model import reads as r
 from callroom.model.records import Application, Call, new_call_control_id, new_uuid
 from callroom.model.states import CallEvent, CallState
+from callroom.model.virtual_phone import PREFIX as VIRTUAL_PREFIX
+from callroom.model.virtual_phone import VirtualSpec
 from callroom.timefmt import iso
 
 REJECT_CAUSES = {
@@ -59,6 +61,7 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
             "phone numbers need a SIP trunk, which is not configured.",
             "/to",
         )
+    check_virtual(req.to, "/to")
     session_id = new_uuid()
     if req.link_to:
         linked = w.call(req.link_to)
@@ -80,6 +83,16 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
     w.schedule("dial_timeout", call.call_control_id, w.now + req.timeout_secs)
     w.media.append(m.Ring(call.call_control_id, call.endpoint, call.from_, call.to, req.timeout_secs))
     return call
+
+
+def check_virtual(to: str, pointer: str) -> None:
+    """A virtual phone's address is checked before it rings: a wrong option is the caller's mistake (422),
+    not a call that rings and never answers."""
+    if to.startswith(VIRTUAL_PREFIX):
+        try:
+            VirtualSpec.parse(to)
+        except ValueError as exc:
+            raise CommandRejected("10015", "Invalid value", str(exc), pointer) from exc
 
 
 def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str) -> Steps[Call]:
