@@ -122,6 +122,14 @@ def _touch(w: World, call: Call, client_state: str | None) -> None:
         call.client_state = client_state
 
 
+def update_client_state(w: World, call_control_id: str, client_state: str) -> Steps[None]:
+    """``client_state_update``: the state the call's later webhooks carry; nothing else changes."""
+    yield from w.load(r.CallById(call_control_id))
+    call = live(w, call_control_id)
+    call.client_state = client_state
+    w.update(call)
+
+
 def answer(w: World, call_control_id: str, *, client_state: str | None, webhook_url: str | None,
            webhook_url_method: str | None) -> Steps[None]:  # fmt: skip
     yield from w.load(r.CallById(call_control_id))

@@ -134,6 +134,16 @@ def gather(w: World, cid: str, req: GatherRequest, client_state: str | None) -> 
     _gather(w, cid, req, client_state, None)
 
 
+def stop_gather(w: World, cid: str, client_state: str | None) -> Steps[None]:
+    """``gather_stop``: the gather in progress ends with ``call.gather.ended`` (``cancelled``, and the digits
+    so far) when the media plane has stopped it."""
+    yield from w.load(r.CallById(cid), r.OpenJobs("gather", call_control_id=cid))
+    call = _media_call(w, cid, client_state)
+    if not w.result(r.OpenJobs("gather", call_control_id=cid)):
+        raise reject("90107", "No gather in progress on this call.")
+    w.media.append(m.StopGather(call.call_control_id))
+
+
 def conference_gather(w: World, conference_id: str, cid: str, req: GatherRequest,
                       client_state: str | None) -> Steps[None]:  # fmt: skip
     """A gather on one participant of a conference (by id)."""
@@ -221,9 +231,11 @@ def _record_start(w: World, req: RecordRequest, *, call: Call | None, conference
     return rec
 
 
-def call_record_control(w: World, action: str, cid: str, recording_id: str | None) -> Steps[None]:
+def call_record_control(w: World, action: str, cid: str, recording_id: str | None,
+                        client_state: str | None = None) -> Steps[None]:  # fmt: skip
+    """``record_pause``, ``record_resume`` and ``record_stop`` on a call (the conference's carry out alike)."""
     yield from w.load(r.CallById(cid), r.OpenJobs("record", call_control_id=cid))
-    answered(w, cid)
+    _media_call(w, cid, client_state)
     _record_control(w, action, w.result(r.OpenJobs("record", call_control_id=cid)), recording_id)
 
 
