@@ -19,6 +19,7 @@ from callroom.admission import (
     Limits,
 )
 from callroom.model.numbers import NumberPlan
+from callroom.model.virtual_phone import VirtualSpec
 
 DEFAULT_DATA_DIR = Path(os.environ.get("CALLROOM_DATA_DIR", ".callroom"))
 DEFAULT_PORT = 8080
@@ -148,8 +149,6 @@ def _serve(args: argparse.Namespace) -> int:
 def _number_plan(args: argparse.Namespace) -> NumberPlan:
     """The node's number plan from ``--number``, ``--number-plan`` and ``CALLROOM_NUMBERS`` (comma-separated);
     each virtual phone in it must be one the node can ring."""
-    from callroom.endpoints.virtual import VirtualSpec
-
     items = list(args.number) + [n for n in os.environ.get("CALLROOM_NUMBERS", "").split(",") if n.strip()]
     plan = NumberPlan.parse(items, args.number_plan)
     for number, endpoint in plan.entries.items():

@@ -9,6 +9,7 @@
     │   ├── BodyTooLarge              413 / 90109 (a request body over its route's limit, api/limits.py)
     │   ├── CommandRejected           422 (a well-formed command the current state refuses:
     │   │                                 call ended 90018, conference ended 90019, queue full 90036, ...)
+    │   ├── CommandNotSupported       501 / 90117 (a Telnyx command callroom does not carry out)
     │   ├── NodeUnavailable           503 / 90113 (a cluster's node that did not take a command's media)
     │   ├── Overloaded                503 / 90115 (the node is past one of its admission limits: a new call
     │   │                                 is refused at once, with Retry-After; callroom/admission.py)
@@ -126,6 +127,20 @@ class CommandRejected(ApiError):
 
     def __init__(self, code: str, title: str, detail: str, pointer: str | None = None) -> None:
         super().__init__(ErrorItem(code, title, detail, pointer=pointer))
+
+
+class CommandNotSupported(ApiError):
+    """A Telnyx command callroom does not carry out (``api/unsupported.py`` lists them); nothing changed.
+    501, and the HTTP layer adds ``x-should-retry: false`` so that Telnyx's SDKs do not send it again."""
+
+    status = 501
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        super().__init__(ErrorItem(
+            "90117", "Command not supported",
+            f"callroom does not carry out Telnyx's {command!r} command; nothing was changed.",
+        ))  # fmt: skip
 
 
 class NodeUnavailable(ApiError):

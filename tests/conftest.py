@@ -61,8 +61,10 @@ def strict_tenant(strict_node: NodeThread, strict_receiver: WebhookReceiver) -> 
 
 
 @pytest.fixture
-def tenant(node: NodeThread, receiver: WebhookReceiver) -> Tenant:
-    return _tenant(node, receiver)
+def tenant(node: NodeThread, receiver: WebhookReceiver) -> Iterator[Tenant]:
+    t = _tenant(node, receiver)
+    yield t
+    t.check_typed()  # every webhook the test received parses as the SDK's model of its event
 
 
 def _tenant(node: NodeThread, receiver: WebhookReceiver) -> Tenant:

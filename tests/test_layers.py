@@ -26,7 +26,6 @@ DEFERRED_ALLOWED: dict[tuple[str, str], str] = {
     ("callroom.cli", "callroom.cluster.membership"): "per-subcommand loading",
     ("callroom.cli", "callroom.control.service"): "per-subcommand loading",
     ("callroom.cli", "callroom.drain"): "per-subcommand loading",
-    ("callroom.cli", "callroom.endpoints.virtual"): "per-subcommand loading",
     ("callroom.cli", "callroom.model.messages"): "per-subcommand loading",
     ("callroom.cli", "callroom.node"): "per-subcommand loading",
     ("callroom.cli", "callroom.store.engine"): "per-subcommand loading",

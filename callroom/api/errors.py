@@ -15,7 +15,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from callroom.errors import NUL_TEXT, ApiError, BodyTooLarge, ErrorItem, Overloaded, RateLimited, UnstorableText
+from callroom.api import unsupported
+from callroom.errors import (
+    NUL_TEXT,
+    ApiError,
+    BodyTooLarge,
+    CommandNotSupported,
+    ErrorItem,
+    Overloaded,
+    RateLimited,
+    UnstorableText,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +82,8 @@ def response_for(exc: Exception) -> JSONResponse:
             headers["x-ratelimit-reset"] = f"{exc.retry_after:.3f}"
         elif isinstance(exc, Overloaded):
             headers["Retry-After"] = str(exc.retry_after)
+        elif isinstance(exc, CommandNotSupported):
+            headers["x-should-retry"] = "false"  # a 5xx the SDKs would otherwise send twice more
         elif isinstance(exc, BodyTooLarge):
             headers["connection"] = "close"  # the rest of the body is not read: this connection is done
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
@@ -92,7 +104,11 @@ def response_for(exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, HTTPException) and exc.status_code in (404, 405):
+            not_served = unsupported.refusal(request.method, request.url.path)
+            if not_served is not None:
+                return response_for(not_served)
         return response_for(exc)
 
     for kind in (ApiError, RequestValidationError, HTTPException, Exception):

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from callroom.api import schemas as s
+from callroom.api import schemas_media as s_media
 from callroom.api import views
-from callroom.api.common import OK, Account, Ctl, data
+from callroom.api.common import OK, Account, Ctl, PageParams, data
 from callroom.control import bridges, calls, queues
 from callroom.control.service import Duplicate, ReadCtx
 from callroom.control.world import Steps, World
@@ -55,6 +56,26 @@ async def retrieve_call(call_control_id: str, account: Account, ctl: Ctl) -> dic
         return data(views.call(call, now=ctx.now))
 
     return await ctl.aread(account, read)
+
+
+@router.get("/connections/{connection_id}/active_calls")
+async def list_active_calls(connection_id: str, account: Account, ctl: Ctl, page: PageParams) -> dict[str, Any]:
+    """The calls of an application (a call control application's id is its connection_id) not ended yet."""
+    def read(ctx: ReadCtx) -> dict[str, Any]:
+        if ctx.tx.get_application(account, connection_id) is None:
+            raise NotFound(f"No connection {connection_id!r}.", "10005", "Resource not found")
+        items, total = ctx.tx.list_active_calls(account, connection_id, page.number, page.size)
+        return page.envelope([views.active_call(c, now=ctx.now) for c in items], total)
+
+    return await ctl.aread(account, read)
+
+
+@router.put("/calls/{call_control_id}/actions/client_state_update")
+async def client_state_update(
+    call_control_id: str, body: s_media.ClientStateUpdate, account: Account, ctl: Ctl
+) -> dict[str, Any]:
+    await ctl.arun(account, lambda w: calls.update_client_state(w, call_control_id, body.client_state))
+    return OK
 
 
 @router.post("/calls/{call_control_id}/actions/answer")

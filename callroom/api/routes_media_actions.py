@@ -105,6 +105,29 @@ async def gather_using_speak(cid: str, body: s.GatherSpeak, account: Account, ct
     return OK
 
 
+@router.post("/calls/{cid}/actions/gather")
+async def gather(cid: str, account: Account, ctl: Ctl, body: s.CallGather | None = None) -> dict[str, Any]:
+    """Digits without a prompt: waits ``initial_timeout_millis`` (else the whole ``timeout_millis``) for a
+    first digit, and never longer than ``timeout_millis`` in all."""
+    b = body or s.CallGather()
+    first = b.initial_timeout_millis if "initial_timeout_millis" in b.model_fields_set else b.timeout_millis
+    req = ma.GatherRequest(
+        minimum_digits=b.minimum_digits, maximum_digits=b.maximum_digits, terminating_digit=b.terminating_digit,
+        valid_digits=b.valid_digits, timeout_millis=b.timeout_millis,
+        inter_digit_timeout_millis=b.inter_digit_timeout_millis, initial_timeout_millis=min(first, b.timeout_millis),
+        maximum_tries=1, gather_id=b.gather_id,
+    )  # fmt: skip
+    await ctl.arun(account, lambda w: ma.gather(w, cid, req, b.client_state), dedupe=(cid, b.command_id))
+    return OK
+
+
+@router.post("/calls/{cid}/actions/gather_stop")
+async def gather_stop(cid: str, account: Account, ctl: Ctl, body: s.CallCommandState | None = None) -> dict[str, Any]:
+    b = body or s.CallCommandState()
+    await ctl.arun(account, lambda w: ma.stop_gather(w, cid, b.client_state), dedupe=(cid, b.command_id))
+    return OK
+
+
 @router.post("/calls/{cid}/actions/send_dtmf")
 async def send_dtmf(cid: str, body: s.CallSendDtmf, account: Account, ctl: Ctl) -> dict[str, Any]:
     await ctl.arun(
@@ -129,15 +152,31 @@ async def record_start(
     return OK
 
 
+async def _call_record(action: str, cid: str, recording_id: str | None, client_state: str | None,
+                       command_id: str | None, account: str, ctl: Ctl) -> dict[str, Any]:  # fmt: skip
+    await ctl.arun(account, lambda w: ma.call_record_control(w, action, cid, recording_id, client_state),
+                   dedupe=(cid, command_id))
+    return OK
+
+
 @router.post("/calls/{cid}/actions/record_stop")
 async def record_stop(cid: str, account: Account, ctl: Ctl, body: s.RecordStop | None = None) -> dict[str, Any]:
     b = body or s.RecordStop()
-    await ctl.arun(
-        account,
-        lambda w: ma.call_record_control(w, "stop", cid, b.recording_id),
-        dedupe=(cid, b.command_id),
-    )
-    return OK
+    return await _call_record("stop", cid, b.recording_id, b.client_state, b.command_id, account, ctl)
+
+
+@router.post("/calls/{cid}/actions/record_pause")
+async def record_pause(cid: str, account: Account, ctl: Ctl, body: s.CallRecordControl | None = None) -> dict[str, Any]:
+    b = body or s.CallRecordControl()
+    return await _call_record("pause", cid, b.recording_id, b.client_state, b.command_id, account, ctl)
+
+
+@router.post("/calls/{cid}/actions/record_resume")
+async def record_resume(
+    cid: str, account: Account, ctl: Ctl, body: s.CallRecordControl | None = None
+) -> dict[str, Any]:
+    b = body or s.CallRecordControl()
+    return await _call_record("resume", cid, b.recording_id, b.client_state, b.command_id, account, ctl)
 
 
 # -- conferences -------------------------------------------------------------------------------------
@@ -190,6 +229,7 @@ async def conference_send_dtmf(
             body.call_control_ids,
             body.digits,
             body.duration_millis,
+            body.client_state,
         ),
     )
     return OK
@@ -229,11 +269,12 @@ async def conference_record_start(
 
 
 async def _conference_record(
-    action: str, conference_id: str, recording_id: str | None, command_id: str | None, account: str, ctl: Ctl
+    action: str, conference_id: str, recording_id: str | None, command_id: str | None, account: str, ctl: Ctl,
+    client_state: str | None = None,
 ) -> dict[str, Any]:
     await ctl.arun(
         account,
-        lambda w: ma.conference_record_control(w, action, conference_id, recording_id),
+        lambda w: ma.conference_record_control(w, action, conference_id, recording_id, client_state),
         dedupe=(conference_id, command_id),
     )
     return OK
@@ -260,4 +301,5 @@ async def conference_record_stop(
     conference_id: str, account: Account, ctl: Ctl, body: s.RecordStop | None = None
 ) -> dict[str, Any]:
     b = body or s.RecordStop()
-    return await _conference_record("stop", conference_id, b.recording_id, b.command_id, account, ctl)
+    return await _conference_record("stop", conference_id, b.recording_id, b.command_id, account, ctl,
+                                    b.client_state)

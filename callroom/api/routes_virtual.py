@@ -14,9 +14,10 @@ from callroom.audio.encode import encode_wav
 from callroom.cluster.media import ClusterMedia
 from callroom.control import calls
 from callroom.control.service import Control, ReadCtx
-from callroom.endpoints.virtual import VirtualPhones, VirtualSpec
+from callroom.endpoints.virtual import VirtualPhones
 from callroom.errors import NotFound, ValidationFailed
 from callroom.model.records import Call
+from callroom.model.virtual_phone import VirtualSpec
 
 router = APIRouter(prefix="/virtual")
 

@@ -65,7 +65,9 @@ class CallSpeak(Body):
     command_id: CommandId | None = None
 
 
-class _Digits(Body):
+class _DigitRules(Body):
+    """What a gather collects and how long it waits (``gather``, and the gathers with a prompt below)."""
+
     # the defaults are the media instruction's (``model/media.py``)
     minimum_digits: int = Field(default=m.GATHER_MINIMUM_DIGITS, ge=1, le=128)
     maximum_digits: int = Field(default=m.GATHER_MAXIMUM_DIGITS, ge=1, le=128)
@@ -75,10 +77,19 @@ class _Digits(Body):
     timeout_millis: int = Field(default=m.GATHER_TIMEOUT_MILLIS, ge=100, le=600000)
     inter_digit_timeout_millis: int = Field(default=m.GATHER_INTER_DIGIT_TIMEOUT_MILLIS, ge=100, le=120000)
     initial_timeout_millis: int = Field(default=m.GATHER_INITIAL_TIMEOUT_MILLIS, ge=100, le=120000)
-    maximum_tries: int = Field(default=m.GATHER_MAXIMUM_TRIES, ge=1, le=10)
     client_state: ClientState | None = None
     command_id: CommandId | None = None
     gather_id: str | None = Field(default=None, max_length=100)
+
+
+class CallGather(_DigitRules):
+    """``gather``: digits without a prompt. Its ``timeout_millis`` bounds the whole gather (Telnyx: "the
+    number of milliseconds to wait to complete the request"); ``initial_timeout_millis``, when given, the
+    wait for a first digit."""
+
+
+class _Digits(_DigitRules):
+    maximum_tries: int = Field(default=m.GATHER_MAXIMUM_TRIES, ge=1, le=10)
 
 
 class GatherAudio(_Digits, _OneSource):
@@ -118,6 +129,23 @@ class CallRecordStart(Body):
     play_beep: bool = False
     client_state: ClientState | None = None
     command_id: CommandId | None = None
+
+
+class CallRecordControl(Body):
+    recording_id: IdText | None = None
+    client_state: ClientState | None = None
+    command_id: CommandId | None = None
+
+
+class CallCommandState(Body):
+    """A call command whose only options are ``client_state`` and ``command_id`` (``gather_stop``)."""
+
+    client_state: ClientState | None = None
+    command_id: CommandId | None = None
+
+
+class ClientStateUpdate(Body):
+    client_state: ClientState
 
 
 class RecordStop(Body):

@@ -121,6 +121,19 @@ def call(c: Call, *, now: float, dial_response: bool = False) -> dict[str, Any]:
     return out
 
 
+def active_call(c: Call, *, now: float) -> dict[str, Any]:
+    """A row of ``GET /connections/{id}/active_calls``: seconds since the call began, as ``call_duration``
+    is everywhere else, and ``client_state`` always a string (the SDK's model requires one)."""
+    return {
+        "record_type": "call",
+        "call_control_id": c.call_control_id,
+        "call_leg_id": c.call_leg_id,
+        "call_session_id": c.call_session_id,
+        "call_duration": max(0, int(now - c.created_at)),
+        "client_state": c.client_state or "",
+    }
+
+
 def application(a: Application) -> dict[str, Any]:
     return {
         "id": a.id,

@@ -2,8 +2,11 @@
 
 Voices: Telnyx's basic ``male`` / ``female`` voices speak the requested ``language`` (default
 ``en-US``) with an espeak male or female variant; ``espeak.<voice>[+<variant>]`` picks any
-installed espeak voice directly (its own language wins over ``language``). Anything else, such
-as ``Polly.Joanna``, raises ``UnknownVoice``. Text goes to espeak on stdin, never through a shell.
+installed espeak voice directly (its own language wins over ``language``); the providers' voices
+Telnyx's examples use (``AWS.Polly.Joanna-Neural``, ``Azure.en-US-JennyNeural``,
+``Telnyx.KokoroTTS.af``) speak with the espeak voice of their language and gender
+(``voice_names.py``). Anything else raises ``UnknownVoice``. Text goes to espeak on stdin, never
+through a shell.
 
 Results are cached in memory (LRU bounded by total samples); returned arrays are read-only.
 """
@@ -20,6 +23,7 @@ from typing import Final, Literal
 
 import numpy as np
 
+from callroom.audio import voice_names
 from callroom.audio.lru import SampleLru
 from callroom.audio.pcm import SAMPLE_RATE, Pcm, to_int16
 from callroom.audio.resample import resample
@@ -128,7 +132,15 @@ def resolve_voice(voice: str, language: str | None, voices: EspeakVoices) -> str
         ):
             return name
         raise UnknownVoice(f"espeak has no voice {name!r}")
-    raise UnknownVoice(f"unknown voice {voice!r}; use male, female or espeak.<voice>")
+    named = voice_names.lookup(voice, tuple(LANGUAGE_VOICES))
+    if named is not None:  # a provider's voice (Polly, Azure, Telnyx): its own language wins over ``language``
+        code, gender = named
+        espeak_voice = LANGUAGE_VOICES[code]
+        if espeak_voice not in voices.voices:
+            raise UnknownVoice(f"voice {voice!r} speaks {code}, whose espeak voice is not installed")
+        return f"{espeak_voice}+{BASIC_VOICES[gender]}"
+    raise UnknownVoice(f"unknown voice {voice!r}; use male, female, espeak.<voice> or a listed voice of "
+                       f"{', '.join(voice_names.FAMILIES)}")
 
 
 def validate_payload(payload: str, payload_type: PayloadType) -> None:

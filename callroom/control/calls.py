@@ -17,6 +17,8 @@ from callroom.model import reads as r
 from callroom.model.numbers import is_number
 from callroom.model.records import Application, Call, new_call_control_id, new_uuid
 from callroom.model.states import CallEvent, CallState
+from callroom.model.virtual_phone import PREFIX as VIRTUAL_PREFIX
+from callroom.model.virtual_phone import VirtualSpec
 from callroom.timefmt import iso
 
 REJECT_CAUSES = {
@@ -59,6 +61,7 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
         raise CommandRejected("10015", "Invalid value", "conference_config names no conference: give its id or "
                               "a conference_name (created when the call answers if it does not exist).",
                               "/conference_config")
+    check_virtual(endpoint, "/to")
     session_id = new_uuid()
     if req.link_to:
         linked = w.call(req.link_to)
@@ -103,6 +106,16 @@ def _far_end(w: World, to: str) -> str:
     return endpoint
 
 
+def check_virtual(to: str, pointer: str) -> None:
+    """A virtual phone's address is checked before it rings: a wrong option is the caller's mistake (422),
+    not a call that rings and never answers."""
+    if to.startswith(VIRTUAL_PREFIX):
+        try:
+            VirtualSpec.parse(to)
+        except ValueError as exc:
+            raise CommandRejected("10015", "Invalid value", str(exc), pointer) from exc
+
+
 def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str) -> Steps[Call]:
     """A far end calls in (a SIP INVITE or a virtual phone): a ringing leg the application must answer."""
     yield from w.load(r.AppById(connection_id))
@@ -128,6 +141,14 @@ def _touch(w: World, call: Call, client_state: str | None) -> None:
     w.cancel("first_command", call.call_control_id)
     if client_state is not None:
         call.client_state = client_state
+
+
+def update_client_state(w: World, call_control_id: str, client_state: str) -> Steps[None]:
+    """``client_state_update``: the state the call's later webhooks carry; nothing else changes."""
+    yield from w.load(r.CallById(call_control_id))
+    call = live(w, call_control_id)
+    call.client_state = client_state
+    w.update(call)
 
 
 def answer(w: World, call_control_id: str, *, client_state: str | None, webhook_url: str | None,

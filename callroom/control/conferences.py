@@ -282,7 +282,8 @@ def end(w: World, conf: Conference, reason: str, *, hang_up: bool, ended_by: Cal
     w.cancel("conference_expiry", conf.id)
     yield from w.load(r.MembersOf(conf.id))
     present = list(w.members(conf.id))
-    yield from w.load(*(r.CallById(p.call_control_id) for p in present))
+    creator = r.CallById(conf.creator_call_control_id, lock=False)  # for its call_leg_id, in the same batch
+    yield from w.load(*(r.CallById(p.call_control_id) for p in present), creator)
     for p in present:
         call = w.call(p.call_control_id)
         if call is None:
@@ -296,7 +297,12 @@ def end(w: World, conf: Conference, reason: str, *, hang_up: bool, ended_by: Cal
             finish(w, call, cause="normal_clearing", source=hangup_source_for_local(call))
         else:
             park(w, call, CallEvent.LEAVE)
-    emit_conference(w, "conference.ended", conf, reason=reason)
+    creator_call = w.call(conf.creator_call_control_id)
+    # The webhook's reason is one of Telnyx's webhook values (all_left, host_left, time_exceeded); an end
+    # through the API has none of them, so it is told by the conference's end_reason alone.
+    webhook_reason = {} if reason == "ended_via_api" else {"reason": reason}
+    emit_conference(w, "conference.ended", conf, call_leg_id=creator_call.call_leg_id if creator_call else None,
+                    **webhook_reason)
     w.media.append(m.ConferenceClosed(conf.id))
 
 

@@ -134,6 +134,16 @@ def gather(w: World, cid: str, req: GatherRequest, client_state: str | None) -> 
     _gather(w, cid, req, client_state, None)
 
 
+def stop_gather(w: World, cid: str, client_state: str | None) -> Steps[None]:
+    """``gather_stop``: the gather in progress ends with ``call.gather.ended`` (``cancelled``, and the digits
+    so far) when the media plane has stopped it."""
+    yield from w.load(r.CallById(cid), r.OpenJobs("gather", call_control_id=cid))
+    call = _media_call(w, cid, client_state)
+    if not w.result(r.OpenJobs("gather", call_control_id=cid)):
+        raise reject("90107", "No gather in progress on this call.")
+    w.media.append(m.StopGather(call.call_control_id))
+
+
 def conference_gather(w: World, conference_id: str, cid: str, req: GatherRequest,
                       client_state: str | None) -> Steps[None]:  # fmt: skip
     """A gather on one participant of a conference (by id)."""
@@ -221,16 +231,29 @@ def _record_start(w: World, req: RecordRequest, *, call: Call | None, conference
     return rec
 
 
-def call_record_control(w: World, action: str, cid: str, recording_id: str | None) -> Steps[None]:
+def call_record_control(w: World, action: str, cid: str, recording_id: str | None,
+                        client_state: str | None = None) -> Steps[None]:  # fmt: skip
+    """``record_pause``, ``record_resume`` and ``record_stop`` on a call (the conference's carry out alike)."""
     yield from w.load(r.CallById(cid), r.OpenJobs("record", call_control_id=cid))
-    answered(w, cid)
+    _media_call(w, cid, client_state)
     _record_control(w, action, w.result(r.OpenJobs("record", call_control_id=cid)), recording_id)
 
 
-def conference_record_control(w: World, action: str, id_or_name: str, recording_id: str | None) -> Steps[None]:
+def conference_record_control(w: World, action: str, id_or_name: str, recording_id: str | None,
+                              client_state: str | None = None) -> Steps[None]:  # fmt: skip
     conf = yield from active_conference(w, id_or_name)
     yield from w.load(r.OpenJobs("record", conference_id=conf.id))
     _record_control(w, action, w.result(r.OpenJobs("record", conference_id=conf.id)), recording_id)
+    _conference_state(w, conf, client_state)
+
+
+def _conference_state(w: World, conf: Conference, client_state: str | None) -> None:
+    """A conference command's ``client_state``: carried by the conference's webhooks from now on (the
+    ``conference.recording.saved`` of a ``record_stop`` among them)."""
+    if client_state is not None and client_state != conf.client_state:
+        conf.client_state = client_state
+        conf.updated_at = w.now
+        w.update(conf)
 
 
 def _record_control(w: World, action: str, jobs: list[MediaJob], recording_id: str | None) -> None:
@@ -291,8 +314,9 @@ def conference_stop(w: World, id_or_name: str, call_control_ids: list[str] | Non
 
 
 def conference_send_dtmf(w: World, conference_id: str, call_control_ids: list[str] | None, digits: str,
-                         duration_millis: int) -> Steps[None]:  # fmt: skip
+                         duration_millis: int, client_state: str | None = None) -> Steps[None]:  # fmt: skip
     conf = yield from active_conference(w, conference_id, by_name=False, with_members=True)
+    _conference_state(w, conf, client_state)
     present = [p.call_control_id for p in w.members(conf.id)]
     chosen = call_control_ids or present
     unknown = [c for c in chosen if c not in present]

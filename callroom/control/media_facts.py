@@ -11,6 +11,8 @@ from callroom.model import reads as r
 from callroom.model.records import Conference, MediaJob, Recording
 from callroom.timefmt import iso
 
+SPEAK_ENDED_STATUSES = frozenset({"completed", "call_hangup", "cancelled_amd"})
+
 
 def _job(w: World, job_id: str) -> Steps[MediaJob | None]:
     """The job, or for a gather's repeated prompt (``<id>:prompt...``) its first prompt's job."""
@@ -67,7 +69,10 @@ def _emit_playback(w: World, job: MediaJob, phase: str, extra: dict[str, Any]) -
             if job.kind == "playback":
                 media["overlay"] = bool(job.data.get("overlay"))
             if job.kind == "speak":
-                extra = {k: v for k, v in extra.items() if k == "status"}
+                # call.speak.ended's status has three values in Telnyx's models; with another (speech stopped
+                # before its end: cancelled; or failed) the SDK would parse the webhook as another event, so
+                # it is left out.
+                extra = {k: v for k, v in extra.items() if k == "status" and v in SPEAK_ENDED_STATUSES}
             emit_call(w, f"call.{job.kind}.{phase}", call, **media, **extra)
         return
     conf: Conference | None = (w.result(r.ConferenceById(job.conference_id, lock=False))

@@ -30,49 +30,9 @@ from callroom.control.service import Control, remote_fact
 from callroom.endpoints.media_process import MediaProcess
 from callroom.model import media as m
 from callroom.model.messages import AddVirtualLeg, PressKeys, RemoveLeg
+from callroom.model.virtual_phone import VirtualSpec
 
 log = logging.getLogger(__name__)
-
-REFUSALS = {"busy": 486, "reject": 603, "notfound": 404, "unavailable": 480}
-
-
-@dataclass(frozen=True, slots=True)
-class VirtualSpec:
-    name: str
-    answer_after: float = 0.5
-    refuse_with: int | None = None
-    never_answer: bool = False
-    hangup_after: float | None = None
-    tone_hz: tuple[float, ...] = ()
-
-    @classmethod
-    def parse(cls, endpoint: str) -> VirtualSpec:
-        if not endpoint.startswith("virtual:"):
-            raise ValueError(f"not a virtual phone: {endpoint!r}")
-        name, *options = endpoint[len("virtual:") :].split(";")
-        answer_after, refuse, never, hangup_after = 0.5, None, False, None
-        tones: tuple[float, ...] = ()
-        for opt in options:
-            key, _, value = opt.strip().partition("=")
-            try:
-                if key == "answer_after":
-                    answer_after = float(value)
-                elif key == "hangup_after":
-                    hangup_after = float(value)
-                elif key == "tone":
-                    tones = tuple(float(f) for f in value.split("+"))
-                    if not all(20 <= f <= 3900 for f in tones):
-                        raise ValueError("tone frequencies must be between 20 and 3900 Hz")
-                elif key == "noanswer":
-                    never = True
-                elif key in REFUSALS:
-                    refuse = REFUSALS[key]
-                elif key:
-                    raise ValueError(f"unknown virtual phone option {key!r}")
-            except ValueError as exc:
-                raise ValueError(f"bad virtual phone option {opt!r}: {exc}") from None
-        return cls(name or "phone", answer_after, refuse, never, hangup_after, tones)
-
 
 @dataclass(slots=True)
 class VirtualLeg:

@@ -194,6 +194,13 @@ class Tx(ConferenceTx, QueueTx):
         )
         return self._all(Call, stmt)
 
+    def list_active_calls(self, account_id: str, connection_id: str, page: int, size: int) -> tuple[
+        list[Call], int
+    ]:
+        c = t.calls.c
+        where = and_(c.account_id == account_id, c.connection_id == connection_id, c.state != CallState.ENDED.value)
+        return self._page(Call, t.calls, where, [c.created_at, c.call_control_id], page, size)
+
     # -- outbox, timers, command ids ----------------------------------------------------------------
 
     def add_event(self, ev: OutboundEvent, now: float, owner: str | None = None) -> int:

@@ -57,6 +57,12 @@ KEPT_RESPONSE_CHARS = 1024  # and keep at most this much of it in the attempt re
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+# Events that Telnyx's SDKs model as the bare event (``{event_type, payload, ...}``), not as the envelope
+# (``{data: {...}}``): their webhooks carry the event both ways, so that ``webhooks.unwrap`` parses them as
+# their own type and a receiver reading ``data`` finds it there as in every other webhook.
+BARE_EVENTS = frozenset({"conference.floor.changed"})
+
+
 def envelope(row: PendingDelivery, attempt: int, url: str) -> bytes:
     data = {
         "record_type": "event",
@@ -65,7 +71,9 @@ def envelope(row: PendingDelivery, attempt: int, url: str) -> bytes:
         "occurred_at": iso(row.occurred_at),
         "payload": row.payload,
     }
-    body = {"data": data, "meta": {"attempt": attempt, "delivered_to": url}}
+    body: dict[str, Any] = {"data": data, "meta": {"attempt": attempt, "delivered_to": url}}
+    if row.event_type in BARE_EVENTS:
+        body.update(record_type="event", event_type=row.event_type, id=row.event_id, payload=row.payload)
     return orjson.dumps(body)
 
 

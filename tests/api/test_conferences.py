@@ -155,7 +155,11 @@ def test_all_left_and_end_via_api(tenant: Tenant) -> None:
 
     conf2, host2 = _create(tenant, "ended-by-api")
     tenant.client.conferences.actions.end_conference(conf2)
-    assert tenant.event("conference.ended", conference_id=conf2).payload["reason"] == "ended_via_api"
+    ended_by_api = tenant.event("conference.ended", conference_id=conf2)
+    # The SDK's webhook model knows no reason for an end through the API: none is sent, so the webhook
+    # still parses as conference.ended; the conference itself says ended_via_api.
+    assert "reason" not in ended_by_api.payload
+    assert ended_by_api.payload["call_leg_id"] == tenant.client.calls.retrieve_status(host2).data.call_leg_id  # type: ignore[union-attr]
     tenant.event("call.hangup", host2)
     got = tenant.client.conferences.retrieve(conf2)
     assert got.data is not None and got.data.end_reason == "ended_via_api"

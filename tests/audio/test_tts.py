@@ -54,7 +54,7 @@ def test_basic_voices_follow_the_language() -> None:
 def test_espeak_voices_and_unknown_voices() -> None:
     assert resolve_voice("espeak.en-gb", None, VOICES) == "en-gb"
     assert resolve_voice("espeak.fr-fr+m3", "en-US", VOICES) == "fr-fr+m3"
-    bad_voices = ["Polly.Joanna", "espeak.klingon", "espeak.en-us+nosuch", "espeak.", "espeak.en-us;ls", "robot"]
+    bad_voices = ["Polly.Nobody", "espeak.klingon", "espeak.en-us+nosuch", "espeak.", "espeak.en-us;ls", "robot"]
     for bad in bad_voices:
         with pytest.raises(UnknownVoice) as info:
             resolve_voice(bad, None, VOICES)
@@ -166,9 +166,34 @@ def test_cache_returns_the_same_audio() -> None:
     assert synth.synthesize("Cached words", voice="male", language="en-GB") is not first
     assert len(cache) == 2 and cache.samples > first.size
     with pytest.raises(UnknownVoice):
-        synth.synthesize("Cached words", voice="Polly.Joanna")
+        synth.synthesize("Cached words", voice="Polly.Nobody")
 
 
 def test_missing_engine_is_a_synthesis_failure() -> None:
     with pytest.raises(SynthesisFailed, match="not installed"):
         Synthesizer("/nonexistent/espeak-ng").synthesize("hi", voice="male")
+
+
+@pytest.mark.parametrize(("voice", "espeak"), [
+    ("AWS.Polly.Joanna-Neural", "en-us+f3"), ("AWS.Polly.Matthew", "en-us+m3"), ("Polly.Brian", "en-gb+m3"),
+    ("polly.amy-neural", "en-gb+f3"), ("aws.Polly.Generative.Celine", "fr-fr+f3"), ("Polly.Mathieu", "fr-fr+m3"),
+    ("Azure.en-US-JennyNeural", "en-us+f3"), ("Azure.en-US-AndrewMultilingualNeural", "en-us+m3"),
+    ("Azure.fr-FR-HenriNeural", "fr-fr+m3"), ("Azure.en-CA-AriaNeural", "en-us+f3"),
+    ("Telnyx.KokoroTTS.af", "en-us+f3"), ("Telnyx.KokoroTTS.bm_george", "en-gb+m3"),
+    ("Telnyx.KokoroTTS.ff_siwis", "fr-fr+f3"), ("Telnyx.NaturalHD.astra", "en-us+f3"),
+    ("Telnyx.NaturalHD.albion", "en-us+m3"), ("Telnyx.Natural.allison", "en-us+f3"),
+])  # fmt: skip
+def test_providers_voices_speak_their_language_and_gender(voice: str, espeak: str) -> None:
+    assert resolve_voice(voice, "en-US", VOICES) == espeak  # the voice's own language wins over ``language``
+
+
+@pytest.mark.parametrize("voice", [
+    "AWS.Polly.Nobody", "Polly.Marlene",  # unknown; German, not installed in this listing
+    "Azure.en-US-NobodyNeural", "Azure.xx-XX-JennyNeural", "Azure.en-US-Jenny",
+    "Telnyx.KokoroTTS.xf_nobody", "Telnyx.KokoroTTS.ax", "Telnyx.NaturalHD.nobody", "Telnyx.Ultra.astra",
+    "Google.en-US-Standard-A", "ElevenLabs.v3.Adam",
+])  # fmt: skip
+def test_unknown_provider_voices_are_refused_by_name(voice: str) -> None:
+    with pytest.raises(UnknownVoice) as info:
+        resolve_voice(voice, None, VOICES)
+    assert info.value.field == "voice" and voice in str(info.value)

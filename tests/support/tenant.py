@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from tests.support.node import NodeThread
 from tests.support.receiver import Received, WebhookReceiver
+from tests.support.sdk_events import unwrap_typed
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ class Tenant:
     def events(self, call_control_id: str | None = None, conference_id: str | None = None) -> list[str]:
         """The event types this tenant received so far, in arrival order, optionally for one call/conference."""
         return self._events(call_control_id, conference_id)
+
+    def typed(self, received: Received) -> Any:
+        """The webhook as the SDK's ``webhooks.unwrap`` gives it, checked to be its own event's model."""
+        return unwrap_typed(self.client, received, self.node.public_key)
+
+    def check_typed(self) -> None:
+        for received in self._mine():
+            self.typed(received)
 
     def _mine(self) -> list[Received]:
         return [r for r in self.receiver.delivered(self.path) if r.body]
