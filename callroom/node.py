@@ -22,6 +22,8 @@ from callroom.api.common import hash_key
 from callroom.cluster.bus import Bus
 from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
+from callroom.console.figures import OperationsFigures
+from callroom.console.hub import ConsoleHub
 from callroom.control import calls, conferences, media_facts
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
 from callroom.endpoints.media_process import MediaProcess
@@ -55,6 +57,7 @@ from callroom.model.records import Account
 from callroom.outbound import AddressPolicy
 from callroom.store import cooperative, nodes
 from callroom.store.engine import Store
+from callroom.store.outbox import PendingDelivery
 from callroom.webhooks.dispatcher import BACKOFF, Dispatcher
 from callroom.webhooks.signing import WebhookSigner
 
@@ -188,6 +191,11 @@ class Node:
             rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
         )
         self.app.state.webhook_signer = self.signer
+        self.console_hub = ConsoleHub()  # the console's push channel (callroom/console)
+        self.figures = OperationsFigures(self.store, self.node_id, self.media, self.console_hub,
+                                         lambda: self.dispatcher, cooperative=self.control.cooperative)
+        self.app.state.console_hub = self.console_hub
+        self.app.state.operations_figures = self.figures
         self.app.state.cluster_media = None
         self.asgi = serving(self.app)  # what the HTTP server runs
 
@@ -308,7 +316,7 @@ class Node:
             self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff,
             cooperative=self.control.cooperative, url_policy=self.url_policy, owner=self.node_id,
         )
-        self.control.on_events = self.dispatcher.enqueue
+        self.control.on_events = self._committed_events
         self.app.state.webhook_dispatcher = self.dispatcher
         self.control.on_timers = self._timer_wake.set
         if self.config.nats_url:
@@ -327,9 +335,16 @@ class Node:
         )
         await self.membership.start()
         self._timer_task = asyncio.create_task(self._timers(), name="control-timers")
+        self.figures.start()
         if self.config.freeze_startup_objects:
             gc.collect()
             gc.freeze()
+
+    def _committed_events(self, rows: list[PendingDelivery]) -> None:
+        """Outbox rows just committed: to the webhook dispatcher and to the account's open consoles."""
+        assert self.dispatcher is not None
+        self.dispatcher.enqueue(rows)
+        self.console_hub.publish(rows)
 
     def _declared_dead(self, ended: list[str]) -> None:
         """The cluster took this node for dead (cut off, or stalled) and ended its calls: their media here
@@ -346,6 +361,7 @@ class Node:
                 "sip": stats.sip or {}}  # fmt: skip
 
     async def stop(self) -> None:
+        await self.figures.stop()
         if self.membership is not None:
             await self.membership.stop()
         if self._timer_task:
