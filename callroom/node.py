@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +30,13 @@ from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.errors import StoreError
 from callroom.model.media import (
+    ConferenceMix,
     DtmfReceived,
     FloorChanged,
     GatherEnded,
     MediaFact,
     MediaOp,
+    MemberFlags,
     PlaybackEnded,
     PlaybackStarted,
     RecordingFailed,
@@ -147,10 +149,15 @@ class NodeMedia:
     def __init__(self, virtual_phones: VirtualPhones, media: MediaProcess) -> None:
         self.virtual_phones = virtual_phones
         self.media = media
+        # The conferences whose mix changed (a mute, a hold, a role: changes no webhook reports), for the console.
+        self.on_conferences: Callable[[set[str]], None] = lambda _ids: None
 
     def apply(self, ops: list[MediaOp]) -> None:
         self.virtual_phones.apply(ops)
         self.media.apply(ops)
+        mixes = {op.conference_id for op in ops if isinstance(op, ConferenceMix | MemberFlags)}
+        if mixes:
+            self.on_conferences(mixes)
 
 
 class Node:
@@ -194,6 +201,7 @@ class Node:
         self.console_hub = ConsoleHub()  # the console's push channel (callroom/console)
         self.figures = OperationsFigures(self.store, self.node_id, self.media, self.console_hub,
                                          lambda: self.dispatcher, cooperative=self.control.cooperative)
+        self.node_media.on_conferences = self.console_hub.touch
         self.app.state.console_hub = self.console_hub
         self.app.state.operations_figures = self.figures
         self.app.state.cluster_media = None

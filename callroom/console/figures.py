@@ -53,6 +53,7 @@ class OperationsFigures:
 
     def start(self) -> None:
         self.media.on_figures = lambda _figures: self._wake.set()
+        self.hub.wake = self._wake.set
         self._task = asyncio.create_task(self._run(), name="operations-figures")
 
     async def stop(self) -> None:
@@ -86,14 +87,17 @@ class OperationsFigures:
             return store_figures.counts(tx, self.node_id)
 
     async def _floors(self) -> None:
+        """Tell consoles who has the floor, and which conferences changed without a webhook."""
         media = self.media.figures
         floors = media.floors if media is not None else {}
-        unknown = [c for c in floors if c not in self._accounts]
+        unknown = [c for c in (*floors, *self.hub.touched) if c not in self._accounts]
         if unknown:
             self._accounts.update(await cooperative.run_if(self.cooperative, self._conference_accounts, unknown))
-        for conf in [c for c in self._accounts if c not in floors and self.hub.known_account(c) is None]:
-            del self._accounts[conf]
+        if len(self._accounts) > 10_000:  # conferences come and go: forget those nobody talks in
+            for conf in [c for c in self._accounts if c not in floors]:
+                del self._accounts[conf]
         self.hub.floors(floors, self._accounts)
+        self.hub.tell_touched(self._accounts)
 
     def _conference_accounts(self, ids: list[str]) -> dict[str, str]:
         with self.store.transaction(read_only=True) as tx:

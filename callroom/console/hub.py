@@ -13,7 +13,7 @@ Rows committed by another node of a cluster reach that node's consoles, not this
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -59,6 +59,8 @@ class ConsoleHub:
         self.calls_created = 0  # ``call.initiated`` events committed here (the figures' calls per second)
         self.events_published = 0
         self._floors: dict[str, tuple[str, str | None]] = {}  # conference -> (account, talker) last told
+        self.touched: set[str] = set()  # conferences changed without a webhook, for ``touched`` to tell
+        self.wake: Callable[[], None] = lambda: None  # the figures' loop resolves their accounts
 
     @property
     def subscribers(self) -> int:
@@ -126,6 +128,19 @@ class ConsoleHub:
         return {conf: talker for conf, (account, talker) in self._floors.items()
                 if account == account_id and talker is not None}  # fmt: skip
 
-    def known_account(self, conference_id: str) -> str | None:
-        found = self._floors.get(conference_id)
-        return found[0] if found is not None else None
+    def touch(self, conference_ids: set[str]) -> None:
+        """Conferences whose mix changed (mute, hold, role): their consoles reload them (``touched``)."""
+        if self._by_account:
+            self.touched |= conference_ids
+            self.wake()
+
+    def tell_touched(self, accounts: dict[str, str]) -> None:
+        """Send the touched conferences whose account is known (``accounts``) to that account."""
+        touched, self.touched = self.touched, set()
+        for conf in touched:
+            account = accounts.get(conf)
+            if account is None:
+                continue
+            event = sse("touched", {"conference_id": conf})
+            for sub in self._by_account.get(account, ()):
+                sub.offer(event)

@@ -164,6 +164,8 @@ function dispatch(block) {
     state.events = [body, ...state.events.slice(0, 199)];
     state.waiters = state.waiters.filter(([test, resolve]) => (test(body) ? (resolve(body), false) : true));
     reload(...affected(body.event_type));
+  } else if (kind === "touched") {
+    reload("conferences");
   } else if (kind === "resync") {
     reload("conferences", "queues", "calls", "deliveries", "recordings");
   }
@@ -183,7 +185,10 @@ function Button({ label, run, danger, name }) {
   const [busy, setBusy] = useState(false);
   const click = async () => {
     setBusy(true);
-    try { await run(); } catch (e) { alert(e.message); } finally { setBusy(false); }
+    try {
+      await run();
+      reload("conferences", "queues", "calls");
+    } catch (e) { alert(e.message); } finally { setBusy(false); }
   };
   return html`<button class=${"act" + (danger ? " danger" : "")} data-action=${name || label}
     disabled=${busy} onClick=${click}>${label}</button>`;
@@ -259,7 +264,7 @@ function Participant({ conf, p, s }) {
       ${p.on_hold ? html`<span class="badge hold" data-state="on_hold">on hold</span>` : ""}
       <span class="badge">${p.status}</span></td>
     <td><select data-action="role" value=${p.supervisor_role || "none"}
-      onChange=${(e) => role(e.target.value).catch((err) => alert(err.message))}>
+      onChange=${(e) => role(e.target.value).then(() => reload("conferences"), (err) => alert(err.message))}>
       ${["none", "barge", "monitor", "whisper"].map((r) => html`<option value=${r}>${r}</option>`)}
     </select></td>
     <td>${(p.whisper_call_control_ids || []).join(", ")}</td>
