@@ -16,7 +16,9 @@ from tests.support.tenant import Tenant
 CHROMIUM = os.environ.get("CALLROOM_CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: sync Playwright runs its own event loop in this thread while it is open, and the async
+# tests that come after the browser tests need the thread without it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
         message = f"{CHROMIUM} is not installed (apt-get install chromium)"
