@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,8 @@ from callroom.api.common import hash_key
 from callroom.cluster.bus import Bus
 from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
+from callroom.console.figures import OperationsFigures
+from callroom.console.hub import ConsoleHub
 from callroom.control import calls, conferences, media_facts
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
 from callroom.drain import DEFAULT_GRACE_SECS, Drain
@@ -30,11 +32,13 @@ from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.errors import Overloaded, StoreError
 from callroom.model.media import (
+    ConferenceMix,
     DtmfReceived,
     FloorChanged,
     GatherEnded,
     MediaFact,
     MediaOp,
+    MemberFlags,
     PlaybackEnded,
     PlaybackStarted,
     RecordingFailed,
@@ -59,6 +63,7 @@ from callroom.model.records import Account
 from callroom.outbound import AddressPolicy
 from callroom.store import cooperative, nodes
 from callroom.store.engine import Store
+from callroom.store.outbox import PendingDelivery
 from callroom.webhooks.dispatcher import BACKOFF, Dispatcher
 from callroom.webhooks.signing import WebhookSigner
 
@@ -155,10 +160,15 @@ class NodeMedia:
     def __init__(self, virtual_phones: VirtualPhones, media: MediaProcess) -> None:
         self.virtual_phones = virtual_phones
         self.media = media
+        # The conferences whose mix changed (a mute, a hold, a role: changes no webhook reports), for the console.
+        self.on_conferences: Callable[[set[str]], None] = lambda _ids: None
 
     def apply(self, ops: list[MediaOp]) -> None:
         self.virtual_phones.apply(ops)
         self.media.apply(ops)
+        mixes = {op.conference_id for op in ops if isinstance(op, ConferenceMix | MemberFlags)}
+        if mixes:
+            self.on_conferences(mixes)
 
 
 class Node:
@@ -207,6 +217,12 @@ class Node:
             rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
         )
         self.app.state.webhook_signer = self.signer
+        self.console_hub = ConsoleHub()  # the console's push channel (callroom/console)
+        self.figures = OperationsFigures(self.store, self.node_id, self.media, self.console_hub,
+                                         lambda: self.dispatcher, cooperative=self.control.cooperative)
+        self.node_media.on_conferences = self.console_hub.touch
+        self.app.state.console_hub = self.console_hub
+        self.app.state.operations_figures = self.figures
         self.app.state.cluster_media = None
         self.app.state.admission_metrics = self.admission_metrics
         self.asgi = serving(self.app)  # what the HTTP server runs
@@ -357,7 +373,7 @@ class Node:
             self.store, self.signer, concurrency=self.config.webhook_concurrency, backoff=self.config.webhook_backoff,
             cooperative=self.control.cooperative, url_policy=self.url_policy, owner=self.node_id,
         )
-        self.control.on_events = self.dispatcher.enqueue
+        self.control.on_events = self._committed_events
         self.app.state.webhook_dispatcher = self.dispatcher
         self.control.on_timers = self._timer_wake.set
         if self.config.nats_url:
@@ -378,6 +394,7 @@ class Node:
         )
         await self.membership.start()
         self._timer_task = asyncio.create_task(self._timers(), name="control-timers")
+        self.figures.start()
         if self.config.freeze_startup_objects:
             gc.collect()
             gc.freeze()
@@ -385,6 +402,12 @@ class Node:
     async def _mark_draining(self) -> None:
         if self.membership is not None:
             await self.membership.draining()
+
+    def _committed_events(self, rows: list[PendingDelivery]) -> None:
+        """Outbox rows just committed: to the webhook dispatcher and to the account's open consoles."""
+        assert self.dispatcher is not None
+        self.dispatcher.enqueue(rows)
+        self.console_hub.publish(rows)
 
     def _declared_dead(self, ended: list[str]) -> None:
         """The cluster took this node for dead (cut off, or stalled) and ended its calls: their media here
@@ -401,6 +424,7 @@ class Node:
                 "sip": stats.sip or {}}  # fmt: skip
 
     async def stop(self) -> None:
+        await self.figures.stop()
         if self.membership is not None:
             await self.membership.stop()
         if self._timer_task:

@@ -74,6 +74,14 @@ RECEIVE_QUEUE: Final = 4096  # datagrams read but not yet handled; more are drop
 RECEIVE_BUFFER: Final = 4 * 1024 * 1024  # the socket's receive buffer asked for (the kernel may give less)
 
 
+def _count_status(counts: dict[int, int], response: bytes) -> None:
+    """Count a response datagram under its status code (one that has none is not counted)."""
+    code = response[8:11]
+    if code.isdigit():
+        status = int(code)
+        counts[status] = counts.get(status, 0) + 1
+
+
 def _grow_receive_buffer(transport: asyncio.DatagramTransport) -> None:
     """A larger kernel buffer for bursts (Linux's default is ~208 kB): SO_RCVBUFFORCE when we may (root),
     else SO_RCVBUF, which the kernel caps at net.core.rmem_max."""
@@ -124,6 +132,8 @@ class SipTransport:
         self.received = 0  # datagrams handed to the endpoint
         self.overflowed = 0  # datagrams dropped because RECEIVE_QUEUE were waiting
         self.send_errors = 0  # datagrams the socket refused to send (an address it cannot reach)
+        self.responses_sent: dict[int, int] = {}  # SIP responses by status code (retransmissions too)
+        self.responses_received: dict[int, int] = {}
 
     @classmethod
     async def open(cls, host: str = "127.0.0.1", port: int = 5060, *,
@@ -203,6 +213,8 @@ class SipTransport:
             while inbox and not self._closed:
                 data, addr = inbox.popleft()
                 self.received += 1
+                if data.startswith(b"SIP/2.0 "):
+                    _count_status(self.responses_received, data)
                 try:
                     self.endpoint.receive_datagram(data, addr, self._loop.time())
                 except Exception:  # the endpoint never raises; a bug must not stop SIP for every call
@@ -253,6 +265,8 @@ class SipTransport:
         times out as it would on a lost packet)."""
         if self._closed:
             return
+        if data.startswith(b"SIP/2.0 "):
+            _count_status(self.responses_sent, data)
         try:
             self._transport.sendto(data, addr)
         except (OSError, ValueError, TypeError, OverflowError) as exc:

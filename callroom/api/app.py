@@ -1,4 +1,5 @@
-"""The HTTP API: Telnyx's paths under ``/v2``, plus the node's own routes (virtual phones, health)."""
+"""The HTTP API: Telnyx's paths under ``/v2``, plus the node's own routes (virtual phones, the console,
+health)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from callroom.api import (
     routes_calls,
     routes_cluster,
     routes_conferences,
+    routes_console,
     routes_files,
     routes_media_actions,
     routes_queues,
@@ -58,7 +60,7 @@ def create_app(
     routers = [("/v2", r) for r in (routes_conferences.router, routes_queues.router, routes_calls.router,
                                     routes_applications.router, routes_media_actions.router,
                                     routes_files.router, routes_webhooks.router, routes_cluster.router)]
-    routers += [("", routes_webhooks.metrics_router), ("", routes_virtual.router)]
+    routers += [("", routes_webhooks.metrics_router), ("", routes_virtual.router), ("", routes_console.router)]
     for prefix, router in routers:
         app.include_router(router, prefix=prefix)
 

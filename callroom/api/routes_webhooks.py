@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from callroom.api.common import Account, Ctl, PageParams, account_id, data
 from callroom.api.schemas import Body
+from callroom.console.figures import OperationsFigures
 from callroom.control.service import ReadCtx
 from callroom.errors import ApiError, ErrorItem, NotFound, ValidationFailed
 from callroom.store import outbox
@@ -211,7 +212,8 @@ metrics_router = APIRouter()
 
 @metrics_router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> PlainTextResponse:
-    """Prometheus text. Open to loopback clients; anyone else needs an API key (the figures are the
+    """Prometheus text: the webhook dispatcher's counters and the node's operations figures
+    (``console/figures.py``). Open to loopback clients; anyone else needs an API key (the figures are the
     node's, across accounts, and contain no account data)."""
     client = request.client.host if request.client else ""
     if client not in LOOPBACK:
@@ -221,4 +223,7 @@ async def metrics(request: Request) -> PlainTextResponse:
     admission: Callable[[], str] | None = getattr(request.app.state, "admission_metrics", None)
     if admission is not None:
         text += admission()
+    figures: OperationsFigures | None = getattr(request.app.state, "operations_figures", None)
+    if figures is not None:
+        text += figures.render()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -33,6 +33,7 @@ from callroom.model.messages import (
     HeardRequest,
     IncomingSipCall,
     Instructions,
+    MediaFigures,
     Message,
     OpenRelay,
     QualityReply,
@@ -112,6 +113,8 @@ class MediaProcess:
         self.on_sip_incoming = on_sip_incoming
         self.on_sip_fact = on_sip_fact
         self.sip_port: int | None = None
+        self.figures: MediaFigures | None = None  # the latest the media process reported
+        self.on_figures: Callable[[MediaFigures], None] = lambda _figures: None
         self._conn: Connection | None = None
         self._replies_in = FrameReader()  # facts and replies (framed as in pipe.py)
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -259,6 +262,9 @@ class MediaProcess:
                     self.on_sip_incoming(message)
                 case AdmissionReport():
                     self.on_admission(message)
+                case MediaFigures():
+                    self.figures = message
+                    self.on_figures(message)
                 case HeardReply() | QualityReply() | StatsReply() | RelayOpened() | RequestFailed():
                     fut = self._replies.get(message.request_id)
                     if fut is not None and not fut.done():

@@ -20,6 +20,8 @@ import signal
 import time
 from multiprocessing.connection import Connection
 
+import numpy as np
+
 from callroom.admission import Admission, Limits, Load
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
 from callroom.aio.rtp_batch import RtpBatch
@@ -31,6 +33,7 @@ from callroom.media_worker.relays import RelayLegs
 from callroom.media_worker.sip_phones import SipPhones
 from callroom.model import media as m
 from callroom.model.messages import (
+    FIGURES_INTERVAL,
     AcceptSipCall,
     AddVirtualLeg,
     AdmissionReport,
@@ -38,6 +41,7 @@ from callroom.model.messages import (
     HeardReply,
     HeardRequest,
     Instructions,
+    MediaFigures,
     Message,
     OpenRelay,
     PressKeys,
@@ -94,6 +98,7 @@ class MediaWorker:
         self._stopped = asyncio.Event()
         self._opening: set[asyncio.Task[None]] = set()
         self._filling: asyncio.Task[None] | None = None
+        self._figures_seen: tuple[TickStats | None, int] = (None, 0)  # the tick figures reported so far
 
     def send(self, message: FromMedia) -> None:
         try:
@@ -117,7 +122,9 @@ class MediaWorker:
         ticking = loop.create_task(self.engine.run())
         self.send(Ready(self.sip.port if self.sip is not None else None))
         self._refill()
+        reporting = loop.create_task(self._report_figures())
         await self._stopped.wait()
+        reporting.cancel()
         self.engine.before_tick = lambda: None
         if self.sip is not None:
             self.sip.close()
@@ -235,6 +242,33 @@ class MediaWorker:
                     log.warning("media process: unexpected message %r", message)
         except Exception:
             log.exception("media message %r failed", message)
+
+    async def _report_figures(self) -> None:
+        while True:
+            await asyncio.sleep(FIGURES_INTERVAL)
+            try:
+                self.send(self.figures())
+            except Exception:
+                log.exception("media process: figures failed")
+
+    def figures(self) -> MediaFigures:
+        """The figures now; the tick lateness is that of the ticks since the last call."""
+        engine = self.engine
+        stats = engine.stats
+        seen_stats, seen_ticks = self._figures_seen
+        new = stats.ticks - (seen_ticks if seen_stats is stats else 0)
+        self._figures_seen = (stats, stats.ticks)
+        late = np.asarray(stats.late_ms[-new:] if new > 0 else [], dtype=np.float64)
+        lateness = ((float(np.percentile(late, 50)), float(np.percentile(late, 99)), float(late.max()))
+                    if late.size else (0.0, 0.0, 0.0))
+        transport = self.sip.transport if self.sip is not None else None
+        floors = {conf: d.current for conf, d in engine.talkers.items() if d.current is not None}
+        return MediaFigures(
+            legs=len(engine.legs), conferences=len(engine.conferences), ticks=stats.ticks, late_ms=lateness,
+            sip_sent=dict(transport.responses_sent) if transport is not None else {},
+            sip_received=dict(transport.responses_received) if transport is not None else {},
+            floors=floors,
+        )
 
     def _refill(self) -> None:
         """Open relay ports ahead up to ``relay_pool`` (in the background) and report them."""

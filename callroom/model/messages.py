@@ -5,8 +5,9 @@ nodes over a bus later. One frozen dataclass per message; ``codec.py`` turns the
                      AcceptSipCall, RefuseSipCall, UseRelay, RelayPeer, the requests (HeardRequest,
                      QualityRequest, StatsRequest, OpenRelay), Stop
     media -> API     Ready, RelayPorts, the MediaFacts of ``media.py`` as they are, IncomingSipCall, the SIP
-                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), and one reply per
-                     request (HeardReply, QualityReply, StatsReply, RelayOpened, or RequestFailed)
+                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), MediaFigures
+                     (unasked, twice a second), and one reply per request (HeardReply, QualityReply, StatsReply,
+                     RelayOpened, or RequestFailed)
 
 A request carries an id its reply repeats. ``SipConfig`` is what the media process is started with.
 """
@@ -240,6 +241,25 @@ SipFact: TypeAlias = SipAnswered | SipFailed | SipQuality | SipHangup | SipMedia
 
 
 @dataclass(frozen=True, slots=True)
+class MediaFigures:
+    """The media process's operations figures, sent unasked every ``FIGURES_INTERVAL`` seconds (the API's
+    ``/metrics`` and the console show them): legs and mixed conferences now, the lateness of the ticks
+    since the last report (ms), SIP responses sent and received by status code since start, and who has
+    the floor of each conference now (talker detection; conferences whose floor is free are left out)."""
+
+    legs: int
+    conferences: int
+    ticks: int  # ticks run since start
+    late_ms: tuple[float, float, float]  # p50, p99, max of the ticks since the last report (0s: none ran)
+    sip_sent: dict[int, int]
+    sip_received: dict[int, int]
+    floors: dict[str, str]  # conference id -> call_control_id of its current talker
+
+
+FIGURES_INTERVAL = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class HeardReply:
     request_id: int
     samples: NDArray[np.int16] | None  # None: no such virtual phone
@@ -276,5 +296,6 @@ class RequestFailed:
 
 
 Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
-FromMedia: TypeAlias = Ready | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport | Reply
+FromMedia: TypeAlias = (Ready | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport | MediaFigures
+                          | Reply)
 Message: TypeAlias = ToMedia | FromMedia
