@@ -17,9 +17,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from callroom import logs
 from callroom.admission import Limits, Load, Reason, ReportedAdmission
 from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
+from callroom.api.compiled import CompiledRoutes
 from callroom.cluster.bus import Bus
 from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
@@ -106,6 +108,8 @@ class NodeConfig:
     drain_grace_secs: float = DEFAULT_GRACE_SECS
     # Where numbers dialled through the API ring on this node (callroom/model/numbers.py).
     numbers: NumberPlan = NO_NUMBERS
+    # One ``callroom.access`` line per API request (callroom/logs.py).
+    access_log: bool = False
     # Overload control (``callroom/admission.py``): new calls past these limits are refused at once (SIP 503,
     # ``POST /calls`` 503 / 90115). ``Limits()``: none; ``callroom serve`` runs with ``Limits.defaults()``.
     admission: Limits = field(default_factory=Limits)
@@ -225,7 +229,9 @@ class Node:
         self.app.state.operations_figures = self.figures
         self.app.state.cluster_media = None
         self.app.state.admission_metrics = self.admission_metrics
-        self.asgi = serving(self.app)  # what the HTTP server runs
+        self.asgi: CompiledRoutes | logs.AccessLog = serving(self.app)  # what the HTTP server runs
+        if config.access_log:
+            self.asgi = logs.AccessLog(self.asgi)
 
     def _admission_report(self, report: AdmissionReport) -> None:
         self.admission_report = report

@@ -50,6 +50,7 @@ async def account_id(request: Request) -> str:
         hit = cache[token] = (found, now)
     if hit[0] is None:
         raise AuthenticationFailed()
+    request.state.account_id = hit[0]  # (the access log names it)
     limit: tuple[float, float] | None = request.app.state.rate_limit
     if limit is not None:
         buckets: dict[str, TokenBucket] = request.app.state.rate_buckets

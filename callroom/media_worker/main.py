@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from callroom import logs
 from callroom.admission import Admission, Limits, Load
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
 from callroom.aio.rtp_batch import RtpBatch
@@ -328,7 +329,7 @@ def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | N
     # end with their BYEs and its recordings are saved.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s media %(name)s: %(message)s")
+    logs.configure(log_level, logs.format_from_env(), process="media")
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop

@@ -38,6 +38,8 @@ class SipConfig:
     # An answered call whose far end sends nothing (no RTP, no RTCP) for this long, while not on hold, is hung
     # up (0: never). PBXs use 30-60 s.
     rtp_timeout: float = 60.0
+    # Every SIP message in and out, whole, on the ``callroom.sip.trace`` log (``--sip-trace``).
+    trace: bool = False
 
 
 # -- API -> media --------------------------------------------------------------------------------------
