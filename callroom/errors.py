@@ -18,7 +18,10 @@
     │   ├── SdpParseError
     │   └── RtpParseError
     ├── MediaError                    media that cannot be fetched, decoded or synthesised
-    └── StoreError                    persistence failures (migration missing, database unreachable)
+    ├── StoreError                    persistence failures (migration missing, database unreachable)
+    ├── StartupError                  a node that cannot start: a port it cannot bind, a tool it needs
+    │                                 missing, its media process not ready (said in one line, exit 1)
+    └── ConfigError                   a configuration file, option or environment variable that is wrong
 
 Lower layers raise their own class; the layer above translates with ``raise X(...) from exc`` where the
 meaning changes (for instance an ``IllegalTransition`` of a call leg becomes ``CommandRejected(90018)``).
@@ -288,3 +291,13 @@ class InvalidSpeechPayload(SpeechRequestInvalid):
 
 class SynthesisFailed(MediaError):
     pass
+
+
+class StartupError(CallroomError):
+    """A node cannot start (a port taken, a tool missing, its media process gone): the message is the one
+    line ``callroom serve`` prints before it exits."""
+
+
+class ConfigError(CallroomError):
+    """A configuration file, option or environment variable that cannot be used (an unknown key, a value
+    of the wrong type): the message names it."""

@@ -183,6 +183,7 @@ class Node:
         self.cluster_media: ClusterMedia | None = None
         self._timer_wake = asyncio.Event()
         self._stopping = False
+        self._started = False
         self.app: FastAPI = create_app(
             self.control, self.virtual_phones, self.signer.public_key_b64, self.config.data_dir / "recordings",
             rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
@@ -300,6 +301,18 @@ class Node:
             log.exception("SIP fact %r failed", fact)
 
     async def start(self) -> None:
+        """Start the media process, the dispatcher, the cluster's membership and the timers (once: the HTTP
+        server's lifespan calls this too). What started is stopped again when a later step fails."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.media.start()
         log.info("webhook and media URLs may name %s", self.url_policy.describe())
         if self.config.sip is not None:

@@ -166,6 +166,13 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class NotStarted:
+    """The media process could not start (its SIP socket could not be bound, ...): why, in one line."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RelayPorts:
     """Relay ports opened ahead, for ``UseRelay`` (at ``host``, where other nodes send)."""
 
@@ -262,5 +269,5 @@ class RequestFailed:
 
 
 Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
-FromMedia: TypeAlias = Ready | RelayPorts | MediaFact | IncomingSipCall | SipFact | Reply
+FromMedia: TypeAlias = Ready | NotStarted | RelayPorts | MediaFact | IncomingSipCall | SipFact | Reply
 Message: TypeAlias = ToMedia | FromMedia
