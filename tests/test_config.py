@@ -106,3 +106,13 @@ def test_a_node_runs_from_its_file_and_the_environment_overrides_it(tmp_path: Pa
     refused = run_cli("serve", env=env)
     assert refused.returncode == 1
     assert refused.stderr.strip() == f"callroom serve: {config}: unknown key 'sip_prot' (did you mean 'sip-port'?)"
+
+
+def test_the_shipped_service_files_agree() -> None:
+    """deploy/systemd: the example configuration is one ``serve`` accepts, at the path the unit names."""
+    deploy = Path(__file__).resolve().parents[1] / "deploy" / "systemd"
+    values = read_file(deploy / "callroom.toml")
+    assert values["data-dir"] == Path("/var/lib/callroom") and values["port"] == 8080
+    unit = (deploy / "callroom.service").read_text()
+    assert "ExecStart=/opt/callroom/.venv/bin/callroom serve --config /etc/callroom/callroom.toml\n" in unit
+    assert "StateDirectory=callroom\n" in unit and "LimitNOFILE=" in unit and "KillSignal=SIGTERM\n" in unit
