@@ -22,6 +22,7 @@ from callroom.api import (
     routes_webhooks,
 )
 from callroom.api.compiled import CompiledRoutes
+from callroom.api.keys import KeyCache
 from callroom.control.service import Control
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.outbound import UNRESTRICTED, AddressPolicy
@@ -47,7 +48,7 @@ def create_app(
     )
     app.state.control = control
     app.state.virtual_phones = virtual_phones
-    app.state.key_cache = {}
+    app.state.key_cache = KeyCache()
     app.state.rate_limit = rate_limit  # (requests per second, burst) per API key, or None
     app.state.rate_buckets = {}
     app.state.public_key = public_key_b64
