@@ -3,6 +3,7 @@
     CallroomError
     ├── ApiError                      -- becomes a Telnyx error body at the HTTP boundary
     │   ├── AuthenticationFailed      401 / 10009
+    │   ├── Forbidden                 403 / 10010 (a public recording link tampered with or expired)
     │   ├── RateLimited               429 / 10011
     │   ├── NotFound                  404 (resource-specific codes, e.g. 90058 conference)
     │   ├── ValidationFailed          422 (one or more field errors with a JSON pointer)
@@ -83,6 +84,13 @@ class AuthenticationFailed(ApiError):
 
     def __init__(self, detail: str = "The API key is missing, invalid or revoked.") -> None:
         super().__init__(ErrorItem("10009", "Authentication failed", detail))
+
+
+class Forbidden(ApiError):
+    status = 403
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorItem("10010", "Authorization failed", detail))
 
 
 class RateLimited(ApiError):

@@ -4,6 +4,7 @@ wired together and started and stopped as one."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import logging
 import secrets
@@ -27,6 +28,7 @@ from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fac
 from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.errors import StoreError
+from callroom.model import signed_links
 from callroom.model.media import (
     DtmfReceived,
     FloorChanged,
@@ -129,6 +131,13 @@ def create_api_key(store: Store, account_name: str = DEFAULT_ACCOUNT, label: str
     return key
 
 
+def recording_link_secret(store: Store) -> bytes:
+    """The secret of public recording links, the same for every node of the database (the first one stored)."""
+    with store.transaction() as tx:
+        stored = tx.add_setting(signed_links.SECRET_SETTING, base64.b64encode(secrets.token_bytes(32)).decode())
+    return base64.b64decode(stored)
+
+
 def ensure_first_key(store: Store) -> str | None:
     """On a node's first start: create the default account and its first API key (returned once)."""
     with store.transaction() as tx:
@@ -159,6 +168,7 @@ class Node:
         self.store.migrate()
         self.node_id = config.node_id or node_id_for(config.data_dir)
         self.signer = WebhookSigner.load_or_create(self.store)
+        self.link_secret = recording_link_secret(self.store)
         self.url_policy = AddressPolicy.allowing(config.allow_url_networks)
         self._quality: dict[str, dict[str, Any]] = {}  # call quality of SIP legs that just ended
         self.media = MediaProcess(config.sip, on_fact=self._handle_fact, on_sip_incoming=self._route_sip_call,
@@ -189,6 +199,7 @@ class Node:
             rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
         )
         self.app.state.webhook_signer = self.signer
+        self.app.state.link_secret = self.link_secret  # public recording links (model/signed_links.py)
         self.app.state.cluster_media = None
         self.asgi = serving(self.app)  # what the HTTP server runs
 
@@ -254,7 +265,8 @@ class Node:
                 case RecordingSaved(job_id=job, path=path, size_bytes=size, duration_millis=ms, started_at=t0,
                                     ended_at=t1, tracks=tracks):
                     job_fact(self.control, job,
-                             lambda ctx: media_facts.recording_saved(ctx, job, path, size, ms, t0, t1, tracks))
+                             lambda ctx: media_facts.recording_saved(ctx, job, path, size, ms, t0, t1, tracks,
+                                                                     self.link_secret))
                 case RecordingFailed(job_id=job, detail=detail):
                     job_fact(self.control, job, lambda ctx: media_facts.recording_failed(ctx, job, detail))
         except Exception:
