@@ -4,6 +4,7 @@ wired together and started and stopped as one."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import logging
 import secrets
@@ -33,6 +34,7 @@ from callroom.drain import DEFAULT_GRACE_SECS, Drain
 from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.errors import Overloaded, StoreError
+from callroom.model import signed_links
 from callroom.model.media import (
     ConferenceMix,
     DtmfReceived,
@@ -149,6 +151,13 @@ def create_api_key(store: Store, account_name: str = DEFAULT_ACCOUNT, label: str
     return key
 
 
+def recording_link_secret(store: Store) -> bytes:
+    """The secret of public recording links, the same for every node of the database (the first one stored)."""
+    with store.transaction() as tx:
+        stored = tx.add_setting(signed_links.SECRET_SETTING, base64.b64encode(secrets.token_bytes(32)).decode())
+    return base64.b64decode(stored)
+
+
 def ensure_first_key(store: Store) -> str | None:
     """On a node's first start: create the default account and its first API key (returned once)."""
     with store.transaction() as tx:
@@ -184,6 +193,7 @@ class Node:
         self.store.migrate()
         self.node_id = config.node_id or node_id_for(config.data_dir)
         self.signer = WebhookSigner.load_or_create(self.store)
+        self.link_secret = recording_link_secret(self.store)
         self.url_policy = AddressPolicy.allowing(config.allow_url_networks)
         self._quality: dict[str, dict[str, Any]] = {}  # call quality of SIP legs that just ended
         # Dials are admitted here with the media process's figures (it admits the INVITEs itself).
@@ -216,6 +226,7 @@ class Node:
         self._stopping = False
         self.drain = Drain(self.control, grace=config.drain_grace_secs, dispatcher=lambda: self.dispatcher,
                            mark_draining=self._mark_draining)
+        self._started = False
         self.app: FastAPI = create_app(
             self.control, self.virtual_phones, self.signer.public_key_b64, self.config.data_dir / "recordings",
             rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
@@ -227,6 +238,7 @@ class Node:
         self.node_media.on_conferences = self.console_hub.touch
         self.app.state.console_hub = self.console_hub
         self.app.state.operations_figures = self.figures
+        self.app.state.link_secret = self.link_secret  # public recording links (model/signed_links.py)
         self.app.state.cluster_media = None
         self.app.state.admission_metrics = self.admission_metrics
         self.asgi: CompiledRoutes | logs.AccessLog = serving(self.app)  # what the HTTP server runs
@@ -321,7 +333,8 @@ class Node:
                 case RecordingSaved(job_id=job, path=path, size_bytes=size, duration_millis=ms, started_at=t0,
                                     ended_at=t1, tracks=tracks):
                     job_fact(self.control, job,
-                             lambda ctx: media_facts.recording_saved(ctx, job, path, size, ms, t0, t1, tracks))
+                             lambda ctx: media_facts.recording_saved(ctx, job, path, size, ms, t0, t1, tracks,
+                                                                     self.link_secret))
                 case RecordingFailed(job_id=job, detail=detail):
                     job_fact(self.control, job, lambda ctx: media_facts.recording_failed(ctx, job, detail))
         except Exception:
@@ -371,6 +384,18 @@ class Node:
             log.exception("SIP fact %r failed", fact)
 
     async def start(self) -> None:
+        """Start the media process, the dispatcher, the cluster's membership and the timers (once: the HTTP
+        server's lifespan calls this too). What started is stopped again when a later step fails."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.media.start()
         log.info("webhook and media URLs may name %s", self.url_policy.describe())
         if self.config.sip is not None:

@@ -60,3 +60,32 @@ def test_a_calls_life_in_the_log(tmp_path: Path, receiver: WebhookReceiver, capl
              if r.name == "callroom.calls" and r.__dict__.get("call_control_id") == cid]
     assert [m for m, _ in lines] == ["call.initiated", "call.answered", "call.hangup"]
     assert len({s for _, s in lines}) == 1 and lines[0][1]  # one session, named on every line
+
+
+def test_a_node_writes_json_lines_and_traces_sip_when_asked(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    from tests.support.node import free_port
+    from tests.support.process import serve
+
+    port, sip_port = free_port(), free_port()
+    with serve(tmp_path, port, "--sip-port", str(sip_port), "--log-level", "info", "--log-format", "json",
+               "--sip-trace"):
+        key = (tmp_path / "initial-api-key").read_text().strip()
+        assert httpx.get(f"http://127.0.0.1:{port}/v2/queues", headers={"Authorization": f"Bearer {key}"}).is_success
+        options = (f"OPTIONS sip:probe@127.0.0.1:{sip_port} SIP/2.0\r\n"
+                   "Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKlog1\r\n"
+                   "From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:probe@127.0.0.1>\r\nCall-ID: log-1\r\nCSeq: 1 OPTIONS\r\n"
+                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(5)
+            udp.sendto(options, ("127.0.0.1", sip_port))
+            assert udp.recv(4096).startswith(b"SIP/2.0 ")
+    lines = [json.loads(line) for line in (tmp_path / "node.log").read_text().splitlines() if line.startswith("{")]
+    access = [e for e in lines if e["logger"] == "callroom.access"]
+    assert any(e["path"] == "/v2/queues" and e["status"] == 200 and e["account_id"] for e in access), access
+    traced = [e for e in lines if e["logger"] == "callroom.sip.trace"]
+    assert {e["process"] for e in traced} == {"media"}
+    assert any("OPTIONS sip:probe" in e["msg"] for e in traced) and any("SIP/2.0 " in e["msg"] for e in traced)

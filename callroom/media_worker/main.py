@@ -44,6 +44,7 @@ from callroom.model.messages import (
     Instructions,
     MediaFigures,
     Message,
+    NotStarted,
     OpenRelay,
     PressKeys,
     QualityReply,
@@ -110,7 +111,13 @@ class MediaWorker:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         if self.sip is not None:
-            await self.sip.start()
+            try:
+                await self.sip.start()
+            except OSError as exc:  # the port is taken, or the address is not this machine's
+                config = self.sip.config
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                self.send(NotStarted(f"cannot listen for SIP on udp {config.host}:{config.port}: {reason}"))
+                return
         os.set_blocking(self.commands.fileno(), False)
         # The instructions are read once per tick, where they take effect anyway: an API write to the
         # pipe then never wakes this process (on a shared core each wake-up cost the API ~10 % of its

@@ -169,6 +169,13 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class NotStarted:
+    """The media process could not start (its SIP socket could not be bound, ...): why, in one line."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RelayPorts:
     """Relay ports opened ahead, for ``UseRelay`` (at ``host``, where other nodes send)."""
 
@@ -298,6 +305,6 @@ class RequestFailed:
 
 
 Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
-FromMedia: TypeAlias = (Ready | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport | MediaFigures
-                          | Reply)
+FromMedia: TypeAlias = (Ready | NotStarted | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport
+                          | MediaFigures | Reply)
 Message: TypeAlias = ToMedia | FromMedia
