@@ -24,6 +24,7 @@ from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
 from callroom.api.compiled import CompiledRoutes
 from callroom.cluster.bus import Bus
+from callroom.cluster.console_feed import ConsoleFeed
 from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
 from callroom.console.figures import OperationsFigures
@@ -235,7 +236,8 @@ class Node:
         self.console_hub = ConsoleHub()  # the console's push channel (callroom/console)
         self.figures = OperationsFigures(self.store, self.node_id, self.media, self.console_hub,
                                          lambda: self.dispatcher, cooperative=self.control.cooperative)
-        self.node_media.on_conferences = self.console_hub.touch
+        self.node_media.on_conferences = self._conferences_touched
+        self.console_feed: ConsoleFeed | None = None  # a cluster's: the other nodes' events to these consoles
         self.app.state.console_hub = self.console_hub
         self.app.state.operations_figures = self.figures
         self.app.state.link_secret = self.link_secret  # public recording links (model/signed_links.py)
@@ -301,6 +303,8 @@ class Node:
         except Exception as exc:
             raise StoreError(f"cannot reach the cluster's bus at {url}: {type(exc).__name__}: {exc}") from exc
         self.bus, self.cluster_media = bus, media
+        self.console_feed = ConsoleFeed(bus, self.console_hub, self.node_id)
+        await self.console_feed.start()
         self.control.placement = media
         self.app.state.cluster_media = media
         log.info("node %s joined cluster %s on %s", self.node_id, name, url)
@@ -439,6 +443,13 @@ class Node:
         assert self.dispatcher is not None
         self.dispatcher.enqueue(rows)
         self.console_hub.publish(rows)
+        if self.console_feed is not None:
+            self.console_feed.committed(rows)
+
+    def _conferences_touched(self, conference_ids: set[str]) -> None:
+        self.console_hub.touch(conference_ids)
+        if self.console_feed is not None:
+            self.console_feed.touched(conference_ids)
 
     def _declared_dead(self, ended: list[str]) -> None:
         """The cluster took this node for dead (cut off, or stalled) and ended its calls: their media here
@@ -466,6 +477,8 @@ class Node:
         await self.control.settle_facts()
         if self.dispatcher:
             await self.dispatcher.stop()
+        if self.console_feed is not None:
+            await self.console_feed.stop()
         if self.bus is not None:
             await self.bus.close()
         await self.media.stop()
