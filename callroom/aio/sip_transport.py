@@ -140,15 +140,16 @@ class SipTransport:
                    on_event: Callable[[CallEvent], None] = lambda _ev: None,
                    allow: Iterable[IpNetwork | str] = LOOPBACK, gates: Sequence[InviteGate] = (),
                    advertise: str | None = None, user: str = "callroom",
-                   user_agent: str = "callroom") -> SipTransport:  # fmt: skip
+                   user_agent: str = "callroom", sources: InviteGate | None = None) -> SipTransport:  # fmt: skip
         """Bind ``host:port`` (0 picks a free port). ``advertise`` is the address put in Via and Contact
-        when ``host`` is a wildcard. ``gates`` run after the ``allow`` check, in order."""
+        when ``host`` is a wildcard. ``gates`` run after the ``allow`` check, in order; ``sources`` replaces
+        that check (a gate that also knows trunks' addresses)."""
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_datagram_endpoint(_Datagrams, local_addr=(host, port))
         _grow_receive_buffer(transport)
         bound = transport.get_extra_info("sockname")
         endpoint = SipEndpoint((advertise or host, int(bound[1])), user=user, user_agent=user_agent)
-        self = cls(loop, transport, endpoint, on_event, [SourceNetworks(allow), *gates])
+        self = cls(loop, transport, endpoint, on_event, [sources or SourceNetworks(allow), *gates])
         protocol.owner = self
         return self
 
@@ -163,8 +164,10 @@ class SipTransport:
 
     # ---- commands (each passes the loop clock and flushes) ----------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, *,
-               addr: Addr | None = None, display_name: str | None = None) -> str:  # fmt: skip
-        call_id = self.endpoint.invite(to_uri, from_uri, sdp, self._loop.time(), addr=addr, display_name=display_name)
+               addr: Addr | None = None, display_name: str | None = None,
+               credentials: tuple[str, str] | None = None, headers: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
+        call_id = self.endpoint.invite(to_uri, from_uri, sdp, self._loop.time(), addr=addr, display_name=display_name,
+                                       credentials=credentials, headers=headers)
         self._flush()
         return call_id
 

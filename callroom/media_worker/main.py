@@ -56,6 +56,7 @@ from callroom.model.messages import (
     Reply,
     Request,
     RequestFailed,
+    SetTrunks,
     SipConfig,
     StatsReply,
     StatsRequest,
@@ -230,6 +231,8 @@ class MediaWorker:
                 case PressKeys(call_control_id=cid, digits=digits, duration_ms=ms):
                     if cid in self.virtual:
                         self.virtual[cid].press(digits, ms)
+                case SetTrunks(trunks=trunks) if self.sip is not None:
+                    self.sip.set_trunks(trunks)
                 case AcceptSipCall(sip_call_id=sip_call_id, call_control_id=cid) if self.sip is not None:
                     self.sip.accept(sip_call_id, cid)
                 case RefuseSipCall(sip_call_id=sip_call_id, status=status) if self.sip is not None:

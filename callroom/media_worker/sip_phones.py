@@ -25,10 +25,11 @@ from typing import Any
 
 from callroom.admission import Admission, Load
 from callroom.aio.rtp_leg import RtpLeg
-from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
+from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport, SourceNetworks
 from callroom.errors import CallroomError, MediaError, ProtocolError
 from callroom.media.engine import MediaEngine
 from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, media_address, resolve
+from callroom.media_worker.trunk_book import TrunkBook, TrunkInvite, TrunkOrNetworks
 from callroom.model import media as m
 from callroom.model.messages import (
     IncomingSipCall,
@@ -40,6 +41,7 @@ from callroom.model.messages import (
     SipMediaTimeout,
     SipQuality,
 )
+from callroom.model.trunks import TRUNK_PREFIX, Trunk
 from callroom.sip import call as sip_events
 from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
@@ -99,6 +101,7 @@ class SipPhones:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.media_timeouts = 0  # legs hung up because their far end went silent
+        self.trunks = TrunkBook()
 
     @property
     def media_ip(self) -> str:
@@ -107,14 +110,15 @@ class SipPhones:
     async def start(self) -> None:
         allow: Iterable[IpNetwork | str] = self.config.allow
         gates: list[InviteGate] = []
-        if self.config.credentials:
+        await self.trunks.set(self.config.trunks)
+        if self.config.credentials:  # a trunk proves itself by its address: it is not challenged
             auth = DigestAuth(dict(self.config.credentials), self.config.realm, secrets.token_bytes(32))
-            gates.append(DigestGate(auth))
+            gates.append(DigestGate(auth, exempt=lambda host: self.trunks.trunk_at(host) is not None))
         if self.admission is not None:  # last: only calls that may come in at all take from the budget
             gates.append(AdmissionGate(self.admission, self.load))
         self.transport = await SipTransport.open(
             self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
-            advertise=self.config.advertise,
+            advertise=self.config.advertise, sources=TrunkOrNetworks(self.trunks, SourceNetworks(allow)),
         )
         if self.config.rtp_timeout > 0:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
@@ -159,6 +163,10 @@ class SipPhones:
         except (KeyError, CallroomError) as exc:  # the caller gave up in the meantime
             log.info("cannot ring %s: %s", sip_call_id, exc)
 
+    def set_trunks(self, trunks: tuple[Trunk, ...]) -> None:
+        """The trunks changed (added, edited, removed): calls in progress keep going as they are."""
+        self._spawn(self.trunks.set(trunks))
+
     def refuse(self, sip_call_id: str, status: int) -> None:
         self.awaiting.discard(sip_call_id)
         leg = self.by_sip.pop(sip_call_id, None)
@@ -202,7 +210,8 @@ class SipPhones:
 
     def _apply(self, op: m.MediaOp) -> None:
         match op:
-            case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith("sip:"):
+            case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith(("sip:",
+                                                                                                      TRUNK_PREFIX)):
                 self._spawn(self._dial(cid, endpoint, from_))
             case m.Answer(call_control_id=cid) if cid in self.by_cid:
                 self._spawn(self._answer(self.by_cid[cid]))
@@ -218,6 +227,15 @@ class SipPhones:
 
     async def _dial(self, cid: str, endpoint: str, from_: str) -> None:
         assert self.transport is not None
+        if endpoint.startswith(TRUNK_PREFIX):
+            try:
+                trunk_invite = self.trunks.invite(endpoint, from_, self.media_ip)
+            except (LookupError, ValueError) as exc:
+                log.warning("cannot dial %s: %s", endpoint, exc)
+                self.report(SipFailed(cid, 503))
+                return
+            await self._dial_trunk(cid, trunk_invite)
+            return
         try:
             target = SipUri.parse(endpoint)
             rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
@@ -241,6 +259,22 @@ class SipPhones:
         user = from_.lstrip("+") or "callroom"
         from_uri = SipUri(self.media_ip, user=user, port=self.port)
         sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr)
+        leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
+        self.by_sip[sip_call_id] = leg
+        self.by_cid[cid] = leg
+
+    async def _dial_trunk(self, cid: str, how: TrunkInvite) -> None:
+        """A call to a number through a trunk: its Request-URI, caller ID, codecs and credentials."""
+        assert self.transport is not None
+        try:
+            rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
+        except (MediaError, OSError) as exc:  # no RTP port free
+            log.warning("cannot dial %s through trunk %s: %s", how.to, how.trunk.name, exc)
+            self.report(SipFailed(cid, 503))
+            return
+        offer = make_offer(self.media_ip, rtp.local_port, codecs=how.trunk.codecs)
+        sip_call_id = self.transport.invite(how.to, how.from_, offer, addr=how.addr, credentials=how.credentials,
+                                           headers=how.headers)
         leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg
@@ -348,8 +382,9 @@ class SipPhones:
 
     def _event(self, ev: sip_events.CallEvent) -> None:
         match ev:
-            case sip_events.IncomingCall(call_id=call_id, from_=from_, to=to, request_uri=uri, sdp_offer=offer):
-                self._incoming(call_id, from_, to, uri, offer)
+            case sip_events.IncomingCall(call_id=call_id, from_=from_, to=to, request_uri=uri, sdp_offer=offer,
+                                         source_addr=source):
+                self._incoming(call_id, from_, to, uri, offer, source)
             case sip_events.CallAnswered(call_id=call_id, sdp_answer=answer):
                 leg = self.by_sip.get(call_id)
                 if leg is None or leg.call_control_id is None or leg.rtp is None or leg.offer is None:
@@ -376,11 +411,14 @@ class SipPhones:
                 pass
 
     def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri,
-                  offer: SessionDescription | None) -> None:  # fmt: skip
+                  offer: SessionDescription | None, source: tuple[str, int]) -> None:  # fmt: skip
         """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, a media
         address of the other family, or a host name that does not resolve), so the application never sees a
-        call it could not take; otherwise handed to the control plane to route."""
-        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to))
+        call it could not take; otherwise handed to the control plane to route (by number when it came from
+        a trunk)."""
+        trunk = self.trunks.trunk_at(source[0])
+        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to),
+                                   trunk.id if trunk is not None else None)
         if offer is not None:
             try:
                 agreed = negotiate_answer(offer, self.media_ip, 0)
@@ -523,10 +561,13 @@ class DigestGate:
     was issued to, with a nonce not used before at that count. Otherwise challenge it with 401 (a fresh
     nonce, ``stale=true`` when only the nonce was wrong), or 400 for credentials made for another URI."""
 
-    def __init__(self, auth: DigestAuth) -> None:
+    def __init__(self, auth: DigestAuth, exempt: Callable[[str], bool] = lambda _host: False) -> None:
         self.auth = auth
+        self.exempt = exempt  # sources that prove themselves otherwise (a trunk's address)
 
     def __call__(self, call: sip_events.IncomingCall, invite: SipRequest) -> Rejection | None:
+        if self.exempt(call.source_addr[0]):
+            return None
         now = time.time()  # wall clock: nonces carry their issue time and may be checked by another node
         source = call.source_addr[0]
         verdict = self.auth.verify("INVITE", invite.headers.get("Authorization"), now, request_uri=invite.uri,

@@ -2,10 +2,10 @@
 nodes over a bus later. One frozen dataclass per message; ``codec.py`` turns them into bytes and back.
 
     API -> media     Instructions (the control plane's MediaOps), AddVirtualLeg, RemoveLeg, PressKeys,
-                     AcceptSipCall, RefuseSipCall, UseRelay, RelayPeer, the requests (HeardRequest,
+                     AcceptSipCall, RefuseSipCall, UseRelay, RelayPeer, SetTrunks, the requests (HeardRequest,
                      QualityRequest, StatsRequest, OpenRelay), Stop
     media -> API     Ready, RelayPorts, the MediaFacts of ``media.py`` as they are, IncomingSipCall, the SIP
-                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), MediaFigures
+                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), TrunkStatus, MediaFigures
                      (unasked, twice a second), and one reply per request (HeardReply, QualityReply, StatsReply,
                      RelayOpened, or RequestFailed)
 
@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from callroom.model.media import MediaFact, MediaOp
+from callroom.model.trunks import Trunk
 
 # -- the media process's start -------------------------------------------------------------------------
 
@@ -38,6 +39,9 @@ class SipConfig:
     # An answered call whose far end sends nothing (no RTP, no RTCP) for this long, while not on hold, is hung
     # up (0: never). PBXs use 30-60 s.
     rtp_timeout: float = 60.0
+    # The SIP trunks (every account's, with their credentials): calls to numbers go out through them, and their
+    # INVITEs come in by source address. Changed later with ``SetTrunks``.
+    trunks: tuple[Trunk, ...] = ()
 
 
 # -- API -> media --------------------------------------------------------------------------------------
@@ -84,6 +88,13 @@ class AcceptSipCall:
 class RefuseSipCall:
     sip_call_id: str
     status: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetTrunks:
+    """The SIP trunks changed: the whole new set (registrations of trunks gone or changed start afresh)."""
+
+    trunks: tuple[Trunk, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +163,7 @@ class Stop:
 Request: TypeAlias = HeardRequest | QualityRequest | StatsRequest | OpenRelay
 ToMedia: TypeAlias = (
     Instructions | AddVirtualLeg | RemoveLeg | PressKeys | AcceptSipCall | RefuseSipCall | UseRelay | RelayPeer
-    | Request | Stop
+    | SetTrunks | Request | Stop
 )
 
 
@@ -182,6 +193,7 @@ class IncomingSipCall:
     user: str
     from_: str
     to: str
+    trunk_id: str | None = None  # the trunk it came from (by its source address): routed by number
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +247,18 @@ class AdmissionReport:
     at: float  # time.monotonic() of the figures
     admitted: int  # INVITEs admitted so far
     refused: tuple[tuple[str, int], ...]  # INVITEs refused so far, by reason
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkStatus:
+    """A trunk's registration with its provider changed (``state``: registering, registered, failed,
+    unregistered), with the status of the last answer and when the registration expires (wall clock)."""
+
+    trunk_id: str
+    state: str
+    status: int | None = None
+    expires_at: float | None = None
+    detail: str = ""
 
 
 SipFact: TypeAlias = SipAnswered | SipFailed | SipQuality | SipHangup | SipMediaTimeout
@@ -297,5 +321,5 @@ class RequestFailed:
 
 Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
 FromMedia: TypeAlias = (Ready | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport | MediaFigures
-                          | Reply)
+                          | TrunkStatus | Reply)
 Message: TypeAlias = ToMedia | FromMedia

@@ -44,6 +44,7 @@ from callroom.sip.call import (
     ReInviteReceived,
 )  # fmt: skip
 from callroom.sip.dialog import Dialog, DialogInput, DialogState, Retransmit2xx, make_cancel, uri_addr
+from callroom.sip.digest import Challenge, answer_challenge
 from callroom.sip.message import (
     Headers,
     NameAddr,
@@ -69,6 +70,7 @@ from callroom.sip.transaction import (
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+MAX_AUTH_TRIES = 3  # INVITEs sent again with a digest answer (a stale nonce may need more than one)
 KNOWN_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "INFO", "UPDATE", "PRACK", "PUBLISH"})
 
 
@@ -136,30 +138,36 @@ class SipEndpoint:
 
     # ---- commands ------------------------------------------------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, now: float,
-               *, addr: Addr | None = None, display_name: str | None = None) -> str:  # fmt: skip
-        """Place a call; returns its Call-ID. ``addr`` overrides where the INVITE goes (else the URI host)."""
+               *, addr: Addr | None = None, display_name: str | None = None,
+               credentials: tuple[str, str] | None = None, headers: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
+        """Place a call; returns its Call-ID. ``addr`` overrides where the INVITE goes (else the URI host).
+        ``credentials`` (username, password) answer a 401/407 digest challenge to it (the INVITE is sent again,
+        CSeq one higher, at most ``MAX_AUTH_TRIES`` times); ``headers`` are added (P-Asserted-Identity ...)."""
         to = SipUri.parse(to_uri) if isinstance(to_uri, str) else to_uri
         frm = SipUri.parse(from_uri) if isinstance(from_uri, str) else from_uri
         call_id = f"{self._token()}@{self.local_addr[0]}"
         tag = self._token()
-        headers = Headers()
-        headers.add("Via", str(self._via()))
-        headers.add("Max-Forwards", "70")
-        headers.add("From", str(NameAddr(frm, display_name, {"tag": tag})))
-        headers.add("To", str(NameAddr(to)))
-        headers.add("Call-ID", call_id)
-        headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", f"<{self.contact}>")
-        headers.add("Allow", ALLOW)
-        headers.add("User-Agent", self.user_agent)
+        message = Headers()
+        message.add("Via", str(self._via()))
+        message.add("Max-Forwards", "70")
+        message.add("From", str(NameAddr(frm, display_name, {"tag": tag})))
+        message.add("To", str(NameAddr(to)))
+        message.add("Call-ID", call_id)
+        message.add("CSeq", "1 INVITE")
+        message.add("Contact", f"<{self.contact}>")
+        message.add("Allow", ALLOW)
+        message.add("User-Agent", self.user_agent)
+        for name, value in headers:
+            message.add(name, value)
         body = b""
         if sdp is not None:
-            headers.add("Content-Type", "application/sdp")
+            message.add("Content-Type", "application/sdp")
             body = bytes(sdp)
-        req = SipRequest("INVITE", to, headers, body)
+        req = SipRequest("INVITE", to, message, body)
         peer = addr or uri_addr(to)
         tx = self.transactions.send_request(req, peer, now)
-        self.calls[call_id] = Call(call_id, False, req, tx, peer, tag, CallState.CALLING, local_sdp=sdp)
+        self.calls[call_id] = Call(call_id, False, req, tx, peer, tag, CallState.CALLING, local_sdp=sdp,
+                                   credentials=credentials)
         return call_id
 
     def ring(self, call_id: str, now: float, sdp: SessionDescription | None = None) -> None:
@@ -379,6 +387,8 @@ class SipEndpoint:
                 call.fire(CallInput.RING)
                 self._events.append(CallRinging(call.call_id, status, _sdp_or_none(resp)))
             return
+        if status in (401, 407) and self._authenticate(call, resp, now):
+            return
         if status >= 300:
             cancelled = call.state is CallState.CANCELLING
             call.fire(CallInput.FAIL)
@@ -403,6 +413,39 @@ class SipEndpoint:
             self._events.append(CallCancelled(call.call_id))
             return
         self._events.append(CallAnswered(call.call_id, _sdp_or_none(resp)))
+
+    def _authenticate(self, call: Call, resp: SipResponse, now: float) -> bool:
+        """Send the INVITE again with an answer to the 401/407's digest challenge (RFC 3261 §22.2): same
+        Call-ID and From tag, CSeq one higher, a new branch. False when there is nothing to answer with: no
+        credentials, a challenge we cannot read, a cancelled call, or the same nonce refused already (the
+        credentials are wrong) unless the server says it was only stale."""
+        if call.credentials is None or call.state is CallState.CANCELLING or call.auth_tries >= MAX_AUTH_TRIES:
+            return False
+        asking, answering = (("WWW-Authenticate", "Authorization") if resp.status == 401
+                             else ("Proxy-Authenticate", "Proxy-Authorization"))
+        challenge = next((c for v in resp.headers.get_all(asking) if (c := Challenge.parse(v)) is not None), None)
+        if challenge is None:
+            return False
+        previous = call.invite.headers.get(answering)
+        if previous is not None and f'nonce="{challenge.nonce}"' in previous and not challenge.stale:
+            return False
+        username, password = call.credentials
+        answer = answer_challenge(challenge, username, password, "INVITE", str(call.invite.uri), cnonce=self._token())
+        headers = Headers()
+        for name, value in call.invite.headers:
+            if name == "Via":
+                value = str(self._via())
+            elif name == "CSeq":
+                value = f"{call.invite.cseq.seq + 1} INVITE"
+            elif name in ("Authorization", "Proxy-Authorization"):
+                continue
+            headers.add(name, value)
+        headers.add(answering, answer)
+        req = SipRequest("INVITE", call.invite.uri, headers, call.invite.body)
+        call.auth_tries += 1
+        call.invite, call.invite_tx = req, self.transactions.send_request(req, call.peer, now)
+        call.notes.pop("provisional", None)
+        return True
 
     def _on_reinvite_response(self, call: Call, resp: SipResponse, now: float) -> None:
         if resp.status < 200 or call.dialog is None:

@@ -1,0 +1,134 @@
+"""A node's SIP trunks and phone numbers: read from the store, given to the control plane (which decides
+with them) and to the media process (which dials, registers and admits with them), and kept current.
+
+They change through the API (``/v2/trunks``, ``/v2/phone_numbers``: this node reloads at once), through
+``callroom trunks`` on the command line, or on another node of a cluster: every node also reads them again
+every ``REFRESH_SECS`` and passes on what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+from callroom.control.service import Control
+from callroom.endpoints.media_process import MediaProcess
+from callroom.model.messages import SetTrunks, TrunkStatus
+from callroom.model.numbers import normalise
+from callroom.model.records import Account
+from callroom.model.trunks import TrunkDirectory, TrunkSettings
+from callroom.store import cooperative
+from callroom.store.engine import Store
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECS = 10.0
+
+
+def put_trunks(store: Store, account_name: str, specs: tuple[TrunkSettings, ...]) -> None:
+    """Create or change the trunks ``specs`` in the account ``account_name`` (created if needed)."""
+    now = time.time()
+    with store.transaction() as tx:
+        account = tx.get_account_by_name(account_name)
+        if account is None:
+            account = Account(id=str(uuid.uuid4()), name=account_name, created_at=now)
+            tx.insert_account(account)
+        for spec in specs:
+            tx.put_trunk(account.id, spec, now)
+
+
+def load_directory(store: Store) -> TrunkDirectory:
+    with store.transaction(read_only=True) as tx:
+        return TrunkDirectory.of(tx.all_trunks(), tx.all_phone_numbers())
+
+
+class TrunkSync:
+    """Owns the refresh task (``start``/``stop``) and the registration states the media process reports."""
+
+    def __init__(self, store: Store, control: Control, media: MediaProcess, *, sip: bool,
+                 refresh_secs: float = REFRESH_SECS) -> None:  # fmt: skip
+        self.store = store
+        self.control = control
+        self.media = media
+        self.sip = sip
+        self.refresh_secs = refresh_secs
+        self.statuses: dict[str, TrunkStatus] = {}
+        self._task: asyncio.Task[None] | None = None
+        media.on_trunk_status = self._status
+
+    def load(self) -> TrunkDirectory:
+        """Read them (at start, before the media process starts: it gets them in its SipConfig)."""
+        self.control.trunks = load_directory(self.store)
+        return self.control.trunks
+
+    async def reload(self) -> None:
+        """Read them again; what changed goes to the control plane and the media process."""
+        fresh = await cooperative.run_if(self.control.cooperative, load_directory, self.store)
+        old = self.control.trunks
+        self.control.trunks = fresh
+        if self.sip and dict(fresh.trunks) != dict(old.trunks):
+            self.media.send(SetTrunks(tuple(fresh.trunks.values())))
+            for gone in set(self.statuses) - set(fresh.trunks):
+                self.statuses.pop(gone, None)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._refresh(), name="trunk-refresh")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_secs)
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reading the trunks failed")
+
+    def _status(self, status: TrunkStatus) -> None:
+        before = self.statuses.get(status.trunk_id)
+        self.statuses[status.trunk_id] = status
+        if before is None or before.state != status.state:
+            trunk = self.control.trunks.trunks.get(status.trunk_id)
+            log.info("trunk %s: %s%s", trunk.name if trunk else status.trunk_id, status.state,
+                     f" ({status.status} {status.detail})".rstrip() if status.status else "")
+
+    def registration(self, trunk_id: str) -> dict[str, object] | None:
+        """What ``/v2/trunks`` shows of a trunk's registration (None: it does not register)."""
+        trunk = self.control.trunks.trunks.get(trunk_id)
+        if trunk is None or not trunk.register:
+            return None
+        status = self.statuses.get(trunk_id)
+        if status is None:
+            return {"state": "registering", "status": None, "expires_at": None}
+        return {"state": status.state, "status": status.status, "expires_at": status.expires_at,
+                "detail": status.detail or None}
+
+    def inbound_target(self, trunk_id: str, user: str, caller: str) -> tuple[str, str, str, str] | int:
+        """Where a call from a trunk goes: (account id, connection id, from, to), or the SIP status that
+        refuses it (404: not a number of ours, or one assigned to no application)."""
+        directory = self.control.trunks
+        trunk = directory.trunks.get(trunk_id)
+        if trunk is None:
+            return 403
+        number = trunk.number_of_user(user)
+        owned = directory.number(number) if number is not None else None
+        if owned is None or number is None or owned.account_id != trunk.account_id or not owned.connection_id:
+            return 404
+        return trunk.account_id, owned.connection_id, caller_number(caller), number
+
+
+def caller_number(from_: str) -> str:
+    """The caller as the application sees it: ``+E.164`` when the From's user is a number (written with or
+    without ``+``), else the From as it is."""
+    user = from_.removeprefix("sip:").split("@", 1)[0]
+    normal = normalise(user if user.startswith("+") else "+" + user)
+    return normal if normal is not None else from_
+
