@@ -345,8 +345,8 @@ class Node:
             self.media.send(RefuseSipCall(call.sip_call_id, 503))
             return
         from_, to = call.from_, call.to
-        if call.trunk_id is not None:  # from a trunk: to one of our numbers, or nowhere
-            target = self.trunks.inbound_target(call.trunk_id, call.user, call.from_)
+        if call.trunk_ids:  # from a trunk: to one of our numbers, or nowhere
+            target = self.trunks.inbound_target(call.trunk_ids, call.user, call.from_)
             if isinstance(target, int):
                 self.media.send(RefuseSipCall(call.sip_call_id, target))
                 return

@@ -111,18 +111,19 @@ class TrunkSync:
         return {"state": status.state, "status": status.status, "expires_at": status.expires_at,
                 "detail": status.detail or None}
 
-    def inbound_target(self, trunk_id: str, user: str, caller: str) -> tuple[str, str, str, str] | int:
+    def inbound_target(self, trunk_ids: tuple[str, ...], user: str, caller: str) -> tuple[str, str, str, str] | int:
         """Where a call from a trunk goes: (account id, connection id, from, to), or the SIP status that
-        refuses it (404: not a number of ours, or one assigned to no application)."""
+        refuses it (404: not a number of the trunk's account, or one assigned to no application)."""
         directory = self.control.trunks
-        trunk = directory.trunks.get(trunk_id)
-        if trunk is None:
-            return 403
-        number = trunk.number_of_user(user)
-        owned = directory.number(number) if number is not None else None
-        if owned is None or number is None or owned.account_id != trunk.account_id or not owned.connection_id:
-            return 404
-        return trunk.account_id, owned.connection_id, caller_number(caller), number
+        for trunk_id in trunk_ids:
+            trunk = directory.trunks.get(trunk_id)
+            number = trunk.number_of_user(user) if trunk is not None else None
+            owned = directory.number(number) if number is not None else None
+            if trunk is None or owned is None or number is None or owned.account_id != trunk.account_id:
+                continue
+            if owned.connection_id:
+                return trunk.account_id, owned.connection_id, caller_number(caller), number
+        return 404
 
 
 def caller_number(from_: str) -> str:

@@ -113,7 +113,7 @@ class SipPhones:
         await self.trunks.set(self.config.trunks)
         if self.config.credentials:  # a trunk proves itself by its address: it is not challenged
             auth = DigestAuth(dict(self.config.credentials), self.config.realm, secrets.token_bytes(32))
-            gates.append(DigestGate(auth, exempt=lambda host: self.trunks.trunk_at(host) is not None))
+            gates.append(DigestGate(auth, exempt=lambda host: bool(self.trunks.trunks_at(host))))
         if self.admission is not None:  # last: only calls that may come in at all take from the budget
             gates.append(AdmissionGate(self.admission, self.load))
         self.transport = await SipTransport.open(
@@ -416,9 +416,8 @@ class SipPhones:
         address of the other family, or a host name that does not resolve), so the application never sees a
         call it could not take; otherwise handed to the control plane to route (by number when it came from
         a trunk)."""
-        trunk = self.trunks.trunk_at(source[0])
         incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to),
-                                   trunk.id if trunk is not None else None)
+                                   self.trunks.trunks_at(source[0]))
         if offer is not None:
             try:
                 agreed = negotiate_answer(offer, self.media_ip, 0)

@@ -62,16 +62,15 @@ class TrunkBook:
         self.addresses = addresses
         self._sources = sources
 
-    def trunk_at(self, host: str) -> Trunk | None:
-        """The trunk an INVITE from IP address ``host`` comes from, if any."""
+    def trunks_at(self, host: str) -> tuple[str, ...]:
+        """The ids of the trunks an INVITE from IP address ``host`` may come from (several accounts may use
+        one provider: the number called tells them apart), narrowest network first."""
         try:
             ip = ipaddress.ip_address(host.split("%")[0])
         except ValueError:
-            return None
-        for net, trunk_id in self._sources:
-            if ip.version == net.version and ip in net:
-                return self.trunks.get(trunk_id)
-        return None
+            return ()
+        found = (trunk_id for net, trunk_id in self._sources if ip.version == net.version and ip in net)
+        return tuple(dict.fromkeys(found))
 
     def invite(self, endpoint: str, from_number: str, local_host: str) -> TrunkInvite:
         """The INVITE to a ``trunk:`` far end from ``from_number`` (E.164, checked by the control plane):
@@ -105,7 +104,7 @@ class TrunkOrNetworks:
         self.allowed = allowed
 
     def __call__(self, call: IncomingCall, invite: SipRequest) -> Rejection | None:
-        if self.book.trunk_at(call.source_addr[0]) is not None:
+        if self.book.trunks_at(call.source_addr[0]):
             return None
         return self.allowed(call, invite)
 

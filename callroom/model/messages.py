@@ -193,7 +193,8 @@ class IncomingSipCall:
     user: str
     from_: str
     to: str
-    trunk_id: str | None = None  # the trunk it came from (by its source address): routed by number
+    # The trunks its source address is of (several accounts may share a provider): routed by number.
+    trunk_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,168 @@
+"""A node connected to a SIP trunk provider on loopback (SIPp): calls to numbers go out through the trunk
+with its credentials and our caller ID, and the carrier's calls to our numbers reach their application."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import telnyx
+
+from callroom.model.messages import SipConfig
+from tests.media.audio import tone_level
+from tests.support.node import NodeThread
+from tests.support.receiver import WebhookReceiver
+from tests.support.tenant import Tenant
+from tests.trunks.provider import PASSWORD, PROVIDER_IP, STRANGER_IP, USERNAME, Sipp, gateway_scenario
+
+pytestmark = pytest.mark.sip
+
+
+@pytest.fixture(scope="module")
+def carrier_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
+    """A node whose SIP admits only 127.0.0.1 and its trunks' gateways."""
+    data_dir: Path = tmp_path_factory.mktemp("carrier-node")
+    n = NodeThread(f"sqlite:///{data_dir / 'callroom.db'}", data_dir, sip=SipConfig(port=0, allow=("127.0.0.1/32",)))
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def customer(carrier_node: NodeThread, receiver: WebhookReceiver) -> Tenant:
+    name = f"acct-{uuid.uuid4().hex[:10]}"
+    key = carrier_node.new_key(name)
+    client = telnyx.Telnyx(api_key=key, base_url=carrier_node.base_url, public_key=carrier_node.public_key,
+                           max_retries=0)
+    path = f"/hooks/{name}"
+    app = client.call_control_applications.create(application_name=name, webhook_event_url=receiver.url(path))
+    assert app.data is not None and app.data.id
+    return Tenant(client=client, node=carrier_node, receiver=receiver, api_key=key, path=path,
+                  connection_id=app.data.id)
+
+
+def api(tenant: Tenant, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.request(method, f"{tenant.node.base_url}{path}", json=body,
+                         headers={"Authorization": f"Bearer {tenant.api_key}"})
+
+
+def add_trunk(tenant: Tenant, port: int, **settings: Any) -> dict[str, Any]:
+    """A trunk to the provider at ``port``, chosen by the tenant's application for its calls to numbers."""
+    body = {"name": "carrier", "host": PROVIDER_IP, "port": port, "username": USERNAME, "password": PASSWORD,
+            **settings}
+    resp = api(tenant, "POST", "/trunks", body)
+    assert resp.status_code == 200, resp.text
+    trunk: dict[str, Any] = resp.json()["data"]
+    assert trunk["password_set"] is True and "password" not in trunk
+    app = api(tenant, "GET", f"/call_control_applications/{tenant.connection_id}").json()["data"]
+    resp = api(tenant, "PATCH", f"/call_control_applications/{tenant.connection_id}",
+               {"application_name": app["application_name"], "webhook_event_url": app["webhook_event_url"],
+                "outbound": {"outbound_voice_profile_id": trunk["id"]}})
+    assert resp.status_code == 200, resp.text
+    time.sleep(0.2)  # the media process takes the new trunk on its own loop
+    return trunk
+
+
+def test_a_call_to_a_number_goes_through_the_trunk_with_credentials_and_caller_id(
+        customer: Tenant, tmp_path: Path) -> None:  # fmt: skip
+    scenario = tmp_path / "gateway.xml"
+    scenario.write_text(gateway_scenario(401, checks={"msg": r"INVITE sip:15557654321@127\.0\.0\.2",
+                                                      "From:": r"sip:15550001111@"}))
+    gateway = Sipp(["-sf", str(scenario), "-m", "1", "-rtp_echo"], tmp_path)
+    add_trunk(customer, gateway.port, number_format="e164")
+    resp = customer.client.calls.dial(connection_id=customer.connection_id, from_="+15550001111",
+                                      to="+1 555 765 4321")
+    assert resp.data is not None
+    cid = resp.data.call_control_id
+    answered = customer.event("call.answered", cid, timeout=15)
+    assert answered.payload["to"] == "+1 555 765 4321"
+    talker = customer.dial("talker", "answer_after=0;tone=700")
+    customer.client.calls.actions.bridge(cid, call_control_id_to_bridge_with=talker)
+    time.sleep(1.2)  # the talker's tone crosses the trunk, and the gateway echoes it back
+    assert tone_level(customer.heard(talker, 0.5), 700) > 1000, "the echo should come back across the trunk"
+    customer.client.calls.actions.hangup(cid)
+    assert customer.event("call.hangup", cid).payload["hangup_source"] == "caller"
+    code, output = gateway.wait()
+    assert code == 0, output
+
+
+def test_caller_id_asserted_with_pai_and_rules_enforced(customer: Tenant, tmp_path: Path) -> None:
+    scenario = tmp_path / "gateway.xml"
+    scenario.write_text(gateway_scenario(401, checks={"msg": r"INVITE sip:\+15557654322@",
+                                                      "P-Asserted-Identity:": r"sip:\+15550001112@",
+                                                      "From:": f"sip:{USERNAME}@"}))
+    gateway = Sipp(["-sf", str(scenario), "-m", "1"], tmp_path)
+    add_trunk(customer, gateway.port, caller_id="pai", allowed_from=["+1555000*"])
+    refused = api(customer, "POST", "/calls", {"connection_id": customer.connection_id, "from": "+14155550100",
+                                               "to": "+15557654322"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["code"] == "90130", refused.text
+    resp = customer.client.calls.dial(connection_id=customer.connection_id, from_="+15550001112", to="+15557654322")
+    assert resp.data is not None
+    cid = resp.data.call_control_id
+    customer.event("call.answered", cid, timeout=15)
+    customer.client.calls.actions.hangup(cid)
+    customer.event("call.hangup", cid)
+    code, output = gateway.wait()
+    assert code == 0, output
+
+
+def test_wrong_credentials_end_the_call_with_the_providers_answer(customer: Tenant, tmp_path: Path) -> None:
+    scenario = tmp_path / "gateway.xml"
+    scenario.write_text(gateway_scenario(401))
+    gateway = Sipp(["-sf", str(scenario), "-m", "1"], tmp_path)
+    add_trunk(customer, gateway.port, password="not-the-password")
+    resp = customer.client.calls.dial(connection_id=customer.connection_id, from_="+15550001111", to="+15557654323")
+    assert resp.data is not None
+    hangup = customer.event("call.hangup", resp.data.call_control_id, timeout=15)
+    assert (hangup.payload["hangup_cause"], hangup.payload["sip_hangup_cause"]) == ("call_rejected", "403")
+    gateway.wait()
+
+
+def test_a_number_without_trunk_or_plan_is_still_90108(customer: Tenant) -> None:
+    resp = api(customer, "POST", "/calls", {"connection_id": customer.connection_id, "from": "+15550001111",
+                                            "to": "+15557654324"})
+    assert resp.status_code == 422 and resp.json()["errors"][0]["code"] == "90108", resp.text
+
+
+def own_number(tenant: Tenant, number: str) -> dict[str, Any]:
+    """``number`` brought by the tenant's trunk, assigned to its application through /v2/phone_numbers."""
+    listed = api(tenant, "GET", "/phone_numbers", None).json()
+    (found,) = [n for n in listed["data"] if n["phone_number"] == number]
+    assert found["connection_id"] is None and found["record_type"] == "phone_number"
+    resp = api(tenant, "PATCH", f"/phone_numbers/{found['id']}", {"connection_id": tenant.connection_id})
+    assert resp.status_code == 200, resp.text
+    updated: dict[str, Any] = resp.json()["data"]
+    assert updated["connection_id"] == tenant.connection_id
+    assert api(tenant, "GET", f"/phone_numbers/{found['id']}").json()["data"] == updated
+    return updated
+
+
+def test_the_carriers_call_to_our_number_reaches_its_application(customer: Tenant, tmp_path: Path) -> None:
+    add_trunk(customer, 5060, numbers=["+1 555 000 9901"])
+    own_number(customer, "+15550009901")
+    caller = Sipp(["-sn", "uac", "-s", "15550009901", f"127.0.0.1:{customer.node.sip_port}", "-m", "1"], tmp_path)
+    initiated = customer.receiver.wait_for(
+        lambda r: r.path == customer.path and r.event_type == "call.initiated"
+        and r.payload.get("direction") == "incoming", timeout=15)[0]
+    assert initiated.payload["to"] == "+15550009901"
+    cid = initiated.payload["call_control_id"]
+    customer.client.calls.actions.answer(cid)
+    customer.event("call.answered", cid)
+    code, output = caller.wait()
+    assert code == 0, output
+    assert customer.event("call.hangup", cid).payload["hangup_source"] == "caller"
+
+
+def test_calls_to_numbers_not_ours_and_from_strangers_are_refused(customer: Tenant, tmp_path: Path) -> None:
+    add_trunk(customer, 5060, numbers=["+15550009902"])  # owned, but assigned to no application
+    for number, ip, status in (("15550009902", PROVIDER_IP, "404"), ("15550009999", PROVIDER_IP, "404"),
+                               (customer.connection_id, STRANGER_IP, "403")):
+        caller = Sipp(["-sn", "uac", "-s", number, f"127.0.0.1:{customer.node.sip_port}", "-m", "1"],
+                      tmp_path, ip=ip)
+        code, output = caller.wait()
+        assert code != 0 and f"{status}" in output, output
+    assert customer.events() == []
