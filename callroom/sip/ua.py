@@ -417,8 +417,8 @@ class SipEndpoint:
     def _authenticate(self, call: Call, resp: SipResponse, now: float) -> bool:
         """Send the INVITE again with an answer to the 401/407's digest challenge (RFC 3261 §22.2): same
         Call-ID and From tag, CSeq one higher, a new branch. False when there is nothing to answer with: no
-        credentials, a challenge we cannot read, a cancelled call, or the same nonce refused already (the
-        credentials are wrong) unless the server says it was only stale."""
+        credentials, a challenge we cannot read, a cancelled call, or a challenge to our answer that does not
+        say ``stale`` (the credentials are wrong)."""
         if call.credentials is None or call.state is CallState.CANCELLING or call.auth_tries >= MAX_AUTH_TRIES:
             return False
         asking, answering = (("WWW-Authenticate", "Authorization") if resp.status == 401
@@ -426,9 +426,8 @@ class SipEndpoint:
         challenge = next((c for v in resp.headers.get_all(asking) if (c := Challenge.parse(v)) is not None), None)
         if challenge is None:
             return False
-        previous = call.invite.headers.get(answering)
-        if previous is not None and f'nonce="{challenge.nonce}"' in previous and not challenge.stale:
-            return False
+        if call.invite.headers.get(answering) is not None and not challenge.stale:
+            return False  # our answer was refused: a new challenge that is not stale means wrong credentials
         username, password = call.credentials
         answer = answer_challenge(challenge, username, password, "INVITE", str(call.invite.uri), cnonce=self._token())
         headers = Headers()
