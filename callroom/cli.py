@@ -19,6 +19,7 @@ from callroom.admission import (
     Limits,
 )
 from callroom.model.numbers import NumberPlan
+from callroom.model.trunks import TrunkSettings
 from callroom.model.virtual_phone import VirtualSpec
 
 DEFAULT_DATA_DIR = Path(os.environ.get("CALLROOM_DATA_DIR", ".callroom"))
@@ -97,12 +98,17 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"callroom serve: number plan: {exc}", file=sys.stderr)
         return 2
+    try:
+        trunks = TrunkSettings.gather(args.trunk, args.trunks_file)
+    except (OSError, ValueError) as exc:
+        print(f"callroom serve: trunks: {exc}", file=sys.stderr)
+        return 2
     node = Node(NodeConfig(database_url=_database_url(args), data_dir=args.data_dir, node_id=args.node_id, sip=sip,
                            rate_limit=rate_limit, freeze_startup_objects=True, ring_timeout_secs=args.ring_timeout,
                            api_url=f"http://{args.host}:{args.port}/v2",
                            allow_url_networks=allow_urls, nats_url=args.nats_url, relay_host=args.relay_host,
                            drain_grace_secs=DEFAULT_GRACE_SECS if args.drain_timeout is None else args.drain_timeout,
-                           numbers=numbers, admission=limits))
+                           numbers=numbers, admission=limits, trunks=trunks))
     first_key = ensure_first_key(node.store)
     key_file = args.data_dir / "initial-api-key"
     if first_key:
@@ -127,6 +133,9 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  webhook/media URLs: {node.url_policy.describe()}", flush=True)
     if len(numbers):
         print(f"  number plan:        {len(numbers)} numbers ring local far ends", flush=True)
+    for trunk in node.trunks.control.trunks.trunks.values():
+        print(f"  trunk:              {trunk.name} {trunk.transport} {trunk.host}:{trunk.port}"
+              f"{' (registers)' if trunk.register else ''}", flush=True)
     print(f"  new calls:          refused (SIP 503, API 503 / 90115) past {limits.describe()}", flush=True)
     print(f"  OpenAPI:            {base}/openapi.json", flush=True)
     config = uvicorn_config(
@@ -253,6 +262,45 @@ def _drain(args: argparse.Namespace) -> int:
     return 0 if not args.wait or status != nodes.UP else 1
 
 
+def _trunks(args: argparse.Namespace) -> int:
+    """``callroom trunks add|list|remove``: an account's SIP trunks, in the database (a running node takes a
+    change within its refresh; see callroom/trunk_sync.py)."""
+    import time
+
+    from callroom.store.engine import Store
+    from callroom.store.trunk_config import put_trunks
+
+    store = Store(_database_url(args))
+    store.migrate()
+    try:
+        if args.trunks_command == "add":
+            try:
+                put_trunks(store, args.account, TrunkSettings.gather([args.spec]))
+            except ValueError as exc:
+                print(f"callroom trunks add: {exc}", file=sys.stderr)
+                return 2
+            return 0
+        with store.transaction() as tx:
+            account = tx.get_account_by_name(args.account)
+            trunks = tx.list_trunks(account.id, 1, 250)[0] if account is not None else []
+            if args.trunks_command == "remove":
+                gone = [t for t in trunks if args.name in (t.id, t.name)]
+                if not gone:
+                    print(f"callroom trunks remove: no trunk {args.name!r} in {args.account}", file=sys.stderr)
+                    return 1
+                tx.delete_trunk(gone[0].account_id, gone[0].id)
+                return 0
+            numbers = tx.list_phone_numbers(account.id, 1, 250)[0] if account is not None else []
+        for t in trunks:
+            brought = [n.phone_number for n in numbers if n.trunk_id == t.id]
+            print(f"{t.id}  {t.name:16} {t.transport} {t.host}:{t.port}  user={t.username or '-'}"
+                  f"  register={'yes' if t.register else 'no'}  caller_id={t.caller_id_header}"
+                  f"  numbers={','.join(brought) or '-'}  updated={time.strftime('%F %T', time.gmtime(t.updated_at))}")
+        return 0
+    finally:
+        store.dispose()
+
+
 def _phone(args: argparse.Namespace) -> int:
     key = args.api_key or os.environ.get("CALLROOM_API_KEY")
     key_file = args.data_dir / "initial-api-key"
@@ -306,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
                             "sip:...), e.g. +15550000100=virtual:agent1;tone=700 (repeatable)")
     serve.add_argument("--number-plan", action="append", default=[], type=Path, metavar="FILE",
                        help="a TOML file whose [numbers] table maps numbers to endpoints")
+    serve.add_argument("--trunk", action="append", default=[], metavar="NAME=sip:[USER:PASSWORD@]HOST[:PORT][;k=v]",
+                       help="a SIP trunk of the default account (created or changed at start), e.g. carrier=sip:"
+                            "acct:pw@gw.example.net;register=600;caller_id=pai;numbers=+15550001000 (repeatable)")
+    serve.add_argument("--trunks-file", action="append", default=[], type=Path, metavar="FILE",
+                       help="a TOML file of [trunks.NAME] tables (host, port, transport, username, password, "
+                            "register, caller_id, allowed_from, number_format, tech_prefix, codecs, numbers)")
     serve.add_argument("--drain-timeout", type=float, default=os.environ.get("CALLROOM_DRAIN_TIMEOUT"),
                        help="on SIGTERM/Ctrl-C or 'callroom drain': how long calls in progress may go on before "
                             "the node hangs them up (default 30 s; a second signal: at once)")
@@ -355,6 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     drain.add_argument("--wait", type=float, default=0.0, metavar="SECS",
                        help="wait up to this long for the node to stop (exit 1 if it has not)")
     drain.set_defaults(func=_drain)
+
+    trunks = sub.add_parser("trunks", help="SIP trunks to the phone network (an account's)")
+    trunks.add_argument("--account", default="default", help="the account (default: default)")
+    trunks_sub = trunks.add_subparsers(dest="trunks_command", required=True)
+    trunk_add = trunks_sub.add_parser("add", help="add a trunk, or change the one of that name")
+    trunk_add.add_argument("spec", metavar="NAME=sip:[USER:PASSWORD@]HOST[:PORT][;key=value]...")
+    trunks_sub.add_parser("list", help="list the account's trunks and the numbers they bring")
+    trunk_remove = trunks_sub.add_parser("remove", help="remove a trunk (its numbers stay, without a trunk)")
+    trunk_remove.add_argument("name", help="the trunk's name or id")
+    trunks.set_defaults(func=_trunks)
 
     phone = sub.add_parser("phone", help="virtual phones")
     phone_sub = phone.add_subparsers(dest="phone_command", required=True)

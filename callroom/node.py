@@ -66,7 +66,8 @@ from callroom.outbound import AddressPolicy
 from callroom.store import cooperative, nodes
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery
-from callroom.trunk_sync import TrunkSync, put_trunks
+from callroom.store.trunk_config import put_trunks
+from callroom.trunk_sync import TrunkSync
 from callroom.webhooks.dispatcher import BACKOFF, Dispatcher
 from callroom.webhooks.signing import WebhookSigner
 

@@ -11,38 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import uuid
 
 from callroom.control.service import Control
 from callroom.endpoints.media_process import MediaProcess
 from callroom.model.messages import SetTrunks, TrunkStatus
 from callroom.model.numbers import normalise
-from callroom.model.records import Account
-from callroom.model.trunks import TrunkDirectory, TrunkSettings
+from callroom.model.trunks import TrunkDirectory
 from callroom.store import cooperative
 from callroom.store.engine import Store
+from callroom.store.trunk_config import load_directory
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECS = 10.0
-
-
-def put_trunks(store: Store, account_name: str, specs: tuple[TrunkSettings, ...]) -> None:
-    """Create or change the trunks ``specs`` in the account ``account_name`` (created if needed)."""
-    now = time.time()
-    with store.transaction() as tx:
-        account = tx.get_account_by_name(account_name)
-        if account is None:
-            account = Account(id=str(uuid.uuid4()), name=account_name, created_at=now)
-            tx.insert_account(account)
-        for spec in specs:
-            tx.put_trunk(account.id, spec, now)
-
-
-def load_directory(store: Store) -> TrunkDirectory:
-    with store.transaction(read_only=True) as tx:
-        return TrunkDirectory.of(tx.all_trunks(), tx.all_phone_numbers())
 
 
 class TrunkSync:

@@ -19,8 +19,10 @@ A trunk is written as settings (a TOML table, a JSON body) or as one line (``--t
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -196,6 +198,23 @@ class TrunkSettings:
             else:
                 table[key] = value
         return cls.of(name, table)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[TrunkSettings, ...]:
+        """The ``[trunks.NAME]`` tables of a TOML file."""
+        with path.open("rb") as f:
+            tables = tomllib.load(f).get("trunks", {})
+        if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+            raise ValueError(f"{path}: write each trunk as a [trunks.NAME] table")
+        return tuple(cls.of(name, table) for name, table in tables.items())
+
+    @classmethod
+    def gather(cls, lines: Iterable[str], files: Iterable[Path] = ()) -> tuple[TrunkSettings, ...]:
+        """``--trunk`` lines and trunks files together, each checked (``ValueError``: the first wrong one)."""
+        specs = [spec for path in files for spec in cls.load(path)] + [cls.parse(line) for line in lines]
+        for spec in specs:
+            spec.trunk("-", "-", 0.0)  # checks every setting
+        return tuple(specs)
 
     def trunk(self, trunk_id: str, account_id: str, now: float) -> Trunk:
         trunk = Trunk(id=trunk_id, account_id=account_id, name=self.name, host=str(self.settings.get("host", "")),
