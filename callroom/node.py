@@ -347,7 +347,7 @@ class Node:
             return
         from_, to = call.from_, call.to
         if call.trunk_ids:  # from a trunk: to one of our numbers, or nowhere
-            target = self.trunks.inbound_target(call.trunk_ids, call.user, call.from_)
+            target = self.trunks.inbound_target(call.trunk_ids, call.user, call.from_, call.to)
             if isinstance(target, int):
                 self.media.send(RefuseSipCall(call.sip_call_id, target))
                 return

@@ -20,6 +20,7 @@ from callroom.model.trunks import TrunkDirectory
 from callroom.store import cooperative
 from callroom.store.engine import Store
 from callroom.store.trunk_config import load_directory
+from callroom.timefmt import iso
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,20 @@ class TrunkSync:
         status = self.statuses.get(trunk_id)
         if status is None:
             return {"state": "registering", "status": None, "expires_at": None}
-        return {"state": status.state, "status": status.status, "expires_at": status.expires_at,
+        return {"state": status.state, "status": status.status,
+                "expires_at": iso(status.expires_at) if status.expires_at is not None else None,
                 "detail": status.detail or None}
 
-    def inbound_target(self, trunk_ids: tuple[str, ...], user: str, caller: str) -> tuple[str, str, str, str] | int:
+    def inbound_target(self, trunk_ids: tuple[str, ...], user: str, caller: str,
+                       to: str = "") -> tuple[str, str, str, str] | int:  # fmt: skip
         """Where a call from a trunk goes: (account id, connection id, from, to), or the SIP status that
-        refuses it (404: not a number of the trunk's account, or one assigned to no application)."""
+        refuses it (404: not a number of the trunk's account, or one assigned to no application). The number
+        is the Request-URI's user, or the To's (a provider that sends calls to our registered contact)."""
         directory = self.control.trunks
-        for trunk_id in trunk_ids:
+        to_user = to.removeprefix("sip:").split("@", 1)[0]
+        for trunk_id, called in ((t, u) for t in trunk_ids for u in dict.fromkeys((user, to_user)) if u):
             trunk = directory.trunks.get(trunk_id)
-            number = trunk.number_of_user(user) if trunk is not None else None
+            number = trunk.number_of_user(called) if trunk is not None else None
             owned = directory.number(number) if number is not None else None
             if trunk is None or owned is None or number is None or owned.account_id != trunk.account_id:
                 continue

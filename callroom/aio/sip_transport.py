@@ -195,6 +195,16 @@ class SipTransport:
         self.endpoint.hangup(call_id, self._loop.time())
         self._flush()
 
+    def register(self, key: str, registrar: SipUri, aor: SipUri, *, addr: Addr,
+                 credentials: tuple[str, str] | None, expires: int) -> None:  # fmt: skip
+        self.endpoint.register(key, registrar, aor, self._loop.time(), addr=addr, credentials=credentials,
+                               expires=expires)
+        self._flush()
+
+    def unregister(self, key: str) -> None:
+        self.endpoint.unregister(key, self._loop.time())
+        self._flush()
+
     # ---- I/O -------------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, addr: Addr) -> None:
         """Queue the datagram: SIP is handled in slices of ``RECEIVE_BUDGET`` seconds per loop turn, so a burst

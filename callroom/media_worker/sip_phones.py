@@ -40,12 +40,14 @@ from callroom.model.messages import (
     SipHangup,
     SipMediaTimeout,
     SipQuality,
+    TrunkStatus,
 )
 from callroom.model.trunks import TRUNK_PREFIX, Trunk
 from callroom.sip import call as sip_events
 from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
 from callroom.sip.message import SipRequest
+from callroom.sip.register import RegistrationChanged
 from callroom.sip.sdp import SessionDescription, accept_answer, make_offer, negotiate_answer
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,8 @@ class SipPhones:
         self._sweeper: asyncio.TimerHandle | None = None
         self.media_timeouts = 0  # legs hung up because their far end went silent
         self.trunks = TrunkBook()
+        self.registering: dict[str, Trunk] = {}  # trunks whose registration we keep, as they were then
+        self.on_trunk_status: Callable[[TrunkStatus], None] = lambda _status: None
 
     @property
     def media_ip(self) -> str:
@@ -120,6 +124,7 @@ class SipPhones:
             self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
             advertise=self.config.advertise, sources=TrunkOrNetworks(self.trunks, SourceNetworks(allow)),
         )
+        self._sync_registrations()
         if self.config.rtp_timeout > 0:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
 
@@ -164,8 +169,34 @@ class SipPhones:
             log.info("cannot ring %s: %s", sip_call_id, exc)
 
     def set_trunks(self, trunks: tuple[Trunk, ...]) -> None:
-        """The trunks changed (added, edited, removed): calls in progress keep going as they are."""
-        self._spawn(self.trunks.set(trunks))
+        """The trunks changed (added, edited, removed): calls in progress keep going as they are; a
+        registration starts afresh when its trunk changed, and stops when it is gone."""
+        self._spawn(self._set_trunks(trunks))
+
+    async def _set_trunks(self, trunks: tuple[Trunk, ...]) -> None:
+        await self.trunks.set(trunks)
+        self._sync_registrations()
+
+    def _sync_registrations(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        wanted = {t.id: t for t in self.trunks.trunks.values() if t.register and t.username and t.password}
+        for trunk_id in [k for k, t in self.registering.items() if wanted.get(k) != t]:
+            del self.registering[trunk_id]
+            transport.unregister(trunk_id)
+        for trunk_id, trunk in wanted.items():
+            if trunk_id in self.registering:
+                continue
+            hosts = self.trunks.addresses.get(trunk_id, ())
+            if not hosts:
+                self.on_trunk_status(TrunkStatus(trunk_id, "failed", None, None, f"{trunk.host} has no address"))
+                continue
+            assert trunk.username is not None and trunk.password is not None
+            self.registering[trunk_id] = trunk
+            transport.register(trunk_id, SipUri(trunk.host, port=trunk.port), SipUri(trunk.host, user=trunk.username),
+                               addr=(hosts[0], trunk.port), credentials=(trunk.username, trunk.password),
+                               expires=trunk.register_expires)
 
     def refuse(self, sip_call_id: str, status: int) -> None:
         self.awaiting.discard(sip_call_id)
@@ -407,6 +438,10 @@ class SipPhones:
                 self._ended(call_id, "487" if isinstance(ev, sip_events.CallCancelled) else "200")
             case sip_events.ReInviteReceived(call_id=call_id, new_sdp=sdp):
                 self._spawn(self._reinvite(call_id, sdp))
+            case RegistrationChanged(key=trunk_id, state=state, status=status, expires_at=at, reason=reason):
+                # The endpoint's clock is the loop's: the API shows wall-clock time.
+                wall = time.time() + (at - asyncio.get_running_loop().time()) if at is not None else None
+                self.on_trunk_status(TrunkStatus(trunk_id, state.name.lower(), status, wall, reason))
             case _:
                 pass
 

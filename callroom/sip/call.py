@@ -13,6 +13,7 @@ from enum import Enum, auto
 from callroom.errors import IllegalTransition
 from callroom.sip.dialog import Dialog, Retransmit2xx
 from callroom.sip.message import NameAddr, SipRequest, SipUri
+from callroom.sip.register import RegistrationChanged
 from callroom.sip.sdp import SessionDescription
 from callroom.sip.transaction import Addr
 
@@ -171,7 +172,8 @@ class OptionsPing:
     request_uri: SipUri
 
 
+# What the endpoint reports: its calls' events, and (not a call's) a registration's change.
 CallEvent = (
     IncomingCall | CallRinging | CallAnswered | CallConfirmed | CallFailed | CallEnded | CallCancelled
-    | ReInviteReceived | ReInviteAnswered | ReInviteFailed | OptionsPing
+    | ReInviteReceived | ReInviteAnswered | ReInviteFailed | OptionsPing | RegistrationChanged
 )  # fmt: skip

@@ -57,6 +57,7 @@ from callroom.sip.message import (
     response_to,
     salvage_request,
 )  # fmt: skip
+from callroom.sip.register import Registration, RegistrationInput
 from callroom.sip.sdp import SessionDescription
 from callroom.sip.transaction import (
     Addr,
@@ -89,6 +90,8 @@ class SipEndpoint:
         self.transactions = TransactionLayer()
         self.calls: dict[str, Call] = {}
         self._answering: dict[str, Call] = {}  # calls that may have a 2xx to retransmit (pruned lazily)
+        self.registrations: dict[str, Registration] = {}  # ours with registrars (trunks), by key
+        self._registering: dict[str, str] = {}  # REGISTER transaction id -> registration key
         self._rng = rng or random.SystemRandom()
         self._events: deque[CallEvent] = deque()
 
@@ -113,10 +116,14 @@ class SipEndpoint:
         for call in self._answering.values():  # the few calls whose 2xx awaits its ACK, not every call
             if call.retransmit is not None:
                 deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
+        deadlines += [reg.next_at for reg in self.registrations.values() if reg.next_at is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         self.transactions.handle_timer(now)
+        for reg in list(self.registrations.values()):
+            if reg.next_at is not None and reg.next_at <= now and reg.tx is None:
+                self._send_register(reg, now)
         for call in list(self._answering.values()):
             rt = call.retransmit
             if rt is None:
@@ -251,6 +258,48 @@ class SipEndpoint:
         else:
             raise IllegalTransition("call", call.state, "hangup")
 
+    def register(self, key: str, registrar: SipUri, aor: SipUri, now: float, *, addr: Addr,
+                 credentials: tuple[str, str] | None, expires: int) -> None:  # fmt: skip
+        """Register our contact for ``aor`` with ``registrar`` (at ``addr``) and keep it registered; one
+        registration per ``key`` (registering again under a key replaces it)."""
+        self.unregister(key, now)
+        contact = SipUri(host=self.local_addr[0], user=aor.user or self.contact.user, port=self.local_addr[1])
+        reg = Registration(key, registrar, aor, contact, addr, f"{self._token()}@{self.local_addr[0]}",
+                           self._token(), credentials, expires)
+        self.registrations[key] = reg
+        self._send_register(reg, now)
+
+    def unregister(self, key: str, now: float) -> None:
+        """Stop keeping ``key`` registered; a registration granted is removed (Expires: 0), unanswered."""
+        reg = self.registrations.pop(key, None)
+        if reg is None:
+            return
+        if reg.tx is not None:
+            self._registering.pop(reg.tx, None)
+        granted = reg.expires_at is not None
+        reg.fire(RegistrationInput.STOP)
+        if granted:
+            removal = reg.request(self._via(), self.user_agent, self._token(), expires=0)
+            self.transactions.send_request(removal, reg.addr, now)
+        self._events.append(reg.changed("stopped"))
+
+    def _send_register(self, reg: Registration, now: float) -> None:
+        tx = self.transactions.send_request(reg.request(self._via(), self.user_agent, self._token()), reg.addr, now)
+        self._registering[tx] = reg.key
+        reg.sent(tx)
+
+    def _on_register_response(self, key: str, resp: SipResponse, now: float) -> None:
+        reg = self.registrations.get(key)
+        if reg is None or resp.status < 200:
+            if reg is not None and reg.tx is not None:  # still waiting: keep the transaction's key
+                self._registering[reg.tx] = key
+            return
+        changed = reg.on_response(resp, now)
+        if changed is None:
+            self._send_register(reg, now)
+        else:
+            self._events.append(changed)
+
     # ---- internals: incoming requests ----------------------------------------------------------
     def _pump(self, now: float) -> None:
         while (ev := self.transactions.next_event()) is not None:
@@ -364,6 +413,9 @@ class SipEndpoint:
     # ---- internals: responses and timeouts -----------------------------------------------------
     def _on_response(self, ev: ResponseReceived, now: float) -> None:
         resp = ev.response
+        if ev.transaction_id is not None and (key := self._registering.pop(ev.transaction_id, None)) is not None:
+            self._on_register_response(key, resp, now)
+            return
         call = self.calls.get(resp.call_id)
         if call is None:
             return
@@ -461,6 +513,10 @@ class SipEndpoint:
             self._events.append(ReInviteFailed(call.call_id, resp.status, resp.reason))
 
     def _on_timeout(self, ev: TransactionTimeout, now: float) -> None:
+        key = self._registering.pop(ev.transaction_id, None)
+        if key is not None and (reg := self.registrations.get(key)) is not None:
+            self._events.append(reg.on_timeout(now))
+            return
         call = self.calls.get(ev.request.call_id)
         if call is None:
             return

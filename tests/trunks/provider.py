@@ -78,6 +78,31 @@ def gateway_scenario(challenge: int = 407, *, checks: dict[str, str] | None = No
     )
 
 
+def registrar_scenario() -> str:
+    """A registrar that challenges the first REGISTER, grants 4 s to the answer (so that the refresh comes
+    within the test), grants the refresh, and then sees our contact removed (Expires: 0)."""
+    ok = _RESPONSE.format(status="200 OK") + "[last_Contact:];expires=4\nContact-Length: 0\n\n"
+    ok = ok.replace("Contact-Length", "Content-Length")
+    verify = ('  <recv request="REGISTER">\n    <action>\n'
+              f'      <verifyauth assign_to="authvalid" username="{USERNAME}" password="{PASSWORD}"/>\n'
+              '    </action>\n  </recv>\n  <nop hide="true" test="authvalid" next="{label}"/>\n'
+              + _send(_RESPONSE.format(status="403 Forbidden") + "Content-Length: 0\n\n")
+              + '  <nop hide="true" next="end"/>\n  <label id="{label}"/>\n' + _send(ok))
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="registrar with digest">\n'
+        '  <recv request="REGISTER"/>\n'
+        + _send(_RESPONSE.format(status="401 Unauthorized")
+                + f'WWW-Authenticate: Digest realm="{REALM}", nonce="5a4b3c2d1e0f", qop="auth", algorithm=MD5\n'
+                + "Content-Length: 0\n\n")
+        + verify.replace("{label}", "granted") + verify.replace("{label}", "refreshed")
+        + '  <recv request="REGISTER">\n    <action>\n'
+        '      <ereg regexp="Expires: 0" search_in="msg" check_it="true" assign_to="removed"/>\n'
+        '    </action>\n  </recv>\n  <Reference variables="removed"/>\n'
+        + _send(_RESPONSE.format(status="200 OK") + "Content-Length: 0\n\n")
+        + '  <label id="end"/>\n</scenario>\n'
+    )
+
+
 def sipp() -> str:
     path = shutil.which("sipp")
     if path is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,15 @@ from tests.media.audio import tone_level
 from tests.support.node import NodeThread
 from tests.support.receiver import WebhookReceiver
 from tests.support.tenant import Tenant
-from tests.trunks.provider import PASSWORD, PROVIDER_IP, STRANGER_IP, USERNAME, Sipp, gateway_scenario
+from tests.trunks.provider import (
+    PASSWORD,
+    PROVIDER_IP,
+    STRANGER_IP,
+    USERNAME,
+    Sipp,
+    gateway_scenario,
+    registrar_scenario,
+)
 
 pytestmark = pytest.mark.sip
 
@@ -166,3 +174,28 @@ def test_calls_to_numbers_not_ours_and_from_strangers_are_refused(customer: Tena
         code, output = caller.wait()
         assert code != 0 and f"{status}" in output, output
     assert customer.events() == []
+
+
+def registration(tenant: Tenant, trunk_id: str, until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The trunk's registration as /v2/trunks shows it, once ``until`` holds (15 s at most)."""
+    deadline = time.monotonic() + 15
+    while True:
+        state: dict[str, Any] = api(tenant, "GET", f"/trunks/{trunk_id}").json()["data"]["registration"]
+        if until(state) or time.monotonic() > deadline:
+            return state
+        time.sleep(0.1)
+
+
+def test_register_with_the_provider_and_keep_it_alive(customer: Tenant, tmp_path: Path) -> None:
+    scenario = tmp_path / "registrar.xml"
+    scenario.write_text(registrar_scenario())
+    registrar = Sipp(["-sf", str(scenario), "-m", "1"], tmp_path)
+    trunk = add_trunk(customer, registrar.port, register=True, register_expires=60)
+    first = registration(customer, trunk["id"], lambda r: r["state"] == "registered")
+    assert (first["state"], first["status"]) == ("registered", 200), first
+    # Granted 4 s: the refresh goes out before they run out, and is granted for 4 s from then.
+    refreshed = registration(customer, trunk["id"], lambda r: r["expires_at"] != first["expires_at"])
+    assert refreshed["state"] == "registered" and refreshed["expires_at"] > first["expires_at"], refreshed
+    assert api(customer, "DELETE", f"/trunks/{trunk['id']}").status_code == 200  # our contact is removed
+    code, output = registrar.wait()
+    assert code == 0, output
