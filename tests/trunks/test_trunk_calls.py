@@ -199,3 +199,17 @@ def test_register_with_the_provider_and_keep_it_alive(customer: Tenant, tmp_path
     assert api(customer, "DELETE", f"/trunks/{trunk['id']}").status_code == 200  # our contact is removed
     code, output = registrar.wait()
     assert code == 0, output
+
+
+def test_numbers_through_the_sdk(customer: Tenant) -> None:
+    """/v2/phone_numbers as Telnyx's SDK lists, retrieves and updates them (the README's example)."""
+    add_trunk(customer, 5060, numbers=["+15550009903", "+15550009904"])
+    page = customer.client.phone_numbers.list(filter={"phone_number": "+15550009903"})
+    (number,) = page.data
+    assert number.phone_number == "+15550009903" and number.id
+    updated = customer.client.phone_numbers.update(number.id, connection_id=customer.connection_id)
+    assert updated.data is not None and updated.data.connection_id == customer.connection_id
+    fetched = customer.client.phone_numbers.retrieve(number.id)
+    assert fetched.data is not None and fetched.data.connection_id == customer.connection_id
+    mine = customer.client.phone_numbers.list(filter={"connection_id": customer.connection_id})
+    assert [n.phone_number for n in mine.data] == ["+15550009903"]
