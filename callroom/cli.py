@@ -79,7 +79,12 @@ def _serve(args: argparse.Namespace) -> int:
         credentials = tuple(tuple(c.split(":", 1)) for c in args.sip_credential if ":" in c)
         sip = SipConfig(host=args.sip_host, port=args.sip_port, advertise=args.sip_advertise,
                         rtp_ports=(int(low), int(high)), allow=tuple(n.strip() for n in args.sip_allow.split(",")),
-                        credentials=credentials, rtp_timeout=args.rtp_timeout)
+                        credentials=credentials, rtp_timeout=args.rtp_timeout, tcp_port=args.sip_tcp_port,
+                        tls_port=args.sip_tls_port, tls_cert=args.sip_tls_cert, tls_key=args.sip_tls_key,
+                        tls_ca=args.sip_tls_ca)
+        if sip.tls_port is not None and not (sip.tls_cert and sip.tls_key):
+            print("callroom serve: --sip-tls-port needs --sip-tls-cert and --sip-tls-key", file=sys.stderr)
+            return 2
     limits = Limits(max_calls=args.max_calls, max_calls_per_second=args.max_calls_per_second,
                     max_tick_lateness_ms=args.max_tick_lateness, max_setup_backlog=args.max_setup_backlog)
     rate, _, burst = args.rate_limit.partition(":")
@@ -336,6 +341,14 @@ def main(argv: list[str] | None = None) -> int:
                        help="comma-separated networks allowed to call in")
     serve.add_argument("--sip-credential", action="append", default=[], metavar="USER:PASSWORD",
                        help="digest credentials callers must prove (repeat for several; none: networks only)")
+    serve.add_argument("--sip-tcp-port", type=int, default=None, metavar="PORT",
+                       help="take SIP over TCP too, on this port (0: a free one; default: UDP only)")
+    serve.add_argument("--sip-tls-port", type=int, default=None, metavar="PORT",
+                       help="take SIP over TLS too, on this port (5061 is usual), with --sip-tls-cert and --sip-tls-key")
+    serve.add_argument("--sip-tls-cert", metavar="FILE", help="this node's certificate (chain), PEM")
+    serve.add_argument("--sip-tls-key", metavar="FILE", help="the certificate's private key, PEM")
+    serve.add_argument("--sip-tls-ca", metavar="FILE",
+                       help="trust this CA (PEM) for TLS trunks' certificates instead of the system's CAs")
     serve.add_argument("--rtp-ports", default=os.environ.get("CALLROOM_RTP_PORTS", "20000-30000"))
     serve.add_argument("--rtp-timeout", type=float, default=float(os.environ.get("CALLROOM_RTP_TIMEOUT", 60)),
                        metavar="SECS", help="hang up an answered SIP call whose far end sends no media for this "

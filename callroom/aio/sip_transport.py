@@ -17,12 +17,14 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from callroom.aio.sip_stream import StreamConnections
 from callroom.sip.call import CallEvent, IncomingCall
 from callroom.sip.message import SipRequest, SipUri
 from callroom.sip.sdp import SessionDescription
@@ -134,6 +136,8 @@ class SipTransport:
         self.send_errors = 0  # datagrams the socket refused to send (an address it cannot reach)
         self.responses_sent: dict[int, int] = {}  # SIP responses by status code (retransmissions too)
         self.responses_received: dict[int, int] = {}
+        # TCP and TLS: their messages join the datagrams' inbox; messages to their peers go over them.
+        self.streams = StreamConnections(self._on_datagram, endpoint.stream_opened, endpoint.stream_closed)
 
     @classmethod
     async def open(cls, host: str = "127.0.0.1", port: int = 5060, *,
@@ -204,6 +208,12 @@ class SipTransport:
     def unregister(self, key: str) -> None:
         self.endpoint.unregister(key, self._loop.time())
         self._flush()
+
+    async def listen_stream(self, host: str, port: int, kind: str, context: ssl.SSLContext | None = None) -> int:
+        """Take SIP over ``kind`` ("TCP", or "TLS" with ``context``) on ``host:port`` too; the port bound."""
+        bound = await self.streams.listen(host, port, kind, context)
+        self.endpoint.stream_ports[kind] = bound
+        return bound
 
     # ---- I/O -------------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, addr: Addr) -> None:
@@ -280,6 +290,10 @@ class SipTransport:
             return
         if data.startswith(b"SIP/2.0 "):
             _count_status(self.responses_sent, data)
+        if addr in self.endpoint.streams:
+            if not self.streams.send(addr, data):
+                self.send_errors += 1
+            return
         try:
             self._transport.sendto(data, addr)
         except (OSError, ValueError, TypeError, OverflowError) as exc:
@@ -329,6 +343,7 @@ class SipTransport:
         self._closed = True
         self._arm_timer()
         self._transport.close()
+        self.streams.close()
 
     async def __aenter__(self) -> SipTransport:
         return self

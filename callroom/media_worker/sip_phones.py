@@ -25,6 +25,7 @@ from typing import Any
 
 from callroom.admission import Admission, Load
 from callroom.aio.rtp_leg import RtpLeg
+from callroom.aio.sip_stream import client_context, server_context
 from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport, SourceNetworks
 from callroom.errors import CallroomError, MediaError, ProtocolError
 from callroom.media.engine import MediaEngine
@@ -70,6 +71,7 @@ class SipLeg:
 Report = Callable[[SipFact], None]
 
 SWEEP_INTERVAL: float = 1.0  # seconds between checks for legs whose far end went silent
+REGISTER_RETRY_SECS: float = 30.0  # a trunk we could not connect to for its REGISTER is tried again after this
 
 
 class Unanswerable(Exception):
@@ -106,6 +108,7 @@ class SipPhones:
         self.trunks = TrunkBook()
         self.registering: dict[str, Trunk] = {}  # trunks whose registration we keep, as they were then
         self.on_trunk_status: Callable[[TrunkStatus], None] = lambda _status: None
+        self._retry: asyncio.TimerHandle | None = None  # registrations that could not connect, tried again
 
     @property
     def media_ip(self) -> str:
@@ -124,9 +127,31 @@ class SipPhones:
             self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
             advertise=self.config.advertise, sources=TrunkOrNetworks(self.trunks, SourceNetworks(allow)),
         )
+        await self._listen_streams()
         self._sync_registrations()
         if self.config.rtp_timeout > 0:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
+
+    async def _listen_streams(self) -> None:
+        assert self.transport is not None
+        config = self.config
+        if config.tcp_port is not None:
+            port = await self.transport.listen_stream(config.host, config.tcp_port, "TCP")
+            log.info("SIP listening on tcp %s:%d", config.host, port)
+        if config.tls_port is not None:
+            if not (config.tls_cert and config.tls_key):
+                raise MediaError("SIP over TLS needs a certificate and its key")
+            port = await self.transport.listen_stream(config.host, config.tls_port, "TLS",
+                                                      server_context(config.tls_cert, config.tls_key))
+            log.info("SIP listening on tls %s:%d", config.host, port)
+
+    async def _connect(self, trunk: Trunk, addr: tuple[str, int]) -> None:
+        """A TCP or TLS trunk: a connection to its gateway (its certificate checked, for its host name)."""
+        assert self.transport is not None
+        if trunk.transport == "udp":
+            return
+        context = client_context(self.config.tls_ca) if trunk.transport == "tls" else None
+        await self.transport.streams.connect(addr, trunk.transport.upper(), context, server_hostname=trunk.host)
 
     @property
     def port(self) -> int:
@@ -134,6 +159,9 @@ class SipPhones:
         return self.transport.local_addr[1]
 
     def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -192,11 +220,31 @@ class SipPhones:
             if not hosts:
                 self.on_trunk_status(TrunkStatus(trunk_id, "failed", None, None, f"{trunk.host} has no address"))
                 continue
-            assert trunk.username is not None and trunk.password is not None
             self.registering[trunk_id] = trunk
-            transport.register(trunk_id, SipUri(trunk.host, port=trunk.port), SipUri(trunk.host, user=trunk.username),
-                               addr=(hosts[0], trunk.port), credentials=(trunk.username, trunk.password),
-                               expires=trunk.register_expires)
+            self._spawn(self._register(trunk, (hosts[0], trunk.port)))
+
+    def _retry_registrations(self) -> None:
+        self._retry = None
+        self._sync_registrations()
+
+    async def _register(self, trunk: Trunk, addr: tuple[str, int]) -> None:
+        assert trunk.username is not None and trunk.password is not None
+        try:
+            await self._connect(trunk, addr)
+        except OSError as exc:
+            log.warning("trunk %s: no connection to %s: %s", trunk.name, addr, exc)
+            self.on_trunk_status(TrunkStatus(trunk.id, "failed", None, None, f"no connection: {exc}"))
+            if self.registering.get(trunk.id) is trunk:  # tried again later
+                del self.registering[trunk.id]
+                if self._retry is None:
+                    self._retry = asyncio.get_running_loop().call_later(REGISTER_RETRY_SECS, self._retry_registrations)
+            return
+        if self.transport is None or self.registering.get(trunk.id) is not trunk:
+            return  # changed or gone meanwhile
+        params = {"transport": trunk.transport} if trunk.transport != "udp" else {}
+        self.transport.register(trunk.id, SipUri(trunk.host, port=trunk.port, params=dict(params)),
+                                SipUri(trunk.host, user=trunk.username), addr=addr,
+                                credentials=(trunk.username, trunk.password), expires=trunk.register_expires)
 
     def refuse(self, sip_call_id: str, status: int) -> None:
         self.awaiting.discard(sip_call_id)
@@ -298,8 +346,9 @@ class SipPhones:
         """A call to a number through a trunk: its Request-URI, caller ID, codecs and credentials."""
         assert self.transport is not None
         try:
+            await self._connect(how.trunk, how.addr)
             rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
-        except (MediaError, OSError) as exc:  # no RTP port free
+        except (MediaError, OSError) as exc:  # no connection to the gateway, or no RTP port free
             log.warning("cannot dial %s through trunk %s: %s", how.to, how.trunk.name, exc)
             self.report(SipFailed(cid, 503))
             return

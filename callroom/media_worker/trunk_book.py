@@ -82,7 +82,10 @@ class TrunkBook:
         hosts = self.addresses.get(trunk_id, ())
         if not hosts:
             raise LookupError(f"trunk {trunk.name}: gateway {trunk.host!r} has no address")
-        to = SipUri(trunk.host, user=user, port=trunk.port, params={"user": "phone"})
+        params: dict[str, str | None] = {"user": "phone"}
+        if trunk.transport != "udp":
+            params["transport"] = trunk.transport
+        to = SipUri(trunk.host, user=user, port=trunk.port, params=params)
         caller = from_number if trunk.number_format == "+e164" else from_number.lstrip("+")
         headers: tuple[tuple[str, str], ...] = ()
         if trunk.caller_id_header == "pai":

@@ -42,6 +42,13 @@ class SipConfig:
     # The SIP trunks (every account's, with their credentials): calls to numbers go out through them, and their
     # INVITEs come in by source address. Changed later with ``SetTrunks``.
     trunks: tuple[Trunk, ...] = ()
+    # SIP over TCP and TLS besides UDP (None: not listened for; 0: a free port). TLS needs the server's
+    # certificate and key (PEM files); trunks' certificates are checked against the system's CAs, or ``tls_ca``.
+    tcp_port: int | None = None
+    tls_port: int | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
 
 
 # -- API -> media --------------------------------------------------------------------------------------

@@ -87,6 +87,10 @@ class SipEndpoint:
             self.ip_version = 4
         self.user_agent = user_agent
         self.contact = SipUri(host=local_addr[0], user=user, port=local_addr[1])
+        # Stream connections (TCP, TLS) the adapter holds, by peer address, and the ports we listen on for
+        # each stream transport: what a message to such a peer says in its Via and Contact.
+        self.streams: dict[Addr, str] = {}
+        self.stream_ports: dict[str, int] = {}
         self.transactions = TransactionLayer()
         self.calls: dict[str, Call] = {}
         self._answering: dict[str, Call] = {}  # calls that may have a 2xx to retransmit (pruned lazily)
@@ -154,14 +158,15 @@ class SipEndpoint:
         frm = SipUri.parse(from_uri) if isinstance(from_uri, str) else from_uri
         call_id = f"{self._token()}@{self.local_addr[0]}"
         tag = self._token()
+        peer = addr or uri_addr(to)
         message = Headers()
-        message.add("Via", str(self._via()))
+        message.add("Via", str(self._via(peer)))
         message.add("Max-Forwards", "70")
         message.add("From", str(NameAddr(frm, display_name, {"tag": tag})))
         message.add("To", str(NameAddr(to)))
         message.add("Call-ID", call_id)
         message.add("CSeq", "1 INVITE")
-        message.add("Contact", f"<{self.contact}>")
+        message.add("Contact", f"<{self._contact(peer)}>")
         message.add("Allow", ALLOW)
         message.add("User-Agent", self.user_agent)
         for name, value in headers:
@@ -171,7 +176,6 @@ class SipEndpoint:
             message.add("Content-Type", "application/sdp")
             body = bytes(sdp)
         req = SipRequest("INVITE", to, message, body)
-        peer = addr or uri_addr(to)
         tx = self.transactions.send_request(req, peer, now)
         self.calls[call_id] = Call(call_id, False, req, tx, peer, tag, CallState.CALLING, local_sdp=sdp,
                                    credentials=credentials)
@@ -239,7 +243,7 @@ class SipEndpoint:
         if call.state is not CallState.ESTABLISHED or call.dialog is None or call.reinvite_tx is not None:
             raise IllegalTransition("call", call.state, "reinvite")
         call.fire(CallInput.REINVITE)
-        req = call.dialog.create_request("INVITE", self._via(), bytes(sdp), "application/sdp")
+        req = call.dialog.create_request("INVITE", self._via(self._hop(call)), bytes(sdp), "application/sdp")
         call.reinvite_tx = self.transactions.send_request(req, self._hop(call), now)
         call.reinvite_request = req
         call.local_sdp = sdp
@@ -263,7 +267,7 @@ class SipEndpoint:
         """Register our contact for ``aor`` with ``registrar`` (at ``addr``) and keep it registered; one
         registration per ``key`` (registering again under a key replaces it)."""
         self.unregister(key, now)
-        contact = SipUri(host=self.local_addr[0], user=aor.user or self.contact.user, port=self.local_addr[1])
+        contact = self._contact(addr, user=aor.user or self.contact.user)
         reg = Registration(key, registrar, aor, contact, addr, f"{self._token()}@{self.local_addr[0]}",
                            self._token(), credentials, expires)
         self.registrations[key] = reg
@@ -279,12 +283,13 @@ class SipEndpoint:
         granted = reg.expires_at is not None
         reg.fire(RegistrationInput.STOP)
         if granted:
-            removal = reg.request(self._via(), self.user_agent, self._token(), expires=0)
+            removal = reg.request(self._via(reg.addr), self.user_agent, self._token(), expires=0)
             self.transactions.send_request(removal, reg.addr, now)
         self._events.append(reg.changed("stopped"))
 
     def _send_register(self, reg: Registration, now: float) -> None:
-        tx = self.transactions.send_request(reg.request(self._via(), self.user_agent, self._token()), reg.addr, now)
+        request = reg.request(self._via(reg.addr), self.user_agent, self._token())
+        tx = self.transactions.send_request(request, reg.addr, now)
         self._registering[tx] = reg.key
         reg.sent(tx)
 
@@ -358,7 +363,7 @@ class SipEndpoint:
             self._send(tx, response_to(req, status, reason_phrase(status), self._token()), now)
             return
         call = Call(req.call_id, True, req, tx, source, self._token(), CallState.OFFERED)
-        call.dialog = Dialog.from_uas(req, call.local_tag, self.contact)
+        call.dialog = Dialog.from_uas(req, call.local_tag, self._contact(source))
         self.calls[req.call_id] = call
         self._events.append(IncomingCall(req.call_id, req.from_, req.to, req.uri, sdp, source))
 
@@ -455,7 +460,7 @@ class SipEndpoint:
                 self.transactions.send_stateless(call.last_ack, self._hop(call))
             return
         call.dialog = Dialog.from_uac(call.invite, resp)
-        call.last_ack = call.dialog.create_ack(self._via())
+        call.last_ack = call.dialog.create_ack(self._via(self._hop(call)))
         self.transactions.send_stateless(call.last_ack, self._hop(call))
         was_cancelling = call.state is CallState.CANCELLING
         call.fire(CallInput.ANSWER)
@@ -485,7 +490,7 @@ class SipEndpoint:
         headers = Headers()
         for name, value in call.invite.headers:
             if name == "Via":
-                value = str(self._via())
+                value = str(self._via(call.peer))
             elif name == "CSeq":
                 value = f"{call.invite.cseq.seq + 1} INVITE"
             elif name in ("Authorization", "Proxy-Authorization"):
@@ -504,7 +509,7 @@ class SipEndpoint:
         call.reinvite_tx = call.reinvite_request = None
         if resp.status < 300:
             call.dialog.receive_response(resp)
-            call.last_ack = call.dialog.create_ack(self._via())
+            call.last_ack = call.dialog.create_ack(self._via(self._hop(call)))
             self.transactions.send_stateless(call.last_ack, self._hop(call))
             self._events.append(ReInviteAnswered(call.call_id, _sdp_or_none(resp)))
         elif resp.status in (408, 481):
@@ -552,7 +557,7 @@ class SipEndpoint:
 
     def _send_bye(self, call: Call, now: float) -> None:
         assert call.dialog is not None
-        bye = call.dialog.create_request("BYE", self._via(), extra=(("User-Agent", self.user_agent),))
+        bye = call.dialog.create_request("BYE", self._via(self._hop(call)), extra=(("User-Agent", self.user_agent),))
         self.transactions.send_request(bye, self._hop(call), now)
         self._forget(call)
 
@@ -570,7 +575,7 @@ class SipEndpoint:
                   reason: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> SipResponse:  # fmt: skip
         extra: list[tuple[str, str]] = list(headers)
         if status < 300:
-            extra += [("Contact", f"<{self.contact}>"), ("Allow", ALLOW)]
+            extra += [("Contact", f"<{self._contact(call.peer)}>"), ("Allow", ALLOW)]
             extra += [("Record-Route", str(r)) for r in req.record_route]
         if sdp is not None:
             extra.append(("Content-Type", "application/sdp"))
@@ -588,6 +593,8 @@ class SipEndpoint:
         lookup is a gift to whoever controls the name); an address we cannot send to (IPv6 on an IPv4
         socket) is not tried."""
         assert call.dialog is not None
+        if call.peer in self.streams:  # over the call's connection (the peer's Contact may name another port)
+            return call.peer
         hop = call.dialog.next_hop()
         return hop if self.sendable(hop) else call.peer
 
@@ -602,9 +609,29 @@ class SipEndpoint:
     def _peer_of(self, req: SipRequest) -> Addr:
         return req.top_via.response_addr()
 
-    def _via(self) -> Via:
+    def _via(self, peer: Addr | None = None) -> Via:
+        """Our Via for a request to ``peer``: the transport it is reached over, and our port for it."""
         params: dict[str, str | None] = {"branch": "z9hG4bK" + self._token(), "rport": None}
-        return Via(self.local_addr[0], self.local_addr[1], "UDP", params)
+        transport = self.streams.get(peer, "UDP") if peer is not None else "UDP"
+        return Via(self.local_addr[0], self.stream_ports.get(transport, self.local_addr[1]), transport, params)
+
+    def _contact(self, peer: Addr, user: str | None = None) -> SipUri:
+        """Our Contact for a dialog or registration with ``peer`` (``;transport=tcp`` or ``tls`` over a stream)."""
+        transport = self.streams.get(peer)
+        if transport is None:
+            return self.contact if user is None else SipUri(self.contact.host, user=user, port=self.contact.port)
+        return SipUri(self.contact.host, user=user or self.contact.user, port=self.stream_ports.get(transport),
+                      params={"transport": transport.lower()})
+
+    def stream_opened(self, peer: Addr, transport: str) -> None:
+        """The adapter holds a ``transport`` ("TCP" or "TLS") connection with ``peer``: messages to it go there."""
+        self.streams[peer] = transport
+        self.transactions.streams.add(peer)
+
+    def stream_closed(self, peer: Addr) -> None:
+        """The connection with ``peer`` is gone: what was under way with it times out."""
+        self.streams.pop(peer, None)
+        self.transactions.streams.discard(peer)
 
     def _token(self) -> str:
         return f"{self._rng.getrandbits(64):016x}"

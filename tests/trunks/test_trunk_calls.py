@@ -213,3 +213,25 @@ def test_numbers_through_the_sdk(customer: Tenant) -> None:
     assert fetched.data is not None and fetched.data.connection_id == customer.connection_id
     mine = customer.client.phone_numbers.list(filter={"connection_id": customer.connection_id})
     assert [n.phone_number for n in mine.data] == ["+15550009903"]
+
+
+def test_a_tcp_trunk(customer: Tenant, tmp_path: Path) -> None:
+    """The same gateway over TCP: one connection carries the challenge, the answer, the call and its BYE."""
+    scenario = tmp_path / "gateway.xml"
+    scenario.write_text(gateway_scenario(401, checks={"msg": r"INVITE sip:\+15557654325@127\.0\.0\.2:[0-9]+;"
+                                                             r"user=phone;transport=tcp SIP/2\.0",
+                                                      "Via:": "SIP/2.0/TCP"}))
+    gateway = Sipp(["-sf", str(scenario), "-m", "1", "-t", "t1", "-rtp_echo"], tmp_path)
+    add_trunk(customer, gateway.port, transport="tcp")
+    resp = customer.client.calls.dial(connection_id=customer.connection_id, from_="+15550001111", to="+15557654325")
+    assert resp.data is not None
+    cid = resp.data.call_control_id
+    customer.event("call.answered", cid, timeout=15)
+    talker = customer.dial("talker", "answer_after=0;tone=700")
+    customer.client.calls.actions.bridge(cid, call_control_id_to_bridge_with=talker)
+    time.sleep(1.2)
+    assert tone_level(customer.heard(talker, 0.5), 700) > 1000, "the echo should come back across the trunk"
+    customer.client.calls.actions.hangup(cid)
+    customer.event("call.hangup", cid)
+    code, output = gateway.wait()
+    assert code == 0, output
