@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--sip-tcp-port", type=int, default=None, metavar="PORT",
                        help="take SIP over TCP too, on this port (0: a free one; default: UDP only)")
     serve.add_argument("--sip-tls-port", type=int, default=None, metavar="PORT",
-                       help="take SIP over TLS too, on this port (5061 is usual), with --sip-tls-cert and --sip-tls-key")
+                       help="take SIP over TLS too, on this port (5061 is usual; --sip-tls-cert, --sip-tls-key)")
     serve.add_argument("--sip-tls-cert", metavar="FILE", help="this node's certificate (chain), PEM")
     serve.add_argument("--sip-tls-key", metavar="FILE", help="the certificate's private key, PEM")
     serve.add_argument("--sip-tls-ca", metavar="FILE",
