@@ -109,6 +109,7 @@ class SipPhones:
         self.registering: dict[str, Trunk] = {}  # trunks whose registration we keep, as they were then
         self.on_trunk_status: Callable[[TrunkStatus], None] = lambda _status: None
         self._retry: asyncio.TimerHandle | None = None  # registrations that could not connect, tried again
+        self._trunks_set: asyncio.Task[None] | None = None  # the last change of trunks (dials through one wait)
 
     @property
     def media_ip(self) -> str:
@@ -199,9 +200,14 @@ class SipPhones:
     def set_trunks(self, trunks: tuple[Trunk, ...]) -> None:
         """The trunks changed (added, edited, removed): calls in progress keep going as they are; a
         registration starts afresh when its trunk changed, and stops when it is gone."""
-        self._spawn(self._set_trunks(trunks))
+        previous = self._trunks_set
+        self._trunks_set = asyncio.get_running_loop().create_task(self._set_trunks(previous, trunks))
+        self._tasks.add(self._trunks_set)
+        self._trunks_set.add_done_callback(self._task_done)
 
-    async def _set_trunks(self, trunks: tuple[Trunk, ...]) -> None:
+    async def _set_trunks(self, previous: asyncio.Task[None] | None, trunks: tuple[Trunk, ...]) -> None:
+        if previous is not None:  # in the order they came
+            await asyncio.wait([previous])
         await self.trunks.set(trunks)
         self._sync_registrations()
 
@@ -307,6 +313,8 @@ class SipPhones:
     async def _dial(self, cid: str, endpoint: str, from_: str) -> None:
         assert self.transport is not None
         if endpoint.startswith(TRUNK_PREFIX):
+            if self._trunks_set is not None:  # a trunk added just before the call: its address looked up
+                await asyncio.wait([self._trunks_set])
             try:
                 trunk_invite = self.trunks.invite(endpoint, from_, self.media_ip)
             except (LookupError, ValueError) as exc:

@@ -4,14 +4,11 @@ with its credentials and our caller ID, and the carrier's calls to our numbers r
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import telnyx
 
 from callroom.model.messages import SipConfig
 from tests.media.audio import tone_level
@@ -19,7 +16,6 @@ from tests.support.node import NodeThread
 from tests.support.receiver import WebhookReceiver
 from tests.support.tenant import Tenant
 from tests.trunks.provider import (
-    PASSWORD,
     PROVIDER_IP,
     STRANGER_IP,
     USERNAME,
@@ -27,6 +23,7 @@ from tests.trunks.provider import (
     gateway_scenario,
     registrar_scenario,
 )
+from tests.trunks.tenants import add_trunk, api, make_tenant
 
 pytestmark = pytest.mark.sip
 
@@ -42,37 +39,7 @@ def carrier_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThrea
 
 @pytest.fixture
 def customer(carrier_node: NodeThread, receiver: WebhookReceiver) -> Tenant:
-    name = f"acct-{uuid.uuid4().hex[:10]}"
-    key = carrier_node.new_key(name)
-    client = telnyx.Telnyx(api_key=key, base_url=carrier_node.base_url, public_key=carrier_node.public_key,
-                           max_retries=0)
-    path = f"/hooks/{name}"
-    app = client.call_control_applications.create(application_name=name, webhook_event_url=receiver.url(path))
-    assert app.data is not None and app.data.id
-    return Tenant(client=client, node=carrier_node, receiver=receiver, api_key=key, path=path,
-                  connection_id=app.data.id)
-
-
-def api(tenant: Tenant, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-    return httpx.request(method, f"{tenant.node.base_url}{path}", json=body,
-                         headers={"Authorization": f"Bearer {tenant.api_key}"})
-
-
-def add_trunk(tenant: Tenant, port: int, **settings: Any) -> dict[str, Any]:
-    """A trunk to the provider at ``port``, chosen by the tenant's application for its calls to numbers."""
-    body = {"name": "carrier", "host": PROVIDER_IP, "port": port, "username": USERNAME, "password": PASSWORD,
-            **settings}
-    resp = api(tenant, "POST", "/trunks", body)
-    assert resp.status_code == 200, resp.text
-    trunk: dict[str, Any] = resp.json()["data"]
-    assert trunk["password_set"] is True and "password" not in trunk
-    app = api(tenant, "GET", f"/call_control_applications/{tenant.connection_id}").json()["data"]
-    resp = api(tenant, "PATCH", f"/call_control_applications/{tenant.connection_id}",
-               {"application_name": app["application_name"], "webhook_event_url": app["webhook_event_url"],
-                "outbound": {"outbound_voice_profile_id": trunk["id"]}})
-    assert resp.status_code == 200, resp.text
-    time.sleep(0.2)  # the media process takes the new trunk on its own loop
-    return trunk
+    return make_tenant(carrier_node, receiver)
 
 
 def test_a_call_to_a_number_goes_through_the_trunk_with_credentials_and_caller_id(
