@@ -346,14 +346,14 @@ class Node:
             self.media.send(RefuseSipCall(call.sip_call_id, 503))
             return
         from_, to = call.from_, call.to
-        if call.trunk_ids:  # from a trunk: to one of our numbers, or nowhere
-            target = self.trunks.inbound_target(call.trunk_ids, call.user, call.from_, call.to)
-            if isinstance(target, int):
-                self.media.send(RefuseSipCall(call.sip_call_id, target))
-                return
+        target = self.trunks.inbound_target(call.trunk_ids, call.user, call.from_, call.to) if call.trunk_ids else 404
+        if isinstance(target, tuple):  # from a trunk, to one of our numbers
             account_id, connection_id, from_, to = target
             with self.store.transaction() as tx:
                 app = tx.get_application(account_id, connection_id)
+        elif call.trunk_ids and not call.phone:  # from a trunk only: to one of our numbers, or nowhere
+            self.media.send(RefuseSipCall(call.sip_call_id, target))
+            return
         else:
             with self.store.transaction() as tx:
                 app = tx.application_for_sip_user(call.user)

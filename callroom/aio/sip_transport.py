@@ -62,13 +62,14 @@ class SourceNetworks:
         self.networks = tuple(ipaddress.ip_network(n) if isinstance(n, str) else n for n in networks)
 
     def __call__(self, call: IncomingCall, invite: SipRequest) -> Rejection | None:
+        return None if self.admits(call.source_addr[0]) else Rejection(403, "Forbidden")
+
+    def admits(self, host: str) -> bool:
         try:
-            source = ipaddress.ip_address(call.source_addr[0].split("%")[0])
+            source = ipaddress.ip_address(host.split("%")[0])
         except ValueError:
-            return Rejection(403, "Forbidden")
-        if any(source in net for net in self.networks):
-            return None
-        return Rejection(403, "Forbidden")
+            return False
+        return any(source in net for net in self.networks)
 
 
 RECEIVE_BUDGET: Final = 0.002  # seconds of SIP work per turn of the loop before the tick gets its turn

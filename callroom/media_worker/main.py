@@ -89,7 +89,7 @@ class MediaWorker:
         if sip_config is not None:
             self.sip = SipPhones(self.engine, sip_config, on_incoming=self.send, report=self.send,
                                  admission=self.admission, load=self.load)
-            self.sip.on_trunk_status = self.send
+            self.sip.trunks.on_status = self.send
         self._ticks = 0
         self._reported: tuple[object, ...] = ()
         self._refusing = False  # refused a call within the last second

@@ -25,12 +25,13 @@ from typing import Any
 
 from callroom.admission import Admission, Load
 from callroom.aio.rtp_leg import RtpLeg
-from callroom.aio.sip_stream import client_context, server_context
+from callroom.aio.sip_stream import server_context
 from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport, SourceNetworks
 from callroom.errors import CallroomError, MediaError, ProtocolError
 from callroom.media.engine import MediaEngine
 from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, media_address, resolve
-from callroom.media_worker.trunk_book import TrunkBook, TrunkInvite, TrunkOrNetworks
+from callroom.media_worker.trunk_book import TrunkInvite, TrunkOrNetworks
+from callroom.media_worker.trunk_lines import TrunkLines
 from callroom.model import media as m
 from callroom.model.messages import (
     IncomingSipCall,
@@ -71,7 +72,6 @@ class SipLeg:
 Report = Callable[[SipFact], None]
 
 SWEEP_INTERVAL: float = 1.0  # seconds between checks for legs whose far end went silent
-REGISTER_RETRY_SECS: float = 30.0  # a trunk we could not connect to for its REGISTER is tried again after this
 
 
 class Unanswerable(Exception):
@@ -105,11 +105,8 @@ class SipPhones:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.media_timeouts = 0  # legs hung up because their far end went silent
-        self.trunks = TrunkBook()
-        self.registering: dict[str, Trunk] = {}  # trunks whose registration we keep, as they were then
-        self.on_trunk_status: Callable[[TrunkStatus], None] = lambda _status: None
-        self._retry: asyncio.TimerHandle | None = None  # registrations that could not connect, tried again
-        self._trunks_set: asyncio.Task[None] | None = None  # the last change of trunks (dials through one wait)
+        self.trunks = TrunkLines(config.tls_ca)
+        self._allowed = SourceNetworks(config.allow)  # phones' networks (--sip-allow), beside the trunks
 
     @property
     def media_ip(self) -> str:
@@ -117,19 +114,20 @@ class SipPhones:
 
     async def start(self) -> None:
         allow: Iterable[IpNetwork | str] = self.config.allow
+        self._allowed = SourceNetworks(allow)
         gates: list[InviteGate] = []
-        await self.trunks.set(self.config.trunks)
+        await self.trunks.book.set(self.config.trunks)
         if self.config.credentials:  # a trunk proves itself by its address: it is not challenged
             auth = DigestAuth(dict(self.config.credentials), self.config.realm, secrets.token_bytes(32))
-            gates.append(DigestGate(auth, exempt=lambda host: bool(self.trunks.trunks_at(host))))
+            gates.append(DigestGate(auth, exempt=lambda host: bool(self.trunks.book.trunks_at(host))))
         if self.admission is not None:  # last: only calls that may come in at all take from the budget
             gates.append(AdmissionGate(self.admission, self.load))
         self.transport = await SipTransport.open(
             self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
-            advertise=self.config.advertise, sources=TrunkOrNetworks(self.trunks, SourceNetworks(allow)),
+            advertise=self.config.advertise, sources=TrunkOrNetworks(self.trunks.book, self._allowed),
         )
         await self._listen_streams()
-        self._sync_registrations()
+        self.trunks.attach(self.transport)
         if self.config.rtp_timeout > 0:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
 
@@ -146,23 +144,13 @@ class SipPhones:
                                                       server_context(config.tls_cert, config.tls_key))
             log.info("SIP listening on tls %s:%d", config.host, port)
 
-    async def _connect(self, trunk: Trunk, addr: tuple[str, int]) -> None:
-        """A TCP or TLS trunk: a connection to its gateway (its certificate checked, for its host name)."""
-        assert self.transport is not None
-        if trunk.transport == "udp":
-            return
-        context = client_context(self.config.tls_ca) if trunk.transport == "tls" else None
-        await self.transport.streams.connect(addr, trunk.transport.upper(), context, server_hostname=trunk.host)
-
     @property
     def port(self) -> int:
         assert self.transport is not None
         return self.transport.local_addr[1]
 
     def close(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
+        self.trunks.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -198,59 +186,8 @@ class SipPhones:
             log.info("cannot ring %s: %s", sip_call_id, exc)
 
     def set_trunks(self, trunks: tuple[Trunk, ...]) -> None:
-        """The trunks changed (added, edited, removed): calls in progress keep going as they are; a
-        registration starts afresh when its trunk changed, and stops when it is gone."""
-        previous = self._trunks_set
-        self._trunks_set = asyncio.get_running_loop().create_task(self._set_trunks(previous, trunks))
-        self._tasks.add(self._trunks_set)
-        self._trunks_set.add_done_callback(self._task_done)
-
-    async def _set_trunks(self, previous: asyncio.Task[None] | None, trunks: tuple[Trunk, ...]) -> None:
-        if previous is not None:  # in the order they came
-            await asyncio.wait([previous])
-        await self.trunks.set(trunks)
-        self._sync_registrations()
-
-    def _sync_registrations(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        wanted = {t.id: t for t in self.trunks.trunks.values() if t.register and t.username and t.password}
-        for trunk_id in [k for k, t in self.registering.items() if wanted.get(k) != t]:
-            del self.registering[trunk_id]
-            transport.unregister(trunk_id)
-        for trunk_id, trunk in wanted.items():
-            if trunk_id in self.registering:
-                continue
-            hosts = self.trunks.addresses.get(trunk_id, ())
-            if not hosts:
-                self.on_trunk_status(TrunkStatus(trunk_id, "failed", None, None, f"{trunk.host} has no address"))
-                continue
-            self.registering[trunk_id] = trunk
-            self._spawn(self._register(trunk, (hosts[0], trunk.port)))
-
-    def _retry_registrations(self) -> None:
-        self._retry = None
-        self._sync_registrations()
-
-    async def _register(self, trunk: Trunk, addr: tuple[str, int]) -> None:
-        assert trunk.username is not None and trunk.password is not None
-        try:
-            await self._connect(trunk, addr)
-        except OSError as exc:
-            log.warning("trunk %s: no connection to %s: %s", trunk.name, addr, exc)
-            self.on_trunk_status(TrunkStatus(trunk.id, "failed", None, None, f"no connection: {exc}"))
-            if self.registering.get(trunk.id) is trunk:  # tried again later
-                del self.registering[trunk.id]
-                if self._retry is None:
-                    self._retry = asyncio.get_running_loop().call_later(REGISTER_RETRY_SECS, self._retry_registrations)
-            return
-        if self.transport is None or self.registering.get(trunk.id) is not trunk:
-            return  # changed or gone meanwhile
-        params = {"transport": trunk.transport} if trunk.transport != "udp" else {}
-        self.transport.register(trunk.id, SipUri(trunk.host, port=trunk.port, params=dict(params)),
-                                SipUri(trunk.host, user=trunk.username), addr=addr,
-                                credentials=(trunk.username, trunk.password), expires=trunk.register_expires)
+        """The trunks changed (added, edited, removed): calls in progress keep going as they are."""
+        self.trunks.change(trunks)
 
     def refuse(self, sip_call_id: str, status: int) -> None:
         self.awaiting.discard(sip_call_id)
@@ -313,10 +250,9 @@ class SipPhones:
     async def _dial(self, cid: str, endpoint: str, from_: str) -> None:
         assert self.transport is not None
         if endpoint.startswith(TRUNK_PREFIX):
-            if self._trunks_set is not None:  # a trunk added just before the call: its address looked up
-                await asyncio.wait([self._trunks_set])
+            await self.trunks.ready()  # a trunk added just before the call: its address looked up
             try:
-                trunk_invite = self.trunks.invite(endpoint, from_, self.media_ip)
+                trunk_invite = self.trunks.book.invite(endpoint, from_, self.media_ip)
             except (LookupError, ValueError) as exc:
                 log.warning("cannot dial %s: %s", endpoint, exc)
                 self.report(SipFailed(cid, 503))
@@ -354,7 +290,7 @@ class SipPhones:
         """A call to a number through a trunk: its Request-URI, caller ID, codecs and credentials."""
         assert self.transport is not None
         try:
-            await self._connect(how.trunk, how.addr)
+            await self.trunks.connect(how.trunk, how.addr)
             rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
         except (MediaError, OSError) as exc:  # no connection to the gateway, or no RTP port free
             log.warning("cannot dial %s through trunk %s: %s", how.to, how.trunk.name, exc)
@@ -498,7 +434,7 @@ class SipPhones:
             case RegistrationChanged(key=trunk_id, state=state, status=status, expires_at=at, reason=reason):
                 # The endpoint's clock is the loop's: the API shows wall-clock time.
                 wall = time.time() + (at - asyncio.get_running_loop().time()) if at is not None else None
-                self.on_trunk_status(TrunkStatus(trunk_id, state.name.lower(), status, wall, reason))
+                self.trunks.on_status(TrunkStatus(trunk_id, state.name.lower(), status, wall, reason))
             case _:
                 pass
 
@@ -509,7 +445,7 @@ class SipPhones:
         call it could not take; otherwise handed to the control plane to route (by number when it came from
         a trunk)."""
         incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to),
-                                   self.trunks.trunks_at(source[0]))
+                                   self.trunks.book.trunks_at(source[0]), self._allowed.admits(source[0]))
         if offer is not None:
             try:
                 agreed = negotiate_answer(offer, self.media_ip, 0)

@@ -202,6 +202,9 @@ class IncomingSipCall:
     to: str
     # The trunks its source address is of (several accounts may share a provider): routed by number.
     trunk_ids: tuple[str, ...] = ()
+    # Its source is in the networks allowed to call in (--sip-allow): when no trunk's number matches, it is
+    # routed as a phone's call (by user), as without trunks.
+    phone: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from tests.support.node import NodeThread, free_port
 from tests.support.receiver import WebhookReceiver
 from tests.support.tenant import Tenant
 from tests.trunks.provider import PASSWORD, USERNAME
-from tests.trunks.tenants import add_trunk, make_tenant
+from tests.trunks.tenants import add_trunk, api, make_tenant
 
 pytestmark = pytest.mark.sip
 
@@ -93,8 +93,11 @@ def test_a_call_over_a_tls_trunk(provider: NodeThread, customer_node: NodeThread
 
 def test_a_certificate_we_do_not_trust_stops_the_call(provider: NodeThread, tenant: Tenant) -> None:
     """The session's node trusts only the system's CAs: the provider's certificate does not verify."""
-    add_trunk(tenant, _tls_port(provider), host="127.0.0.1", transport="tls")
-    resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111", to="+" + NUMBER)
-    assert resp.data is not None
-    hangup = tenant.event("call.hangup", resp.data.call_control_id, timeout=15)
-    assert hangup.payload["sip_hangup_cause"] == "503"
+    trunk = add_trunk(tenant, _tls_port(provider), host="127.0.0.1", transport="tls")
+    try:
+        resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111", to="+" + NUMBER)
+        assert resp.data is not None
+        hangup = tenant.event("call.hangup", resp.data.call_control_id, timeout=15)
+        assert hangup.payload["sip_hangup_cause"] == "503"
+    finally:  # the session's node goes on without it
+        assert api(tenant, "DELETE", f"/trunks/{trunk['id']}").status_code == 200

@@ -202,3 +202,26 @@ def test_a_tcp_trunk(customer: Tenant, tmp_path: Path) -> None:
     customer.event("call.hangup", cid)
     code, output = gateway.wait()
     assert code == 0, output
+
+
+def test_a_trunk_sharing_the_phones_network(tenant: Tenant, tmp_path: Path) -> None:
+    """A trunk at an address phones may call from too (the session's node: loopback): a call to one of the
+    trunk's numbers goes by number, any other as a phone's call (by user), as without the trunk."""
+    trunk = add_trunk(tenant, 5060, host="127.0.0.1", numbers=["+15550009905"])
+    seen: set[str] = set()
+    try:
+        own_number(tenant, "+15550009905")
+        for user, to in (("15550009905", "+15550009905"), (tenant.connection_id, None)):
+            caller = Sipp(["-sn", "uac", "-s", user, f"127.0.0.1:{tenant.node.sip_port}", "-m", "1"], tmp_path,
+                          ip="127.0.0.1")
+            initiated = tenant.receiver.wait_for(
+                lambda r: r.path == tenant.path and r.event_type == "call.initiated"
+                and r.payload.get("direction") == "incoming" and r.payload["call_control_id"] not in seen,
+                timeout=15)[0]
+            seen.add(initiated.payload["call_control_id"])
+            assert initiated.payload["to"] == to or (to is None and initiated.payload["to"].startswith("sip:"))
+            tenant.client.calls.actions.answer(initiated.payload["call_control_id"])
+            code, output = caller.wait()
+            assert code == 0, output
+    finally:
+        assert api(tenant, "DELETE", f"/trunks/{trunk['id']}").status_code == 200
