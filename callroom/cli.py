@@ -14,6 +14,7 @@ import httpx
 from callroom import preflight
 from callroom.config import COMMON, DEFAULT_PORT, OPTIONS, SERVE, add_arguments, resolve
 from callroom.errors import ConfigError, StartupError, StoreError
+from callroom.model.trunks import TrunkSettings
 
 if TYPE_CHECKING:
     from callroom.store.engine import Store
@@ -157,6 +158,43 @@ def _drain(args: argparse.Namespace) -> int:
     return 0 if not args.wait or status != nodes.UP else 1
 
 
+def _trunks(args: argparse.Namespace) -> int:
+    """``callroom trunks add|list|remove``: an account's SIP trunks, in the database (a running node takes a
+    change within its refresh; see callroom/trunk_sync.py)."""
+    import time
+
+    from callroom.store.trunk_config import put_trunks
+
+    store = _store(args, may_create=args.trunks_command == "add")
+    try:
+        if args.trunks_command == "add":
+            try:
+                put_trunks(store, args.account, TrunkSettings.gather([args.spec]))
+            except ValueError as exc:
+                print(f"callroom trunks add: {exc}", file=sys.stderr)
+                return 2
+            return 0
+        with store.transaction() as tx:
+            account = tx.get_account_by_name(args.account)
+            trunks = tx.list_trunks(account.id, 1, 250)[0] if account is not None else []
+            if args.trunks_command == "remove":
+                gone = [t for t in trunks if args.name in (t.id, t.name)]
+                if not gone:
+                    print(f"callroom trunks remove: no trunk {args.name!r} in {args.account}", file=sys.stderr)
+                    return 1
+                tx.delete_trunk(gone[0].account_id, gone[0].id)
+                return 0
+            numbers = tx.list_phone_numbers(account.id, 1, 250)[0] if account is not None else []
+        for t in trunks:
+            brought = [n.phone_number for n in numbers if n.trunk_id == t.id]
+            print(f"{t.id}  {t.name:16} {t.transport} {t.host}:{t.port}  user={t.username or '-'}"
+                  f"  register={'yes' if t.register else 'no'}  caller_id={t.caller_id_header}"
+                  f"  numbers={','.join(brought) or '-'}  updated={time.strftime('%F %T', time.gmtime(t.updated_at))}")
+        return 0
+    finally:
+        store.dispose()
+
+
 def _phone(args: argparse.Namespace) -> int:
     resolve(args, (*COMMON, OPTIONS["host"], OPTIONS["port"]))
     key = args.api_key or os.environ.get("CALLROOM_API_KEY")
@@ -218,6 +256,19 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="one JSON array")
     _common(status)
     cluster.set_defaults(func=_cluster)
+
+    trunks = sub.add_parser("trunks", help="SIP trunks to the phone network (an account's)")
+    trunks.add_argument("--account", default="default", help="the account (default: default)")
+    _common(trunks)
+    trunks_sub = trunks.add_subparsers(dest="trunks_command", required=True)
+    trunk_add = trunks_sub.add_parser("add", help="add a trunk, or change the one of that name")
+    trunk_add.add_argument("spec", metavar="NAME=sip:[USER:PASSWORD@]HOST[:PORT][;key=value]...")
+    trunk_list = trunks_sub.add_parser("list", help="list the account's trunks and the numbers they bring")
+    trunk_remove = trunks_sub.add_parser("remove", help="remove a trunk (its numbers stay, without a trunk)")
+    trunk_remove.add_argument("name", help="the trunk's name or id")
+    for leaf in (trunk_add, trunk_list, trunk_remove):
+        _common(leaf)
+    trunks.set_defaults(func=_trunks)
 
     drain = sub.add_parser("drain", help="ask a running node to drain (no new calls) and stop")
     drain.add_argument("node_id", help="the node's id (see 'callroom cluster status')")

@@ -164,6 +164,21 @@ SERVE = (
            "over this NATS server (default: a node on its own)", env="CALLROOM_NATS_URL"),
     Option("relay-host", str, None, "the address other nodes send this node's relayed audio to (default: the SIP "
            "address)", env="CALLROOM_RELAY_HOST"),
+    Option("sip-tcp-port", int, None, "take SIP over TCP too, on this port (0: a free one)",
+           env="CALLROOM_SIP_TCP_PORT", metavar="PORT"),
+    Option("sip-tls-port", int, None, "take SIP over TLS too, on this port (5061 is usual; --sip-tls-cert, "
+           "--sip-tls-key)", env="CALLROOM_SIP_TLS_PORT", metavar="PORT"),
+    Option("sip-tls-cert", str, None, "this node's certificate (chain), PEM", env="CALLROOM_SIP_TLS_CERT",
+           metavar="FILE"),
+    Option("sip-tls-key", str, None, "the certificate's private key, PEM", env="CALLROOM_SIP_TLS_KEY",
+           metavar="FILE"),
+    Option("sip-tls-ca", str, None, "trust this CA (PEM) for TLS trunks' certificates instead of the system's CAs",
+           env="CALLROOM_SIP_TLS_CA", metavar="FILE"),
+    Option("trunk", str, (), "a SIP trunk of the default account (created or changed at start), e.g. "
+           "carrier=sip:user:secret@sip.example.net;transport=tls;register=yes (repeat for several)",
+           env="CALLROOM_TRUNKS", many=True, metavar="NAME=sip:[USER:PASSWORD@]HOST[:PORT][;k=v]"),
+    Option("trunks-file", Path, (), "a TOML file of [trunks.NAME] tables (host, port, transport, username, "
+           "password, register, numbers ...)", env="CALLROOM_TRUNKS_FILES", many=True, metavar="FILE"),
     Option("log-format", str, "text", "text, or json (one object per line, for log collectors)",
            env="CALLROOM_LOG_FORMAT", check=log_format),
     Option("access-log", bool, True, "one line per API request: method, path, status, account, ms (off: none)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import gc
 import logging
 import secrets
@@ -65,10 +66,13 @@ from callroom.model.messages import (
 )
 from callroom.model.numbers import NO_NUMBERS, NumberPlan
 from callroom.model.records import Account
+from callroom.model.trunks import TrunkSettings
 from callroom.outbound import AddressPolicy
 from callroom.store import cooperative, nodes
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery
+from callroom.store.trunk_config import put_trunks
+from callroom.trunk_sync import TrunkSync
 from callroom.webhooks.dispatcher import BACKOFF, Dispatcher
 from callroom.webhooks.signing import WebhookSigner
 
@@ -116,6 +120,9 @@ class NodeConfig:
     # Overload control (``callroom/admission.py``): new calls past these limits are refused at once (SIP 503,
     # ``POST /calls`` 503 / 90115). ``Limits()``: none; ``callroom serve`` runs with ``Limits.defaults()``.
     admission: Limits = field(default_factory=Limits)
+    # SIP trunks given at start (``--trunk``, a trunks file): created or changed in the default account, beside
+    # those added through the API or ``callroom trunks`` (callroom/model/trunks.py).
+    trunks: tuple[TrunkSettings, ...] = ()
 
 
 def relay_host_of(config: NodeConfig) -> str:
@@ -192,6 +199,8 @@ class Node:
         if config.nats_url and self.store.is_sqlite:
             raise StoreError("a cluster (a NATS URL) needs a PostgreSQL database shared by its nodes, not SQLite")
         self.store.migrate()
+        if config.trunks:
+            put_trunks(self.store, DEFAULT_ACCOUNT, config.trunks)
         self.node_id = config.node_id or node_id_for(config.data_dir)
         self.signer = WebhookSigner.load_or_create(self.store)
         self.link_secret = recording_link_secret(self.store)
@@ -209,10 +218,14 @@ class Node:
         self.control = Control(self.store, self.node_id, self.node_media)
         self.control.ring_timeout_secs = config.ring_timeout_secs
         self.control.numbers = config.numbers
+        self.trunks = TrunkSync(self.store, self.control, self.media, sip=config.sip is not None)
+        directory = self.trunks.load()
+        if config.sip is not None:  # the media process starts with every trunk it dials, registers and admits
+            self.media.sip_config = dataclasses.replace(config.sip, trunks=tuple(directory.trunks.values()))
         self.control.admit_dial = self._admit_dial
         self.virtual_phones.bind(self.control)
         if config.sip is not None:
-            self.control.dialable = ("virtual:", "sip:")
+            self.control.dialable = ("virtual:", "sip:", "trunk:")
             self.control.quality_source = self._sip_quality
         if not self.store.is_sqlite:
             # PostgreSQL: API transactions run cooperatively on the loop, so round trips overlap instead
@@ -243,6 +256,7 @@ class Node:
         self.app.state.link_secret = self.link_secret  # public recording links (model/signed_links.py)
         self.app.state.cluster_media = None
         self.app.state.admission_metrics = self.admission_metrics
+        self.app.state.trunks = self.trunks  # /v2/trunks and /v2/phone_numbers reload it after a change
         self.asgi: CompiledRoutes | logs.AccessLog = serving(self.app)  # what the HTTP server runs
         if config.access_log:
             self.asgi = logs.AccessLog(self.asgi)
@@ -354,14 +368,24 @@ class Node:
         if self.control.draining:  # (a cluster's front door tries another node)
             self.media.send(RefuseSipCall(call.sip_call_id, 503))
             return
-        with self.store.transaction() as tx:
-            app = tx.application_for_sip_user(call.user)
+        from_, to = call.from_, call.to
+        target = self.trunks.inbound_target(call.trunk_ids, call.user, call.from_, call.to) if call.trunk_ids else 404
+        if isinstance(target, tuple):  # from a trunk, to one of our numbers
+            account_id, connection_id, from_, to = target
+            with self.store.transaction() as tx:
+                app = tx.get_application(account_id, connection_id)
+        elif call.trunk_ids and not call.phone:  # from a trunk only: to one of our numbers, or nowhere
+            self.media.send(RefuseSipCall(call.sip_call_id, target))
+            return
+        else:
+            with self.store.transaction() as tx:
+                app = tx.application_for_sip_user(call.user)
         if app is None or not app.active:
             self.media.send(RefuseSipCall(call.sip_call_id, 404))
             return
         try:
             leg = self.control.write(app.account_id, lambda ctx: calls.incoming(
-                ctx, connection_id=app.id, from_=call.from_, to=call.to, endpoint=f"sip-in:{call.sip_call_id}"))
+                ctx, connection_id=app.id, from_=from_, to=to, endpoint=f"sip-in:{call.sip_call_id}"))
         except Exception:
             log.exception("incoming SIP call %s failed", call.sip_call_id)
             self.media.send(RefuseSipCall(call.sip_call_id, 500))
@@ -429,6 +453,7 @@ class Node:
         )
         await self.membership.start()
         self._timer_task = asyncio.create_task(self._timers(), name="control-timers")
+        self.trunks.start()
         self.figures.start()
         if self.config.freeze_startup_objects:
             gc.collect()
@@ -467,6 +492,7 @@ class Node:
 
     async def stop(self) -> None:
         await self.figures.stop()
+        await self.trunks.stop()
         if self.membership is not None:
             await self.membership.stop()
         if self._timer_task:

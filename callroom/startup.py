@@ -24,6 +24,7 @@ from callroom.drain import DrainReport
 from callroom.errors import ConfigError
 from callroom.model.messages import SipConfig
 from callroom.model.numbers import NumberPlan
+from callroom.model.trunks import TrunkSettings
 from callroom.model.virtual_phone import VirtualSpec
 from callroom.node import Node, NodeConfig, ensure_first_key
 
@@ -35,7 +36,15 @@ def node_config(args: argparse.Namespace, database_url: str) -> NodeConfig:
         credentials = tuple((user, password) for user, _, password in (c.partition(":") for c in args.sip_credential))
         sip = SipConfig(host=args.sip_host, port=args.sip_port, advertise=args.sip_advertise,
                         rtp_ports=(int(low), int(high)), allow=tuple(n.strip() for n in args.sip_allow.split(",")),
-                        credentials=credentials, rtp_timeout=args.rtp_timeout, trace=args.sip_trace)
+                        credentials=credentials, rtp_timeout=args.rtp_timeout, trace=args.sip_trace,
+                        tcp_port=args.sip_tcp_port, tls_port=args.sip_tls_port, tls_cert=args.sip_tls_cert,
+                        tls_key=args.sip_tls_key, tls_ca=args.sip_tls_ca)
+        if sip.tls_port is not None and not (sip.tls_cert and sip.tls_key):
+            raise ConfigError("--sip-tls-port needs --sip-tls-cert and --sip-tls-key")
+    try:
+        trunks = TrunkSettings.gather(args.trunk, args.trunks_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"trunks: {exc}") from None
     rate, _, burst = args.rate_limit.partition(":")
     rate_limit = (float(rate), float(burst or 2 * float(rate))) if float(rate) > 0 else None
     limits = Limits(max_calls=args.max_calls, max_calls_per_second=args.max_calls_per_second,
@@ -45,7 +54,7 @@ def node_config(args: argparse.Namespace, database_url: str) -> NodeConfig:
                       api_url=f"http://{args.host}:{args.port}/v2", allow_url_networks=tuple(args.allow_url_network),
                       nats_url=args.nats_url, relay_host=args.relay_host, admission=limits,
                       drain_grace_secs=args.drain_timeout, numbers=number_plan(args, sip is not None),
-                      access_log=args.access_log)
+                      access_log=args.access_log, trunks=trunks)
 
 
 def number_plan(args: argparse.Namespace, sip: bool) -> NumberPlan:
@@ -129,6 +138,9 @@ def print_banner(node: Node, args: argparse.Namespace) -> None:
     if sip is not None:
         lines.append(f"  SIP:                udp {sip.host}:{node.media.sip_port} (calls to sip:<connection_id>@host; "
                      f"allowed from {args.sip_allow})")
+    for trunk in node.trunks.control.trunks.trunks.values():
+        lines.append(f"  trunk:              {trunk.name} {trunk.transport} {trunk.host}:{trunk.port}"
+                     f"{' (registers)' if trunk.register else ''}")
     lines.append(f"  webhook/media URLs: {node.url_policy.describe()}")
     if len(node.config.numbers):
         lines.append(f"  number plan:        {len(node.config.numbers)} numbers ring local far ends")

@@ -28,6 +28,7 @@ DEFERRED_ALLOWED: dict[tuple[str, str], str] = {
     ("callroom.cli", "callroom.startup"): "per-subcommand loading",
     ("callroom.cli", "callroom.store.engine"): "per-subcommand loading",
     ("callroom.cli", "callroom.store.nodes"): "per-subcommand loading",
+    ("callroom.cli", "callroom.store.trunk_config"): "per-subcommand loading",
     ("callroom.cli", "callroom.webhooks.signing"): "per-subcommand loading",
 }
 

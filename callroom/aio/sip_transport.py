@@ -17,12 +17,14 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from callroom.aio.sip_stream import StreamConnections
 from callroom.logs import sip_trace
 from callroom.sip.call import CallEvent, IncomingCall
 from callroom.sip.message import SipRequest, SipUri
@@ -61,13 +63,14 @@ class SourceNetworks:
         self.networks = tuple(ipaddress.ip_network(n) if isinstance(n, str) else n for n in networks)
 
     def __call__(self, call: IncomingCall, invite: SipRequest) -> Rejection | None:
+        return None if self.admits(call.source_addr[0]) else Rejection(403, "Forbidden")
+
+    def admits(self, host: str) -> bool:
         try:
-            source = ipaddress.ip_address(call.source_addr[0].split("%")[0])
+            source = ipaddress.ip_address(host.split("%")[0])
         except ValueError:
-            return Rejection(403, "Forbidden")
-        if any(source in net for net in self.networks):
-            return None
-        return Rejection(403, "Forbidden")
+            return False
+        return any(source in net for net in self.networks)
 
 
 RECEIVE_BUDGET: Final = 0.002  # seconds of SIP work per turn of the loop before the tick gets its turn
@@ -136,21 +139,24 @@ class SipTransport:
         self.responses_sent: dict[int, int] = {}  # SIP responses by status code (retransmissions too)
         self.responses_received: dict[int, int] = {}
         self.trace = False  # every message in and out, whole, on the ``callroom.sip.trace`` log (``--sip-trace``)
+        # TCP and TLS: their messages join the datagrams' inbox; messages to their peers go over them.
+        self.streams = StreamConnections(self._on_datagram, endpoint.stream_opened, endpoint.stream_closed)
 
     @classmethod
     async def open(cls, host: str = "127.0.0.1", port: int = 5060, *,
                    on_event: Callable[[CallEvent], None] = lambda _ev: None,
                    allow: Iterable[IpNetwork | str] = LOOPBACK, gates: Sequence[InviteGate] = (),
                    advertise: str | None = None, user: str = "callroom",
-                   user_agent: str = "callroom") -> SipTransport:  # fmt: skip
+                   user_agent: str = "callroom", sources: InviteGate | None = None) -> SipTransport:  # fmt: skip
         """Bind ``host:port`` (0 picks a free port). ``advertise`` is the address put in Via and Contact
-        when ``host`` is a wildcard. ``gates`` run after the ``allow`` check, in order."""
+        when ``host`` is a wildcard. ``gates`` run after the ``allow`` check, in order; ``sources`` replaces
+        that check (a gate that also knows trunks' addresses)."""
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_datagram_endpoint(_Datagrams, local_addr=(host, port))
         _grow_receive_buffer(transport)
         bound = transport.get_extra_info("sockname")
         endpoint = SipEndpoint((advertise or host, int(bound[1])), user=user, user_agent=user_agent)
-        self = cls(loop, transport, endpoint, on_event, [SourceNetworks(allow), *gates])
+        self = cls(loop, transport, endpoint, on_event, [sources or SourceNetworks(allow), *gates])
         protocol.owner = self
         return self
 
@@ -165,8 +171,10 @@ class SipTransport:
 
     # ---- commands (each passes the loop clock and flushes) ----------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, *,
-               addr: Addr | None = None, display_name: str | None = None) -> str:  # fmt: skip
-        call_id = self.endpoint.invite(to_uri, from_uri, sdp, self._loop.time(), addr=addr, display_name=display_name)
+               addr: Addr | None = None, display_name: str | None = None,
+               credentials: tuple[str, str] | None = None, headers: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
+        call_id = self.endpoint.invite(to_uri, from_uri, sdp, self._loop.time(), addr=addr, display_name=display_name,
+                                       credentials=credentials, headers=headers)
         self._flush()
         return call_id
 
@@ -193,6 +201,22 @@ class SipTransport:
     def hangup(self, call_id: str) -> None:
         self.endpoint.hangup(call_id, self._loop.time())
         self._flush()
+
+    def register(self, key: str, registrar: SipUri, aor: SipUri, *, addr: Addr,
+                 credentials: tuple[str, str] | None, expires: int) -> None:  # fmt: skip
+        self.endpoint.register(key, registrar, aor, self._loop.time(), addr=addr, credentials=credentials,
+                               expires=expires)
+        self._flush()
+
+    def unregister(self, key: str) -> None:
+        self.endpoint.unregister(key, self._loop.time())
+        self._flush()
+
+    async def listen_stream(self, host: str, port: int, kind: str, context: ssl.SSLContext | None = None) -> int:
+        """Take SIP over ``kind`` ("TCP", or "TLS" with ``context``) on ``host:port`` too; the port bound."""
+        bound = await self.streams.listen(host, port, kind, context)
+        self.endpoint.stream_ports[kind] = bound
+        return bound
 
     # ---- I/O -------------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, addr: Addr) -> None:
@@ -275,6 +299,10 @@ class SipTransport:
                            extra={"peer": f"{addr[0]}:{addr[1]}"})
         if data.startswith(b"SIP/2.0 "):
             _count_status(self.responses_sent, data)
+        if addr in self.endpoint.streams:
+            if not self.streams.send(addr, data):
+                self.send_errors += 1
+            return
         try:
             self._transport.sendto(data, addr)
         except (OSError, ValueError, TypeError, OverflowError) as exc:
@@ -324,6 +352,7 @@ class SipTransport:
         self._closed = True
         self._arm_timer()
         self._transport.close()
+        self.streams.close()
 
     async def __aenter__(self) -> SipTransport:
         return self

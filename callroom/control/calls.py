@@ -9,6 +9,7 @@ from callroom.control import bridges, conferences
 from callroom.control.guards import live, reject
 from callroom.control.hangup import end_leg
 from callroom.control.legs import SIP_TO_CAUSE, hangup_source_for_local, hangup_source_for_remote, move
+from callroom.control.trunking import through_trunk
 from callroom.control.webhooks import emit_call
 from callroom.control.world import Steps, World
 from callroom.errors import CommandRejected, NotFound
@@ -55,7 +56,7 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
         )
     if not app.active:
         raise CommandRejected("10015", "Invalid value", "This application is not active.", "/connection_id")
-    endpoint = _far_end(w, req.to)
+    endpoint = _far_end(w, req.to, app=app, from_=req.from_)
     if req.conference_config is not None and not (req.conference_config.get("id")
                                                   or req.conference_config.get("conference_name")):
         raise CommandRejected("10015", "Invalid value", "conference_config names no conference: give its id or "
@@ -85,15 +86,19 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
     return call
 
 
-def _far_end(w: World, to: str) -> str:
+def _far_end(w: World, to: str, *, app: Application | None = None, from_: str = "") -> str:
     """What rings when ``to`` is dialled: a number through the node's number plan (the call keeps the number as
-    its ``to``), anything else as it is; 90108 when this node cannot ring it."""
+    its ``to``), else through the SIP trunk the application's outbound settings choose; anything else as it
+    is; 90108 when this node cannot ring it."""
     endpoint = to
     if is_number(to):
         planned = w.numbers.endpoint_for(to)
+        if planned is None and app is not None:
+            planned = through_trunk(w, app, to, from_)
         if planned is None:
             raise reject("90108", f"{to} is not in this node's number plan (--number, --number-plan), and phone "
-                         "numbers need a SIP trunk, which is not configured.", "/to")
+                         "numbers need a SIP trunk, which is not configured (callroom trunks add, /v2/trunks; "
+                         "an application chooses one with outbound.outbound_voice_profile_id).", "/to")
         endpoint = planned
     if not endpoint.startswith(w.dialable):
         raise reject(

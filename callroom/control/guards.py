@@ -25,6 +25,7 @@ CODES = {
     "90106": "Queue is not empty",
     "90107": "Call is not in a state that allows this command",
     "90108": "Destination cannot be dialled",
+    "90130": "Caller ID not allowed on this trunk",
 }
 
 

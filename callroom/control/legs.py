@@ -18,7 +18,14 @@ from callroom.timefmt import iso
 
 # Telnyx hangup_cause for each SIP status a leg can end with.
 SIP_TO_CAUSE = {
+    # A trunk that refuses us (credentials, caller ID, a number we may not call) rejected the call.
+    401: "call_rejected",
+    403: "call_rejected",
+    407: "call_rejected",
     404: "not_found",
+    408: "timeout",
+    410: "not_found",
+    484: "not_found",
     480: "no_answer",
     486: "user_busy",
     487: "originator_cancel",

@@ -31,6 +31,7 @@ from callroom.model.effects import Effects
 from callroom.model.media import MediaOp, MediaPlane
 from callroom.model.numbers import NO_NUMBERS
 from callroom.model.states import Refusal
+from callroom.model.trunks import NO_TRUNKS
 from callroom.store import commands, cooperative, outbox
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery
@@ -98,6 +99,7 @@ class Control:
         self.quality_source: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
         self.dialable: tuple[str, ...] = ("virtual:",)
         self.numbers = NO_NUMBERS  # the node's number plan: where numbers dialled through the API ring
+        self.trunks = NO_TRUNKS  # the SIP trunks and their numbers (replaced whole when they change)
         # Asked before a dial: raises ``Overloaded`` when the node takes no new call now (the node's
         # admission, ``callroom/admission.py``); by default every dial is admitted.
         self.admit_dial: Callable[[], None] = lambda: None
@@ -174,7 +176,7 @@ class Control:
                 if not fresh:
                     return Duplicate(earlier), None
             world = World(account_id, now, self.node_id, dialable=self.dialable, numbers=self.numbers,
-                          ring_timeout_secs=self.ring_timeout_secs, ahead=not self.store.is_sqlite,
+                          trunks=self.trunks, ring_timeout_secs=self.ring_timeout_secs, ahead=not self.store.is_sqlite,
                           placing=self.placement is not None)  # fmt: skip
             result, effects, appended = commands.run(tx, world, command(world))
             if self.placement is not None and effects.media:

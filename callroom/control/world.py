@@ -49,6 +49,7 @@ from callroom.model.records import (
     new_uuid,
     snapshot,
 )
+from callroom.model.trunks import NO_TRUNKS, TrunkDirectory
 
 T = TypeVar("T")
 Steps = Generator[tuple[r.Read, ...], None, T]
@@ -71,12 +72,13 @@ class NotRead(RuntimeError):
 class World:
     def __init__(self, account_id: str, now: float, node_id: str, *, dialable: tuple[str, ...] = ("virtual:",),
                  ring_timeout_secs: float = 0.0, ahead: bool = True, placing: bool = False,
-                 numbers: NumberPlan = NO_NUMBERS) -> None:  # fmt: skip
+                 numbers: NumberPlan = NO_NUMBERS, trunks: TrunkDirectory = NO_TRUNKS) -> None:  # fmt: skip
         self.account_id = account_id
         self.now = now
         self.node_id = node_id
         self.dialable = dialable  # destinations this node can ring
         self.numbers = numbers  # where numbers ring on this node (its number plan)
+        self.trunks = trunks  # the SIP trunks numbers not in the plan go out through, and the numbers they bring
         self.ring_timeout_secs = ring_timeout_secs  # how long an incoming call may ring (0: for ever)
         self.ahead = ahead  # send reads ahead (they save round trips: PostgreSQL; SQLite has none to save)
         self.placing = placing  # a cluster's: the effects say where each call and conference lives

@@ -59,6 +59,7 @@ from callroom.model.messages import (
     StatsRequest,
     Stop,
     ToMedia,
+    TrunkStatus,
     UseRelay,
 )
 from callroom.outbound import UNRESTRICTED, AddressPolicy
@@ -122,6 +123,7 @@ class MediaProcess:
         self.sip_port: int | None = None
         self.figures: MediaFigures | None = None  # the latest the media process reported
         self.on_figures: Callable[[MediaFigures], None] = lambda _figures: None
+        self.on_trunk_status: Callable[[TrunkStatus], None] = lambda _status: None
         self._conn: Connection | None = None
         self._replies_in = FrameReader()  # facts and replies (framed as in pipe.py)
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -275,6 +277,8 @@ class MediaProcess:
                     self.on_sip_incoming(message)
                 case AdmissionReport():
                     self.on_admission(message)
+                case TrunkStatus():
+                    self.on_trunk_status(message)
                 case MediaFigures():
                     self.figures = message
                     self.on_figures(message)

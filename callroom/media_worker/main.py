@@ -58,6 +58,7 @@ from callroom.model.messages import (
     Reply,
     Request,
     RequestFailed,
+    SetTrunks,
     SipConfig,
     StatsReply,
     StatsRequest,
@@ -90,6 +91,7 @@ class MediaWorker:
         if sip_config is not None:
             self.sip = SipPhones(self.engine, sip_config, on_incoming=self.send, report=self.send,
                                  admission=self.admission, load=self.load)
+            self.sip.trunks.on_status = self.send
         self._ticks = 0
         self._reported: tuple[object, ...] = ()
         self._refusing = False  # refused a call within the last second
@@ -238,6 +240,8 @@ class MediaWorker:
                 case PressKeys(call_control_id=cid, digits=digits, duration_ms=ms):
                     if cid in self.virtual:
                         self.virtual[cid].press(digits, ms)
+                case SetTrunks(trunks=trunks) if self.sip is not None:
+                    self.sip.set_trunks(trunks)
                 case AcceptSipCall(sip_call_id=sip_call_id, call_control_id=cid) if self.sip is not None:
                     self.sip.accept(sip_call_id, cid)
                 case RefuseSipCall(sip_call_id=sip_call_id, status=status) if self.sip is not None:

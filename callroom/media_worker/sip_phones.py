@@ -25,10 +25,13 @@ from typing import Any
 
 from callroom.admission import Admission, Load
 from callroom.aio.rtp_leg import RtpLeg
-from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport
+from callroom.aio.sip_stream import server_context
+from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport, SourceNetworks
 from callroom.errors import CallroomError, MediaError, ProtocolError
 from callroom.media.engine import MediaEngine
 from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, media_address, resolve
+from callroom.media_worker.trunk_book import TrunkInvite, TrunkOrNetworks
+from callroom.media_worker.trunk_lines import TrunkLines
 from callroom.model import media as m
 from callroom.model.messages import (
     IncomingSipCall,
@@ -39,11 +42,14 @@ from callroom.model.messages import (
     SipHangup,
     SipMediaTimeout,
     SipQuality,
+    TrunkStatus,
 )
+from callroom.model.trunks import TRUNK_PREFIX, Trunk
 from callroom.sip import call as sip_events
 from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
 from callroom.sip.message import SipRequest
+from callroom.sip.register import RegistrationChanged
 from callroom.sip.sdp import SessionDescription, accept_answer, make_offer, negotiate_answer
 
 log = logging.getLogger(__name__)
@@ -99,6 +105,8 @@ class SipPhones:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.media_timeouts = 0  # legs hung up because their far end went silent
+        self.trunks = TrunkLines(config.tls_ca)
+        self._allowed = SourceNetworks(config.allow)  # phones' networks (--sip-allow), beside the trunks
 
     @property
     def media_ip(self) -> str:
@@ -106,19 +114,36 @@ class SipPhones:
 
     async def start(self) -> None:
         allow: Iterable[IpNetwork | str] = self.config.allow
+        self._allowed = SourceNetworks(allow)
         gates: list[InviteGate] = []
-        if self.config.credentials:
+        await self.trunks.book.set(self.config.trunks)
+        if self.config.credentials:  # a trunk proves itself by its address: it is not challenged
             auth = DigestAuth(dict(self.config.credentials), self.config.realm, secrets.token_bytes(32))
-            gates.append(DigestGate(auth))
+            gates.append(DigestGate(auth, exempt=lambda host: bool(self.trunks.book.trunks_at(host))))
         if self.admission is not None:  # last: only calls that may come in at all take from the budget
             gates.append(AdmissionGate(self.admission, self.load))
         self.transport = await SipTransport.open(
             self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
-            advertise=self.config.advertise,
+            advertise=self.config.advertise, sources=TrunkOrNetworks(self.trunks.book, self._allowed),
         )
         self.transport.trace = self.config.trace
+        await self._listen_streams()
+        self.trunks.attach(self.transport)
         if self.config.rtp_timeout > 0:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
+
+    async def _listen_streams(self) -> None:
+        assert self.transport is not None
+        config = self.config
+        if config.tcp_port is not None:
+            port = await self.transport.listen_stream(config.host, config.tcp_port, "TCP")
+            log.info("SIP listening on tcp %s:%d", config.host, port)
+        if config.tls_port is not None:
+            if not (config.tls_cert and config.tls_key):
+                raise MediaError("SIP over TLS needs a certificate and its key")
+            port = await self.transport.listen_stream(config.host, config.tls_port, "TLS",
+                                                      server_context(config.tls_cert, config.tls_key))
+            log.info("SIP listening on tls %s:%d", config.host, port)
 
     @property
     def port(self) -> int:
@@ -126,6 +151,7 @@ class SipPhones:
         return self.transport.local_addr[1]
 
     def close(self) -> None:
+        self.trunks.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -159,6 +185,10 @@ class SipPhones:
             self.transport.ring(sip_call_id)
         except (KeyError, CallroomError) as exc:  # the caller gave up in the meantime
             log.info("cannot ring %s: %s", sip_call_id, exc)
+
+    def set_trunks(self, trunks: tuple[Trunk, ...]) -> None:
+        """The trunks changed (added, edited, removed): calls in progress keep going as they are."""
+        self.trunks.change(trunks)
 
     def refuse(self, sip_call_id: str, status: int) -> None:
         self.awaiting.discard(sip_call_id)
@@ -203,7 +233,8 @@ class SipPhones:
 
     def _apply(self, op: m.MediaOp) -> None:
         match op:
-            case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith("sip:"):
+            case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith(("sip:",
+                                                                                                      TRUNK_PREFIX)):
                 self._spawn(self._dial(cid, endpoint, from_))
             case m.Answer(call_control_id=cid) if cid in self.by_cid:
                 self._spawn(self._answer(self.by_cid[cid]))
@@ -219,6 +250,16 @@ class SipPhones:
 
     async def _dial(self, cid: str, endpoint: str, from_: str) -> None:
         assert self.transport is not None
+        if endpoint.startswith(TRUNK_PREFIX):
+            await self.trunks.ready()  # a trunk added just before the call: its address looked up
+            try:
+                trunk_invite = self.trunks.book.invite(endpoint, from_, self.media_ip)
+            except (LookupError, ValueError) as exc:
+                log.warning("cannot dial %s: %s", endpoint, exc)
+                self.report(SipFailed(cid, 503))
+                return
+            await self._dial_trunk(cid, trunk_invite)
+            return
         try:
             target = SipUri.parse(endpoint)
             rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
@@ -242,6 +283,23 @@ class SipPhones:
         user = from_.lstrip("+") or "callroom"
         from_uri = SipUri(self.media_ip, user=user, port=self.port)
         sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr)
+        leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
+        self.by_sip[sip_call_id] = leg
+        self.by_cid[cid] = leg
+
+    async def _dial_trunk(self, cid: str, how: TrunkInvite) -> None:
+        """A call to a number through a trunk: its Request-URI, caller ID, codecs and credentials."""
+        assert self.transport is not None
+        try:
+            await self.trunks.connect(how.trunk, how.addr)
+            rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
+        except (MediaError, OSError) as exc:  # no connection to the gateway, or no RTP port free
+            log.warning("cannot dial %s through trunk %s: %s", how.to, how.trunk.name, exc)
+            self.report(SipFailed(cid, 503))
+            return
+        offer = make_offer(self.media_ip, rtp.local_port, codecs=how.trunk.codecs)
+        sip_call_id = self.transport.invite(how.to, how.from_, offer, addr=how.addr, credentials=how.credentials,
+                                           headers=how.headers)
         leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg
@@ -349,8 +407,9 @@ class SipPhones:
 
     def _event(self, ev: sip_events.CallEvent) -> None:
         match ev:
-            case sip_events.IncomingCall(call_id=call_id, from_=from_, to=to, request_uri=uri, sdp_offer=offer):
-                self._incoming(call_id, from_, to, uri, offer)
+            case sip_events.IncomingCall(call_id=call_id, from_=from_, to=to, request_uri=uri, sdp_offer=offer,
+                                         source_addr=source):
+                self._incoming(call_id, from_, to, uri, offer, source)
             case sip_events.CallAnswered(call_id=call_id, sdp_answer=answer):
                 leg = self.by_sip.get(call_id)
                 if leg is None or leg.call_control_id is None or leg.rtp is None or leg.offer is None:
@@ -373,15 +432,21 @@ class SipPhones:
                 self._ended(call_id, "487" if isinstance(ev, sip_events.CallCancelled) else "200")
             case sip_events.ReInviteReceived(call_id=call_id, new_sdp=sdp):
                 self._spawn(self._reinvite(call_id, sdp))
+            case RegistrationChanged(key=trunk_id, state=state, status=status, expires_at=at, reason=reason):
+                # The endpoint's clock is the loop's: the API shows wall-clock time.
+                wall = time.time() + (at - asyncio.get_running_loop().time()) if at is not None else None
+                self.trunks.on_status(TrunkStatus(trunk_id, state.name.lower(), status, wall, reason))
             case _:
                 pass
 
     def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri,
-                  offer: SessionDescription | None) -> None:  # fmt: skip
+                  offer: SessionDescription | None, source: tuple[str, int]) -> None:  # fmt: skip
         """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, a media
         address of the other family, or a host name that does not resolve), so the application never sees a
-        call it could not take; otherwise handed to the control plane to route."""
-        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to))
+        call it could not take; otherwise handed to the control plane to route (by number when it came from
+        a trunk)."""
+        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to),
+                                   self.trunks.book.trunks_at(source[0]), self._allowed.admits(source[0]))
         if offer is not None:
             try:
                 agreed = negotiate_answer(offer, self.media_ip, 0)
@@ -524,10 +589,13 @@ class DigestGate:
     was issued to, with a nonce not used before at that count. Otherwise challenge it with 401 (a fresh
     nonce, ``stale=true`` when only the nonce was wrong), or 400 for credentials made for another URI."""
 
-    def __init__(self, auth: DigestAuth) -> None:
+    def __init__(self, auth: DigestAuth, exempt: Callable[[str], bool] = lambda _host: False) -> None:
         self.auth = auth
+        self.exempt = exempt  # sources that prove themselves otherwise (a trunk's address)
 
     def __call__(self, call: sip_events.IncomingCall, invite: SipRequest) -> Rejection | None:
+        if self.exempt(call.source_addr[0]):
+            return None
         now = time.time()  # wall clock: nonces carry their issue time and may be checked by another node
         source = call.source_addr[0]
         verdict = self.auth.verify("INVITE", invite.headers.get("Authorization"), now, request_uri=invite.uri,

@@ -2,10 +2,10 @@
 nodes over a bus later. One frozen dataclass per message; ``codec.py`` turns them into bytes and back.
 
     API -> media     Instructions (the control plane's MediaOps), AddVirtualLeg, RemoveLeg, PressKeys,
-                     AcceptSipCall, RefuseSipCall, UseRelay, RelayPeer, the requests (HeardRequest,
+                     AcceptSipCall, RefuseSipCall, UseRelay, RelayPeer, SetTrunks, the requests (HeardRequest,
                      QualityRequest, StatsRequest, OpenRelay), Stop
     media -> API     Ready, RelayPorts, the MediaFacts of ``media.py`` as they are, IncomingSipCall, the SIP
-                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), MediaFigures
+                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), TrunkStatus, MediaFigures
                      (unasked, twice a second), and one reply per request (HeardReply, QualityReply, StatsReply,
                      RelayOpened, or RequestFailed)
 
@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from callroom.model.media import MediaFact, MediaOp
+from callroom.model.trunks import Trunk
 
 # -- the media process's start -------------------------------------------------------------------------
 
@@ -40,6 +41,16 @@ class SipConfig:
     rtp_timeout: float = 60.0
     # Every SIP message in and out, whole, on the ``callroom.sip.trace`` log (``--sip-trace``).
     trace: bool = False
+    # The SIP trunks (every account's, with their credentials): calls to numbers go out through them, and their
+    # INVITEs come in by source address. Changed later with ``SetTrunks``.
+    trunks: tuple[Trunk, ...] = ()
+    # SIP over TCP and TLS besides UDP (None: not listened for; 0: a free port). TLS needs the server's
+    # certificate and key (PEM files); trunks' certificates are checked against the system's CAs, or ``tls_ca``.
+    tcp_port: int | None = None
+    tls_port: int | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
 
 
 # -- API -> media --------------------------------------------------------------------------------------
@@ -86,6 +97,13 @@ class AcceptSipCall:
 class RefuseSipCall:
     sip_call_id: str
     status: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetTrunks:
+    """The SIP trunks changed: the whole new set (registrations of trunks gone or changed start afresh)."""
+
+    trunks: tuple[Trunk, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +172,7 @@ class Stop:
 Request: TypeAlias = HeardRequest | QualityRequest | StatsRequest | OpenRelay
 ToMedia: TypeAlias = (
     Instructions | AddVirtualLeg | RemoveLeg | PressKeys | AcceptSipCall | RefuseSipCall | UseRelay | RelayPeer
-    | Request | Stop
+    | SetTrunks | Request | Stop
 )
 
 
@@ -191,6 +209,11 @@ class IncomingSipCall:
     user: str
     from_: str
     to: str
+    # The trunks its source address is of (several accounts may share a provider): routed by number.
+    trunk_ids: tuple[str, ...] = ()
+    # Its source is in the networks allowed to call in (--sip-allow): when no trunk's number matches, it is
+    # routed as a phone's call (by user), as without trunks.
+    phone: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +267,18 @@ class AdmissionReport:
     at: float  # time.monotonic() of the figures
     admitted: int  # INVITEs admitted so far
     refused: tuple[tuple[str, int], ...]  # INVITEs refused so far, by reason
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkStatus:
+    """A trunk's registration with its provider changed (``state``: registering, registered, failed,
+    unregistered), with the status of the last answer and when the registration expires (wall clock)."""
+
+    trunk_id: str
+    state: str
+    status: int | None = None
+    expires_at: float | None = None
+    detail: str = ""
 
 
 SipFact: TypeAlias = SipAnswered | SipFailed | SipQuality | SipHangup | SipMediaTimeout
@@ -306,5 +341,5 @@ class RequestFailed:
 
 Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
 FromMedia: TypeAlias = (Ready | NotStarted | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport
-                          | MediaFigures | Reply)
+                          | MediaFigures | TrunkStatus | Reply)
 Message: TypeAlias = ToMedia | FromMedia

@@ -13,6 +13,7 @@ from enum import Enum, auto
 from callroom.errors import IllegalTransition
 from callroom.sip.dialog import Dialog, Retransmit2xx
 from callroom.sip.message import NameAddr, SipRequest, SipUri
+from callroom.sip.register import RegistrationChanged
 from callroom.sip.sdp import SessionDescription
 from callroom.sip.transaction import Addr
 
@@ -70,6 +71,8 @@ class Call:
     last_ack: SipRequest | None = None
     cancel_pending: bool = False  # cancel() called before any provisional response
     confirmed: bool = False  # the ACK for our 2xx arrived
+    credentials: tuple[str, str] | None = None  # (username, password) for a digest challenge to our INVITE
+    auth_tries: int = 0  # INVITEs sent again with an answer to a challenge
     notes: dict[str, str] = field(default_factory=dict)
 
     def fire(self, event: CallInput) -> CallState:
@@ -169,7 +172,8 @@ class OptionsPing:
     request_uri: SipUri
 
 
+# What the endpoint reports: its calls' events, and (not a call's) a registration's change.
 CallEvent = (
     IncomingCall | CallRinging | CallAnswered | CallConfirmed | CallFailed | CallEnded | CallCancelled
-    | ReInviteReceived | ReInviteAnswered | ReInviteFailed | OptionsPing
+    | ReInviteReceived | ReInviteAnswered | ReInviteFailed | OptionsPing | RegistrationChanged
 )  # fmt: skip

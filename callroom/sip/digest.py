@@ -1,4 +1,5 @@
-"""SIP digest authentication (RFC 3261 §22; RFC 2617 and RFC 7616 with MD5 and qop=auth), server side.
+"""SIP digest authentication (RFC 3261 §22; RFC 2617 and RFC 7616 with MD5 and qop=auth): the server side,
+and the client's answer to a challenge (``answer_challenge``, for dialling out through a trunk that asks).
 Pure: the time and the request's source address are passed in.
 
 A nonce is ``<issued>:<serial>:<mac>`` base64-encoded, the mac an HMAC (secret) of the issue time, a
@@ -222,3 +223,44 @@ def client_response(username: str, password: str, realm: str, nonce: str, method
     response = _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
     return (f'Digest username="{username}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
             f'response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"')
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A ``WWW-Authenticate`` / ``Proxy-Authenticate`` digest challenge as a client reads it."""
+
+    realm: str
+    nonce: str
+    qop_auth: bool  # the server offers qop=auth (else: RFC 2069 style, no qop)
+    opaque: str | None = None
+    stale: bool = False
+
+    @classmethod
+    def parse(cls, value: str) -> Challenge | None:
+        """The challenge, or None when it is not a digest challenge we can answer (MD5, qop auth or none)."""
+        p = parse_authorization(value)
+        if p is None or "realm" not in p or "nonce" not in p:
+            return None
+        if p.get("algorithm", "MD5").upper() != "MD5":
+            return None
+        qops = {q.strip().lower() for q in p["qop"].split(",")} if "qop" in p else set()
+        if qops and "auth" not in qops:
+            return None
+        return cls(p["realm"], p["nonce"], "auth" in qops, p.get("opaque"), p.get("stale", "").lower() == "true")
+
+
+def answer_challenge(challenge: Challenge, username: str, password: str, method: str, uri: str, *,
+                     cnonce: str, nc: int = 1) -> str:
+    """The Authorization (or Proxy-Authorization) value answering ``challenge`` for a request."""
+    ha1 = _md5(f"{username}:{challenge.realm}:{password}")
+    ha2 = _md5(f"{method}:{uri}")
+    fields = [f'username="{username}"', f'realm="{challenge.realm}"', f'nonce="{challenge.nonce}"', f'uri="{uri}"']
+    if challenge.qop_auth:
+        count = f"{nc:08x}"
+        response = _md5(f"{ha1}:{challenge.nonce}:{count}:{cnonce}:auth:{ha2}")
+        fields += [f'response="{response}"', "algorithm=MD5", "qop=auth", f"nc={count}", f'cnonce="{cnonce}"']
+    else:
+        fields += [f'response="{_md5(f"{ha1}:{challenge.nonce}:{ha2}")}"', "algorithm=MD5"]
+    if challenge.opaque is not None:
+        fields.append(f'opaque="{challenge.opaque}"')
+    return "Digest " + ", ".join(fields)

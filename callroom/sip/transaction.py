@@ -187,6 +187,7 @@ class Transaction:
     intervals: dict[str, float] = field(default_factory=dict)
     last_response: SipResponse | None = None
     ack: SipRequest | None = None
+    reliable: bool = False  # over a stream (TCP, TLS): nothing retransmitted, nothing waited for
 
     def fire(self, event: Input) -> State:
         new = self.table[self.state].get(event)
@@ -217,6 +218,9 @@ class TransactionLayer:
 
     def __init__(self, *, reliable: bool = False, auto_trying: bool = True) -> None:
         self.reliable = reliable
+        # Peers reached over a stream connection (TCP, TLS), told by the transport adapter: their transactions
+        # are reliable ones, and responses to their requests go back over the connection they came on.
+        self.streams: set[Addr] = set()
         self.auto_trying = auto_trying
         self.transactions: dict[str, Transaction] = {}
         self._out: list[tuple[bytes, Addr]] = []
@@ -259,8 +263,8 @@ class TransactionLayer:
         """Send outside any transaction: an ACK for a 2xx, or a 2xx retransmitted by the TU."""
         self._out.append((bytes(message), addr))
 
-    def _wait(self, seconds: float) -> float:
-        return 0.0 if self.reliable else seconds
+    def _wait(self, seconds: float, tx: Transaction) -> float:
+        return 0.0 if tx.reliable else seconds
 
     # ---- client side ---------------------------------------------------------------------------
     def send_request(self, request: SipRequest, addr: Addr, now: float) -> str:
@@ -271,14 +275,15 @@ class TransactionLayer:
         if branch is None:
             raise ValueError("a request sent by us needs a Via branch")
         key = client_key(branch, request.method)
+        reliable = self.reliable or addr in self.streams
         if request.method == "INVITE":
-            tx = Transaction(key, "invite client", CLIENT_INVITE, _CI.CALLING, request, addr)
-            if not self.reliable:
+            tx = Transaction(key, "invite client", CLIENT_INVITE, _CI.CALLING, request, addr, reliable=reliable)
+            if not reliable:
                 tx.timers["A"], tx.intervals["A"] = now + T1, T1
             tx.timers["B"] = now + 64 * T1
         else:
-            tx = Transaction(key, "non-invite client", CLIENT_NON_INVITE, _CN.TRYING, request, addr)
-            if not self.reliable:
+            tx = Transaction(key, "non-invite client", CLIENT_NON_INVITE, _CN.TRYING, request, addr, reliable=reliable)
+            if not reliable:
                 tx.timers["E"], tx.intervals["E"] = now + T1, T1
             tx.timers["F"] = now + 64 * T1
         self.transactions[key] = tx
@@ -304,14 +309,14 @@ class TransactionLayer:
             if state is _CI.COMPLETED:
                 if tx.ack is None:
                     tx.ack = _ack_for(tx.request, resp)
-                    tx.timers = {"D": now + self._wait(32.0)}
+                    tx.timers = {"D": now + self._wait(32.0, tx)}
                 self._out.append((bytes(tx.ack), tx.peer))
             deliver = before in (_CI.CALLING, _CI.PROCEEDING) or (state is _CI.ACCEPTED and resp.status < 300)
         else:
             if state is _CN.PROCEEDING and "E" in tx.timers:
                 tx.intervals["E"] = T2
             if state is _CN.COMPLETED and before is not _CN.COMPLETED:
-                tx.timers = {"K": now + self._wait(T4)}
+                tx.timers = {"K": now + self._wait(T4, tx)}
             deliver = before is not _CN.COMPLETED
         if deliver:
             self._events.append(ResponseReceived(resp, addr, tx.id))
@@ -325,7 +330,7 @@ class TransactionLayer:
         if req.method == "ACK":
             if tx is not None and tx.state in (_SI.COMPLETED, _SI.CONFIRMED):
                 if tx.fire(_I.RECV_ACK) is _SI.CONFIRMED:
-                    tx.timers = {"I": now + self._wait(T4)}
+                    tx.timers = {"I": now + self._wait(T4, tx)}
                     self._reap(tx)
                 return
             self._events.append(RequestReceived(req, addr, None))  # ACK for a 2xx: the TU's business
@@ -335,11 +340,12 @@ class TransactionLayer:
             if tx.last_response is not None and tx.state is not _SI.ACCEPTED:
                 self._out.append((bytes(tx.last_response), tx.peer))
             return
-        peer = req.top_via.response_addr()
+        reliable = self.reliable or addr in self.streams
+        peer = addr if addr in self.streams else req.top_via.response_addr()  # a stream: back on its connection
         if req.method == "INVITE":
-            tx = Transaction(key, "invite server", SERVER_INVITE, _SI.PROCEEDING, req, peer)
+            tx = Transaction(key, "invite server", SERVER_INVITE, _SI.PROCEEDING, req, peer, reliable=reliable)
         else:
-            tx = Transaction(key, "non-invite server", SERVER_NON_INVITE, _SN.TRYING, req, peer)
+            tx = Transaction(key, "non-invite server", SERVER_NON_INVITE, _SN.TRYING, req, peer, reliable=reliable)
         self.transactions[key] = tx
         cancels: str | None = None
         if req.method == "CANCEL":
@@ -365,10 +371,10 @@ class TransactionLayer:
             tx.timers = {"L": now + 64 * T1}
         elif state is _SI.COMPLETED and before is not _SI.COMPLETED:
             tx.timers = {"H": now + 64 * T1}
-            if not self.reliable:
+            if not tx.reliable:
                 tx.timers["G"], tx.intervals["G"] = now + T1, T1
         elif state is _SN.COMPLETED and before is not _SN.COMPLETED:
-            tx.timers = {"J": now + self._wait(64 * T1)}
+            tx.timers = {"J": now + self._wait(64 * T1, tx)}
         self._reap(tx)
 
     # ---- shared --------------------------------------------------------------------------------

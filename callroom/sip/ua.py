@@ -44,6 +44,7 @@ from callroom.sip.call import (
     ReInviteReceived,
 )  # fmt: skip
 from callroom.sip.dialog import Dialog, DialogInput, DialogState, Retransmit2xx, make_cancel, uri_addr
+from callroom.sip.digest import Challenge, answer_challenge
 from callroom.sip.message import (
     Headers,
     NameAddr,
@@ -56,6 +57,7 @@ from callroom.sip.message import (
     response_to,
     salvage_request,
 )  # fmt: skip
+from callroom.sip.register import Registration, RegistrationInput
 from callroom.sip.sdp import SessionDescription
 from callroom.sip.transaction import (
     Addr,
@@ -69,6 +71,7 @@ from callroom.sip.transaction import (
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+MAX_AUTH_TRIES = 3  # INVITEs sent again with a digest answer (a stale nonce may need more than one)
 KNOWN_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "INFO", "UPDATE", "PRACK", "PUBLISH"})
 
 
@@ -84,9 +87,15 @@ class SipEndpoint:
             self.ip_version = 4
         self.user_agent = user_agent
         self.contact = SipUri(host=local_addr[0], user=user, port=local_addr[1])
+        # Stream connections (TCP, TLS) the adapter holds, by peer address, and the ports we listen on for
+        # each stream transport: what a message to such a peer says in its Via and Contact.
+        self.streams: dict[Addr, str] = {}
+        self.stream_ports: dict[str, int] = {}
         self.transactions = TransactionLayer()
         self.calls: dict[str, Call] = {}
         self._answering: dict[str, Call] = {}  # calls that may have a 2xx to retransmit (pruned lazily)
+        self.registrations: dict[str, Registration] = {}  # ours with registrars (trunks), by key
+        self._registering: dict[str, str] = {}  # REGISTER transaction id -> registration key
         self._rng = rng or random.SystemRandom()
         self._events: deque[CallEvent] = deque()
 
@@ -111,10 +120,14 @@ class SipEndpoint:
         for call in self._answering.values():  # the few calls whose 2xx awaits its ACK, not every call
             if call.retransmit is not None:
                 deadlines.append(min(call.retransmit.next_at, call.retransmit.give_up_at))
+        deadlines += [reg.next_at for reg in self.registrations.values() if reg.next_at is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         self.transactions.handle_timer(now)
+        for reg in list(self.registrations.values()):
+            if reg.next_at is not None and reg.next_at <= now and reg.tx is None:
+                self._send_register(reg, now)
         for call in list(self._answering.values()):
             rt = call.retransmit
             if rt is None:
@@ -136,30 +149,36 @@ class SipEndpoint:
 
     # ---- commands ------------------------------------------------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, now: float,
-               *, addr: Addr | None = None, display_name: str | None = None) -> str:  # fmt: skip
-        """Place a call; returns its Call-ID. ``addr`` overrides where the INVITE goes (else the URI host)."""
+               *, addr: Addr | None = None, display_name: str | None = None,
+               credentials: tuple[str, str] | None = None, headers: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
+        """Place a call; returns its Call-ID. ``addr`` overrides where the INVITE goes (else the URI host).
+        ``credentials`` (username, password) answer a 401/407 digest challenge to it (the INVITE is sent again,
+        CSeq one higher, at most ``MAX_AUTH_TRIES`` times); ``headers`` are added (P-Asserted-Identity ...)."""
         to = SipUri.parse(to_uri) if isinstance(to_uri, str) else to_uri
         frm = SipUri.parse(from_uri) if isinstance(from_uri, str) else from_uri
         call_id = f"{self._token()}@{self.local_addr[0]}"
         tag = self._token()
-        headers = Headers()
-        headers.add("Via", str(self._via()))
-        headers.add("Max-Forwards", "70")
-        headers.add("From", str(NameAddr(frm, display_name, {"tag": tag})))
-        headers.add("To", str(NameAddr(to)))
-        headers.add("Call-ID", call_id)
-        headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", f"<{self.contact}>")
-        headers.add("Allow", ALLOW)
-        headers.add("User-Agent", self.user_agent)
+        peer = addr or uri_addr(to)
+        message = Headers()
+        message.add("Via", str(self._via(peer)))
+        message.add("Max-Forwards", "70")
+        message.add("From", str(NameAddr(frm, display_name, {"tag": tag})))
+        message.add("To", str(NameAddr(to)))
+        message.add("Call-ID", call_id)
+        message.add("CSeq", "1 INVITE")
+        message.add("Contact", f"<{self._contact(peer)}>")
+        message.add("Allow", ALLOW)
+        message.add("User-Agent", self.user_agent)
+        for name, value in headers:
+            message.add(name, value)
         body = b""
         if sdp is not None:
-            headers.add("Content-Type", "application/sdp")
+            message.add("Content-Type", "application/sdp")
             body = bytes(sdp)
-        req = SipRequest("INVITE", to, headers, body)
-        peer = addr or uri_addr(to)
+        req = SipRequest("INVITE", to, message, body)
         tx = self.transactions.send_request(req, peer, now)
-        self.calls[call_id] = Call(call_id, False, req, tx, peer, tag, CallState.CALLING, local_sdp=sdp)
+        self.calls[call_id] = Call(call_id, False, req, tx, peer, tag, CallState.CALLING, local_sdp=sdp,
+                                   credentials=credentials)
         return call_id
 
     def ring(self, call_id: str, now: float, sdp: SessionDescription | None = None) -> None:
@@ -224,7 +243,7 @@ class SipEndpoint:
         if call.state is not CallState.ESTABLISHED or call.dialog is None or call.reinvite_tx is not None:
             raise IllegalTransition("call", call.state, "reinvite")
         call.fire(CallInput.REINVITE)
-        req = call.dialog.create_request("INVITE", self._via(), bytes(sdp), "application/sdp")
+        req = call.dialog.create_request("INVITE", self._via(self._hop(call)), bytes(sdp), "application/sdp")
         call.reinvite_tx = self.transactions.send_request(req, self._hop(call), now)
         call.reinvite_request = req
         call.local_sdp = sdp
@@ -242,6 +261,49 @@ class SipEndpoint:
             self.cancel(call_id, now)
         else:
             raise IllegalTransition("call", call.state, "hangup")
+
+    def register(self, key: str, registrar: SipUri, aor: SipUri, now: float, *, addr: Addr,
+                 credentials: tuple[str, str] | None, expires: int) -> None:  # fmt: skip
+        """Register our contact for ``aor`` with ``registrar`` (at ``addr``) and keep it registered; one
+        registration per ``key`` (registering again under a key replaces it)."""
+        self.unregister(key, now)
+        contact = self._contact(addr, user=aor.user or self.contact.user)
+        reg = Registration(key, registrar, aor, contact, addr, f"{self._token()}@{self.local_addr[0]}",
+                           self._token(), credentials, expires)
+        self.registrations[key] = reg
+        self._send_register(reg, now)
+
+    def unregister(self, key: str, now: float) -> None:
+        """Stop keeping ``key`` registered; a registration granted is removed (Expires: 0), unanswered."""
+        reg = self.registrations.pop(key, None)
+        if reg is None:
+            return
+        if reg.tx is not None:
+            self._registering.pop(reg.tx, None)
+        granted = reg.expires_at is not None
+        reg.fire(RegistrationInput.STOP)
+        if granted:
+            removal = reg.request(self._via(reg.addr), self.user_agent, self._token(), expires=0)
+            self.transactions.send_request(removal, reg.addr, now)
+        self._events.append(reg.changed("stopped"))
+
+    def _send_register(self, reg: Registration, now: float) -> None:
+        request = reg.request(self._via(reg.addr), self.user_agent, self._token())
+        tx = self.transactions.send_request(request, reg.addr, now)
+        self._registering[tx] = reg.key
+        reg.sent(tx)
+
+    def _on_register_response(self, key: str, resp: SipResponse, now: float) -> None:
+        reg = self.registrations.get(key)
+        if reg is None or resp.status < 200:
+            if reg is not None and reg.tx is not None:  # still waiting: keep the transaction's key
+                self._registering[reg.tx] = key
+            return
+        changed = reg.on_response(resp, now)
+        if changed is None:
+            self._send_register(reg, now)
+        else:
+            self._events.append(changed)
 
     # ---- internals: incoming requests ----------------------------------------------------------
     def _pump(self, now: float) -> None:
@@ -301,7 +363,7 @@ class SipEndpoint:
             self._send(tx, response_to(req, status, reason_phrase(status), self._token()), now)
             return
         call = Call(req.call_id, True, req, tx, source, self._token(), CallState.OFFERED)
-        call.dialog = Dialog.from_uas(req, call.local_tag, self.contact)
+        call.dialog = Dialog.from_uas(req, call.local_tag, self._contact(source))
         self.calls[req.call_id] = call
         self._events.append(IncomingCall(req.call_id, req.from_, req.to, req.uri, sdp, source))
 
@@ -356,6 +418,9 @@ class SipEndpoint:
     # ---- internals: responses and timeouts -----------------------------------------------------
     def _on_response(self, ev: ResponseReceived, now: float) -> None:
         resp = ev.response
+        if ev.transaction_id is not None and (key := self._registering.pop(ev.transaction_id, None)) is not None:
+            self._on_register_response(key, resp, now)
+            return
         call = self.calls.get(resp.call_id)
         if call is None:
             return
@@ -379,6 +444,8 @@ class SipEndpoint:
                 call.fire(CallInput.RING)
                 self._events.append(CallRinging(call.call_id, status, _sdp_or_none(resp)))
             return
+        if status in (401, 407) and self._authenticate(call, resp, now):
+            return
         if status >= 300:
             cancelled = call.state is CallState.CANCELLING
             call.fire(CallInput.FAIL)
@@ -393,7 +460,7 @@ class SipEndpoint:
                 self.transactions.send_stateless(call.last_ack, self._hop(call))
             return
         call.dialog = Dialog.from_uac(call.invite, resp)
-        call.last_ack = call.dialog.create_ack(self._via())
+        call.last_ack = call.dialog.create_ack(self._via(self._hop(call)))
         self.transactions.send_stateless(call.last_ack, self._hop(call))
         was_cancelling = call.state is CallState.CANCELLING
         call.fire(CallInput.ANSWER)
@@ -404,13 +471,45 @@ class SipEndpoint:
             return
         self._events.append(CallAnswered(call.call_id, _sdp_or_none(resp)))
 
+    def _authenticate(self, call: Call, resp: SipResponse, now: float) -> bool:
+        """Send the INVITE again with an answer to the 401/407's digest challenge (RFC 3261 §22.2): same
+        Call-ID and From tag, CSeq one higher, a new branch. False when there is nothing to answer with: no
+        credentials, a challenge we cannot read, a cancelled call, or a challenge to our answer that does not
+        say ``stale`` (the credentials are wrong)."""
+        if call.credentials is None or call.state is CallState.CANCELLING or call.auth_tries >= MAX_AUTH_TRIES:
+            return False
+        asking, answering = (("WWW-Authenticate", "Authorization") if resp.status == 401
+                             else ("Proxy-Authenticate", "Proxy-Authorization"))
+        challenge = next((c for v in resp.headers.get_all(asking) if (c := Challenge.parse(v)) is not None), None)
+        if challenge is None:
+            return False
+        if call.invite.headers.get(answering) is not None and not challenge.stale:
+            return False  # our answer was refused: a new challenge that is not stale means wrong credentials
+        username, password = call.credentials
+        answer = answer_challenge(challenge, username, password, "INVITE", str(call.invite.uri), cnonce=self._token())
+        headers = Headers()
+        for name, value in call.invite.headers:
+            if name == "Via":
+                value = str(self._via(call.peer))
+            elif name == "CSeq":
+                value = f"{call.invite.cseq.seq + 1} INVITE"
+            elif name in ("Authorization", "Proxy-Authorization"):
+                continue
+            headers.add(name, value)
+        headers.add(answering, answer)
+        req = SipRequest("INVITE", call.invite.uri, headers, call.invite.body)
+        call.auth_tries += 1
+        call.invite, call.invite_tx = req, self.transactions.send_request(req, call.peer, now)
+        call.notes.pop("provisional", None)
+        return True
+
     def _on_reinvite_response(self, call: Call, resp: SipResponse, now: float) -> None:
         if resp.status < 200 or call.dialog is None:
             return
         call.reinvite_tx = call.reinvite_request = None
         if resp.status < 300:
             call.dialog.receive_response(resp)
-            call.last_ack = call.dialog.create_ack(self._via())
+            call.last_ack = call.dialog.create_ack(self._via(self._hop(call)))
             self.transactions.send_stateless(call.last_ack, self._hop(call))
             self._events.append(ReInviteAnswered(call.call_id, _sdp_or_none(resp)))
         elif resp.status in (408, 481):
@@ -419,6 +518,10 @@ class SipEndpoint:
             self._events.append(ReInviteFailed(call.call_id, resp.status, resp.reason))
 
     def _on_timeout(self, ev: TransactionTimeout, now: float) -> None:
+        key = self._registering.pop(ev.transaction_id, None)
+        if key is not None and (reg := self.registrations.get(key)) is not None:
+            self._events.append(reg.on_timeout(now))
+            return
         call = self.calls.get(ev.request.call_id)
         if call is None:
             return
@@ -454,7 +557,7 @@ class SipEndpoint:
 
     def _send_bye(self, call: Call, now: float) -> None:
         assert call.dialog is not None
-        bye = call.dialog.create_request("BYE", self._via(), extra=(("User-Agent", self.user_agent),))
+        bye = call.dialog.create_request("BYE", self._via(self._hop(call)), extra=(("User-Agent", self.user_agent),))
         self.transactions.send_request(bye, self._hop(call), now)
         self._forget(call)
 
@@ -472,7 +575,7 @@ class SipEndpoint:
                   reason: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> SipResponse:  # fmt: skip
         extra: list[tuple[str, str]] = list(headers)
         if status < 300:
-            extra += [("Contact", f"<{self.contact}>"), ("Allow", ALLOW)]
+            extra += [("Contact", f"<{self._contact(call.peer)}>"), ("Allow", ALLOW)]
             extra += [("Record-Route", str(r)) for r in req.record_route]
         if sdp is not None:
             extra.append(("Content-Type", "application/sdp"))
@@ -490,6 +593,8 @@ class SipEndpoint:
         lookup is a gift to whoever controls the name); an address we cannot send to (IPv6 on an IPv4
         socket) is not tried."""
         assert call.dialog is not None
+        if call.peer in self.streams:  # over the call's connection (the peer's Contact may name another port)
+            return call.peer
         hop = call.dialog.next_hop()
         return hop if self.sendable(hop) else call.peer
 
@@ -504,9 +609,29 @@ class SipEndpoint:
     def _peer_of(self, req: SipRequest) -> Addr:
         return req.top_via.response_addr()
 
-    def _via(self) -> Via:
+    def _via(self, peer: Addr | None = None) -> Via:
+        """Our Via for a request to ``peer``: the transport it is reached over, and our port for it."""
         params: dict[str, str | None] = {"branch": "z9hG4bK" + self._token(), "rport": None}
-        return Via(self.local_addr[0], self.local_addr[1], "UDP", params)
+        transport = self.streams.get(peer, "UDP") if peer is not None else "UDP"
+        return Via(self.local_addr[0], self.stream_ports.get(transport, self.local_addr[1]), transport, params)
+
+    def _contact(self, peer: Addr, user: str | None = None) -> SipUri:
+        """Our Contact for a dialog or registration with ``peer`` (``;transport=tcp`` or ``tls`` over a stream)."""
+        transport = self.streams.get(peer)
+        if transport is None:
+            return self.contact if user is None else SipUri(self.contact.host, user=user, port=self.contact.port)
+        return SipUri(self.contact.host, user=user or self.contact.user, port=self.stream_ports.get(transport),
+                      params={"transport": transport.lower()})
+
+    def stream_opened(self, peer: Addr, transport: str) -> None:
+        """The adapter holds a ``transport`` ("TCP" or "TLS") connection with ``peer``: messages to it go there."""
+        self.streams[peer] = transport
+        self.transactions.streams.add(peer)
+
+    def stream_closed(self, peer: Addr) -> None:
+        """The connection with ``peer`` is gone: what was under way with it times out."""
+        self.streams.pop(peer, None)
+        self.transactions.streams.discard(peer)
 
     def _token(self) -> str:
         return f"{self._rng.getrandbits(64):016x}"

@@ -1,6 +1,7 @@
 """The store's unit of work: typed reads and writes of control-plane records inside one transaction.
 
-``Tx`` gathers its parts: ``tx_base`` (conversion, shared helpers), ``tx_conferences``, ``tx_queues``, and
+``Tx`` gathers its parts: ``tx_base`` (conversion, shared helpers), ``tx_conferences``, ``tx_queues``,
+``tx_trunks``, and
 here settings, accounts, API keys, applications, calls, the outbox, timers and command ids. Every query
 that can see tenant data filters on ``account_id``; nothing here returns another account's rows.
 """
@@ -28,13 +29,14 @@ from callroom.store.sql import Result, prebuilt
 from callroom.store.tx_base import _lookup, _update_by, from_row, to_row
 from callroom.store.tx_conferences import ConferenceTx
 from callroom.store.tx_queues import QueueTx
+from callroom.store.tx_trunks import TrunkTx
 
 __all__ = ["Tx", "from_row", "to_row"]
 
 KEYS_GENERATION = "api_keys_generation"  # the setting that changes with every key created or revoked
 
 
-class Tx(ConferenceTx, QueueTx):
+class Tx(ConferenceTx, QueueTx, TrunkTx):
     """Reads and writes within one database transaction."""
 
     # -- settings -----------------------------------------------------------------------------------
