@@ -18,6 +18,7 @@ from callroom.api import (
     routes_conferences,
     routes_console,
     routes_files,
+    routes_listening,
     routes_media_actions,
     routes_queues,
     routes_virtual,
@@ -58,7 +59,7 @@ def create_app(
     app.state.url_policy = url_policy  # which addresses webhook and media URLs may name (outbound.py)
     errors.install(app)
     routers = [("/v2", r) for r in (routes_conferences.router, routes_queues.router, routes_calls.router,
-                                    routes_applications.router, routes_media_actions.router,
+                                    routes_applications.router, routes_media_actions.router, routes_listening.router,
                                     routes_files.router, routes_webhooks.router, routes_cluster.router)]
     routers += [("", routes_webhooks.metrics_router), ("", routes_virtual.router), ("", routes_console.router)]
     for prefix, router in routers:

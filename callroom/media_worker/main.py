@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from callroom.admission import Admission, Limits, Load
+from callroom.aio.media_stream import StreamClients
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
 from callroom.aio.rtp_batch import RtpBatch
 from callroom.aio.rtp_leg import RtpLeg
@@ -80,8 +81,9 @@ class MediaWorker:
         self.conn = conn  # facts and replies to the API process
         self.commands = commands  # the API's instructions, framed by ``pipe.py``
         self._frames = FrameReader()
+        self.streams = StreamClients(url_policy)  # media streams' WebSockets
         self.engine = MediaEngine(on_fact=self.send, url_policy=url_policy,
-                                  batch=RtpBatch() if self.batch_rtp else None)
+                                  batch=RtpBatch() if self.batch_rtp else None, stream_opener=self.streams.open)
         self.sip: SipPhones | None = None
         self.virtual: dict[str, VirtualPhoneAudio] = {}
         self.admission = Admission(limits or Limits())
@@ -132,6 +134,7 @@ class MediaWorker:
         self.engine.stop()
         await ticking
         await self.engine.aclose()
+        await self.streams.close()
 
     def load(self) -> Load:
         """The node's figures for admitting a new call: its calls up (SIP legs, ringing or answered, and
