@@ -5,14 +5,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from callroom.api.limits import MAX_URL
 from callroom.api.schemas import Answer, Body, CallCommand, Dial, StoredBody, _url_allowed
 from callroom.control.listening import Listening, StreamRequest
 
 StreamUrl = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=r"^wss?://"), AfterValidator(_url_allowed)]
-ForkTarget = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=r"^udp:")]
+
+
+def _fork_target_allowed(value: str, info: ValidationInfo) -> str:
+    """A fork target names its address as a URL does its host: refused now when it is a refused address."""
+    _url_allowed("udp://" + value.removeprefix("udp:"), info)
+    return value
+
+
+_FORK_TARGET = r"^udp:(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):\d{1,5}$"  # udp:host:port, udp:[v6]:port
+ForkTarget = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=_FORK_TARGET),
+                       AfterValidator(_fork_target_allowed)]
 Track = Literal["inbound_track", "outbound_track", "both_tracks"]
 # Telnyx's codecs; those callroom cannot encode fall back to the call's own (PCMU), as Telnyx documents for a
 # codec it cannot transcode to.

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from callroom.audio.fetch import FETCH_ERRORS, public_reason
 from callroom.errors import MediaError
+from callroom.media.forks import ForkOpener, Forks
 from callroom.media.gather import DigitGatherer, Finished, Reprompt
 from callroom.media.players import Job, LoopingPlayer, Players
 from callroom.media.ports import AudioLeg, Frame
@@ -73,9 +74,10 @@ class _PreparedLoop:
 
 class ActionRunner:
     def __init__(self, engine: ActionHost, url_policy: AddressPolicy = UNRESTRICTED,
-                 stream_opener: StreamOpener | None = None) -> None:  # fmt: skip
+                 stream_opener: StreamOpener | None = None, fork_opener: ForkOpener | None = None) -> None:
         self.engine = engine
         self.streams = Streams(engine, lambda fact: self.engine.on_fact(fact), stream_opener)
+        self.forks = Forks(lambda: self.engine.legs, fork_opener)
         self.players = Players()
         self.kinds: dict[str, str] = {}  # job id -> playback | speak
         self.recorders: dict[str, Recorder] = {}
@@ -112,6 +114,8 @@ class ActionRunner:
                 self._end_gather(cid, "cancelled")
             case m.StartStream() | m.StopStream():
                 self.streams.apply(op)
+            case m.StartFork() | m.StopFork():
+                self.forks.apply(op)
             case m.SendDtmf(call_control_ids=cids, digits=digits, duration_millis=ms):
                 for cid in cids:
                     leg = self.engine.legs.get(cid)
@@ -174,12 +178,14 @@ class ActionRunner:
     @property
     def tapping(self) -> bool:
         """Whether something needs every leg's frames this tick (the ``inputs`` and ``outputs`` of
-        ``after_mix``): recordings and streams."""
-        return bool(self.recorders) or bool(self.streams)
+        ``after_mix``): recordings, streams and forks."""
+        return bool(self.recorders) or bool(self.streams) or bool(self.forks)
 
     def after_mix(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame], now: float) -> None:
         if self.streams:
             self.streams.after_mix(inputs, outputs)
+        if self.forks:
+            self.forks.after_mix(inputs, outputs)
         for job in self.players.finished():
             self._end(job, "completed")
         for rec in list(self.recorders.values()):
@@ -207,6 +213,7 @@ class ActionRunner:
 
     def leg_gone(self, cid: str) -> None:
         self.streams.leg_gone(cid)
+        self.forks.stop(cid)
         for job in self.players.of_leg(cid):
             self._end(job, "call_hangup")
         for rec in [r for r in self.recorders.values() if r.op.call_control_id == cid]:
@@ -300,6 +307,7 @@ class ActionRunner:
 
     async def aclose(self) -> None:
         self.streams.close()
+        self.forks.close()
         for task in list(self._tasks):
             task.cancel()
         await self.preparer.aclose()

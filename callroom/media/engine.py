@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from callroom.media import topology as topo
 from callroom.media.actions import ActionRunner
+from callroom.media.forks import ForkOpener
 from callroom.media.mixer import SILENCE_DBOV, Mixer
 from callroom.media.ports import FRAME_SAMPLES, AudioLeg, DtmfDigit, Frame, LegBatch
 from callroom.media.streams import StreamOpener
@@ -70,7 +71,8 @@ class TickStats:
 
 class MediaEngine:
     def __init__(self, on_fact: Callable[[m.MediaFact], None] = lambda _f: None, *, batch: LegBatch | None = None,
-                 url_policy: AddressPolicy = UNRESTRICTED, stream_opener: StreamOpener | None = None) -> None:
+                 url_policy: AddressPolicy = UNRESTRICTED, stream_opener: StreamOpener | None = None,
+                 fork_opener: ForkOpener | None = None) -> None:  # fmt: skip
         self.on_fact = on_fact
         self.mixer: Mixer[str] = Mixer(capacity=64, adaptive_gain=True)
         self.legs: dict[str, AudioLeg] = {}
@@ -94,8 +96,9 @@ class MediaEngine:
         self._beep_ids = itertools.count()
         self._running = False
         self.conference_plays: dict[str, set[str]] = {}  # conference id -> playback source ports
-        # url_policy: where media URLs may be fetched from; stream_opener: the media process's WebSocket side
-        self.actions = ActionRunner(self, url_policy, stream_opener)
+        # url_policy: where media URLs may be fetched from; the openers: the media process's WebSocket and UDP
+        # sides of streams and forks
+        self.actions = ActionRunner(self, url_policy, stream_opener, fork_opener)
         # Called at the start of every tick, before anything is mixed: the media process drains the API's
         # instructions here instead of being woken for each one (``process.MediaWorker``).
         self.before_tick: Callable[[], None] = lambda: None

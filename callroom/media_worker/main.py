@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from callroom.admission import Admission, Limits, Load
+from callroom.aio.media_fork import ForkSockets
 from callroom.aio.media_stream import StreamClients
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
 from callroom.aio.rtp_batch import RtpBatch
@@ -82,8 +83,10 @@ class MediaWorker:
         self.commands = commands  # the API's instructions, framed by ``pipe.py``
         self._frames = FrameReader()
         self.streams = StreamClients(url_policy)  # media streams' WebSockets
+        self.forks = ForkSockets(url_policy)  # forks' UDP sockets
         self.engine = MediaEngine(on_fact=self.send, url_policy=url_policy,
-                                  batch=RtpBatch() if self.batch_rtp else None, stream_opener=self.streams.open)
+                                  batch=RtpBatch() if self.batch_rtp else None, stream_opener=self.streams.open,
+                                  fork_opener=self.forks.open)
         self.sip: SipPhones | None = None
         self.virtual: dict[str, VirtualPhoneAudio] = {}
         self.admission = Admission(limits or Limits())
@@ -135,6 +138,7 @@ class MediaWorker:
         await ticking
         await self.engine.aclose()
         await self.streams.close()
+        await self.forks.close()
 
     def load(self) -> Load:
         """The node's figures for admitting a new call: its calls up (SIP legs, ringing or answered, and

@@ -1,11 +1,14 @@
 """Media streaming as a voice bot uses it, through the official SDK against a node with virtual phones and a
 real WebSocket server (``tests/support/stream_server.py``): the phone's tone arrives at the server decoded
 at its frequency, audio the server sends back is heard by the phone, marks come back when played, clear
-cuts the audio off, and a server that stops reading or goes away disturbs nothing else in the call."""
+cuts the audio off, and a server that stops reading or goes away disturbs nothing else in the call; and forks,
+the call's RTP to UDP targets."""
 
 from __future__ import annotations
 
 import base64
+import itertools
+import socket
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,6 +16,8 @@ import pytest
 import telnyx
 
 from callroom.media.tones import sine
+from callroom.rtp.g711 import ulaw_decode
+from callroom.rtp.packet import RtpPacket
 from tests.media.audio import tone_level
 from tests.support.stream_server import StreamServer
 from tests.support.tenant import Tenant
@@ -157,3 +162,33 @@ def test_a_stream_to_a_refused_address_is_refused(strict_tenant: Tenant) -> None
     with pytest.raises(telnyx.UnprocessableEntityError) as refused:
         strict_tenant.client.calls.actions.start_streaming(cid, stream_url="ws://127.0.0.1:9/stream")
     assert refused.value.body["errors"][0]["source"]["pointer"] == "/stream_url"  # type: ignore[index]
+
+
+def test_fork_sends_the_call_rtp_to_udp_targets(tenant: Tenant) -> None:
+    rx_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for s in (rx_sock, tx_sock):
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(10)
+        a, b = _bridged(tenant, 500, 900)
+        tenant.client.calls.actions.start_forking(a, rx=f"udp:127.0.0.1:{rx_sock.getsockname()[1]}",
+                                                  tx=f"udp:127.0.0.1:{tx_sock.getsockname()[1]}")
+        assert tenant.event("call.fork.started", a).payload["stream_type"] == "decrypted"
+        for sock, said, not_said in ((rx_sock, 500, 900), (tx_sock, 900, 500)):
+            packets = [RtpPacket.parse(sock.recv(2048)) for _ in range(60)]
+            assert {p.payload_type for p in packets} == {0} and len({p.ssrc for p in packets}) == 1
+            seqs = [p.sequence_number for p in packets]
+            assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs))
+            audio = ulaw_decode(b"".join(p.payload for p in packets[-40:]))
+            assert tone_level(audio, said) > HEARD and tone_level(audio, not_said) < SILENT
+        tenant.client.calls.actions.stop_forking(a)
+        tenant.event("call.fork.stopped", a)
+        with pytest.raises(telnyx.UnprocessableEntityError) as twice:
+            tenant.client.calls.actions.stop_forking(a)
+        assert twice.value.body["errors"][0]["code"] == "90107"  # type: ignore[index]
+        with pytest.raises(telnyx.UnprocessableEntityError):
+            tenant.client.calls.actions.start_forking(b, rx="tcp:127.0.0.1:9")
+    finally:
+        rx_sock.close()
+        tx_sock.close()
