@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from callroom.audio.fetch import FETCH_ERRORS, public_reason
 from callroom.errors import MediaError
+from callroom.media.amd import MachineDetectors
 from callroom.media.forks import ForkOpener, Forks
 from callroom.media.gather import DigitGatherer, Finished, Reprompt
 from callroom.media.players import Job, LoopingPlayer, Players
@@ -78,6 +79,7 @@ class ActionRunner:
         self.engine = engine
         self.streams = Streams(engine, lambda fact: self.engine.on_fact(fact), stream_opener)
         self.forks = Forks(lambda: self.engine.legs, fork_opener)
+        self.machines = MachineDetectors(lambda: self.engine.legs, lambda fact: self.engine.on_fact(fact))
         self.players = Players()
         self.kinds: dict[str, str] = {}  # job id -> playback | speak
         self.recorders: dict[str, Recorder] = {}
@@ -116,6 +118,8 @@ class ActionRunner:
                 self.streams.apply(op)
             case m.StartFork() | m.StopFork():
                 self.forks.apply(op)
+            case m.DetectMachine():
+                self.machines.start(op)
             case m.SendDtmf(call_control_ids=cids, digits=digits, duration_millis=ms):
                 for cid in cids:
                     leg = self.engine.legs.get(cid)
@@ -178,14 +182,16 @@ class ActionRunner:
     @property
     def tapping(self) -> bool:
         """Whether something needs every leg's frames this tick (the ``inputs`` and ``outputs`` of
-        ``after_mix``): recordings, streams and forks."""
-        return bool(self.recorders) or bool(self.streams) or bool(self.forks)
+        ``after_mix``): recordings, streams, forks and answering-machine detection."""
+        return bool(self.recorders) or bool(self.streams) or bool(self.forks) or bool(self.machines)
 
     def after_mix(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame], now: float) -> None:
         if self.streams:
             self.streams.after_mix(inputs, outputs)
         if self.forks:
             self.forks.after_mix(inputs, outputs)
+        if self.machines:
+            self.machines.after_mix(inputs, now)
         for job in self.players.finished():
             self._end(job, "completed")
         for rec in list(self.recorders.values()):
@@ -214,6 +220,7 @@ class ActionRunner:
     def leg_gone(self, cid: str) -> None:
         self.streams.leg_gone(cid)
         self.forks.stop(cid)
+        self.machines.stop(cid)
         for job in self.players.of_leg(cid):
             self._end(job, "call_hangup")
         for rec in [r for r in self.recorders.values() if r.op.call_control_id == cid]:

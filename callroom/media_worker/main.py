@@ -216,8 +216,8 @@ class MediaWorker:
             match message:
                 case Instructions(ops=ops):
                     self._apply(list(ops))
-                case AddVirtualLeg(call_control_id=cid, tone_hz=tone_hz):
-                    audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid))
+                case AddVirtualLeg(call_control_id=cid, tone_hz=tone_hz, say_ms=say_ms, beep_hz=beep_hz):
+                    audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid), say_ms, beep_hz)
                     self.virtual[cid] = audio
                     self.engine.add_leg(cid, audio)
                 case RemoveLeg(call_control_id=cid) if cid in self.relays.legs:

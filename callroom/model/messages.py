@@ -56,6 +56,8 @@ class AddVirtualLeg:
 
     call_control_id: str
     tone_hz: tuple[float, ...] = ()
+    say_ms: tuple[int, ...] = ()  # the tone's cadence (``VirtualSpec``)
+    beep_hz: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

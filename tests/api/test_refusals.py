@@ -30,13 +30,13 @@ def test_dial_to_a_misspelt_virtual_phone_is_refused(tenant: Tenant, to: str, sa
 
 
 def test_a_command_callroom_does_not_carry_out_says_so(tenant: Tenant) -> None:
-    cid = tenant.dial("forked")
+    cid = tenant.dial("transcribed")
     with pytest.raises(telnyx.APIStatusError) as refused:
-        tenant.client.with_options(max_retries=2).calls.actions.start_forking(cid)
+        tenant.client.with_options(max_retries=2).calls.actions.start_transcription(cid)
     assert refused.value.status_code == 501
     error = refused.value.body["errors"][0]  # type: ignore[index]
     assert (error["code"], error["title"]) == ("90117", "Command not supported")
-    assert "'fork_start'" in error["detail"]
+    assert "'transcription_start'" in error["detail"]
     # the SDK was told not to retry it (it retries other 5xx): the answer is to its first attempt
     assert refused.value.response.headers["x-should-retry"] == "false"
     assert refused.value.response.request.headers["x-stainless-retry-count"] == "0"
