@@ -187,7 +187,7 @@ class ActionRunner:
 
     def after_mix(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame], now: float) -> None:
         if self.streams:
-            self.streams.after_mix(inputs, outputs)
+            self.streams.after_mix(inputs, outputs, now)
         if self.forks:
             self.forks.after_mix(inputs, outputs)
         if self.machines:

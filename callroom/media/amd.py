@@ -41,6 +41,7 @@ DEFAULTS: Mapping[str, int] = {
     "beep_min_tone_duration_millis": 160,
 }
 MIN_WORD_MS = 100
+WAIT_FOR_ANSWER_SECONDS = 900.0  # a detection waits this long for its call's answer
 BEEP_PURITY = 0.8  # the share of a frame's energy within the beep's frequency and its neighbours
 BEEP_DRIFT_HZ = 60.0  # a beep's frequency holds within this from frame to frame
 _BINS = 4 * FRAME_SAMPLES  # zero-padded FFT: 12.5 Hz bins
@@ -177,7 +178,7 @@ class MachineDetectors:
     def __init__(self, legs: Callable[[], Mapping[str, AudioLeg]], report: Callable[[m.MediaFact], None]) -> None:
         self.legs = legs
         self.report = report
-        self.pending: dict[str, m.DetectMachine] = {}
+        self.pending: dict[str, tuple[m.DetectMachine, float | None]] = {}  # with when a tick first saw it
         self.running: dict[str, tuple[m.DetectMachine, MachineDetector]] = {}
 
     def __bool__(self) -> bool:
@@ -185,7 +186,7 @@ class MachineDetectors:
 
     def start(self, op: m.DetectMachine) -> None:
         self.running.pop(op.call_control_id, None)
-        self.pending[op.call_control_id] = op
+        self.pending[op.call_control_id] = (op, None)
 
     def stop(self, cid: str) -> None:
         self.pending.pop(cid, None)
@@ -194,9 +195,14 @@ class MachineDetectors:
     def after_mix(self, inputs: Mapping[str, Frame | None], now: float) -> None:
         if self.pending:
             legs = self.legs()
-            for cid in [c for c in self.pending if c in legs]:
-                op = self.pending.pop(cid)
-                self.running[cid] = (op, MachineDetector(op.mode, dict(op.config), now))
+            for cid, (op, since) in list(self.pending.items()):
+                if cid in legs:
+                    del self.pending[cid]
+                    self.running[cid] = (op, MachineDetector(op.mode, dict(op.config), now))
+                elif since is None:
+                    self.pending[cid] = (op, now)
+                elif now - since > WAIT_FOR_ANSWER_SECONDS:
+                    del self.pending[cid]  # the call was never answered here
         for cid, (op, detector) in list(self.running.items()):
             for verdict in detector.feed(inputs.get(cid), now):
                 self.report(m.MachineDetection(op.job_id, verdict.kind, verdict.result))

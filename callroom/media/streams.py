@@ -32,6 +32,7 @@ from callroom.rtp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 log = logging.getLogger(__name__)
 
+WAIT_FOR_ANSWER_SECONDS = 900.0  # a dialled call's stream waits this long for the answer (dials ring 600 s at most)
 QUEUE_FRAMES = 250  # messages waiting for a slow server: 5 s of one track; older media is dropped past that
 PLAYOUT_LIMIT_SAMPLES = 60 * SAMPLE_RATE  # a minute of audio sent back and not played yet
 CODECS = ("PCMU", "PCMA", "L16")
@@ -248,6 +249,7 @@ class Streams:
         self.report = report
         self.opener = opener
         self.taps: dict[str, StreamTap] = {}
+        self._since: dict[str, float] = {}  # when each waiting tap was first seen by a tick
 
     def __bool__(self) -> bool:
         return bool(self.taps)
@@ -280,11 +282,16 @@ class Streams:
             if tap.state == "waiting":
                 tap.stop()
 
-    def after_mix(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame]) -> None:
+    def after_mix(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame], now: float) -> None:
         for job_id, tap in list(self.taps.items()):
             cid = tap.op.call_control_id
-            if tap.state == "waiting" and cid in self.host.legs:
-                self._open(tap)
+            if tap.state == "waiting":
+                if cid in self.host.legs:
+                    self._since.pop(job_id, None)
+                    self._open(tap)
+                elif now - self._since.setdefault(job_id, now) > WAIT_FOR_ANSWER_SECONDS:
+                    self._since.pop(job_id, None)
+                    tap.stop()  # the call was never answered here
             if tap.state == "open":
                 if not tap.started_reported:
                     tap.started_reported = True

@@ -14,6 +14,8 @@ from tests.support.tenant import Tenant
     ("virtual:x;tonne=500", "unknown virtual phone option 'tonne'"),
     ("virtual:x;tone=5000", "between 20 and 3900 Hz"),
     ("virtual:x;answer_after=soon", "answer_after=soon"),
+    ("virtual:x;say=hello", "say=hello"),
+    ("virtual:x;beep=9000", "between 20 and 3900 Hz"),
 ])  # fmt: skip
 def test_dial_to_a_misspelt_virtual_phone_is_refused(tenant: Tenant, to: str, said: str) -> None:
     with pytest.raises(telnyx.UnprocessableEntityError) as refused:

@@ -192,3 +192,16 @@ def test_fork_sends_the_call_rtp_to_udp_targets(tenant: Tenant) -> None:
     finally:
         rx_sock.close()
         tx_sock.close()
+
+
+def test_bidirectional_audio_to_the_opposite_leg_of_a_bridge(tenant: Tenant, server: StreamServer) -> None:
+    a, b = _bridged(tenant, 500, 900)
+    tenant.client.calls.actions.start_streaming(a, stream_url=server.url, stream_bidirectional_mode="rtp",
+                                                stream_bidirectional_target_legs="opposite")
+    tenant.event("streaming.started", a)
+    conn = server.connection()
+    server.wait(lambda: "start" in conn.events())
+    server.send_audio(conn, sine(1200, 3000, amplitude=8000), chunk_ms=500)
+    server.wait(lambda: tone_level(tenant.heard(b, seconds=0.3), 1200) > HEARD)  # the bridged party hears the bot
+    assert tone_level(tenant.heard(a, seconds=0.3), 1200) < SILENT
+    assert tone_level(tenant.heard(b, seconds=0.3), 500) > HEARD  # and still the caller
