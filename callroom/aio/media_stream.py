@@ -1,11 +1,12 @@
 """The WebSocket side of media streams: one asyncio task per stream, in the media process.
 
 A task connects to the stream's URL (only to an address the node's ``AddressPolicy`` permits, the one it
-checked, as webhooks and media fetches do; no proxy from the environment), then sends what the stream's
-``StreamTap`` has queued whenever the tick says there is some (``tap.notify``) and hands every message the
-server sends to the tap. The tick never waits for it: it only appends to the tap's bounded queue. A server
-that reads slowly makes the task wait in ``send`` (websockets' write buffer, ``WRITE_LIMIT``), meanwhile
-the tap drops the oldest audio; one that goes away ends the stream (``streaming.failed``).
+checked, as webhooks and media fetches do; no proxy from the environment; a small kernel send buffer),
+then sends what the stream's ``StreamTap`` has queued whenever the tick says there is some
+(``tap.notify``) and hands every message the server sends to the tap. The tick never waits for it: it
+only appends to the tap's bounded queue. A server that reads slowly makes the task wait in ``send``
+(websockets' write buffer, ``WRITE_LIMIT``), meanwhile the tap drops the oldest audio (counted:
+``callroom_media_stream_frames_dropped_total``); one that goes away ends the stream (``streaming.failed``).
 
 ``StreamClients`` owns the tasks: ``close`` cancels them and waits for them to end.
 """
@@ -13,7 +14,9 @@ the tap drops the oldest audio; one that goes away ends the stream (``streaming.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -28,7 +31,10 @@ log = logging.getLogger(__name__)
 
 OPEN_TIMEOUT = 5.0  # seconds to connect and finish the handshake
 CLOSE_TIMEOUT = 2.0
-WRITE_LIMIT = 64 * 1024  # bytes in websockets' write buffer before ``send`` waits
+WRITE_LIMIT = 32 * 1024  # bytes in websockets' write buffer before ``send`` waits
+# The kernel's send buffer of a stream's socket: small, so that what a slow server has not read waits in the
+# tap's queue (where the oldest audio is dropped) rather than in megabytes of stale audio in the kernel.
+SEND_BUFFER = 32 * 1024
 MAX_MESSAGE = 4 * 1024 * 1024  # a server's message: up to 30 s of L16 16 kHz audio, base64
 
 
@@ -81,9 +87,10 @@ class StreamClients:
             return "could not connect to the stream_url"
         headers = {"x-telnyx-streaming-auth-token": tap.op.auth_token} if tap.op.auth_token else None
         try:
-            ws = await connect(url, host=addresses[0], port=port, proxy=None, open_timeout=OPEN_TIMEOUT,
-                               close_timeout=CLOSE_TIMEOUT, write_limit=WRITE_LIMIT, max_size=MAX_MESSAGE,
-                               additional_headers=headers, compression=None)  # fmt: skip
+            sock = await _connected(addresses[0], port)
+            ws = await connect(url, sock=sock, open_timeout=OPEN_TIMEOUT, close_timeout=CLOSE_TIMEOUT,
+                               write_limit=WRITE_LIMIT, max_size=MAX_MESSAGE, additional_headers=headers,
+                               compression=None)  # fmt: skip
         except (OSError, TimeoutError, WebSocketException) as exc:
             log.info("stream %s: connecting to %s failed: %s", tap.op.job_id, url, exc)
             return "could not connect to the stream_url"
@@ -129,3 +136,19 @@ class StreamClients:
         except ConnectionClosed:
             return None if tap.closing else "the stream's server went away"
         return None if tap.closing else "the stream's server closed the connection"
+
+
+async def _connected(address: str, port: int) -> socket.socket:
+    """A TCP socket connected to ``address`` (checked already), with a small send buffer."""
+    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        async with asyncio.timeout(OPEN_TIMEOUT):
+            await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -250,6 +250,16 @@ class Streams:
         self.opener = opener
         self.taps: dict[str, StreamTap] = {}
         self._since: dict[str, float] = {}  # when each waiting tap was first seen by a tick
+        self._dropped_ended = 0  # by the taps that ended
+
+    @property
+    def dropped(self) -> int:
+        """Media messages slow servers did not take in time, since start."""
+        return self._dropped_ended + sum(t.dropped for t in self.taps.values())
+
+    @property
+    def open(self) -> int:
+        return sum(1 for t in self.taps.values() if t.state in ("connecting", "open", "stopping"))
 
     def __bool__(self) -> bool:
         return bool(self.taps)
@@ -299,6 +309,7 @@ class Streams:
                 tap.capture(inputs.get(cid), outputs.get(cid))
             if tap.state == "ended":
                 del self.taps[job_id]
+                self._dropped_ended += tap.dropped
                 if tap.op.bidirectional:
                     self.host.detach(_port(tap))
                 if tap.started_reported or tap.failure is not None:

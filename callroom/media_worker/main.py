@@ -274,7 +274,7 @@ class MediaWorker:
             legs=len(engine.legs), conferences=len(engine.conferences), ticks=stats.ticks, late_ms=lateness,
             sip_sent=dict(transport.responses_sent) if transport is not None else {},
             sip_received=dict(transport.responses_received) if transport is not None else {},
-            floors=floors,
+            floors=floors, streams=engine.actions.streams.open, stream_frames_dropped=engine.actions.streams.dropped,
         )
 
     def _refill(self) -> None:

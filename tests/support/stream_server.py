@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,9 @@ class Connection:
 
 
 class StreamServer:
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", small_buffer: bool = False) -> None:
+        """``small_buffer``: a receive buffer of 4 kB, so that a pause in reading soon holds the node up."""
+        self._small = small_buffer
         self.connections: list[Connection] = []
         self.reading = threading.Event()
         self.reading.set()
@@ -61,7 +64,11 @@ class StreamServer:
         asyncio.set_event_loop(self._loop)
 
         async def start() -> None:
-            self._server = await serve(self._handle, host, 0, compression=None, max_size=None)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if self._small:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.bind((host, 0))
+            self._server = await serve(self._handle, sock=sock, compression=None, max_size=None)
             self._ready.set()
 
         self._loop.run_until_complete(start())
