@@ -175,11 +175,19 @@ def test_a_stream_no_server_takes_fails_and_bad_options_are_refused(tenant: Tena
     assert none.value.body["errors"][0]["code"] == "90107"  # type: ignore[index]
 
 
-def test_a_stream_to_a_refused_address_is_refused(strict_tenant: Tenant) -> None:
+def test_a_stream_to_a_refused_address_is_refused(strict_tenant: Tenant, server: StreamServer) -> None:
+    """A node that may not reach loopback refuses a stream URL naming it at once, and one whose name resolves
+    to it when it connects (as it does webhooks and media URLs): the server is never reached."""
     cid = strict_tenant.call_in()
     with pytest.raises(telnyx.UnprocessableEntityError) as refused:
         strict_tenant.client.calls.actions.start_streaming(cid, stream_url="ws://127.0.0.1:9/stream")
     assert refused.value.body["errors"][0]["source"]["pointer"] == "/stream_url"  # type: ignore[index]
+    with pytest.raises(telnyx.UnprocessableEntityError):
+        strict_tenant.client.calls.actions.start_forking(cid, rx="udp:[::1]:9")
+    strict_tenant.client.calls.actions.start_streaming(cid, stream_url=f"ws://localhost:{server.port}/stream")
+    failed = strict_tenant.event("streaming.failed", cid)
+    assert failed.payload["failure_reason"] == "could not connect to the stream_url"
+    assert server.connections == []
 
 
 def test_fork_sends_the_call_rtp_to_udp_targets(tenant: Tenant) -> None:
