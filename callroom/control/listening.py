@@ -175,7 +175,8 @@ def machine_detection(w: World, job_id: str, kind: str, result: str) -> Steps[No
     job, call = yield from _call_of(w, job_id)
     if job is None or call is None:
         return
-    if kind == "greeting" or job.data.get("mode") in ("detect", "detect_words") or result != "machine":
+    # done with its last verdict: the greeting's end, or a detection after which none comes
+    if kind == "greeting" or AMD_MODES.get(str(job.data.get("mode")), "detect") == "detect" or result != "machine":
         job.status = "done"
         job.updated_at = w.now
         w.update(job)
