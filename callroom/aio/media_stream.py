@@ -85,7 +85,7 @@ class StreamClients:
         except OSError as exc:
             log.info("stream %s: %s does not resolve: %s", tap.op.job_id, parts.hostname, exc)
             return "could not connect to the stream_url"
-        headers = {"x-telnyx-streaming-auth-token": tap.op.auth_token} if tap.op.auth_token else None
+        headers = {w.AUTH_TOKEN: tap.op.auth_token} if tap.op.auth_token else None
         try:
             sock = await _connected(addresses[0], port)
             ws = await connect(url, sock=sock, open_timeout=OPEN_TIMEOUT, close_timeout=CLOSE_TIMEOUT,

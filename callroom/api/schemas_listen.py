@@ -122,6 +122,7 @@ AmdMode = Literal["premium", "premium_ios_call_screening_detection", "detect", "
 class DialListening(Dial, _StreamOptions):
     """``POST /calls`` with its stream and answering-machine detection options."""
 
+    transcription: bool = False  # refused when true (routes_calls.py): no speech recogniser here
     answering_machine_detection: AmdMode = "disabled"
     answering_machine_detection_config: AmdConfig | None = None
 
@@ -133,6 +134,8 @@ class DialListening(Dial, _StreamOptions):
 
 class AnswerListening(Answer, _StreamOptions):
     """``answer`` with its stream options."""
+
+    transcription: bool = False  # refused when true (routes_calls.py): no speech recogniser here
 
     def listening(self) -> Listening:
         return Listening(self.stream_request())

@@ -24,12 +24,19 @@ def _dumps(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+AUTH_TOKEN = "x-telnyx-streaming-auth-token"  # the connected frame's field and the handshake's header
+
+
 @dataclass(frozen=True, slots=True)
 class Connected:
     version: str = VERSION
+    auth_token: str | None = None  # the stream's stream_auth_token
 
     def to_json(self) -> str:
-        return _dumps({"event": "connected", "version": self.version})
+        out = {"event": "connected", "version": self.version}
+        if self.auth_token is not None:
+            out[AUTH_TOKEN] = self.auth_token
+        return _dumps(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +202,8 @@ def parse(text: str | bytes) -> StreamMessage:
     seq, sid = _int(data, "sequence_number"), _stream_id(data)
     match event:
         case "connected":
-            return Connected(_text(data, "version", VERSION))
+            token = data.get(AUTH_TOKEN)
+            return Connected(_text(data, "version", VERSION), token if isinstance(token, str) else None)
         case "start":
             start = _object(data, "start")
             fmt = _object(start, "media_format")

@@ -104,7 +104,7 @@ class StreamTap:
             return
         op = self.op
         rate = 16000 if op.codec == "L16" else SAMPLE_RATE
-        self._send(w.Connected())
+        self._send(w.Connected(auth_token=op.auth_token))
         self._send(w.Start(next(self._seq), op.job_id, op.call_control_id, op.call_session_id, op.from_, op.to,
                            w.MediaFormat(op.codec, rate), op.client_state, dict(op.custom_parameters)))
         self.state = "open"

@@ -44,6 +44,13 @@ def test_a_command_callroom_does_not_carry_out_says_so(tenant: Tenant) -> None:
     assert refused.value.response.request.headers["x-stainless-retry-count"] == "0"
     status = tenant.client.calls.retrieve_status(cid)
     assert status.data is not None and status.data.is_alive is True
+    # transcription on answer (or dial) is refused as transcription_start is, and the call is not answered
+    ringing = tenant.call_in(answer=False)
+    with pytest.raises(telnyx.APIStatusError) as transcribed:
+        tenant.client.calls.actions.answer(ringing, transcription=True)
+    assert transcribed.value.status_code == 501
+    assert "'transcription'" in transcribed.value.body["errors"][0]["detail"]  # type: ignore[index]
+    assert "call.answered" not in tenant.events(ringing)
     # a path Telnyx does not have is still a plain 404
     with pytest.raises(telnyx.NotFoundError) as unknown:
         tenant.client.post(f"/calls/{cid}/actions/teleport", cast_to=object, body={})

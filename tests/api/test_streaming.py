@@ -70,12 +70,15 @@ def test_a_dialled_call_streams_both_tracks_to_the_server(tenant: Tenant, server
 def test_streaming_start_in_l16_and_on_answer(tenant: Tenant, server: StreamServer) -> None:
     cid = tenant.call_in(from_="virtual:caller;tone=700")
     tenant.client.calls.actions.start_streaming(cid, stream_url=server.url, stream_codec="L16",
-                                                custom_parameters=[{"name": "customer", "value": "42"}])
+                                                custom_parameters=[{"name": "customer", "value": "42"}],
+                                                stream_auth_token="s3cret")
     tenant.event("streaming.started", cid)
     conn = server.connection()
     server.wait(lambda: len(conn.media("inbound")) >= 50)
     assert conn.messages[1]["start"]["media_format"] == {"encoding": "L16", "sample_rate": 16000, "channels": 1}
     assert conn.messages[1]["start"]["custom_parameters"] == {"customer": "42"}
+    assert conn.headers["x-telnyx-streaming-auth-token"] == "s3cret"
+    assert conn.messages[0] == {"event": "connected", "version": "1.0.0", "x-telnyx-streaming-auth-token": "s3cret"}
     pcm = np.frombuffer(b"".join(conn.media("inbound")[-25:]), dtype=">i2").astype(np.int16)
     assert len(pcm) == 25 * 320
     assert tone_level(pcm, 700, rate=16000) > HEARD

@@ -16,6 +16,7 @@ from callroom.rtp.g711 import ulaw_encode
 
 MESSAGES: list[w.StreamMessage] = [
     w.Connected(),
+    w.Connected(auth_token="secret"),
     w.Start(1, "s-1", "v3:abc", "sess", "+1555", "+1666", w.MediaFormat("PCMU", 8000), "c3RhdGU=", {"a": "b"}),
     w.Media(b"\x00\xff" * 80, "inbound", 3, 40, 5, "s-1"),
     w.Media(b"\x7f" * 160),
