@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, WebSocketException
 
-from callroom.errors import AddressRefused, StreamMessageError
+from callroom.audio.decode import decode_audio
+from callroom.errors import AddressRefused, MediaError, StreamMessageError
 from callroom.media import stream_wire as w
 from callroom.media.streams import StreamTap
 from callroom.outbound import UNRESTRICTED, AddressPolicy
@@ -36,6 +37,7 @@ WRITE_LIMIT = 32 * 1024  # bytes in websockets' write buffer before ``send`` wai
 # tap's queue (where the oldest audio is dropped) rather than in megabytes of stale audio in the kernel.
 SEND_BUFFER = 32 * 1024
 MAX_MESSAGE = 4 * 1024 * 1024  # a server's message: up to 30 s of L16 16 kHz audio, base64
+MP3_MAX_SECONDS = 60.0  # an MP3 file a server sends to play
 
 
 class StreamClients:
@@ -121,6 +123,16 @@ class StreamClients:
                 tap.notify = lambda: None
                 reading.cancel()
 
+    async def _play_mp3(self, tap: StreamTap, payload: bytes) -> None:
+        """Telnyx's default bidirectional mode: a server's ``media`` is an MP3 file, played in the order sent.
+        It is decoded in a worker thread, never on the loop."""
+        try:
+            samples = await asyncio.to_thread(decode_audio, payload, max_seconds=MP3_MAX_SECONDS)
+        except (MediaError, ValueError) as exc:
+            log.info("stream %s: audio from the server could not be decoded: %s", tap.op.job_id, exc)
+            return
+        tap.play(samples)
+
     async def _read(self, ws: ClientConnection, tap: StreamTap) -> str | None:
         """Hand the server's messages to the tap until it closes; why it ended."""
         try:
@@ -129,6 +141,9 @@ class StreamClients:
                     message = w.parse(text)
                 except StreamMessageError as exc:
                     log.info("stream %s: a message from the server was not understood: %s", tap.op.job_id, exc)
+                    continue
+                if isinstance(message, w.Media) and not tap.op.bidirectional:
+                    await self._play_mp3(tap, message.payload)  # the next message waits: marks stay in order
                     continue
                 tap.received(message)
         except ConnectionClosedOK:

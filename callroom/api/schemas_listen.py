@@ -49,8 +49,6 @@ class _StreamOptions(Body):
 
     @model_validator(mode="after")
     def _playable(self) -> _StreamOptions:
-        if self.stream_bidirectional_mode == "mp3":
-            raise ValueError("stream_bidirectional_mode mp3 is not supported here: use rtp")
         if self.stream_bidirectional_mode == "rtp":
             if self.stream_bidirectional_codec not in PLAYABLE_CODECS:
                 raise ValueError(f"stream_bidirectional_codec must be one of {', '.join(PLAYABLE_CODECS)} here")

@@ -2,10 +2,11 @@
 
 ``StreamTap`` is one stream without I/O: each tick it takes the frames of its leg's tracks and queues them
 as Telnyx ``media`` messages (``stream_wire.py``); what the server sends back (``media``, ``mark``,
-``clear``) it is handed as parsed messages and plays out 20 ms per tick (``StreamPlayout``, a mixer
-source). The WebSocket itself is an adapter in the media process (``aio/media_stream.py``) that takes what
-is queued and hands over what arrives, on the same loop but never inside a tick: the tick only appends
-to a bounded queue and never waits. A server that takes the audio too slowly loses the oldest frames
+``clear``) it is handed as parsed messages (MP3 files decoded by the adapter) and plays out 20 ms per
+tick (the tap is itself a mixer source, attached with its first audio). The WebSocket itself is an
+adapter in the media process (``aio/media_stream.py``) that takes what is queued and hands over what
+arrives, on the same loop but never inside a tick: the tick only appends to a bounded queue and never
+waits. A server that takes the audio too slowly loses the oldest frames
 (``QUEUE_FRAMES``), counted in ``dropped``; audio sent back beyond ``PLAYOUT_LIMIT_SAMPLES`` is not
 queued either (counted in ``dropped_back``).
 
@@ -91,6 +92,8 @@ class StreamTap:
         self._played = 0  # samples played since the stream opened
         self._marks: deque[tuple[int, str]] = deque()  # (played count at which it is reached, name)
         self.started_reported = False
+        self.wants_player = op.bidirectional  # an mp3 stream's player is attached with its first audio
+        self.attached = False
 
     @property
     def tracks(self) -> tuple[str, ...]:
@@ -120,19 +123,14 @@ class StreamTap:
         return self.state in ("stopping", "ended")
 
     def received(self, message: w.StreamMessage) -> None:
-        """A message from the server (only bidirectional streams play audio back)."""
-        if self.state != "open" or not self.op.bidirectional:
+        """A message from the server. Its ``media`` is RTP payloads in the stream's bidirectional codec
+        (``stream_bidirectional_mode`` rtp); otherwise (Telnyx's default, mp3) the adapter decodes the MP3
+        files it carries off the tick and hands the audio to ``play`` instead."""
+        if self.state != "open":
             return
         match message:
-            case w.Media(payload=payload):
-                samples = decode(self.op.bidirectional_codec, self.op.bidirectional_rate, payload)
-                room = PLAYOUT_LIMIT_SAMPLES - self._queued_samples
-                if len(samples) > room:
-                    self.dropped_back += len(samples) - max(room, 0)
-                    samples = samples[: max(room, 0)]
-                if len(samples):
-                    self._playout.append(samples)
-                    self._queued_samples += len(samples)
+            case w.Media(payload=payload) if self.op.bidirectional:
+                self.play(decode(self.op.bidirectional_codec, self.op.bidirectional_rate, payload))
             case w.Mark(name=name):
                 self._marks.append((self._played + self._queued_samples, name))
                 self._marks_reached()
@@ -143,6 +141,19 @@ class StreamTap:
                     self._send(w.Mark(self._marks.popleft()[1], next(self._seq), self.op.job_id))
             case _:
                 pass
+
+    def play(self, samples: NDArray[np.int16]) -> None:
+        """8 kHz audio to play into the call after what is queued (past the limit it is dropped)."""
+        if self.state != "open":
+            return
+        self.wants_player = True
+        room = PLAYOUT_LIMIT_SAMPLES - self._queued_samples
+        if len(samples) > room:
+            self.dropped_back += len(samples) - max(room, 0)
+            samples = samples[: max(room, 0)]
+        if len(samples):
+            self._playout.append(samples)
+            self._queued_samples += len(samples)
 
     def ended(self, failure: str | None) -> None:
         """The connection is over (``failure``: why, when it was not asked to stop)."""
@@ -302,6 +313,9 @@ class Streams:
                 elif now - self._since.setdefault(job_id, now) > WAIT_FOR_ANSWER_SECONDS:
                     self._since.pop(job_id, None)
                     tap.stop()  # the call was never answered here
+            if tap.wants_player and not tap.attached and tap.state == "open":
+                tap.attached = True
+                self.host.attach_player(_port(tap), tap, tap.op.play_to or (cid,), None)
             if tap.state == "open":
                 if not tap.started_reported:
                     tap.started_reported = True
@@ -310,7 +324,7 @@ class Streams:
             if tap.state == "ended":
                 del self.taps[job_id]
                 self._dropped_ended += tap.dropped
-                if tap.op.bidirectional:
+                if tap.attached:
                     self.host.detach(_port(tap))
                 if tap.started_reported or tap.failure is not None:
                     if tap.dropped or tap.dropped_back:
@@ -323,8 +337,6 @@ class Streams:
         if self.opener is None:
             tap.ended("media streaming is not available here")
             return
-        if tap.op.bidirectional:
-            self.host.attach_player(_port(tap), tap, tap.op.play_to or (tap.op.call_control_id,), None)
         try:
             self.opener(tap)
         except Exception as exc:

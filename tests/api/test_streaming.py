@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import telnyx
 
+from callroom.audio.encode import encode_mp3
 from callroom.media.tones import sine
 from callroom.rtp.g711 import ulaw_decode
 from callroom.rtp.packet import RtpPacket
@@ -234,3 +235,20 @@ def test_bidirectional_audio_to_the_opposite_leg_of_a_bridge(tenant: Tenant, ser
     server.wait(lambda: tone_level(tenant.heard(b, seconds=0.3), 1200) > HEARD)  # the bridged party hears the bot
     assert tone_level(tenant.heard(a, seconds=0.3), 1200) < SILENT
     assert tone_level(tenant.heard(b, seconds=0.3), 500) > HEARD  # and still the caller
+
+
+def test_mp3_files_a_server_sends_are_played_in_order(tenant: Tenant, server: StreamServer) -> None:
+    """Telnyx's default bidirectional mode: the server's media frames carry MP3 files."""
+    cid = tenant.call_in(from_="virtual:caller;tone=500")
+    tenant.client.calls.actions.start_streaming(cid, stream_url=server.url)
+    tenant.event("streaming.started", cid)
+    conn = server.connection()
+    server.wait(lambda: "start" in conn.events())
+    for hz in (700, 1300):
+        mp3 = encode_mp3([sine(hz, 1500, amplitude=8000)])
+        server.send(conn, {"event": "media", "media": {"payload": base64.b64encode(mp3).decode()}})
+    server.send(conn, {"event": "mark", "mark": {"name": "both-played"}})
+    server.wait(lambda: tone_level(tenant.heard(cid, seconds=0.3), 700) > HEARD)
+    server.wait(lambda: tone_level(tenant.heard(cid, seconds=0.3), 1300) > HEARD)  # the second after the first
+    server.wait(lambda: conn.marks() == ["both-played"])
+    server.wait(lambda: tone_level(tenant.heard(cid, seconds=0.3), 1300) < SILENT)  # all played, then quiet

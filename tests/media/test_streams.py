@@ -112,11 +112,17 @@ def test_audio_sent_back_beyond_the_limit_is_not_queued() -> None:
     assert tap.dropped_back == 16
 
 
-def test_a_stream_without_bidirectional_audio_ignores_what_the_server_sends() -> None:
-    tap = _open(_op())
-    tap.received(w.Media(ulaw_encode(FRAME)))
-    tap.received(w.Mark("x"))
-    assert not tap.next_frame().any() and tap.take() == []
+def test_an_mp3_stream_plays_what_the_adapter_decoded_and_marks_follow_it() -> None:
+    tap = _open(_op())  # no rtp mode: Telnyx's default, MP3 files that the adapter decodes off the tick
+    assert not tap.wants_player
+    tap.received(w.Media(b"ID3 not for the tap"))
+    assert not tap.next_frame().any()
+    tap.play(sine(700, 40, amplitude=8000))
+    tap.received(w.Mark("after"))
+    assert tap.wants_player and tap.take() == []
+    assert np.abs(tap.next_frame()).max() > 4000 and tap.take() == []
+    tap.next_frame()
+    assert [x.name for x in tap.take() if isinstance(x, w.Mark)] == ["after"]
 
 
 def test_stop_before_the_answer_ends_quietly_and_after_it_sends_stop() -> None:
