@@ -10,6 +10,7 @@ import base64
 import itertools
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,7 +21,10 @@ from callroom.audio.encode import encode_mp3
 from callroom.media.tones import sine
 from callroom.rtp.g711 import ulaw_decode
 from callroom.rtp.packet import RtpPacket
-from tests.media.audio import tone_level
+from tests.aio.test_sip_transport import pcap_scenario
+from tests.media.audio import rms, tone_level
+from tests.sip.test_node_sip import Sipp, incoming_call
+from tests.support.node import free_port
 from tests.support.stream_server import StreamServer
 from tests.support.tenant import Tenant
 
@@ -252,3 +256,22 @@ def test_mp3_files_a_server_sends_are_played_in_order(tenant: Tenant, server: St
     server.wait(lambda: tone_level(tenant.heard(cid, seconds=0.3), 1300) > HEARD)  # the second after the first
     server.wait(lambda: conn.marks() == ["both-played"])
     server.wait(lambda: tone_level(tenant.heard(cid, seconds=0.3), 1300) < SILENT)  # all played, then quiet
+
+
+@pytest.mark.sip
+def test_a_sip_call_streams_what_its_caller_says_and_hears(tenant: Tenant, server: StreamServer,
+                                                           tmp_path: Path) -> None:
+    """An RTP leg (run with the others in the media process's batch) streams as a virtual phone does."""
+    caller = Sipp(["-sf", str(pcap_scenario(tmp_path)), "-s", tenant.connection_id,
+                   f"127.0.0.1:{tenant.node.sip_port}", "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
+    cid = incoming_call(tenant)
+    tenant.client.calls.actions.answer(cid, stream_url=server.url, stream_track="both_tracks")
+    listener = tenant.dial("listener", "answer_after=0;tone=900")
+    tenant.client.calls.actions.bridge(cid, call_control_id_to_bridge_with=listener)
+    tenant.event("streaming.started", cid)
+    conn = server.connection()
+    server.wait(lambda: tone_level(conn.audio("outbound")[-4000:], 900) > HEARD)  # what the caller hears
+    server.wait(lambda: rms(conn.audio("inbound")[-8000:]) > 300)  # and what it says (SIPp's recorded audio)
+    code, output = caller.wait()
+    assert code == 0, output
+    tenant.event("streaming.stopped", cid)
