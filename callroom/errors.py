@@ -244,6 +244,10 @@ class RtpParseError(ProtocolError):
     pass
 
 
+class StreamMessageError(ProtocolError):
+    """A media stream's WebSocket message that is not one of Telnyx's (``media/stream_wire.py``)."""
+
+
 class MediaError(CallroomError):
     """Media that cannot be fetched, decoded, synthesised or written."""
 

@@ -30,7 +30,7 @@ from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
 from callroom.console.figures import OperationsFigures
 from callroom.console.hub import ConsoleHub
-from callroom.control import calls, conferences, media_facts
+from callroom.control import calls, conferences, listening, media_facts
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
 from callroom.drain import DEFAULT_GRACE_SECS, Drain
 from callroom.endpoints.media_process import MediaProcess
@@ -42,6 +42,7 @@ from callroom.model.media import (
     DtmfReceived,
     FloorChanged,
     GatherEnded,
+    MachineDetection,
     MediaFact,
     MediaOp,
     MemberFlags,
@@ -50,6 +51,8 @@ from callroom.model.media import (
     RecordingFailed,
     RecordingSaved,
     Release,
+    StreamEnded,
+    StreamStarted,
 )
 from callroom.model.messages import (
     AcceptSipCall,
@@ -355,6 +358,12 @@ class Node:
                                                                      self.link_secret))
                 case RecordingFailed(job_id=job, detail=detail):
                     job_fact(self.control, job, lambda ctx: media_facts.recording_failed(ctx, job, detail))
+                case StreamStarted(job_id=job):
+                    job_fact(self.control, job, lambda ctx: listening.stream_started(ctx, job))
+                case StreamEnded(job_id=job, failure=failure):
+                    job_fact(self.control, job, lambda ctx: listening.stream_ended(ctx, job, failure))
+                case MachineDetection(job_id=job, kind=kind, result=result):
+                    job_fact(self.control, job, lambda ctx: listening.machine_detection(ctx, job, kind, result))
         except Exception:
             log.exception("media fact %r failed", fact)
 

@@ -19,6 +19,7 @@ from callroom.api import (
     routes_conferences,
     routes_console,
     routes_files,
+    routes_listening,
     routes_media_actions,
     routes_queues,
     routes_trunks,
@@ -63,8 +64,8 @@ def create_app(
     docs.install(app, "/v2/openapi.json")
     routers = [("/v2", r) for r in (routes_conferences.router, routes_queues.router, routes_calls.router,
                                     routes_applications.router, routes_media_actions.router,
-                                    routes_files.router, routes_webhooks.router, routes_cluster.router,
-                                    routes_trunks.router)]
+                                    routes_listening.router, routes_files.router, routes_webhooks.router,
+                                    routes_cluster.router, routes_trunks.router)]
     routers += [("", routes_webhooks.metrics_router), ("", routes_virtual.router), ("", routes_console.router)]
     for prefix, router in routers:
         app.include_router(router, prefix=prefix)

@@ -7,19 +7,23 @@ from typing import Any
 from fastapi import APIRouter
 
 from callroom.api import schemas as s
+from callroom.api import schemas_listen as s_listen
 from callroom.api import schemas_media as s_media
 from callroom.api import views
 from callroom.api.common import OK, Account, Ctl, PageParams, data
-from callroom.control import bridges, calls, queues
+from callroom.control import bridges, calls, listening, queues
 from callroom.control.service import Duplicate, ReadCtx
 from callroom.control.world import Steps, World
-from callroom.errors import NotFound
+from callroom.errors import CommandNotSupported, NotFound
+from callroom.model.records import Call
 
 router = APIRouter()
 
 
 @router.post("/calls")
-async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
+async def dial(body: s_listen.DialListening, account: Account, ctl: Ctl) -> dict[str, Any]:
+    if body.transcription:
+        raise CommandNotSupported("transcription")  # as transcription_start is (api/unsupported.py)
     ctl.admit_call()  # a draining or overloaded node refuses at once (503), before anything is written
     to = body.to if isinstance(body.to, str) else body.to[0]
     req = calls.DialRequest(
@@ -36,7 +40,14 @@ async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
         bridge_on_answer=body.bridge_on_answer,
         park_after_unbridge=body.park_after_unbridge,
     )
-    result = await ctl.arun(account, lambda w: calls.dial(w, req), dedupe=("dial", body.command_id))
+    listen = body.listening()
+
+    def run(w: World) -> Steps[Call]:
+        call = yield from calls.dial(w, req)
+        listening.listen_on(w, call, listen)
+        return call
+
+    result = await ctl.arun(account, run, dedupe=("dial", body.command_id))
     if isinstance(result, Duplicate):
         # The same command_id within 60 s: answer with the call the first request dialled.
         earlier_id = result.result or ""
@@ -79,16 +90,21 @@ async def client_state_update(
 
 
 @router.post("/calls/{call_control_id}/actions/answer")
-async def answer(call_control_id: str, account: Account, ctl: Ctl, body: s.Answer | None = None) -> dict[str, Any]:
-    b = body or s.Answer()
-    await ctl.arun(
-        account,
-        lambda w: calls.answer(
-            w, call_control_id, client_state=b.client_state, webhook_url=b.webhook_url,
-            webhook_url_method=b.webhook_url_method,
-        ),
-        dedupe=(call_control_id, b.command_id),
-    )
+async def answer(call_control_id: str, account: Account, ctl: Ctl,
+                 body: s_listen.AnswerListening | None = None) -> dict[str, Any]:  # fmt: skip
+    b = body or s_listen.AnswerListening()
+    if b.transcription:
+        raise CommandNotSupported("transcription")  # as transcription_start is (api/unsupported.py)
+    listen = b.listening()
+
+    def run(w: World) -> Steps[None]:
+        yield from calls.answer(w, call_control_id, client_state=b.client_state, webhook_url=b.webhook_url,
+                                webhook_url_method=b.webhook_url_method)
+        call = w.call(call_control_id)
+        if call is not None:
+            listening.listen_on(w, call, listen)
+
+    await ctl.arun(account, run, dedupe=(call_control_id, b.command_id))
     return OK
 
 

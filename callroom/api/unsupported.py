@@ -14,8 +14,8 @@ from callroom.errors import CommandNotSupported
 # POST /v2/calls/{call_control_id}/actions/<name>: Telnyx's call commands that callroom does not carry out.
 CALL_ACTIONS = frozenset({
     "ai_assistant_add_messages", "ai_assistant_join", "ai_assistant_start", "ai_assistant_stop",
-    "conversation_relay_start", "conversation_relay_stop", "fork_start", "fork_stop", "gather_using_ai", "pay",
-    "refer", "send_sip_info", "siprec_start", "siprec_stop", "streaming_start", "streaming_stop",
+    "conversation_relay_start", "conversation_relay_stop", "gather_using_ai", "pay",
+    "refer", "send_sip_info", "siprec_start", "siprec_stop",
     "suppression_start", "suppression_stop", "switch_supervisor_role", "transcription_start",
     "transcription_stop", "transfer",
 })  # fmt: skip

@@ -161,6 +161,11 @@ class OperationsFigures:
         metric("callroom_media_tick_lateness_seconds", "gauge",
                "How late the media ticks of the last half second started: p50, p99 and max.",
                [(f'{{stat="{stat}"}}', ms / 1000) for stat, ms in zip(("p50", "p99", "max"), late, strict=True)])
+        metric("callroom_media_streams", "gauge", "Media streams (WebSockets) open or opening.",
+               [("", media.streams if media else 0)])
+        metric("callroom_media_stream_frames_dropped_total", "counter",
+               "Audio messages of media streams dropped because their server did not take them in time.",
+               [("", media.stream_frames_dropped if media else 0)])
         metric("callroom_webhook_backlog", "gauge", "Webhook events waiting for delivery (including in flight).",
                [("", dispatcher.queue_depth if dispatcher else 0)])
         metric("callroom_console_subscribers", "gauge", "Open consoles (push channels).",

@@ -269,7 +269,8 @@ class MediaProcess:
         try:
             match message:
                 case (m.DtmfReceived() | m.FloorChanged() | m.PlaybackStarted() | m.PlaybackEnded()
-                      | m.RecordingSaved() | m.RecordingFailed() | m.GatherEnded()):
+                      | m.RecordingSaved() | m.RecordingFailed() | m.GatherEnded() | m.StreamStarted()
+                      | m.StreamEnded() | m.MachineDetection()):
                     self.on_fact(message)
                 case SipAnswered() | SipFailed() | SipQuality() | SipHangup() | SipMediaTimeout():
                     self.on_sip_fact(message)

@@ -126,7 +126,7 @@ class VirtualPhones:
         if self.media is None or leg.audio:
             return
         leg.audio = True
-        self.media.send(AddVirtualLeg(cid, leg.spec.tone_hz))
+        self.media.send(AddVirtualLeg(cid, leg.spec.tone_hz, leg.spec.say_ms, leg.spec.beep_hz))
 
     def _connected(self, cid: str, where: str) -> None:
         leg = self.legs.get(cid)

@@ -18,11 +18,14 @@ from numpy.typing import NDArray
 
 from callroom.audio.fetch import FETCH_ERRORS, public_reason
 from callroom.errors import MediaError
+from callroom.media.amd import MachineDetectors
+from callroom.media.forks import ForkOpener, Forks
 from callroom.media.gather import DigitGatherer, Finished, Reprompt
 from callroom.media.players import Job, LoopingPlayer, Players
 from callroom.media.ports import AudioLeg, Frame
 from callroom.media.recorders import Recorder, write_recording
 from callroom.media.sources import AudioPreparer
+from callroom.media.streams import StreamOpener, Streams
 from callroom.media.tones import FrameSource, SamplePlayer, enter_beep
 from callroom.model import media as m
 from callroom.outbound import UNRESTRICTED, AddressPolicy
@@ -71,8 +74,12 @@ class _PreparedLoop:
 
 
 class ActionRunner:
-    def __init__(self, engine: ActionHost, url_policy: AddressPolicy = UNRESTRICTED) -> None:
+    def __init__(self, engine: ActionHost, url_policy: AddressPolicy = UNRESTRICTED,
+                 stream_opener: StreamOpener | None = None, fork_opener: ForkOpener | None = None) -> None:
         self.engine = engine
+        self.streams = Streams(engine, lambda fact: self.engine.on_fact(fact), stream_opener)
+        self.forks = Forks(lambda: self.engine.legs, fork_opener)
+        self.machines = MachineDetectors(lambda: self.engine.legs, lambda fact: self.engine.on_fact(fact))
         self.players = Players()
         self.kinds: dict[str, str] = {}  # job id -> playback | speak
         self.recorders: dict[str, Recorder] = {}
@@ -107,6 +114,12 @@ class ActionRunner:
                 self._gather(op)
             case m.StopGather(call_control_id=cid):
                 self._end_gather(cid, "cancelled")
+            case m.StartStream() | m.StopStream():
+                self.streams.apply(op)
+            case m.StartFork() | m.StopFork():
+                self.forks.apply(op)
+            case m.DetectMachine():
+                self.machines.start(op)
             case m.SendDtmf(call_control_ids=cids, digits=digits, duration_millis=ms):
                 for cid in cids:
                     leg = self.engine.legs.get(cid)
@@ -166,7 +179,19 @@ class ActionRunner:
             self.engine.attach_player(job.port, job.player, job.op.call_control_ids, job.op.conference_id)
             self.engine.on_fact(m.PlaybackStarted(job.op.job_id))
 
+    @property
+    def tapping(self) -> bool:
+        """Whether something needs every leg's frames this tick (the ``inputs`` and ``outputs`` of
+        ``after_mix``): recordings, streams, forks and answering-machine detection."""
+        return bool(self.recorders) or bool(self.streams) or bool(self.forks) or bool(self.machines)
+
     def after_mix(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame], now: float) -> None:
+        if self.streams:
+            self.streams.after_mix(inputs, outputs, now)
+        if self.forks:
+            self.forks.after_mix(inputs, outputs)
+        if self.machines:
+            self.machines.after_mix(inputs, now)
         for job in self.players.finished():
             self._end(job, "completed")
         for rec in list(self.recorders.values()):
@@ -193,6 +218,9 @@ class ActionRunner:
         self._prompt_over(job.op.job_id)
 
     def leg_gone(self, cid: str) -> None:
+        self.streams.leg_gone(cid)
+        self.forks.stop(cid)
+        self.machines.stop(cid)
         for job in self.players.of_leg(cid):
             self._end(job, "call_hangup")
         for rec in [r for r in self.recorders.values() if r.op.call_control_id == cid]:
@@ -248,6 +276,7 @@ class ActionRunner:
                 gatherer.prompt_ended(asyncio.get_running_loop().time())
 
     def digit(self, cid: str, digit: str) -> None:
+        self.streams.digit(cid, digit)
         entry = self.gathers.get(cid)
         if entry is None:
             return
@@ -284,6 +313,8 @@ class ActionRunner:
             self.engine.on_fact(m.GatherEnded(op.job_id, finished.digits, finished.status))
 
     async def aclose(self) -> None:
+        self.streams.close()
+        self.forks.close()
         for task in list(self._tasks):
             task.cancel()
         await self.preparer.aclose()

@@ -20,8 +20,10 @@ from numpy.typing import NDArray
 
 from callroom.media import topology as topo
 from callroom.media.actions import ActionRunner
+from callroom.media.forks import ForkOpener
 from callroom.media.mixer import SILENCE_DBOV, Mixer
 from callroom.media.ports import FRAME_SAMPLES, AudioLeg, DtmfDigit, Frame, LegBatch
+from callroom.media.streams import StreamOpener
 from callroom.media.talkers import TalkerDetector
 from callroom.media.tones import ComfortNoise, FrameSource, HoldMusic, SamplePlayer, enter_beep, exit_beep
 from callroom.model import media as m
@@ -69,7 +71,8 @@ class TickStats:
 
 class MediaEngine:
     def __init__(self, on_fact: Callable[[m.MediaFact], None] = lambda _f: None, *, batch: LegBatch | None = None,
-                 url_policy: AddressPolicy = UNRESTRICTED) -> None:
+                 url_policy: AddressPolicy = UNRESTRICTED, stream_opener: StreamOpener | None = None,
+                 fork_opener: ForkOpener | None = None) -> None:  # fmt: skip
         self.on_fact = on_fact
         self.mixer: Mixer[str] = Mixer(capacity=64, adaptive_gain=True)
         self.legs: dict[str, AudioLeg] = {}
@@ -93,7 +96,9 @@ class MediaEngine:
         self._beep_ids = itertools.count()
         self._running = False
         self.conference_plays: dict[str, set[str]] = {}  # conference id -> playback source ports
-        self.actions = ActionRunner(self, url_policy)  # url_policy: where media URLs may be fetched from
+        # url_policy: where media URLs may be fetched from; the openers: the media process's WebSocket and UDP
+        # sides of streams and forks
+        self.actions = ActionRunner(self, url_policy, stream_opener, fork_opener)
         # Called at the start of every tick, before anything is mixed: the media process drains the API's
         # instructions here instead of being woken for each one (``process.MediaWorker``).
         self.before_tick: Callable[[], None] = lambda: None
@@ -212,6 +217,8 @@ class MediaEngine:
                 self.talkers.pop(conf_id, None)
                 self._set_edges(f"conference:{conf_id}", set())
             case m.Release(call_control_id=cid) | m.Reject(call_control_id=cid):
+                self.actions.streams.forget(cid)
+                self.actions.machines.stop(cid)
                 old = self.placements.pop(cid, None)
                 if old is not None:
                     self._refresh(topo.group_of(cid, old))
@@ -333,7 +340,7 @@ class MediaEngine:
         mixer.apply()
         slot = mixer.slot_map
         inputs = np.zeros((mixer.capacity, FRAME_SAMPLES), dtype=np.int16)
-        recording = bool(self.actions.recorders)
+        recording = self.actions.tapping
         frames: dict[str, Frame | None] = {}
         batch = self.batch
         batch_slots = self._batch_slot_array()

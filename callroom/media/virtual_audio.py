@@ -1,7 +1,9 @@
 """A virtual phone's audio: what it says (a tone, silence, in-band DTMF) and a recording of what it hears.
 
 Options in the phone's address choose what it sends: ``virtual:alice;tone=500`` sends a 500 Hz tone,
-``tone=500+900`` a dual tone; without ``tone`` it sends silence. Everything it hears is kept (the last
+``tone=500+900`` a dual tone; without ``tone`` it sends silence. ``say=600`` (or ``say=400/120/400``)
+gates the tone into that cadence and then falls silent, as a person's "hello" or a voicemail greeting
+would; ``beep=1000`` ends it with a 500 ms beep. Everything it hears is kept (the last
 ``keep_seconds``) and can be fetched as a WAV file, so tests and demos check real audio.
 """
 
@@ -13,13 +15,16 @@ from collections.abc import Callable
 import numpy as np
 
 from callroom.media.ports import FRAME_SAMPLES, SAMPLE_RATE, DtmfDigit, Frame
-from callroom.media.tones import ToneGenerator
+from callroom.media.tones import ToneGenerator, sine
 from callroom.rtp.dtmf import DtmfDetector, dtmf_tones
 
 
 class VirtualAudioLeg:
-    def __init__(self, tone_hz: tuple[float, ...] = (), amplitude: float = 6000.0, keep_seconds: float = 120.0):
+    def __init__(self, tone_hz: tuple[float, ...] = (), amplitude: float = 6000.0, keep_seconds: float = 120.0,
+                 say_ms: tuple[int, ...] = (), beep_hz: float | None = None) -> None:  # fmt: skip
         self._source = ToneGenerator(list(tone_hz), amplitude=amplitude) if tone_hz else None
+        self._cadence = _cadence(say_ms, beep_hz) if say_ms or beep_hz else None
+        self._frame_no = 0
         self._silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._pending: deque[Frame] = deque()  # DTMF frames to send before the tone resumes
         self._incoming: deque[Frame] = deque()  # DTMF frames sent to this phone, added to what it hears
@@ -32,6 +37,14 @@ class VirtualAudioLeg:
     def pull_frame(self) -> Frame | None:
         if self._pending:
             return self._pending.popleft()
+        if self._cadence is not None:
+            at = self._frame_no
+            self._frame_no += 1
+            on = self._cadence[at] if at < len(self._cadence) else False
+            if isinstance(on, np.ndarray):
+                return on
+            if not on:
+                return self._silence
         if self._source is None:
             return self._silence
         return self._source.next_frame()
@@ -79,8 +92,9 @@ class VirtualPhoneAudio(VirtualAudioLeg):
     they would be on a phone line that carries DTMF as tones. The detector listens only while keys
     are pressed (and a few frames after), so a phone that only sends its tone costs the tick nothing."""
 
-    def __init__(self, tone_hz: tuple[float, ...], on_digit: Callable[[DtmfDigit], None]) -> None:
-        super().__init__(tone_hz)
+    def __init__(self, tone_hz: tuple[float, ...], on_digit: Callable[[DtmfDigit], None],
+                 say_ms: tuple[int, ...] = (), beep_hz: float | None = None) -> None:  # fmt: skip
+        super().__init__(tone_hz, say_ms=say_ms, beep_hz=beep_hz)
         self._detector = DtmfDetector()
         self._on_digit = on_digit
         self._listen = 0
@@ -96,6 +110,20 @@ class VirtualPhoneAudio(VirtualAudioLeg):
             if digit:
                 self._on_digit(DtmfDigit(digit, 0, "inband"))
         return frame
+
+
+BEEP_MS = 500
+
+
+def _cadence(say_ms: tuple[int, ...], beep_hz: float | None) -> list[bool | Frame]:
+    """Per 20 ms frame: the tone on (True) or off (False), or a frame of the beep; silence after the end."""
+    out: list[bool | Frame] = []
+    for i, ms in enumerate(say_ms):
+        out += [i % 2 == 0] * (ms // 20)
+    if beep_hz is not None:
+        beep = sine(beep_hz, BEEP_MS, amplitude=6000.0)
+        out += [beep[at : at + FRAME_SAMPLES] for at in range(0, len(beep), FRAME_SAMPLES)]
+    return out
 
 
 def _frames(digits: str, duration_ms: int) -> list[Frame]:

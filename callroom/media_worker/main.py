@@ -24,6 +24,8 @@ import numpy as np
 
 from callroom import logs
 from callroom.admission import Admission, Limits, Load
+from callroom.aio.media_fork import ForkSockets
+from callroom.aio.media_stream import StreamClients
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
 from callroom.aio.rtp_batch import RtpBatch
 from callroom.aio.rtp_leg import RtpLeg
@@ -83,8 +85,11 @@ class MediaWorker:
         self.conn = conn  # facts and replies to the API process
         self.commands = commands  # the API's instructions, framed by ``pipe.py``
         self._frames = FrameReader()
+        self.streams = StreamClients(url_policy)  # media streams' WebSockets
+        self.forks = ForkSockets(url_policy)  # forks' UDP sockets
         self.engine = MediaEngine(on_fact=self.send, url_policy=url_policy,
-                                  batch=RtpBatch() if self.batch_rtp else None)
+                                  batch=RtpBatch() if self.batch_rtp else None, stream_opener=self.streams.open,
+                                  fork_opener=self.forks.open)
         self.sip: SipPhones | None = None
         self.virtual: dict[str, VirtualPhoneAudio] = {}
         self.admission = Admission(limits or Limits())
@@ -142,6 +147,8 @@ class MediaWorker:
         self.engine.stop()
         await ticking
         await self.engine.aclose()
+        await self.streams.close()
+        await self.forks.close()
 
     def load(self) -> Load:
         """The node's figures for admitting a new call: its calls up (SIP legs, ringing or answered, and
@@ -219,8 +226,8 @@ class MediaWorker:
             match message:
                 case Instructions(ops=ops):
                     self._apply(list(ops))
-                case AddVirtualLeg(call_control_id=cid, tone_hz=tone_hz):
-                    audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid))
+                case AddVirtualLeg(call_control_id=cid, tone_hz=tone_hz, say_ms=say_ms, beep_hz=beep_hz):
+                    audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid), say_ms, beep_hz)
                     self.virtual[cid] = audio
                     self.engine.add_leg(cid, audio)
                 case RemoveLeg(call_control_id=cid) if cid in self.relays.legs:
@@ -279,7 +286,7 @@ class MediaWorker:
             legs=len(engine.legs), conferences=len(engine.conferences), ticks=stats.ticks, late_ms=lateness,
             sip_sent=dict(transport.responses_sent) if transport is not None else {},
             sip_received=dict(transport.responses_received) if transport is not None else {},
-            floors=floors,
+            floors=floors, streams=engine.actions.streams.open, stream_frames_dropped=engine.actions.streams.dropped,
         )
 
     def _refill(self) -> None:

@@ -212,9 +212,71 @@ class SendDtmf:
     duration_millis: int = 250
 
 
+# -- software that listens: media streams, forks, answering-machine detection --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartStream:
+    """Send a leg's audio to a WebSocket server in Telnyx's media streaming messages, from when the leg's
+    audio exists (a dialled call's stream waits for the answer). ``job_id`` is the stream's id.
+    ``play_to``: with bidirectional audio, the legs that hear what the server sends back."""
+
+    job_id: str
+    call_control_id: str
+    url: str
+    track: str = "inbound_track"  # inbound_track | outbound_track | both_tracks
+    codec: str = "PCMU"  # PCMU | PCMA | L16 (16 kHz)
+    bidirectional: bool = False
+    bidirectional_codec: str = "PCMU"  # PCMU | PCMA | L16
+    bidirectional_rate: int = 8000
+    play_to: tuple[str, ...] = ()
+    auth_token: str | None = None
+    custom_parameters: tuple[tuple[str, str], ...] = ()
+    client_state: str | None = None
+    call_session_id: str = ""
+    from_: str = ""
+    to: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StopStream:
+    """Stop a leg's streams (``job_id`` None: all of them)."""
+
+    call_control_id: str
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartFork:
+    """Send the RTP of a leg to UDP targets (``udp:host:port``): ``rx`` what the far end says, ``tx`` what
+    it hears."""
+
+    job_id: str
+    call_control_id: str
+    rx: str | None = None
+    tx: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopFork:
+    call_control_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DetectMachine:
+    """Answering-machine detection on a dialled leg, from its answer (``media/amd.py``). ``mode``: detect |
+    detect_words | detect_beep | greeting_end; ``config``: Telnyx's answering_machine_detection_config."""
+
+    job_id: str
+    call_control_id: str
+    mode: str
+    config: tuple[tuple[str, int], ...] = ()
+
+
 MediaOp = (
     Ring | Answer | Reject | Release | Park | Bridge | HoldInQueue | ConferenceMix | MemberFlags | ConferenceClosed
     | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather | SendDtmf
+    | StartStream | StopStream | StartFork | StopFork | DetectMachine
 )
 
 
@@ -275,6 +337,32 @@ class GatherEnded:
     status: str  # valid | invalid | timeout | cancelled | call_hangup
 
 
+@dataclass(frozen=True, slots=True)
+class StreamStarted:
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """A stream ended: stopped (``failure`` None) or failed (could not connect, the server went away).
+    ``dropped``: 20 ms frames of audio dropped because the server took them too slowly."""
+
+    job_id: str
+    failure: str | None = None
+    dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MachineDetection:
+    """An answering-machine detection's verdict: ``kind`` detection (result human | machine | not_sure) or
+    greeting (result beep_detected | ended | not_sure)."""
+
+    job_id: str
+    kind: str
+    result: str
+
+
 MediaFact = (
     DtmfReceived | FloorChanged | PlaybackStarted | PlaybackEnded | RecordingSaved | RecordingFailed | GatherEnded
+    | StreamStarted | StreamEnded | MachineDetection
 )

@@ -69,6 +69,8 @@ class AddVirtualLeg:
 
     call_control_id: str
     tone_hz: tuple[float, ...] = ()
+    say_ms: tuple[int, ...] = ()  # the tone's cadence (``VirtualSpec``)
+    beep_hz: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +300,8 @@ class MediaFigures:
     sip_sent: dict[int, int]
     sip_received: dict[int, int]
     floors: dict[str, str]  # conference id -> call_control_id of its current talker
+    streams: int = 0  # media streams open or opening (WebSockets)
+    stream_frames_dropped: int = 0  # since start: audio messages slow stream servers did not take in time
 
 
 FIGURES_INTERVAL = 0.5

@@ -260,7 +260,7 @@ class MediaJob:
 
     id: str
     account_id: str
-    kind: str  # playback | speak | record | gather
+    kind: str  # playback | speak | record | gather | stream | fork | amd
     scope: str  # call | conference | participants
     created_at: float
     updated_at: float

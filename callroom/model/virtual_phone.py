@@ -8,6 +8,10 @@ before it rings, what ``POST /virtual/calls`` checks, and what the virtual phone
                                                                           unavailable -> 480)
     virtual:carol;noanswer              rings until the dial's timeout_secs
     virtual:dave;hangup_after=10        hangs up 10 s after answering
+    virtual:eve;tone=500+900;say=600    says "hello": the tone for 600 ms, then silence (say=400/120/400/...:
+                                        the tone on and off for these milliseconds, then silence; a
+                                        voicemail greeting's cadence), and with beep=1000 a 500 ms beep at
+                                        1000 Hz after it
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class VirtualSpec:
     never_answer: bool = False
     hangup_after: float | None = None
     tone_hz: tuple[float, ...] = ()
+    say_ms: tuple[int, ...] = ()  # the tone's cadence: on, off, on, ... milliseconds, then silence
+    beep_hz: float | None = None  # a beep after the cadence
 
     @classmethod
     def parse(cls, endpoint: str) -> VirtualSpec:
@@ -37,6 +43,8 @@ class VirtualSpec:
         name, *options = endpoint[len(PREFIX):].split(";")
         answer_after, refuse, never, hangup_after = 0.5, None, False, None
         tones: tuple[float, ...] = ()
+        say: tuple[int, ...] = ()
+        beep: float | None = None
         for opt in options:
             key, _, value = opt.strip().partition("=")
             try:
@@ -49,6 +57,15 @@ class VirtualSpec:
                     low, high = TONE_RANGE_HZ
                     if not all(low <= f <= high for f in tones):
                         raise ValueError(f"tone frequencies must be between {low:g} and {high:g} Hz")
+                elif key == "say":
+                    say = tuple(int(ms) for ms in value.split("/"))
+                    if not say or len(say) > 200 or not all(0 <= ms <= 60_000 for ms in say):
+                        raise ValueError("say is up to 200 durations of 0-60000 ms, separated by /")
+                elif key == "beep":
+                    beep = float(value)
+                    low, high = TONE_RANGE_HZ
+                    if not low <= beep <= high:
+                        raise ValueError(f"a beep's frequency must be between {low:g} and {high:g} Hz")
                 elif key == "noanswer":
                     never = True
                 elif key in REFUSALS:
@@ -57,7 +74,7 @@ class VirtualSpec:
                     raise ValueError(f"unknown virtual phone option {key!r}")
             except ValueError as exc:
                 raise ValueError(f"bad virtual phone option {opt!r}: {exc}") from None
-        return cls(name or "phone", answer_after, refuse, never, hangup_after, tones)
+        return cls(name or "phone", answer_after, refuse, never, hangup_after, tones, say, beep)
 
 
 def _seconds(value: str) -> float:

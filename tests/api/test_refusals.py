@@ -14,6 +14,8 @@ from tests.support.tenant import Tenant
     ("virtual:x;tonne=500", "unknown virtual phone option 'tonne'"),
     ("virtual:x;tone=5000", "between 20 and 3900 Hz"),
     ("virtual:x;answer_after=soon", "answer_after=soon"),
+    ("virtual:x;say=hello", "say=hello"),
+    ("virtual:x;beep=9000", "between 20 and 3900 Hz"),
 ])  # fmt: skip
 def test_dial_to_a_misspelt_virtual_phone_is_refused(tenant: Tenant, to: str, said: str) -> None:
     with pytest.raises(telnyx.UnprocessableEntityError) as refused:
@@ -30,18 +32,25 @@ def test_dial_to_a_misspelt_virtual_phone_is_refused(tenant: Tenant, to: str, sa
 
 
 def test_a_command_callroom_does_not_carry_out_says_so(tenant: Tenant) -> None:
-    cid = tenant.dial("forked")
+    cid = tenant.dial("transcribed")
     with pytest.raises(telnyx.APIStatusError) as refused:
-        tenant.client.with_options(max_retries=2).calls.actions.start_forking(cid)
+        tenant.client.with_options(max_retries=2).calls.actions.start_transcription(cid)
     assert refused.value.status_code == 501
     error = refused.value.body["errors"][0]  # type: ignore[index]
     assert (error["code"], error["title"]) == ("90117", "Command not supported")
-    assert "'fork_start'" in error["detail"]
+    assert "'transcription_start'" in error["detail"]
     # the SDK was told not to retry it (it retries other 5xx): the answer is to its first attempt
     assert refused.value.response.headers["x-should-retry"] == "false"
     assert refused.value.response.request.headers["x-stainless-retry-count"] == "0"
     status = tenant.client.calls.retrieve_status(cid)
     assert status.data is not None and status.data.is_alive is True
+    # transcription on answer (or dial) is refused as transcription_start is, and the call is not answered
+    ringing = tenant.call_in(answer=False)
+    with pytest.raises(telnyx.APIStatusError) as transcribed:
+        tenant.client.calls.actions.answer(ringing, transcription=True)
+    assert transcribed.value.status_code == 501
+    assert "'transcription'" in transcribed.value.body["errors"][0]["detail"]  # type: ignore[index]
+    assert "call.answered" not in tenant.events(ringing)
     # a path Telnyx does not have is still a plain 404
     with pytest.raises(telnyx.NotFoundError) as unknown:
         tenant.client.post(f"/calls/{cid}/actions/teleport", cast_to=object, body={})

@@ -38,7 +38,8 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
 
 @cache
 def sdk_models() -> dict[str, type[BaseModel]]:
-    """Event type -> the SDK's model for it, for every ``call.*`` and ``conference.*`` event it knows."""
+    """Event type -> the SDK's model for it, for every ``call.*``, ``conference.*`` and ``streaming.*`` event
+    it knows."""
     out: dict[str, type[BaseModel]] = {}
     for variant in typing.get_args(UnwrapWebhookEvent):
         fields = variant.model_fields
@@ -48,7 +49,7 @@ def sdk_models() -> dict[str, type[BaseModel]]:
         for model in inner:
             if "event_type" in model.model_fields:
                 for name in _literals(model.model_fields["event_type"].annotation):
-                    if name.startswith(("call.", "conference.")):
+                    if name.startswith(("call.", "conference.", "streaming.")):
                         out.setdefault(name, variant)
     return out
 
