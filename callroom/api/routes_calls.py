@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from callroom.api import schemas as s
 from callroom.api import schemas_media as s_media
 from callroom.api import views
 from callroom.api.common import OK, Account, Ctl, PageParams, data
-from callroom.control import bridges, calls, queues
+from callroom.api.unhonoured import refuse_unhonoured
+from callroom.control import bridges, calls, queues, transfer
+from callroom.control.links import OnAnswer
 from callroom.control.service import Duplicate, ReadCtx
 from callroom.control.world import Steps, World
 from callroom.errors import NotFound
@@ -18,14 +20,26 @@ from callroom.errors import NotFound
 router = APIRouter()
 
 
+def _record(body: s.OnAnswer | s.Answer, request: Request) -> dict[str, Any] | None:
+    """``record: record-from-answer``'s options, with where this node keeps recordings and serves them."""
+    if body.record is None:
+        return None
+    return {"format": body.record_format, "channels": body.record_channels, "trim": body.record_trim is not None,
+            "max_length": body.record_max_length, "custom_file_name": body.record_custom_file_name,
+            "storage": str(request.app.state.recordings_dir),
+            "download_base": str(request.base_url).rstrip("/")}  # fmt: skip
+
+
 @router.post("/calls")
-async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
+async def dial(body: s.Dial, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
+    refuse_unhonoured("dial", body)
     ctl.admit_call()  # a draining or overloaded node refuses at once (503), before anything is written
-    to = body.to if isinstance(body.to, str) else body.to[0]
+    targets = [body.to] if isinstance(body.to, str) else body.to
     req = calls.DialRequest(
         connection_id=body.connection_id,
         from_=body.from_,
-        to=to,
+        to=targets[0],
+        ring_also=tuple(targets[1:]),
         client_state=body.client_state,
         timeout_secs=body.timeout_secs,
         time_limit_secs=body.time_limit_secs,
@@ -35,6 +49,8 @@ async def dial(body: s.Dial, account: Account, ctl: Ctl) -> dict[str, Any]:
         link_to=body.link_to,
         bridge_on_answer=body.bridge_on_answer,
         park_after_unbridge=body.park_after_unbridge,
+        on_answer=OnAnswer(audio_url=body.audio_url, media_name=body.media_name, digits=body.send_digits_on_answer,
+                           record=_record(body, request)),
     )
     result = await ctl.arun(account, lambda w: calls.dial(w, req), dedupe=("dial", body.command_id))
     if isinstance(result, Duplicate):
@@ -79,13 +95,16 @@ async def client_state_update(
 
 
 @router.post("/calls/{call_control_id}/actions/answer")
-async def answer(call_control_id: str, account: Account, ctl: Ctl, body: s.Answer | None = None) -> dict[str, Any]:
+async def answer(call_control_id: str, request: Request, account: Account, ctl: Ctl,
+                 body: s.Answer | None = None) -> dict[str, Any]:  # fmt: skip
     b = body or s.Answer()
+    refuse_unhonoured("answer", b)
+    record = _record(b, request)
     await ctl.arun(
         account,
         lambda w: calls.answer(
             w, call_control_id, client_state=b.client_state, webhook_url=b.webhook_url,
-            webhook_url_method=b.webhook_url_method,
+            webhook_url_method=b.webhook_url_method, record=record,
         ),
         dedupe=(call_control_id, b.command_id),
     )
@@ -154,4 +173,22 @@ async def leave_queue(
         account, lambda w: queues.leave_queue(w, call_control_id, b.client_state),
         dedupe=(call_control_id, b.command_id),
     )
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/transfer")
+async def transfer_call(call_control_id: str, body: s.Transfer, request: Request, account: Account,
+                        ctl: Ctl) -> dict[str, Any]:  # fmt: skip
+    refuse_unhonoured("transfer", body)
+    ctl.admit_call()  # a new leg: a draining or overloaded node refuses it as it refuses a dial
+    req = transfer.TransferRequest(
+        to=body.to, from_=body.from_, client_state=body.client_state,
+        target_leg_client_state=body.target_leg_client_state, timeout_secs=body.timeout_secs,
+        time_limit_secs=body.time_limit_secs, audio_url=body.audio_url, media_name=body.media_name,
+        early_media=body.early_media, webhook_url=body.webhook_url, webhook_url_method=body.webhook_url_method,
+        park_after_unbridge=body.park_after_unbridge,
+        on_answer=OnAnswer(digits=body.send_digits_on_answer, record=_record(body, request)),
+    )  # fmt: skip
+    await ctl.arun(account, lambda w: transfer.transfer(w, call_control_id, req),
+                   dedupe=(call_control_id, body.command_id))
     return OK

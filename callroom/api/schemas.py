@@ -263,7 +263,33 @@ class ConferenceConfig(StoredBody):
     label: Name | None = None
 
 
-class Dial(Body):
+DtmfDigits = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Da-d*#wW]+$")]
+
+
+class OnAnswer(Body):
+    """What a leg gets once it answers (dial, transfer; ``record`` on answer too): a recording from then on,
+    audio played to it, DTMF digits sent to it."""
+
+    record: Literal["record-from-answer"] | None = None
+    record_format: Literal["wav", "mp3"] = "mp3"
+    record_channels: Literal["single", "dual"] = "dual"
+    record_trim: Literal["trim-silence"] | None = None
+    record_max_length: int = Field(default=0, ge=0, le=43200)
+    record_custom_file_name: str | None = Field(default=None, min_length=1, max_length=40,
+                                                pattern=r"^[A-Za-z0-9_.-]+$")
+    record_track: Literal["both"] = "both"
+    audio_url: Url | None = None
+    media_name: MediaName | None = None
+    send_digits_on_answer: DtmfDigits | None = None
+
+    @model_validator(mode="after")
+    def _one_audio(self) -> OnAnswer:
+        if self.audio_url and self.media_name:
+            raise ValueError("audio_url and media_name cannot be used together")
+        return self
+
+
+class Dial(OnAnswer):
     connection_id: Id
     from_: Address = Field(alias="from")
     to: Annotated[str, Field(max_length=MAX_ADDRESS)] | Annotated[
@@ -297,6 +323,28 @@ class CallCommand(Body):
 class Answer(CallCommand):
     webhook_url: Url | None = None
     webhook_url_method: Literal["POST", "GET"] | None = None
+    record: Literal["record-from-answer"] | None = None
+    record_format: Literal["wav", "mp3"] = "mp3"
+    record_channels: Literal["single", "dual"] = "dual"
+    record_trim: Literal["trim-silence"] | None = None
+    record_max_length: int = Field(default=0, ge=0, le=43200)
+    record_custom_file_name: str | None = Field(default=None, min_length=1, max_length=40,
+                                                pattern=r"^[A-Za-z0-9_.-]+$")
+    record_track: Literal["both"] = "both"
+
+
+class Transfer(OnAnswer):
+    to: Address
+    from_: Address | None = Field(default=None, alias="from")
+    client_state: ClientState | None = None
+    command_id: CommandId | None = None
+    target_leg_client_state: ClientState | None = None
+    timeout_secs: int = Field(default=30, ge=5, le=600)
+    time_limit_secs: int = Field(default=14400, ge=30, le=14400)
+    early_media: bool = True
+    webhook_url: Url | None = None
+    webhook_url_method: Literal["POST", "GET"] = "POST"
+    park_after_unbridge: Literal["self"] | None = None
 
 
 class Reject(CallCommand):

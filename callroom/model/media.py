@@ -115,7 +115,7 @@ class ConferenceClosed:
 class AudioSpec:
     """Audio to play: a URL (WAV/MP3), an uploaded media file, or text to speak."""
 
-    kind: str  # url | file | tts
+    kind: str  # url | file | tts | ringback (the built-in ringback tone; value unused)
     value: str  # the URL, the file's path, or the text
     voice: str | None = None
     language: str | None = None
@@ -135,6 +135,7 @@ class Play:
     conference_id: str | None = None
     loop: int | None = 1  # None: until stopped
     overlay: bool = False
+    kind: str | None = None  # what StopPlay's ``kinds`` calls it: speak or playback by its audio, unless given
 
 
 @dataclass(frozen=True, slots=True)
