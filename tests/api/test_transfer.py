@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from typing import Any
 
 import pytest
 import telnyx
@@ -26,9 +27,9 @@ def _phone(options: str) -> str:
     return f"virtual:agent-{uuid.uuid4().hex[:8]};{options}"
 
 
-def _transfer(tenant: Tenant, cid: str, to: str, **kwargs: object) -> str:
+def _transfer(tenant: Tenant, cid: str, to: str, **kwargs: Any) -> str:
     """Transfer ``cid`` to ``to``; the new leg's call_control_id, from its ``call.initiated``."""
-    resp = tenant.client.calls.actions.transfer(cid, to=to, **kwargs)  # type: ignore[arg-type]
+    resp = tenant.client.calls.actions.transfer(cid, to=to, **kwargs)
     assert resp.data is not None and resp.data.result == "ok"
     initiated = tenant.event("call.initiated", None, to=to)
     assert initiated.payload["direction"] == "outgoing" and initiated.payload["state"] == "bridging"
