@@ -12,7 +12,7 @@ from callroom.api import views
 from callroom.api.common import OK, Account, Ctl, PageParams, data
 from callroom.api.unhonoured import refuse_unhonoured
 from callroom.control import bridges, calls, queues, transfer
-from callroom.control.links import OnAnswer
+from callroom.control.links import OnAnswer, switch_role
 from callroom.control.service import Duplicate, ReadCtx
 from callroom.control.world import Steps, World
 from callroom.errors import NotFound
@@ -40,6 +40,8 @@ async def dial(body: s.Dial, request: Request, account: Account, ctl: Ctl) -> di
         from_=body.from_,
         to=targets[0],
         ring_also=tuple(targets[1:]),
+        supervise=body.supervise_call_control_id or None,
+        supervisor_role=body.supervisor_role,
         client_state=body.client_state,
         timeout_secs=body.timeout_secs,
         time_limit_secs=body.time_limit_secs,
@@ -191,4 +193,11 @@ async def transfer_call(call_control_id: str, body: s.Transfer, request: Request
     )  # fmt: skip
     await ctl.arun(account, lambda w: transfer.transfer(w, call_control_id, req),
                    dedupe=(call_control_id, body.command_id))
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/switch_supervisor_role")
+async def switch_supervisor_role(call_control_id: str, body: s.SwitchSupervisorRole, account: Account,
+                                 ctl: Ctl) -> dict[str, Any]:  # fmt: skip
+    await ctl.arun(account, lambda w: switch_role(w, call_control_id, body.role))
     return OK

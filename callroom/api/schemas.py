@@ -304,6 +304,8 @@ class Dial(OnAnswer):
     link_to: IdText | None = None
     bridge_on_answer: bool = False
     park_after_unbridge: Literal["self"] | None = None
+    supervise_call_control_id: IdText | None = None
+    supervisor_role: Literal["barge", "whisper", "monitor"] = "barge"
 
     @model_validator(mode="after")
     def _to_present(self) -> Dial:
@@ -345,6 +347,10 @@ class Transfer(OnAnswer):
     webhook_url: Url | None = None
     webhook_url_method: Literal["POST", "GET"] = "POST"
     park_after_unbridge: Literal["self"] | None = None
+
+
+class SwitchSupervisorRole(Body):
+    role: Literal["barge", "whisper", "monitor"]
 
 
 class Reject(CallCommand):

@@ -44,6 +44,8 @@ class DialRequest:
     bridge_on_answer: bool = False
     park_after_unbridge: str | None = None
     ring_also: tuple[str, ...] = ()  # more destinations, rung at the same time (a dial's ``to`` as a list)
+    supervise: str | None = None  # a call the new leg supervises once it answers, with ``supervisor_role``
+    supervisor_role: str = "barge"
     on_answer: links.OnAnswer = field(default_factory=links.OnAnswer)
 
 
@@ -51,6 +53,7 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
     """Dial ``to`` (and ``ring_also``: every destination rings at once, the first to answer wins and the
     others are cancelled); the first leg is the command's result."""
     yield from w.load(r.AppById(req.connection_id), *([r.CallById(req.link_to, lock=False)] if req.link_to else []),
+                      *([r.CallById(req.supervise, lock=False)] if req.supervise else []),
                       *req.on_answer.reads())  # fmt: skip
     app: Application | None = w.result(r.AppById(req.connection_id))
     if app is None:
@@ -76,6 +79,9 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
             raise CommandRejected("90015", "Invalid Call Control ID", "link_to names no call.", "/link_to")
         session_id = linked.call_session_id
     plan = req.on_answer.plan(w)
+    if req.supervise:
+        live(w, req.supervise, pointer="/supervise_call_control_id")
+        plan.update(supervise=req.supervise, role=req.supervisor_role)
     ids = [new_call_control_id() for _ in targets]
     legs = []
     for cid, to, endpoint in zip(ids, targets, endpoints, strict=True):

@@ -9,6 +9,8 @@ back here when the far end answers or the leg ends:
 * ``ring_group``: the other legs of a dial to several destinations; the first to answer cancels the rest.
 * ``audio`` (played to the leg), ``digits`` (sent to it as DTMF), ``record`` (a recording of it, as
   ``record_start`` would start): what it gets once it answers.
+* ``supervise`` and ``role``: a supervisor's leg (dial's ``supervise_call_control_id``); once it answers
+  it hears that call and its bridge, and is heard as its role says (``switch_supervisor_role``).
 
 Below ``calls`` and ``hangup`` (both call in here), above bridges, queues and conferences.
 """
@@ -19,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from callroom.control import bridges, conferences
+from callroom.control.guards import reject
 from callroom.control.legs import finish, hangup_source_for_local
 from callroom.control.media_actions import Source, audio_spec
 from callroom.control.world import Steps, World
+from callroom.errors import NotFound
 from callroom.model import media as m
 from callroom.model import reads as r
 from callroom.model.records import Call, MediaJob, Recording, new_uuid
@@ -76,6 +80,8 @@ def answered(w: World, call: Call) -> Steps[bool]:
     _on_answer_media(w, call, plan)
     if plan.get("record"):
         yield from record_from_answer(w, call, plan["record"])
+    if plan.get("supervise"):
+        yield from _supervise(w, call, str(plan["supervise"]), str(plan.get("role") or "barge"))
     if not plan.get("transfer_of"):
         return False
     yield from _complete_transfer(w, call, str(plan["transfer_of"]))
@@ -91,6 +97,29 @@ def _cancel_others(w: World, winner: Call, others: list[str]) -> Steps[None]:
             finish(w, other, cause="originator_cancel", source="caller", sip_cause="487")
     winner.plan = {k: v for k, v in (winner.plan or {}).items() if k != "ring_group"}
     w.update(winner)
+
+
+def _supervise(w: World, call: Call, target_id: str, role: str) -> Steps[None]:
+    """A supervisor's leg answered: it hears the call it supervises (and its bridge) from now on, unless that
+    call ended meanwhile (the leg stays parked)."""
+    yield from w.load(r.CallById(target_id, lock=False))
+    target = w.call(target_id)
+    if target is not None and target.is_alive:
+        w.media.append(m.Supervise(call.call_control_id, target_id, role))
+
+
+def switch_role(w: World, call_control_id: str, role: str) -> Steps[None]:
+    """``switch_supervisor_role``: a supervisor's leg (parked, supervising) is heard as ``role`` says."""
+    yield from w.load(r.CallById(call_control_id))
+    call = w.call(call_control_id)
+    if call is None:
+        raise NotFound(f"No call with call_control_id {call_control_id!r}.", "90015", "Invalid Call Control ID")
+    plan = call.plan or {}
+    if not plan.get("supervise") or call.state is not CallState.PARKED:
+        raise reject("90107", "This call is not supervising a call (dial with supervise_call_control_id).")
+    call.plan = {**plan, "role": role}
+    w.update(call)
+    yield from _supervise(w, call, str(plan["supervise"]), role)
 
 
 def _on_answer_media(w: World, call: Call, plan: dict[str, Any]) -> None:

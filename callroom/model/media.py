@@ -61,6 +61,16 @@ class Bridge:
 
 
 @dataclass(frozen=True, slots=True)
+class Supervise:
+    """The leg supervises ``target`` and its bridge: it hears both sides; ``role`` says who hears it (barge:
+    both, whisper: ``target`` only, monitor: no one)."""
+
+    call_control_id: str
+    target: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
 class HoldInQueue:
     """The leg waits in a queue hearing hold audio."""
 
@@ -214,8 +224,8 @@ class SendDtmf:
 
 
 MediaOp = (
-    Ring | Answer | Reject | Release | Park | Bridge | HoldInQueue | ConferenceMix | MemberFlags | ConferenceClosed
-    | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather | SendDtmf
+    Ring | Answer | Reject | Release | Park | Bridge | Supervise | HoldInQueue | ConferenceMix | MemberFlags
+    | ConferenceClosed | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather | SendDtmf
 )
 
 
