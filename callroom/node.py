@@ -338,7 +338,8 @@ class Node:
             return
         try:
             leg = self.control.write(app.account_id, lambda ctx: calls.incoming(
-                ctx, connection_id=app.id, from_=call.from_, to=call.to, endpoint=f"sip-in:{call.sip_call_id}"))
+                ctx, connection_id=app.id, from_=call.from_, to=call.to, endpoint=f"sip-in:{call.sip_call_id}",
+                headers=call.headers))
         except Exception:
             log.exception("incoming SIP call %s failed", call.sip_call_id)
             self.media.send(RefuseSipCall(call.sip_call_id, 500))

@@ -263,10 +263,47 @@ class ConferenceConfig(StoredBody):
     label: Name | None = None
 
 
+# Headers an application may put on an INVITE: not one the node writes itself or one that steers SIP.
+RESERVED_HEADERS = frozenset({
+    "via", "from", "to", "call-id", "cseq", "contact", "max-forwards", "allow", "user-agent", "content-type",
+    "content-length", "content-encoding", "route", "record-route", "authorization", "proxy-authorization",
+    "expires", "require", "proxy-require", "supported", "unsupported", "accept", "www-authenticate",
+    "proxy-authenticate", "refer-to", "replaces", "session-expires", "min-se", "event", "subscription-state",
+})  # fmt: skip
+
+
+def _header_name(value: str) -> str:
+    if value.lower() in RESERVED_HEADERS:
+        raise PydanticCustomError("header_reserved", "{name} is a header the node writes itself or one that "
+                                  "steers SIP; it cannot be set", {"name": value})
+    return value
+
+
+class CustomHeader(StoredBody):
+    name: Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9!%'*+._`~-]+$"),
+                    AfterValidator(_header_name)]
+    value: Annotated[str, Field(max_length=1024, pattern=r"^[^\r\n]*$")]
+
+
+class SipHeader(StoredBody):
+    name: Literal["User-to-User"]
+    value: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\r\n]*$")]
+
+
+class SipHeaders(Body):
+    """``custom_headers`` and ``sip_headers`` (Telnyx: only User-to-User), put on the INVITE in that order."""
+
+    custom_headers: Annotated[list[CustomHeader], Field(max_length=20)] | None = None
+    sip_headers: Annotated[list[SipHeader], Field(max_length=1)] | None = None
+
+    def invite_headers(self) -> tuple[tuple[str, str], ...]:
+        return tuple((h.name, h.value) for h in (*(self.custom_headers or ()), *(self.sip_headers or ())))
+
+
 DtmfDigits = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Da-d*#wW]+$")]
 
 
-class OnAnswer(Body):
+class OnAnswer(SipHeaders):
     """What a leg gets once it answers (dial, transfer; ``record`` on answer too): a recording from then on,
     audio played to it, DTMF digits sent to it."""
 

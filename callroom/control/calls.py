@@ -46,6 +46,7 @@ class DialRequest:
     ring_also: tuple[str, ...] = ()  # more destinations, rung at the same time (a dial's ``to`` as a list)
     supervise: str | None = None  # a call the new leg supervises once it answers, with ``supervisor_role``
     supervisor_role: str = "barge"
+    headers: tuple[tuple[str, str], ...] = ()  # custom_headers and sip_headers: put on a SIP INVITE
     on_answer: links.OnAnswer = field(default_factory=links.OnAnswer)
 
 
@@ -99,7 +100,8 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
         emit_call(w, "call.initiated", call, direction="outgoing", state="bridging",
                   start_time=iso(call.created_at), custom_headers=[])
         w.schedule("dial_timeout", call.call_control_id, w.now + req.timeout_secs)
-        w.media.append(m.Ring(call.call_control_id, call.endpoint, call.from_, call.to, req.timeout_secs))
+        w.media.append(m.Ring(call.call_control_id, call.endpoint, call.from_, call.to, req.timeout_secs,
+                              req.headers))
         legs.append(call)
     w.command_result = legs[0].call_control_id
     return legs[0]
@@ -136,8 +138,11 @@ def check_virtual(to: str, pointer: str) -> None:
             raise CommandRejected("10015", "Invalid value", str(exc), pointer) from exc
 
 
-def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str) -> Steps[Call]:
-    """A far end calls in (a SIP INVITE or a virtual phone): a ringing leg the application must answer."""
+def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str,
+             headers: tuple[tuple[str, str], ...] = ()) -> Steps[Call]:  # fmt: skip
+    """A far end calls in (a SIP INVITE or a virtual phone): a ringing leg the application must answer.
+    ``headers``: the INVITE's X- headers (``custom_headers`` of ``call.initiated``) and User-to-User
+    (``sip_headers``)."""
     yield from w.load(r.AppById(connection_id))
     app: Application | None = w.result(r.AppById(connection_id))
     if app is None or not app.active:
@@ -148,8 +153,10 @@ def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str
         state=CallState.RINGING, created_at=w.now, node_id=w.node_id, endpoint=endpoint,
     )  # fmt: skip
     w.insert(call)
+    uui = [{"name": "User-to-User", "value": v} for n, v in headers if n.lower() == "user-to-user"]
     emit_call(w, "call.initiated", call, direction="incoming", state="parked", start_time=iso(call.created_at),
-              custom_headers=[], caller_id_name=from_)
+              custom_headers=[{"name": n, "value": v} for n, v in headers if n.lower().startswith("x-")],
+              caller_id_name=from_, **({"sip_headers": uui} if uui else {}))
     if app.first_command_timeout:
         w.schedule("first_command", call.call_control_id, w.now + app.first_command_timeout_secs)
     if w.ring_timeout_secs > 0:

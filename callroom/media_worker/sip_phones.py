@@ -203,7 +203,7 @@ class SipPhones:
     def _apply(self, op: m.MediaOp) -> None:
         match op:
             case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith("sip:"):
-                self._spawn(self._dial(cid, endpoint, from_))
+                self._spawn(self._dial(cid, endpoint, from_, op.headers))
             case m.Answer(call_control_id=cid) if cid in self.by_cid:
                 self._spawn(self._answer(self.by_cid[cid]))
             case m.Reject(call_control_id=cid, sip_status=status) if cid in self.by_cid:
@@ -216,7 +216,7 @@ class SipPhones:
             case _:
                 pass
 
-    async def _dial(self, cid: str, endpoint: str, from_: str) -> None:
+    async def _dial(self, cid: str, endpoint: str, from_: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         assert self.transport is not None
         try:
             target = SipUri.parse(endpoint)
@@ -240,7 +240,7 @@ class SipPhones:
         offer = make_offer(self.media_ip, rtp.local_port)
         user = from_.lstrip("+") or "callroom"
         from_uri = SipUri(self.media_ip, user=user, port=self.port)
-        sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr)
+        sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr, extra_headers=headers)
         leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg
@@ -349,7 +349,7 @@ class SipPhones:
     def _event(self, ev: sip_events.CallEvent) -> None:
         match ev:
             case sip_events.IncomingCall(call_id=call_id, from_=from_, to=to, request_uri=uri, sdp_offer=offer):
-                self._incoming(call_id, from_, to, uri, offer)
+                self._incoming(call_id, from_, to, uri, offer, ev.custom_headers)
             case sip_events.CallAnswered(call_id=call_id, sdp_answer=answer):
                 leg = self.by_sip.get(call_id)
                 if leg is None or leg.call_control_id is None or leg.rtp is None or leg.offer is None:
@@ -375,12 +375,12 @@ class SipPhones:
             case _:
                 pass
 
-    def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri,
-                  offer: SessionDescription | None) -> None:  # fmt: skip
+    def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri, offer: SessionDescription | None,
+                  headers: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
         """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, a media
         address of the other family, or a host name that does not resolve), so the application never sees a
         call it could not take; otherwise handed to the control plane to route."""
-        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to))
+        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to), headers)
         if offer is not None:
             try:
                 agreed = negotiate_answer(offer, self.media_ip, 0)

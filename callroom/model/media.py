@@ -21,6 +21,7 @@ class Ring:
     from_: str
     to: str
     timeout_secs: int
+    headers: tuple[tuple[str, str], ...] = ()  # put on a SIP INVITE (custom_headers, sip_headers)
 
 
 @dataclass(frozen=True, slots=True)

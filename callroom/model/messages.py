@@ -182,6 +182,7 @@ class IncomingSipCall:
     user: str
     from_: str
     to: str
+    headers: tuple[tuple[str, str], ...] = ()  # the INVITE's X- headers and User-to-User
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ class IncomingCall:
     request_uri: SipUri
     sdp_offer: SessionDescription | None
     source_addr: Addr
+    custom_headers: tuple[tuple[str, str], ...] = ()  # the INVITE's X- headers and User-to-User, in order
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,8 +136,10 @@ class SipEndpoint:
 
     # ---- commands ------------------------------------------------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, now: float,
-               *, addr: Addr | None = None, display_name: str | None = None) -> str:  # fmt: skip
-        """Place a call; returns its Call-ID. ``addr`` overrides where the INVITE goes (else the URI host)."""
+               *, addr: Addr | None = None, display_name: str | None = None,
+               extra_headers: tuple[tuple[str, str], ...] = ()) -> str:  # fmt: skip
+        """Place a call; returns its Call-ID. ``addr`` overrides where the INVITE goes (else the URI host);
+        ``extra_headers``: the application's own (X- headers, User-to-User), after ours."""
         to = SipUri.parse(to_uri) if isinstance(to_uri, str) else to_uri
         frm = SipUri.parse(from_uri) if isinstance(from_uri, str) else from_uri
         call_id = f"{self._token()}@{self.local_addr[0]}"
@@ -152,6 +154,8 @@ class SipEndpoint:
         headers.add("Contact", f"<{self.contact}>")
         headers.add("Allow", ALLOW)
         headers.add("User-Agent", self.user_agent)
+        for name, value in extra_headers:
+            headers.add(name, value)
         body = b""
         if sdp is not None:
             headers.add("Content-Type", "application/sdp")
@@ -303,7 +307,8 @@ class SipEndpoint:
         call = Call(req.call_id, True, req, tx, source, self._token(), CallState.OFFERED)
         call.dialog = Dialog.from_uas(req, call.local_tag, self.contact)
         self.calls[req.call_id] = call
-        self._events.append(IncomingCall(req.call_id, req.from_, req.to, req.uri, sdp, source))
+        self._events.append(IncomingCall(req.call_id, req.from_, req.to, req.uri, sdp, source,
+                                         custom_headers(req.headers)))
 
     def _on_reinvite(self, call: Call, req: SipRequest, tx: str, now: float) -> None:
         if call.reinvite_tx is not None or call.state is not CallState.ESTABLISHED:
@@ -525,6 +530,12 @@ class SipEndpoint:
         for extra_via in req.headers.get_all("Via")[1:]:
             resp.headers.add("Via", extra_via)
         self.transactions.send_stateless(resp, via.response_addr())
+
+
+def custom_headers(headers: Headers) -> tuple[tuple[str, str], ...]:
+    """The headers of a request that are an application's own: ``X-`` headers and User-to-User."""
+    return tuple((name, value) for name, value in headers
+                 if name.lower().startswith("x-") or name.lower() == "user-to-user")
 
 
 def _sdp_of(msg: SipRequest | SipResponse) -> SessionDescription | None:

@@ -101,3 +101,49 @@ Content-Length: 0
   <recv request="ACK" />
 </scenario>
 """
+
+
+def _reply(status: str, *, sdp: bool = False, extra: str = "") -> str:
+    """One ``<send>`` of a response to the last request (with a PCMU answer: ``sdp``)."""
+    head = (f"SIP/2.0 {status}\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag01[call_number]\n"
+            "[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\n{extra}")
+    head = head.replace("{extra}", extra)
+    if sdp:
+        body = _PCMU.format(version=2353687637, extra="")
+        text = head + f"Content-Type: application/sdp\nContent-Length: [len]\n\n{body}"
+    else:
+        text = head + "Content-Length: 0\n\n"
+    attr = ' retrans="500"' if status.startswith("200") and sdp else ""
+    return f"  <send{attr}><![CDATA[\n{text}]]></send>\n"
+
+
+def answering_uas(name: str, *, checks: dict[str, str], challenge: tuple[str, str] | None = None) -> str:
+    """A UAS that answers one call and waits for its BYE, after checking headers of the INVITE (``checks``:
+    header -> a regexp its value must match) and, with ``challenge`` (user, password), a digest challenge
+    answered with those credentials."""
+    steps = []
+    if challenge is not None:
+        steps += ['  <recv request="INVITE"/>\n',
+                  _reply("401 Unauthorized", extra='WWW-Authenticate: Digest realm="sipp.test", nonce="4a8b7c"\n'),
+                  '  <recv request="ACK"/>\n',
+                  '  <recv request="INVITE" check_it="true">\n    <action>\n'
+                  f'      <verifyauth assign_to="authvalid" username="{challenge[0]}" password="{challenge[1]}"/>\n'
+                  '    </action>\n  </recv>\n',
+                  '  <nop test="authvalid" next="good"/>\n  <nop><action><exec int_cmd="stop_now"/></action></nop>\n'
+                  '  <label id="good"/>\n']
+    else:
+        action = "".join(f'      <ereg regexp="{rx}" search_in="hdr" header="{hdr}:" check_it="true" '
+                         f'assign_to="h{i}"/>\n' for i, (hdr, rx) in enumerate(checks.items()))
+        steps.append(f'  <recv request="INVITE">\n    <action>\n{action}    </action>\n  </recv>\n')
+        if checks:
+            steps.append(f'  <Reference variables="{",".join(f"h{i}" for i in range(len(checks)))}"/>\n')
+    steps += [_reply("180 Ringing"), _reply("200 OK", sdp=True), '  <recv request="ACK"/>\n',
+              '  <recv request="BYE"/>\n', _reply("200 OK")]
+    return scenario(name, *steps)
+
+
+def headers_uac(headers: str) -> str:
+    """A UAC that calls in with ``headers`` (lines) on its INVITE, is answered, and hangs up."""
+    invite = request("INVITE", 1, in_dialog=False, sdp_extra="").replace("Max-Forwards: 70\n",
+                                                                          f"Max-Forwards: 70\n{headers}")
+    return scenario("INVITE with headers", invite, expect_answer(), ack(1), pause(500), bye(2))
