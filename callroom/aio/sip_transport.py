@@ -164,9 +164,10 @@ class SipTransport:
     # ---- commands (each passes the loop clock and flushes) ----------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, *,
                addr: Addr | None = None, display_name: str | None = None,
-               extra_headers: tuple[tuple[str, str], ...] = ()) -> str:  # fmt: skip
+               extra_headers: tuple[tuple[str, str], ...] = (),
+               credentials: tuple[str, str] | None = None) -> str:  # fmt: skip
         call_id = self.endpoint.invite(to_uri, from_uri, sdp, self._loop.time(), addr=addr, display_name=display_name,
-                                       extra_headers=extra_headers)
+                                       extra_headers=extra_headers, credentials=credentials)
         self._flush()
         return call_id
 

@@ -43,6 +43,7 @@ async def dial(body: s.Dial, request: Request, account: Account, ctl: Ctl) -> di
         supervise=body.supervise_call_control_id or None,
         supervisor_role=body.supervisor_role,
         headers=body.invite_headers(),
+        credentials=body.credentials(),
         client_state=body.client_state,
         timeout_secs=body.timeout_secs,
         time_limit_secs=body.time_limit_secs,
@@ -191,7 +192,7 @@ async def transfer_call(call_control_id: str, body: s.Transfer, request: Request
         early_media=body.early_media, webhook_url=body.webhook_url, webhook_url_method=body.webhook_url_method,
         park_after_unbridge=body.park_after_unbridge,
         on_answer=OnAnswer(digits=body.send_digits_on_answer, record=_record(body, request)),
-        headers=body.invite_headers(),
+        headers=body.invite_headers(), credentials=body.credentials(),
     )  # fmt: skip
     await ctl.arun(account, lambda w: transfer.transfer(w, call_control_id, req),
                    dedupe=(call_control_id, body.command_id))

@@ -296,6 +296,20 @@ class SipHeaders(Body):
     custom_headers: Annotated[list[CustomHeader], Field(max_length=20)] | None = None
     sip_headers: Annotated[list[SipHeader], Field(max_length=1)] | None = None
 
+    sip_auth_username: Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^"\\\r\n]+$')] | None = None
+    sip_auth_password: Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^"\\\r\n]+$')] | None = None
+
+    @model_validator(mode="after")
+    def _credentials_in_pairs(self) -> SipHeaders:
+        if (self.sip_auth_username is None) != (self.sip_auth_password is None):
+            raise ValueError("sip_auth_username and sip_auth_password go together")
+        return self
+
+    def credentials(self) -> tuple[str, str] | None:
+        if self.sip_auth_username is None or self.sip_auth_password is None:
+            return None
+        return self.sip_auth_username, self.sip_auth_password
+
     def invite_headers(self) -> tuple[tuple[str, str], ...]:
         return tuple((h.name, h.value) for h in (*(self.custom_headers or ()), *(self.sip_headers or ())))
 

@@ -18,8 +18,8 @@ from callroom.errors import CommandRejected
 _NOTHING: tuple[Any, ...] = (None, False, "", [], {})
 
 # option -> values that ask for nothing (besides absent, null, false and empty)
-_SIP = {"sip_auth_username": (), "sip_auth_password": ()}
-_HEADERS = {"custom_headers": (), "sip_headers": ()}  # (put on an INVITE by dial and transfer, not by answer)
+# put on an INVITE (or used when it is challenged) by dial and transfer; answer sends no INVITE
+_SIP = {"custom_headers": (), "sip_headers": (), "sip_auth_username": (), "sip_auth_password": ()}
 _COMMON = {
     "billing_group_id": (), "preferred_codecs": (), "sound_modifications": (), "webhook_retries_policies": (),
     "webhook_urls": (), "webhook_urls_method": ("POST",), "record_timeout_secs": (0,),
@@ -32,11 +32,11 @@ _OUTBOUND = {
 }  # fmt: skip
 
 REFUSED: dict[str, dict[str, tuple[Any, ...]]] = {
-    "dial": {**_SIP, **_COMMON, **_OUTBOUND, "bridge_intent": (), "dialogflow_config": (),
+    "dial": {**_COMMON, **_OUTBOUND, "bridge_intent": (), "dialogflow_config": (),
              "enable_dialogflow": (), "retry_on_timeout": (0,), "prevent_double_bridge": (),
              "send_silence_when_idle": ()},
-    "answer": {**_SIP, **_HEADERS, **_COMMON, "send_silence_when_idle": ()},
-    "transfer": {**_SIP, **_COMMON, **_OUTBOUND, "mute_dtmf": ("none",)},
+    "answer": {**_SIP, **_COMMON, "send_silence_when_idle": ()},
+    "transfer": {**_COMMON, **_OUTBOUND, "mute_dtmf": ("none",)},
 }  # fmt: skip
 
 

@@ -47,6 +47,7 @@ class DialRequest:
     supervise: str | None = None  # a call the new leg supervises once it answers, with ``supervisor_role``
     supervisor_role: str = "barge"
     headers: tuple[tuple[str, str], ...] = ()  # custom_headers and sip_headers: put on a SIP INVITE
+    credentials: tuple[str, str] | None = field(default=None, repr=False)  # sip_auth_username/password
     on_answer: links.OnAnswer = field(default_factory=links.OnAnswer)
 
 
@@ -101,7 +102,7 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
                   start_time=iso(call.created_at), custom_headers=[])
         w.schedule("dial_timeout", call.call_control_id, w.now + req.timeout_secs)
         w.media.append(m.Ring(call.call_control_id, call.endpoint, call.from_, call.to, req.timeout_secs,
-                              req.headers))
+                              req.headers, req.credentials))
         legs.append(call)
     w.command_result = legs[0].call_control_id
     return legs[0]

@@ -42,6 +42,7 @@ class TransferRequest:
     park_after_unbridge: str | None = None
     on_answer: OnAnswer = field(default_factory=OnAnswer)  # what the new leg gets once it answers
     headers: tuple[tuple[str, str], ...] = ()  # custom_headers and sip_headers: put on a SIP INVITE
+    credentials: tuple[str, str] | None = field(default=None, repr=False)  # sip_auth_username/password
 
 
 def transfer(w: World, call_control_id: str, req: TransferRequest) -> Steps[Call]:
@@ -77,7 +78,8 @@ def transfer(w: World, call_control_id: str, req: TransferRequest) -> Steps[Call
     emit_call(w, "call.initiated", leg, direction="outgoing", state="bridging", start_time=iso(leg.created_at),
               custom_headers=[])
     w.schedule("dial_timeout", leg.call_control_id, w.now + req.timeout_secs)
-    w.media.append(m.Ring(leg.call_control_id, leg.endpoint, leg.from_, leg.to, req.timeout_secs, req.headers))
+    w.media.append(m.Ring(leg.call_control_id, leg.endpoint, leg.from_, leg.to, req.timeout_secs, req.headers,
+                          req.credentials))
     if req.early_media:
         w.media.append(m.Play(ringback_job(leg.call_control_id), ringback, (call.call_control_id,), loop=None,
                               overlay=True, kind=RINGBACK))

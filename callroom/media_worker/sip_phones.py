@@ -203,7 +203,7 @@ class SipPhones:
     def _apply(self, op: m.MediaOp) -> None:
         match op:
             case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith("sip:"):
-                self._spawn(self._dial(cid, endpoint, from_, op.headers))
+                self._spawn(self._dial(cid, endpoint, from_, op.headers, op.credentials))
             case m.Answer(call_control_id=cid) if cid in self.by_cid:
                 self._spawn(self._answer(self.by_cid[cid]))
             case m.Reject(call_control_id=cid, sip_status=status) if cid in self.by_cid:
@@ -216,7 +216,8 @@ class SipPhones:
             case _:
                 pass
 
-    async def _dial(self, cid: str, endpoint: str, from_: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+    async def _dial(self, cid: str, endpoint: str, from_: str, headers: tuple[tuple[str, str], ...] = (),
+                    credentials: tuple[str, str] | None = None) -> None:  # fmt: skip
         assert self.transport is not None
         try:
             target = SipUri.parse(endpoint)
@@ -240,7 +241,8 @@ class SipPhones:
         offer = make_offer(self.media_ip, rtp.local_port)
         user = from_.lstrip("+") or "callroom"
         from_uri = SipUri(self.media_ip, user=user, port=self.port)
-        sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr, extra_headers=headers)
+        sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr, extra_headers=headers,
+                                            credentials=credentials)
         leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg

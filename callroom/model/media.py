@@ -8,7 +8,7 @@ reports far-end facts back through the ``Control.remote_*`` entry points.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -22,6 +22,8 @@ class Ring:
     to: str
     timeout_secs: int
     headers: tuple[tuple[str, str], ...] = ()  # put on a SIP INVITE (custom_headers, sip_headers)
+    # (user, password) answering a SIP digest challenge to the INVITE (sip_auth_username/password)
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

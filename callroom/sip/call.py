@@ -70,6 +70,8 @@ class Call:
     last_ack: SipRequest | None = None
     cancel_pending: bool = False  # cancel() called before any provisional response
     confirmed: bool = False  # the ACK for our 2xx arrived
+    credentials: tuple[str, str] | None = None  # (user, password) for a digest challenge to our INVITE
+    challenged: bool = False  # our INVITE was sent again with credentials (a second challenge fails it)
     notes: dict[str, str] = field(default_factory=dict)
 
     def fire(self, event: CallInput) -> CallState:

@@ -214,6 +214,28 @@ class DigestAuth:
         return DigestVerdict(True, username=username)
 
 
+def answer_challenge(challenge: str, username: str, password: str, method: str, uri: str,
+                     cnonce: str) -> str | None:
+    """The Authorization (or Proxy-Authorization) value answering a server's ``WWW-Authenticate`` (or
+    ``Proxy-Authenticate``) ``challenge`` for one request: MD5, with qop=auth when the server offers it,
+    without qop when it offers none; None for a challenge this cannot answer (another algorithm, or a qop
+    that is not auth)."""
+    params = parse_authorization(challenge)
+    if params is None or "nonce" not in params or params.get("algorithm", "MD5").upper() != "MD5":
+        return None
+    realm, nonce = params.get("realm", ""), params["nonce"]
+    qops = [q.strip() for q in params["qop"].split(",")] if "qop" in params else []
+    if qops and "auth" not in qops:
+        return None
+    opaque = f', opaque="{params["opaque"]}"' if "opaque" in params else ""
+    if qops:
+        return client_response(username, password, realm, nonce, method, uri, cnonce=cnonce) + opaque
+    ha1 = _md5(f"{username}:{realm}:{password}")
+    response = _md5(f"{ha1}:{nonce}:{_md5(f'{method}:{uri}')}")
+    return (f'Digest username="{username}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+            f'response="{response}", algorithm=MD5{opaque}')
+
+
 def client_response(username: str, password: str, realm: str, nonce: str, method: str, uri: str,
                     nc: str = "00000001", cnonce: str = "0a4f113b") -> str:
     """What a phone sends (qop=auth): for tests and for dialling out to a server that challenges us."""

@@ -44,6 +44,7 @@ from callroom.sip.call import (
     ReInviteReceived,
 )  # fmt: skip
 from callroom.sip.dialog import Dialog, DialogInput, DialogState, Retransmit2xx, make_cancel, uri_addr
+from callroom.sip.digest import answer_challenge
 from callroom.sip.message import (
     Headers,
     NameAddr,
@@ -137,9 +138,11 @@ class SipEndpoint:
     # ---- commands ------------------------------------------------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, now: float,
                *, addr: Addr | None = None, display_name: str | None = None,
-               extra_headers: tuple[tuple[str, str], ...] = ()) -> str:  # fmt: skip
+               extra_headers: tuple[tuple[str, str], ...] = (),
+               credentials: tuple[str, str] | None = None) -> str:  # fmt: skip
         """Place a call; returns its Call-ID. ``addr`` overrides where the INVITE goes (else the URI host);
-        ``extra_headers``: the application's own (X- headers, User-to-User), after ours."""
+        ``extra_headers``: the application's own (X- headers, User-to-User), after ours; ``credentials``
+        (user, password): answer a 401 or 407 digest challenge once with them."""
         to = SipUri.parse(to_uri) if isinstance(to_uri, str) else to_uri
         frm = SipUri.parse(from_uri) if isinstance(from_uri, str) else from_uri
         call_id = f"{self._token()}@{self.local_addr[0]}"
@@ -163,7 +166,8 @@ class SipEndpoint:
         req = SipRequest("INVITE", to, headers, body)
         peer = addr or uri_addr(to)
         tx = self.transactions.send_request(req, peer, now)
-        self.calls[call_id] = Call(call_id, False, req, tx, peer, tag, CallState.CALLING, local_sdp=sdp)
+        self.calls[call_id] = Call(call_id, False, req, tx, peer, tag, CallState.CALLING, local_sdp=sdp,
+                                   credentials=credentials)
         return call_id
 
     def ring(self, call_id: str, now: float, sdp: SessionDescription | None = None) -> None:
@@ -384,6 +388,8 @@ class SipEndpoint:
                 call.fire(CallInput.RING)
                 self._events.append(CallRinging(call.call_id, status, _sdp_or_none(resp)))
             return
+        if status in (401, 407) and self._answer_challenge(call, resp, now):
+            return
         if status >= 300:
             cancelled = call.state is CallState.CANCELLING
             call.fire(CallInput.FAIL)
@@ -408,6 +414,32 @@ class SipEndpoint:
             self._events.append(CallCancelled(call.call_id))
             return
         self._events.append(CallAnswered(call.call_id, _sdp_or_none(resp)))
+
+    def _answer_challenge(self, call: Call, resp: SipResponse, now: float) -> bool:
+        """A 401/407 to our INVITE: send it again (a new transaction, the next CSeq) with the answer, once,
+        when we have credentials and the call is not being cancelled. False: the challenge fails the call."""
+        if call.credentials is None or call.challenged or call.state not in (CallState.CALLING, CallState.RINGING):
+            return False
+        asked = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+        challenge = resp.headers.get(asked)
+        old = call.invite
+        answer = (answer_challenge(challenge, *call.credentials, "INVITE", str(old.uri), cnonce=self._token())
+                  if challenge else None)  # fmt: skip
+        if answer is None:
+            return False
+        headers = Headers()
+        for name, value in old.headers:
+            if name == "Via":
+                value = str(self._via())
+            elif name == "CSeq":
+                value = f"{old.cseq.seq + 1} INVITE"
+            headers.add(name, value)
+        headers.add("Authorization" if resp.status == 401 else "Proxy-Authorization", answer)
+        req = SipRequest("INVITE", old.uri, headers, old.body)
+        call.challenged = True
+        call.invite = req
+        call.invite_tx = self.transactions.send_request(req, call.peer, now)
+        return True
 
     def _on_reinvite_response(self, call: Call, resp: SipResponse, now: float) -> None:
         if resp.status < 200 or call.dialog is None:

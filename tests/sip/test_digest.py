@@ -8,7 +8,7 @@ import hashlib
 
 from callroom.media_worker.sip_phones import DigestGate
 from callroom.sip.call import IncomingCall
-from callroom.sip.digest import DigestAuth, client_response, parse_authorization
+from callroom.sip.digest import DigestAuth, answer_challenge, client_response, parse_authorization
 from callroom.sip.message import SipRequest
 
 PHONE = "192.0.2.10"
@@ -195,3 +195,23 @@ def test_the_gate_challenges_a_replayed_authorization_on_a_new_call() -> None:
     status, challenge = knock("third", header)  # the captured header, on a new call
     assert status == 401 and "stale=true" in challenge
     assert knock("fourth", _answer(_nonce(challenge), uri="sip:another-app@127.0.0.1"))[0] == 400
+
+
+def test_our_answer_to_a_challenge_passes_a_servers_check_with_and_without_qop() -> None:
+    server = _auth()
+    uri = "sip:bob@127.0.0.1:5070"
+    with_qop = server.challenge(1000.0, PHONE)
+    answer = answer_challenge(with_qop, "alice", "s3cret", "INVITE", uri, cnonce="c1")
+    assert answer is not None and "qop=auth" in answer
+    assert server.verify("INVITE", answer, 1001.0, request_uri=uri, source=PHONE).ok
+    without_qop = with_qop.replace(', qop="auth"', "")
+    plain = answer_challenge(without_qop, "alice", "s3cret", "INVITE", uri, cnonce="c2")
+    assert plain is not None and "qop" not in plain
+    fresh = _auth()  # (the first nonce was used above)
+    plain_again = answer_challenge(fresh.challenge(1000.0, PHONE).replace(', qop="auth"', ""), "alice", "s3cret",
+                                   "INVITE", uri, cnonce="c3")  # fmt: skip
+    assert fresh.verify("INVITE", plain_again, 1001.0, request_uri=uri, source=PHONE).ok
+    wrong = answer_challenge(with_qop, "alice", "guess", "INVITE", uri, cnonce="c4")
+    assert not _auth().verify("INVITE", wrong, 1001.0, request_uri=uri, source=PHONE).ok
+    assert answer_challenge('Digest realm="x", nonce="n", algorithm=SHA-256', "a", "b", "INVITE", uri, "c") is None
+    assert answer_challenge('Digest realm="x", nonce="n", qop="auth-int"', "a", "b", "INVITE", uri, "c") is None

@@ -74,3 +74,27 @@ def test_headers_the_node_writes_cannot_be_set(tenant: Tenant) -> None:
             tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111", to="sip:bob@127.0.0.1",
                                      custom_headers=bad)  # type: ignore[arg-type]
         assert refused.value.body["errors"][0]["source"]["pointer"].startswith("/custom_headers/0")  # type: ignore[index]
+
+
+def test_dial_answers_a_digest_challenge_with_sip_auth(tenant: Tenant, tmp_path: Path) -> None:
+    uas = _uas(tmp_path, answering_uas("challenge", checks={}, challenge=("carrier", "t0ps3cret")))
+    resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
+                                    to=f"sip:bob@127.0.0.1:{uas.port}", sip_auth_username="carrier",
+                                    sip_auth_password="t0ps3cret")  # fmt: skip
+    assert resp.data is not None
+    cid = resp.data.call_control_id
+    tenant.event("call.answered", cid)
+    tenant.client.calls.actions.hangup(cid)
+    code, output = uas.wait()
+    assert code == 0, output
+
+
+def test_a_challenge_without_credentials_fails_the_dial(tenant: Tenant, tmp_path: Path) -> None:
+    uas = _uas(tmp_path, answering_uas("challenge", checks={}, challenge=("carrier", "t0ps3cret")))
+    resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
+                                    to=f"sip:bob@127.0.0.1:{uas.port}")
+    assert resp.data is not None
+    hangup = tenant.event("call.hangup", resp.data.call_control_id)
+    assert hangup.payload["sip_hangup_cause"] == "401"
+    uas.proc.kill()
+    uas.wait()
