@@ -44,6 +44,7 @@ async def dial(body: s.Dial, request: Request, account: Account, ctl: Ctl) -> di
         supervisor_role=body.supervisor_role,
         headers=body.invite_headers(),
         credentials=body.credentials(),
+        prevent_double_bridge=body.prevent_double_bridge,
         client_state=body.client_state,
         timeout_secs=body.timeout_secs,
         time_limit_secs=body.time_limit_secs,

@@ -357,6 +357,7 @@ class Dial(OnAnswer):
     park_after_unbridge: Literal["self"] | None = None
     supervise_call_control_id: IdText | None = None
     supervisor_role: Literal["barge", "whisper", "monitor"] = "barge"
+    prevent_double_bridge: bool = False
 
     @model_validator(mode="after")
     def _to_present(self) -> Dial:

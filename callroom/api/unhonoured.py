@@ -33,7 +33,7 @@ _OUTBOUND = {
 
 REFUSED: dict[str, dict[str, tuple[Any, ...]]] = {
     "dial": {**_COMMON, **_OUTBOUND, "bridge_intent": (), "dialogflow_config": (),
-             "enable_dialogflow": (), "retry_on_timeout": (0,), "prevent_double_bridge": (),
+             "enable_dialogflow": (), "retry_on_timeout": (0,),
              "send_silence_when_idle": ()},
     "answer": {**_SIP, **_COMMON, "send_silence_when_idle": ()},
     "transfer": {**_COMMON, **_OUTBOUND, "mute_dtmf": ("none",)},

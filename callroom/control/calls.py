@@ -48,6 +48,7 @@ class DialRequest:
     supervisor_role: str = "barge"
     headers: tuple[tuple[str, str], ...] = ()  # custom_headers and sip_headers: put on a SIP INVITE
     credentials: tuple[str, str] | None = field(default=None, repr=False)  # sip_auth_username/password
+    prevent_double_bridge: bool = False  # with bridge_on_answer: not when link_to is bridged by then
     on_answer: links.OnAnswer = field(default_factory=links.OnAnswer)
 
 
@@ -81,6 +82,8 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
             raise CommandRejected("90015", "Invalid Call Control ID", "link_to names no call.", "/link_to")
         session_id = linked.call_session_id
     plan = req.on_answer.plan(w)
+    if req.prevent_double_bridge:
+        plan["prevent_double_bridge"] = True
     if req.supervise:
         live(w, req.supervise, pointer="/supervise_call_control_id")
         plan.update(supervise=req.supervise, role=req.supervisor_role)
@@ -250,7 +253,9 @@ def remote_answered(w: World, call_control_id: str) -> Steps[None]:
     elif call.bridge_on_answer and call.link_to:
         yield from w.load(r.CallById(call.link_to), r.BridgePartner(call.link_to))
         other = w.call(call.link_to)
-        if other is not None and other.is_alive and other.state is not CallState.RINGING:
+        double = (other is not None and other.state is CallState.BRIDGED
+                  and bool((call.plan or {}).get("prevent_double_bridge")))  # fmt: skip
+        if other is not None and other.is_alive and other.state is not CallState.RINGING and not double:
             yield from bridges.pair(w, call, other)
 
 

@@ -9,6 +9,8 @@ back here when the far end answers or the leg ends:
 * ``ring_group``: the other legs of a dial to several destinations; the first to answer cancels the rest.
 * ``audio`` (played to the leg), ``digits`` (sent to it as DTMF), ``record`` (a recording of it, as
   ``record_start`` would start): what it gets once it answers.
+* ``prevent_double_bridge``: with ``bridge_on_answer``, the leg stays parked if ``link_to`` is bridged by
+  the time it answers.
 * ``supervise`` and ``role``: a supervisor's leg (dial's ``supervise_call_control_id``); once it answers
   it hears that call and its bridge, and is heard as its role says (``switch_supervisor_role``).
 

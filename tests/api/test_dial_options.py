@@ -144,3 +144,18 @@ def test_options_that_ask_for_nothing_are_accepted(tenant: Tenant) -> None:
     with pytest.raises(telnyx.UnprocessableEntityError) as refused:
         tenant.client.calls.actions.answer(ringing, extra_body={"preferred_codecs": "PCMA"})
     assert refused.value.body["errors"][0]["source"]["pointer"] == "/preferred_codecs"  # type: ignore[index]
+
+
+def test_prevent_double_bridge_leaves_a_bridged_link_to_alone(tenant: Tenant) -> None:
+    caller = tenant.call_in()
+    first = tenant.dial("first")
+    tenant.client.calls.actions.bridge(caller, call_control_id_to_bridge_with=first)
+    tenant.event("call.bridged", caller)
+    second = _dial(tenant, _phone("second", "answer_after=0"), link_to=caller, bridge_on_answer=True,
+                   prevent_double_bridge=True)  # fmt: skip
+    tenant.event("call.answered", second)
+    time.sleep(0.5)
+    assert "call.bridged" not in tenant.events(second) and "call.hangup" not in tenant.events(first)
+    third = _dial(tenant, _phone("third", "answer_after=0"), link_to=caller, bridge_on_answer=True)
+    tenant.event("call.bridged", third)
+    tenant.event("call.hangup", first)  # without it, the caller's bridge is replaced
