@@ -25,7 +25,7 @@ from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
 from callroom.console.figures import OperationsFigures
 from callroom.console.hub import ConsoleHub
-from callroom.control import calls, conferences, media_facts
+from callroom.control import calls, conferences, media_facts, sip_actions
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
 from callroom.drain import DEFAULT_GRACE_SECS, Drain
 from callroom.endpoints.media_process import MediaProcess
@@ -57,6 +57,7 @@ from callroom.model.messages import (
     SipHangup,
     SipMediaTimeout,
     SipQuality,
+    SipReferProgress,
 )
 from callroom.model.numbers import NO_NUMBERS, NumberPlan
 from callroom.model.records import Account
@@ -351,6 +352,8 @@ class Node:
             match fact:
                 case SipAnswered(call_control_id=cid):
                     remote_fact(self.control, cid, lambda ctx: calls.remote_answered(ctx, cid))
+                case SipReferProgress(call_control_id=cid, phase=phase, status=status):
+                    remote_fact(self.control, cid, lambda ctx: sip_actions.refer_progress(ctx, cid, phase, status))
                 case SipFailed(call_control_id=cid, status=status):
                     remote_fact(self.control, cid, lambda ctx: calls.remote_failed(ctx, cid, status or 500))
                 case SipQuality(call_control_id=cid, stats=stats):

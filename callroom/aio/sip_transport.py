@@ -187,6 +187,12 @@ class SipTransport:
         self.endpoint.cancel(call_id, self._loop.time())
         self._flush()
 
+    def send_in_dialog(self, call_id: str, method: str, *, body: bytes = b"", content_type: str | None = None,
+                       extra: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        self.endpoint.send_in_dialog(call_id, method, self._loop.time(), body=body, content_type=content_type,
+                                     extra=extra)
+        self._flush()
+
     def reinvite(self, call_id: str, sdp: SessionDescription) -> None:
         self.endpoint.reinvite(call_id, sdp, self._loop.time())
         self._flush()

@@ -11,11 +11,11 @@ from callroom.api import schemas_media as s_media
 from callroom.api import views
 from callroom.api.common import OK, Account, Ctl, PageParams, data
 from callroom.api.unhonoured import refuse_unhonoured
-from callroom.control import bridges, calls, queues, transfer
+from callroom.control import bridges, calls, queues, sip_actions, transfer
 from callroom.control.links import OnAnswer, switch_role
 from callroom.control.service import Duplicate, ReadCtx
 from callroom.control.world import Steps, World
-from callroom.errors import NotFound
+from callroom.errors import CommandRejected, NotFound
 
 router = APIRouter()
 
@@ -204,4 +204,24 @@ async def transfer_call(call_control_id: str, body: s.Transfer, request: Request
 async def switch_supervisor_role(call_control_id: str, body: s.SwitchSupervisorRole, account: Account,
                                  ctl: Ctl) -> dict[str, Any]:  # fmt: skip
     await ctl.arun(account, lambda w: switch_role(w, call_control_id, body.role))
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/send_sip_info")
+async def send_sip_info(call_control_id: str, body: s.SendSipInfo, account: Account, ctl: Ctl) -> dict[str, Any]:
+    await ctl.arun(account, lambda w: sip_actions.send_sip_info(
+        w, call_control_id, content_type=body.content_type, body=body.body, client_state=body.client_state,
+    ), dedupe=(call_control_id, body.command_id))
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/refer")
+async def refer(call_control_id: str, body: s.Refer, account: Account, ctl: Ctl) -> dict[str, Any]:
+    if body.credentials() is not None:  # (a challenge to the REFER itself: not answered)
+        raise CommandRejected("10015", "Invalid value", "sip_auth_username is not supported by callroom's refer; "
+                              "leave it out.", "/sip_auth_username")
+    await ctl.arun(account, lambda w: sip_actions.refer(
+        w, call_control_id, sip_address=body.sip_address, headers=body.invite_headers(),
+        client_state=body.client_state,
+    ), dedupe=(call_control_id, body.command_id))
     return OK

@@ -405,6 +405,18 @@ class SwitchSupervisorRole(Body):
     role: Literal["barge", "whisper", "monitor"]
 
 
+_MIME = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+( *;[^\r\n]*)?$"  # type/subtype, then parameters
+
+
+class SendSipInfo(CallCommand):
+    content_type: Annotated[str, Field(min_length=3, max_length=255, pattern=_MIME)]
+    body: Annotated[str, Field(max_length=1400)]
+
+
+class Refer(CallCommand, SipHeaders):
+    sip_address: Annotated[str, Field(min_length=5, max_length=MAX_ADDRESS, pattern=r"^sips?:[^\s<>\"?]+$")]
+
+
 class Reject(CallCommand):
     cause: Literal["CALL_REJECTED", "NOT_FOUND", "TEMPORARILY_UNAVAILABLE", "USER_BUSY"]
 

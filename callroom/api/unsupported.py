@@ -15,7 +15,7 @@ from callroom.errors import CommandNotSupported
 CALL_ACTIONS = frozenset({
     "ai_assistant_add_messages", "ai_assistant_join", "ai_assistant_start", "ai_assistant_stop",
     "conversation_relay_start", "conversation_relay_stop", "fork_start", "fork_stop", "gather_using_ai", "pay",
-    "refer", "send_sip_info", "siprec_start", "siprec_stop", "streaming_start", "streaming_stop",
+    "siprec_start", "siprec_stop", "streaming_start", "streaming_stop",
     "suppression_start", "suppression_stop", "transcription_start", "transcription_stop",
 })  # fmt: skip
 

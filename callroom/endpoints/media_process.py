@@ -53,6 +53,7 @@ from callroom.model.messages import (
     SipHangup,
     SipMediaTimeout,
     SipQuality,
+    SipReferProgress,
     StatsReply,
     StatsRequest,
     Stop,
@@ -256,7 +257,8 @@ class MediaProcess:
                 case (m.DtmfReceived() | m.FloorChanged() | m.PlaybackStarted() | m.PlaybackEnded()
                       | m.RecordingSaved() | m.RecordingFailed() | m.GatherEnded()):
                     self.on_fact(message)
-                case SipAnswered() | SipFailed() | SipQuality() | SipHangup() | SipMediaTimeout():
+                case (SipAnswered() | SipFailed() | SipQuality() | SipHangup() | SipMediaTimeout()
+                      | SipReferProgress()):
                     self.on_sip_fact(message)
                 case IncomingSipCall():
                     self.on_sip_incoming(message)

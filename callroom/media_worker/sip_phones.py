@@ -39,6 +39,7 @@ from callroom.model.messages import (
     SipHangup,
     SipMediaTimeout,
     SipQuality,
+    SipReferProgress,
 )
 from callroom.sip import call as sip_events
 from callroom.sip.digest import DigestAuth
@@ -213,6 +214,14 @@ class SipPhones:
                 self._reject(leg.sip_call_id, status)
             case m.Release(call_control_id=cid) if cid in self.by_cid:
                 self._hang_up(self.by_cid[cid])
+            case m.SipRequestInDialog(call_control_id=cid) if cid in self.by_cid and self.transport is not None:
+                try:
+                    self.transport.send_in_dialog(self.by_cid[cid].sip_call_id, op.method, body=op.body.encode(),
+                                                  content_type=op.content_type, extra=op.headers)
+                except (KeyError, CallroomError) as exc:  # the call ended meanwhile
+                    log.info("cannot send %s on %s: %s", op.method, cid, exc)
+                    if op.method == "REFER":
+                        self.report(SipReferProgress(cid, "failed", 481))
             case _:
                 pass
 
@@ -372,6 +381,10 @@ class SipPhones:
                         self.report(SipFailed(leg.call_control_id, status))
             case sip_events.CallEnded(call_id=call_id) | sip_events.CallCancelled(call_id=call_id):
                 self._ended(call_id, "487" if isinstance(ev, sip_events.CallCancelled) else "200")
+            case sip_events.ReferProgress(call_id=call_id, phase=phase, status=status):
+                leg = self.by_sip.get(call_id)
+                if leg is not None and leg.call_control_id is not None:
+                    self.report(SipReferProgress(leg.call_control_id, phase, status))
             case sip_events.ReInviteReceived(call_id=call_id, new_sdp=sdp):
                 self._spawn(self._reinvite(call_id, sdp))
             case _:

@@ -74,6 +74,17 @@ class Supervise:
 
 
 @dataclass(frozen=True, slots=True)
+class SipRequestInDialog:
+    """Send an INFO (``send_sip_info``) or a REFER (``refer``: ``headers`` has its Refer-To) on a SIP leg."""
+
+    call_control_id: str
+    method: str  # INFO | REFER
+    content_type: str | None = None
+    body: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class HoldInQueue:
     """The leg waits in a queue hearing hold audio."""
 
@@ -227,8 +238,9 @@ class SendDtmf:
 
 
 MediaOp = (
-    Ring | Answer | Reject | Release | Park | Bridge | Supervise | HoldInQueue | ConferenceMix | MemberFlags
-    | ConferenceClosed | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather | SendDtmf
+    Ring | Answer | Reject | Release | Park | Bridge | Supervise | SipRequestInDialog | HoldInQueue | ConferenceMix
+    | MemberFlags | ConferenceClosed | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather
+    | SendDtmf
 )
 
 

@@ -5,7 +5,8 @@ nodes over a bus later. One frozen dataclass per message; ``codec.py`` turns the
                      AcceptSipCall, RefuseSipCall, UseRelay, RelayPeer, the requests (HeardRequest,
                      QualityRequest, StatsRequest, OpenRelay), Stop
     media -> API     Ready, RelayPorts, the MediaFacts of ``media.py`` as they are, IncomingSipCall, the SIP
-                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), MediaFigures
+                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout,
+                     SipReferProgress), MediaFigures
                      (unasked, twice a second), and one reply per request (HeardReply, QualityReply, StatsReply,
                      RelayOpened, or RequestFailed)
 
@@ -193,6 +194,16 @@ class SipAnswered:
 
 
 @dataclass(frozen=True, slots=True)
+class SipReferProgress:
+    """How a REFER we sent on a leg fares: ``accepted`` (its 2xx), ``notified`` (a NOTIFY's sipfrag status),
+    ``failed`` (its own final status, or 408 unanswered)."""
+
+    call_control_id: str
+    phase: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
 class SipFailed:
     """A call we placed was not answered: the final SIP status (404, 486, 488, 503 ...)."""
 
@@ -238,7 +249,7 @@ class AdmissionReport:
     refused: tuple[tuple[str, int], ...]  # INVITEs refused so far, by reason
 
 
-SipFact: TypeAlias = SipAnswered | SipFailed | SipQuality | SipHangup | SipMediaTimeout
+SipFact: TypeAlias = SipAnswered | SipFailed | SipQuality | SipHangup | SipMediaTimeout | SipReferProgress
 
 
 @dataclass(frozen=True, slots=True)

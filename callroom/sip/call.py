@@ -172,7 +172,18 @@ class OptionsPing:
     request_uri: SipUri
 
 
+@dataclass(frozen=True, slots=True)
+class ReferProgress:
+    """How our REFER fares: ``accepted`` (a 2xx to it), then the NOTIFYs' sipfrag status (``notified``: 100
+    while the transfer target is tried, its final status at the end), or ``failed`` with the REFER's own
+    final status (or 408 when it went unanswered)."""
+
+    call_id: str
+    phase: str  # accepted | notified | failed
+    status: int
+
+
 CallEvent = (
     IncomingCall | CallRinging | CallAnswered | CallConfirmed | CallFailed | CallEnded | CallCancelled
-    | ReInviteReceived | ReInviteAnswered | ReInviteFailed | OptionsPing
+    | ReInviteReceived | ReInviteAnswered | ReInviteFailed | OptionsPing | ReferProgress
 )  # fmt: skip

@@ -39,6 +39,7 @@ from callroom.sip.call import (
     CallState,
     IncomingCall,
     OptionsPing,
+    ReferProgress,
     ReInviteAnswered,
     ReInviteFailed,
     ReInviteReceived,
@@ -90,6 +91,7 @@ class SipEndpoint:
         self._answering: dict[str, Call] = {}  # calls that may have a 2xx to retransmit (pruned lazily)
         self._rng = rng or random.SystemRandom()
         self._events: deque[CallEvent] = deque()
+        self._sent: dict[str, str] = {}  # our in-dialog INFO and REFER transactions -> their method
 
     # ---- sans-I/O surface ----------------------------------------------------------------------
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
@@ -226,6 +228,15 @@ class SipEndpoint:
         else:
             call.cancel_pending = True
 
+    def send_in_dialog(self, call_id: str, method: str, now: float, *, body: bytes = b"",
+                       content_type: str | None = None, extra: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        """An INFO or a REFER on an established call; a REFER's fate comes back as ``ReferProgress``."""
+        call = self._call(call_id)
+        if call.dialog is None or call.state is not CallState.ESTABLISHED:
+            raise IllegalTransition("call", call.state, f"send {method}")
+        req = call.dialog.create_request(method, self._via(), body, content_type, extra)
+        self._sent[self.transactions.send_request(req, self._hop(call), now)] = method
+
     def reinvite(self, call_id: str, sdp: SessionDescription, now: float) -> None:
         """Send a re-INVITE with a new offer (hold: ``a=sendonly``; unhold: ``a=sendrecv``)."""
         call = self._call(call_id)
@@ -280,6 +291,13 @@ class SipEndpoint:
             extra = (("Allow", ALLOW), ("Accept", "application/sdp"))
             self._send(tx, response_to(req, 200, "OK", self._token(), extra=extra), now)
             self._events.append(OptionsPing(ev.source, req.uri))
+        elif req.method in ("NOTIFY", "INFO") and call is not None and call.dialog is not None and (
+                self._in_dialog(call, req)):
+            ok = call.dialog.receive_request(req)
+            self._send(tx, response_to(req, 200 if ok else 500, "OK" if ok else "CSeq out of order"), now)
+            status = sipfrag_status(req.body) if ok and req.method == "NOTIFY" else None
+            if status is not None and (req.headers.get("Event") or "").split(";")[0].strip().lower() == "refer":
+                self._events.append(ReferProgress(call.call_id, "notified", status))
         elif req.method in ("INVITE", "BYE"):
             if call is None or call.dialog is None or not self._in_dialog(call, req):
                 self._send(tx, response_to(req, 481, reason_phrase(481)), now)
@@ -367,6 +385,13 @@ class SipEndpoint:
         resp = ev.response
         call = self.calls.get(resp.call_id)
         if call is None:
+            return
+        method = self._sent.get(ev.transaction_id or "") if resp.status >= 200 else None
+        if method is not None:
+            del self._sent[ev.transaction_id or ""]
+            if method == "REFER":
+                phase = "accepted" if resp.status < 300 else "failed"
+                self._events.append(ReferProgress(call.call_id, phase, resp.status))
             return
         if ev.transaction_id is None:  # a retransmitted 2xx: the ACK got lost
             if call.last_ack is not None and call.dialog is not None:
@@ -458,6 +483,9 @@ class SipEndpoint:
     def _on_timeout(self, ev: TransactionTimeout, now: float) -> None:
         call = self.calls.get(ev.request.call_id)
         if call is None:
+            return
+        if self._sent.pop(ev.transaction_id, None) == "REFER":
+            self._events.append(ReferProgress(call.call_id, "failed", 408))
             return
         if ev.transaction_id == call.invite_tx and not call.incoming:
             call.fire(CallInput.FAIL)
@@ -568,6 +596,14 @@ def custom_headers(headers: Headers) -> tuple[tuple[str, str], ...]:
     """The headers of a request that are an application's own: ``X-`` headers and User-to-User."""
     return tuple((name, value) for name, value in headers
                  if name.lower().startswith("x-") or name.lower() == "user-to-user")
+
+
+def sipfrag_status(body: bytes) -> int | None:
+    """The status of a ``message/sipfrag`` body's status line (``SIP/2.0 200 OK``), or None."""
+    first = body.split(b"\n", 1)[0].strip().split()
+    if len(first) >= 2 and first[0].upper() == b"SIP/2.0" and first[1].isdigit() and len(first[1]) == 3:
+        return int(first[1])
+    return None
 
 
 def _sdp_of(msg: SipRequest | SipResponse) -> SessionDescription | None:

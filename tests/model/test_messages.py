@@ -55,7 +55,7 @@ def test_every_instruction_and_fact_crosses_the_pipe_unchanged() -> None:
     ops = [sample(cls) for cls in typing.get_args(m.MediaOp) + typing.get_args(m.MediaFact)]
     members = tuple(m.ConferenceMember(f"v3:{i}", i % 2 == 0, False, "none", ("v3:0",), None) for i in range(3))
     ops.append(m.ConferenceMix("conf", members, False, "enter", "url:http://127.0.0.1/a.wav"))
-    assert len(ops) == 26
+    assert len(ops) == 27
     instructions = msg.Instructions(tuple(typing.cast(list[m.MediaOp], ops[:17])))
     facts = typing.cast(list[msg.Message], ops[17:24])
     reader = FrameReader()
@@ -66,7 +66,7 @@ def test_every_instruction_and_fact_crosses_the_pipe_unchanged() -> None:
 
 def test_every_message_crosses_the_pipe_unchanged() -> None:
     classes = typing.get_args(msg.Message)
-    assert len(classes) == 35
+    assert len(classes) == 36
     sent = [typing.cast(msg.Message, sample(cls)) for cls in classes]
     got = FrameReader().feed(frame(sent))
     assert len(got) == len(sent)

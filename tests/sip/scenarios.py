@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 _HEAD = """{method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -147,3 +149,41 @@ def headers_uac(headers: str) -> str:
     invite = request("INVITE", 1, in_dialog=False, sdp_extra="").replace("Max-Forwards: 70\n",
                                                                           f"Max-Forwards: 70\n{headers}")
     return scenario("INVITE with headers", invite, expect_answer(), ack(1), pause(500), bye(2))
+
+
+_ANSWER = ['  <recv request="INVITE"/>\n', _reply("180 Ringing"), _reply("200 OK", sdp=True),
+           '  <recv request="ACK"/>\n']
+_HANG_UP = ['  <recv request="BYE"/>\n', _reply("200 OK")]
+
+
+def info_uas(content_type: str, body: str) -> str:
+    """A UAS that answers, then checks an INFO (its Content-Type, a regexp of its body) and waits for BYE."""
+    check = (f'      <ereg regexp="{content_type}" search_in="hdr" header="Content-Type:" check_it="true" '
+             'assign_to="ct"/>\n'
+             f'      <ereg regexp="{body}" search_in="body" check_it="true" assign_to="b"/>\n')
+    return scenario("INFO", *_ANSWER, f'  <recv request="INFO">\n    <action>\n{check}    </action>\n  </recv>\n',
+                    '  <Reference variables="ct,b"/>\n', _reply("200 OK"), *_HANG_UP)
+
+
+def _notify(cseq: int, sipfrag: str, state: str) -> str:
+    text = ("NOTIFY [$contact] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+            "From:[$me]\nTo:[$node]\nCall-ID: [call_id]\n"
+            f"CSeq: {cseq} NOTIFY\nContact: <sip:[local_ip]:[local_port]>\nMax-Forwards: 70\nEvent: refer\n"
+            f"Subscription-State: {state}\nContent-Type: message/sipfrag\nContent-Length: [len]\n\n{sipfrag}\n")
+    return f'  <send retrans="500"><![CDATA[\n{text}]]></send>\n  <recv response="200"/>\n'
+
+
+def refer_uas(refer_to: str, outcome: str) -> str:
+    """A UAS that answers, accepts a REFER whose Refer-To matches ``refer_to`` (a regexp), reports the
+    transfer in two NOTIFYs (100 Trying, then ``outcome``, a status line) and waits for BYE."""
+    action = ('    <action>\n'
+              f'      <ereg regexp="{escape(refer_to)}" search_in="hdr" header="Refer-To:" check_it="true" '
+              'assign_to="rt"/>\n'
+              '      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="node"/>\n'
+              '      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="me"/>\n'
+              '      <ereg regexp="&lt;(sip:[^&gt;]*)&gt;" search_in="hdr" header="Contact:" assign_to="c,contact"/>\n'
+              '    </action>\n')
+    return scenario("REFER", *_ANSWER, f'  <recv request="REFER">\n{action}  </recv>\n',
+                    '  <Reference variables="rt,c"/>\n', _reply("202 Accepted"),
+                    _notify(1, "SIP/2.0 100 Trying", "active;expires=60"),
+                    _notify(2, outcome, "terminated;reason=noresource"), *_HANG_UP)
