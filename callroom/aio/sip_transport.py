@@ -175,8 +175,9 @@ class SipTransport:
         self.endpoint.ring(call_id, self._loop.time(), sdp)
         self._flush()
 
-    def answer(self, call_id: str, sdp: SessionDescription | None) -> None:
-        self.endpoint.answer(call_id, sdp, self._loop.time())
+    def answer(self, call_id: str, sdp: SessionDescription | None,
+               extra_headers: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        self.endpoint.answer(call_id, sdp, self._loop.time(), extra_headers)
         self._flush()
 
     def reject(self, call_id: str, status: int, reason: str | None = None) -> None:

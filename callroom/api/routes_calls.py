@@ -30,6 +30,12 @@ def _record(body: s.OnAnswer | s.Answer, request: Request) -> dict[str, Any] | N
             "download_base": str(request.base_url).rstrip("/")}  # fmt: skip
 
 
+def _no_credentials(body: s.SipHeaders, command: str) -> None:
+    if body.credentials() is not None:
+        raise CommandRejected("10015", "Invalid value", f"sip_auth_username is not supported by callroom's "
+                              f"{command}; leave it out.", "/sip_auth_username")
+
+
 @router.post("/calls")
 async def dial(body: s.Dial, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
     refuse_unhonoured("dial", body)
@@ -104,12 +110,13 @@ async def answer(call_control_id: str, request: Request, account: Account, ctl: 
                  body: s.Answer | None = None) -> dict[str, Any]:  # fmt: skip
     b = body or s.Answer()
     refuse_unhonoured("answer", b)
+    _no_credentials(b, "answer")  # (an answer sends no request to be challenged)
     record = _record(b, request)
     await ctl.arun(
         account,
         lambda w: calls.answer(
             w, call_control_id, client_state=b.client_state, webhook_url=b.webhook_url,
-            webhook_url_method=b.webhook_url_method, record=record,
+            webhook_url_method=b.webhook_url_method, record=record, headers=b.invite_headers(),
         ),
         dedupe=(call_control_id, b.command_id),
     )
@@ -217,9 +224,7 @@ async def send_sip_info(call_control_id: str, body: s.SendSipInfo, account: Acco
 
 @router.post("/calls/{call_control_id}/actions/refer")
 async def refer(call_control_id: str, body: s.Refer, account: Account, ctl: Ctl) -> dict[str, Any]:
-    if body.credentials() is not None:  # (a challenge to the REFER itself: not answered)
-        raise CommandRejected("10015", "Invalid value", "sip_auth_username is not supported by callroom's refer; "
-                              "leave it out.", "/sip_auth_username")
+    _no_credentials(body, "refer")  # (a challenge to the REFER itself is not answered)
     await ctl.arun(account, lambda w: sip_actions.refer(
         w, call_control_id, sip_address=body.sip_address, headers=body.invite_headers(),
         client_state=body.client_state,

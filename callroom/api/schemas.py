@@ -374,7 +374,7 @@ class CallCommand(Body):
     command_id: CommandId | None = None
 
 
-class Answer(CallCommand):
+class Answer(CallCommand, SipHeaders):
     webhook_url: Url | None = None
     webhook_url_method: Literal["POST", "GET"] | None = None
     record: Literal["record-from-answer"] | None = None

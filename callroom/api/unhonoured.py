@@ -18,8 +18,7 @@ from callroom.errors import CommandRejected
 _NOTHING: tuple[Any, ...] = (None, False, "", [], {})
 
 # option -> values that ask for nothing (besides absent, null, false and empty)
-# put on an INVITE (or used when it is challenged) by dial and transfer; answer sends no INVITE
-_SIP = {"custom_headers": (), "sip_headers": (), "sip_auth_username": (), "sip_auth_password": ()}
+# (custom_headers and sip_headers: on the INVITE of dial and transfer, on answer's 200)
 _COMMON = {
     "billing_group_id": (), "preferred_codecs": (), "sound_modifications": (), "webhook_retries_policies": (),
     "webhook_urls": (), "webhook_urls_method": ("POST",), "record_timeout_secs": (0,),
@@ -35,7 +34,7 @@ REFUSED: dict[str, dict[str, tuple[Any, ...]]] = {
     "dial": {**_COMMON, **_OUTBOUND, "bridge_intent": (), "dialogflow_config": (),
              "enable_dialogflow": (), "retry_on_timeout": (0,),
              "send_silence_when_idle": ()},
-    "answer": {**_SIP, **_COMMON, "send_silence_when_idle": ()},
+    "answer": {**_COMMON, "send_silence_when_idle": ()},
     "transfer": {**_COMMON, **_OUTBOUND, "mute_dtmf": ("none",)},
 }  # fmt: skip
 

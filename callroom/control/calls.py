@@ -183,8 +183,10 @@ def update_client_state(w: World, call_control_id: str, client_state: str) -> St
 
 
 def answer(w: World, call_control_id: str, *, client_state: str | None, webhook_url: str | None,
-           webhook_url_method: str | None, record: dict[str, Any] | None = None) -> Steps[None]:  # fmt: skip
-    """``record``: a recording from the answer on (its options as ``links.OnAnswer``'s)."""
+           webhook_url_method: str | None, record: dict[str, Any] | None = None,
+           headers: tuple[tuple[str, str], ...] = ()) -> Steps[None]:  # fmt: skip
+    """``record``: a recording from the answer on (its options as ``links.OnAnswer``'s); ``headers``
+    (custom_headers, sip_headers) go on a SIP leg's 200."""
     yield from w.load(r.CallById(call_control_id))
     call = live(w, call_control_id)
     if call.direction != "incoming" or call.state is not CallState.RINGING:
@@ -196,7 +198,7 @@ def answer(w: World, call_control_id: str, *, client_state: str | None, webhook_
     if webhook_url_method is not None:
         call.webhook_url_method = webhook_url_method
     _answered(w, call)
-    w.media.append(m.Answer(call.call_control_id))
+    w.media.append(m.Answer(call.call_control_id, headers))
     if record:
         yield from links.record_from_answer(w, call, record)
 

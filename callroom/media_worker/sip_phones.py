@@ -205,8 +205,8 @@ class SipPhones:
         match op:
             case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith("sip:"):
                 self._spawn(self._dial(cid, endpoint, from_, op.headers, op.credentials))
-            case m.Answer(call_control_id=cid) if cid in self.by_cid:
-                self._spawn(self._answer(self.by_cid[cid]))
+            case m.Answer(call_control_id=cid, headers=headers) if cid in self.by_cid:
+                self._spawn(self._answer(self.by_cid[cid], headers))
             case m.Reject(call_control_id=cid, sip_status=status) if cid in self.by_cid:
                 leg = self.by_cid.pop(cid)
                 leg.released = True
@@ -256,7 +256,7 @@ class SipPhones:
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg
 
-    async def _answer(self, leg: SipLeg) -> None:
+    async def _answer(self, leg: SipLeg, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """The application answered: RTP ports, the SDP answer (or, to a delayed offer, our offer) in a 200.
         Any failure on the way answers the INVITE with an error instead and ends the call."""
         assert self.transport is not None and leg.call_control_id is not None
@@ -284,7 +284,7 @@ class SipPhones:
             rtp.close()
             return
         leg.rtp = rtp
-        self.transport.answer(leg.sip_call_id, sdp)
+        self.transport.answer(leg.sip_call_id, sdp, headers)
         self.engine.add_leg(cid, rtp)
 
     def _not_answered(self, leg: SipLeg, rtp: RtpLeg | None, status: int, why: Exception) -> None:

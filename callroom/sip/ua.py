@@ -177,8 +177,10 @@ class SipEndpoint:
         call.fire(CallInput.RING)
         self._respond_invite(call, 180, now, sdp)
 
-    def answer(self, call_id: str, sdp: SessionDescription | None, now: float) -> None:
-        """Answer an incoming call, or the peer's pending re-INVITE, with 200 and ``sdp``."""
+    def answer(self, call_id: str, sdp: SessionDescription | None, now: float,
+               extra_headers: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        """Answer an incoming call, or the peer's pending re-INVITE, with 200 and ``sdp`` (an incoming call's
+        200 with ``extra_headers``: the application's own)."""
         call = self._call(call_id)
         if call.reinvite_tx is not None and call.reinvite_request is not None:
             resp = self._response(call.reinvite_request, 200, call, sdp)
@@ -192,7 +194,7 @@ class SipEndpoint:
             raise IllegalTransition("call", call.state, "answer")
         call.fire(CallInput.ANSWER)
         call.local_sdp = sdp
-        resp = self._respond_invite(call, 200, now, sdp)
+        resp = self._respond_invite(call, 200, now, sdp, headers=extra_headers)
         assert call.dialog is not None
         call.dialog.fire(DialogInput.CONFIRM)
         call.retransmit = Retransmit2xx.start(resp, self._peer_of(call.invite), now)

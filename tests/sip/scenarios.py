@@ -187,3 +187,14 @@ def refer_uas(refer_to: str, outcome: str) -> str:
                     '  <Reference variables="rt,c"/>\n', _reply("202 Accepted"),
                     _notify(1, "SIP/2.0 100 Trying", "active;expires=60"),
                     _notify(2, outcome, "terminated;reason=noresource"), *_HANG_UP)
+
+
+def headers_uac_checking_200(checks: dict[str, str]) -> str:
+    """A UAC that calls in, checks headers of the 200 (header -> a regexp of its value), and hangs up."""
+    action = "".join(f'      <ereg regexp="{escape(rx)}" search_in="hdr" header="{hdr}:" check_it="true" '
+                     f'assign_to="h{i}"/>\n' for i, (hdr, rx) in enumerate(checks.items()))
+    answer = ('  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+              f'  <recv response="200">\n    <action>\n{action}    </action>\n  </recv>\n'
+              f'  <Reference variables="{",".join(f"h{i}" for i in range(len(checks)))}"/>\n')
+    return scenario("INVITE, headers on the 200", request("INVITE", 1, in_dialog=False, sdp_extra=""), answer,
+                    ack(1), pause(300), bye(2))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import telnyx
 
-from tests.sip.scenarios import answering_uas, headers_uac
+from tests.sip.scenarios import answering_uas, headers_uac, headers_uac_checking_200
 from tests.sip.test_node_sip import Sipp, incoming_call
 from tests.support.node import free_port
 from tests.support.tenant import Tenant
@@ -98,3 +98,15 @@ def test_a_challenge_without_credentials_fails_the_dial(tenant: Tenant, tmp_path
     assert hangup.payload["sip_hangup_cause"] == "401"
     uas.proc.kill()
     uas.wait()
+
+
+def test_answer_puts_headers_on_its_200(tenant: Tenant, tmp_path: Path) -> None:
+    scenario = tmp_path / "uac.xml"
+    scenario.write_text(headers_uac_checking_200({"X-Agent": "^ *desk-7$", "User-to-User": "^ *00ff;encoding=hex$"}))
+    caller = Sipp(["-sf", str(scenario), "-s", tenant.connection_id, f"127.0.0.1:{tenant.node.sip_port}",
+                   "-m", "1", "-mp", str(free_port() & ~1)], tmp_path)
+    cid = incoming_call(tenant)
+    tenant.client.calls.actions.answer(cid, custom_headers=[{"name": "X-Agent", "value": "desk-7"}],
+                                       sip_headers=[{"name": "User-to-User", "value": "00ff;encoding=hex"}])
+    code, output = caller.wait()
+    assert code == 0, output
