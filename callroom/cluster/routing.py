@@ -68,6 +68,7 @@ def route(ops: Sequence[m.MediaOp], placements: Mapping[str, str], here: str) ->
             case (m.Ring(call_control_id=cid) | m.Answer(call_control_id=cid) | m.Reject(call_control_id=cid)
                   | m.Release(call_control_id=cid) | m.Park(call_control_id=cid)
                   | m.HoldInQueue(call_control_id=cid) | m.Supervise(call_control_id=cid)
+                  | m.SipRequestInDialog(call_control_id=cid)
                   | m.Gather(call_control_id=cid)
                   | m.StopGather(call_control_id=cid)):
                 to(node(cid), op)
