@@ -20,8 +20,7 @@ from tests.support.tenant import Tenant
 EMITTED = {
     "call.initiated", "call.answered", "call.bridged", "call.hangup", "call.enqueued", "call.dequeued",
     "call.dtmf.received", "call.gather.ended", "call.playback.started", "call.playback.ended",
-    "call.speak.started", "call.speak.ended", "call.recording.saved", "call.refer.started",
-    "call.refer.completed", "call.refer.failed",
+    "call.speak.started", "call.speak.ended", "call.recording.saved",
     "conference.created", "conference.ended", "conference.floor.changed", "conference.participant.joined",
     "conference.participant.left", "conference.playback.started", "conference.playback.ended",
     "conference.speak.started", "conference.speak.ended", "conference.participant.playback.started",
