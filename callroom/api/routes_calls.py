@@ -26,6 +26,7 @@ def _record(body: s.OnAnswer | s.Answer, request: Request) -> dict[str, Any] | N
         return None
     return {"format": body.record_format, "channels": body.record_channels, "trim": body.record_trim is not None,
             "max_length": body.record_max_length, "custom_file_name": body.record_custom_file_name,
+            "timeout_secs": body.record_timeout_secs,
             "storage": str(request.app.state.recordings_dir),
             "download_base": str(request.base_url).rstrip("/")}  # fmt: skip
 

@@ -326,6 +326,7 @@ class OnAnswer(SipHeaders):
     record_channels: Literal["single", "dual"] = "dual"
     record_trim: Literal["trim-silence"] | None = None
     record_max_length: int = Field(default=0, ge=0, le=43200)
+    record_timeout_secs: int = Field(default=0, ge=0, le=43200)
     record_custom_file_name: str | None = Field(default=None, min_length=1, max_length=40,
                                                 pattern=r"^[A-Za-z0-9_.-]+$")
     record_track: Literal["both"] = "both"
@@ -382,6 +383,7 @@ class Answer(CallCommand, SipHeaders):
     record_channels: Literal["single", "dual"] = "dual"
     record_trim: Literal["trim-silence"] | None = None
     record_max_length: int = Field(default=0, ge=0, le=43200)
+    record_timeout_secs: int = Field(default=0, ge=0, le=43200)
     record_custom_file_name: str | None = Field(default=None, min_length=1, max_length=40,
                                                 pattern=r"^[A-Za-z0-9_.-]+$")
     record_track: Literal["both"] = "both"

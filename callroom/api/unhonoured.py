@@ -21,7 +21,7 @@ _NOTHING: tuple[Any, ...] = (None, False, "", [], {})
 # (custom_headers and sip_headers: on the INVITE of dial and transfer, on answer's 200)
 _COMMON = {
     "billing_group_id": (), "preferred_codecs": (), "sound_modifications": (), "webhook_retries_policies": (),
-    "webhook_urls": (), "webhook_urls_method": ("POST",), "record_timeout_secs": (0,),
+    "webhook_urls": (), "webhook_urls_method": ("POST",),
     "transcription": (), "transcription_config": (), "assistant": (), "conversation_relay_config": (),
     "deepfake_detection": (),
 }  # fmt: skip

@@ -159,6 +159,7 @@ def record_from_answer(w: World, call: Call, rec: dict[str, Any]) -> Steps[None]
     w.media.append(m.StartRecording(
         rec_id, f"{rec['storage']}/{w.account_id}/{rec_id}", fmt, channels, call_control_id=call.call_control_id,
         trim_silence=bool(rec.get("trim")), max_length_secs=int(rec.get("max_length") or 0),
+        silence_timeout_secs=int(rec.get("timeout_secs") or 0),
     ))  # fmt: skip
 
 

@@ -184,6 +184,8 @@ class StartRecording:
     creator_call_control_id: str | None = None
     trim_silence: bool = False
     max_length_secs: int = 0
+    # A call's recording ends after this many seconds of silence from the far end, once it has spoken (0: never)
+    silence_timeout_secs: int = 0
     play_beep: bool = False
     per_participant: bool = False  # a conference recorded with one channel per participant (WAV)
 

@@ -92,6 +92,20 @@ def test_record_max_length_ends_the_recording(tenant: Tenant) -> None:
     assert status.data is not None and status.data.is_alive  # the recording ended, not the call
 
 
+def test_record_timeout_secs_ends_the_recording_after_silence_that_follows_speech(tenant: Tenant) -> None:
+    cid = _dial(tenant, _phone("quiet", "answer_after=0"), record="record-from-answer", record_format="wav",
+                record_channels="single", record_timeout_secs=1)  # fmt: skip
+    tenant.event("call.answered", cid)
+    time.sleep(1.5)  # silence before anyone spoke does not count
+    assert "call.recording.saved" not in tenant.events(cid)
+    tenant.press(cid, "5")  # the phone's user makes a sound (a key's tones), then is silent
+    saved = tenant.event("call.recording.saved", cid)
+    status = tenant.client.calls.retrieve_status(cid)
+    assert status.data is not None and status.data.is_alive  # the recording ended, not the call
+    audio = _recording(tenant, saved.payload["recording_urls"]["wav"])
+    assert tone_level(audio, 770) > 100 and tone_level(audio, 1336) > 100  # "5": 770 Hz + 1336 Hz
+
+
 def test_answer_with_record_starts_a_recording(tenant: Tenant) -> None:
     cid = tenant.call_in("virtual:caller;tone=600", answer=False)
     tenant.client.calls.actions.answer(cid, record="record-from-answer", record_format="wav")
@@ -127,7 +141,7 @@ def test_send_digits_on_answer_reaches_the_callee(tenant: Tenant) -> None:
 
 @pytest.mark.parametrize(("option", "value"), [
     ("privacy", "id"), ("preferred_codecs", "G722"), ("webhook_urls", {"call.answered": ["https://example.com"]}),
-    ("sip_transport_protocol", "TLS"), ("record_timeout_secs", 5),
+    ("sip_transport_protocol", "TLS"), ("media_encryption", "SRTP"),
 ])  # fmt: skip
 def test_dial_options_not_carried_out_are_refused(tenant: Tenant, option: str, value: object) -> None:
     with pytest.raises(telnyx.UnprocessableEntityError) as refused:
