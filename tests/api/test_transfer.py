@@ -162,3 +162,17 @@ def test_transfer_refusals(tenant: Tenant) -> None:
     with pytest.raises(telnyx.UnprocessableEntityError) as twice:
         tenant.client.calls.actions.transfer(caller, to=_phone("answer_after=0"))
     assert twice.value.body["errors"][0]["code"] == "90107"  # type: ignore[index]
+
+
+def test_the_new_legs_webhooks_go_to_its_webhook_url(tenant: Tenant) -> None:
+    caller = tenant.call_in()
+    to = _phone("answer_after=0")
+    elsewhere = tenant.path + "-transfers"
+    tenant.client.calls.actions.transfer(caller, to=to, webhook_url=tenant.receiver.url(elsewhere))
+    initiated = tenant.receiver.wait_for(lambda r: r.path == elsewhere and r.event_type == "call.initiated")[0]
+    leg = initiated.payload["call_control_id"]
+    tenant.receiver.wait_for(lambda r: r.path == elsewhere and r.event_type == "call.bridged")
+    tenant.event("call.bridged", caller)  # the caller's own go where they always went
+    assert leg not in {r.payload.get("call_control_id") for r in tenant.receiver.delivered(tenant.path)}
+    for received in tenant.receiver.delivered(elsewhere):
+        tenant.typed(received)
