@@ -204,7 +204,7 @@ class SipPhones:
     def _apply(self, op: m.MediaOp) -> None:
         match op:
             case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith("sip:"):
-                self._spawn(self._dial(cid, endpoint, from_, op.headers, op.credentials))
+                self._spawn(self._dial(cid, endpoint, from_, op.headers, op.credentials, op.display_name))
             case m.Answer(call_control_id=cid, headers=headers) if cid in self.by_cid:
                 self._spawn(self._answer(self.by_cid[cid], headers))
             case m.Reject(call_control_id=cid, sip_status=status) if cid in self.by_cid:
@@ -226,7 +226,7 @@ class SipPhones:
                 pass
 
     async def _dial(self, cid: str, endpoint: str, from_: str, headers: tuple[tuple[str, str], ...] = (),
-                    credentials: tuple[str, str] | None = None) -> None:  # fmt: skip
+                    credentials: tuple[str, str] | None = None, display_name: str | None = None) -> None:  # fmt: skip
         assert self.transport is not None
         try:
             target = SipUri.parse(endpoint)
@@ -251,7 +251,7 @@ class SipPhones:
         user = from_.lstrip("+") or "callroom"
         from_uri = SipUri(self.media_ip, user=user, port=self.port)
         sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr, extra_headers=headers,
-                                            credentials=credentials)
+                                            credentials=credentials, display_name=display_name)
         leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg

@@ -24,6 +24,7 @@ class Ring:
     headers: tuple[tuple[str, str], ...] = ()  # put on a SIP INVITE (custom_headers, sip_headers)
     # (user, password) answering a SIP digest challenge to the INVITE (sip_auth_username/password)
     credentials: tuple[str, str] | None = field(default=None, repr=False)
+    display_name: str | None = None  # the SIP From's display name (from_display_name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,7 @@ def answering_uas(name: str, *, checks: dict[str, str], challenge: tuple[str, st
                   '  <nop test="authvalid" next="good"/>\n  <nop><action><exec int_cmd="stop_now"/></action></nop>\n'
                   '  <label id="good"/>\n']
     else:
-        action = "".join(f'      <ereg regexp="{rx}" search_in="hdr" header="{hdr}:" check_it="true" '
+        action = "".join(f'      <ereg regexp="{escape(rx)}" search_in="hdr" header="{hdr}:" check_it="true" '
                          f'assign_to="h{i}"/>\n' for i, (hdr, rx) in enumerate(checks.items()))
         steps.append(f'  <recv request="INVITE">\n    <action>\n{action}    </action>\n  </recv>\n')
         if checks:

@@ -110,3 +110,14 @@ def test_answer_puts_headers_on_its_200(tenant: Tenant, tmp_path: Path) -> None:
                                        sip_headers=[{"name": "User-to-User", "value": "00ff;encoding=hex"}])
     code, output = caller.wait()
     assert code == 0, output
+
+
+def test_from_display_name_is_the_froms_display_name(tenant: Tenant, tmp_path: Path) -> None:
+    uas = _uas(tmp_path, answering_uas("display name", checks={"From": '^ *"Support Line" <sip:15550001111@'}))
+    resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
+                                    to=f"sip:bob@127.0.0.1:{uas.port}", from_display_name="Support Line")
+    assert resp.data is not None
+    tenant.event("call.answered", resp.data.call_control_id)
+    tenant.client.calls.actions.hangup(resp.data.call_control_id)
+    code, output = uas.wait()
+    assert code == 0, output
