@@ -45,7 +45,7 @@ from callroom.sip.call import (
     ReInviteReceived,
 )  # fmt: skip
 from callroom.sip.dialog import Dialog, DialogInput, DialogState, Retransmit2xx, make_cancel, uri_addr
-from callroom.sip.digest import answer_challenge
+from callroom.sip.digest import authorized_again
 from callroom.sip.message import (
     Headers,
     NameAddr,
@@ -447,22 +447,9 @@ class SipEndpoint:
         when we have credentials and the call is not being cancelled. False: the challenge fails the call."""
         if call.credentials is None or call.challenged or call.state not in (CallState.CALLING, CallState.RINGING):
             return False
-        asked = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        challenge = resp.headers.get(asked)
-        old = call.invite
-        answer = (answer_challenge(challenge, *call.credentials, "INVITE", str(old.uri), cnonce=self._token())
-                  if challenge else None)  # fmt: skip
-        if answer is None:
+        req = authorized_again(call.invite, resp, call.credentials, str(self._via()), cnonce=self._token())
+        if req is None:
             return False
-        headers = Headers()
-        for name, value in old.headers:
-            if name == "Via":
-                value = str(self._via())
-            elif name == "CSeq":
-                value = f"{old.cseq.seq + 1} INVITE"
-            headers.add(name, value)
-        headers.add("Authorization" if resp.status == 401 else "Proxy-Authorization", answer)
-        req = SipRequest("INVITE", old.uri, headers, old.body)
         call.challenged = True
         call.invite = req
         call.invite_tx = self.transactions.send_request(req, call.peer, now)
