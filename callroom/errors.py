@@ -3,6 +3,7 @@
     CallroomError
     ├── ApiError                      -- becomes a Telnyx error body at the HTTP boundary
     │   ├── AuthenticationFailed      401 / 10009
+    │   ├── Forbidden                 403 / 10010 (a public recording link tampered with or expired)
     │   ├── RateLimited               429 / 10011
     │   ├── NotFound                  404 (resource-specific codes, e.g. 90058 conference)
     │   ├── ValidationFailed          422 (one or more field errors with a JSON pointer)
@@ -22,7 +23,10 @@
     │   ├── SdpParseError
     │   └── RtpParseError
     ├── MediaError                    media that cannot be fetched, decoded or synthesised
-    └── StoreError                    persistence failures (migration missing, database unreachable)
+    ├── StoreError                    persistence failures (migration missing, database unreachable)
+    ├── StartupError                  a node that cannot start: a port it cannot bind, a tool it needs
+    │                                 missing, its media process not ready (said in one line, exit 1)
+    └── ConfigError                   a configuration file, option or environment variable that is wrong
 
 Lower layers raise their own class; the layer above translates with ``raise X(...) from exc`` where the
 meaning changes (for instance an ``IllegalTransition`` of a call leg becomes ``CommandRejected(90018)``).
@@ -84,6 +88,13 @@ class AuthenticationFailed(ApiError):
 
     def __init__(self, detail: str = "The API key is missing, invalid or revoked.") -> None:
         super().__init__(ErrorItem("10009", "Authentication failed", detail))
+
+
+class Forbidden(ApiError):
+    status = 403
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorItem("10010", "Authorization failed", detail))
 
 
 class RateLimited(ApiError):
@@ -332,3 +343,13 @@ class InvalidSpeechPayload(SpeechRequestInvalid):
 
 class SynthesisFailed(MediaError):
     pass
+
+
+class StartupError(CallroomError):
+    """A node cannot start (a port taken, a tool missing, its media process gone): the message is the one
+    line ``callroom serve`` prints before it exits."""
+
+
+class ConfigError(CallroomError):
+    """A configuration file, option or environment variable that cannot be used (an unknown key, a value
+    of the wrong type): the message names it."""

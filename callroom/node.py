@@ -4,6 +4,7 @@ wired together and started and stopped as one."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import logging
 import secrets
@@ -17,10 +18,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from callroom import logs
 from callroom.admission import Limits, Load, Reason, ReportedAdmission
 from callroom.api.app import create_app, serving
 from callroom.api.common import hash_key
+from callroom.api.compiled import CompiledRoutes
 from callroom.cluster.bus import Bus
+from callroom.cluster.console_feed import ConsoleFeed
 from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
 from callroom.console.figures import OperationsFigures
@@ -31,6 +35,7 @@ from callroom.drain import DEFAULT_GRACE_SECS, Drain
 from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.errors import Overloaded, StoreError
+from callroom.model import signed_links
 from callroom.model.media import (
     ConferenceMix,
     DtmfReceived,
@@ -107,6 +112,8 @@ class NodeConfig:
     drain_grace_secs: float = DEFAULT_GRACE_SECS
     # Where numbers dialled through the API ring on this node (callroom/model/numbers.py).
     numbers: NumberPlan = NO_NUMBERS
+    # One ``callroom.access`` line per API request (callroom/logs.py).
+    access_log: bool = False
     # Overload control (``callroom/admission.py``): new calls past these limits are refused at once (SIP 503,
     # ``POST /calls`` 503 / 90115). ``Limits()``: none; ``callroom serve`` runs with ``Limits.defaults()``.
     admission: Limits = field(default_factory=Limits)
@@ -146,6 +153,13 @@ def create_api_key(store: Store, account_name: str = DEFAULT_ACCOUNT, label: str
     return key
 
 
+def recording_link_secret(store: Store) -> bytes:
+    """The secret of public recording links, the same for every node of the database (the first one stored)."""
+    with store.transaction() as tx:
+        stored = tx.add_setting(signed_links.SECRET_SETTING, base64.b64encode(secrets.token_bytes(32)).decode())
+    return base64.b64decode(stored)
+
+
 def ensure_first_key(store: Store) -> str | None:
     """On a node's first start: create the default account and its first API key (returned once)."""
     with store.transaction() as tx:
@@ -181,6 +195,7 @@ class Node:
         self.store.migrate()
         self.node_id = config.node_id or node_id_for(config.data_dir)
         self.signer = WebhookSigner.load_or_create(self.store)
+        self.link_secret = recording_link_secret(self.store)
         self.url_policy = AddressPolicy.allowing(config.allow_url_networks)
         self._quality: dict[str, dict[str, Any]] = {}  # call quality of SIP legs that just ended
         # Dials are admitted here with the media process's figures (it admits the INVITEs itself).
@@ -213,6 +228,7 @@ class Node:
         self._stopping = False
         self.drain = Drain(self.control, grace=config.drain_grace_secs, dispatcher=lambda: self.dispatcher,
                            mark_draining=self._mark_draining)
+        self._started = False
         self.app: FastAPI = create_app(
             self.control, self.virtual_phones, self.signer.public_key_b64, self.config.data_dir / "recordings",
             rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
@@ -221,12 +237,16 @@ class Node:
         self.console_hub = ConsoleHub()  # the console's push channel (callroom/console)
         self.figures = OperationsFigures(self.store, self.node_id, self.media, self.console_hub,
                                          lambda: self.dispatcher, cooperative=self.control.cooperative)
-        self.node_media.on_conferences = self.console_hub.touch
+        self.node_media.on_conferences = self._conferences_touched
+        self.console_feed: ConsoleFeed | None = None  # a cluster's: the other nodes' events to these consoles
         self.app.state.console_hub = self.console_hub
         self.app.state.operations_figures = self.figures
+        self.app.state.link_secret = self.link_secret  # public recording links (model/signed_links.py)
         self.app.state.cluster_media = None
         self.app.state.admission_metrics = self.admission_metrics
-        self.asgi = serving(self.app)  # what the HTTP server runs
+        self.asgi: CompiledRoutes | logs.AccessLog = serving(self.app)  # what the HTTP server runs
+        if config.access_log:
+            self.asgi = logs.AccessLog(self.asgi)
 
     def _admission_report(self, report: AdmissionReport) -> None:
         self.admission_report = report
@@ -284,6 +304,8 @@ class Node:
         except Exception as exc:
             raise StoreError(f"cannot reach the cluster's bus at {url}: {type(exc).__name__}: {exc}") from exc
         self.bus, self.cluster_media = bus, media
+        self.console_feed = ConsoleFeed(bus, self.console_hub, self.node_id)
+        await self.console_feed.start()
         self.control.placement = media
         self.app.state.cluster_media = media
         log.info("node %s joined cluster %s on %s", self.node_id, name, url)
@@ -316,7 +338,8 @@ class Node:
                 case RecordingSaved(job_id=job, path=path, size_bytes=size, duration_millis=ms, started_at=t0,
                                     ended_at=t1, tracks=tracks):
                     job_fact(self.control, job,
-                             lambda ctx: media_facts.recording_saved(ctx, job, path, size, ms, t0, t1, tracks))
+                             lambda ctx: media_facts.recording_saved(ctx, job, path, size, ms, t0, t1, tracks,
+                                                                     self.link_secret))
                 case RecordingFailed(job_id=job, detail=detail):
                     job_fact(self.control, job, lambda ctx: media_facts.recording_failed(ctx, job, detail))
         except Exception:
@@ -369,6 +392,18 @@ class Node:
             log.exception("SIP fact %r failed", fact)
 
     async def start(self) -> None:
+        """Start the media process, the dispatcher, the cluster's membership and the timers (once: the HTTP
+        server's lifespan calls this too). What started is stopped again when a later step fails."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.media.start()
         log.info("webhook and media URLs may name %s", self.url_policy.describe())
         if self.config.sip is not None:
@@ -412,6 +447,13 @@ class Node:
         assert self.dispatcher is not None
         self.dispatcher.enqueue(rows)
         self.console_hub.publish(rows)
+        if self.console_feed is not None:
+            self.console_feed.committed(rows)
+
+    def _conferences_touched(self, conference_ids: set[str]) -> None:
+        self.console_hub.touch(conference_ids)
+        if self.console_feed is not None:
+            self.console_feed.touched(conference_ids)
 
     def _declared_dead(self, ended: list[str]) -> None:
         """The cluster took this node for dead (cut off, or stalled) and ended its calls: their media here
@@ -439,6 +481,8 @@ class Node:
         await self.control.settle_facts()
         if self.dispatcher:
             await self.dispatcher.stop()
+        if self.console_feed is not None:
+            await self.console_feed.stop()
         if self.bus is not None:
             await self.bus.close()
         await self.media.stop()

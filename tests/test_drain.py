@@ -124,8 +124,16 @@ def test_callroom_drain_asks_a_running_node_to_drain_and_stop(tmp_path: Path, re
 
 
 def test_drain_of_an_unknown_node_says_so(tmp_path: Path) -> None:
-    asked = subprocess.run([sys.executable, "-m", "callroom.cli", "--data-dir", str(tmp_path), "drain", "nobody"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert asked.returncode == 1 and "no node 'nobody' is up" in asked.stderr
+    def drain(node_id: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "callroom.cli", "--data-dir", str(tmp_path), "drain", node_id],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    nowhere = drain("nobody")
+    assert nowhere.returncode == 1 and "nothing was created" in nowhere.stderr  # no node's data here
+    created = subprocess.run([sys.executable, "-m", "callroom.cli", "--data-dir", str(tmp_path), "keys", "create"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created.stderr
+    unknown = drain("nobody")
+    assert unknown.returncode == 1 and "no node 'nobody' is up" in unknown.stderr
 
 

@@ -22,12 +22,10 @@ DEFERRED_ALLOWED: dict[tuple[str, str], str] = {
     # The command line loads only what a subcommand uses: `callroom keys list` starts without FastAPI,
     # uvicorn, numpy or the media process. No loop is dodged (cli imports, nothing imports cli).
     ("callroom.cli", "callroom.api.routes_cluster"): "per-subcommand loading",
-    ("callroom.cli", "callroom.api.server"): "per-subcommand loading",
     ("callroom.cli", "callroom.cluster.membership"): "per-subcommand loading",
     ("callroom.cli", "callroom.control.service"): "per-subcommand loading",
-    ("callroom.cli", "callroom.drain"): "per-subcommand loading",
-    ("callroom.cli", "callroom.model.messages"): "per-subcommand loading",
     ("callroom.cli", "callroom.node"): "per-subcommand loading",
+    ("callroom.cli", "callroom.startup"): "per-subcommand loading",
     ("callroom.cli", "callroom.store.engine"): "per-subcommand loading",
     ("callroom.cli", "callroom.store.nodes"): "per-subcommand loading",
     ("callroom.cli", "callroom.webhooks.signing"): "per-subcommand loading",

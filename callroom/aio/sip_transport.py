@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from callroom.logs import sip_trace
 from callroom.sip.call import CallEvent, IncomingCall
 from callroom.sip.message import SipRequest, SipUri
 from callroom.sip.sdp import SessionDescription
@@ -134,6 +135,7 @@ class SipTransport:
         self.send_errors = 0  # datagrams the socket refused to send (an address it cannot reach)
         self.responses_sent: dict[int, int] = {}  # SIP responses by status code (retransmissions too)
         self.responses_received: dict[int, int] = {}
+        self.trace = False  # every message in and out, whole, on the ``callroom.sip.trace`` log (``--sip-trace``)
 
     @classmethod
     async def open(cls, host: str = "127.0.0.1", port: int = 5060, *,
@@ -223,6 +225,9 @@ class SipTransport:
             while inbox and not self._closed:
                 data, addr = inbox.popleft()
                 self.received += 1
+                if self.trace:
+                    sip_trace.info("received from %s:%s\n%s", addr[0], addr[1], data.decode("utf-8", "replace"),
+                                   extra={"peer": f"{addr[0]}:{addr[1]}"})
                 if data.startswith(b"SIP/2.0 "):
                     _count_status(self.responses_received, data)
                 try:
@@ -275,6 +280,9 @@ class SipTransport:
         times out as it would on a lost packet)."""
         if self._closed:
             return
+        if self.trace:
+            sip_trace.info("sent to %s:%s\n%s", addr[0], addr[1], data.decode("utf-8", "replace"),
+                           extra={"peer": f"{addr[0]}:{addr[1]}"})
         if data.startswith(b"SIP/2.0 "):
             _count_status(self.responses_sent, data)
         try:

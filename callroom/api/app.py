@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from callroom.api import (
+    docs,
     errors,
     routes_applications,
     routes_calls,
@@ -24,6 +25,7 @@ from callroom.api import (
     routes_webhooks,
 )
 from callroom.api.compiled import CompiledRoutes
+from callroom.api.keys import KeyCache
 from callroom.control.service import Control
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.outbound import UNRESTRICTED, AddressPolicy
@@ -44,12 +46,12 @@ def create_app(
         version="0.1.0",
         description="Conferences, queues and call control, compatible with Telnyx's Call Control API.",
         openapi_url="/v2/openapi.json",
-        docs_url="/v2/docs",
+        docs_url=None,  # docs.py: the same page, from installed files rather than a CDN
         redoc_url=None,
     )
     app.state.control = control
     app.state.virtual_phones = virtual_phones
-    app.state.key_cache = {}
+    app.state.key_cache = KeyCache()
     app.state.rate_limit = rate_limit  # (requests per second, burst) per API key, or None
     app.state.rate_buckets = {}
     app.state.public_key = public_key_b64
@@ -57,6 +59,7 @@ def create_app(
     app.state.media_dir = recordings_dir.parent / "media"
     app.state.url_policy = url_policy  # which addresses webhook and media URLs may name (outbound.py)
     errors.install(app)
+    docs.install(app, "/v2/openapi.json")
     routers = [("/v2", r) for r in (routes_conferences.router, routes_queues.router, routes_calls.router,
                                     routes_applications.router, routes_media_actions.router,
                                     routes_files.router, routes_webhooks.router, routes_cluster.router)]

@@ -9,12 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
+from callroom.api.keys import KeyCache
 from callroom.api.ratelimit import TokenBucket
 from callroom.control.service import Control
 from callroom.errors import AuthenticationFailed, ErrorItem, RateLimited, ValidationFailed
-
-KEY_CACHE_SECS = 5.0
-KEY_CACHE_MAX = 10_000  # random wrong keys must not grow the cache without bound
 
 
 def hash_key(api_key: str) -> str:
@@ -38,18 +36,19 @@ async def account_id(request: Request) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed("Send 'Authorization: Bearer <API key>'.")
     token = token.strip()
-    # Keyed by the key itself (it is in this process's memory anyway): a hit costs no hashing.
-    cache: dict[str, tuple[str | None, float]] = request.app.state.key_cache
+    cache: KeyCache = request.app.state.key_cache  # keys.py: good until a key is revoked anywhere
     now = time.monotonic()
-    hit = cache.get(token)
-    if hit is None or now - hit[1] > KEY_CACHE_SECS:
-        if len(cache) > KEY_CACHE_MAX:
-            cache.clear()
+    if cache.due(now):
+        cache.saw(await _control(request).aread("", lambda q: q.tx.keys_generation()))
+    known, account = cache.get(token)
+    if not known:
         hashed = hash_key(token)
-        found = await _control(request).aread("", lambda q: q.tx.account_for_key_hash(hashed))
-        hit = cache[token] = (found, now)
-    if hit[0] is None:
+        generation, account = await _control(request).aread(
+            "", lambda q: (q.tx.keys_generation(), q.tx.account_for_key_hash(hashed)))  # in this order
+        cache.put(token, account, generation)
+    if account is None:
         raise AuthenticationFailed()
+    request.state.account_id = account  # (the access log names it)
     limit: tuple[float, float] | None = request.app.state.rate_limit
     if limit is not None:
         buckets: dict[str, TokenBucket] = request.app.state.rate_buckets
@@ -58,7 +57,7 @@ async def account_id(request: Request) -> str:
             bucket = buckets[token] = TokenBucket(*limit)
         if not bucket.take(now):
             raise RateLimited(bucket.retry_after(), limit=int(limit[1]))
-    return hit[0]
+    return account
 
 
 Account = Annotated[str, Depends(account_id)]

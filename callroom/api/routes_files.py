@@ -18,7 +18,8 @@ from callroom.api.schemas import MEDIA_NAME_RULE, media_name_problem
 from callroom.audio.decode import decode_audio
 from callroom.audio.fetch import FETCH_FAILED, MediaFetcher, checked_client, public_reason
 from callroom.control.service import ReadCtx
-from callroom.errors import ErrorItem, MediaError, NotFound, ValidationFailed
+from callroom.errors import ErrorItem, Forbidden, MediaError, NotFound, ValidationFailed
+from callroom.model import signed_links
 from callroom.model.records import MediaFile, Recording
 from callroom.outbound import AddressPolicy
 from callroom.store import media_tx
@@ -110,6 +111,20 @@ async def delete_recording(recording_id: str, request: Request, account: Account
 async def download_recording(recording_id: str, fmt: str, account: Account, ctl: Ctl) -> FileResponse:
     rec = await ctl.aread(account, lambda ctx: _recording(ctx, recording_id))
     if fmt != rec.format or not rec.path or not Path(rec.path).exists():
+        raise NotFound(f"Recording {recording_id!r} has no {fmt} file.")
+    media_type = "audio/mpeg" if fmt == "mp3" else "audio/wav"
+    return FileResponse(rec.path, media_type=media_type, filename=rec.file_name)
+
+
+@router.get("/recordings/{recording_id}/public.{fmt}")
+async def download_public_recording(recording_id: str, fmt: str, request: Request, ctl: Ctl,
+                                    expires: str = "", signature: str = "") -> FileResponse:  # fmt: skip
+    """A ``public_recording_urls`` link: no API key, its signature and expiry instead (``signed_links.py``)."""
+    why = signed_links.refusal(request.app.state.link_secret, recording_id, fmt, expires, signature, time.time())
+    if why is not None:
+        raise Forbidden(why)
+    rec = await ctl.aread("", lambda ctx: media_tx.get_recording_any_account(ctx.tx, recording_id))
+    if rec is None or rec.status != "completed" or fmt != rec.format or not rec.path or not Path(rec.path).exists():
         raise NotFound(f"Recording {recording_id!r} has no {fmt} file.")
     media_type = "audio/mpeg" if fmt == "mp3" else "audio/wav"
     return FileResponse(rec.path, media_type=media_type, filename=rec.file_name)

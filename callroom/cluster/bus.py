@@ -53,6 +53,7 @@ class Bus:
         self._nc: Client | None = None
         self._sub: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._topics: list[Subscription] = []
 
     @property
     def connected(self) -> bool:
@@ -61,6 +62,32 @@ class Bus:
 
     def subject(self, node_id: str) -> str:
         return f"callroom.{self.cluster}.node.{node_id}"
+
+    def topic(self, name: str) -> str:
+        """A subject every node of the cluster may listen on (``listen``) and tell (``tell``)."""
+        return f"callroom.{self.cluster}.all.{name}"
+
+    async def listen(self, name: str, heard: Callable[[bytes], None]) -> None:
+        """Hear what the nodes tell on ``topic(name)`` (this node's own words too)."""
+        if self._nc is None:
+            raise NodeUnreachable(self.node_id, "this node is not connected to the bus")
+
+        async def received(msg: Msg) -> None:
+            try:
+                heard(msg.data)
+            except Exception:
+                log.exception("bus: %s", name)
+
+        self._topics.append(await self._nc.subscribe(self.topic(name), cb=received))
+
+    async def tell(self, name: str, data: bytes) -> None:
+        """Tell every node listening on ``topic(name)``; nothing is kept for a node that is not (no reply, no
+        retry: for what a lost message costs little, like the consoles' events)."""
+        if self._nc is not None and self._nc.is_connected:
+            try:
+                await self._nc.publish(self.topic(name), data)
+            except nats.errors.Error as exc:
+                log.info("bus: telling %s failed: %s", name, exc)
 
     async def start(self, connect_timeout: float = 5.0) -> None:
         """Connect and listen; fails (``OSError``-like errors from NATS) if the server cannot be reached."""
@@ -136,6 +163,8 @@ class Bus:
         try:
             if self._sub is not None:
                 await self._sub.unsubscribe()
+            for sub in self._topics:
+                await sub.unsubscribe()
             for task in list(self._tasks):
                 await asyncio.wait({task}, timeout=2.0)
             await nc.drain()

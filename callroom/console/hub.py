@@ -7,7 +7,8 @@ every console (they are the node's, as in ``/metrics``, and name no account's ob
 of a conference goes only to the conference's account. A console that falls ``QUEUE_LIMIT`` events behind
 is told to reload what it shows (``resync``) instead of making the node keep its backlog.
 
-Rows committed by another node of a cluster reach that node's consoles, not this one's.
+In a cluster, the events other nodes commit come here too (``cluster/console_feed.py``), so a console
+behind any node sees its account's whole cluster.
 """
 
 from __future__ import annotations
@@ -15,11 +16,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import orjson
 
-from callroom.store.outbox import PendingDelivery
 from callroom.timefmt import iso
+
+
+class Committed(Protocol):
+    """An event as committed: an outbox row here (``PendingDelivery``), or one another node committed."""
+
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def occurred_at(self) -> float: ...
+    @property
+    def order_key(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
 
 QUEUE_LIMIT = 2000
 RESYNC = b"event: resync\ndata: {}\n\n"
@@ -61,6 +80,7 @@ class ConsoleHub:
         self._floors: dict[str, tuple[str, str | None]] = {}  # conference -> (account, talker) last told
         self.touched: set[str] = set()  # conferences changed without a webhook, for ``touched`` to tell
         self.wake: Callable[[], None] = lambda: None  # the figures' loop resolves their accounts
+        self.subscribed: Callable[[], None] = lambda: None  # a console opened (a cluster's feed says so at once)
 
     @property
     def subscribers(self) -> int:
@@ -69,6 +89,7 @@ class ConsoleHub:
     def subscribe(self, account_id: str) -> Subscriber:
         sub = Subscriber(account_id)
         self._by_account.setdefault(account_id, set()).add(sub)
+        self.subscribed()
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
@@ -78,10 +99,11 @@ class ConsoleHub:
             if not subs:
                 del self._by_account[sub.account_id]
 
-    def publish(self, rows: Iterable[PendingDelivery]) -> None:
-        """Outbox rows just committed (called on the loop, after the commit)."""
+    def publish(self, rows: Iterable[Committed], *, here: bool = True) -> None:
+        """Events just committed (called on the loop, after the commit); ``here``: by this node (the figures
+        count only this node's calls)."""
         for row in rows:
-            if row.event_type == "call.initiated":
+            if here and row.event_type == "call.initiated":
                 self.calls_created += 1
             subs = self._by_account.get(row.account_id)
             if not subs:

@@ -8,6 +8,7 @@ from typing import Any
 from callroom.control.webhooks import emit_call, emit_conference
 from callroom.control.world import Steps, World
 from callroom.model import reads as r
+from callroom.model import signed_links
 from callroom.model.records import Conference, MediaJob, Recording
 from callroom.timefmt import iso
 
@@ -107,7 +108,9 @@ def gather_ended(w: World, job_id: str, digits: str, status: str) -> Steps[None]
 
 
 def recording_saved(w: World, job_id: str, path: str, size: int, duration_ms: int, started: float, ended: float,
-                    tracks: tuple[str, ...] = ()) -> Steps[None]:  # fmt: skip
+                    tracks: tuple[str, ...] = (), link_secret: bytes = b"") -> Steps[None]:  # fmt: skip
+    """A recording's file is complete: its webhook, with ``recording_urls`` (download with the API key) and
+    ``public_recording_urls`` (signed with ``link_secret``, good for ten minutes: ``signed_links.py``)."""
     yield from w.load(r.JobById(job_id), r.RecordingById(job_id))
     job: MediaJob | None = w.result(r.JobById(job_id))
     rec: Recording | None = w.result(r.RecordingById(job_id))
@@ -119,11 +122,13 @@ def recording_saved(w: World, job_id: str, path: str, size: int, duration_ms: in
     rec.recording_ended_at = w.now
     rec.updated_at = w.now
     w.update(rec)
-    urls = {rec.format: f"{job.data.get('download_base', '')}/v2/recordings/{rec.id}/download.{rec.format}"}
+    base = job.data.get("download_base", "")
+    urls = {rec.format: f"{base}/v2/recordings/{rec.id}/download.{rec.format}"}
+    public = {rec.format: signed_links.public_url(base, link_secret, rec.id, rec.format, w.now)}
     payload: dict[str, Any] = {
         "recording_id": rec.id, "channels": rec.channels, "format": rec.format,
         "recording_started_at": iso(rec.recording_started_at), "recording_ended_at": iso(rec.recording_ended_at),
-        "recording_urls": urls, "public_recording_urls": urls, "duration_millis": duration_ms,
+        "recording_urls": urls, "public_recording_urls": public, "duration_millis": duration_ms,
     }  # fmt: skip
     if tracks:
         payload["tracks"] = [{"channel": i, "call_control_id": cid} for i, cid in enumerate(tracks, start=1)]

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from callroom import logs
 from callroom.control import timers
 from callroom.control.calls import node_restarted
 from callroom.control.world import Steps, World
@@ -210,6 +211,7 @@ class Control:
                 log.exception("media plane failed to apply %d ops", len(ops))
         if done.deliveries:
             self.on_events(done.deliveries)
+            logs.committed(done.deliveries)
         if effects.timers_added:
             self.on_timers()
         if effects.error is not None:

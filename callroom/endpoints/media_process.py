@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from callroom.admission import Limits
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, PipeWriter
+from callroom.errors import StartupError
 from callroom.media.op_batches import without_superseded_mixes
 from callroom.media_worker.main import media_main
 from callroom.model import media as m
@@ -35,6 +36,7 @@ from callroom.model.messages import (
     Instructions,
     MediaFigures,
     Message,
+    NotStarted,
     OpenRelay,
     QualityReply,
     QualityRequest,
@@ -63,6 +65,11 @@ from callroom.model.messages import (
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
 log = logging.getLogger(__name__)
+
+# The media process is ready in well under a second (importing numpy and binding its sockets); on a machine
+# whose cores are busy it may take a few. Its failures to start are reported at once (``NotStarted``, or its
+# pipe closing), not waited out.
+READY_TIMEOUT_SECS = 30.0
 
 
 def _merged_ops(messages: list[ToMedia]) -> list[ToMedia]:
@@ -153,7 +160,10 @@ class MediaProcess:
         self._ready = self._loop.create_future()
         os.set_blocking(parent.fileno(), False)
         self._loop.add_reader(parent.fileno(), self._readable)
-        self.sip_port = await asyncio.wait_for(self._ready, 60)
+        try:
+            self.sip_port = await asyncio.wait_for(self._ready, READY_TIMEOUT_SECS)
+        except TimeoutError:
+            raise StartupError(f"the media process was not ready within {READY_TIMEOUT_SECS:g} s") from None
 
     @property
     def alive(self) -> bool:
@@ -246,6 +256,9 @@ class MediaProcess:
         if not data:
             if self._loop is not None:
                 self._loop.remove_reader(self._conn.fileno())
+            if self._ready is not None and not self._ready.done():  # it died while starting
+                self._ready.set_exception(StartupError("the media process ended before it was ready"))
+                return
             log.error("the media process closed its pipe")
             return
         for message in self._replies_in.feed(data):
@@ -277,6 +290,9 @@ class MediaProcess:
                 case Ready(sip_port=port):
                     if self._ready is not None and not self._ready.done():
                         self._ready.set_result(port)
+                case NotStarted(reason=reason):
+                    if self._ready is not None and not self._ready.done():
+                        self._ready.set_exception(StartupError(reason))
                 case _:
                     log.warning("unexpected message from the media process: %r", message)
         except Exception:

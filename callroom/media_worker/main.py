@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from callroom import logs
 from callroom.admission import Admission, Limits, Load
 from callroom.aio.pipe import PIPE_BUFFER_BYTES, FrameReader, write_all
 from callroom.aio.rtp_batch import RtpBatch
@@ -43,6 +44,7 @@ from callroom.model.messages import (
     Instructions,
     MediaFigures,
     Message,
+    NotStarted,
     OpenRelay,
     PressKeys,
     QualityReply,
@@ -109,7 +111,13 @@ class MediaWorker:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         if self.sip is not None:
-            await self.sip.start()
+            try:
+                await self.sip.start()
+            except OSError as exc:  # the port is taken, or the address is not this machine's
+                config = self.sip.config
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                self.send(NotStarted(f"cannot listen for SIP on udp {config.host}:{config.port}: {reason}"))
+                return
         os.set_blocking(self.commands.fileno(), False)
         # The instructions are read once per tick, where they take effect anyway: an API write to the
         # pipe then never wakes this process (on a shared core each wake-up cost the API ~10 % of its
@@ -328,7 +336,7 @@ def media_main(conn: Connection, commands: Connection, sip_config: SipConfig | N
     # end with their BYEs and its recordings are saved.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s media %(name)s: %(message)s")
+    logs.configure(log_level, logs.format_from_env(), process="media")
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop

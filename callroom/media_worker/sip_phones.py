@@ -117,6 +117,7 @@ class SipPhones:
             self.config.host, self.config.port, on_event=self._on_event, allow=allow, gates=gates,
             advertise=self.config.advertise,
         )
+        self.transport.trace = self.config.trace
         if self.config.rtp_timeout > 0:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
 

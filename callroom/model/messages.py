@@ -39,6 +39,8 @@ class SipConfig:
     # An answered call whose far end sends nothing (no RTP, no RTCP) for this long, while not on hold, is hung
     # up (0: never). PBXs use 30-60 s.
     rtp_timeout: float = 60.0
+    # Every SIP message in and out, whole, on the ``callroom.sip.trace`` log (``--sip-trace``).
+    trace: bool = False
 
 
 # -- API -> media --------------------------------------------------------------------------------------
@@ -165,6 +167,13 @@ class Ready:
     """The media process runs; its SIP socket's port (None: no SIP)."""
 
     sip_port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotStarted:
+    """The media process could not start (its SIP socket could not be bound, ...): why, in one line."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +317,6 @@ class RequestFailed:
 
 
 Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
-FromMedia: TypeAlias = (Ready | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport | MediaFigures
-                          | Reply)
+FromMedia: TypeAlias = (Ready | NotStarted | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport
+                          | MediaFigures | Reply)
 Message: TypeAlias = ToMedia | FromMedia

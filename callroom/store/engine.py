@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_SESSIONS_KEPT = 40
+CONNECT_TIMEOUT_SECS = 5  # how long a first connection to PostgreSQL may take before the node says it cannot
 
 # JSON columns (webhook payloads, lists of ids) are written and read with orjson: several times faster
 # than the json module for the same values.
@@ -68,7 +69,10 @@ class Store:
         if self.is_sqlite:
             # The file is switched to WAL now, by this thread alone: threads opening their first connections
             # at once would race for that switch (see ``_sqlite_setup``).
-            self._sqlite_connection()
+            try:
+                self._sqlite_connection()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the database {self.url}: {exc}") from exc
         else:
             # One pool for reads and writes (a session is idle between transactions, whatever it ran), as
             # large as the transactions a node runs at once: the API's (``Control``'s limit, 32) and a few of
@@ -103,8 +107,29 @@ class Store:
 
     # -- schema -------------------------------------------------------------------------------------
 
+    def check_reachable(self, timeout: int = CONNECT_TIMEOUT_SECS) -> None:
+        """Raise ``StoreError`` in one line unless the database answers (PostgreSQL: within ``timeout``
+        seconds, unless the URL sets its own ``connect_timeout``)."""
+        if self.is_sqlite:
+            return
+        import psycopg
+
+        _args, params = self.engine.dialect.create_connect_args(self.engine.url)
+        params.pop("context", None)
+        params.setdefault("connect_timeout", timeout)
+        try:
+            psycopg.connect(**params).close()
+        except psycopg.Error as exc:
+            detail = " ".join(str(exc).split())  # libpq's message spans lines
+            raise StoreError(f"cannot reach the database {self.safe_url}: {detail}") from exc
+
+    def has_schema(self) -> bool:
+        """Whether callroom's tables are there (a database a node has used, not a new or unrelated one)."""
+        return "alembic_version" in self.table_names() and "api_keys" in self.table_names()
+
     def migrate(self) -> None:
         """Bring the schema up to the newest migration."""
+        self.check_reachable()
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))

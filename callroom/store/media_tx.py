@@ -50,6 +50,12 @@ def get_recording(tx: Tx, account_id: str, recording_id: str) -> Recording | Non
     return None if row is None else from_row(Recording, row)
 
 
+def get_recording_any_account(tx: Tx, recording_id: str) -> Recording | None:
+    """For a public recording link, whose signature stands for the account (``api/routes_files.py``)."""
+    row = tx.conn.execute(select(t.recordings).where(t.recordings.c.id == recording_id)).first()
+    return None if row is None else from_row(Recording, row)
+
+
 def delete_recording(tx: Tx, rec: Recording) -> None:
     tx.conn.execute(delete(t.recordings).where(t.recordings.c.id == rec.id))
 

@@ -8,6 +8,7 @@ that can see tenant data filters on ``account_id``; nothing here returns another
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, update
@@ -29,6 +30,8 @@ from callroom.store.tx_conferences import ConferenceTx
 from callroom.store.tx_queues import QueueTx
 
 __all__ = ["Tx", "from_row", "to_row"]
+
+KEYS_GENERATION = "api_keys_generation"  # the setting that changes with every key created or revoked
 
 
 class Tx(ConferenceTx, QueueTx):
@@ -59,6 +62,21 @@ class Tx(ConferenceTx, QueueTx):
 
     # -- accounts and keys --------------------------------------------------------------------------
 
+    def keys_generation(self) -> str | None:
+        """A value that changes whenever an API key is created or revoked (``new_keys_generation``): a
+        node's cache of keys is good while it reads the same value."""
+        c = t.settings.c
+        stmt = prebuilt("keys_generation", lambda: select(c.value).where(c.key == KEYS_GENERATION))
+        value: str | None = self.conn.execute(stmt).scalar()
+        return value
+
+    def new_keys_generation(self) -> None:
+        """A new random value (not a counter: two revocations at once must not both write the same one)."""
+        dialect_insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+        stmt = dialect_insert(t.settings).values(key=KEYS_GENERATION, value=uuid.uuid4().hex)
+        self.conn.execute(stmt.on_conflict_do_update(index_elements=[t.settings.c.key],
+                                                     set_={"value": stmt.excluded.value}))
+
     def insert_account(self, account: Account) -> None:
         self.conn.execute(insert(t.accounts).values(to_row(account)))
 
@@ -80,6 +98,7 @@ class Tx(ConferenceTx, QueueTx):
                 revoked_at=None,
             )
         )
+        self.new_keys_generation()
 
     def account_for_key_hash(self, key_hash: str) -> str | None:
         c = t.api_keys.c
@@ -101,6 +120,8 @@ class Tx(ConferenceTx, QueueTx):
         result = self.conn.execute(
             update(t.api_keys).where(and_(cond, t.api_keys.c.revoked_at.is_(None))).values(revoked_at=now)
         )
+        if result.rowcount:
+            self.new_keys_generation()
         return int(result.rowcount)
 
     # -- applications -------------------------------------------------------------------------------

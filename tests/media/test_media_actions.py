@@ -17,6 +17,7 @@ import telnyx
 from callroom.audio.encode import encode_mp3
 from callroom.audio.fetch import FETCH_FAILED
 from callroom.media.tones import sine
+from callroom.model import signed_links
 from callroom.rtp.dtmf import DtmfDetector
 from tests.media.audio import tone_level
 from tests.support.media_server import MediaServer
@@ -125,6 +126,35 @@ def test_call_recording_dual_channel(tenant: Tenant) -> None:
     assert [r.id for r in listed] == [saved.payload["recording_id"]]
     no_key = httpx.get(url)
     assert no_key.status_code == 401
+
+
+def test_public_recording_links(tenant: Tenant) -> None:
+    """``public_recording_urls`` download without an API key for ten minutes; a link changed or expired is
+    refused with 403 and a Telnyx error body."""
+    a = tenant.dial("pub", "answer_after=0;tone=700")
+    tenant.client.calls.actions.start_recording(a, format="wav", channels="single")
+    time.sleep(0.6)
+    tenant.client.calls.actions.stop_recording(a)
+    saved = tenant.event("call.recording.saved", a)
+    public, keyed = saved.payload["public_recording_urls"]["wav"], saved.payload["recording_urls"]["wav"]
+    assert public != keyed and "signature=" in public
+    opened = httpx.get(public)
+    assert opened.status_code == 200 and opened.headers["content-type"] == "audio/wav"
+    assert opened.content == httpx.get(keyed, headers={"Authorization": f"Bearer {tenant.api_key}"}).content
+
+    rec_id = saved.payload["recording_id"]
+    other_id = rec_id[:-1] + ("1" if rec_id[-1] != "1" else "2")
+    expired = signed_links.public_url(tenant.node.root_url, tenant.node.node.link_secret, rec_id, "wav",
+                                      time.time() - signed_links.LINK_LIFETIME_SECS - 5)
+    for url in (public.replace("signature=", "signature=x"), public.replace("expires=", "expires=1"),
+                public.replace(f"/{rec_id}/", f"/{other_id}/"), public.replace("public.wav", "public.mp3"),
+                public.split("?")[0], expired):  # fmt: skip
+        refused = httpx.get(url)
+        assert refused.status_code == 403, url
+        error = refused.json()["errors"][0]
+        assert error["code"] == "10010" and error["title"] == "Authorization failed" and error["detail"]
+    assert "expired" in httpx.get(expired).json()["errors"][0]["detail"]
+    tenant.client.calls.actions.hangup(a)
 
 
 def test_conference_recording_mp3_with_three_tones(tenant: Tenant) -> None:

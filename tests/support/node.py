@@ -34,14 +34,14 @@ class NodeThread:
                  sip_credentials: tuple[tuple[str, str], ...] = (), sip: SipConfig | None = None,
                  ring_timeout_secs: float = DEFAULT_RING_TIMEOUT_SECS, head_timeout: float = HEAD_TIMEOUT_SECS,
                  allow_url_networks: tuple[str, ...] = LOOPBACK,
-                 admission: Limits | None = None) -> None:  # fmt: skip
+                 admission: Limits | None = None, access_log: bool = False) -> None:  # fmt: skip
         # Short webhook retry pauses so delivery tests run in seconds. The webhook receivers and media
         # servers of the tests listen on loopback, which a node refuses unless allowed.
         node_config = NodeConfig(
             database_url=database_url, data_dir=data_dir, node_id=node_id, webhook_backoff=(0.2, 0.4),
             sip=sip or SipConfig(port=0, credentials=sip_credentials), rate_limit=rate_limit,
             ring_timeout_secs=ring_timeout_secs, allow_url_networks=allow_url_networks,
-            admission=admission or Limits(),
+            admission=admission or Limits(), access_log=access_log,
         )
         self.node = Node(node_config)
         self.port = free_port()

@@ -26,17 +26,28 @@ def serve(data_dir: Path, port: int, *extra: str, database_url: str | None = Non
     stop (none, unless a test is about that). The node runs in a process group (a session) of its own, as
     a service does: ``os.killpg(proc.pid, ...)`` signals it and its media process as a terminal would."""
     database = ["--database-url", database_url] if database_url else []
-    cmd = [sys.executable, "-m", "callroom.cli", "--data-dir", str(data_dir), *database, "serve",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-           "--allow-url-network", "127.0.0.0/8",  # the tests' webhook receivers listen on loopback
-           "--drain-timeout", str(drain_timeout), *extra]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLROOM_")}
-    with open(data_dir / "node.log", "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    argv = ["--data-dir", str(data_dir), *database, "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--allow-url-network", "127.0.0.0/8",  # the tests' webhook receivers
+            "--drain-timeout", str(drain_timeout), *extra]  # listen on loopback
+    with running(argv, port, data_dir / "node.log") as proc:
+        yield proc
+
+
+@contextmanager
+def running(argv: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+            ) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """``python -m callroom.cli ARGV`` (a node), once it answers on ``port``, until the block ends; its output
+    goes to ``log_path``, its environment is ``env`` (default ``cli_env()``). It runs in a process group (a
+    session) of its own, as a service does: ``os.killpg(proc.pid, ...)`` signals it and its media process as
+    a terminal would."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "callroom.cli", *argv], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, env=env if env is not None else cli_env(),
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while True:
-            assert proc.poll() is None, (data_dir / "node.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                     break
@@ -53,6 +64,21 @@ def serve(data_dir: Path, port: int, *extra: str, database_url: str | None = Non
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """This process's environment less every ``CALLROOM_*`` variable, plus ``extra``; this checkout's callroom
+    comes first on the path, whatever the working directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLROOM_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return {**env, **extra}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 60
+            ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """``python -m callroom.cli ARGS`` to its end, its output captured (``env``: default ``cli_env()``)."""
+    return subprocess.run([sys.executable, "-m", "callroom.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env if env is not None else cli_env())
 
 
 def kill_hard(proc: subprocess.Popen[bytes]) -> None:
