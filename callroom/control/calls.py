@@ -294,6 +294,9 @@ def on_timer(w: World, kind: str, call_control_id: str) -> Steps[None]:
         yield from end_leg(w, call, cause="timeout", source="callee", sip_cause="487")
     elif kind == "time_limit":
         yield from end_leg(w, call, cause="time_limit", source=hangup_source_for_local(call))
+    elif kind == "transfer_cancel" and call.state is CallState.RINGING and (call.plan or {}).get("transfer_of"):
+        # the call this leg was ringing for ended (hung up from a bridge, a conference that ended ...)
+        yield from end_leg(w, call, cause="originator_cancel", source="caller", sip_cause="487")
     elif kind in ("first_command", "ring_timeout") and call.state is CallState.RINGING:
         # Nobody took the call: the caller hears 480 Temporarily Unavailable, as the webhook says.
         yield from end_leg(w, call, cause="timeout", source="callee", sip_cause="480", release=False)

@@ -205,3 +205,4 @@ def ending(w: World, call: Call) -> Steps[None]:
         leg = w.call(str(leg_id))
         if leg is not None and leg.state is CallState.RINGING:
             finish(w, leg, cause="originator_cancel", source="caller", sip_cause="487")
+        _untie(w, call, str(leg_id))
