@@ -53,6 +53,7 @@ async def dial(body: s.Dial, request: Request, account: Account, ctl: Ctl) -> di
         credentials=body.credentials(),
         prevent_double_bridge=body.prevent_double_bridge,
         from_display_name=body.from_display_name,
+        anonymous=body.privacy == "id",
         client_state=body.client_state,
         timeout_secs=body.timeout_secs,
         time_limit_secs=body.time_limit_secs,
@@ -203,6 +204,7 @@ async def transfer_call(call_control_id: str, body: s.Transfer, request: Request
         park_after_unbridge=body.park_after_unbridge,
         on_answer=OnAnswer(digits=body.send_digits_on_answer, record=_record(body, request)),
         headers=body.invite_headers(), credentials=body.credentials(), from_display_name=body.from_display_name,
+        anonymous=body.privacy == "id",
     )  # fmt: skip
     await ctl.arun(account, lambda w: transfer.transfer(w, call_control_id, req),
                    dedupe=(call_control_id, body.command_id))

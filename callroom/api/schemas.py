@@ -333,6 +333,7 @@ class OnAnswer(SipHeaders):
     audio_url: Url | None = None
     media_name: MediaName | None = None
     send_digits_on_answer: DtmfDigits | None = None
+    privacy: Literal["id", "none"] = "none"
     from_display_name: Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^"\\\r\n]+$')] | None = None
 
     @model_validator(mode="after")

@@ -26,7 +26,7 @@ _COMMON = {
     "deepfake_detection": (),
 }  # fmt: skip
 _OUTBOUND = {
-    "diversion": (), "media_encryption": ("disabled",), "privacy": ("none",),
+    "diversion": (), "media_encryption": ("disabled",),
     "route_to_mobile": (), "sip_region": ("US",), "sip_transport_protocol": ("UDP",),
 }  # fmt: skip
 

@@ -50,6 +50,7 @@ class DialRequest:
     credentials: tuple[str, str] | None = field(default=None, repr=False)  # sip_auth_username/password
     prevent_double_bridge: bool = False  # with bridge_on_answer: not when link_to is bridged by then
     from_display_name: str | None = None  # the SIP From's display name
+    anonymous: bool = False  # privacy: id
     on_answer: links.OnAnswer = field(default_factory=links.OnAnswer)
 
 
@@ -106,7 +107,7 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
                   start_time=iso(call.created_at), custom_headers=[])
         w.schedule("dial_timeout", call.call_control_id, w.now + req.timeout_secs)
         w.media.append(m.Ring(call.call_control_id, call.endpoint, call.from_, call.to, req.timeout_secs,
-                              req.headers, req.credentials, req.from_display_name))
+                              req.headers, req.credentials, req.from_display_name, req.anonymous))
         legs.append(call)
     w.command_result = legs[0].call_control_id
     return legs[0]

@@ -44,6 +44,7 @@ class TransferRequest:
     headers: tuple[tuple[str, str], ...] = ()  # custom_headers and sip_headers: put on a SIP INVITE
     credentials: tuple[str, str] | None = field(default=None, repr=False)  # sip_auth_username/password
     from_display_name: str | None = None  # the SIP From's display name
+    anonymous: bool = False  # privacy: id
 
 
 def transfer(w: World, call_control_id: str, req: TransferRequest) -> Steps[Call]:
@@ -80,7 +81,7 @@ def transfer(w: World, call_control_id: str, req: TransferRequest) -> Steps[Call
               custom_headers=[])
     w.schedule("dial_timeout", leg.call_control_id, w.now + req.timeout_secs)
     w.media.append(m.Ring(leg.call_control_id, leg.endpoint, leg.from_, leg.to, req.timeout_secs, req.headers,
-                          req.credentials, req.from_display_name))
+                          req.credentials, req.from_display_name, req.anonymous))
     if req.early_media:
         w.media.append(m.Play(ringback_job(leg.call_control_id), ringback, (call.call_control_id,), loop=None,
                               overlay=True, kind=RINGBACK))

@@ -204,8 +204,8 @@ class SipPhones:
 
     def _apply(self, op: m.MediaOp) -> None:
         match op:
-            case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith("sip:"):
-                self._spawn(self._dial(cid, endpoint, from_, op.headers, op.credentials, op.display_name))
+            case m.Ring(call_control_id=cid, endpoint=endpoint) if endpoint.startswith("sip:"):
+                self._spawn(self._dial(cid, endpoint, op))
             case m.Answer(call_control_id=cid, headers=headers) if cid in self.by_cid:
                 self._spawn(self._answer(self.by_cid[cid], headers))
             case m.Reject(call_control_id=cid, sip_status=status) if cid in self.by_cid:
@@ -226,8 +226,7 @@ class SipPhones:
             case _:
                 pass
 
-    async def _dial(self, cid: str, endpoint: str, from_: str, headers: tuple[tuple[str, str], ...] = (),
-                    credentials: tuple[str, str] | None = None, display_name: str | None = None) -> None:  # fmt: skip
+    async def _dial(self, cid: str, endpoint: str, ring: m.Ring) -> None:
         assert self.transport is not None
         try:
             target = SipUri.parse(endpoint)
@@ -249,10 +248,14 @@ class SipPhones:
                                    else 503))
             return
         offer = make_offer(self.media_ip, rtp.local_port)
-        user = from_.lstrip("+") or "callroom"
-        from_uri = SipUri(self.media_ip, user=user, port=self.port)
+        headers, display_name = ring.headers, ring.display_name
+        if ring.anonymous:  # RFC 3323: nothing in From tells who calls
+            from_uri = SipUri("anonymous.invalid", user="anonymous")
+            headers, display_name = (*headers, ("Privacy", "id")), "Anonymous"
+        else:
+            from_uri = SipUri(self.media_ip, user=ring.from_.lstrip("+") or "callroom", port=self.port)
         sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr, extra_headers=headers,
-                                            credentials=credentials, display_name=display_name)
+                                            credentials=ring.credentials, display_name=display_name)
         leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg

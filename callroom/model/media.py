@@ -25,6 +25,7 @@ class Ring:
     # (user, password) answering a SIP digest challenge to the INVITE (sip_auth_username/password)
     credentials: tuple[str, str] | None = field(default=None, repr=False)
     display_name: str | None = None  # the SIP From's display name (from_display_name)
+    anonymous: bool = False  # privacy: id: an anonymous From and Privacy: id (RFC 3323)
 
 
 @dataclass(frozen=True, slots=True)

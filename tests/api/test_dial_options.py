@@ -140,7 +140,7 @@ def test_send_digits_on_answer_reaches_the_callee(tenant: Tenant) -> None:
 
 
 @pytest.mark.parametrize(("option", "value"), [
-    ("privacy", "id"), ("preferred_codecs", "G722"), ("webhook_urls", {"call.answered": ["https://example.com"]}),
+    ("route_to_mobile", True), ("preferred_codecs", "G722"), ("webhook_urls", {"call.answered": ["https://example.com"]}),
     ("sip_transport_protocol", "TLS"), ("media_encryption", "SRTP"),
 ])  # fmt: skip
 def test_dial_options_not_carried_out_are_refused(tenant: Tenant, option: str, value: object) -> None:

@@ -152,9 +152,9 @@ def test_transfer_refusals(tenant: Tenant) -> None:
         tenant.client.calls.actions.transfer(ringing, to=_phone("answer_after=0"))
     assert not_answered.value.body["errors"][0]["code"] == "90034"  # type: ignore[index]
     caller = tenant.call_in()
-    with pytest.raises(telnyx.UnprocessableEntityError) as privacy:
-        tenant.client.calls.actions.transfer(caller, to=_phone("answer_after=0"), privacy="id")
-    assert privacy.value.body["errors"][0]["source"]["pointer"] == "/privacy"  # type: ignore[index]
+    with pytest.raises(telnyx.UnprocessableEntityError) as mute_dtmf:
+        tenant.client.calls.actions.transfer(caller, to=_phone("answer_after=0"), mute_dtmf="both")
+    assert mute_dtmf.value.body["errors"][0]["source"]["pointer"] == "/mute_dtmf"  # type: ignore[index]
     with pytest.raises(telnyx.UnprocessableEntityError) as wrong_phone:
         tenant.client.calls.actions.transfer(caller, to="virtual:x;tonne=5")
     assert wrong_phone.value.body["errors"][0]["source"]["pointer"] == "/to"  # type: ignore[index]

@@ -121,3 +121,16 @@ def test_from_display_name_is_the_froms_display_name(tenant: Tenant, tmp_path: P
     tenant.client.calls.actions.hangup(resp.data.call_control_id)
     code, output = uas.wait()
     assert code == 0, output
+
+
+def test_privacy_id_hides_the_caller(tenant: Tenant, tmp_path: Path) -> None:
+    uas = _uas(tmp_path, answering_uas("privacy", checks={"From": '^ *"Anonymous" <sip:anonymous@anonymous.invalid>',
+                                                          "Privacy": "^ *id$"}))
+    resp = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
+                                    to=f"sip:bob@127.0.0.1:{uas.port}", privacy="id")
+    assert resp.data is not None
+    answered = tenant.event("call.answered", resp.data.call_control_id)
+    assert answered.payload["from"] == "+15550001111"  # the application still knows who it is
+    tenant.client.calls.actions.hangup(resp.data.call_control_id)
+    code, output = uas.wait()
+    assert code == 0, output
