@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from callroom.control import bridges, conferences
-from callroom.control.guards import reject
+from callroom.control.guards import live, reject
 from callroom.control.legs import finish, hangup_source_for_local
 from callroom.control.media_actions import Source, audio_spec
 from callroom.control.world import Steps, World
-from callroom.errors import NotFound
 from callroom.model import media as m
 from callroom.model import reads as r
 from callroom.model.records import Call, MediaJob, Recording, new_uuid
@@ -113,9 +112,7 @@ def _supervise(w: World, call: Call, target_id: str, role: str) -> Steps[None]:
 def switch_role(w: World, call_control_id: str, role: str) -> Steps[None]:
     """``switch_supervisor_role``: a supervisor's leg (parked, supervising) is heard as ``role`` says."""
     yield from w.load(r.CallById(call_control_id))
-    call = w.call(call_control_id)
-    if call is None:
-        raise NotFound(f"No call with call_control_id {call_control_id!r}.", "90015", "Invalid Call Control ID")
+    call = live(w, call_control_id)
     plan = call.plan or {}
     if not plan.get("supervise") or call.state is not CallState.PARKED:
         raise reject("90107", "This call is not supervising a call (dial with supervise_call_control_id).")
