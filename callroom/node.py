@@ -30,7 +30,7 @@ from callroom.cluster.media import ClusterMedia
 from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
 from callroom.console.figures import OperationsFigures
 from callroom.console.hub import ConsoleHub
-from callroom.control import calls, conferences, listening, media_facts
+from callroom.control import calls, conferences, listening, media_facts, sip_actions
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
 from callroom.drain import DEFAULT_GRACE_SECS, Drain
 from callroom.endpoints.media_process import MediaProcess
@@ -66,6 +66,7 @@ from callroom.model.messages import (
     SipHangup,
     SipMediaTimeout,
     SipQuality,
+    SipReferProgress,
 )
 from callroom.model.numbers import NO_NUMBERS, NumberPlan
 from callroom.model.records import Account
@@ -394,7 +395,8 @@ class Node:
             return
         try:
             leg = self.control.write(app.account_id, lambda ctx: calls.incoming(
-                ctx, connection_id=app.id, from_=from_, to=to, endpoint=f"sip-in:{call.sip_call_id}"))
+                ctx, connection_id=app.id, from_=from_, to=to, endpoint=f"sip-in:{call.sip_call_id}",
+                headers=call.headers))
         except Exception:
             log.exception("incoming SIP call %s failed", call.sip_call_id)
             self.media.send(RefuseSipCall(call.sip_call_id, 500))
@@ -406,6 +408,8 @@ class Node:
             match fact:
                 case SipAnswered(call_control_id=cid):
                     remote_fact(self.control, cid, lambda ctx: calls.remote_answered(ctx, cid))
+                case SipReferProgress(call_control_id=cid, phase=phase, status=status):
+                    remote_fact(self.control, cid, lambda ctx: sip_actions.refer_progress(ctx, cid, phase, status))
                 case SipFailed(call_control_id=cid, status=status):
                     remote_fact(self.control, cid, lambda ctx: calls.remote_failed(ctx, cid, status or 500))
                 case SipQuality(call_control_id=cid, stats=stats):

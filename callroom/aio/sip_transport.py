@@ -172,9 +172,10 @@ class SipTransport:
     # ---- commands (each passes the loop clock and flushes) ----------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, *,
                addr: Addr | None = None, display_name: str | None = None,
-               credentials: tuple[str, str] | None = None, headers: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
+               credentials: tuple[str, str] | None = None, headers: Sequence[tuple[str, str]] = (),
+               extra_headers: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
         call_id = self.endpoint.invite(to_uri, from_uri, sdp, self._loop.time(), addr=addr, display_name=display_name,
-                                       credentials=credentials, headers=headers)
+                                       credentials=credentials, headers=headers, extra_headers=extra_headers)
         self._flush()
         return call_id
 
@@ -182,8 +183,9 @@ class SipTransport:
         self.endpoint.ring(call_id, self._loop.time(), sdp)
         self._flush()
 
-    def answer(self, call_id: str, sdp: SessionDescription | None) -> None:
-        self.endpoint.answer(call_id, sdp, self._loop.time())
+    def answer(self, call_id: str, sdp: SessionDescription | None,
+               extra_headers: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        self.endpoint.answer(call_id, sdp, self._loop.time(), extra_headers)
         self._flush()
 
     def reject(self, call_id: str, status: int, reason: str | None = None) -> None:
@@ -192,6 +194,12 @@ class SipTransport:
 
     def cancel(self, call_id: str) -> None:
         self.endpoint.cancel(call_id, self._loop.time())
+        self._flush()
+
+    def send_in_dialog(self, call_id: str, method: str, *, body: bytes = b"", content_type: str | None = None,
+                       extra: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        self.endpoint.send_in_dialog(call_id, method, self._loop.time(), body=body, content_type=content_type,
+                                     extra=extra)
         self._flush()
 
     def reinvite(self, call_id: str, sdp: SessionDescription) -> None:

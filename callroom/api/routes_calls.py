@@ -4,32 +4,60 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from callroom.api import schemas as s
 from callroom.api import schemas_listen as s_listen
 from callroom.api import schemas_media as s_media
 from callroom.api import views
 from callroom.api.common import OK, Account, Ctl, PageParams, data
-from callroom.control import bridges, calls, listening, queues
+from callroom.api.unhonoured import refuse_unhonoured
+from callroom.control import bridges, calls, listening, queues, sip_actions, transfer
+from callroom.control.links import OnAnswer, switch_role
 from callroom.control.service import Duplicate, ReadCtx
 from callroom.control.world import Steps, World
-from callroom.errors import CommandNotSupported, NotFound
+from callroom.errors import CommandNotSupported, CommandRejected, NotFound
 from callroom.model.records import Call
 
 router = APIRouter()
 
 
+def _record(body: s.OnAnswer | s.Answer, request: Request) -> dict[str, Any] | None:
+    """``record: record-from-answer``'s options, with where this node keeps recordings and serves them."""
+    if body.record is None:
+        return None
+    return {"format": body.record_format, "channels": body.record_channels, "trim": body.record_trim is not None,
+            "max_length": body.record_max_length, "custom_file_name": body.record_custom_file_name,
+            "timeout_secs": body.record_timeout_secs,
+            "storage": str(request.app.state.recordings_dir),
+            "download_base": str(request.base_url).rstrip("/")}  # fmt: skip
+
+
+def _no_credentials(body: s.SipHeaders, command: str) -> None:
+    if body.credentials() is not None:
+        raise CommandRejected("10015", "Invalid value", f"sip_auth_username is not supported by callroom's "
+                              f"{command}; leave it out.", "/sip_auth_username")
+
+
 @router.post("/calls")
-async def dial(body: s_listen.DialListening, account: Account, ctl: Ctl) -> dict[str, Any]:
+async def dial(body: s_listen.DialListening, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
     if body.transcription:
         raise CommandNotSupported("transcription")  # as transcription_start is (api/unsupported.py)
+    refuse_unhonoured("dial", body)
     ctl.admit_call()  # a draining or overloaded node refuses at once (503), before anything is written
-    to = body.to if isinstance(body.to, str) else body.to[0]
+    targets = [body.to] if isinstance(body.to, str) else body.to
     req = calls.DialRequest(
         connection_id=body.connection_id,
         from_=body.from_,
-        to=to,
+        to=targets[0],
+        ring_also=tuple(targets[1:]),
+        supervise=body.supervise_call_control_id or None,
+        supervisor_role=body.supervisor_role,
+        headers=body.invite_headers(),
+        credentials=body.credentials(),
+        prevent_double_bridge=body.prevent_double_bridge,
+        from_display_name=body.from_display_name,
+        anonymous=body.privacy == "id",
         client_state=body.client_state,
         timeout_secs=body.timeout_secs,
         time_limit_secs=body.time_limit_secs,
@@ -39,6 +67,8 @@ async def dial(body: s_listen.DialListening, account: Account, ctl: Ctl) -> dict
         link_to=body.link_to,
         bridge_on_answer=body.bridge_on_answer,
         park_after_unbridge=body.park_after_unbridge,
+        on_answer=OnAnswer(audio_url=body.audio_url, media_name=body.media_name, digits=body.send_digits_on_answer,
+                           record=_record(body, request)),
     )
     listen = body.listening()
 
@@ -90,16 +120,19 @@ async def client_state_update(
 
 
 @router.post("/calls/{call_control_id}/actions/answer")
-async def answer(call_control_id: str, account: Account, ctl: Ctl,
+async def answer(call_control_id: str, request: Request, account: Account, ctl: Ctl,
                  body: s_listen.AnswerListening | None = None) -> dict[str, Any]:  # fmt: skip
     b = body or s_listen.AnswerListening()
     if b.transcription:
         raise CommandNotSupported("transcription")  # as transcription_start is (api/unsupported.py)
+    refuse_unhonoured("answer", b)
+    _no_credentials(b, "answer")  # (an answer sends no request to be challenged)
+    record = _record(b, request)
     listen = b.listening()
 
     def run(w: World) -> Steps[None]:
         yield from calls.answer(w, call_control_id, client_state=b.client_state, webhook_url=b.webhook_url,
-                                webhook_url_method=b.webhook_url_method)
+                                webhook_url_method=b.webhook_url_method, record=record, headers=b.invite_headers())
         call = w.call(call_control_id)
         if call is not None:
             listening.listen_on(w, call, listen)
@@ -170,4 +203,49 @@ async def leave_queue(
         account, lambda w: queues.leave_queue(w, call_control_id, b.client_state),
         dedupe=(call_control_id, b.command_id),
     )
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/transfer")
+async def transfer_call(call_control_id: str, body: s.Transfer, request: Request, account: Account,
+                        ctl: Ctl) -> dict[str, Any]:  # fmt: skip
+    refuse_unhonoured("transfer", body)
+    ctl.admit_call()  # a new leg: a draining or overloaded node refuses it as it refuses a dial
+    req = transfer.TransferRequest(
+        to=body.to, from_=body.from_, client_state=body.client_state,
+        target_leg_client_state=body.target_leg_client_state, timeout_secs=body.timeout_secs,
+        time_limit_secs=body.time_limit_secs, audio_url=body.audio_url, media_name=body.media_name,
+        early_media=body.early_media, webhook_url=body.webhook_url, webhook_url_method=body.webhook_url_method,
+        park_after_unbridge=body.park_after_unbridge,
+        on_answer=OnAnswer(digits=body.send_digits_on_answer, record=_record(body, request)),
+        headers=body.invite_headers(), credentials=body.credentials(), from_display_name=body.from_display_name,
+        anonymous=body.privacy == "id",
+    )  # fmt: skip
+    await ctl.arun(account, lambda w: transfer.transfer(w, call_control_id, req),
+                   dedupe=(call_control_id, body.command_id))
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/switch_supervisor_role")
+async def switch_supervisor_role(call_control_id: str, body: s.SwitchSupervisorRole, account: Account,
+                                 ctl: Ctl) -> dict[str, Any]:  # fmt: skip
+    await ctl.arun(account, lambda w: switch_role(w, call_control_id, body.role))
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/send_sip_info")
+async def send_sip_info(call_control_id: str, body: s.SendSipInfo, account: Account, ctl: Ctl) -> dict[str, Any]:
+    await ctl.arun(account, lambda w: sip_actions.send_sip_info(
+        w, call_control_id, content_type=body.content_type, body=body.body, client_state=body.client_state,
+    ), dedupe=(call_control_id, body.command_id))
+    return OK
+
+
+@router.post("/calls/{call_control_id}/actions/refer")
+async def refer(call_control_id: str, body: s.Refer, account: Account, ctl: Ctl) -> dict[str, Any]:
+    _no_credentials(body, "refer")  # (a challenge to the REFER itself is not answered)
+    await ctl.arun(account, lambda w: sip_actions.refer(
+        w, call_control_id, sip_address=body.sip_address, headers=body.invite_headers(),
+        client_state=body.client_state,
+    ), dedupe=(call_control_id, body.command_id))
     return OK

@@ -263,7 +263,87 @@ class ConferenceConfig(StoredBody):
     label: Name | None = None
 
 
-class Dial(Body):
+# Headers an application may put on an INVITE: not one the node writes itself or one that steers SIP.
+RESERVED_HEADERS = frozenset({
+    "via", "from", "to", "call-id", "cseq", "contact", "max-forwards", "allow", "user-agent", "content-type",
+    "content-length", "content-encoding", "route", "record-route", "authorization", "proxy-authorization",
+    "expires", "require", "proxy-require", "supported", "unsupported", "accept", "www-authenticate",
+    "proxy-authenticate", "refer-to", "replaces", "session-expires", "min-se", "event", "subscription-state",
+})  # fmt: skip
+
+
+def _header_name(value: str) -> str:
+    if value.lower() in RESERVED_HEADERS:
+        raise PydanticCustomError("header_reserved", "{name} is a header the node writes itself or one that "
+                                  "steers SIP; it cannot be set", {"name": value})
+    return value
+
+
+class CustomHeader(StoredBody):
+    name: Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9!%'*+._`~-]+$"),
+                    AfterValidator(_header_name)]
+    value: Annotated[str, Field(max_length=1024, pattern=r"^[^\r\n]*$")]
+
+
+class SipHeader(StoredBody):
+    name: Literal["User-to-User"]
+    value: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\r\n]*$")]
+
+
+class SipHeaders(Body):
+    """``custom_headers`` and ``sip_headers`` (Telnyx: only User-to-User), put on the INVITE in that order."""
+
+    custom_headers: Annotated[list[CustomHeader], Field(max_length=20)] | None = None
+    sip_headers: Annotated[list[SipHeader], Field(max_length=1)] | None = None
+
+    sip_auth_username: Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^"\\\r\n]+$')] | None = None
+    sip_auth_password: Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^"\\\r\n]+$')] | None = None
+
+    @model_validator(mode="after")
+    def _credentials_in_pairs(self) -> SipHeaders:
+        if (self.sip_auth_username is None) != (self.sip_auth_password is None):
+            raise ValueError("sip_auth_username and sip_auth_password go together")
+        return self
+
+    def credentials(self) -> tuple[str, str] | None:
+        if self.sip_auth_username is None or self.sip_auth_password is None:
+            return None
+        return self.sip_auth_username, self.sip_auth_password
+
+    def invite_headers(self) -> tuple[tuple[str, str], ...]:
+        return tuple((h.name, h.value) for h in (*(self.custom_headers or ()), *(self.sip_headers or ())))
+
+
+DtmfDigits = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Da-d*#wW]+$")]
+
+
+class OnAnswer(SipHeaders):
+    """What a leg gets once it answers (dial, transfer; ``record`` on answer too): a recording from then on,
+    audio played to it, DTMF digits sent to it."""
+
+    record: Literal["record-from-answer"] | None = None
+    record_format: Literal["wav", "mp3"] = "mp3"
+    record_channels: Literal["single", "dual"] = "dual"
+    record_trim: Literal["trim-silence"] | None = None
+    record_max_length: int = Field(default=0, ge=0, le=43200)
+    record_timeout_secs: int = Field(default=0, ge=0, le=43200)
+    record_custom_file_name: str | None = Field(default=None, min_length=1, max_length=40,
+                                                pattern=r"^[A-Za-z0-9_.-]+$")
+    record_track: Literal["both"] = "both"
+    audio_url: Url | None = None
+    media_name: MediaName | None = None
+    send_digits_on_answer: DtmfDigits | None = None
+    privacy: Literal["id", "none"] = "none"
+    from_display_name: Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^"\\\r\n]+$')] | None = None
+
+    @model_validator(mode="after")
+    def _one_audio(self) -> OnAnswer:
+        if self.audio_url and self.media_name:
+            raise ValueError("audio_url and media_name cannot be used together")
+        return self
+
+
+class Dial(OnAnswer):
     connection_id: Id
     from_: Address = Field(alias="from")
     to: Annotated[str, Field(max_length=MAX_ADDRESS)] | Annotated[
@@ -278,6 +358,9 @@ class Dial(Body):
     link_to: IdText | None = None
     bridge_on_answer: bool = False
     park_after_unbridge: Literal["self"] | None = None
+    supervise_call_control_id: IdText | None = None
+    supervisor_role: Literal["barge", "whisper", "monitor"] = "barge"
+    prevent_double_bridge: bool = False
 
     @model_validator(mode="after")
     def _to_present(self) -> Dial:
@@ -294,9 +377,48 @@ class CallCommand(Body):
     command_id: CommandId | None = None
 
 
-class Answer(CallCommand):
+class Answer(CallCommand, SipHeaders):
     webhook_url: Url | None = None
     webhook_url_method: Literal["POST", "GET"] | None = None
+    record: Literal["record-from-answer"] | None = None
+    record_format: Literal["wav", "mp3"] = "mp3"
+    record_channels: Literal["single", "dual"] = "dual"
+    record_trim: Literal["trim-silence"] | None = None
+    record_max_length: int = Field(default=0, ge=0, le=43200)
+    record_timeout_secs: int = Field(default=0, ge=0, le=43200)
+    record_custom_file_name: str | None = Field(default=None, min_length=1, max_length=40,
+                                                pattern=r"^[A-Za-z0-9_.-]+$")
+    record_track: Literal["both"] = "both"
+
+
+class Transfer(OnAnswer):
+    to: Address
+    from_: Address | None = Field(default=None, alias="from")
+    client_state: ClientState | None = None
+    command_id: CommandId | None = None
+    target_leg_client_state: ClientState | None = None
+    timeout_secs: int = Field(default=30, ge=5, le=600)
+    time_limit_secs: int = Field(default=14400, ge=30, le=14400)
+    early_media: bool = True
+    webhook_url: Url | None = None
+    webhook_url_method: Literal["POST", "GET"] = "POST"
+    park_after_unbridge: Literal["self"] | None = None
+
+
+class SwitchSupervisorRole(Body):
+    role: Literal["barge", "whisper", "monitor"]
+
+
+_MIME = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+( *;[^\r\n]*)?$"  # type/subtype, then parameters
+
+
+class SendSipInfo(CallCommand):
+    content_type: Annotated[str, Field(min_length=3, max_length=255, pattern=_MIME)]
+    body: Annotated[str, Field(max_length=1400)]
+
+
+class Refer(CallCommand, SipHeaders):
+    sip_address: Annotated[str, Field(min_length=5, max_length=MAX_ADDRESS, pattern=r"^sips?:[^\s<>\"?]+$")]
 
 
 class Reject(CallCommand):

@@ -67,7 +67,8 @@ def route(ops: Sequence[m.MediaOp], placements: Mapping[str, str], here: str) ->
                 to(node(a), op)
             case (m.Ring(call_control_id=cid) | m.Answer(call_control_id=cid) | m.Reject(call_control_id=cid)
                   | m.Release(call_control_id=cid) | m.Park(call_control_id=cid)
-                  | m.HoldInQueue(call_control_id=cid) | m.Gather(call_control_id=cid)
+                  | m.HoldInQueue(call_control_id=cid) | m.Supervise(call_control_id=cid)
+                  | m.SipRequestInDialog(call_control_id=cid) | m.Gather(call_control_id=cid)
                   | m.StopGather(call_control_id=cid) | m.StartStream(call_control_id=cid)
                   | m.StopStream(call_control_id=cid) | m.StartFork(call_control_id=cid)
                   | m.StopFork(call_control_id=cid) | m.DetectMachine(call_control_id=cid)):

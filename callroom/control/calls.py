@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from callroom.control import bridges, conferences
+from callroom.control import bridges, conferences, links
 from callroom.control.guards import live, reject
 from callroom.control.hangup import end_leg
 from callroom.control.legs import SIP_TO_CAUSE, hangup_source_for_local, hangup_source_for_remote, move
@@ -44,10 +44,23 @@ class DialRequest:
     link_to: str | None = None
     bridge_on_answer: bool = False
     park_after_unbridge: str | None = None
+    ring_also: tuple[str, ...] = ()  # more destinations, rung at the same time (a dial's ``to`` as a list)
+    supervise: str | None = None  # a call the new leg supervises once it answers, with ``supervisor_role``
+    supervisor_role: str = "barge"
+    headers: tuple[tuple[str, str], ...] = ()  # custom_headers and sip_headers: put on a SIP INVITE
+    credentials: tuple[str, str] | None = field(default=None, repr=False)  # sip_auth_username/password
+    prevent_double_bridge: bool = False  # with bridge_on_answer: not when link_to is bridged by then
+    from_display_name: str | None = None  # the SIP From's display name
+    anonymous: bool = False  # privacy: id
+    on_answer: links.OnAnswer = field(default_factory=links.OnAnswer)
 
 
 def dial(w: World, req: DialRequest) -> Steps[Call]:
-    yield from w.load(r.AppById(req.connection_id), *([r.CallById(req.link_to, lock=False)] if req.link_to else []))
+    """Dial ``to`` (and ``ring_also``: every destination rings at once, the first to answer wins and the
+    others are cancelled); the first leg is the command's result."""
+    yield from w.load(r.AppById(req.connection_id), *([r.CallById(req.link_to, lock=False)] if req.link_to else []),
+                      *([r.CallById(req.supervise, lock=False)] if req.supervise else []),
+                      *req.on_answer.reads())  # fmt: skip
     app: Application | None = w.result(r.AppById(req.connection_id))
     if app is None:
         raise CommandRejected(
@@ -56,34 +69,49 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
         )
     if not app.active:
         raise CommandRejected("10015", "Invalid value", "This application is not active.", "/connection_id")
-    endpoint = _far_end(w, req.to, app=app, from_=req.from_)
+    targets = (req.to, *req.ring_also)
+    endpoints = [_far_end(w, to, app=app, from_=req.from_) for to in targets]
     if req.conference_config is not None and not (req.conference_config.get("id")
                                                   or req.conference_config.get("conference_name")):
         raise CommandRejected("10015", "Invalid value", "conference_config names no conference: give its id or "
                               "a conference_name (created when the call answers if it does not exist).",
                               "/conference_config")
-    check_virtual(endpoint, "/to")
+    for i, endpoint in enumerate(endpoints):
+        check_virtual(endpoint, "/to" if len(targets) == 1 else f"/to/{i}")
     session_id = new_uuid()
     if req.link_to:
         linked = w.call(req.link_to)
         if linked is None:
             raise CommandRejected("90015", "Invalid Call Control ID", "link_to names no call.", "/link_to")
         session_id = linked.call_session_id
-    call = Call(
-        call_control_id=new_call_control_id(), call_leg_id=new_uuid(), call_session_id=session_id,
-        account_id=w.account_id, connection_id=req.connection_id, direction="outgoing", from_=req.from_, to=req.to,
-        state=CallState.RINGING, created_at=w.now, node_id=w.node_id, endpoint=endpoint, client_state=req.client_state,
-        timeout_secs=req.timeout_secs, time_limit_secs=req.time_limit_secs, webhook_url=req.webhook_url,
-        webhook_url_method=req.webhook_url_method, conference_config=req.conference_config, link_to=req.link_to,
-        bridge_on_answer=req.bridge_on_answer, park_after_unbridge=req.park_after_unbridge,
-    )  # fmt: skip
-    w.insert(call)
-    w.command_result = call.call_control_id
-    emit_call(w, "call.initiated", call, direction="outgoing", state="bridging", start_time=iso(call.created_at),
-              custom_headers=[])
-    w.schedule("dial_timeout", call.call_control_id, w.now + req.timeout_secs)
-    w.media.append(m.Ring(call.call_control_id, call.endpoint, call.from_, call.to, req.timeout_secs))
-    return call
+    plan = req.on_answer.plan(w)
+    if req.prevent_double_bridge:
+        plan["prevent_double_bridge"] = True
+    if req.supervise:
+        live(w, req.supervise, pointer="/supervise_call_control_id")
+        plan.update(supervise=req.supervise, role=req.supervisor_role)
+    ids = [new_call_control_id() for _ in targets]
+    legs = []
+    for cid, to, endpoint in zip(ids, targets, endpoints, strict=True):
+        group = {"ring_group": [other for other in ids if other != cid]} if len(ids) > 1 else {}
+        call = Call(
+            call_control_id=cid, call_leg_id=new_uuid(), call_session_id=session_id,
+            account_id=w.account_id, connection_id=req.connection_id, direction="outgoing", from_=req.from_, to=to,
+            state=CallState.RINGING, created_at=w.now, node_id=w.node_id, endpoint=endpoint,
+            client_state=req.client_state, timeout_secs=req.timeout_secs, time_limit_secs=req.time_limit_secs,
+            webhook_url=req.webhook_url, webhook_url_method=req.webhook_url_method,
+            conference_config=req.conference_config, link_to=req.link_to, bridge_on_answer=req.bridge_on_answer,
+            park_after_unbridge=req.park_after_unbridge, plan={**plan, **group} or None,
+        )  # fmt: skip
+        w.insert(call)
+        emit_call(w, "call.initiated", call, direction="outgoing", state="bridging",
+                  start_time=iso(call.created_at), custom_headers=[])
+        w.schedule("dial_timeout", call.call_control_id, w.now + req.timeout_secs)
+        w.media.append(m.Ring(call.call_control_id, call.endpoint, call.from_, call.to, req.timeout_secs,
+                              req.headers, req.credentials, req.from_display_name, req.anonymous))
+        legs.append(call)
+    w.command_result = legs[0].call_control_id
+    return legs[0]
 
 
 def _far_end(w: World, to: str, *, app: Application | None = None, from_: str = "") -> str:
@@ -121,8 +149,11 @@ def check_virtual(to: str, pointer: str) -> None:
             raise CommandRejected("10015", "Invalid value", str(exc), pointer) from exc
 
 
-def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str) -> Steps[Call]:
-    """A far end calls in (a SIP INVITE or a virtual phone): a ringing leg the application must answer."""
+def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str,
+             headers: tuple[tuple[str, str], ...] = ()) -> Steps[Call]:  # fmt: skip
+    """A far end calls in (a SIP INVITE or a virtual phone): a ringing leg the application must answer.
+    ``headers``: the INVITE's X- headers (``custom_headers`` of ``call.initiated``) and User-to-User
+    (``sip_headers``)."""
     yield from w.load(r.AppById(connection_id))
     app: Application | None = w.result(r.AppById(connection_id))
     if app is None or not app.active:
@@ -133,8 +164,10 @@ def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str
         state=CallState.RINGING, created_at=w.now, node_id=w.node_id, endpoint=endpoint,
     )  # fmt: skip
     w.insert(call)
+    uui = [{"name": "User-to-User", "value": v} for n, v in headers if n.lower() == "user-to-user"]
     emit_call(w, "call.initiated", call, direction="incoming", state="parked", start_time=iso(call.created_at),
-              custom_headers=[], caller_id_name=from_)
+              custom_headers=[{"name": n, "value": v} for n, v in headers if n.lower().startswith("x-")],
+              caller_id_name=from_, **({"sip_headers": uui} if uui else {}))
     if app.first_command_timeout:
         w.schedule("first_command", call.call_control_id, w.now + app.first_command_timeout_secs)
     if w.ring_timeout_secs > 0:
@@ -157,7 +190,10 @@ def update_client_state(w: World, call_control_id: str, client_state: str) -> St
 
 
 def answer(w: World, call_control_id: str, *, client_state: str | None, webhook_url: str | None,
-           webhook_url_method: str | None) -> Steps[None]:  # fmt: skip
+           webhook_url_method: str | None, record: dict[str, Any] | None = None,
+           headers: tuple[tuple[str, str], ...] = ()) -> Steps[None]:  # fmt: skip
+    """``record``: a recording from the answer on (its options as ``links.OnAnswer``'s); ``headers``
+    (custom_headers, sip_headers) go on a SIP leg's 200."""
     yield from w.load(r.CallById(call_control_id))
     call = live(w, call_control_id)
     if call.direction != "incoming" or call.state is not CallState.RINGING:
@@ -169,7 +205,9 @@ def answer(w: World, call_control_id: str, *, client_state: str | None, webhook_
     if webhook_url_method is not None:
         call.webhook_url_method = webhook_url_method
     _answered(w, call)
-    w.media.append(m.Answer(call.call_control_id))
+    w.media.append(m.Answer(call.call_control_id, headers))
+    if record:
+        yield from links.record_from_answer(w, call, record)
 
 
 def _answered(w: World, call: Call) -> None:
@@ -217,12 +255,16 @@ def remote_answered(w: World, call_control_id: str) -> Steps[None]:
     if call is None or call.state is not CallState.RINGING or call.direction != "outgoing":
         return
     _answered(w, call)
+    if (yield from links.answered(w, call)):
+        return
     if call.conference_config:
         yield from conferences.join_from_dial(w, call, call.conference_config)
     elif call.bridge_on_answer and call.link_to:
         yield from w.load(r.CallById(call.link_to), r.BridgePartner(call.link_to))
         other = w.call(call.link_to)
-        if other is not None and other.is_alive and other.state is not CallState.RINGING:
+        double = (other is not None and other.state is CallState.BRIDGED
+                  and bool((call.plan or {}).get("prevent_double_bridge")))  # fmt: skip
+        if other is not None and other.is_alive and other.state is not CallState.RINGING and not double:
             yield from bridges.pair(w, call, other)
 
 
@@ -258,6 +300,9 @@ def on_timer(w: World, kind: str, call_control_id: str) -> Steps[None]:
         yield from end_leg(w, call, cause="timeout", source="callee", sip_cause="487")
     elif kind == "time_limit":
         yield from end_leg(w, call, cause="time_limit", source=hangup_source_for_local(call))
+    elif kind == "transfer_cancel" and call.state is CallState.RINGING and (call.plan or {}).get("transfer_of"):
+        # the call this leg was ringing for ended (hung up from a bridge, a conference that ended ...)
+        yield from end_leg(w, call, cause="originator_cancel", source="caller", sip_cause="487")
     elif kind in ("first_command", "ring_timeout") and call.state is CallState.RINGING:
         # Nobody took the call: the caller hears 480 Temporarily Unavailable, as the webhook says.
         yield from end_leg(w, call, cause="timeout", source="callee", sip_cause="480", release=False)

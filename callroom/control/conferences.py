@@ -240,6 +240,14 @@ def leg_hung_up(w: World, call: Call) -> Steps[None]:
     yield from _after_leave(w, conf, p, call)
 
 
+def take_out(w: World, call: Call) -> Steps[None]:
+    """``call`` (a participant) leaves to go elsewhere (a transfer of it answered): ``conference.participant.left``
+    (the conference may end), and the leg is parked until it moves on."""
+    yield from leg_hung_up(w, call)
+    call.conference_id = None
+    park(w, call, CallEvent.LEAVE)
+
+
 def _participant_left(w: World, conf: Conference, p: Participant, call: Call) -> None:
     p.status = next_state("participant", PARTICIPANT_TRANSITIONS, p.status, ParticipantEvent.LEAVE)
     p.left_at = w.now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from callroom.control import conferences, queues
+from callroom.control import conferences, links, queues
 from callroom.control.legs import finish, unbridged
 from callroom.control.world import Steps, World
 from callroom.model import reads as r
@@ -19,6 +19,7 @@ def end_leg(w: World, call: Call, *, cause: str, source: str, sip_cause: str = "
     hung up), then ``call.hangup``; ``release``: the media plane is told to end it."""
     if call.state is CallState.ENDED:
         return
+    yield from links.ending(w, call)
     if call.state is CallState.QUEUED:
         yield from queues.leave_on_hangup(w, call)
     elif call.state is CallState.CONFERENCED and call.conference_id:

@@ -71,6 +71,9 @@ def finish(w: World, call: Call, *, cause: str, source: str, sip_cause: str = "u
     )
     if release:
         w.media.append(m.Release(call.call_control_id))
+    ringing_for_it = (call.plan or {}).get("transfer_to")
+    if ringing_for_it:  # its transfer's leg is cancelled at once, by a timer (this layer reads nothing)
+        w.schedule("transfer_cancel", str(ringing_for_it), w.now)
 
 
 def park(w: World, call: Call, event: CallEvent) -> None:

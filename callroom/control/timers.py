@@ -1,18 +1,21 @@
-"""Firing a timer the store kept (dial timeout, call time limit, unanswered call, queue wait, conference
-expiry): claimed by one command, so that it fires once even with several workers."""
+"""Firing a timer the store kept (dial timeout, call time limit, unanswered call, a transfer's leg whose call
+ended, queue wait, conference expiry): claimed by one command, so that it fires once even with several workers."""
 
 from __future__ import annotations
 
 import logging
 
 from callroom.control import calls, conferences, queues
+from callroom.control.legs import CALL_TIMERS as CANCELLED_WITH_THE_CALL
 from callroom.control.world import Steps, World
 from callroom.model import reads as r
 from callroom.model.records import Timer
 
 log = logging.getLogger(__name__)
 
-CALL_TIMERS = ("dial_timeout", "time_limit", "first_command", "ring_timeout")
+# A call's timers: those cancelled when it ends, and "transfer_cancel" (due at once: a transfer's leg whose
+# call ended; left to fire as nothing when the leg ended first, which saves every hangup a statement).
+CALL_TIMERS = (*CANCELLED_WITH_THE_CALL, "transfer_cancel")
 
 
 def fire(w: World, timer: Timer) -> Steps[None]:

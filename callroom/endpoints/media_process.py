@@ -55,6 +55,7 @@ from callroom.model.messages import (
     SipHangup,
     SipMediaTimeout,
     SipQuality,
+    SipReferProgress,
     StatsReply,
     StatsRequest,
     Stop,
@@ -272,7 +273,8 @@ class MediaProcess:
                       | m.RecordingSaved() | m.RecordingFailed() | m.GatherEnded() | m.StreamStarted()
                       | m.StreamEnded() | m.MachineDetection()):
                     self.on_fact(message)
-                case SipAnswered() | SipFailed() | SipQuality() | SipHangup() | SipMediaTimeout():
+                case (SipAnswered() | SipFailed() | SipQuality() | SipHangup() | SipMediaTimeout()
+                      | SipReferProgress()):
                     self.on_sip_fact(message)
                 case IncomingSipCall():
                     self.on_sip_incoming(message)

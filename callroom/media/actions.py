@@ -92,7 +92,7 @@ class ActionRunner:
     def apply(self, op: m.MediaOp) -> bool:
         match op:
             case m.Play():
-                self._play(op, "speak" if op.audio.kind == "tts" else "playback")
+                self._play(op, op.kind or ("speak" if op.audio.kind == "tts" else "playback"))
             case m.StopPlay():
                 for job in self.players.select(op.call_control_ids, op.conference_id, op.which, op.kinds, self.kinds):
                     self._end(job, "cancelled")

@@ -87,6 +87,7 @@ class MediaEngine:
             (-1, -1), [], np.zeros(0, dtype=np.intp))
         self.sources: dict[str, FrameSource] = {}
         self.placements: dict[str, topo.Placement] = {}
+        self.supervisors: dict[str, set[str]] = {}  # a supervised leg -> the legs supervising it
         self.conferences: dict[str, m.ConferenceMix] = {}
         self.group_meshes: dict[str, topo.Mesh] = {}
         self.talkers: dict[str, TalkerDetector[str]] = {}
@@ -197,6 +198,8 @@ class MediaEngine:
             case m.Bridge(a=a, b=b):
                 self._place(a, topo.Bridged(b))
                 self._place(b, topo.Bridged(a))
+            case m.Supervise(call_control_id=cid, target=target, role=role):
+                self._place(cid, topo.Supervising(target, role))
             case m.HoldInQueue(call_control_id=cid, queue_id=qid):
                 self._place(cid, topo.Queued(qid))
             case m.ConferenceMix(conference_id=conf_id) as mix:
@@ -222,6 +225,7 @@ class MediaEngine:
                 old = self.placements.pop(cid, None)
                 if old is not None:
                     self._refresh(topo.group_of(cid, old))
+                    self._refresh_supervisors(cid, old)
             case _:
                 pass  # signalling-only instructions (Ring, Answer) are for the endpoint drivers
 
@@ -232,6 +236,19 @@ class MediaEngine:
             self._refresh(topo.group_of(cid, old))
         if refresh:
             self._refresh(topo.group_of(cid, placement))
+        self._refresh_supervisors(cid, old)
+
+    def _refresh_supervisors(self, cid: str, old: topo.Placement | None) -> None:
+        """The legs supervising ``cid``, or the leg it was or is bridged with, hear (and are heard) anew."""
+        now = self.placements.get(cid)
+        watched = {cid} | {p.other for p in (old, now) if isinstance(p, topo.Bridged)}
+        if isinstance(old, topo.Supervising) and old != now:
+            self.supervisors.get(old.target, set()).discard(cid)
+        if isinstance(now, topo.Supervising):
+            self.supervisors.setdefault(now.target, set()).add(cid)
+        for target in watched:
+            for leg in list(self.supervisors.get(target, ())):
+                self._refresh(f"supervise:{leg}")
 
     def _refresh_leg(self, cid: str) -> None:
         placement = self.placements.get(cid)
@@ -246,6 +263,12 @@ class MediaEngine:
             a, b = key.split("|")
             if self.placements.get(a) == topo.Bridged(b) and self.placements.get(b) == topo.Bridged(a):
                 edges = topo.bridge_edges(a, b, present)
+        elif kind == "supervise":
+            watching = self.placements.get(key)
+            bridged = self.placements.get(watching.target) if isinstance(watching, topo.Supervising) else None
+            if isinstance(watching, topo.Supervising) and bridged is not None:  # (a released call: nothing)
+                partner = bridged.other if isinstance(bridged, topo.Bridged) else None
+                edges = topo.supervisor_edges(key, watching.target, partner, watching.role, present)
         elif kind == "queue-leg":
             if isinstance(self.placements.get(key), topo.Queued):
                 edges = topo.queue_edges(key, present)

@@ -23,7 +23,7 @@ def _legs_of(op: m.MediaOp) -> tuple[str, ...] | None:
     match op:
         case m.Park(call_control_id=cid) | m.Release(call_control_id=cid) | m.Reject(call_control_id=cid):
             return (cid,)
-        case m.HoldInQueue(call_control_id=cid):
+        case m.HoldInQueue(call_control_id=cid) | m.Supervise(call_control_id=cid):
             return (cid,)
         case m.Bridge(a=a, b=b):
             return (a, b)

@@ -44,6 +44,8 @@ class Recorder:
 
     tracks: dict[str, list[Frame]] = field(default_factory=dict)  # per-participant recordings
     frames: int = 0
+    spoke: bool = False  # the far end of a call's recording has spoken (``silence_timeout_secs``)
+    quiet_frames: int = 0  # frames of silence from it since
 
     def __post_init__(self) -> None:
         self.buffer = RecordingBuffer(channels=2 if self.op.channels == "dual" else 1)
@@ -64,6 +66,8 @@ class Recorder:
         if self.op.call_control_id is not None:
             first = inputs.get(self.op.call_control_id)
             second = outputs.get(self.op.call_control_id)
+            if self.op.silence_timeout_secs:
+                self._listen(first)
         else:
             if conference is None:
                 return
@@ -78,6 +82,12 @@ class Recorder:
             self.buffer.append(_or_silence(first), _or_silence(second))
         else:
             self.buffer.append(_or_silence(_sum([f for f in (first, second) if f is not None])))
+
+    def _listen(self, frame: Frame | None) -> None:
+        if frame is not None and is_speech(frame):
+            self.spoke, self.quiet_frames = True, 0
+        elif self.spoke:
+            self.quiet_frames += 1
 
     def _capture_tracks(self, inputs: Mapping[str, Frame | None], conference: ConferenceMix | None) -> None:
         """One channel per participant who is heard; a newcomer's channel starts with the silence before it."""
@@ -98,9 +108,22 @@ class Recorder:
         return cids, [np.concatenate(self.tracks[c]) if self.tracks[c] else _SILENCE for c in cids]
 
     def full(self) -> bool:
+        """Over by itself: its maximum length recorded, or the far end silent for ``silence_timeout_secs``
+        after it spoke."""
+        if self.op.silence_timeout_secs and self.quiet_frames >= self.op.silence_timeout_secs * SAMPLE_RATE // (
+                FRAME_SAMPLES):
+            return True
         limit = self.max_frames
         recorded = self.frames * FRAME_SAMPLES if self.op.per_participant else self.buffer.samples
         return limit is not None and recorded >= limit * FRAME_SAMPLES
+
+
+SPEECH_RMS = 300.0  # a frame louder than this (about -40 dBFS) is the far end speaking, not line noise
+
+
+def is_speech(frame: Frame) -> bool:
+    x = frame.astype(np.float64)
+    return bool(np.sqrt(np.mean(x * x)) > SPEECH_RMS) if len(x) else False
 
 
 def write_recording(op: StartRecording, channels: list[Frame]) -> tuple[str, int, int]:

@@ -16,6 +16,7 @@ from callroom.audio.decode import decode_audio
 from callroom.audio.fetch import MediaFetcher, checked_client
 from callroom.audio.tts import Synthesizer
 from callroom.errors import MediaError
+from callroom.media.tones import ringback
 from callroom.model.media import AudioSpec
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
@@ -47,6 +48,8 @@ class AudioPreparer:
             except OSError as exc:
                 raise MediaError(f"media file {spec.value} unreadable: {exc}") from exc
             return await asyncio.to_thread(decode_audio, data, max_seconds=MAX_PLAY_SECONDS)
+        if spec.kind == "ringback":  # the built-in ringback tone (a caller waiting for a transfer)
+            return ringback()
         if spec.kind == "tts":
             return await asyncio.to_thread(
                 self.synthesizer.synthesize, spec.value, voice=spec.voice or "female", language=spec.language,

@@ -25,6 +25,7 @@ __all__ = [
     "exit_beep",
     "hold_music",
     "pink_noise",
+    "ringback",
     "silence",
     "sine",
 ]
@@ -67,6 +68,16 @@ def sine(freq: float, ms: float, amplitude: float = 8000.0, rate: int = SAMPLE_R
     n = round(rate * ms / 1000)
     x = amplitude * np.sin(2 * np.pi * freq * np.arange(n) / rate + phase)
     return _to_int16(_fade(x, fade_ms, rate) if fade_ms else x)
+
+
+def ringback(amplitude: float = 4000.0, rate: int = SAMPLE_RATE) -> Samples:
+    """One cycle of the North American ringback a caller hears while the far end rings: 440 Hz and
+    480 Hz together for 2 s, then 4 s of silence (played in a loop)."""
+    ms = 2000.0
+    n = round(rate * ms / 1000)
+    t = np.arange(n) / rate
+    x = amplitude / 2 * (np.sin(2 * np.pi * 440.0 * t) + np.sin(2 * np.pi * 480.0 * t))
+    return np.concatenate([_to_int16(_fade(x, 10.0, rate)), silence(4000.0, rate)])
 
 
 def _beep(freqs: Sequence[float], note_ms: float, amplitude: float, rate: int) -> Samples:

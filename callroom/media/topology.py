@@ -1,7 +1,8 @@
 """Who hears whom: turning the control plane's placements of legs into mixer edges. Pure, no I/O.
 
 A leg is in exactly one place at a time: parked (hears nothing, heard by no one), bridged to one other
-leg, waiting in a queue (hears the queue's hold audio), or a member of a conference. Each place yields
+leg, supervising a leg and its bridge, waiting in a queue (hears the queue's hold audio), or a member of
+a conference. Each place yields
 a set of edges ``(src, dst)`` meaning "dst hears src" (a conference's as a ``Mesh``: talkers, listeners
 and the other edges); the engine diffs the edges of the places that changed and queues only the
 difference on the mixer.
@@ -45,6 +46,12 @@ class Bridged:
 
 
 @dataclass(frozen=True, slots=True)
+class Supervising:
+    target: str
+    role: str  # barge | whisper | monitor
+
+
+@dataclass(frozen=True, slots=True)
 class Queued:
     queue_id: str
 
@@ -54,7 +61,7 @@ class Conferenced:
     conference_id: str
 
 
-Placement = Parked | Bridged | Queued | Conferenced
+Placement = Parked | Bridged | Supervising | Queued | Conferenced
 
 
 def group_of(leg: str, placement: Placement) -> str:
@@ -64,6 +71,8 @@ def group_of(leg: str, placement: Placement) -> str:
             return "bridge:" + "|".join(sorted((leg, other)))
         case Queued():
             return f"queue-leg:{leg}"
+        case Supervising():
+            return f"supervise:{leg}"
         case Conferenced(conference_id=cid):
             return f"conference:{cid}"
         case _:
@@ -74,6 +83,20 @@ def bridge_edges(a: str, b: str, present: set[str]) -> set[Edge]:
     if a in present and b in present:
         return {(a, b), (b, a)}
     return set()
+
+
+def supervisor_edges(supervisor: str, target: str, partner: str | None, role: str, present: set[str]) -> set[Edge]:
+    """A supervisor hears ``target`` and its bridge ``partner``; barge: both hear it, whisper: ``target``
+    only, monitor: no one."""
+    if supervisor not in present or target not in present:
+        return set()
+    watched = [target] + ([partner] if partner is not None and partner in present else [])
+    edges = {(leg, supervisor) for leg in watched}
+    if role == "barge":
+        edges |= {(supervisor, leg) for leg in watched}
+    elif role == "whisper":
+        edges.add((supervisor, target))
+    return edges
 
 
 def queue_edges(leg: str, present: set[str]) -> set[Edge]:

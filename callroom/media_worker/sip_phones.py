@@ -42,6 +42,7 @@ from callroom.model.messages import (
     SipHangup,
     SipMediaTimeout,
     SipQuality,
+    SipReferProgress,
     TrunkStatus,
 )
 from callroom.model.trunks import TRUNK_PREFIX, Trunk
@@ -233,11 +234,10 @@ class SipPhones:
 
     def _apply(self, op: m.MediaOp) -> None:
         match op:
-            case m.Ring(call_control_id=cid, endpoint=endpoint, from_=from_) if endpoint.startswith(("sip:",
-                                                                                                      TRUNK_PREFIX)):
-                self._spawn(self._dial(cid, endpoint, from_))
-            case m.Answer(call_control_id=cid) if cid in self.by_cid:
-                self._spawn(self._answer(self.by_cid[cid]))
+            case m.Ring(call_control_id=cid, endpoint=endpoint) if endpoint.startswith(("sip:", TRUNK_PREFIX)):
+                self._spawn(self._dial(cid, endpoint, op))
+            case m.Answer(call_control_id=cid, headers=headers) if cid in self.by_cid:
+                self._spawn(self._answer(self.by_cid[cid], headers))
             case m.Reject(call_control_id=cid, sip_status=status) if cid in self.by_cid:
                 leg = self.by_cid.pop(cid)
                 leg.released = True
@@ -245,20 +245,28 @@ class SipPhones:
                 self._reject(leg.sip_call_id, status)
             case m.Release(call_control_id=cid) if cid in self.by_cid:
                 self._hang_up(self.by_cid[cid])
+            case m.SipRequestInDialog(call_control_id=cid) if cid in self.by_cid and self.transport is not None:
+                try:
+                    self.transport.send_in_dialog(self.by_cid[cid].sip_call_id, op.method, body=op.body.encode(),
+                                                  content_type=op.content_type, extra=op.headers)
+                except (KeyError, CallroomError) as exc:  # the call ended meanwhile
+                    log.info("cannot send %s on %s: %s", op.method, cid, exc)
+                    if op.method == "REFER":
+                        self.report(SipReferProgress(cid, "failed", 481))
             case _:
                 pass
 
-    async def _dial(self, cid: str, endpoint: str, from_: str) -> None:
+    async def _dial(self, cid: str, endpoint: str, ring: m.Ring) -> None:
         assert self.transport is not None
         if endpoint.startswith(TRUNK_PREFIX):
             await self.trunks.ready()  # a trunk added just before the call: its address looked up
             try:
-                trunk_invite = self.trunks.book.invite(endpoint, from_, self.media_ip)
+                trunk_invite = self.trunks.book.invite(endpoint, ring.from_, self.media_ip)
             except (LookupError, ValueError) as exc:
                 log.warning("cannot dial %s: %s", endpoint, exc)
                 self.report(SipFailed(cid, 503))
                 return
-            await self._dial_trunk(cid, trunk_invite)
+            await self._dial_trunk(cid, trunk_invite, ring.headers)
             return
         try:
             target = SipUri.parse(endpoint)
@@ -280,15 +288,21 @@ class SipPhones:
                                    else 503))
             return
         offer = make_offer(self.media_ip, rtp.local_port)
-        user = from_.lstrip("+") or "callroom"
-        from_uri = SipUri(self.media_ip, user=user, port=self.port)
-        sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr)
+        headers, display_name = ring.headers, ring.display_name
+        if ring.anonymous:  # RFC 3323: nothing in From tells who calls
+            from_uri = SipUri("anonymous.invalid", user="anonymous")
+            headers, display_name = (*headers, ("Privacy", "id")), "Anonymous"
+        else:
+            from_uri = SipUri(self.media_ip, user=ring.from_.lstrip("+") or "callroom", port=self.port)
+        sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr, extra_headers=headers,
+                                            credentials=ring.credentials, display_name=display_name)
         leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg
 
-    async def _dial_trunk(self, cid: str, how: TrunkInvite) -> None:
-        """A call to a number through a trunk: its Request-URI, caller ID, codecs and credentials."""
+    async def _dial_trunk(self, cid: str, how: TrunkInvite, extra_headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """A call to a number through a trunk: its Request-URI, caller ID, codecs and credentials (and the
+        application's own headers, after the trunk's)."""
         assert self.transport is not None
         try:
             await self.trunks.connect(how.trunk, how.addr)
@@ -299,12 +313,12 @@ class SipPhones:
             return
         offer = make_offer(self.media_ip, rtp.local_port, codecs=how.trunk.codecs)
         sip_call_id = self.transport.invite(how.to, how.from_, offer, addr=how.addr, credentials=how.credentials,
-                                           headers=how.headers)
+                                           headers=how.headers, extra_headers=extra_headers)
         leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg
 
-    async def _answer(self, leg: SipLeg) -> None:
+    async def _answer(self, leg: SipLeg, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """The application answered: RTP ports, the SDP answer (or, to a delayed offer, our offer) in a 200.
         Any failure on the way answers the INVITE with an error instead and ends the call."""
         assert self.transport is not None and leg.call_control_id is not None
@@ -332,7 +346,7 @@ class SipPhones:
             rtp.close()
             return
         leg.rtp = rtp
-        self.transport.answer(leg.sip_call_id, sdp)
+        self.transport.answer(leg.sip_call_id, sdp, headers)
         self.engine.add_leg(cid, rtp)
 
     def _not_answered(self, leg: SipLeg, rtp: RtpLeg | None, status: int, why: Exception) -> None:
@@ -409,7 +423,7 @@ class SipPhones:
         match ev:
             case sip_events.IncomingCall(call_id=call_id, from_=from_, to=to, request_uri=uri, sdp_offer=offer,
                                          source_addr=source):
-                self._incoming(call_id, from_, to, uri, offer, source)
+                self._incoming(call_id, from_, to, uri, offer, source, ev.custom_headers)
             case sip_events.CallAnswered(call_id=call_id, sdp_answer=answer):
                 leg = self.by_sip.get(call_id)
                 if leg is None or leg.call_control_id is None or leg.rtp is None or leg.offer is None:
@@ -430,6 +444,10 @@ class SipPhones:
                         self.report(SipFailed(leg.call_control_id, status))
             case sip_events.CallEnded(call_id=call_id) | sip_events.CallCancelled(call_id=call_id):
                 self._ended(call_id, "487" if isinstance(ev, sip_events.CallCancelled) else "200")
+            case sip_events.ReferProgress(call_id=call_id, phase=phase, status=status):
+                leg = self.by_sip.get(call_id)
+                if leg is not None and leg.call_control_id is not None:
+                    self.report(SipReferProgress(leg.call_control_id, phase, status))
             case sip_events.ReInviteReceived(call_id=call_id, new_sdp=sdp):
                 self._spawn(self._reinvite(call_id, sdp))
             case RegistrationChanged(key=trunk_id, state=state, status=status, expires_at=at, reason=reason):
@@ -439,14 +457,14 @@ class SipPhones:
             case _:
                 pass
 
-    def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri,
-                  offer: SessionDescription | None, source: tuple[str, int]) -> None:  # fmt: skip
+    def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri, offer: SessionDescription | None,
+                  source: tuple[str, int], headers: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
         """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, a media
         address of the other family, or a host name that does not resolve), so the application never sees a
         call it could not take; otherwise handed to the control plane to route (by number when it came from
         a trunk)."""
         incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to),
-                                   self.trunks.book.trunks_at(source[0]), self._allowed.admits(source[0]))
+                                   self.trunks.book.trunks_at(source[0]), self._allowed.admits(source[0]), headers)
         if offer is not None:
             try:
                 agreed = negotiate_answer(offer, self.media_ip, 0)

@@ -8,7 +8,7 @@ reports far-end facts back through the ``Control.remote_*`` entry points.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -21,13 +21,19 @@ class Ring:
     from_: str
     to: str
     timeout_secs: int
+    headers: tuple[tuple[str, str], ...] = ()  # put on a SIP INVITE (custom_headers, sip_headers)
+    # (user, password) answering a SIP digest challenge to the INVITE (sip_auth_username/password)
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+    display_name: str | None = None  # the SIP From's display name (from_display_name)
+    anonymous: bool = False  # privacy: id: an anonymous From and Privacy: id (RFC 3323)
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """Answer an incoming leg that is ringing."""
+    """Answer an incoming leg that is ringing (a SIP leg's 200 with ``headers``: custom_headers, sip_headers)."""
 
     call_control_id: str
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,27 @@ class Bridge:
 
     a: str
     b: str
+
+
+@dataclass(frozen=True, slots=True)
+class Supervise:
+    """The leg supervises ``target`` and its bridge: it hears both sides; ``role`` says who hears it (barge:
+    both, whisper: ``target`` only, monitor: no one)."""
+
+    call_control_id: str
+    target: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class SipRequestInDialog:
+    """Send an INFO (``send_sip_info``) or a REFER (``refer``: ``headers`` has its Refer-To) on a SIP leg."""
+
+    call_control_id: str
+    method: str  # INFO | REFER
+    content_type: str | None = None
+    body: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +142,7 @@ class ConferenceClosed:
 class AudioSpec:
     """Audio to play: a URL (WAV/MP3), an uploaded media file, or text to speak."""
 
-    kind: str  # url | file | tts
+    kind: str  # url | file | tts | ringback (the built-in ringback tone; value unused)
     value: str  # the URL, the file's path, or the text
     voice: str | None = None
     language: str | None = None
@@ -135,6 +162,7 @@ class Play:
     conference_id: str | None = None
     loop: int | None = 1  # None: until stopped
     overlay: bool = False
+    kind: str | None = None  # what StopPlay's ``kinds`` calls it: speak or playback by its audio, unless given
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +186,8 @@ class StartRecording:
     creator_call_control_id: str | None = None
     trim_silence: bool = False
     max_length_secs: int = 0
+    # A call's recording ends after this many seconds of silence from the far end, once it has spoken (0: never)
+    silence_timeout_secs: int = 0
     play_beep: bool = False
     per_participant: bool = False  # a conference recorded with one channel per participant (WAV)
 
@@ -274,9 +304,9 @@ class DetectMachine:
 
 
 MediaOp = (
-    Ring | Answer | Reject | Release | Park | Bridge | HoldInQueue | ConferenceMix | MemberFlags | ConferenceClosed
-    | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather | SendDtmf
-    | StartStream | StopStream | StartFork | StopFork | DetectMachine
+    Ring | Answer | Reject | Release | Park | Bridge | Supervise | SipRequestInDialog | HoldInQueue | ConferenceMix
+    | MemberFlags | ConferenceClosed | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather
+    | SendDtmf | StartStream | StopStream | StartFork | StopFork | DetectMachine
 )
 
 

@@ -5,7 +5,8 @@ nodes over a bus later. One frozen dataclass per message; ``codec.py`` turns the
                      AcceptSipCall, RefuseSipCall, UseRelay, RelayPeer, SetTrunks, the requests (HeardRequest,
                      QualityRequest, StatsRequest, OpenRelay), Stop
     media -> API     Ready, RelayPorts, the MediaFacts of ``media.py`` as they are, IncomingSipCall, the SIP
-                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout), TrunkStatus, MediaFigures
+                     facts (SipAnswered, SipFailed, SipQuality, SipHangup, SipMediaTimeout,
+                     SipReferProgress), TrunkStatus, MediaFigures
                      (unasked, twice a second), and one reply per request (HeardReply, QualityReply, StatsReply,
                      RelayOpened, or RequestFailed)
 
@@ -216,6 +217,7 @@ class IncomingSipCall:
     # Its source is in the networks allowed to call in (--sip-allow): when no trunk's number matches, it is
     # routed as a phone's call (by user), as without trunks.
     phone: bool = True
+    headers: tuple[tuple[str, str], ...] = ()  # the INVITE's X- headers and User-to-User
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +225,16 @@ class SipAnswered:
     """The far end answered a call we placed."""
 
     call_control_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SipReferProgress:
+    """How a REFER we sent on a leg fares: ``accepted`` (its 2xx), ``notified`` (a NOTIFY's sipfrag status),
+    ``failed`` (its own final status, or 408 unanswered)."""
+
+    call_control_id: str
+    phase: str
+    status: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +295,7 @@ class TrunkStatus:
     detail: str = ""
 
 
-SipFact: TypeAlias = SipAnswered | SipFailed | SipQuality | SipHangup | SipMediaTimeout
+SipFact: TypeAlias = SipAnswered | SipFailed | SipQuality | SipHangup | SipMediaTimeout | SipReferProgress
 
 
 @dataclass(frozen=True, slots=True)

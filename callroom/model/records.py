@@ -109,6 +109,11 @@ class Call:
     conference_config: dict[str, Any] | None = None
     link_to: str | None = None
     bridge_on_answer: bool = False
+    # What the leg does once it answers and the legs it is tied to (``control/links.py``): ``transfer_of``
+    # (a transfer's new leg: the call it is for), ``transfer_to`` (a call being transferred: the leg ringing
+    # for it), ``ring_group`` (the other legs of a dial to several destinations), ``audio``, ``digits``,
+    # ``record``.
+    plan: dict[str, Any] | None = None
 
     @property
     def is_alive(self) -> bool:

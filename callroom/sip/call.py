@@ -93,6 +93,7 @@ class IncomingCall:
     request_uri: SipUri
     sdp_offer: SessionDescription | None
     source_addr: Addr
+    custom_headers: tuple[tuple[str, str], ...] = ()  # the INVITE's X- headers and User-to-User, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +173,19 @@ class OptionsPing:
     request_uri: SipUri
 
 
+@dataclass(frozen=True, slots=True)
+class ReferProgress:
+    """How our REFER fares: ``accepted`` (a 2xx to it), then the NOTIFYs' sipfrag status (``notified``: 100
+    while the transfer target is tried, its final status at the end), or ``failed`` with the REFER's own
+    final status (or 408 when it went unanswered)."""
+
+    call_id: str
+    phase: str  # accepted | notified | failed
+    status: int
+
+
 # What the endpoint reports: its calls' events, and (not a call's) a registration's change.
 CallEvent = (
     IncomingCall | CallRinging | CallAnswered | CallConfirmed | CallFailed | CallEnded | CallCancelled
-    | ReInviteReceived | ReInviteAnswered | ReInviteFailed | OptionsPing | RegistrationChanged
+    | ReInviteReceived | ReInviteAnswered | ReInviteFailed | OptionsPing | RegistrationChanged | ReferProgress
 )  # fmt: skip

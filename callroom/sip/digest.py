@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from callroom.errors import SipParseError
 from callroom.sip.fields import SipUri
+from callroom.sip.message import Headers, SipRequest, SipResponse
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))\s*,?')
 _NC = re.compile(r"[0-9a-fA-F]{8}")
@@ -213,6 +214,50 @@ class DigestAuth:
         if now - nonce.issued > self.nonce_ttl or not self.counts.admit(nonce, count, now):
             return DigestVerdict(False, stale=True, username=username)
         return DigestVerdict(True, username=username)
+
+
+def answer_challenge_text(challenge: str, username: str, password: str, method: str, uri: str,
+                          cnonce: str) -> str | None:
+    """The Authorization (or Proxy-Authorization) value answering a server's ``WWW-Authenticate`` (or
+    ``Proxy-Authenticate``) ``challenge`` for one request: MD5, with qop=auth when the server offers it,
+    without qop when it offers none; None for a challenge this cannot answer (another algorithm, or a qop
+    that is not auth)."""
+    params = parse_authorization(challenge)
+    if params is None or "nonce" not in params or params.get("algorithm", "MD5").upper() != "MD5":
+        return None
+    realm, nonce = params.get("realm", ""), params["nonce"]
+    qops = [q.strip() for q in params["qop"].split(",")] if "qop" in params else []
+    if qops and "auth" not in qops:
+        return None
+    opaque = f', opaque="{params["opaque"]}"' if "opaque" in params else ""
+    if qops:
+        return client_response(username, password, realm, nonce, method, uri, cnonce=cnonce) + opaque
+    ha1 = _md5(f"{username}:{realm}:{password}")
+    response = _md5(f"{ha1}:{nonce}:{_md5(f'{method}:{uri}')}")
+    return (f'Digest username="{username}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+            f'response="{response}", algorithm=MD5{opaque}')
+
+
+def authorized_again(request: SipRequest, challenged: SipResponse, credentials: tuple[str, str], via: str, *,
+                     cnonce: str) -> SipRequest | None:
+    """``request`` as it goes again after ``challenged`` (its 401 or 407): a new top Via (``via``: a new
+    transaction), the next CSeq, and the answer in Authorization or Proxy-Authorization; None when the
+    challenge cannot be answered."""
+    asked = "WWW-Authenticate" if challenged.status == 401 else "Proxy-Authenticate"
+    challenge = challenged.headers.get(asked)
+    answer = (answer_challenge_text(challenge, *credentials, request.method, str(request.uri), cnonce=cnonce)
+              if challenge else None)  # fmt: skip
+    if answer is None:
+        return None
+    headers = Headers()
+    for name, value in request.headers:
+        if name == "Via":
+            value = via
+        elif name == "CSeq":
+            value = f"{request.cseq.seq + 1} {request.method}"
+        headers.add(name, value)
+    headers.add("Authorization" if challenged.status == 401 else "Proxy-Authorization", answer)
+    return SipRequest(request.method, request.uri, headers, request.body)
 
 
 def client_response(username: str, password: str, realm: str, nonce: str, method: str, uri: str,

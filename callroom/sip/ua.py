@@ -39,6 +39,7 @@ from callroom.sip.call import (
     CallState,
     IncomingCall,
     OptionsPing,
+    ReferProgress,
     ReInviteAnswered,
     ReInviteFailed,
     ReInviteReceived,
@@ -98,6 +99,7 @@ class SipEndpoint:
         self._registering: dict[str, str] = {}  # REGISTER transaction id -> registration key
         self._rng = rng or random.SystemRandom()
         self._events: deque[CallEvent] = deque()
+        self._sent: dict[str, str] = {}  # our in-dialog INFO and REFER transactions -> their method
 
     # ---- sans-I/O surface ----------------------------------------------------------------------
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
@@ -150,10 +152,12 @@ class SipEndpoint:
     # ---- commands ------------------------------------------------------------------------------
     def invite(self, to_uri: SipUri | str, from_uri: SipUri | str, sdp: SessionDescription | None, now: float,
                *, addr: Addr | None = None, display_name: str | None = None,
-               credentials: tuple[str, str] | None = None, headers: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
+               credentials: tuple[str, str] | None = None, headers: Sequence[tuple[str, str]] = (),
+               extra_headers: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
         """Place a call; returns its Call-ID. ``addr`` overrides where the INVITE goes (else the URI host).
         ``credentials`` (username, password) answer a 401/407 digest challenge to it (the INVITE is sent again,
-        CSeq one higher, at most ``MAX_AUTH_TRIES`` times); ``headers`` are added (P-Asserted-Identity ...)."""
+        CSeq one higher, at most ``MAX_AUTH_TRIES`` times); ``headers`` are added (P-Asserted-Identity ...),
+        then ``extra_headers``, the application's own (X- headers, User-to-User)."""
         to = SipUri.parse(to_uri) if isinstance(to_uri, str) else to_uri
         frm = SipUri.parse(from_uri) if isinstance(from_uri, str) else from_uri
         call_id = f"{self._token()}@{self.local_addr[0]}"
@@ -169,7 +173,7 @@ class SipEndpoint:
         message.add("Contact", f"<{self._contact(peer)}>")
         message.add("Allow", ALLOW)
         message.add("User-Agent", self.user_agent)
-        for name, value in headers:
+        for name, value in (*headers, *extra_headers):
             message.add(name, value)
         body = b""
         if sdp is not None:
@@ -186,8 +190,10 @@ class SipEndpoint:
         call.fire(CallInput.RING)
         self._respond_invite(call, 180, now, sdp)
 
-    def answer(self, call_id: str, sdp: SessionDescription | None, now: float) -> None:
-        """Answer an incoming call, or the peer's pending re-INVITE, with 200 and ``sdp``."""
+    def answer(self, call_id: str, sdp: SessionDescription | None, now: float,
+               extra_headers: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        """Answer an incoming call, or the peer's pending re-INVITE, with 200 and ``sdp`` (an incoming call's
+        200 with ``extra_headers``: the application's own)."""
         call = self._call(call_id)
         if call.reinvite_tx is not None and call.reinvite_request is not None:
             resp = self._response(call.reinvite_request, 200, call, sdp)
@@ -201,7 +207,7 @@ class SipEndpoint:
             raise IllegalTransition("call", call.state, "answer")
         call.fire(CallInput.ANSWER)
         call.local_sdp = sdp
-        resp = self._respond_invite(call, 200, now, sdp)
+        resp = self._respond_invite(call, 200, now, sdp, headers=extra_headers)
         assert call.dialog is not None
         call.dialog.fire(DialogInput.CONFIRM)
         call.retransmit = Retransmit2xx.start(resp, self._peer_of(call.invite), now)
@@ -236,6 +242,15 @@ class SipEndpoint:
             self.transactions.send_request(make_cancel(call.invite), call.peer, now)
         else:
             call.cancel_pending = True
+
+    def send_in_dialog(self, call_id: str, method: str, now: float, *, body: bytes = b"",
+                       content_type: str | None = None, extra: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        """An INFO or a REFER on an established call; a REFER's fate comes back as ``ReferProgress``."""
+        call = self._call(call_id)
+        if call.dialog is None or call.state is not CallState.ESTABLISHED:
+            raise IllegalTransition("call", call.state, f"send {method}")
+        req = call.dialog.create_request(method, self._via(), body, content_type, extra)
+        self._sent[self.transactions.send_request(req, self._hop(call), now)] = method
 
     def reinvite(self, call_id: str, sdp: SessionDescription, now: float) -> None:
         """Send a re-INVITE with a new offer (hold: ``a=sendonly``; unhold: ``a=sendrecv``)."""
@@ -334,6 +349,13 @@ class SipEndpoint:
             extra = (("Allow", ALLOW), ("Accept", "application/sdp"))
             self._send(tx, response_to(req, 200, "OK", self._token(), extra=extra), now)
             self._events.append(OptionsPing(ev.source, req.uri))
+        elif req.method in ("NOTIFY", "INFO") and call is not None and call.dialog is not None and (
+                self._in_dialog(call, req)):
+            ok = call.dialog.receive_request(req)
+            self._send(tx, response_to(req, 200 if ok else 500, "OK" if ok else "CSeq out of order"), now)
+            status = sipfrag_status(req.body) if ok and req.method == "NOTIFY" else None
+            if status is not None and (req.headers.get("Event") or "").split(";")[0].strip().lower() == "refer":
+                self._events.append(ReferProgress(call.call_id, "notified", status))
         elif req.method in ("INVITE", "BYE"):
             if call is None or call.dialog is None or not self._in_dialog(call, req):
                 self._send(tx, response_to(req, 481, reason_phrase(481)), now)
@@ -365,7 +387,8 @@ class SipEndpoint:
         call = Call(req.call_id, True, req, tx, source, self._token(), CallState.OFFERED)
         call.dialog = Dialog.from_uas(req, call.local_tag, self._contact(source))
         self.calls[req.call_id] = call
-        self._events.append(IncomingCall(req.call_id, req.from_, req.to, req.uri, sdp, source))
+        self._events.append(IncomingCall(req.call_id, req.from_, req.to, req.uri, sdp, source,
+                                         custom_headers(req.headers)))
 
     def _on_reinvite(self, call: Call, req: SipRequest, tx: str, now: float) -> None:
         if call.reinvite_tx is not None or call.state is not CallState.ESTABLISHED:
@@ -423,6 +446,13 @@ class SipEndpoint:
             return
         call = self.calls.get(resp.call_id)
         if call is None:
+            return
+        method = self._sent.get(ev.transaction_id or "") if resp.status >= 200 else None
+        if method is not None:
+            del self._sent[ev.transaction_id or ""]
+            if method == "REFER":
+                phase = "accepted" if resp.status < 300 else "failed"
+                self._events.append(ReferProgress(call.call_id, phase, resp.status))
             return
         if ev.transaction_id is None:  # a retransmitted 2xx: the ACK got lost
             if call.last_ack is not None and call.dialog is not None:
@@ -524,6 +554,9 @@ class SipEndpoint:
             return
         call = self.calls.get(ev.request.call_id)
         if call is None:
+            return
+        if self._sent.pop(ev.transaction_id, None) == "REFER":
+            self._events.append(ReferProgress(call.call_id, "failed", 408))
             return
         if ev.transaction_id == call.invite_tx and not call.incoming:
             call.fire(CallInput.FAIL)
@@ -650,6 +683,20 @@ class SipEndpoint:
         for extra_via in req.headers.get_all("Via")[1:]:
             resp.headers.add("Via", extra_via)
         self.transactions.send_stateless(resp, via.response_addr())
+
+
+def custom_headers(headers: Headers) -> tuple[tuple[str, str], ...]:
+    """The headers of a request that are an application's own: ``X-`` headers and User-to-User."""
+    return tuple((name, value) for name, value in headers
+                 if name.lower().startswith("x-") or name.lower() == "user-to-user")
+
+
+def sipfrag_status(body: bytes) -> int | None:
+    """The status of a ``message/sipfrag`` body's status line (``SIP/2.0 200 OK``), or None."""
+    first = body.split(b"\n", 1)[0].strip().split()
+    if len(first) >= 2 and first[0].upper() == b"SIP/2.0" and first[1].isdigit() and len(first[1]) == 3:
+        return int(first[1])
+    return None
 
 
 def _sdp_of(msg: SipRequest | SipResponse) -> SessionDescription | None:

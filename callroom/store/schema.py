@@ -114,6 +114,7 @@ calls = Table(
     Column("conference_config", JSON, nullable=True),
     Column("link_to", ID, nullable=True),
     Column("bridge_on_answer", Boolean, nullable=False),
+    Column("plan", JSON, nullable=True),
 )
 
 conferences = Table(

@@ -42,6 +42,13 @@ def test_dialled_numbers_ring_the_far_ends_of_the_plan(tmp_path: Path, receiver:
             raise AssertionError("an unplanned number was dialled")
         except telnyx.UnprocessableEntityError as exc:
             assert exc.body["errors"][0]["code"] == "90108"  # type: ignore[index]
+        # a transfer rings a number of the plan as a dial does, and keeps the number as the new leg's to
+        client.calls.actions.transfer(desk.data.call_control_id, to="+15550000100")
+        leg = tenant.event("call.initiated", None, to="+15550000100", state="bridging",
+                           direction="outgoing", call_session_id=desk.data.call_session_id)
+        tenant.event("call.bridged", leg.payload["call_control_id"])
+        phones = {p["call_control_id"]: p for p in tenant.virtual_phones()}
+        assert phones[leg.payload["call_control_id"]]["name"] == "agent1"
 
 
 def test_a_plan_the_node_cannot_follow_stops_it_at_once(tmp_path: Path) -> None:

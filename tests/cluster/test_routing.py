@@ -70,7 +70,8 @@ def test_every_instruction_has_a_route() -> None:
     """A new kind of instruction must be given a place in ``route`` (it would be dropped otherwise)."""
     samples: list[m.MediaOp] = [
         m.Ring("a", "virtual:x", "+1", "+2", 30), m.Answer("a"), m.Reject("a", 486), m.Release("a"), m.Park("a"),
-        m.Bridge("a", "b"), m.HoldInQueue("a", "q"), m.ConferenceMix("conf", ()), m.ConferenceClosed("conf"),
+        m.Bridge("a", "b"), m.Supervise("s", "a", "whisper"), m.SipRequestInDialog("a", "INFO", "text/plain", "hi"),
+        m.HoldInQueue("a", "q"), m.ConferenceMix("conf", ()), m.ConferenceClosed("conf"),
         m.MemberFlags("conf", ("a",), muted=True),
         m.Play("j", TONE, ("a",)), m.StopPlay(("a",)), m.StartRecording("j", "/r", "wav", "single", "a"),
         m.ControlRecording("j", "stop"), m.Gather("j", "a"), m.StopGather("a"), m.SendDtmf(("a",), "1"),

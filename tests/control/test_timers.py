@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from callroom.control import calls, conferences, queues
+from callroom.control import bridges, calls, conferences, queues, transfer
 from callroom.control.service import Control
 from callroom.model.media import MediaOp
 from callroom.model.records import Account, Application, Call
+from callroom.model.states import CallState
 from callroom.store.engine import Store
 from callroom.store.outbox import pending
 
@@ -133,3 +134,16 @@ def test_illegal_transition_is_refused_by_the_table(world: World) -> None:
     world.run(lambda w: calls.remote_answered(w, cid))  # already answered: ignored, not an error
     with pytest.raises(Exception, match="Only a ringing incoming call can be answered"):
         world.run(lambda w: calls.answer(w, cid, client_state=None, webhook_url=None, webhook_url_method=None))
+
+
+def test_a_transfer_ringing_for_a_call_hung_up_from_its_bridge_is_cancelled(world: World) -> None:
+    caller, partner = world.answered_call(), world.answered_call()
+    world.run(lambda ctx: bridges.bridge(ctx, caller, partner, client_state=None, park_after_unbridge=None,
+                                         hold_after_unbridge=None, prevent_double_bridge=False))
+    leg = world.run(lambda ctx: transfer.transfer(ctx, caller, transfer.TransferRequest(to="virtual:agent")))
+    world.run(lambda ctx: calls.remote_hangup(ctx, partner))  # the caller, not asked to stay, is hung up too
+    assert world.call(caller).state is CallState.ENDED
+    assert world.call(leg.call_control_id).state is CallState.RINGING
+    world.advance(0)
+    ended = world.call(leg.call_control_id)
+    assert (ended.state, ended.hangup_cause, ended.sip_hangup_cause) == (CallState.ENDED, "originator_cancel", "487")

@@ -107,3 +107,22 @@ def test_a_flag_change_holds_nobody_but_those_it_names_and_keeps_a_waiting_confe
     assert [(mb.on_hold, mb.hold_audio) for mb in held.members] == [(False, "url:a"), (True, "file:/m/x.wav")]
     kept = topo.with_flags(held, m.MemberFlags("c1", ("b",), on_hold=True))
     assert kept.members[1].hold_audio == "file:/m/x.wav"
+
+
+def test_a_supervisor_follows_the_bridge_it_supervises() -> None:
+    engine = MediaEngine()
+    for cid in ("agent", "caller", "other", "sup"):
+        engine.add_leg(cid, VirtualAudioLeg())
+    engine.apply([m.Bridge("agent", "caller"), m.Supervise("sup", "agent", "whisper")])
+    assert edges(engine) == {("agent", "caller"), ("caller", "agent"), ("agent", "sup"), ("caller", "sup"),
+                             ("sup", "agent")}
+    engine.apply([m.Supervise("sup", "agent", "barge")])
+    assert ("sup", "caller") in edges(engine)
+    engine.apply([m.Supervise("sup", "agent", "monitor")])
+    assert {e for e in edges(engine) if e[0] == "sup"} == set()
+    engine.apply([m.Bridge("agent", "other"), m.Park("caller")])  # the agent takes another call
+    assert edges(engine) == {("agent", "other"), ("other", "agent"), ("agent", "sup"), ("other", "sup")}
+    engine.apply([m.Release("agent")])
+    assert edges(engine) == set()
+    assert topo.supervisor_edges("sup", "agent", None, "barge", {"sup", "agent"}) == {("agent", "sup"),
+                                                                                      ("sup", "agent")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 _HEAD = """{method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -101,3 +103,98 @@ Content-Length: 0
   <recv request="ACK" />
 </scenario>
 """
+
+
+def _reply(status: str, *, sdp: bool = False, extra: str = "") -> str:
+    """One ``<send>`` of a response to the last request (with a PCMU answer: ``sdp``)."""
+    head = (f"SIP/2.0 {status}\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag01[call_number]\n"
+            "[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\n{extra}")
+    head = head.replace("{extra}", extra)
+    if sdp:
+        body = _PCMU.format(version=2353687637, extra="")
+        text = head + f"Content-Type: application/sdp\nContent-Length: [len]\n\n{body}"
+    else:
+        text = head + "Content-Length: 0\n\n"
+    attr = ' retrans="500"' if status.startswith("200") and sdp else ""
+    return f"  <send{attr}><![CDATA[\n{text}]]></send>\n"
+
+
+def answering_uas(name: str, *, checks: dict[str, str], challenge: tuple[str, str] | None = None) -> str:
+    """A UAS that answers one call and waits for its BYE, after checking headers of the INVITE (``checks``:
+    header -> a regexp its value must match) and, with ``challenge`` (user, password), a digest challenge
+    answered with those credentials."""
+    steps = []
+    if challenge is not None:
+        steps += ['  <recv request="INVITE"/>\n',
+                  _reply("401 Unauthorized", extra='WWW-Authenticate: Digest realm="sipp.test", nonce="4a8b7c"\n'),
+                  '  <recv request="ACK"/>\n',
+                  '  <recv request="INVITE" check_it="true">\n    <action>\n'
+                  f'      <verifyauth assign_to="authvalid" username="{challenge[0]}" password="{challenge[1]}"/>\n'
+                  '    </action>\n  </recv>\n',
+                  '  <nop test="authvalid" next="good"/>\n  <nop><action><exec int_cmd="stop_now"/></action></nop>\n'
+                  '  <label id="good"/>\n']
+    else:
+        action = "".join(f'      <ereg regexp="{escape(rx)}" search_in="hdr" header="{hdr}:" check_it="true" '
+                         f'assign_to="h{i}"/>\n' for i, (hdr, rx) in enumerate(checks.items()))
+        steps.append(f'  <recv request="INVITE">\n    <action>\n{action}    </action>\n  </recv>\n')
+        if checks:
+            steps.append(f'  <Reference variables="{",".join(f"h{i}" for i in range(len(checks)))}"/>\n')
+    steps += [_reply("180 Ringing"), _reply("200 OK", sdp=True), '  <recv request="ACK"/>\n',
+              '  <recv request="BYE"/>\n', _reply("200 OK")]
+    return scenario(name, *steps)
+
+
+def headers_uac(headers: str) -> str:
+    """A UAC that calls in with ``headers`` (lines) on its INVITE, is answered, and hangs up."""
+    invite = request("INVITE", 1, in_dialog=False, sdp_extra="").replace("Max-Forwards: 70\n",
+                                                                          f"Max-Forwards: 70\n{headers}")
+    return scenario("INVITE with headers", invite, expect_answer(), ack(1), pause(500), bye(2))
+
+
+_ANSWER = ['  <recv request="INVITE"/>\n', _reply("180 Ringing"), _reply("200 OK", sdp=True),
+           '  <recv request="ACK"/>\n']
+_HANG_UP = ['  <recv request="BYE"/>\n', _reply("200 OK")]
+
+
+def info_uas(content_type: str, body: str) -> str:
+    """A UAS that answers, then checks an INFO (its Content-Type, a regexp of its body) and waits for BYE."""
+    check = (f'      <ereg regexp="{content_type}" search_in="hdr" header="Content-Type:" check_it="true" '
+             'assign_to="ct"/>\n'
+             f'      <ereg regexp="{body}" search_in="body" check_it="true" assign_to="b"/>\n')
+    return scenario("INFO", *_ANSWER, f'  <recv request="INFO">\n    <action>\n{check}    </action>\n  </recv>\n',
+                    '  <Reference variables="ct,b"/>\n', _reply("200 OK"), *_HANG_UP)
+
+
+def _notify(cseq: int, sipfrag: str, state: str) -> str:
+    text = ("NOTIFY [$contact] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+            "From:[$me]\nTo:[$node]\nCall-ID: [call_id]\n"
+            f"CSeq: {cseq} NOTIFY\nContact: <sip:[local_ip]:[local_port]>\nMax-Forwards: 70\nEvent: refer\n"
+            f"Subscription-State: {state}\nContent-Type: message/sipfrag\nContent-Length: [len]\n\n{sipfrag}\n")
+    return f'  <send retrans="500"><![CDATA[\n{text}]]></send>\n  <recv response="200"/>\n'
+
+
+def refer_uas(refer_to: str, outcome: str) -> str:
+    """A UAS that answers, accepts a REFER whose Refer-To matches ``refer_to`` (a regexp), reports the
+    transfer in two NOTIFYs (100 Trying, then ``outcome``, a status line) and waits for BYE."""
+    action = ('    <action>\n'
+              f'      <ereg regexp="{escape(refer_to)}" search_in="hdr" header="Refer-To:" check_it="true" '
+              'assign_to="rt"/>\n'
+              '      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="node"/>\n'
+              '      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="me"/>\n'
+              '      <ereg regexp="&lt;(sip:[^&gt;]*)&gt;" search_in="hdr" header="Contact:" assign_to="c,contact"/>\n'
+              '    </action>\n')
+    return scenario("REFER", *_ANSWER, f'  <recv request="REFER">\n{action}  </recv>\n',
+                    '  <Reference variables="rt,c"/>\n', _reply("202 Accepted"),
+                    _notify(1, "SIP/2.0 100 Trying", "active;expires=60"),
+                    _notify(2, outcome, "terminated;reason=noresource"), *_HANG_UP)
+
+
+def headers_uac_checking_200(checks: dict[str, str]) -> str:
+    """A UAC that calls in, checks headers of the 200 (header -> a regexp of its value), and hangs up."""
+    action = "".join(f'      <ereg regexp="{escape(rx)}" search_in="hdr" header="{hdr}:" check_it="true" '
+                     f'assign_to="h{i}"/>\n' for i, (hdr, rx) in enumerate(checks.items()))
+    answer = ('  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+              f'  <recv response="200">\n    <action>\n{action}    </action>\n  </recv>\n'
+              f'  <Reference variables="{",".join(f"h{i}" for i in range(len(checks)))}"/>\n')
+    return scenario("INVITE, headers on the 200", request("INVITE", 1, in_dialog=False, sdp_extra=""), answer,
+                    ack(1), pause(300), bye(2))

@@ -8,8 +8,14 @@ import hashlib
 
 from callroom.media_worker.sip_phones import DigestGate
 from callroom.sip.call import IncomingCall
-from callroom.sip.digest import DigestAuth, client_response, parse_authorization
-from callroom.sip.message import SipRequest
+from callroom.sip.digest import (
+    DigestAuth,
+    answer_challenge_text,
+    authorized_again,
+    client_response,
+    parse_authorization,
+)
+from callroom.sip.message import SipRequest, SipResponse
 
 PHONE = "192.0.2.10"
 OTHER = "198.51.100.7"
@@ -195,3 +201,44 @@ def test_the_gate_challenges_a_replayed_authorization_on_a_new_call() -> None:
     status, challenge = knock("third", header)  # the captured header, on a new call
     assert status == 401 and "stale=true" in challenge
     assert knock("fourth", _answer(_nonce(challenge), uri="sip:another-app@127.0.0.1"))[0] == 400
+
+
+def test_our_answer_to_a_challenge_passes_a_servers_check_with_and_without_qop() -> None:
+    server = _auth()
+    uri = "sip:bob@127.0.0.1:5070"
+    with_qop = server.challenge(1000.0, PHONE)
+    answer = answer_challenge_text(with_qop, "alice", "s3cret", "INVITE", uri, cnonce="c1")
+    assert answer is not None and "qop=auth" in answer
+    assert server.verify("INVITE", answer, 1001.0, request_uri=uri, source=PHONE).ok
+    without_qop = with_qop.replace(', qop="auth"', "")
+    plain = answer_challenge_text(without_qop, "alice", "s3cret", "INVITE", uri, cnonce="c2")
+    assert plain is not None and "qop" not in plain
+    fresh = _auth()  # (the first nonce was used above)
+    plain_again = answer_challenge_text(fresh.challenge(1000.0, PHONE).replace(', qop="auth"', ""), "alice", "s3cret",
+                                   "INVITE", uri, cnonce="c3")  # fmt: skip
+    assert fresh.verify("INVITE", plain_again, 1001.0, request_uri=uri, source=PHONE).ok
+    wrong = answer_challenge_text(with_qop, "alice", "guess", "INVITE", uri, cnonce="c4")
+    assert not _auth().verify("INVITE", wrong, 1001.0, request_uri=uri, source=PHONE).ok
+    assert answer_challenge_text('Digest realm="x", nonce="n", algorithm=SHA-256', "a", "b", "INVITE", uri, "c") is None
+    assert answer_challenge_text('Digest realm="x", nonce="n", qop="auth-int"', "a", "b", "INVITE", uri, "c") is None
+
+
+def test_a_challenged_request_goes_again_with_the_next_cseq_a_new_via_and_the_answer() -> None:
+    server = _auth()
+    invite = SipRequest.parse(
+        b"INVITE sip:bob@192.0.2.10:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-one\r\n"
+        b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@192.0.2.10:5070>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"
+        b"Contact: <sip:a@127.0.0.1:5060>\r\nX-Ticket: 4711\r\nContent-Length: 0\r\n\r\n")
+    challenge = SipResponse.parse(
+        ("SIP/2.0 407 Proxy Authentication Required\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-one\r\n"
+         "From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@192.0.2.10:5070>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"
+         f"Proxy-Authenticate: {server.challenge(1000.0, PHONE)}\r\nContent-Length: 0\r\n\r\n").encode())
+    again = authorized_again(invite, challenge, ("alice", "s3cret"), "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-two",
+                             cnonce="c")  # fmt: skip
+    assert again is not None
+    assert (again.cseq.seq, again.top_via.branch, again.headers.get("X-Ticket")) == (2, "z9hG4bK-two", "4711")
+    answer = again.headers.get("Proxy-Authorization")
+    assert server.verify("INVITE", answer, 1001.0, request_uri=again.uri, source=PHONE).ok
+    assert authorized_again(invite, SipResponse.parse(challenge.__bytes__().replace(b"Proxy-Authenticate",
+                                                                                     b"X-Nothing")),
+                            ("alice", "s3cret"), "v", cnonce="c") is None  # fmt: skip
