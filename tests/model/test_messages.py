@@ -55,18 +55,18 @@ def test_every_instruction_and_fact_crosses_the_pipe_unchanged() -> None:
     ops = [sample(cls) for cls in typing.get_args(m.MediaOp) + typing.get_args(m.MediaFact)]
     members = tuple(m.ConferenceMember(f"v3:{i}", i % 2 == 0, False, "none", ("v3:0",), None) for i in range(3))
     ops.append(m.ConferenceMix("conf", members, False, "enter", "url:http://127.0.0.1/a.wav"))
-    assert len(ops) == 33
-    instructions = msg.Instructions(tuple(typing.cast(list[m.MediaOp], ops[:22])))
-    facts = typing.cast(list[msg.Message], ops[22:32])
+    assert len(ops) == 36
+    instructions = msg.Instructions(tuple(typing.cast(list[m.MediaOp], ops[:24])))
+    facts = typing.cast(list[msg.Message], ops[24:35])
     reader = FrameReader()
     assert reader.feed(frame([instructions, *facts])) == [instructions, *facts]
-    assert reader.feed(frame([msg.Instructions((typing.cast(m.MediaOp, ops[32]),))]))[0] == msg.Instructions(
-        (typing.cast(m.MediaOp, ops[32]),))
+    assert reader.feed(frame([msg.Instructions((typing.cast(m.MediaOp, ops[35]),))]))[0] == msg.Instructions(
+        (typing.cast(m.MediaOp, ops[35]),))
 
 
 def test_every_message_crosses_the_pipe_unchanged() -> None:
     classes = typing.get_args(msg.Message)
-    assert len(classes) == 41
+    assert len(classes) == 42
     sent = [typing.cast(msg.Message, sample(cls)) for cls in classes]
     got = FrameReader().feed(frame(sent))
     assert len(got) == len(sent)
