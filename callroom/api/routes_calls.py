@@ -14,7 +14,7 @@ from callroom.api.common import OK, Account, Ctl, PageParams, data
 from callroom.control import bridges, calls, listening, queues
 from callroom.control.service import Duplicate, ReadCtx
 from callroom.control.world import Steps, World
-from callroom.errors import CommandNotSupported, NotFound
+from callroom.errors import NotFound
 from callroom.model.records import Call
 
 router = APIRouter()
@@ -22,8 +22,6 @@ router = APIRouter()
 
 @router.post("/calls")
 async def dial(body: s_listen.DialListening, account: Account, ctl: Ctl) -> dict[str, Any]:
-    if body.transcription:
-        raise CommandNotSupported("transcription")  # as transcription_start is (api/unsupported.py)
     ctl.admit_call()  # a draining or overloaded node refuses at once (503), before anything is written
     to = body.to if isinstance(body.to, str) else body.to[0]
     req = calls.DialRequest(
@@ -93,8 +91,6 @@ async def client_state_update(
 async def answer(call_control_id: str, account: Account, ctl: Ctl,
                  body: s_listen.AnswerListening | None = None) -> dict[str, Any]:  # fmt: skip
     b = body or s_listen.AnswerListening()
-    if b.transcription:
-        raise CommandNotSupported("transcription")  # as transcription_start is (api/unsupported.py)
     listen = b.listening()
 
     def run(w: World) -> Steps[None]:

@@ -16,8 +16,7 @@ CALL_ACTIONS = frozenset({
     "ai_assistant_add_messages", "ai_assistant_join", "ai_assistant_start", "ai_assistant_stop",
     "conversation_relay_start", "conversation_relay_stop", "gather_using_ai", "pay",
     "refer", "send_sip_info", "siprec_start", "siprec_stop",
-    "suppression_start", "suppression_stop", "switch_supervisor_role", "transcription_start",
-    "transcription_stop", "transfer",
+    "suppression_start", "suppression_stop", "switch_supervisor_role", "transfer",
 })  # fmt: skip
 
 _CALL_ACTION = re.compile(r"^/v2/calls/[^/]+/actions/([a-z_]+)$")
