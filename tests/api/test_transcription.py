@@ -93,3 +93,14 @@ def test_transcription_on_answer_and_its_refusals(tenant: Tenant, phrase_wav: by
             cid, transcription_engine="Telnyx",
             transcription_engine_config={"transcription_engine": "Telnyx", "language": "fr"})
     assert "'fr'" in french.value.body["errors"][0]["detail"]  # type: ignore[index]
+
+
+def test_transcription_on_dial_starts_at_the_answer(tenant: Tenant, phrase_wav: bytes) -> None:
+    _upload(tenant, phrase_wav)
+    cid = tenant.dial("listener", "answer_after=0", transcription=True,
+                      transcription_config={"transcription_engine": "Deepgram", "transcription_tracks": "both"})
+    tenant.client.calls.actions.start_playback(cid, media_name="phrase.wav")
+    final = tenant.receiver.wait_for(
+        lambda r: r.event_type == "call.transcription" and r.payload.get("call_control_id") == cid
+        and r.payload["transcription_data"]["is_final"] is True, timeout=30)[0]
+    assert final.payload["transcription_data"]["transcription_track"] == "outbound"  # the phone says nothing
