@@ -35,6 +35,9 @@ QUEUE_SECONDS = 10.0  # audio a transcription holds when the recogniser falls be
 QUEUE_FRAMES = int(QUEUE_SECONDS * 50)
 PARTIAL_EVERY = 25  # frames (0.5 s) between interim results
 WAIT_FOR_ANSWER_SECONDS = 900.0
+# A decoder holds the model's ~90 MB and takes ~0.35 s of CPU to make: decoders are kept for the next
+# transcription, and at most this many tracks are transcribed at once by a media process.
+MAX_RECOGNISERS = 8
 _TAPS = 31  # half-band low-pass for the 8 kHz -> 16 kHz interpolation
 
 
@@ -157,11 +160,27 @@ class Transcriber:
             log.exception("transcription %s failed", self.job_id)
 
 
-def _decoder() -> Any:  # pocketsphinx has no type hints
-    from pocketsphinx import Config, Decoder
+class DecoderPool:
+    """pocketsphinx decoders kept between transcriptions (a decoder serves one thread at a time)."""
 
-    config = Config(samprate=ASR_RATE, loglevel="FATAL")
-    return Decoder(config)
+    def __init__(self) -> None:
+        self._free: list[Any] = []  # pocketsphinx has no type hints
+        self._lock = threading.Lock()
+
+    def take(self) -> Any:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        from pocketsphinx import Config, Decoder
+
+        return Decoder(Config(samprate=ASR_RATE, loglevel="FATAL"))
+
+    def give_back(self, decoder: Any) -> None:
+        with self._lock:
+            self._free.append(decoder)
+
+
+DECODERS = DecoderPool()
 
 
 def recognise(t: Transcriber) -> None:
@@ -169,14 +188,16 @@ def recognise(t: Transcriber) -> None:
 
     Each utterance's final result decodes the whole utterance at once (``full_utt``: the cepstral mean is
     the utterance's own, which recognises clearly better than the running estimate of a live decode);
-    with interim results the utterance is also decoded as it goes, for the partial hypotheses."""
+    with interim results the utterance is also decoded as it goes, for the partial hypotheses. A decoder
+    is taken from the pool at the first speech, so a track that stays silent costs none."""
     from pocketsphinx import Endpointer
 
-    decoder = _decoder()
     ep = Endpointer(sample_rate=ASR_RATE)
     need = ep.frame_bytes // 2  # the endpointer's frame, in samples
     pending = np.zeros(0, dtype=np.int16)
+    decoder: Any = None
     utterance: list[bytes] = []
+    live = False  # a live decode of the utterance is open (interim results)
     since_partial = 0
     while (frames := t.queue.get()) is not None:
         pending = np.concatenate((pending, *frames))
@@ -185,14 +206,16 @@ def recognise(t: Transcriber) -> None:
             speech = ep.process(chunk.tobytes())
             if speech is None:
                 continue
+            if decoder is None:
+                decoder = DECODERS.take()
             utterance.append(speech)
             if not ep.in_speech:
-                _final(t, decoder, utterance)
-                utterance = []
+                _final(t, decoder, utterance, live)
+                utterance, live = [], False
             elif t.interim:
-                if len(utterance) == 1:
+                if not live:
                     decoder.start_utt()
-                    since_partial = 0
+                    live, since_partial = True, 0
                 decoder.process_raw(speech, full_utt=False)
                 since_partial += 1
                 if since_partial >= PARTIAL_EVERY:
@@ -203,7 +226,9 @@ def recognise(t: Transcriber) -> None:
         if tail is not None:
             utterance.append(tail)
     if utterance:
-        _final(t, decoder, utterance)
+        _final(t, decoder, utterance, live)
+    if decoder is not None:
+        DECODERS.give_back(decoder)  # between utterances (not after an error, which may leave one open)
 
 
 def _report(t: Transcriber, decoder: Any, is_final: bool) -> None:
@@ -214,8 +239,8 @@ def _report(t: Transcriber, decoder: Any, is_final: bool) -> None:
             t.report(found)
 
 
-def _final(t: Transcriber, decoder: Any, utterance: list[bytes]) -> None:
-    if t.interim:
+def _final(t: Transcriber, decoder: Any, utterance: list[bytes], live: bool) -> None:
+    if live:
         decoder.end_utt()  # the live decode's; the final one starts afresh
     decoder.start_utt()
     decoder.process_raw(b"".join(utterance), full_utt=True)
@@ -253,6 +278,11 @@ class Transcriptions:
                 loop.call_soon_threadsafe(self.report, fact)
 
         tracks = ("inbound", "outbound") if op.tracks == "both" else (op.tracks,)
+        busy = sum(len(ts) for ts in self.running.values())
+        if busy + len(tracks) > MAX_RECOGNISERS:
+            log.warning("transcription %s not started: %d tracks are being transcribed already (at most %d)",
+                        op.job_id, busy, MAX_RECOGNISERS)
+            return
         started = [Transcriber(op.job_id, track, op.interim_results, post) for track in tracks]
         for t in started:
             t.start()

@@ -4,14 +4,26 @@ recogniser's result; and the recogniser itself on speech synthesized here, run o
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import typing
 
 import numpy as np
 
 from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE
 from callroom.audio.tts import synthesize
+from callroom.media.ports import AudioLeg
 from callroom.media.tones import sine
-from callroom.media.transcribe import FrameQueue, Transcriber, Upsampler, hypothesis, recognise
+from callroom.media.transcribe import (
+    MAX_RECOGNISERS,
+    DecoderPool,
+    FrameQueue,
+    Transcriber,
+    Transcriptions,
+    Upsampler,
+    hypothesis,
+    recognise,
+)
 from callroom.model import media as m
 from tests.media.audio import tone_level
 
@@ -82,3 +94,32 @@ def test_speech_is_recognised_and_silence_reports_nothing() -> None:
     t.stop()
     recognise(t)
     assert quiet == []
+
+
+def test_decoders_are_kept_for_the_next_transcription() -> None:
+    pool = DecoderPool()
+    first = pool.take()
+    pool.give_back(first)
+    assert pool.take() is first
+    assert pool.take() is not first  # none free: a new one
+
+
+def test_no_more_tracks_are_transcribed_than_the_limit() -> None:
+    facts: list[m.MediaFact] = []
+    legs = {f"c{i}": typing.cast(AudioLeg, object()) for i in range(MAX_RECOGNISERS + 1)}
+
+    async def run() -> None:
+        t = Transcriptions(lambda: legs, facts.append)
+        for i in range(MAX_RECOGNISERS // 2):
+            t.start(m.StartTranscription(f"j{i}", f"c{i}", "both"))
+        t.start(m.StartTranscription("over", f"c{MAX_RECOGNISERS}", "inbound"))
+        t.after_mix({}, {}, 0.0)
+        assert sum(len(ts) for ts in t.running.values()) == MAX_RECOGNISERS
+        assert f"c{MAX_RECOGNISERS}" not in t.running
+        for cid in list(t.running):
+            started = t.running[cid]
+            t.stop(cid)
+            for tr in started:
+                await asyncio.to_thread(tr.join)
+
+    asyncio.run(run())
