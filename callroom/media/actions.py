@@ -328,3 +328,4 @@ class ActionRunner:
         for task in list(self._tasks):
             task.cancel()
         await self.preparer.aclose()
+        await self.transcriptions.aclose()

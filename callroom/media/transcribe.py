@@ -146,6 +146,10 @@ class Transcriber:
     def stop(self) -> None:
         self.queue.close()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def join(self) -> None:
         if self._thread is not None:
             self._thread.join()
@@ -257,6 +261,7 @@ class Transcriptions:
         self.report = report
         self.pending: dict[str, tuple[m.StartTranscription, float | None]] = {}
         self.running: dict[str, list[Transcriber]] = {}  # by call_control_id
+        self._stopped: list[Transcriber] = []  # still finishing their last utterance
 
     def __bool__(self) -> bool:
         return bool(self.pending) or bool(self.running)
@@ -269,6 +274,16 @@ class Transcriptions:
         self.pending.pop(cid, None)
         for t in self.running.pop(cid, []):
             t.stop()
+            self._stopped.append(t)
+        self._stopped = [t for t in self._stopped if t.alive]
+
+    async def aclose(self) -> None:
+        """Stop every transcription and wait for its worker (off the loop: it may be mid-utterance)."""
+        for cid in list(self.running):
+            self.stop(cid)
+        for t in self._stopped:
+            await asyncio.to_thread(t.join)
+        self._stopped = []
 
     def _begin(self, op: m.StartTranscription) -> None:
         loop = asyncio.get_running_loop()

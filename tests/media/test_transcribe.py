@@ -116,10 +116,8 @@ def test_no_more_tracks_are_transcribed_than_the_limit() -> None:
         t.after_mix({}, {}, 0.0)
         assert sum(len(ts) for ts in t.running.values()) == MAX_RECOGNISERS
         assert f"c{MAX_RECOGNISERS}" not in t.running
-        for cid in list(t.running):
-            started = t.running[cid]
-            t.stop(cid)
-            for tr in started:
-                await asyncio.to_thread(tr.join)
+        workers = [tr for ts in t.running.values() for tr in ts]
+        await t.aclose()  # stops them all and waits for their threads
+        assert not t.running and not any(tr.alive for tr in workers)
 
     asyncio.run(run())
