@@ -53,6 +53,7 @@ from callroom.model.media import (
     Release,
     StreamEnded,
     StreamStarted,
+    Transcribed,
 )
 from callroom.model.messages import (
     AcceptSipCall,
@@ -365,6 +366,8 @@ class Node:
                     job_fact(self.control, job, lambda ctx: listening.stream_ended(ctx, job, failure))
                 case MachineDetection(job_id=job, kind=kind, result=result):
                     job_fact(self.control, job, lambda ctx: listening.machine_detection(ctx, job, kind, result))
+                case Transcribed():
+                    job_fact(self.control, fact.job_id, lambda ctx: listening.transcribed(ctx, fact))
         except Exception:
             log.exception("media fact %r failed", fact)
 

@@ -16,7 +16,7 @@ from callroom.control import bridges, calls, listening, queues, sip_actions, tra
 from callroom.control.links import OnAnswer, switch_role
 from callroom.control.service import Duplicate, ReadCtx
 from callroom.control.world import Steps, World
-from callroom.errors import CommandNotSupported, CommandRejected, NotFound
+from callroom.errors import CommandRejected, NotFound
 from callroom.model.records import Call
 
 router = APIRouter()
@@ -41,8 +41,6 @@ def _no_credentials(body: s.SipHeaders, command: str) -> None:
 
 @router.post("/calls")
 async def dial(body: s_listen.DialListening, request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
-    if body.transcription:
-        raise CommandNotSupported("transcription")  # as transcription_start is (api/unsupported.py)
     refuse_unhonoured("dial", body)
     ctl.admit_call()  # a draining or overloaded node refuses at once (503), before anything is written
     targets = [body.to] if isinstance(body.to, str) else body.to
@@ -123,8 +121,6 @@ async def client_state_update(
 async def answer(call_control_id: str, request: Request, account: Account, ctl: Ctl,
                  body: s_listen.AnswerListening | None = None) -> dict[str, Any]:  # fmt: skip
     b = body or s_listen.AnswerListening()
-    if b.transcription:
-        raise CommandNotSupported("transcription")  # as transcription_start is (api/unsupported.py)
     refuse_unhonoured("answer", b)
     _no_credentials(b, "answer")  # (an answer sends no request to be challenged)
     record = _record(b, request)

@@ -1,5 +1,6 @@
 """Commands that let software listen to a call: ``streaming_start``/``streaming_stop`` (Telnyx's media
-streaming over WebSocket) and ``fork_start``/``fork_stop`` (the call's RTP to UDP targets)."""
+streaming over WebSocket), ``fork_start``/``fork_stop`` (the call's RTP to UDP targets) and
+``transcription_start``/``transcription_stop`` (live transcription, ``media/transcribe.py``)."""
 
 from __future__ import annotations
 
@@ -43,4 +44,23 @@ async def fork_start(cid: str, body: s.ForkStart, account: Account, ctl: Ctl) ->
 async def fork_stop(cid: str, account: Account, ctl: Ctl, body: s.StreamingStop | None = None) -> dict[str, Any]:
     b = body or s.StreamingStop()
     await ctl.arun(account, lambda w: listening.fork_stop(w, cid, b.client_state), dedupe=(cid, b.command_id))
+    return OK
+
+
+@router.post("/calls/{cid}/actions/transcription_start")
+async def transcription_start(cid: str, account: Account, ctl: Ctl,
+                              body: s.TranscriptionStart | None = None) -> dict[str, Any]:  # fmt: skip
+    b = body or s.TranscriptionStart()
+    req = b.transcription_request()
+    await ctl.arun(account, lambda w: listening.transcription_start(w, cid, req, b.client_state),
+                   dedupe=(cid, b.command_id))
+    return OK
+
+
+@router.post("/calls/{cid}/actions/transcription_stop")
+async def transcription_stop(cid: str, account: Account, ctl: Ctl,
+                             body: s.StreamingStop | None = None) -> dict[str, Any]:  # fmt: skip
+    b = body or s.StreamingStop()
+    await ctl.arun(account, lambda w: listening.transcription_stop(w, cid, b.client_state),
+                   dedupe=(cid, b.command_id))
     return OK

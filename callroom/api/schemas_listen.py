@@ -1,15 +1,16 @@
-"""Request bodies of the commands that let software listen to a call: media streams, forks, and the
-stream and answering-machine detection options of dial and answer (Telnyx's names and values)."""
+"""Request bodies of the commands that let software listen to a call: media streams, forks, transcription,
+and the stream, answering-machine detection and transcription options of dial and answer (Telnyx's names
+and values)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from callroom.api.limits import MAX_URL
 from callroom.api.schemas import Answer, Body, CallCommand, Dial, StoredBody, _url_allowed
-from callroom.control.listening import Listening, StreamRequest
+from callroom.control.listening import Listening, StreamRequest, TranscriptionRequest
 
 StreamUrl = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=r"^wss?://"), AfterValidator(_url_allowed)]
 
@@ -113,6 +114,55 @@ class AmdConfig(StoredBody):
         return tuple((k, v) for k, v in self.model_dump().items() if isinstance(v, int))
 
 
+# Every engine Telnyx names is answered by the one local recogniser (pocketsphinx, English): the README says so.
+TranscriptionEngine = Literal["Google", "Telnyx", "Deepgram", "Azure", "xAI", "AssemblyAI", "Speechmatics", "Soniox",
+                              "Parakeet", "Humain", "Reson8", "Cohere", "A", "B"]
+
+
+def english(language: str | None) -> str | None:
+    """``language`` if the local recogniser understands it (English, in any of Telnyx's spellings)."""
+    if language is None or language.lower().replace("_", "-") in ("en", "english", "auto") \
+            or language.lower().replace("_", "-").startswith("en-"):
+        return language
+    raise ValueError(f"language {language!r} is not supported: this server transcribes English only")
+
+
+class TranscriptionEngineConfig(StoredBody):
+    """The engine options callroom honours (the rest of any engine's configuration is accepted, unused)."""
+
+    language: Annotated[str, Field(max_length=32)] | None = None
+    interim_results: bool | None = None
+    transcription_engine: Annotated[str, Field(max_length=64)] | None = None
+
+    _english = field_validator("language")(classmethod(lambda cls, v: english(v)))
+
+
+class TranscriptionStartBody(Body):
+    transcription_engine: TranscriptionEngine = "Google"
+    transcription_engine_config: TranscriptionEngineConfig | None = None
+    transcription_tracks: Literal["inbound", "outbound", "both"] = "inbound"
+    language: Annotated[str, Field(max_length=32)] | None = None  # the older, engine-less form
+    interim_results: bool = False
+
+    _english = field_validator("language")(classmethod(lambda cls, v: english(v)))
+
+    def transcription_request(self) -> TranscriptionRequest:
+        config = self.transcription_engine_config
+        interim = config.interim_results if config and config.interim_results is not None else self.interim_results
+        return TranscriptionRequest(self.transcription_tracks, interim, self.transcription_engine)
+
+
+class TranscriptionStart(TranscriptionStartBody, CallCommand):
+    pass
+
+
+class TranscriptionConfig(TranscriptionStartBody):
+    """``transcription_config`` of dial and answer (its client_state and command_id are not used)."""
+
+    client_state: Any = None
+    command_id: Any = None
+
+
 AmdMode = Literal["premium", "premium_ios_call_screening_detection", "detect", "detect_beep", "detect_words",
                   "greeting_end", "disabled"]
 
@@ -120,20 +170,28 @@ AmdMode = Literal["premium", "premium_ios_call_screening_detection", "detect", "
 class DialListening(Dial, _StreamOptions):
     """``POST /calls`` with its stream and answering-machine detection options."""
 
-    transcription: bool = False  # refused when true (routes_calls.py): no speech recogniser here
+    transcription: bool = False
+    transcription_config: TranscriptionConfig | None = None
     answering_machine_detection: AmdMode = "disabled"
     answering_machine_detection_config: AmdConfig | None = None
 
     def listening(self) -> Listening:
         mode = None if self.answering_machine_detection == "disabled" else self.answering_machine_detection
         config = self.answering_machine_detection_config
-        return Listening(self.stream_request(), mode, config.pairs() if config else ())
+        return Listening(self.stream_request(), mode, config.pairs() if config else (), _transcription(self))
 
 
 class AnswerListening(Answer, _StreamOptions):
-    """``answer`` with its stream options."""
+    """``answer`` with its stream and transcription options."""
 
-    transcription: bool = False  # refused when true (routes_calls.py): no speech recogniser here
+    transcription: bool = False
+    transcription_config: TranscriptionConfig | None = None
 
     def listening(self) -> Listening:
-        return Listening(self.stream_request())
+        return Listening(self.stream_request(), transcription=_transcription(self))
+
+
+def _transcription(body: DialListening | AnswerListening) -> TranscriptionRequest | None:
+    if not body.transcription:
+        return None
+    return (body.transcription_config or TranscriptionConfig()).transcription_request()

@@ -22,7 +22,7 @@ _NOTHING: tuple[Any, ...] = (None, False, "", [], {})
 _COMMON = {
     "billing_group_id": (), "preferred_codecs": (), "sound_modifications": (), "webhook_retries_policies": (),
     "webhook_urls": (), "webhook_urls_method": ("POST",),
-    "transcription": (), "transcription_config": (), "assistant": (), "conversation_relay_config": (),
+    "assistant": (), "conversation_relay_config": (),
     "deepfake_detection": (),
 }  # fmt: skip
 _OUTBOUND = {
@@ -35,7 +35,7 @@ REFUSED: dict[str, dict[str, tuple[Any, ...]]] = {
              "enable_dialogflow": (), "retry_on_timeout": (0,),
              "send_silence_when_idle": ()},
     "answer": {**_COMMON, "send_silence_when_idle": ()},
-    "transfer": {**_COMMON, **_OUTBOUND, "mute_dtmf": ("none",)},
+    "transfer": {**_COMMON, **_OUTBOUND, "mute_dtmf": ("none",), "transcription": (), "transcription_config": ()},
 }  # fmt: skip
 
 

@@ -15,8 +15,7 @@ from callroom.errors import CommandNotSupported
 CALL_ACTIONS = frozenset({
     "ai_assistant_add_messages", "ai_assistant_join", "ai_assistant_start", "ai_assistant_stop",
     "conversation_relay_start", "conversation_relay_stop", "gather_using_ai", "pay",
-    "siprec_start", "siprec_stop", "suppression_start", "suppression_stop", "transcription_start",
-    "transcription_stop",
+    "siprec_start", "siprec_stop", "suppression_start", "suppression_stop",
 })  # fmt: skip
 
 _CALL_ACTION = re.compile(r"^/v2/calls/[^/]+/actions/([a-z_]+)$")

@@ -71,7 +71,8 @@ def route(ops: Sequence[m.MediaOp], placements: Mapping[str, str], here: str) ->
                   | m.SipRequestInDialog(call_control_id=cid) | m.Gather(call_control_id=cid)
                   | m.StopGather(call_control_id=cid) | m.StartStream(call_control_id=cid)
                   | m.StopStream(call_control_id=cid) | m.StartFork(call_control_id=cid)
-                  | m.StopFork(call_control_id=cid) | m.DetectMachine(call_control_id=cid)):
+                  | m.StopFork(call_control_id=cid) | m.DetectMachine(call_control_id=cid)
+                  | m.StartTranscription(call_control_id=cid) | m.StopTranscription(call_control_id=cid)):
                 to(node(cid), op)
     return out
 

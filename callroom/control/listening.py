@@ -1,8 +1,10 @@
 """Calls that software listens to: media streams to a WebSocket server (``streaming_start``/``stop``, and
 ``stream_url`` on dial and answer), forks of a call's RTP to UDP targets (``fork_start``/``stop``), and
-answering-machine detection on dial; and the webhooks sent when the media plane reports on them.
+answering-machine detection on dial, live transcription (``transcription_start``/``stop``, and
+``transcription`` on dial and answer); and the webhooks sent when the media plane reports on them.
 
-Each stream, fork and detection is a media job of the call (kind ``stream``, ``fork``, ``amd``): its
+Each stream, fork, detection and transcription is a media job of the call (kind ``stream``, ``fork``,
+``amd``, ``transcription``): its
 webhooks carry the call's ids and client_state whenever the media plane reports, even across an API
 restart. A dialled call's stream and detection are handed to the media plane with the dial: they start
 when the call's audio exists, at the answer.
@@ -42,12 +44,20 @@ class StreamRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptionRequest:
+    tracks: str = "inbound"  # inbound | outbound | both
+    interim_results: bool = False
+    engine: str = "Telnyx"  # Telnyx's engine name as asked; all are served by the local recogniser
+
+
+@dataclass(frozen=True, slots=True)
 class Listening:
-    """What a dial or an answer asks for besides the call: a stream, a detection."""
+    """What a dial or an answer asks for besides the call: a stream, a detection, a transcription."""
 
     stream: StreamRequest | None = None
     amd_mode: str | None = None
     amd_config: tuple[tuple[str, int], ...] = ()
+    transcription: TranscriptionRequest | None = None
 
 
 def _job(w: World, kind: str, call: Call, **data: object) -> MediaJob:
@@ -87,6 +97,40 @@ def listen_on(w: World, call: Call, listening: Listening) -> None:
         job = _job(w, "amd", call, mode=listening.amd_mode)
         w.media.append(m.DetectMachine(job.id, call.call_control_id, AMD_MODES[listening.amd_mode],
                                        listening.amd_config))
+    if listening.transcription is not None:
+        _start_transcription(w, call, listening.transcription)
+
+
+def _start_transcription(w: World, call: Call, req: TranscriptionRequest) -> None:
+    job = _job(w, "transcription", call, tracks=req.tracks, engine=req.engine, interim_results=req.interim_results)
+    w.media.append(m.StartTranscription(job.id, call.call_control_id, req.tracks, req.interim_results))
+
+
+def transcription_start(w: World, cid: str, req: TranscriptionRequest, client_state: str | None) -> Steps[None]:
+    yield from w.load(r.CallById(cid), r.OpenJobs("transcription", call_control_id=cid))
+    call = answered(w, cid)
+    _touch(w, call, client_state)
+    for job in w.result(r.OpenJobs("transcription", call_control_id=cid)):  # a new one replaces it
+        _done(w, job)
+    _start_transcription(w, call, req)
+
+
+def transcription_stop(w: World, cid: str, client_state: str | None) -> Steps[None]:
+    yield from w.load(r.CallById(cid), r.OpenJobs("transcription", call_control_id=cid))
+    call = answered(w, cid)
+    jobs = w.result(r.OpenJobs("transcription", call_control_id=cid))
+    if not jobs:
+        raise reject("90107", "No transcription in progress on this call.")
+    _touch(w, call, client_state)
+    for job in jobs:
+        _done(w, job)
+    w.media.append(m.StopTranscription(call.call_control_id))
+
+
+def _done(w: World, job: MediaJob) -> None:
+    job.status = "done"
+    job.updated_at = w.now
+    w.update(job)
 
 
 def streaming_start(w: World, cid: str, req: StreamRequest, client_state: str | None) -> Steps[None]:
@@ -182,3 +226,15 @@ def machine_detection(w: World, job_id: str, kind: str, result: str) -> Steps[No
         w.update(job)
     event = "call.machine.detection.ended" if kind == "detection" else "call.machine.greeting.ended"
     emit_call(w, event, call, result=result)
+
+
+def transcribed(w: World, fact: m.Transcribed) -> Steps[None]:
+    """A result of a transcription still running (one stopped reports nothing more)."""
+    job, call = yield from _call_of(w, fact.job_id)
+    if job is None or call is None or job.status == "done":
+        return
+    data: dict[str, object] = {"transcript": fact.transcript, "confidence": fact.confidence,
+                               "is_final": fact.is_final}
+    if job.data.get("tracks") == "both":
+        data["transcription_track"] = fact.track
+    emit_call(w, "call.transcription", call, transcription_data=data)

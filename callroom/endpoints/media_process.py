@@ -271,7 +271,7 @@ class MediaProcess:
             match message:
                 case (m.DtmfReceived() | m.FloorChanged() | m.PlaybackStarted() | m.PlaybackEnded()
                       | m.RecordingSaved() | m.RecordingFailed() | m.GatherEnded() | m.StreamStarted()
-                      | m.StreamEnded() | m.MachineDetection()):
+                      | m.StreamEnded() | m.MachineDetection() | m.Transcribed()):
                     self.on_fact(message)
                 case (SipAnswered() | SipFailed() | SipQuality() | SipHangup() | SipMediaTimeout()
                       | SipReferProgress()):

@@ -27,6 +27,7 @@ from callroom.media.recorders import Recorder, write_recording
 from callroom.media.sources import AudioPreparer
 from callroom.media.streams import StreamOpener, Streams
 from callroom.media.tones import FrameSource, SamplePlayer, enter_beep
+from callroom.media.transcribe import Transcriptions
 from callroom.model import media as m
 from callroom.outbound import UNRESTRICTED, AddressPolicy
 
@@ -80,6 +81,7 @@ class ActionRunner:
         self.streams = Streams(engine, lambda fact: self.engine.on_fact(fact), stream_opener)
         self.forks = Forks(lambda: self.engine.legs, fork_opener)
         self.machines = MachineDetectors(lambda: self.engine.legs, lambda fact: self.engine.on_fact(fact))
+        self.transcriptions = Transcriptions(lambda: self.engine.legs, lambda fact: self.engine.on_fact(fact))
         self.players = Players()
         self.kinds: dict[str, str] = {}  # job id -> playback | speak
         self.recorders: dict[str, Recorder] = {}
@@ -120,6 +122,10 @@ class ActionRunner:
                 self.forks.apply(op)
             case m.DetectMachine():
                 self.machines.start(op)
+            case m.StartTranscription():
+                self.transcriptions.start(op)
+            case m.StopTranscription(call_control_id=cid):
+                self.transcriptions.stop(cid)
             case m.SendDtmf(call_control_ids=cids, digits=digits, duration_millis=ms):
                 for cid in cids:
                     leg = self.engine.legs.get(cid)
@@ -182,8 +188,9 @@ class ActionRunner:
     @property
     def tapping(self) -> bool:
         """Whether something needs every leg's frames this tick (the ``inputs`` and ``outputs`` of
-        ``after_mix``): recordings, streams, forks and answering-machine detection."""
-        return bool(self.recorders) or bool(self.streams) or bool(self.forks) or bool(self.machines)
+        ``after_mix``): recordings, streams, forks, answering-machine detection and transcription."""
+        return (bool(self.recorders) or bool(self.streams) or bool(self.forks) or bool(self.machines)
+                or bool(self.transcriptions))
 
     def after_mix(self, inputs: Mapping[str, Frame | None], outputs: Mapping[str, Frame], now: float) -> None:
         if self.streams:
@@ -192,6 +199,8 @@ class ActionRunner:
             self.forks.after_mix(inputs, outputs)
         if self.machines:
             self.machines.after_mix(inputs, now)
+        if self.transcriptions:
+            self.transcriptions.after_mix(inputs, outputs, now)
         for job in self.players.finished():
             self._end(job, "completed")
         for rec in list(self.recorders.values()):
@@ -221,6 +230,7 @@ class ActionRunner:
         self.streams.leg_gone(cid)
         self.forks.stop(cid)
         self.machines.stop(cid)
+        self.transcriptions.stop(cid)
         for job in self.players.of_leg(cid):
             self._end(job, "call_hangup")
         for rec in [r for r in self.recorders.values() if r.op.call_control_id == cid]:
@@ -318,3 +328,4 @@ class ActionRunner:
         for task in list(self._tasks):
             task.cancel()
         await self.preparer.aclose()
+        await self.transcriptions.aclose()

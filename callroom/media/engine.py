@@ -222,6 +222,7 @@ class MediaEngine:
             case m.Release(call_control_id=cid) | m.Reject(call_control_id=cid):
                 self.actions.streams.forget(cid)
                 self.actions.machines.stop(cid)
+                self.actions.transcriptions.stop(cid)
                 old = self.placements.pop(cid, None)
                 if old is not None:
                     self._refresh(topo.group_of(cid, old))

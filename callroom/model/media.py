@@ -303,10 +303,27 @@ class DetectMachine:
     config: tuple[tuple[str, int], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class StartTranscription:
+    """Transcribe a leg's speech (``media/transcribe.py``) from when its audio exists. ``tracks``: inbound
+    (what the far end says) | outbound (what it hears) | both; ``interim_results``: partial hypotheses too."""
+
+    job_id: str
+    call_control_id: str
+    tracks: str = "inbound"
+    interim_results: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StopTranscription:
+    call_control_id: str
+
+
 MediaOp = (
     Ring | Answer | Reject | Release | Park | Bridge | Supervise | SipRequestInDialog | HoldInQueue | ConferenceMix
     | MemberFlags | ConferenceClosed | Play | StopPlay | StartRecording | ControlRecording | Gather | StopGather
-    | SendDtmf | StartStream | StopStream | StartFork | StopFork | DetectMachine
+    | SendDtmf | StartStream | StopStream | StartFork | StopFork | DetectMachine | StartTranscription
+    | StopTranscription
 )
 
 
@@ -392,7 +409,18 @@ class MachineDetection:
     result: str
 
 
+@dataclass(frozen=True, slots=True)
+class Transcribed:
+    """What a transcription recognised: a final result at the end of an utterance, or an interim one."""
+
+    job_id: str
+    transcript: str
+    confidence: float
+    is_final: bool
+    track: str  # inbound | outbound
+
+
 MediaFact = (
     DtmfReceived | FloorChanged | PlaybackStarted | PlaybackEnded | RecordingSaved | RecordingFailed | GatherEnded
-    | StreamStarted | StreamEnded | MachineDetection
+    | StreamStarted | StreamEnded | MachineDetection | Transcribed
 )

@@ -32,24 +32,26 @@ def test_dial_to_a_misspelt_virtual_phone_is_refused(tenant: Tenant, to: str, sa
 
 
 def test_a_command_callroom_does_not_carry_out_says_so(tenant: Tenant) -> None:
-    cid = tenant.dial("transcribed")
+    cid = tenant.dial("recorded")
     with pytest.raises(telnyx.APIStatusError) as refused:
-        tenant.client.with_options(max_retries=2).calls.actions.start_transcription(cid)
+        tenant.client.with_options(max_retries=2).calls.actions.start_siprec(cid)
     assert refused.value.status_code == 501
     error = refused.value.body["errors"][0]  # type: ignore[index]
     assert (error["code"], error["title"]) == ("90117", "Command not supported")
-    assert "'transcription_start'" in error["detail"]
+    assert "'siprec_start'" in error["detail"]
     # the SDK was told not to retry it (it retries other 5xx): the answer is to its first attempt
     assert refused.value.response.headers["x-should-retry"] == "false"
     assert refused.value.response.request.headers["x-stainless-retry-count"] == "0"
     status = tenant.client.calls.retrieve_status(cid)
     assert status.data is not None and status.data.is_alive is True
-    # transcription on answer (or dial) is refused as transcription_start is, and the call is not answered
+    # transcription on answer in a language the recogniser does not know is refused, naming it, and the call
+    # is not answered
     ringing = tenant.call_in(answer=False)
-    with pytest.raises(telnyx.APIStatusError) as transcribed:
-        tenant.client.calls.actions.answer(ringing, transcription=True)
-    assert transcribed.value.status_code == 501
-    assert "'transcription'" in transcribed.value.body["errors"][0]["detail"]  # type: ignore[index]
+    with pytest.raises(telnyx.UnprocessableEntityError) as transcribed:
+        tenant.client.calls.actions.answer(ringing, transcription=True,
+                                           transcription_config={"transcription_engine": "Google",
+                                                                 "transcription_engine_config": {"language": "de"}})
+    assert "'de'" in transcribed.value.body["errors"][0]["detail"]  # type: ignore[index]
     assert "call.answered" not in tenant.events(ringing)
     # a path Telnyx does not have is still a plain 404
     with pytest.raises(telnyx.NotFoundError) as unknown:

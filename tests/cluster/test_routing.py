@@ -76,7 +76,7 @@ def test_every_instruction_has_a_route() -> None:
         m.Play("j", TONE, ("a",)), m.StopPlay(("a",)), m.StartRecording("j", "/r", "wav", "single", "a"),
         m.ControlRecording("j", "stop"), m.Gather("j", "a"), m.StopGather("a"), m.SendDtmf(("a",), "1"),
         m.StartStream("s", "a", "ws://x/"), m.StopStream("a"), m.StartFork("f", "a", "udp:x:1"), m.StopFork("a"),
-        m.DetectMachine("d", "a", "detect"),
+        m.DetectMachine("d", "a", "detect"), m.StartTranscription("t", "a"), m.StopTranscription("a"),
     ]  # fmt: skip
     assert {type(op) for op in samples} == set(typing.get_args(m.MediaOp))
     for op in samples:
