@@ -1,14 +1,7 @@
 """Virtual phones: far ends that live inside the node, for developing and testing applications locally.
 
-Dial ``virtual:<name>`` and options after semicolons decide how the phone behaves:
-
-    virtual:alice                       answers after 0.5 s, sends silence
-    virtual:alice;answer_after=2        answers after 2 s
-    virtual:alice;tone=500              sends a 500 Hz tone (tone=500+900: two tones)
-    virtual:bob;busy                    refuses with 486 Busy Here      (also: reject -> 603, notfound -> 404,
-                                                                          unavailable -> 480)
-    virtual:carol;noanswer              rings until the dial's timeout_secs
-    virtual:dave;hangup_after=10        hangs up 10 s after answering
+Dial ``virtual:<name>`` with options after semicolons (``virtual:alice;answer_after=2``, ``virtual:bob;busy``,
+``tone=500``; the address and its options are ``model/virtual_phone.py``'s) to decide how the phone behaves.
 
 A virtual phone can also call *in* (``POST /virtual/calls`` or ``callroom phone call``), which gives the
 application a ``call.initiated`` exactly as a SIP caller would. Once connected, a virtual phone is a

@@ -18,10 +18,11 @@ PG_URL = os.environ.get("CALLROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1
 
 
 @contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
+def fresh_database(prefix: str = "callroom_cluster") -> Iterator[str]:
+    """A new PostgreSQL database (dropped after), its URL; PostgreSQL unreachable: a failure in CI, else a skip."""
     admin = create_engine(normalise_url(PG_URL), poolclass=NullPool, isolation_level="AUTOCOMMIT",
                           connect_args={"connect_timeout": 3})
-    name = f"callroom_cluster_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -6,7 +6,6 @@ last. On SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,16 +15,15 @@ from typing import Any
 import httpx
 import pytest
 import telnyx
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import select
 
 from callroom.store import schema as t
-from callroom.store.engine import Store, normalise_url
+from callroom.store.engine import Store
 from tests.support.node import free_port
+from tests.support.postgres import fresh_database
 from tests.support.process import kill_hard, serve
 from tests.support.receiver import Received, WebhookReceiver
 
-PG_URL = os.environ.get("CALLROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -35,23 +33,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'callroom.db'}"
         return
-    admin = create_engine(normalise_url(PG_URL), poolclass=NullPool, isolation_level="AUTOCOMMIT",
-                          connect_args={"connect_timeout": 3})
-    name = f"callroom_restart_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is unreachable at {PG_URL}: {exc}")
-        pytest.skip(f"PostgreSQL is unreachable: {exc}")
-    try:
-        yield normalise_url(PG_URL).rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database("callroom_restart") as url:
+        yield url
 
 
 def _outbox(database_url: str) -> dict[str, str]:
