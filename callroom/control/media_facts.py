@@ -109,8 +109,9 @@ def gather_ended(w: World, job_id: str, digits: str, status: str) -> Steps[None]
 
 def recording_saved(w: World, job_id: str, path: str, size: int, duration_ms: int, started: float, ended: float,
                     tracks: tuple[str, ...] = (), link_secret: bytes = b"") -> Steps[None]:  # fmt: skip
-    """A recording's file is complete: its webhook, with ``recording_urls`` (download with the API key) and
-    ``public_recording_urls`` (signed with ``link_secret``, good for ten minutes: ``signed_links.py``)."""
+    """A recording's file is complete: its webhook, with ``recording_urls`` and ``public_recording_urls``, both
+    links signed with ``link_secret`` and good for ten minutes (``signed_links.py``), downloaded with no API key
+    as Telnyx's pre-signed links are (``GET /v2/recordings`` has ``download_urls`` for the API key, for good)."""
     yield from w.load(r.JobById(job_id), r.RecordingById(job_id))
     job: MediaJob | None = w.result(r.JobById(job_id))
     rec: Recording | None = w.result(r.RecordingById(job_id))
@@ -123,8 +124,8 @@ def recording_saved(w: World, job_id: str, path: str, size: int, duration_ms: in
     rec.updated_at = w.now
     w.update(rec)
     base = job.data.get("download_base", "")
-    urls = {rec.format: f"{base}/v2/recordings/{rec.id}/download.{rec.format}"}
     public = {rec.format: signed_links.public_url(base, link_secret, rec.id, rec.format, w.now)}
+    urls = dict(public)
     payload: dict[str, Any] = {
         "recording_id": rec.id, "channels": rec.channels, "format": rec.format,
         "recording_started_at": iso(rec.recording_started_at), "recording_ended_at": iso(rec.recording_ended_at),

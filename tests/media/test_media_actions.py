@@ -124,20 +124,23 @@ def test_call_recording_dual_channel(tenant: Tenant) -> None:
     assert tone_level(ch2, 1300) > HEARD and tone_level(ch2, 500) < SILENT  # channel 2: what A hears
     listed = list(tenant.client.recordings.list(filter={"call_control_id": a}))
     assert [r.id for r in listed] == [saved.payload["recording_id"]]
-    no_key = httpx.get(url)
-    assert no_key.status_code == 401
+    no_key = httpx.get(url)  # a pre-signed link, as Telnyx's: no key needed for ten minutes
+    assert no_key.status_code == 200 and no_key.content == resp.content
+    keyed = f"{tenant.node.root_url}/v2/recordings/{saved.payload['recording_id']}/download.wav"
+    assert httpx.get(keyed).status_code == 401  # the API's own download (``download_urls``) takes the key
 
 
 def test_public_recording_links(tenant: Tenant) -> None:
-    """``public_recording_urls`` download without an API key for ten minutes; a link changed or expired is
-    refused with 403 and a Telnyx error body."""
+    """``public_recording_urls`` (and ``recording_urls``, the same link) download without an API key for ten
+    minutes; a link changed or expired is refused with 403 and a Telnyx error body."""
     a = tenant.dial("pub", "answer_after=0;tone=700")
     tenant.client.calls.actions.start_recording(a, format="wav", channels="single")
     time.sleep(0.6)
     tenant.client.calls.actions.stop_recording(a)
     saved = tenant.event("call.recording.saved", a)
-    public, keyed = saved.payload["public_recording_urls"]["wav"], saved.payload["recording_urls"]["wav"]
-    assert public != keyed and "signature=" in public
+    public = saved.payload["public_recording_urls"]["wav"]
+    assert saved.payload["recording_urls"]["wav"] == public and "signature=" in public
+    keyed = f"{tenant.node.root_url}/v2/recordings/{saved.payload['recording_id']}/download.wav"
     opened = httpx.get(public)
     assert opened.status_code == 200 and opened.headers["content-type"] == "audio/wav"
     assert opened.content == httpx.get(keyed, headers={"Authorization": f"Bearer {tenant.api_key}"}).content
