@@ -58,6 +58,7 @@ from callroom.model.media import (
 from callroom.model.messages import (
     AcceptSipCall,
     AdmissionReport,
+    DrainSip,
     IncomingSipCall,
     RefuseSipCall,
     SipAnswered,
@@ -476,6 +477,8 @@ class Node:
             gc.freeze()
 
     async def _mark_draining(self) -> None:
+        if self.config.sip is not None:  # INVITEs and a proxy's OPTIONS get 503 in the media process
+            self.media.send(DrainSip(max(1, round(self.config.drain_grace_secs))))
         if self.membership is not None:
             await self.membership.draining()
 

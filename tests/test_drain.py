@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,18 @@ def _refused_while_draining(tenant: Tenant) -> telnyx.APIStatusError:
         time.sleep(0.05)
 
 
+def _options(sip_port: int) -> bytes:
+    """What the node answers to an OPTIONS, as a proxy's probe sends it."""
+    probe = (f"OPTIONS sip:probe@127.0.0.1:{sip_port} SIP/2.0\r\n"
+             "Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKdrain1\r\nFrom: <sip:p@127.0.0.1>;tag=1\r\n"
+             "To: <sip:probe@127.0.0.1>\r\nCall-ID: drain-probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+             "Content-Length: 0\r\n\r\n").encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(5)
+        udp.sendto(probe, ("127.0.0.1", sip_port))
+        return udp.recv(4096)
+
+
 def _log(tmp_path: Path) -> str:
     return (tmp_path / "node.log").read_text()
 
@@ -50,8 +63,8 @@ def _log(tmp_path: Path) -> str:
 def test_sigterm_lets_calls_finish_then_hangs_up_the_rest_and_saves_the_recording(
     tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
-    port = free_port()
-    with serve(tmp_path, port, "--sip-port", "0", drain_timeout=4) as proc:
+    port, sip_port = free_port(), free_port()
+    with serve(tmp_path, port, "--sip-port", str(sip_port), drain_timeout=4) as proc:
         tenant = _tenant(tmp_path, port, receiver, "/drain")
         client = tenant.client
         a = tenant.dial("a", "answer_after=0;tone=440")
@@ -68,6 +81,11 @@ def test_sigterm_lets_calls_finish_then_hangs_up_the_rest_and_saves_the_recordin
         refused = _refused_while_draining(tenant)
         assert refused.status_code == 503
         assert refused.body["errors"][0]["code"] == "90116"  # type: ignore[index]
+        deadline = time.monotonic() + 5  # a proxy's probe: the node takes itself out of the proxy's set (once
+        while not (probed := _options(sip_port)).startswith(b"SIP/2.0 503 "):  # its media process has heard)
+            assert time.monotonic() < deadline, probed
+            time.sleep(0.05)
+        assert b"Retry-After: 4" in probed, probed
         # The API still steers the calls in progress, and a party may end its own call.
         assert client.conferences.retrieve(conf.data.id).data is not None
         tenant.phone_hangs_up(leaving)

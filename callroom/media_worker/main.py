@@ -40,6 +40,7 @@ from callroom.model.messages import (
     AcceptSipCall,
     AddVirtualLeg,
     AdmissionReport,
+    DrainSip,
     FromMedia,
     HeardReply,
     HeardRequest,
@@ -255,6 +256,8 @@ class MediaWorker:
                     self.sip.refuse(sip_call_id, status)
                 case HeardRequest() | QualityRequest() | StatsRequest():
                     self.send(self.answer(message))
+                case DrainSip(retry_after=retry_after) if self.sip is not None:
+                    self.sip.drain(retry_after)
                 case Stop():
                     self._stopped.set()
                 case _:

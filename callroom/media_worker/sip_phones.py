@@ -96,6 +96,7 @@ class SipPhones:
         self.engine = engine
         self.config = config
         self.admission = admission  # None: every INVITE that passes the other gates is taken
+        self.draining: int | None = None  # the node drains: INVITEs are refused (a Retry-After in seconds)
         self.load = load or (lambda: Load(len(self.by_sip), len(self.awaiting)))
         self.on_incoming = on_incoming
         self.report = report
@@ -121,6 +122,7 @@ class SipPhones:
         if self.config.credentials:  # a trunk proves itself by its address: it is not challenged
             auth = DigestAuth(dict(self.config.credentials), self.config.realm, secrets.token_bytes(32))
             gates.append(DigestGate(auth, exempt=lambda host: bool(self.trunks.book.trunks_at(host))))
+        gates.append(self._draining_gate)
         if self.admission is not None:  # last: only calls that may come in at all take from the budget
             gates.append(AdmissionGate(self.admission, self.load))
         self.transport = await SipTransport.open(
@@ -231,6 +233,17 @@ class SipPhones:
                 self._apply(op)
             except Exception:
                 log.exception("SIP op %r failed", op)
+
+    def drain(self, retry_after: int) -> None:
+        """The node drains: new INVITEs get 503 with Retry-After, OPTIONS 503 (calls in progress go on)."""
+        self.draining = retry_after
+        if self.transport is not None:
+            self.transport.endpoint.unavailable = retry_after
+
+    def _draining_gate(self, call: sip_events.IncomingCall, invite: SipRequest) -> Rejection | None:
+        if self.draining is None:
+            return None
+        return Rejection(503, "Service Unavailable", (("Retry-After", str(self.draining)),))
 
     def _apply(self, op: m.MediaOp) -> None:
         match op:

@@ -172,10 +172,18 @@ class Stop:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class DrainSip:
+    """The node drains: new INVITEs get 503 with Retry-After at once, and OPTIONS 503, so that a proxy's probes
+    take the node out of its set (the calls in progress go on)."""
+
+    retry_after: int = 30
+
+
 Request: TypeAlias = HeardRequest | QualityRequest | StatsRequest | OpenRelay
 ToMedia: TypeAlias = (
     Instructions | AddVirtualLeg | RemoveLeg | PressKeys | AcceptSipCall | RefuseSipCall | UseRelay | RelayPeer
-    | SetTrunks | Request | Stop
+    | SetTrunks | DrainSip | Request | Stop
 )
 
 

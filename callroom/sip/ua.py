@@ -98,6 +98,7 @@ class SipEndpoint:
         self.registrations: dict[str, Registration] = {}  # ours with registrars (trunks), by key
         self._registering: dict[str, str] = {}  # REGISTER transaction id -> registration key
         self._rng = rng or random.SystemRandom()
+        self.unavailable: int | None = None  # set (a Retry-After in seconds): OPTIONS are answered 503
         self._events: deque[CallEvent] = deque()
         self._sent: dict[str, str] = {}  # our in-dialog INFO and REFER transactions -> their method
 
@@ -346,8 +347,13 @@ class SipEndpoint:
             self._send(tx, response_to(req, 200, "OK"), now)
             self._on_cancel(ev.cancels, now)
         elif req.method == "OPTIONS":
-            extra = (("Allow", ALLOW), ("Accept", "application/sdp"))
-            self._send(tx, response_to(req, 200, "OK", self._token(), extra=extra), now)
+            offered: tuple[tuple[str, str], ...] = (("Allow", ALLOW), ("Accept", "application/sdp"))
+            if self.unavailable is not None:  # draining: a proxy's probe takes the node out of its set
+                answer = response_to(req, 503, "Service Unavailable", self._token(),
+                                     extra=(*offered, ("Retry-After", str(self.unavailable))))
+            else:
+                answer = response_to(req, 200, "OK", self._token(), extra=offered)
+            self._send(tx, answer, now)
             self._events.append(OptionsPing(ev.source, req.uri))
         elif req.method in ("NOTIFY", "INFO") and call is not None and call.dialog is not None and (
                 self._in_dialog(call, req)):
