@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import telnyx
@@ -46,9 +47,10 @@ def _refused_while_draining(tenant: Tenant) -> telnyx.APIStatusError:
 
 def _options(sip_port: int) -> bytes:
     """What the node answers to an OPTIONS, as a proxy's probe sends it."""
+    tag = uuid.uuid4().hex  # each probe a transaction of its own (the same branch would be a retransmission)
     probe = (f"OPTIONS sip:probe@127.0.0.1:{sip_port} SIP/2.0\r\n"
-             "Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKdrain1\r\nFrom: <sip:p@127.0.0.1>;tag=1\r\n"
-             "To: <sip:probe@127.0.0.1>\r\nCall-ID: drain-probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+             f"Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bK{tag}\r\nFrom: <sip:p@127.0.0.1>;tag=1\r\n"
+             f"To: <sip:probe@127.0.0.1>\r\nCall-ID: drain-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
              "Content-Length: 0\r\n\r\n").encode()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.settimeout(5)
