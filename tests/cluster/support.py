@@ -44,8 +44,8 @@ def sipp() -> str:
 # A caller behind a proxy: the 200's Record-Route set is kept (rrs) and the ACK and BYE carry it as Route
 # headers ([routes]) with the node's Contact as Request-URI ([next_url]); SIPp sends everything to the proxy.
 
-_INVITE = """  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+# The INVITE SIPp sends (a PCMU offer), shared with bench/cluster/setup_rate.py.
+INVITE_MESSAGE = """INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
 To: <sip:[service]@[remote_ip]:[remote_port]>
@@ -64,7 +64,10 @@ t=0 0
 m=audio [media_port] RTP/AVP 0
 a=rtpmap:0 PCMU/8000
 
-]]></send>
+"""
+
+_INVITE = f"""  <send retrans="500"><![CDATA[
+{INVITE_MESSAGE}]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="200" rtd="true" rrs="true"/>
