@@ -249,7 +249,7 @@ class Blobs:
 
     def copies(self) -> list[tuple[str, Path, os.stat_result]]:
         """(key, path, stat) of every copy this node keeps."""
-        out = []
+        out: list[tuple[str, Path, os.stat_result]] = []
         if not self.cache_dir.is_dir():
             return out
         for path in self.cache_dir.rglob("*"):

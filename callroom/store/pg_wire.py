@@ -28,8 +28,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg import pq
-from psycopg import postgres
+from psycopg import postgres, pq
 from psycopg.adapt import AdaptersMap, Dumper, PyFormat, Transformer
 
 from callroom.store import cooperative

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from callroom.errors import StoreError
 from callroom.store import blobs as b
+from callroom.store import schema as t
 from callroom.store.engine import Store
 
 
@@ -54,9 +56,9 @@ def test_a_half_written_file_is_not_seen_and_is_swept(store: Store, tmp_path: Pa
     assert blobs.info("recordings/half.wav") is None  # cleaned up by the writer itself
     # a writer that died (no cleanup): its header stays incomplete until the sweep
     with store.transaction() as tx:
-        tx.conn.execute(b.insert(b.t.blobs).values(key="recordings/dead.wav", size_bytes=0, chunks=0,
+        tx.conn.execute(insert(t.blobs).values(key="recordings/dead.wav", size_bytes=0, chunks=0,
                                                    complete=False, created_at=time.time() - 2 * b.STALE_SECS))
-        tx.conn.execute(b.insert(b.t.blob_chunks).values(key="recordings/dead.wav", seq=0, data=b"abc"))
+        tx.conn.execute(insert(t.blob_chunks).values(key="recordings/dead.wav", seq=0, data=b"abc"))
     assert blobs.info("recordings/dead.wav") is None
     with pytest.raises(StoreError):
         blobs.materialise("recordings/dead.wav")
