@@ -429,11 +429,12 @@ class Node:
             return
         self.media.send(FileReady(wanted.ask_id, str(path)))
 
-    def _blob_dropped(self, key: str) -> None:
-        """A stored file was deleted or replaced: this node's copy goes, and, in a cluster, the others' too."""
-        self.blobs.drop_copy(key)
+    async def _blob_dropped(self, key: str) -> None:
+        """A stored file was deleted or replaced: this node's copy goes, and, in a cluster, the others' too
+        (a node that misses the word removes its copy when it next starts: ``Blobs.prune``)."""
+        await asyncio.to_thread(self.blobs.drop_copy, key)
         if self.bus is not None:
-            self._spawn_file_work(self.bus.tell(BLOBS_DROPPED, key.encode()))
+            await self.bus.tell(BLOBS_DROPPED, key.encode())
 
     def _heard_blob_dropped(self, data: bytes) -> None:
         self.blobs.drop_copy(data.decode(errors="replace"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -109,13 +109,13 @@ async def delete_recording(recording_id: str, request: Request, account: Account
 
     rec = await ctl.astore_rows(account, run)
     if rec.path:
-        await asyncio.to_thread(_dropped(request), rec.path)
+        await _dropped(request)(rec.path)
     return data(recording_view(rec, str(request.base_url).rstrip("/")))
 
 
-def _dropped(request: Request) -> Callable[[str], None]:
+def _dropped(request: Request) -> Callable[[str], Awaitable[None]]:
     """What removes the copies of a stored file deleted or replaced (this node's and the cluster's)."""
-    dropped: Callable[[str], None] = request.app.state.blob_dropped
+    dropped: Callable[[str], Awaitable[None]] = request.app.state.blob_dropped
     return dropped
 
 
@@ -272,7 +272,7 @@ async def _store(request: Request, account: str, ctl: Ctl, name: str, content: b
         await asyncio.to_thread(_forget, store, key)
         raise
     if replaced is not None and (not blobs.is_legacy(replaced) or _legacy_in_media_dir(request, replaced)):
-        await asyncio.to_thread(_dropped(request), replaced)
+        await _dropped(request)(replaced)
     return media
 
 
@@ -368,5 +368,5 @@ async def delete_media(media_name: str, request: Request, account: Account, ctl:
 
     m = await ctl.astore_rows(account, run)
     if not blobs.is_legacy(m.path) or _legacy_in_media_dir(request, m.path):
-        await asyncio.to_thread(_dropped(request), m.path)
+        await _dropped(request)(m.path)
     return Response(status_code=204)
