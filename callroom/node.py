@@ -51,6 +51,7 @@ from callroom.model.media import (
     RecordingFailed,
     RecordingSaved,
     Release,
+    StartRecording,
     StreamEnded,
     StreamStarted,
     Transcribed,
@@ -188,18 +189,26 @@ class NodeMedia:
     """The node's media plane as the control plane sees it: virtual phones' signalling here, then
     everything else (SIP, audio legs, the engine) in the media process, in the same order."""
 
-    def __init__(self, virtual_phones: VirtualPhones, media: MediaProcess) -> None:
+    def __init__(self, virtual_phones: VirtualPhones, media: MediaProcess, recordings_dir: Path) -> None:
         self.virtual_phones = virtual_phones
         self.media = media
+        self.recordings_dir = recordings_dir
         # The conferences whose mix changed (a mute, a hold, a role: changes no webhook reports), for the console.
         self.on_conferences: Callable[[set[str]], None] = lambda _ids: None
 
     def apply(self, ops: list[MediaOp]) -> None:
+        ops = [self._written_here(op) if isinstance(op, StartRecording) else op for op in ops]
         self.virtual_phones.apply(ops)
         self.media.apply(ops)
         mixes = {op.conference_id for op in ops if isinstance(op, ConferenceMix | MemberFlags)}
         if mixes:
             self.on_conferences(mixes)
+
+    def _written_here(self, op: StartRecording) -> StartRecording:
+        """A recording is written in this node's recordings folder (``<account>/<id>``), whichever node's API
+        took the command, then stored for every node (``Node._store_recording``)."""
+        path = Path(op.path)
+        return dataclasses.replace(op, path=str(self.recordings_dir / path.parent.name / path.name))
 
 
 class Node:
@@ -228,7 +237,7 @@ class Node:
         self._file_work: set[asyncio.Task[None]] = set()  # copies for the media process, recordings stored
         self.media.on_file_wanted = self._file_wanted
         self.virtual_phones = VirtualPhones(self.media)
-        self.node_media = NodeMedia(self.virtual_phones, self.media)
+        self.node_media = NodeMedia(self.virtual_phones, self.media, config.data_dir / "recordings")
         self.control = Control(self.store, self.node_id, self.node_media)
         self.control.ring_timeout_secs = config.ring_timeout_secs
         self.control.numbers = config.numbers

@@ -143,6 +143,7 @@ def test_a_recording_outlives_the_node_that_recorded_it(pair: Cluster, tmp_path:
     before = downloads_from_n1()
     assert _copies(tmp_path / "n1", f"{rec_id}.wav") == []  # streamed from the store, not from a copy
     assert len(_copies(tmp_path / "n0", f"{rec_id}.wav")) == 1  # the recording node's own copy
+    assert list((tmp_path / "n1").rglob(f"{rec_id}*")) == []  # written where its media is, not by n1's API
 
     kill_hard(pair.procs[0])
     shutil.rmtree(tmp_path / "n0" / "files")  # its machine is gone, disk and all
