@@ -16,6 +16,10 @@ down, or through another node while the bus lost the word).
 Rows written before stored files existed name an absolute path instead of a key: that file is served from
 the disk of the node that has it (``is_legacy``).
 
+A file is stored before the row that names it is committed (a recording before its ``*.recording.saved``,
+an upload before its ``media_files`` row): a node that dies between the two leaves a file nobody names,
+which ``prune`` deletes an hour later.
+
 Everything here blocks: the API and the node call it in worker threads (``asyncio.to_thread``).
 """
 
@@ -111,8 +115,13 @@ def stored_keys(tx: Tx, keys: list[str]) -> set[str]:
 
 
 def stale_keys(tx: Tx, before: float) -> list[str]:
+    """Files created before ``before`` that are still incomplete (their writer died), or complete but named by
+    no recording or upload (their writer died between storing the file and committing its row)."""
     c = t.blobs.c
-    return list(tx.conn.execute(select(c.key).where(and_(c.complete.is_(False), c.created_at < before))).scalars())
+    named = select(t.recordings.c.path).where(t.recordings.c.path.is_not(None)).union(select(t.media_files.c.path))
+    orphan = and_(c.complete.is_(True), c.key.not_in(named))
+    return list(tx.conn.execute(select(c.key).where(and_(c.created_at < before, c.complete.is_(False) | orphan)))
+                .scalars())  # fmt: skip
 
 
 # -- the store and this node's copies ------------------------------------------------------------------
@@ -274,8 +283,9 @@ class Blobs:
             total -= st.st_size
 
     def prune(self, now: float | None = None) -> int:
-        """Remove copies of files the store no longer has, and the stored files left half-written by a node
-        that died while writing them (older than ``STALE_SECS``). How many copies were removed."""
+        """Remove copies of files the store no longer has, and the stored files left behind by a node that died
+        while writing them or before their row was committed (``stale_keys``, older than ``STALE_SECS``). How
+        many copies were removed."""
         now = time.time() if now is None else now
         with self.store.transaction() as tx:
             for key in stale_keys(tx, now - STALE_SECS):

@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from callroom.errors import StoreError
+from callroom.model.records import Recording
 from callroom.store import blobs as b
+from callroom.store import media_tx
 from callroom.store import schema as t
 from callroom.store.engine import Store
 
@@ -44,7 +46,7 @@ def test_an_empty_file_and_bytes(store: Store, tmp_path: Path) -> None:
     assert blobs.materialise("media/acct/v1/x.wav").read_bytes() == b"abc"
 
 
-def test_a_half_written_file_is_not_seen_and_is_swept(store: Store, tmp_path: Path) -> None:
+def test_a_half_written_or_unnamed_file_is_not_seen_and_is_swept(store: Store, tmp_path: Path) -> None:
     blobs = b.Blobs(store, tmp_path / "cache")
 
     def failing() -> object:
@@ -62,9 +64,18 @@ def test_a_half_written_file_is_not_seen_and_is_swept(store: Store, tmp_path: Pa
     assert blobs.info("recordings/dead.wav") is None
     with pytest.raises(StoreError):
         blobs.materialise("recordings/dead.wav")
+    # whole files: one no row names (its writer died before the row's commit), one a recording names, one new
+    old = time.time() - 2 * b.STALE_SECS
+    for key in ("recordings/orphan.wav", "recordings/named.wav", "recordings/new.wav"):
+        blobs.put_bytes(key, b"RIFF")
+    with store.transaction() as tx:
+        tx.conn.execute(update(t.blobs).where(t.blobs.c.key != "recordings/new.wav").values(created_at=old))
+        media_tx.insert_recording(tx, Recording("named", "acct", "call", "single", "wav", "named.wav", "completed",
+                                                old, old, old, path="recordings/named.wav"))  # fmt: skip
     blobs.prune()
     with store.transaction(read_only=True) as tx:
-        assert b.stored_keys(tx, ["recordings/dead.wav"]) == set()
+        assert b.stored_keys(tx, ["recordings/dead.wav", "recordings/orphan.wav", "recordings/named.wav",
+                                  "recordings/new.wav"]) == {"recordings/named.wav", "recordings/new.wav"}
         assert b.read_chunk(tx, "recordings/dead.wav", 0) is None
 
 
