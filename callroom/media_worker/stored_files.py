@@ -18,8 +18,9 @@ ASK_TIMEOUT_SECS = 60.0  # a 50 MB upload copied from the database on a busy nod
 
 
 class StoredFiles:
-    def __init__(self, send: Callable[[FileWanted], None]) -> None:
+    def __init__(self, send: Callable[[FileWanted], None], timeout: float = ASK_TIMEOUT_SECS) -> None:
         self._send = send
+        self.timeout = timeout
         self._ids = itertools.count(1)
         self._asked: dict[int, asyncio.Future[str]] = {}
 
@@ -32,9 +33,9 @@ class StoredFiles:
         self._asked[ask_id] = fut
         self._send(FileWanted(ask_id, key))
         try:
-            return await asyncio.wait_for(fut, ASK_TIMEOUT_SECS)
+            return await asyncio.wait_for(fut, self.timeout)
         except TimeoutError:
-            raise MediaError(f"stored file {key}: no copy within {ASK_TIMEOUT_SECS:g} s") from None
+            raise MediaError(f"stored file {key}: no copy within {self.timeout:g} s") from None
         finally:
             self._asked.pop(ask_id, None)
 
