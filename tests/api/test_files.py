@@ -4,11 +4,16 @@ so nothing outside it is ever read, written or deleted."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
+from callroom.api.common import hash_key
 from callroom.audio.encode import encode_wav
 from callroom.audio.fetch import FETCH_FAILED
+from callroom.model.records import MediaFile
+from callroom.store import media_tx
 from tests.audio.signals import tone16
 from tests.support.media_server import MediaServer
 from tests.support.node import free_port
@@ -126,3 +131,22 @@ def test_an_upload_from_a_media_url_the_node_refuses_is_never_fetched(strict_ten
         assert media.hits["/upload.wav"] == 1
     finally:
         media.close()
+
+
+def test_a_file_uploaded_before_files_were_stored_is_still_served_and_deleted(tenant: Tenant) -> None:
+    """A row written before migration 0010 names an absolute path in the node's media folder."""
+    node = tenant.node.node
+    headers = _auth(tenant)
+    with node.store.transaction(read_only=True) as tx:
+        account = tx.account_for_key_hash(hash_key(tenant.api_key))
+    assert account is not None
+    folder = Path(node.app.state.media_dir) / account
+    folder.mkdir(parents=True, exist_ok=True)
+    old = folder / "before.wav"
+    old.write_bytes(WAV)
+    with node.store.transaction() as tx:
+        media_tx.put_media(tx, MediaFile(account, "before.wav", str(old), "audio/wav", len(WAV), 1.0, 1.0))
+    got = httpx.get(f"{tenant.node.base_url}/media/before.wav/download", headers=headers)
+    assert got.status_code == 200 and got.content == WAV
+    assert httpx.delete(f"{tenant.node.base_url}/media/before.wav", headers=headers).status_code == 204
+    assert not old.exists()
