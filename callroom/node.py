@@ -78,7 +78,7 @@ from callroom.model.records import Account
 from callroom.model.trunks import TrunkSettings
 from callroom.outbound import AddressPolicy
 from callroom.store import cooperative, nodes
-from callroom.store.blobs import Blobs, recording_key
+from callroom.store.blobs import DEFAULT_CACHE_BYTES, Blobs, recording_key
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery
 from callroom.store.trunk_config import put_trunks
@@ -134,6 +134,8 @@ class NodeConfig:
     # SIP trunks given at start (``--trunk``, a trunks file): created or changed in the default account, beside
     # those added through the API or ``callroom trunks`` (callroom/model/trunks.py).
     trunks: tuple[TrunkSettings, ...] = ()
+    # Copies of stored files (recordings, uploads) kept in ``data_dir/files``, at most (callroom/store/blobs.py).
+    file_cache_bytes: int = DEFAULT_CACHE_BYTES
 
 
 def relay_host_of(config: NodeConfig) -> str:
@@ -233,7 +235,7 @@ class Node:
                                   relay_host=relay_host_of(config), relay_pool=RELAY_POOL if config.nats_url else 0,
                                   limits=config.admission, on_admission=self._admission_report)
         # Recordings and uploads: in the database every node shares, copies in the data directory's ``files``.
-        self.blobs = Blobs(self.store, config.data_dir / "files")
+        self.blobs = Blobs(self.store, config.data_dir / "files", config.file_cache_bytes)
         self._file_work: set[asyncio.Task[None]] = set()  # copies for the media process, recordings stored
         self.media.on_file_wanted = self._file_wanted
         self.virtual_phones = VirtualPhones(self.media)

@@ -148,15 +148,14 @@ class Blobs:
             except OSError as exc:  # another file system: the copy is made when first wanted
                 log.info("stored file %s: not kept as a copy (%s)", key, exc)
             else:
-                self._trim()
+                self._trim(keep=target)
         return size
 
     def put_bytes(self, key: str, data: bytes) -> int:
         """Store ``data`` under ``key``, and keep a copy here (an upload is often played soon)."""
         view = memoryview(data)
         size = self._put(key, (bytes(view[i:i + CHUNK_BYTES]) for i in range(0, len(data), CHUNK_BYTES)))
-        self._write_copy(key, iter((data,)))
-        self._trim()
+        self._trim(keep=self._write_copy(key, iter((data,))))
         return size
 
     def _put(self, key: str, chunks: Iterator[bytes]) -> int:
@@ -227,7 +226,7 @@ class Blobs:
         if info is None:
             raise StoreError(f"no stored file {key}")
         path = self._write_copy(key, (self.chunk(key, seq) for seq in range(info.chunks)))
-        self._trim()
+        self._trim(keep=path)  # (not the copy just made: its reader is about to open it)
         return path
 
     # -- this node's copies -----------------------------------------------------------------------------
@@ -272,13 +271,15 @@ class Blobs:
                 out.append((path.relative_to(self.cache_dir).as_posix(), path, st))
         return out
 
-    def _trim(self) -> None:
-        """Remove the least recently used copies while they hold more than ``cache_bytes``."""
+    def _trim(self, keep: Path) -> None:
+        """Remove the least recently used copies while they hold more than ``cache_bytes``, but ``keep``."""
         found = self.copies()
         total = sum(st.st_size for _k, _p, st in found)
         for _key, path, st in sorted(found, key=lambda c: c[2].st_mtime):
             if total <= self.cache_bytes:
                 break
+            if path == keep:
+                continue
             path.unlink(missing_ok=True)
             total -= st.st_size
 

@@ -104,6 +104,10 @@ def test_copies_are_trimmed_least_recently_used_first(store: Store, tmp_path: Pa
     kept = sorted(k for k, _p, _s in blobs.copies())
     assert kept == ["media/a/v/0.wav", "media/a/v/3.wav"]
     assert blobs.materialise("media/a/v/1.wav").read_bytes() == b"0123456789"  # fetched again
+    none_kept = b.Blobs(store, tmp_path / "none", cache_bytes=0)
+    assert none_kept.materialise("media/a/v/2.wav").read_bytes() == b"0123456789"  # the copy just made stays
+    assert none_kept.materialise("media/a/v/3.wav").read_bytes() == b"0123456789"
+    assert [k for k, _p, _s in none_kept.copies()] == ["media/a/v/3.wav"]
 
 
 def test_keys_cannot_leave_the_cache_and_legacy_paths_are_files(store: Store, tmp_path: Path) -> None:
