@@ -58,7 +58,7 @@ def test_config_and_premium_are_honoured(tenant: Tenant) -> None:
                          answering_machine_detection_config={"initial_silence_millis": 1000})
     assert tenant.event("call.machine.detection.ended", silent).payload["result"] == "machine"
     words = tenant.dial("short", f"answer_after=0;{SPEECH};cadence=300/150/300", answering_machine_detection="detect",
-                        answering_machine_detection_config={"maximum_number_of_words": 2})
+                        answering_machine_detection_config={"maximum_number_of_words": 1})
     assert tenant.event("call.machine.detection.ended", words).payload["result"] == "machine"
     with pytest.raises(telnyx.UnprocessableEntityError):
         tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111", to="virtual:x",
