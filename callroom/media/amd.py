@@ -5,8 +5,8 @@ decides it: a person answers with a short word or two and then waits (silence af
 ``human``); a machine plays a long greeting of many words, or says nothing at first (a long initial
 silence, a word or a greeting longer than a person's, more words than a person says: ``machine``); no
 decision within the analysis time is ``not_sure``. A frame is voice when its mean absolute amplitude
-is above ``silence_threshold`` and well above the line's own noise (``NOISE_MARGIN`` times its floor,
-followed as the quietest frames heard, so a hissing line is not one endless word); a word is voice of at
+is above ``silence_threshold`` and well above the line's own noise (``NOISE_MARGIN`` times its floor, the
+quietest frame of the last 1.5 s, so a hissing line is not one endless word); a word is voice of at
 least ``MIN_WORD_MS``, words are apart when the silence between them reaches
 ``between_words_silence_millis``. As Telnyx describes its settings, it is a machine when the initial
 silence, a word or the greeting lasts *longer* than its limit, or when there are *more* words than
@@ -23,6 +23,7 @@ long after the ``machine`` verdict. Telnyx's configuration names throughout.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ DEFAULTS: Mapping[str, int] = {
 }
 MIN_WORD_MS = 100
 NOISE_MARGIN = 2.5  # voice is this many times louder than the line's noise floor (8 dB)
-NOISE_FLOOR_RISE = 1.005  # per frame: the floor follows a louder line within seconds (x1.28 a second), not a word
+NOISE_WINDOW_FRAMES = 75  # the floor is the quietest frame of the last 1.5 s: speech pauses more often than that
 WAIT_FOR_ANSWER_SECONDS = 900.0  # a detection waits this long for its call's answer
 BEEP_PURITY = 0.8  # the share of a frame's energy within the beep's frequency and its neighbours
 BEEP_DRIFT_HZ = 60.0  # a beep's frequency holds within this from frame to frame
@@ -97,7 +98,7 @@ class MachineDetector:
         self._machine_at = 0.0
         self._beep_ms = 0
         self._beep_hz = 0.0
-        self._floor: float | None = None  # the line's noise level: the quietest frames' mean absolute amplitude
+        self._levels: deque[float] = deque(maxlen=NOISE_WINDOW_FRAMES)  # the last frames' mean absolute amplitude
 
     def feed(self, frame: Frame | None, now: float) -> list[Verdict]:
         if self.done:
@@ -132,11 +133,12 @@ class MachineDetector:
         return out
 
     def _voiced(self, level: float) -> bool:
-        """Whether a frame of this level is voice; follows the noise floor (down at once, up slowly)."""
+        """Whether a frame of this level is voice: above ``silence_threshold`` and ``NOISE_MARGIN`` times the
+        line's noise floor (the quietest recent frame, at most ``silence_threshold``: a call that starts with
+        speech is heard at once, a line that starts to hiss is not voice for longer than the window)."""
+        self._levels.append(level)
         threshold = self.cfg["silence_threshold"]
-        floor = min(level, threshold) if self._floor is None else min(level, self._floor * NOISE_FLOOR_RISE)
-        self._floor = max(floor, 1.0)
-        return level > threshold and level > NOISE_MARGIN * self._floor
+        return level > threshold and level > NOISE_MARGIN * min(min(self._levels), threshold)
 
     def _cadence(self, voiced: bool) -> None:
         step = 1000 * FRAME_SAMPLES // SAMPLE_RATE

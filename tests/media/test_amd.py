@@ -114,4 +114,6 @@ def test_a_hissing_line_is_not_one_endless_word() -> None:
     noisy = np.clip(hello + rng.normal(0, 400, len(hello)), -32768, 32767).astype(np.int16)  # ~320 mean level
     assert float(np.abs(noisy[:3200].astype(np.int32)).mean()) > 256  # louder than the silence threshold
     assert results(run(noisy)) == [("detection", "human")]
+    late = np.concatenate([silence(200), noisy])  # digital silence first, then the hissing line
+    assert results(run(late)) == [("detection", "human")]
     assert results(run(np.concatenate([burst(600), silence(2000)]))) == [("detection", "human")]  # at once
