@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from callroom.control.calls import _far_end
-from callroom.control.virtual_far_end import virtual_speech
 from callroom.control.guards import answered, reject
 from callroom.control.links import RINGBACK, OnAnswer, ringback_job
 from callroom.control.media_actions import Source, audio_spec
+from callroom.control.virtual_far_end import virtual_speech
 from callroom.control.webhooks import emit_call
 from callroom.control.world import Steps, World
 from callroom.model import media as m
