@@ -16,6 +16,7 @@ import soundfile
 
 from callroom.media.tones import sine
 from tests.media.audio import is_speech_like, tone_level
+from tests.support.media_server import MediaServer
 from tests.support.tenant import Tenant
 
 PHRASE = "hello how are you today one two three four five"
@@ -58,11 +59,15 @@ def test_the_words_a_phone_says_come_through_the_transcription(tenant: Tenant) -
     assert len(words & WORDS) >= len(WORDS) / 2, words
 
 
-def _upload_tone(tenant: Tenant, name: str, hz: float, ms: float) -> None:
+def _tone_wav(hz: float, ms: float) -> bytes:
     buf = io.BytesIO()
     soundfile.write(buf, sine(hz, ms, amplitude=8000), 8000, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _upload_tone(tenant: Tenant, name: str, hz: float, ms: float) -> None:
     resp = httpx.post(f"{tenant.node.base_url}/media", headers={"Authorization": f"Bearer {tenant.api_key}"},
-                      files={"media": (f"{name}.wav", buf.getvalue(), "audio/wav")}, data={"media_name": name})
+                      files={"media": (f"{name}.wav", _tone_wav(hz, ms), "audio/wav")}, data={"media_name": name})
     assert resp.status_code < 300, resp.text
 
 
@@ -100,3 +105,24 @@ def test_a_voicemail_greets_and_beeps_and_detection_calls_it_a_machine(tenant: T
     default = tenant.dial("vm2", "answer_after=0;voicemail", answering_machine_detection="detect_beep")
     assert tenant.event("call.machine.detection.ended", default, timeout=15).payload["result"] == "machine"
     assert tenant.event("call.machine.greeting.ended", default, timeout=20).payload["result"] == "beep_detected"
+
+
+def test_a_phone_plays_a_url_fetched_as_playback_fetches(tenant: Tenant, strict_tenant: Tenant) -> None:
+    server = MediaServer()
+    try:
+        url = server.add("/ring.wav", _tone_wav(900, 1500))
+        listener = tenant.dial("listener")
+        played = tenant.dial("player", f"answer_after=0;play={quote(url, safe='')}", wait_answered=False,
+                             link_to=listener, bridge_on_answer=True)
+        tenant.event("call.bridged", played)
+        assert tone_level(_heard_while(tenant, listener, 0.5), 900) > 2000
+        assert server.hits["/ring.wav"] == 1
+        # a node whose URL policy refuses loopback does not fetch it: the phone answers and stays silent
+        other = strict_tenant.dial("listener")
+        refused = strict_tenant.dial("player", f"answer_after=0;play={quote(url, safe='')}", wait_answered=False,
+                                     link_to=other, bridge_on_answer=True)
+        strict_tenant.event("call.bridged", refused)
+        assert tone_level(_heard_while(strict_tenant, other, 0.8), 900) < 100
+        assert server.hits["/ring.wav"] == 1
+    finally:
+        server.close()
