@@ -46,7 +46,7 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from callroom.devcluster import group_members  # noqa: E402
+from callroom.cluster_procs import group_members  # noqa: E402
 from tests.cluster.support import INVITE_MESSAGE  # noqa: E402
 from tests.support.node import free_port  # noqa: E402
 

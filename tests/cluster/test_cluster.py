@@ -29,7 +29,8 @@ import pytest
 import soundfile
 import telnyx
 
-from callroom.devcluster import ClusterState, group_members, proxy_view
+from callroom.cluster_procs import group_members
+from callroom.devcluster import ClusterState, proxy_view
 from tests.cluster.support import CALLER_HANGS_UP, NODE_HANGS_UP, ROOT, Sipp, call_invite, kamailio, need, sipp
 from tests.media.audio import tone_level
 from tests.support.node import free_port
