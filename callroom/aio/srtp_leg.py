@@ -54,6 +54,7 @@ class SrtpLeg(RtpLeg):
     def __init__(self, loop: asyncio.AbstractEventLoop, rtp: RtpSocket, rtcp: asyncio.DatagramTransport,
                  **kwargs: Any) -> None:  # fmt: skip
         self._srtp: SrtpContext | None = None
+        self.keys: tuple[str, bytes, bytes] | None = None  # (suite, send key, receive key) in use
         self._plain = False
         self.auth_failures = 0  # packets that failed SRTP/SRTCP authentication (or came before the keys)
         super().__init__(loop, rtp, _SrtcpTransport(rtcp, self), **kwargs)
@@ -61,11 +62,12 @@ class SrtpLeg(RtpLeg):
     def secure(self, suite: str, send_key: bytes, receive_key: bytes) -> None:
         """The keys the SDP offer and answer agreed (``sip.sdes.SrtpKeys``); may be called again to rekey."""
         self._srtp = SrtpContext(suite, send_key, receive_key)
+        self.keys = (suite, send_key, receive_key)
         self._plain = False
 
     def plain(self) -> None:
         """The negotiation ended in plain RTP: packets pass unchanged."""
-        self._srtp = None
+        self._srtp = self.keys = None
         self._plain = True
 
     @property

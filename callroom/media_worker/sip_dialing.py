@@ -1,5 +1,6 @@
 """Calls the node places: to a SIP address (``sip:``) or to a number through a trunk (``trunk:``), and the
-far end's answer followed (or the call hung up when it cannot be)."""
+far end's answer followed (or the call hung up when it cannot be). A trunk with ``srtp`` on gets an offer
+with SDES keys and an SRTP leg; an answer that does not agree to what it requires ends the call (488)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import socket
 from callroom.aio.rtp_leg import RtpLeg
 from callroom.errors import MediaError, ProtocolError
 from callroom.media_worker.sip_addresses import media_address, resolve
-from callroom.media_worker.sip_legs import SipLeg, SipLegs
+from callroom.media_worker.sip_legs import SipLeg, SipLegs, use_keys
 from callroom.media_worker.trunk_book import TrunkInvite
 from callroom.model import media as m
 from callroom.model.messages import SipAnswered, SipFailed
 from callroom.model.trunks import TRUNK_PREFIX
 from callroom.sip.fields import SipUri
+from callroom.sip.sdes import SrtpMode, answer_agrees, secure_offer
 from callroom.sip.sdp import SessionDescription, accept_answer, make_offer
 
 log = logging.getLogger(__name__)
@@ -73,18 +75,19 @@ class OutgoingCalls(SipLegs):
         assert self.transport is not None
         try:
             await self.trunks.connect(how.trunk, how.addr)
-            rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
+            srtp = SrtpMode(how.trunk.srtp)
+            rtp = await self._open_rtp(cid, srtp)
         except (MediaError, OSError) as exc:  # no connection to the gateway, or no RTP port free
             log.warning("cannot dial %s through trunk %s: %s", how.to, how.trunk.name, exc)
             self.report(SipFailed(cid, 503))
             return
         offer = make_offer(self.media_ip, rtp.local_port, codecs=how.trunk.codecs)
+        crypto = secure_offer(offer, srtp)  # SDES keys: the trunk is TLS (checked with its settings)
         sip_call_id = self.transport.invite(how.to, how.from_, offer, addr=how.addr, credentials=how.credentials,
                                            headers=how.headers, extra_headers=extra_headers)
-        leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
+        leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp, srtp=srtp, over_tls=True, crypto=crypto)
         self.by_sip[sip_call_id] = leg
         self.by_cid[cid] = leg
-
 
     async def _answered(self, leg: SipLeg, answer: SessionDescription | None) -> None:
         """Our INVITE was answered: follow the SDP answer, or hang up if it cannot be followed."""
@@ -93,6 +96,7 @@ class OutgoingCalls(SipLegs):
         if answer is not None:
             try:
                 agreed = accept_answer(leg.offer, answer)
+                keys = answer_agrees(answer, leg.crypto, leg.srtp)  # SRTP, plain, or refused (488)
                 remote = await media_address(agreed.remote_rtp_addr, rtp)
             except (ProtocolError, ValueError) as exc:
                 log.warning("hanging up %s: its answer cannot be followed: %s", leg.sip_call_id, exc)
@@ -102,6 +106,7 @@ class OutgoingCalls(SipLegs):
                 return
             if leg.released:
                 return
+            use_keys(leg, rtp, keys)
             rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
             rtp.detect_inband = agreed.telephone_event_pt is None
         if leg.released:

@@ -12,11 +12,13 @@ from typing import Any
 
 from callroom.aio.rtp_leg import RtpLeg
 from callroom.aio.sip_transport import SipTransport
-from callroom.errors import CallroomError
+from callroom.aio.srtp_leg import SrtpLeg
+from callroom.errors import CallroomError, SrtpNotAcceptable
 from callroom.media.engine import MediaEngine
 from callroom.media_worker.trunk_lines import TrunkLines
 from callroom.model import media as m
 from callroom.model.messages import SipConfig, SipFact, SipHangup, SipQuality
+from callroom.sip.sdes import CryptoAttribute, SrtpKeys, SrtpMode
 from callroom.sip.sdp import SessionDescription
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ class SipLeg:
     pending_answer: bool = False
     our_offer: SessionDescription | None = None  # what our 200 offered to a delayed-offer INVITE
     ops: list[m.MediaOp] = field(default_factory=list)
+    srtp: SrtpMode = SrtpMode.OFF  # the trunk's srtp setting (off for calls not through a trunk)
+    over_tls: bool = False  # its INVITE came over TLS (an RTP/SAVP offer needs it)
+    crypto: list[CryptoAttribute] = field(default_factory=list)  # the a=crypto lines our offer made
+    keys: SrtpKeys | None = None  # what the offer and answer agreed (None: plain RTP)
 
 
 Report = Callable[[SipFact], None]
@@ -46,6 +52,17 @@ class Unanswerable(Exception):
         super().__init__(why)
         self.status = status
 
+
+def use_keys(leg: SipLeg, rtp: RtpLeg, keys: SrtpKeys | None) -> None:
+    """Follow a negotiation's outcome on the leg's RTP: SRTP with ``keys``, or plain RTP (None)."""
+    if keys is not None and not isinstance(rtp, SrtpLeg):
+        raise SrtpNotAcceptable("SRTP agreed on a plain RTP leg")
+    leg.keys = keys
+    if isinstance(rtp, SrtpLeg):
+        if keys is None:
+            rtp.plain()
+        elif keys != rtp.keys:
+            rtp.secure(*keys)
 
 
 class SipLegs:
@@ -69,6 +86,11 @@ class SipLegs:
     def port(self) -> int:
         assert self.transport is not None
         return self.transport.local_addr[1]
+
+    async def _open_rtp(self, cid: str, srtp: SrtpMode) -> RtpLeg:
+        """RTP ports for a leg: an ``SrtpLeg`` when the call may be secure, a plain ``RtpLeg`` otherwise."""
+        kind = RtpLeg if srtp is SrtpMode.OFF else SrtpLeg
+        return await kind.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

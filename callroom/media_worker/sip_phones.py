@@ -30,7 +30,7 @@ from callroom.media.engine import MediaEngine
 from callroom.media_worker.invite_gates import AdmissionGate, DigestGate
 from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, media_address
 from callroom.media_worker.sip_dialing import OutgoingCalls
-from callroom.media_worker.sip_legs import Report, SipLeg, Unanswerable
+from callroom.media_worker.sip_legs import Report, SipLeg, Unanswerable, use_keys
 from callroom.media_worker.trunk_book import TrunkOrNetworks
 from callroom.model import media as m
 from callroom.model.messages import (
@@ -49,6 +49,7 @@ from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
 from callroom.sip.message import SipRequest
 from callroom.sip.register import RegistrationChanged
+from callroom.sip.sdes import SrtpMode, answer_agrees, answer_offer, offer_wants, secure_offer
 from callroom.sip.sdp import SessionDescription, accept_answer, make_offer, negotiate_answer
 
 log = logging.getLogger(__name__)
@@ -223,13 +224,16 @@ class SipPhones(OutgoingCalls):
         cid = leg.call_control_id
         rtp: RtpLeg | None = None
         try:
-            rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
+            rtp = await self._open_rtp(cid, leg.srtp)
             if leg.offer is None:  # a delayed offer (RFC 3261 13.2.1): ours goes in the 200, theirs in the ACK
                 sdp = leg.our_offer = make_offer(self.media_ip, rtp.local_port)
+                leg.crypto = secure_offer(sdp, leg.srtp if leg.over_tls else SrtpMode.OFF)
             else:
                 agreed = negotiate_answer(leg.offer, self.media_ip, rtp.local_port)
+                keys = answer_offer(leg.offer, agreed.answer, leg.srtp, leg.over_tls)
                 remote = await media_address(agreed.remote_rtp_addr, rtp)
                 if not leg.released:
+                    use_keys(leg, rtp, keys)
                     rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
                 # A peer that sends RFC 4733 events does not need its audio searched for DTMF tones.
                 rtp.detect_inband = agreed.telephone_event_pt is None
@@ -318,14 +322,19 @@ class SipPhones(OutgoingCalls):
 
     def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri, offer: SessionDescription | None,
                   source: tuple[str, int], headers: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
-        """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, a media
-        address of the other family, or a host name that does not resolve), so the application never sees a
-        call it could not take; otherwise handed to the control plane to route (by number when it came from
-        a trunk)."""
-        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to),
-                                   self.trunks.book.trunks_at(source[0]), self._allowed.admits(source[0]), headers)
+        """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, media
+        security its trunk does not agree to, a media address of the other family, or a host name that does
+        not resolve), so the application never sees a call it could not take; otherwise handed to the control
+        plane to route (by number when it came from a trunk)."""
+        trunks = self.trunks.book.trunks_at(source[0])
+        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to), trunks,
+                                   self._allowed.admits(source[0]), headers)
+        assert self.transport is not None
+        leg = SipLeg(call_id, None, outgoing=False, offer=offer, srtp=self.trunks.book.srtp_of(trunks),
+                     over_tls=self.transport.endpoint.streams.get(source) == "TLS")
         if offer is not None:
             try:
+                offer_wants(offer, leg.srtp, leg.over_tls)
                 agreed = negotiate_answer(offer, self.media_ip, 0)
                 host = agreed.remote_rtp_addr[0]
                 if not maybe_reachable(host, self.media_ip):
@@ -335,14 +344,13 @@ class SipPhones(OutgoingCalls):
                 self._reject(call_id, 488)
                 return
             if not is_address(host):  # looked up first, off the loop
-                self._spawn(self._incoming_named(incoming, offer, agreed.remote_rtp_addr))
+                self._spawn(self._incoming_named(incoming, leg, agreed.remote_rtp_addr))
                 return
-        self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.by_sip[call_id] = leg
         self.awaiting.add(call_id)
         self.on_incoming(incoming)
 
-    async def _incoming_named(self, incoming: IncomingSipCall, offer: SessionDescription,
-                              addr: tuple[str, int]) -> None:
+    async def _incoming_named(self, incoming: IncomingSipCall, leg: SipLeg, addr: tuple[str, int]) -> None:
         call_id = incoming.sip_call_id
         try:
             await lookup(addr, 6 if ":" in self.media_ip else 4)
@@ -352,7 +360,7 @@ class SipPhones(OutgoingCalls):
             return
         if self.transport is None or call_id not in self.transport.endpoint.calls:
             return  # cancelled while we looked
-        self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.by_sip[call_id] = leg
         self.awaiting.add(call_id)
         self.on_incoming(incoming)
 
@@ -365,6 +373,7 @@ class SipPhones(OutgoingCalls):
             if sdp is None:
                 raise ValueError("the ACK carried no SDP answer")
             agreed = accept_answer(offer, sdp)
+            keys = answer_agrees(sdp, leg.crypto, leg.srtp)
             remote = await media_address(agreed.remote_rtp_addr, rtp)
         except (ProtocolError, ValueError) as exc:
             log.warning("hanging up %s: %s", leg.sip_call_id, exc)
@@ -374,6 +383,7 @@ class SipPhones(OutgoingCalls):
                 self.report(SipHangup(cid, "488"))
             return
         if not leg.released:
+            use_keys(leg, rtp, keys)
             rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
             rtp.detect_inband = agreed.telephone_event_pt is None
 
@@ -387,10 +397,14 @@ class SipPhones(OutgoingCalls):
             return
         rtp = leg.rtp
         if sdp is None:
+            if leg.keys is not None:  # an offer of ours would need new keys, and their answer in the ACK
+                self._reject(call_id, 488)
+                return
             self.transport.answer(call_id, make_offer(self.media_ip, rtp.local_port))
             return
         try:
             agreed = negotiate_answer(sdp, self.media_ip, rtp.local_port, session_version=leg.version + 1)
+            keys = answer_offer(sdp, agreed.answer, leg.srtp, leg.over_tls, leg.keys)
             remote = await media_address(agreed.remote_rtp_addr, rtp)
         except (ProtocolError, ValueError) as exc:
             log.info("488 to the re-INVITE of %s: %s", call_id, exc)
@@ -399,6 +413,7 @@ class SipPhones(OutgoingCalls):
         if leg.released or rtp.closed:
             return
         leg.version += 1
+        use_keys(leg, rtp, keys)
         rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
         try:
             self.transport.answer(call_id, agreed.answer)

@@ -165,13 +165,27 @@ def offer_wants(offer: SessionDescription, mode: SrtpMode, over_tls: bool) -> Cr
     return usable
 
 
-def secure_answer(answer: SessionDescription, theirs: CryptoAttribute) -> SrtpKeys:
-    """Make our ``answer`` SRTP: its audio ``RTP/SAVP`` (as the offer was: a best-effort offer's answer stays
-    ``RTP/AVP``) with our crypto line, of the offer's tag and suite and a new key."""
+def answer_offer(offer: SessionDescription, answer: SessionDescription, mode: SrtpMode, over_tls: bool,
+                 current: SrtpKeys | None = None) -> SrtpKeys | None:  # fmt: skip
+    """Make our ``answer`` (from ``negotiate_answer``) to ``offer`` say what ``mode`` agrees to: the keys of
+    the call, or None for plain RTP; ``SrtpNotAcceptable`` (488) when nothing can be agreed. A re-INVITE
+    that keeps the far end's key (``current``: the call's keys) keeps ours too; a new key of theirs gets a
+    new one of ours."""
+    theirs = offer_wants(offer, mode, over_tls)
+    mark_savp(answer, offer)
+    if theirs is None:
+        return None
+    same = current is not None and (current.suite, current.receive_key) == (theirs.suite, theirs.key)
+    return secure_answer(answer, theirs, current.send_key if same and current is not None else None)
+
+
+def secure_answer(answer: SessionDescription, theirs: CryptoAttribute, send_key: bytes | None = None) -> SrtpKeys:
+    """Make our ``answer`` SRTP: our crypto line on its audio, of the offer's tag and suite and a new key (or
+    ``send_key``)."""
     media = answer.first_audio()
     if media is None:
         raise SrtpNotAcceptable("no audio stream to secure")
-    ours = CryptoAttribute(theirs.tag, theirs.suite, new_key())
+    ours = CryptoAttribute(theirs.tag, theirs.suite, send_key or new_key())
     media.attributes[-1:-1] = [("crypto", str(ours))]
     return SrtpKeys(theirs.suite, ours.key, theirs.key)
 
