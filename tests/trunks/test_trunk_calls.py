@@ -23,7 +23,7 @@ from tests.trunks.provider import (
     gateway_scenario,
     registrar_scenario,
 )
-from tests.trunks.tenants import add_trunk, api, make_tenant
+from tests.trunks.tenants import add_trunk, api, make_tenant, own_number
 
 pytestmark = pytest.mark.sip
 
@@ -101,19 +101,6 @@ def test_a_number_without_trunk_or_plan_is_still_90108(customer: Tenant) -> None
     resp = api(customer, "POST", "/calls", {"connection_id": customer.connection_id, "from": "+15550001111",
                                             "to": "+15557654324"})
     assert resp.status_code == 422 and resp.json()["errors"][0]["code"] == "90108", resp.text
-
-
-def own_number(tenant: Tenant, number: str) -> dict[str, Any]:
-    """``number`` brought by the tenant's trunk, assigned to its application through /v2/phone_numbers."""
-    listed = api(tenant, "GET", "/phone_numbers", None).json()
-    (found,) = [n for n in listed["data"] if n["phone_number"] == number]
-    assert found["connection_id"] is None and found["record_type"] == "phone_number"
-    resp = api(tenant, "PATCH", f"/phone_numbers/{found['id']}", {"connection_id": tenant.connection_id})
-    assert resp.status_code == 200, resp.text
-    updated: dict[str, Any] = resp.json()["data"]
-    assert updated["connection_id"] == tenant.connection_id
-    assert api(tenant, "GET", f"/phone_numbers/{found['id']}").json()["data"] == updated
-    return updated
 
 
 def test_the_carriers_call_to_our_number_reaches_its_application(customer: Tenant, tmp_path: Path) -> None:
