@@ -45,10 +45,21 @@ def test_a_trunk_from_a_table() -> None:
     ({"host": "gw", "colour": "blue"}, "unknown setting"),
     ({"host": "gw", "numbers": ["12"]}, "not an E.164"),
     ({"host": "gw", "inbound_networks": ["10.0.0.300/8"]}, "10.0.0.300"),
+    ({"host": "gw", "srtp": "required"}, "srtp needs transport tls"),
+    ({"host": "gw", "transport": "tcp", "srtp": "optional"}, "srtp needs transport tls"),
+    ({"host": "gw", "transport": "tls", "srtp": "yes"}, "srtp must be one of off, optional, required"),
+    ({"host": "gw", "transport": "tls", "srtp": True}, "srtp must be a str"),
 ])  # fmt: skip
 def test_wrong_settings_are_named(table: dict[str, object], why: str) -> None:
     with pytest.raises(ValueError, match=why):
         TrunkSettings.of("t", table).trunk("t", "a", 0.0)
+
+
+def test_srtp_on_a_tls_trunk() -> None:
+    assert TrunkSettings.of("t", {"host": "gw"}).trunk("t", "a", 0.0).srtp == "off"
+    line = TrunkSettings.parse("secure=sip:acct7:pw@gw.example.net;transport=tls;srtp=required")
+    trunk = line.trunk("t", "a", 0.0)
+    assert (trunk.transport, trunk.port, trunk.srtp) == ("tls", 5061, "required")
 
 
 def test_the_application_chooses_its_trunk() -> None:
