@@ -12,8 +12,8 @@ The modes (``SrtpMode``), as a PBX applies them to one trunk:
 - ``optional``: SRTP when the other side offers it or accepts it. We offer ``RTP/AVP`` with ``a=crypto``
   lines (best-effort SRTP: an answer with a crypto line makes the call SRTP, one without keeps it plain); we
   answer ``RTP/SAVP`` offers with SRTP and plain offers plainly.
-- ``required``: SRTP or no call. We offer ``RTP/SAVP``; a plain offer or an answer without a usable crypto
-  line is refused (488, or the call hung up with 488 as its cause).
+- ``required``: SRTP or no call. We offer ``RTP/SAVP``; a plain offer, an INVITE not over TLS, or an answer
+  without a usable crypto line is refused (488, or the call hung up with 488 as its cause).
 
 Keys travel in SDP, so only over TLS: a trunk's ``srtp`` needs ``transport = "tls"`` and an ``RTP/SAVP``
 offer that came over anything else is refused.
@@ -153,6 +153,8 @@ def offer_wants(offer: SessionDescription, mode: SrtpMode, over_tls: bool) -> Cr
     if secure and (mode is SrtpMode.OFF or not over_tls):
         why = "SRTP is not enabled here" if mode is SrtpMode.OFF else "SRTP keys offered outside TLS"
         raise SrtpNotAcceptable(f"an RTP/SAVP offer: {why}")
+    if mode is SrtpMode.REQUIRED and not over_tls:
+        raise SrtpNotAcceptable("SRTP is required and the INVITE did not come over TLS")
     if mode is SrtpMode.OFF or not over_tls:
         return None  # plain RTP, whatever crypto lines a best-effort offer carries
     try:

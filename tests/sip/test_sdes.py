@@ -115,7 +115,8 @@ def test_refusals_as_a_pbx_makes_them() -> None:
     plain = SessionDescription.parse(_plain(ASTERISK_OFFER))
     for offer, mode, tls in ((savp, SrtpMode.OFF, True),  # SRTP not enabled
                              (savp, SrtpMode.REQUIRED, False),  # keys offered outside TLS
-                             (plain, SrtpMode.REQUIRED, True)):  # plain RTP where SRTP is required
+                             (plain, SrtpMode.REQUIRED, True),  # plain RTP where SRTP is required
+                             (plain, SrtpMode.REQUIRED, False)):  # ... and not over TLS either
         with pytest.raises(SrtpNotAcceptable):
             offer_wants(offer, mode, tls)
     only_f8 = SessionDescription.parse(ASTERISK_OFFER.replace(b"AES_CM_128_HMAC_SHA1", b"F8_128_HMAC_SHA1"))
