@@ -25,7 +25,7 @@ from callroom.admission import Admission, Load
 from callroom.aio.rtp_leg import RtpLeg
 from callroom.aio.sip_stream import server_context
 from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport, SourceNetworks
-from callroom.errors import CallroomError, MediaError, ProtocolError
+from callroom.errors import CallroomError, MediaError, ProtocolError, SrtpNotAcceptable
 from callroom.media.engine import MediaEngine
 from callroom.media_worker.invite_gates import AdmissionGate, DigestGate
 from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, media_address
@@ -49,7 +49,7 @@ from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
 from callroom.sip.message import SipRequest
 from callroom.sip.register import RegistrationChanged
-from callroom.sip.sdes import SrtpMode, answer_agrees, answer_offer, offer_wants, secure_offer
+from callroom.sip.sdes import SrtpMode, answer_agrees, answer_offer, check_transport, offer_wants, secure_offer
 from callroom.sip.sdp import SessionDescription, accept_answer, make_offer, negotiate_answer
 
 log = logging.getLogger(__name__)
@@ -332,6 +332,12 @@ class SipPhones(OutgoingCalls):
         assert self.transport is not None
         leg = SipLeg(call_id, None, outgoing=False, offer=offer, srtp=self.trunks.book.srtp_of(trunks),
                      over_tls=self.transport.endpoint.streams.get(source) == "TLS")
+        try:
+            check_transport(leg.srtp, leg.over_tls)
+        except SrtpNotAcceptable as exc:
+            log.info("488 to INVITE %s: %s", call_id, exc)
+            self._reject(call_id, 488)
+            return
         if offer is not None:
             try:
                 offer_wants(offer, leg.srtp, leg.over_tls)

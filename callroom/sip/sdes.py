@@ -143,6 +143,12 @@ def secure_offer(offer: SessionDescription, mode: SrtpMode) -> list[CryptoAttrib
     return ours
 
 
+def check_transport(mode: SrtpMode, over_tls: bool) -> None:
+    """An INVITE (with an offer or without) on a trunk that requires SRTP must come over TLS."""
+    if mode is SrtpMode.REQUIRED and not over_tls:
+        raise SrtpNotAcceptable("SRTP is required and the INVITE did not come over TLS")
+
+
 def offer_wants(offer: SessionDescription, mode: SrtpMode, over_tls: bool) -> CryptoAttribute | None:
     """How to answer ``offer`` under ``mode``: the crypto line to answer with SRTP, or None for plain RTP.
     Raises ``SrtpNotAcceptable`` (answer 488) when the two cannot agree."""
@@ -153,8 +159,7 @@ def offer_wants(offer: SessionDescription, mode: SrtpMode, over_tls: bool) -> Cr
     if secure and (mode is SrtpMode.OFF or not over_tls):
         why = "SRTP is not enabled here" if mode is SrtpMode.OFF else "SRTP keys offered outside TLS"
         raise SrtpNotAcceptable(f"an RTP/SAVP offer: {why}")
-    if mode is SrtpMode.REQUIRED and not over_tls:
-        raise SrtpNotAcceptable("SRTP is required and the INVITE did not come over TLS")
+    check_transport(mode, over_tls)
     if mode is SrtpMode.OFF or not over_tls:
         return None  # plain RTP, whatever crypto lines a best-effort offer carries
     try:
@@ -205,6 +210,8 @@ def answer_agrees(answer: SessionDescription, offered: list[CryptoAttribute], mo
     or suite we did not offer."""
     media = answer.first_audio()
     if media is None or not offered:
+        if mode is SrtpMode.REQUIRED:
+            raise SrtpNotAcceptable("SRTP is required and none was offered")
         return None
     try:
         chosen = cryptos_of(media)

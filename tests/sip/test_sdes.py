@@ -15,6 +15,7 @@ from callroom.sip.sdes import (
     SrtpMode,
     answer_agrees,
     answer_offer,
+    check_transport,
     cryptos_of,
     new_key,
     offer_wants,
@@ -154,3 +155,13 @@ def test_reading_the_answer_to_our_offer() -> None:
     offered = secure_offer(best_effort, SrtpMode.OPTIONAL)
     assert answer_agrees(_answer_to(best_effort, None, "RTP/AVP"), offered, SrtpMode.OPTIONAL) is None
     assert answer_agrees(_answer_to(make_offer("127.0.0.1", 20000), None, "RTP/AVP"), [], SrtpMode.OFF) is None
+    with pytest.raises(SrtpNotAcceptable, match="none was offered"):  # never plain where SRTP is required
+        answer_agrees(_answer_to(make_offer("127.0.0.1", 20000), None, "RTP/AVP"), [], SrtpMode.REQUIRED)
+
+
+def test_an_invite_on_a_trunk_that_requires_srtp_comes_over_tls() -> None:
+    check_transport(SrtpMode.REQUIRED, True)
+    check_transport(SrtpMode.OPTIONAL, False)
+    check_transport(SrtpMode.OFF, False)
+    with pytest.raises(SrtpNotAcceptable, match="did not come over TLS"):
+        check_transport(SrtpMode.REQUIRED, False)

@@ -31,12 +31,14 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
     ("phone", "RTP/SAVP", True),  # a phone's call is never SRTP: RTP/SAVP is not acceptable
     ("trunk", "RTP/SAVP", True),  # the SRTP trunk's address, but over UDP: keys in the clear
     ("trunk", "RTP/AVP", False),  # plain RTP (over UDP) where the trunk requires SRTP
+    ("trunk", None, False),  # no offer (ours would go in the 200), over UDP where the trunk requires SRTP
 ])  # fmt: skip
-def test_offers_refused_with_488(who: str, proto: str, crypto: bool, node: NodeThread, receiver: WebhookReceiver,
+def test_offers_refused_with_488(who: str, proto: str | None, crypto: bool, node: NodeThread, receiver: WebhookReceiver,
                                  tmp_path: Path) -> None:  # fmt: skip
     tenant = make_tenant(node, receiver)
     if who == "trunk":
-        add_trunk(tenant, 5061, name=f"srtp-{proto[4:].lower()}", transport="tls", srtp="required",
+        add_trunk(tenant, 5061, name=f"srtp-{(proto or 'none').lower().replace('/', '-')}", transport="tls",
+                  srtp="required",
                   numbers=[NUMBER] if proto == "RTP/SAVP" else [])
         if proto == "RTP/SAVP":
             own_number(tenant, NUMBER)
