@@ -2,13 +2,13 @@
 protected, every packet it receives checked and decrypted before the ordinary leg sees it.
 
 Only legs of calls that may be secure (a trunk with ``srtp`` on) are made of this class; plain legs are
-``RtpLeg`` and pay nothing for it. An SRTP leg never enters the batch's array lanes (``steady`` is None) and
+``RtpLeg`` and pay nothing for it. A secure leg never enters the batch's array lanes (``steady`` is None) and
 never has the batch send its packets (``send_encoded`` is False): each packet goes through ``receive`` and
 ``push_frame``, where libsrtp works on it.
 
 Until the call's keys are known (``secure``), nothing is sent and nothing received is played; a call whose
-negotiation ended in plain RTP (``plain``: an ``optional`` trunk whose far end did not take SRTP) passes
-packets through unchanged.
+negotiation ended in plain RTP (``plain``: an ``optional`` trunk whose far end did not take SRTP) is an
+``RtpLeg`` in all but name, the lanes included.
 """
 
 from __future__ import annotations
@@ -61,12 +61,14 @@ class SrtpLeg(RtpLeg):
 
     def secure(self, suite: str, send_key: bytes, receive_key: bytes) -> None:
         """The keys the SDP offer and answer agreed (``sip.sdes.SrtpKeys``); may be called again to rekey."""
+        self._own()  # out of the lanes first, if a plain call is becoming secure
         self._srtp = SrtpContext(suite, send_key, receive_key)
         self.keys = (suite, send_key, receive_key)
         self._plain = False
 
     def plain(self) -> None:
         """The negotiation ended in plain RTP: packets pass unchanged."""
+        self._own()
         self._srtp = self.keys = None
         self._plain = True
 
@@ -75,12 +77,12 @@ class SrtpLeg(RtpLeg):
         """The SRTP suite in use, or None (plain, or not negotiated yet)."""
         return self._srtp.suite if self._srtp is not None else None
 
-    # ---- the batch: every packet through this leg's own path -------------------------------------
+    # ---- the batch: a secure leg's every packet through its own path ------------------------------
     def steady(self) -> LegSteady | None:
-        return None
+        return super().steady() if self._plain else None
 
     def send_encoded(self, buf: bytearray, view: memoryview, offset: int) -> bool:
-        return False
+        return super().send_encoded(buf, view, offset) if self._plain else False
 
     # ---- receive -----------------------------------------------------------------------------------
     def receive(self, data: bytes, addr: Addr, now: float) -> None:
@@ -110,6 +112,7 @@ class SrtpLeg(RtpLeg):
     # ---- send --------------------------------------------------------------------------------------
     def push_frame(self, frame: Frame) -> None:
         """``RtpLeg.push_frame`` with the packet protected (or not sent before the keys are known)."""
+        self._own()
         remote = self._remote
         data = self._tx.packet(frame, self._pt, self.encode_table, self._can_send and remote is not None
                                and not self._closed and (self._plain or self._srtp is not None))

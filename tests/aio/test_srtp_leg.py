@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+import numpy as np
 import pytest
 
+from callroom.aio.rtp_batch import RtpBatch
 from callroom.aio.rtp_leg import RtpLeg
 from callroom.aio.srtp_leg import SrtpLeg
+from callroom.media.ports import Frame
 from callroom.media.tones import ToneGenerator
 from callroom.rtp import g711
+from callroom.rtp.packet import RtpPacket
+from callroom.rtp.srtp import SrtpContext
 from callroom.sip.sdes import SUITES, new_key
+from tests.aio.test_rtp_batch import Peer
 from tests.aio.test_rtp_leg import Pulled, Run, assert_tone, runner, ticks
 
 
@@ -140,5 +146,59 @@ def test_plain_rtp_and_wrong_keys_are_never_played(run: Run) -> None:
         assert any(f is not None for f in heard.frames) and plain.stats().packets_received > 0
         secure.close()
         plain.close()
+
+    run(scenario)
+
+
+def test_in_the_batch_a_secure_leg_takes_its_own_path_and_a_plain_one_the_lanes(run: Run) -> None:
+    """Both kinds in one ``RtpBatch``: the secure leg plays what the peer protected and sends packets only its
+    key opens; the leg whose negotiation ended plain is leased to the array lanes like any plain leg."""
+
+    async def scenario() -> None:
+        peer = Peer()
+        secure, plain = await SrtpLeg.open("127.0.0.1"), await SrtpLeg.open("127.0.0.1")
+        for leg in (secure, plain):
+            leg.set_remote(("127.0.0.1", peer.port), g711.PT_PCMU, None, "sendrecv")
+        k_ours, k_theirs = new_key(), new_key()
+        secure.secure("AES_CM_128_HMAC_SHA1_80", k_ours, k_theirs)
+        plain.plain()
+        theirs = SrtpContext("AES_CM_128_HMAC_SHA1_80", k_theirs, k_ours)
+        batch = RtpBatch()
+        batch.add("secure", secure)
+        batch.add("plain", plain)
+        tone_in, tone_out = ToneGenerator([500.0]), ToneGenerator([700.0])
+        heard: dict[str, list[Frame]] = {"secure": [], "plain": []}
+
+        def send(i: int) -> None:
+            packet = bytes(RtpPacket(0, 100 + i, 8000 + 160 * i, 77, g711.encode(0, tone_in.next_frame())))
+            peer.send(theirs.protect(packet), secure.local_port)
+            peer.send(packet, plain.local_port)
+
+        def tick(i: int) -> None:
+            asyncio.get_running_loop().call_later(0.01, send, i)
+            batch.receive()
+            at, got = batch.pull()
+            for k, name in enumerate(("secure", "plain")):
+                if k in at:
+                    heard[name].append(got[at.index(k)])
+            out = tone_out.next_frame()
+            batch.push(np.stack([out, out]))
+
+        await ticks(50, tick)
+        now = asyncio.get_running_loop().time()
+        assert plain.silent_for(now) == 0.0, "the plain leg should be in the lanes"
+        assert secure.silent_for(now) > 0.0, "the secure leg never is"
+        for name in heard:
+            assert_tone(np.concatenate(heard[name][10:]), 500.0)
+        sent = peer.received_raw()
+        opened = [theirs.unprotect(p) for p in sent[secure.local_port]]
+        assert len(opened) >= 45 and all(p is not None for p in opened)
+        audio = np.concatenate([g711.decode(0, RtpPacket.parse(p).payload) for p in opened if p is not None])
+        assert_tone(audio[1600:], 700.0)
+        assert all(len(p) == 172 for p in sent[plain.local_port])  # plain RTP, as negotiated
+        batch.close()
+        for leg in (secure, plain):
+            leg.close()
+        peer.close()
 
     run(scenario)
