@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from callroom.model.trunks import (
@@ -73,3 +75,20 @@ def test_the_application_chooses_its_trunk() -> None:
     assert TrunkDirectory.of([mine, second], []).outbound_trunk("a1", {"outbound_voice_profile_id": "t2"}) is second
     assert directory.number("+1 (555) 000-1000") is number
     assert parse_trunk_endpoint(trunk_endpoint(mine, "+15557654321")) == ("t1", "+15557654321")
+
+
+def test_the_readmes_trunk_files_load(tmp_path: Path) -> None:
+    """The TOML of the README's worked examples (with SRTP and without) is read as written there."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```toml\n")[1:]]
+    trunk_blocks = [b for b in blocks if b.startswith("[trunks.")]
+    assert len(trunk_blocks) >= 2
+    loaded = {}
+    for i, block in enumerate(trunk_blocks):
+        path = tmp_path / f"trunks{i}.toml"
+        path.write_text(block)
+        for spec in TrunkSettings.load(path):
+            loaded[spec.name] = spec.trunk("t", "a", 0.0)
+    secure = loaded["secure"]
+    assert (secure.transport, secure.port, secure.srtp) == ("tls", 5061, "required")
+    assert loaded["carrier"].srtp == "off"
