@@ -188,7 +188,7 @@ def _trunks(args: argparse.Namespace) -> int:
         for t in trunks:
             brought = [n.phone_number for n in numbers if n.trunk_id == t.id]
             print(f"{t.id}  {t.name:16} {t.transport} {t.host}:{t.port}  user={t.username or '-'}"
-                  f"  register={'yes' if t.register else 'no'}  caller_id={t.caller_id_header}"
+                  f"  register={'yes' if t.register else 'no'}  caller_id={t.caller_id_header}  srtp={t.srtp}"
                   f"  numbers={','.join(brought) or '-'}  updated={time.strftime('%F %T', time.gmtime(t.updated_at))}")
         return 0
     finally:

@@ -14,13 +14,11 @@ several machines). Imports nothing of callroom: the nodes are separate processes
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +30,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callroom.cluster_procs import (
+    ClusterError,
+    group_alive,
+    http_json,
+    ours,
+    spawn,
+    stop_group,
+    wait_healthy,
+    wait_proxy,
+)
+
 DEFAULT_RUN_DIR = Path(os.environ.get("CALLROOM_CLUSTER_DIR", ".callroom-cluster"))
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DATABASE = "callroom_cluster"
@@ -40,10 +49,6 @@ KAMAILIO_CFG = Path("deploy/kamailio/kamailio.cfg")
 DISPATCHER_SET = 1
 STATE = "state.json"
 UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, the last a NUL
-
-
-class ClusterError(Exception):
-    """Something ``up`` or ``down`` cannot do; the message says what and what to do about it."""
 
 
 @dataclass
@@ -163,145 +168,6 @@ def _prepare_database(admin_url: str, name: str, fresh: bool) -> bool:
     return False
 
 
-# ---- processes --------------------------------------------------------------------------------------------
-
-def _spawn(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """A process in a session of its own (its pid is its process group's id), output to ``log``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def group_members(pgid: int) -> list[int]:
-    """The live processes of process group ``pgid`` (zombies, dead but not yet collected, are not counted:
-    a process whose parent went away waits for init to collect it)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # state ppid pgrp ...
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
-
-
-def _group_alive(pgid: int) -> bool:
-    return bool(group_members(pgid))
-
-
-def _reap(pid: int) -> None:
-    """Collect ``pid`` if it is our child (when 'up' stops what it started); otherwise nothing."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _ours(pid: int, marker: str) -> bool:
-    """Whether ``pid`` still runs a command naming ``marker`` (our run directory): a pid is reused in time."""
-    try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
-
-
-def stop_group(pgid: int, marker: str, grace: float = 10.0) -> None:
-    """Stop the session ``up`` started as ``pgid``: SIGTERM to its leader (a node stops its media process
-    itself, Kamailio its children), then SIGKILL to whatever of the group is left after ``grace`` seconds
-    (at once when the leader is already dead, e.g. killed with -9). A leader whose pid now runs something
-    else (it does not name ``marker``) is left alone."""
-    if not _group_alive(pgid):
-        return
-    if _running(pgid):
-        if not _ours(pgid, marker):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            _reap(pgid)
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and _group_alive(pgid):
-        _reap(pgid)
-        time.sleep(0.05)
-
-
-def _http_json(url: str, key: str | None = None, timeout: float = 2.0) -> tuple[int, Any]:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise ClusterError(f"a node exited with status {proc.returncode} while starting ({log}):\n{tail}")
-        try:
-            status, _ = _http_json(base.removesuffix("/v2") + "/health", timeout=1.0)
-            if status == 200:
-                return
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise ClusterError(f"a node did not answer {base} within {timeout:.0f} s (log: {log})")
-        time.sleep(0.1)
-
-
-def sip_options(host: str, port: int, timeout: float = 1.0) -> int | None:
-    """Send one OPTIONS to ``host:port`` over UDP; the status of the answer, or None if none came."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        s.settimeout(timeout)
-        lhost, lport = s.getsockname()[:2]
-        tag = os.urandom(6).hex()
-        msg = (f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP {lhost}:{lport};branch=z9hG4bK{tag};rport\r\n"
-               f"Max-Forwards: 70\r\nFrom: <sip:cluster@{lhost}>;tag={tag}\r\nTo: <sip:{host}:{port}>\r\n"
-               f"Call-ID: {tag}@{lhost}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-        s.sendto(msg.encode(), (host, port))
-        try:
-            data = s.recv(65535)
-        except OSError:
-            return None
-    m = re.match(rb"SIP/2\.0 (\d{3}) ", data)
-    return int(m.group(1)) if m else None
-
-
-def _wait_proxy(proc: subprocess.Popen[bytes], host: str, port: int, log: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise ClusterError(f"kamailio exited with status {proc.returncode} while starting ({log}):\n{tail}")
-        if sip_options(host, port, timeout=0.3) == 200:
-            return
-        if time.monotonic() > deadline:
-            raise ClusterError(f"kamailio did not answer OPTIONS on {host}:{port} within {timeout:.0f} s ({log})")
-
-
 def proxy_view(state: ClusterState) -> dict[str, str]:
     """Kamailio's state of each node by its SIP URI (``AP``: active and probed, ``IP``: inactive, ...), read
     with kamcmd; empty when Kamailio or kamcmd is not there."""
@@ -392,8 +258,8 @@ def up(args: argparse.Namespace) -> ClusterState:
     python = args.python or sys.executable
     previous = _load_state(run_dir)
     if previous is not None:
-        alive = [n.node_id for n in previous.nodes if _group_alive(n.pid) and _ours(n.pid, str(run_dir))]
-        if previous.kamailio and _group_alive(previous.kamailio.pid) and _ours(previous.kamailio.pid, str(run_dir)):
+        alive = [n.node_id for n in previous.nodes if group_alive(n.pid) and ours(n.pid, str(run_dir))]
+        if previous.kamailio and group_alive(previous.kamailio.pid) and ours(previous.kamailio.pid, str(run_dir)):
             alive.append("kamailio")
         if alive:
             raise ClusterError(f"a cluster is already up in {run_dir} ({', '.join(alive)}): "
@@ -445,15 +311,15 @@ def up(args: argparse.Namespace) -> ClusterState:
                 cmd += ["--nats-url", args.nats_url]
             cmd += args.node_args
             _say(f"starting {node_id}: API {plan.host}:{plan.api_ports[i]}, SIP {plan.host}:{plan.sip_ports[i]}")
-            proc = _spawn(cmd, log, root)
+            proc = spawn(cmd, log, root)
             procs.append(proc)
             state.nodes.append(NodeInfo(node_id, f"http://{plan.host}:{plan.api_ports[i]}/v2",
                                         f"{plan.host}:{plan.sip_ports[i]}", proc.pid, f"{low}-{high}",
                                         str(data_dir), str(log)))
             _save_state(run_dir, state)  # so that 'down' can stop a half-started cluster too
         for node, proc in zip(state.nodes, procs, strict=True):
-            _wait_healthy(proc, node.api, Path(node.log))
-        status, body = _http_json(state.nodes[0].api + "/public_key", api_key)
+            wait_healthy(proc, node.api, Path(node.log))
+        status, body = http_json(state.nodes[0].api + "/public_key", api_key)
         if status != 200:
             raise ClusterError(f"{state.nodes[0].api}/public_key answered {status} to the cluster's API key")
         state.public_key = body["data"]["public_key"]
@@ -474,11 +340,11 @@ def up(args: argparse.Namespace) -> ClusterState:
                 "-A", f'CTL_SOCKET="unix:{ctl}"', "-A", f"PING_INTERVAL={args.ping_interval}",
                 "-A", f"FR_TIMER={args.fr_timer}", "-A", "CHILDREN=2"]
         _say(f"starting kamailio on udp {state.sip_proxy} in front of {plan.nodes} node(s)")
-        kproc = _spawn(kcmd, klog, kdir)
+        kproc = spawn(kcmd, klog, kdir)
         procs.append(kproc)
         state.kamailio = ProxyInfo(kproc.pid, state.sip_proxy, str(klog), f"unix:{ctl}", str(ds_list))
         _save_state(run_dir, state)
-        _wait_proxy(kproc, plan.host, plan.proxy_port, klog)
+        wait_proxy(kproc, plan.host, plan.proxy_port, klog)
     except BaseException:
         _say("stopping what was started")
         for proc in reversed(procs):
@@ -498,7 +364,7 @@ def down(run_dir: Path) -> list[str]:
     stopped = []
     groups = ([("kamailio", state.kamailio.pid)] if state.kamailio else []) + [(n.node_id, n.pid) for n in state.nodes]
     for name, pgid in groups:
-        if _group_alive(pgid):
+        if group_alive(pgid):
             stopped.append(name)
         stop_group(pgid, str(run_dir))
     if state.kamailio and state.kamailio.ctl.startswith("unix:/tmp/"):
@@ -515,11 +381,11 @@ def status(run_dir: Path) -> dict[str, Any] | None:
     view = proxy_view(state)
     out = state.to_json()
     for node in out["nodes"]:
-        node["alive"] = _group_alive(node["pid"]) and _ours(node["pid"], str(run_dir))
+        node["alive"] = group_alive(node["pid"]) and ours(node["pid"], str(run_dir))
         node["proxy_state"] = view.get(f"sip:{node['sip']}")
     if out["kamailio"]:
         pid = out["kamailio"]["pid"]
-        out["kamailio"]["alive"] = _group_alive(pid) and _ours(pid, str(run_dir))
+        out["kamailio"]["alive"] = group_alive(pid) and ours(pid, str(run_dir))
     return out
 
 

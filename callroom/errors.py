@@ -21,7 +21,8 @@
     ├── ProtocolError                 a wire message (SIP, SDP, RTP, RFC 4733) could not be parsed
     │   ├── SipParseError
     │   ├── SdpParseError
-    │   └── RtpParseError
+    │   ├── RtpParseError
+    │   └── SrtpNotAcceptable         SRTP asked for and not agreed (SDES, RFC 4568): the INVITE gets 488
     ├── MediaError                    media that cannot be fetched, decoded or synthesised
     ├── StoreError                    persistence failures (migration missing, database unreachable)
     ├── StartupError                  a node that cannot start: a port it cannot bind, a tool it needs
@@ -242,6 +243,12 @@ class SdpTooLarge(SdpParseError):
 
 class RtpParseError(ProtocolError):
     pass
+
+
+class SrtpNotAcceptable(ProtocolError):
+    """An offer or answer whose media security we cannot agree to: ``RTP/SAVP`` where we speak plain RTP (or
+    not over TLS), plain RTP where SRTP is required, or no ``a=crypto`` line we can use. The INVITE gets 488
+    Not Acceptable Here, as a PBX answers it."""
 
 
 class StreamMessageError(ProtocolError):

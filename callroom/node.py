@@ -320,11 +320,14 @@ class Node:
         if call_control_id in self.virtual_phones.legs:
             return None
         try:
-            if self.cluster_media is not None:
-                node = await cooperative.run_if(self.control.cooperative, self._node_of, call_control_id)
-                if node is not None and node != self.node_id:
-                    return await self.cluster_media.quality(node, call_control_id)
-            return await self.media.quality(call_control_id, timeout=0.5)
+            # This node's media process first: it knows its own legs, with no read of the database.
+            here = await self.media.quality(call_control_id, timeout=0.5)
+            if here is not None or self.cluster_media is None:
+                return here
+            node = await cooperative.run_if(self.control.cooperative, self._node_of, call_control_id)
+            if node is not None and node != self.node_id:
+                return await self.cluster_media.quality(node, call_control_id)
+            return None
         except Exception:  # no quality rather than a slow or failed hangup
             return None
 

@@ -140,7 +140,8 @@ def print_banner(node: Node, args: argparse.Namespace) -> None:
                      f"allowed from {args.sip_allow})")
     for trunk in node.trunks.control.trunks.trunks.values():
         lines.append(f"  trunk:              {trunk.name} {trunk.transport} {trunk.host}:{trunk.port}"
-                     f"{' (registers)' if trunk.register else ''}")
+                     f"{' (registers)' if trunk.register else ''}"
+                     f"{f' (srtp {trunk.srtp})' if trunk.srtp != 'off' else ''}")
     lines.append(f"  webhook/media URLs: {node.url_policy.describe()}")
     if len(node.config.numbers):
         lines.append(f"  number plan:        {len(node.config.numbers)} numbers ring local far ends")

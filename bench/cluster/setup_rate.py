@@ -3,7 +3,8 @@ an application answering every call by webhook and hanging up after a short hold
 
     peak      one node without a per-second limit, offered an increasing rate: where completed calls/s stop
               following the offer (and INVITE -> 200 latency grows)
-    scale     the same offered load on one node and on two (CPU seconds of every node process per completed call)
+    scale     CPU seconds of every node process per completed call: one node at half the rate and at the rate,
+              two nodes at the rate (the same offered load on one node and on two, and the same load per node)
     overload  one node with its admission limits, offered 3x its capacity: completed calls/s against the peak,
               how fast the rest is refused, and whether any admitted call failed
 
@@ -45,7 +46,7 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from callroom.devcluster import group_members  # noqa: E402
+from callroom.cluster_procs import group_members  # noqa: E402
 from tests.cluster.support import INVITE_MESSAGE  # noqa: E402
 from tests.support.node import free_port  # noqa: E402
 
@@ -305,12 +306,18 @@ def main() -> None:
         steps = [float(x) for x in args.peak_steps.split(",")]
         results["peak"] = run_mode(1, steps, args.seconds, args.hold, unlimited, "peak")
     if "scale" in modes:
-        one = run_mode(1, [args.scale_rate], args.seconds, args.hold, unlimited, "scale-1")
-        two = run_mode(2, [args.scale_rate], args.seconds, args.hold, unlimited, "scale-2")
-        ratio = two[0]["cpu_ms_per_completed_call"] / one[0]["cpu_ms_per_completed_call"]
-        results["scale"] = {"one": one[0], "two": two[0], "cpu_per_call_ratio": round(ratio, 3),
-                            "completed_ratio": round((two[0]["completed_per_s"] or 0)
-                                                     / max(0.1, one[0]["completed_per_s"] or 0), 3)}
+        # One node at half the rate and at the rate (one cluster, two steps), two nodes at the rate: the same
+        # offered load on one node and on two, and the same load per node (what adding a node for more calls
+        # looks like).
+        half, one = run_mode(1, [args.scale_rate / 2, args.scale_rate], args.seconds, args.hold, unlimited, "scale-1")
+        two = run_mode(2, [args.scale_rate], args.seconds, args.hold, unlimited, "scale-2")[0]
+        per_call = "cpu_ms_per_completed_call"
+        results["scale"] = {
+            "one_half_rate": half, "one": one, "two": two,
+            "cpu_per_call_ratio": round(two[per_call] / one[per_call], 3),
+            "cpu_per_call_ratio_same_load_per_node": round(two[per_call] / half[per_call], 3),
+            "completed_ratio": round((two["completed_per_s"] or 0) / max(0.1, one["completed_per_s"] or 0), 3),
+        }
         print("scale", json.dumps({k: v for k, v in results["scale"].items() if "ratio" in k}), flush=True)
     if "overload" in modes:
         capacity = args.capacity or DEFAULT_MAX_CALLS_PER_SECOND

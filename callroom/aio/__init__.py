@@ -4,6 +4,7 @@
     rtp_socket      the UDP socket of an RTP session, with kernel receive times; RTCP's datagram endpoint
     rtcp_session    one leg's RTCP: the report timer, what reports go where
     rtp_leg         one RTP session as a leg of the engine (``media.ports.AudioLeg``)
+    srtp_leg        the same with SRTP/SRTCP (keys agreed by SDES), never in the lanes
     rtp_lanes       many legs' steady state as arrays (one lane per leg)
     rtp_batch       every RTP leg of the engine read, decoded, encoded and sent as one batch per tick
     pipe            frames of messages between the API and media processes, never blocking the API

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import socket
 
+from callroom.aio.tasks import Tasks
 from callroom.errors import AddressRefused
 from callroom.media.forks import ForkTap
 from callroom.outbound import UNRESTRICTED, AddressPolicy
@@ -28,18 +29,13 @@ def parse_target(target: str) -> tuple[str, int]:
 class ForkSockets:
     def __init__(self, policy: AddressPolicy = UNRESTRICTED) -> None:
         self.policy = policy
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
 
     def open(self, tap: ForkTap) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(tap), name=f"fork {tap.op.call_control_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._run(tap), f"fork {tap.op.call_control_id}")
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
 
     async def _run(self, tap: ForkTap) -> None:
         where: dict[str, tuple[str, int]] = {}

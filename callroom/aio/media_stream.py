@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, WebSocketException
 
+from callroom.aio.tasks import Tasks
 from callroom.audio.decode import decode_audio
 from callroom.errors import AddressRefused, MediaError, StreamMessageError
 from callroom.media import stream_wire as w
@@ -43,22 +44,17 @@ MP3_MAX_SECONDS = 60.0  # an MP3 file a server sends to play
 class StreamClients:
     def __init__(self, policy: AddressPolicy = UNRESTRICTED) -> None:
         self.policy = policy
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
 
     def __len__(self) -> int:
         return len(self._tasks)
 
     def open(self, tap: StreamTap) -> None:
         """Connect ``tap`` (``Streams``' opener); returns at once."""
-        task = asyncio.get_running_loop().create_task(self._run(tap), name=f"stream {tap.op.job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._run(tap), f"stream {tap.op.job_id}")
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
 
     async def _run(self, tap: StreamTap) -> None:
         failure: str | None = None

@@ -27,7 +27,7 @@ import random
 import socket
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Self
 
 from callroom.aio.rtcp_session import RtcpSession
 from callroom.aio.rtp_socket import RtpSocket, bind_rtp_pair
@@ -118,7 +118,7 @@ class RtpLeg:
     async def open(cls, local_ip: str, port_range: tuple[int, int] = (20000, 30000), *,
                    on_dtmf: DtmfCallback | None = None, symmetric: bool = True, detect_inband: bool = True,
                    rtcp_interval: float = 5.0, silence_timeout: float = 0.5, attempts: int = 100,
-                   rng: random.Random | None = None) -> RtpLeg:  # fmt: skip
+                   rng: random.Random | None = None) -> Self:  # fmt: skip
         """Bind RTP on a free even port in ``[low, high)`` and RTCP on the next port."""
         rtp, rtcp, rtcp_endpoint = await bind_rtp_pair(local_ip, port_range, attempts, rng or random.SystemRandom())
         leg = cls(asyncio.get_running_loop(), rtp, rtcp, on_dtmf=on_dtmf, symmetric=symmetric,

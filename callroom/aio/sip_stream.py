@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Callable
 from typing import Final, cast
 
+from callroom.aio.tasks import Tasks
 from callroom.sip.stream import PONG, StreamError, StreamFramer
 from callroom.sip.transaction import Addr
 
@@ -73,7 +74,7 @@ class StreamConnections:
         # Where we dial over a stream (trunks): connected again when something is sent after a close.
         self.routes: dict[Addr, tuple[str, ssl.SSLContext | None, str | None]] = {}
         self._waiting: dict[Addr, list[bytes]] = {}  # what waits for such a connection
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
         self._servers: list[asyncio.Server] = []
         self._locks: dict[Addr, asyncio.Lock] = {}
 
@@ -121,9 +122,7 @@ class StreamConnections:
         waiting = self._waiting.setdefault(addr, [])
         waiting.append(data)
         if len(waiting) == 1:
-            task = asyncio.get_running_loop().create_task(self._reconnect(addr))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._reconnect(addr))
         return True
 
     async def _reconnect(self, addr: Addr) -> None:
@@ -139,8 +138,7 @@ class StreamConnections:
                 connection.transport.write(data)
 
     def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        self._tasks.cancel()
         for server in self._servers:
             server.close()
         for connection in list(self.connections.values()):

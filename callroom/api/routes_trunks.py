@@ -5,6 +5,7 @@ within their refresh."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Query, Request
@@ -14,7 +15,7 @@ from callroom.api.common import Account, Ctl, PageParams, data
 from callroom.api.schemas import Body, IdText, Name
 from callroom.control.service import ReadCtx
 from callroom.errors import NotFound, ValidationFailed
-from callroom.model.trunks import PhoneNumber, Trunk, TrunkSettings, apply_settings
+from callroom.model.trunks import TRUNK_SETTINGS, PhoneNumber, Trunk, TrunkSettings, apply_settings
 from callroom.timefmt import iso
 
 router = APIRouter()
@@ -47,7 +48,7 @@ def trunk_view(t: Trunk, sync: TrunkSync | None) -> dict[str, Any]:
         "registration": sync.registration(t.id) if sync is not None else None,
         "inbound_networks": t.inbound_networks, "allowed_from": t.allowed_from,
         "caller_id_header": t.caller_id_header, "number_format": t.number_format, "tech_prefix": t.tech_prefix,
-        "codecs": t.codecs, "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
+        "codecs": t.codecs, "srtp": t.srtp, "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
     }  # fmt: skip
 
 
@@ -75,7 +76,14 @@ def _settings(body: TrunkBody, name: str) -> TrunkSettings:
     try:
         return TrunkSettings.of(name, table)
     except ValueError as exc:
-        raise ValidationFailed.field("/", str(exc)) from exc
+        raise _invalid(exc) from exc
+
+
+def _invalid(exc: ValueError) -> ValidationFailed:
+    """A 422 whose pointer names the setting the message is about (``trunk NAME: SETTING ...``)."""
+    m = re.match(r"trunk [^:]*: (\w+)", str(exc))
+    setting = m.group(1) if m is not None and m.group(1) in TRUNK_SETTINGS else ""
+    return ValidationFailed.field(f"/{setting}", str(exc))
 
 
 def _trunk(ctx: ReadCtx, trunk_id: str) -> Trunk:
@@ -97,7 +105,7 @@ async def create_trunk(body: TrunkBody, request: Request, account: Account, ctl:
         try:
             return ctx.tx.put_trunk(ctx.account_id, spec, ctx.now)
         except ValueError as exc:
-            raise ValidationFailed.field("/", str(exc)) from exc
+            raise _invalid(exc) from exc
 
     trunk = await ctl.astore_rows(account, run)
     await _changed(request)
@@ -125,7 +133,7 @@ async def update_trunk(trunk_id: str, body: TrunkBody, request: Request, account
         try:
             apply_settings(trunk, spec.settings)
         except ValueError as exc:
-            raise ValidationFailed.field("/", str(exc)) from exc
+            raise _invalid(exc) from exc
         trunk.name, trunk.updated_at = spec.name, ctx.now
         ctx.tx.update_trunk(trunk)
         for number in spec.numbers:

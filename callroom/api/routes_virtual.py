@@ -14,6 +14,7 @@ from callroom.audio.encode import encode_wav
 from callroom.cluster.media import ClusterMedia
 from callroom.control import calls
 from callroom.control.service import Control, ReadCtx
+from callroom.control.virtual_far_end import virtual_speech
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.errors import NotFound, ValidationFailed
 from callroom.model.records import Call
@@ -54,13 +55,14 @@ async def call_in(body: VirtualCall, request: Request, account: Account, ctl: Ct
         VirtualSpec.parse(endpoint)
     except ValueError as exc:
         raise ValidationFailed.field("/from", str(exc)) from exc
+    speech = await ctl.awrite(account, lambda w: virtual_speech(w, endpoint, "/from"))
 
     call = await ctl.awrite(
         account, lambda w: calls.incoming(w, connection_id=body.connection_id, from_=body.from_, to=body.to,
                                             endpoint=endpoint)
     )
     cid = call.call_control_id
-    _phones(request).incoming(cid, endpoint)
+    _phones(request).incoming(cid, endpoint, speech)
     return data({"call_control_id": cid, "record_type": "virtual_call"})
 
 

@@ -222,5 +222,5 @@ class ClusterMedia:
         return np.frombuffer(reply.samples, dtype="<i2").astype(np.int16)
 
     async def quality(self, node: str, cid: str) -> dict[str, object] | None:
-        reply = await self._ask(node, CallQuality(cid), 0.5)
+        reply = await self._ask(node, CallQuality(cid), 1.0)  # (a hangup waits this long at most for them)
         return reply.stats if isinstance(reply, Quality) else None

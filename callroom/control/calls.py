@@ -10,6 +10,7 @@ from callroom.control.guards import live, reject
 from callroom.control.hangup import end_leg
 from callroom.control.legs import SIP_TO_CAUSE, hangup_source_for_local, hangup_source_for_remote, move
 from callroom.control.trunking import through_trunk
+from callroom.control.virtual_far_end import virtual_speech
 from callroom.control.webhooks import emit_call
 from callroom.control.world import Steps, World
 from callroom.errors import CommandRejected, NotFound
@@ -18,8 +19,6 @@ from callroom.model import reads as r
 from callroom.model.numbers import is_number
 from callroom.model.records import Application, Call, new_call_control_id, new_uuid
 from callroom.model.states import CallEvent, CallState
-from callroom.model.virtual_phone import PREFIX as VIRTUAL_PREFIX
-from callroom.model.virtual_phone import VirtualSpec
 from callroom.timefmt import iso
 
 REJECT_CAUSES = {
@@ -76,8 +75,9 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
         raise CommandRejected("10015", "Invalid value", "conference_config names no conference: give its id or "
                               "a conference_name (created when the call answers if it does not exist).",
                               "/conference_config")
+    speech = []
     for i, endpoint in enumerate(endpoints):
-        check_virtual(endpoint, "/to" if len(targets) == 1 else f"/to/{i}")
+        speech.append((yield from virtual_speech(w, endpoint, "/to" if len(targets) == 1 else f"/to/{i}")))
     session_id = new_uuid()
     if req.link_to:
         linked = w.call(req.link_to)
@@ -92,7 +92,7 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
         plan.update(supervise=req.supervise, role=req.supervisor_role)
     ids = [new_call_control_id() for _ in targets]
     legs = []
-    for cid, to, endpoint in zip(ids, targets, endpoints, strict=True):
+    for cid, to, endpoint, says in zip(ids, targets, endpoints, speech, strict=True):
         group = {"ring_group": [other for other in ids if other != cid]} if len(ids) > 1 else {}
         call = Call(
             call_control_id=cid, call_leg_id=new_uuid(), call_session_id=session_id,
@@ -108,7 +108,7 @@ def dial(w: World, req: DialRequest) -> Steps[Call]:
                   start_time=iso(call.created_at), custom_headers=[])
         w.schedule("dial_timeout", call.call_control_id, w.now + req.timeout_secs)
         w.media.append(m.Ring(call.call_control_id, call.endpoint, call.from_, call.to, req.timeout_secs,
-                              req.headers, req.credentials, req.from_display_name, req.anonymous))
+                              req.headers, req.credentials, req.from_display_name, req.anonymous, says))
         legs.append(call)
     w.command_result = legs[0].call_control_id
     return legs[0]
@@ -137,16 +137,6 @@ def _far_end(w: World, to: str, *, app: Application | None = None, from_: str = 
             "/to",
         )
     return endpoint
-
-
-def check_virtual(to: str, pointer: str) -> None:
-    """A virtual phone's address is checked before it rings: a wrong option is the caller's mistake (422),
-    not a call that rings and never answers."""
-    if to.startswith(VIRTUAL_PREFIX):
-        try:
-            VirtualSpec.parse(to)
-        except ValueError as exc:
-            raise CommandRejected("10015", "Invalid value", str(exc), pointer) from exc
 
 
 def incoming(w: World, *, connection_id: str, from_: str, to: str, endpoint: str,

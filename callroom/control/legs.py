@@ -29,6 +29,7 @@ SIP_TO_CAUSE = {
     480: "no_answer",
     486: "user_busy",
     487: "originator_cancel",
+    488: "call_rejected",  # Not Acceptable Here: no media both ends accept (codecs, SRTP or plain RTP)
     600: "user_busy",
     603: "call_rejected",
 }

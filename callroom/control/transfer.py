@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from callroom.control.calls import _far_end, check_virtual
+from callroom.control.calls import _far_end
 from callroom.control.guards import answered, reject
 from callroom.control.links import RINGBACK, OnAnswer, ringback_job
 from callroom.control.media_actions import Source, audio_spec
+from callroom.control.virtual_far_end import virtual_speech
 from callroom.control.webhooks import emit_call
 from callroom.control.world import Steps, World
 from callroom.model import media as m
@@ -63,7 +64,7 @@ def transfer(w: World, call_control_id: str, req: TransferRequest) -> Steps[Call
         yield from w.load(r.AppById(call.connection_id))
         app = w.result(r.AppById(call.connection_id))
     endpoint = _far_end(w, req.to, app=app, from_=req.from_ or call.to)
-    check_virtual(endpoint, "/to")
+    speech = yield from virtual_speech(w, endpoint, "/to")
     ringback = (audio_spec(w, Source(req.audio_url, req.media_name)) if req.audio_url or req.media_name
                 else m.AudioSpec(RINGBACK, ""))  # fmt: skip
     leg = Call(
@@ -86,7 +87,7 @@ def transfer(w: World, call_control_id: str, req: TransferRequest) -> Steps[Call
               custom_headers=[])
     w.schedule("dial_timeout", leg.call_control_id, w.now + req.timeout_secs)
     w.media.append(m.Ring(leg.call_control_id, leg.endpoint, leg.from_, leg.to, req.timeout_secs, req.headers,
-                          req.credentials, req.from_display_name, req.anonymous))
+                          req.credentials, req.from_display_name, req.anonymous, speech))
     if req.early_media:
         w.media.append(m.Play(ringback_job(leg.call_control_id), ringback, (call.call_control_id,), loop=None,
                               overlay=True, kind=RINGBACK))

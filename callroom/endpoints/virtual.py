@@ -1,12 +1,13 @@
 """Virtual phones: far ends that live inside the node, for developing and testing applications locally.
 
 Dial ``virtual:<name>`` with options after semicolons (``virtual:alice;answer_after=2``, ``virtual:bob;busy``,
-``tone=500``; the address and its options are ``model/virtual_phone.py``'s) to decide how the phone behaves.
+``tone=500``, ``say=Hello``, ``play=greeting``, ``voicemail``; the address and its options are
+``model/virtual_phone.py``'s) to decide how the phone behaves.
 
 A virtual phone can also call *in* (``POST /virtual/calls`` or ``callroom phone call``), which gives the
 application a ``call.initiated`` exactly as a SIP caller would. Once connected, a virtual phone is a
-leg of the media engine like any RTP leg: it sends its tone (and in-band DTMF when its user presses
-keys) and records everything it hears, which ``GET /virtual/calls/{id}/heard.wav`` returns.
+leg of the media engine like any RTP leg: it sends its tone or says what it was given (and in-band DTMF
+when its user presses keys) and records everything it hears, which ``GET /virtual/calls/{id}/heard.wav`` returns.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class VirtualLeg:
     audio: bool = False  # its audio leg exists in the media process
     member: m.ConferenceMember | None = None  # as its conference's mix (or a flag change since) has it
     handles: list[asyncio.TimerHandle] = field(default_factory=list)
+    speech: m.AudioSpec | None = None  # what it says once answered (its say= or play=, as the control resolved it)
 
 
 class VirtualPhones:
@@ -55,9 +57,9 @@ class VirtualPhones:
     def _apply(self, op: m.MediaOp) -> None:
         loop = asyncio.get_running_loop()
         match op:
-            case m.Ring(call_control_id=cid, endpoint=endpoint) if endpoint.startswith("virtual:"):
+            case m.Ring(call_control_id=cid, endpoint=endpoint, speech=speech) if endpoint.startswith("virtual:"):
                 spec = VirtualSpec.parse(endpoint)
-                leg = VirtualLeg(cid, spec)
+                leg = VirtualLeg(cid, spec, speech=speech)
                 self.legs[cid] = leg
                 if spec.refuse_with is not None:
                     leg.handles.append(loop.call_later(0.05, self._refuse, cid, spec.refuse_with))
@@ -94,9 +96,9 @@ class VirtualPhones:
         state = "held" if member.on_hold else "muted" if member.muted else member.supervisor_role
         leg.connected_to = f"conference:{conference_id}:{state}"
 
-    def incoming(self, call_control_id: str, endpoint: str) -> None:
-        """Track a virtual phone that called in."""
-        self.legs[call_control_id] = VirtualLeg(call_control_id, VirtualSpec.parse(endpoint))
+    def incoming(self, call_control_id: str, endpoint: str, speech: m.AudioSpec | None = None) -> None:
+        """Track a virtual phone that called in (``speech``: what it says once answered)."""
+        self.legs[call_control_id] = VirtualLeg(call_control_id, VirtualSpec.parse(endpoint), speech=speech)
 
     def press(self, cid: str, digits: str, duration_ms: int = 100) -> bool:
         """The phone's user presses keys (sent in-band, as tones in its audio)."""
@@ -119,7 +121,7 @@ class VirtualPhones:
         if self.media is None or leg.audio:
             return
         leg.audio = True
-        self.media.send(AddVirtualLeg(cid, leg.spec.tone_hz, leg.spec.say_ms, leg.spec.beep_hz))
+        self.media.send(AddVirtualLeg(cid, leg.spec.tone_hz, leg.spec.cadence_ms, leg.spec.beep_hz, leg.speech))
 
     def _connected(self, cid: str, where: str) -> None:
         leg = self.legs.get(cid)

@@ -149,6 +149,21 @@ class ActionRunner:
         self._spawn(prepare())
         return source
 
+    def prepare(self, spec: m.AudioSpec, ready: Callable[[NDArray[np.int16]], None], what: str) -> None:
+        """Prepare ``spec`` off the tick (fetch, decode, synthesise) and hand the samples to ``ready`` on the media
+        loop; audio that cannot be had is logged and handed over as no samples, so what comes after it still
+        comes (a virtual phone's beep)."""
+
+        async def prepare() -> None:
+            try:
+                samples = await self.preparer.prepare(spec)
+            except Exception as exc:
+                log.warning("audio for %s unusable (%s %s): %s", what, spec.kind, spec.value[:80], exc)
+                samples = np.zeros(0, dtype=np.int16)
+            ready(samples)
+
+        self._spawn(prepare())
+
     def _play(self, op: m.Play, kind: str) -> Job:
         self.kinds[op.job_id] = kind
         job = self.players.add(op)

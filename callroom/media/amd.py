@@ -5,18 +5,25 @@ decides it: a person answers with a short word or two and then waits (silence af
 ``human``); a machine plays a long greeting of many words, or says nothing at first (a long initial
 silence, a word or a greeting longer than a person's, more words than a person says: ``machine``); no
 decision within the analysis time is ``not_sure``. A frame is voice when its mean absolute amplitude
-is above ``silence_threshold``; a word is voice of at least ``MIN_WORD_MS``, words are apart when
-the silence between them reaches ``between_words_silence_millis``.
+is above ``silence_threshold`` and well above the line's own noise (``NOISE_MARGIN`` times its floor, the
+quietest frame of the last 1.5 s, so a hissing line is not one endless word); a word is voice of at
+least ``MIN_WORD_MS``, words are apart when the silence between them reaches
+``between_words_silence_millis``. As Telnyx describes its settings, it is a machine when the initial
+silence, a word or the greeting lasts *longer* than its limit, or when there are *more* words than
+``maximum_number_of_words``.
 
 After a ``machine`` verdict, in the modes that wait for the greeting's end, it listens on: a beep (a pure
 tone, one frequency holding most of each frame's energy for ``beep_min_tone_duration_millis``) ends
 the greeting with ``beep_detected``; silence of ``greeting_silence_duration_millis`` after the greeting
 with ``ended`` (not in ``detect_beep``, which reports only a beep); nothing within
-``greeting_total_analysis_time_millis``, ``not_sure``. Telnyx's configuration names throughout.
+``greeting_total_analysis_time_millis``, ``not_sure``. That wait is 30 s unless the application sets it, as
+Telnyx documents for its beep detection: a voicemail greeting runs 3 to 30 s, and its beep comes at its end,
+long after the ``machine`` verdict. Telnyx's configuration names throughout.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -30,7 +37,7 @@ DEFAULTS: Mapping[str, int] = {
     "between_words_silence_millis": 50,
     "greeting_duration_millis": 3500,
     "greeting_silence_duration_millis": 1500,
-    "greeting_total_analysis_time_millis": 5000,
+    "greeting_total_analysis_time_millis": 30000,
     "initial_silence_millis": 3500,
     "maximum_number_of_words": 5,
     "maximum_word_length_millis": 3500,
@@ -41,6 +48,8 @@ DEFAULTS: Mapping[str, int] = {
     "beep_min_tone_duration_millis": 160,
 }
 MIN_WORD_MS = 100
+NOISE_MARGIN = 2.5  # voice is this many times louder than the line's noise floor (8 dB)
+NOISE_WINDOW_FRAMES = 75  # the floor is the quietest frame of the last 1.5 s: speech pauses more often than that
 WAIT_FOR_ANSWER_SECONDS = 900.0  # a detection waits this long for its call's answer
 BEEP_PURITY = 0.8  # the share of a frame's energy within the beep's frequency and its neighbours
 BEEP_DRIFT_HZ = 60.0  # a beep's frequency holds within this from frame to frame
@@ -89,13 +98,14 @@ class MachineDetector:
         self._machine_at = 0.0
         self._beep_ms = 0
         self._beep_hz = 0.0
+        self._levels: deque[float] = deque(maxlen=NOISE_WINDOW_FRAMES)  # the last frames' mean absolute amplitude
 
     def feed(self, frame: Frame | None, now: float) -> list[Verdict]:
         if self.done:
             return []
         if frame is None:
             frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-        voiced = float(np.abs(frame.astype(np.int32)).mean()) > self.cfg["silence_threshold"]
+        voiced = self._voiced(float(np.abs(frame.astype(np.int32)).mean()))
         beep = self._beep(frame) if voiced else False
         self._cadence(voiced)
         out: list[Verdict] = []
@@ -122,6 +132,14 @@ class MachineDetector:
                 return [*out, Verdict("greeting", "not_sure")]
         return out
 
+    def _voiced(self, level: float) -> bool:
+        """Whether a frame of this level is voice: above ``silence_threshold`` and ``NOISE_MARGIN`` times the
+        line's noise floor (the quietest recent frame, at most ``silence_threshold``: a call that starts with
+        speech is heard at once, a line that starts to hiss is not voice for longer than the window)."""
+        self._levels.append(level)
+        threshold = self.cfg["silence_threshold"]
+        return level > threshold and level > NOISE_MARGIN * min(min(self._levels), threshold)
+
     def _cadence(self, voiced: bool) -> None:
         step = 1000 * FRAME_SAMPLES // SAMPLE_RATE
         if voiced:
@@ -146,11 +164,11 @@ class MachineDetector:
     def _decide(self, now: float) -> str | None:
         cfg = self.cfg
         if not self._heard_voice:
-            if self._silence_ms >= cfg["initial_silence_millis"]:
+            if self._silence_ms > cfg["initial_silence_millis"]:
                 return "machine"
         elif (
             (self._in_word and self._voice_ms > cfg["maximum_word_length_millis"])  # a word too long
-            or self._words >= cfg["maximum_number_of_words"]  # too many words
+            or self._words > cfg["maximum_number_of_words"]  # too many words
             or self._greeting_ms > cfg["greeting_duration_millis"]  # a greeting too long
         ):
             return "machine"

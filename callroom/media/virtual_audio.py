@@ -1,10 +1,13 @@
-"""A virtual phone's audio: what it says (a tone, silence, in-band DTMF) and a recording of what it hears.
+"""A virtual phone's audio: what it says (a tone, speech, a file, silence, in-band DTMF) and a recording of
+what it hears.
 
 Options in the phone's address choose what it sends: ``virtual:alice;tone=500`` sends a 500 Hz tone,
-``tone=500+900`` a dual tone; without ``tone`` it sends silence. ``say=600`` (or ``say=400/120/400``)
-gates the tone into that cadence and then falls silent, as a person's "hello" or a voicemail greeting
-would; ``beep=1000`` ends it with a 500 ms beep. Everything it hears is kept (the last
-``keep_seconds``) and can be fetched as a WAV file, so tests and demos check real audio.
+``tone=500+900`` a dual tone; without ``tone`` it sends silence. ``cadence=600`` (or
+``cadence=400/120/400``) gates the tone into that cadence and then falls silent. ``say=`` and ``play=``
+send speech or a file once: the samples are prepared off the tick (``MediaActions.prepare``) and handed
+to ``speak``; the phone is silent until then. ``beep=1000`` ends what it says with a 500 ms beep, as a
+voicemail does. Everything it hears is kept (the last ``keep_seconds``) and can be fetched as a WAV
+file, so tests and demos check real audio.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from callroom.rtp.dtmf import DtmfDetector, dtmf_tones
 
 class VirtualAudioLeg:
     def __init__(self, tone_hz: tuple[float, ...] = (), amplitude: float = 6000.0, keep_seconds: float = 120.0,
-                 say_ms: tuple[int, ...] = (), beep_hz: float | None = None) -> None:  # fmt: skip
+                 cadence_ms: tuple[int, ...] = (), beep_hz: float | None = None,
+                 speaks: bool = False) -> None:  # fmt: skip
+        """``speaks``: it will be given speech (``speak``), silent until then; its beep comes after."""
         self._source = ToneGenerator(list(tone_hz), amplitude=amplitude) if tone_hz else None
-        self._cadence = _cadence(say_ms, beep_hz) if say_ms or beep_hz else None
+        self._beep_hz = beep_hz
+        self._waiting = speaks
+        self._cadence = _cadence(cadence_ms, None if speaks else beep_hz) if cadence_ms or beep_hz or speaks else None
         self._frame_no = 0
         self._silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._pending: deque[Frame] = deque()  # DTMF frames to send before the tone resumes
@@ -55,6 +62,21 @@ class VirtualAudioLeg:
             frame = np.clip(frame.astype(np.int32) + tone, -32768, 32767).astype(np.int16)
         self._heard.append(frame.copy())
         self.frames_heard += 1
+
+    def speak(self, samples: Frame) -> None:
+        """What it says (8 kHz samples, then its beep), from the next frame on; once, after the answer."""
+        if not self._waiting:
+            return
+        self._waiting = False
+        padded = np.concatenate([samples.astype(np.int16), np.zeros((-len(samples)) % FRAME_SAMPLES, np.int16)])
+        frames: list[bool | Frame] = [padded[at : at + FRAME_SAMPLES] for at in range(0, len(padded), FRAME_SAMPLES)]
+        self._cadence = frames + _cadence((), self._beep_hz)
+        self._frame_no = 0
+
+    @property
+    def speaking(self) -> bool:
+        """Whether it has speech still to say (or waits for it)."""
+        return self._waiting or (self._cadence is not None and self._frame_no < len(self._cadence))
 
     @property
     def pressing(self) -> bool:
@@ -93,8 +115,9 @@ class VirtualPhoneAudio(VirtualAudioLeg):
     are pressed (and a few frames after), so a phone that only sends its tone costs the tick nothing."""
 
     def __init__(self, tone_hz: tuple[float, ...], on_digit: Callable[[DtmfDigit], None],
-                 say_ms: tuple[int, ...] = (), beep_hz: float | None = None) -> None:  # fmt: skip
-        super().__init__(tone_hz, say_ms=say_ms, beep_hz=beep_hz)
+                 cadence_ms: tuple[int, ...] = (), beep_hz: float | None = None,
+                 speaks: bool = False) -> None:  # fmt: skip
+        super().__init__(tone_hz, cadence_ms=cadence_ms, beep_hz=beep_hz, speaks=speaks)
         self._detector = DtmfDetector()
         self._on_digit = on_digit
         self._listen = 0
@@ -115,10 +138,10 @@ class VirtualPhoneAudio(VirtualAudioLeg):
 BEEP_MS = 500
 
 
-def _cadence(say_ms: tuple[int, ...], beep_hz: float | None) -> list[bool | Frame]:
+def _cadence(cadence_ms: tuple[int, ...], beep_hz: float | None) -> list[bool | Frame]:
     """Per 20 ms frame: the tone on (True) or off (False), or a frame of the beep; silence after the end."""
     out: list[bool | Frame] = []
-    for i, ms in enumerate(say_ms):
+    for i, ms in enumerate(cadence_ms):
         out += [i % 2 == 0] * (ms // 20)
     if beep_hz is not None:
         beep = sine(beep_hz, BEEP_MS, amplitude=6000.0)

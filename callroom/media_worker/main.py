@@ -231,10 +231,14 @@ class MediaWorker:
             match message:
                 case Instructions(ops=ops):
                     self._apply(list(ops))
-                case AddVirtualLeg(call_control_id=cid, tone_hz=tone_hz, say_ms=say_ms, beep_hz=beep_hz):
-                    audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid), say_ms, beep_hz)
+                case AddVirtualLeg(call_control_id=cid, tone_hz=tone_hz, cadence_ms=cadence, beep_hz=beep_hz,
+                                   speech=speech):
+                    audio = VirtualPhoneAudio(tone_hz, self.engine.dtmf_from(cid), cadence, beep_hz,
+                                              speaks=speech is not None)
                     self.virtual[cid] = audio
                     self.engine.add_leg(cid, audio)
+                    if speech is not None:
+                        self.engine.actions.prepare(speech, audio.speak, f"virtual phone {cid}")
                 case RemoveLeg(call_control_id=cid) if cid in self.relays.legs:
                     self.relays.close(cid)
                 case RemoveLeg(call_control_id=cid):

@@ -17,27 +17,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import socket
 import time
-from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from callroom.admission import Admission, Load
 from callroom.aio.rtp_leg import RtpLeg
 from callroom.aio.sip_stream import server_context
 from callroom.aio.sip_transport import InviteGate, IpNetwork, Rejection, SipTransport, SourceNetworks
-from callroom.errors import CallroomError, MediaError, ProtocolError
+from callroom.errors import CallroomError, MediaError, ProtocolError, SrtpNotAcceptable
 from callroom.media.engine import MediaEngine
-from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, media_address, resolve
-from callroom.media_worker.trunk_book import TrunkInvite, TrunkOrNetworks
-from callroom.media_worker.trunk_lines import TrunkLines
+from callroom.media_worker.invite_gates import AdmissionGate, DigestGate
+from callroom.media_worker.sip_addresses import is_address, lookup, maybe_reachable, media_address
+from callroom.media_worker.sip_dialing import OutgoingCalls
+from callroom.media_worker.sip_legs import Report, SipLeg, Unanswerable, use_keys
+from callroom.media_worker.trunk_book import TrunkOrNetworks
 from callroom.model import media as m
 from callroom.model.messages import (
     IncomingSipCall,
-    SipAnswered,
     SipConfig,
-    SipFact,
     SipFailed,
     SipHangup,
     SipMediaTimeout,
@@ -51,39 +49,15 @@ from callroom.sip.digest import DigestAuth
 from callroom.sip.fields import SipUri
 from callroom.sip.message import SipRequest
 from callroom.sip.register import RegistrationChanged
+from callroom.sip.sdes import SrtpMode, answer_agrees, answer_offer, check_transport, offer_wants, secure_offer
 from callroom.sip.sdp import SessionDescription, accept_answer, make_offer, negotiate_answer
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class SipLeg:
-    sip_call_id: str
-    call_control_id: str | None
-    outgoing: bool
-    offer: SessionDescription | None = None  # theirs (incoming; None: a delayed offer) or ours (outgoing)
-    rtp: RtpLeg | None = None
-    version: int = 0
-    released: bool = False
-    pending_answer: bool = False
-    our_offer: SessionDescription | None = None  # what our 200 offered to a delayed-offer INVITE
-    ops: list[m.MediaOp] = field(default_factory=list)
-
-
-Report = Callable[[SipFact], None]
-
 SWEEP_INTERVAL: float = 1.0  # seconds between checks for legs whose far end went silent
 
 
-class Unanswerable(Exception):
-    """Why an incoming call cannot be answered: ``status`` is the SIP response it gets."""
-
-    def __init__(self, status: int, why: str) -> None:
-        super().__init__(why)
-        self.status = status
-
-
-class SipPhones:
+class SipPhones(OutgoingCalls):
     """All SIP legs of a node. Lives on the media loop; ``apply`` receives the control plane's ops.
 
     Every way a call can fail on the way to being answered or ended ends it cleanly: a final SIP response or
@@ -93,26 +67,15 @@ class SipPhones:
     def __init__(self, engine: MediaEngine, config: SipConfig, *, on_incoming: Callable[[IncomingSipCall], None],
                  report: Report, admission: Admission | None = None,
                  load: Callable[[], Load] | None = None) -> None:  # fmt: skip
-        self.engine = engine
-        self.config = config
+        super().__init__(engine, config, report)
         self.admission = admission  # None: every INVITE that passes the other gates is taken
         self.draining: int | None = None  # the node drains: INVITEs are refused (a Retry-After in seconds)
         self.load = load or (lambda: Load(len(self.by_sip), len(self.awaiting)))
         self.on_incoming = on_incoming
-        self.report = report
-        self.transport: SipTransport | None = None
-        self.by_sip: dict[str, SipLeg] = {}
-        self.by_cid: dict[str, SipLeg] = {}
         self.awaiting: set[str] = set()  # incoming calls handed to the control plane, not yet taken or refused
-        self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.media_timeouts = 0  # legs hung up because their far end went silent
-        self.trunks = TrunkLines(config.tls_ca)
         self._allowed = SourceNetworks(config.allow)  # phones' networks (--sip-allow), beside the trunks
-
-    @property
-    def media_ip(self) -> str:
-        return self.config.advertise or self.config.host
 
     async def start(self) -> None:
         allow: Iterable[IpNetwork | str] = self.config.allow
@@ -148,11 +111,6 @@ class SipPhones:
                                                       server_context(config.tls_cert, config.tls_key))
             log.info("SIP listening on tls %s:%d", config.host, port)
 
-    @property
-    def port(self) -> int:
-        assert self.transport is not None
-        return self.transport.local_addr[1]
-
     def close(self) -> None:
         self.trunks.close()
         if self._sweeper is not None:
@@ -162,16 +120,6 @@ class SipPhones:
             self._hang_up(leg)
         if self.transport is not None:
             self.transport.close()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("SIP task failed", exc_info=task.exception())
 
     # -- from the control plane ---------------------------------------------------------------------
 
@@ -269,68 +217,6 @@ class SipPhones:
             case _:
                 pass
 
-    async def _dial(self, cid: str, endpoint: str, ring: m.Ring) -> None:
-        assert self.transport is not None
-        if endpoint.startswith(TRUNK_PREFIX):
-            await self.trunks.ready()  # a trunk added just before the call: its address looked up
-            try:
-                trunk_invite = self.trunks.book.invite(endpoint, ring.from_, self.media_ip)
-            except (LookupError, ValueError) as exc:
-                log.warning("cannot dial %s: %s", endpoint, exc)
-                self.report(SipFailed(cid, 503))
-                return
-            await self._dial_trunk(cid, trunk_invite, ring.headers)
-            return
-        try:
-            target = SipUri.parse(endpoint)
-            rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
-        except (ProtocolError, OSError, ValueError) as exc:
-            log.warning("cannot dial %s: %s", endpoint, exc)
-            self.report(SipFailed(cid, 404))
-            return
-        except MediaError as exc:  # no RTP port free
-            log.warning("cannot dial %s: %s", endpoint, exc)
-            self.report(SipFailed(cid, 503))
-            return
-        try:
-            addr = await resolve(target)
-        except OSError as exc:
-            rtp.close()
-            log.warning("cannot dial %s: %s", endpoint, exc)
-            self.report(SipFailed(cid, 404 if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_NONAME
-                                   else 503))
-            return
-        offer = make_offer(self.media_ip, rtp.local_port)
-        headers, display_name = ring.headers, ring.display_name
-        if ring.anonymous:  # RFC 3323: nothing in From tells who calls
-            from_uri = SipUri("anonymous.invalid", user="anonymous")
-            headers, display_name = (*headers, ("Privacy", "id")), "Anonymous"
-        else:
-            from_uri = SipUri(self.media_ip, user=ring.from_.lstrip("+") or "callroom", port=self.port)
-        sip_call_id = self.transport.invite(target, from_uri, offer, addr=addr, extra_headers=headers,
-                                            credentials=ring.credentials, display_name=display_name)
-        leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
-        self.by_sip[sip_call_id] = leg
-        self.by_cid[cid] = leg
-
-    async def _dial_trunk(self, cid: str, how: TrunkInvite, extra_headers: tuple[tuple[str, str], ...] = ()) -> None:
-        """A call to a number through a trunk: its Request-URI, caller ID, codecs and credentials (and the
-        application's own headers, after the trunk's)."""
-        assert self.transport is not None
-        try:
-            await self.trunks.connect(how.trunk, how.addr)
-            rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
-        except (MediaError, OSError) as exc:  # no connection to the gateway, or no RTP port free
-            log.warning("cannot dial %s through trunk %s: %s", how.to, how.trunk.name, exc)
-            self.report(SipFailed(cid, 503))
-            return
-        offer = make_offer(self.media_ip, rtp.local_port, codecs=how.trunk.codecs)
-        sip_call_id = self.transport.invite(how.to, how.from_, offer, addr=how.addr, credentials=how.credentials,
-                                           headers=how.headers, extra_headers=extra_headers)
-        leg = SipLeg(sip_call_id, cid, outgoing=True, offer=offer, rtp=rtp)
-        self.by_sip[sip_call_id] = leg
-        self.by_cid[cid] = leg
-
     async def _answer(self, leg: SipLeg, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """The application answered: RTP ports, the SDP answer (or, to a delayed offer, our offer) in a 200.
         Any failure on the way answers the INVITE with an error instead and ends the call."""
@@ -338,13 +224,16 @@ class SipPhones:
         cid = leg.call_control_id
         rtp: RtpLeg | None = None
         try:
-            rtp = await RtpLeg.open(self.media_ip, self.config.rtp_ports, on_dtmf=self.engine.dtmf_from(cid))
+            rtp = await self._open_rtp(cid, leg.srtp)
             if leg.offer is None:  # a delayed offer (RFC 3261 13.2.1): ours goes in the 200, theirs in the ACK
                 sdp = leg.our_offer = make_offer(self.media_ip, rtp.local_port)
+                leg.crypto = secure_offer(sdp, leg.srtp if leg.over_tls else SrtpMode.OFF)
             else:
                 agreed = negotiate_answer(leg.offer, self.media_ip, rtp.local_port)
+                keys = answer_offer(leg.offer, agreed.answer, leg.srtp, leg.over_tls)
                 remote = await media_address(agreed.remote_rtp_addr, rtp)
                 if not leg.released:
+                    use_keys(leg, rtp, keys)
                     rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
                 # A peer that sends RFC 4733 events does not need its audio searched for DTMF tones.
                 rtp.detect_inband = agreed.telephone_event_pt is None
@@ -361,45 +250,6 @@ class SipPhones:
         leg.rtp = rtp
         self.transport.answer(leg.sip_call_id, sdp, headers)
         self.engine.add_leg(cid, rtp)
-
-    def _not_answered(self, leg: SipLeg, rtp: RtpLeg | None, status: int, why: Exception) -> None:
-        log.warning("cannot answer %s: %s", leg.sip_call_id, why)
-        if rtp is not None:
-            rtp.close()
-        if leg.released:
-            return
-        leg.released = True
-        self.by_sip.pop(leg.sip_call_id, None)
-        if leg.call_control_id is not None:
-            self.by_cid.pop(leg.call_control_id, None)
-            self.report(SipHangup(leg.call_control_id, str(status)))
-        self._reject(leg.sip_call_id, status)
-
-    def _reject(self, sip_call_id: str, status: int) -> None:
-        if self.transport is None:
-            return
-        try:
-            self.transport.reject(sip_call_id, status)
-        except (KeyError, CallroomError) as exc:  # the caller gave up in the meantime
-            log.info("cannot refuse %s with %d: %s", sip_call_id, status, exc)
-
-    def _hang_up(self, leg: SipLeg) -> None:
-        """End a leg from our side: BYE (or CANCEL/603), out of the engine, ports closed, each step whatever
-        the one before did."""
-        leg.released = True
-        self.by_sip.pop(leg.sip_call_id, None)
-        try:
-            if self.transport is not None:
-                try:
-                    self.transport.hangup(leg.sip_call_id)
-                except (KeyError, CallroomError) as exc:  # already gone on the SIP side
-                    log.debug("hangup of %s: %s", leg.sip_call_id, exc)
-            if leg.call_control_id is not None:
-                self.by_cid.pop(leg.call_control_id, None)
-                self.engine.remove_leg(leg.call_control_id)
-        finally:
-            if leg.rtp is not None:
-                leg.rtp.close()
 
     # -- silent far ends ------------------------------------------------------------------------------
 
@@ -472,14 +322,25 @@ class SipPhones:
 
     def _incoming(self, call_id: str, from_: object, to: object, uri: SipUri, offer: SessionDescription | None,
                   source: tuple[str, int], headers: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
-        """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, a media
-        address of the other family, or a host name that does not resolve), so the application never sees a
-        call it could not take; otherwise handed to the control plane to route (by number when it came from
-        a trunk)."""
-        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to),
-                                   self.trunks.book.trunks_at(source[0]), self._allowed.admits(source[0]), headers)
+        """A new INVITE: refused at once (488) when its offer cannot be answered (no common codec, media
+        security its trunk does not agree to, a media address of the other family, or a host name that does
+        not resolve), so the application never sees a call it could not take; otherwise handed to the control
+        plane to route (by number when it came from a trunk)."""
+        trunks = self.trunks.book.trunks_at(source[0])
+        incoming = IncomingSipCall(call_id, uri.user or "", _address(from_), _address(to), trunks,
+                                   self._allowed.admits(source[0]), headers)
+        assert self.transport is not None
+        leg = SipLeg(call_id, None, outgoing=False, offer=offer, srtp=self.trunks.book.srtp_of(trunks),
+                     over_tls=self.transport.endpoint.streams.get(source) == "TLS")
+        try:
+            check_transport(leg.srtp, leg.over_tls)
+        except SrtpNotAcceptable as exc:
+            log.info("488 to INVITE %s: %s", call_id, exc)
+            self._reject(call_id, 488)
+            return
         if offer is not None:
             try:
+                offer_wants(offer, leg.srtp, leg.over_tls)
                 agreed = negotiate_answer(offer, self.media_ip, 0)
                 host = agreed.remote_rtp_addr[0]
                 if not maybe_reachable(host, self.media_ip):
@@ -489,14 +350,13 @@ class SipPhones:
                 self._reject(call_id, 488)
                 return
             if not is_address(host):  # looked up first, off the loop
-                self._spawn(self._incoming_named(incoming, offer, agreed.remote_rtp_addr))
+                self._spawn(self._incoming_named(incoming, leg, agreed.remote_rtp_addr))
                 return
-        self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.by_sip[call_id] = leg
         self.awaiting.add(call_id)
         self.on_incoming(incoming)
 
-    async def _incoming_named(self, incoming: IncomingSipCall, offer: SessionDescription,
-                              addr: tuple[str, int]) -> None:
+    async def _incoming_named(self, incoming: IncomingSipCall, leg: SipLeg, addr: tuple[str, int]) -> None:
         call_id = incoming.sip_call_id
         try:
             await lookup(addr, 6 if ":" in self.media_ip else 4)
@@ -506,32 +366,9 @@ class SipPhones:
             return
         if self.transport is None or call_id not in self.transport.endpoint.calls:
             return  # cancelled while we looked
-        self.by_sip[call_id] = SipLeg(call_id, None, outgoing=False, offer=offer)
+        self.by_sip[call_id] = leg
         self.awaiting.add(call_id)
         self.on_incoming(incoming)
-
-    async def _answered(self, leg: SipLeg, answer: SessionDescription | None) -> None:
-        """Our INVITE was answered: follow the SDP answer, or hang up if it cannot be followed."""
-        assert leg.call_control_id is not None and leg.rtp is not None and leg.offer is not None
-        cid, rtp = leg.call_control_id, leg.rtp
-        if answer is not None:
-            try:
-                agreed = accept_answer(leg.offer, answer)
-                remote = await media_address(agreed.remote_rtp_addr, rtp)
-            except (ProtocolError, ValueError) as exc:
-                log.warning("hanging up %s: its answer cannot be followed: %s", leg.sip_call_id, exc)
-                if not leg.released:
-                    self._hang_up(leg)
-                    self.report(SipFailed(cid, 488))
-                return
-            if leg.released:
-                return
-            rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
-            rtp.detect_inband = agreed.telephone_event_pt is None
-        if leg.released:
-            return
-        self.engine.add_leg(cid, rtp)
-        self.report(SipAnswered(cid))
 
     async def _late_answer(self, leg: SipLeg, sdp: SessionDescription | None) -> None:
         """The ACK of a delayed-offer call: it carries the answer to the offer in our 200, or the call ends
@@ -542,6 +379,7 @@ class SipPhones:
             if sdp is None:
                 raise ValueError("the ACK carried no SDP answer")
             agreed = accept_answer(offer, sdp)
+            keys = answer_agrees(sdp, leg.crypto, leg.srtp)
             remote = await media_address(agreed.remote_rtp_addr, rtp)
         except (ProtocolError, ValueError) as exc:
             log.warning("hanging up %s: %s", leg.sip_call_id, exc)
@@ -551,25 +389,9 @@ class SipPhones:
                 self.report(SipHangup(cid, "488"))
             return
         if not leg.released:
+            use_keys(leg, rtp, keys)
             rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
             rtp.detect_inband = agreed.telephone_event_pt is None
-
-    def _ended(self, call_id: str, cause: str) -> None:
-        leg = self.by_sip.pop(call_id, None)
-        if leg is None:
-            return
-        leg.released = True
-        try:
-            if leg.call_control_id is not None:
-                self.by_cid.pop(leg.call_control_id, None)
-                if leg.rtp is not None:  # the far end hung up: the webhook can carry the call's quality
-                    self.report(SipQuality(leg.call_control_id, leg.rtp.stats().call_quality_stats()))
-                self.engine.remove_leg(leg.call_control_id)
-        finally:
-            if leg.call_control_id is not None:
-                self.report(SipHangup(leg.call_control_id, cause))
-            if leg.rtp is not None:
-                leg.rtp.close()
 
     async def _reinvite(self, call_id: str, sdp: SessionDescription | None) -> None:
         """Hold and resume from the phone: answer with the mirrored direction and follow it; an offer we
@@ -581,10 +403,14 @@ class SipPhones:
             return
         rtp = leg.rtp
         if sdp is None:
+            if leg.keys is not None:  # an offer of ours would need new keys, and their answer in the ACK
+                self._reject(call_id, 488)
+                return
             self.transport.answer(call_id, make_offer(self.media_ip, rtp.local_port))
             return
         try:
             agreed = negotiate_answer(sdp, self.media_ip, rtp.local_port, session_version=leg.version + 1)
+            keys = answer_offer(sdp, agreed.answer, leg.srtp, leg.over_tls, leg.keys)
             remote = await media_address(agreed.remote_rtp_addr, rtp)
         except (ProtocolError, ValueError) as exc:
             log.info("488 to the re-INVITE of %s: %s", call_id, exc)
@@ -593,50 +419,12 @@ class SipPhones:
         if leg.released or rtp.closed:
             return
         leg.version += 1
+        use_keys(leg, rtp, keys)
         rtp.set_remote(remote, agreed.codec.pt, agreed.telephone_event_pt, agreed.direction.value)
         try:
             self.transport.answer(call_id, agreed.answer)
         except (KeyError, CallroomError) as exc:
             log.info("re-INVITE of %s no longer pending: %s", call_id, exc)
-
-
-class AdmissionGate:
-    """Refuse a new INVITE with 503 and Retry-After while the node is past one of its limits, so that a proxy
-    in front tries another node at once; admitted calls take their share of the per-second budget."""
-
-    def __init__(self, admission: Admission, load: Callable[[], Load]) -> None:
-        self.admission = admission
-        self.load = load
-
-    def __call__(self, call: sip_events.IncomingCall, invite: SipRequest) -> Rejection | None:
-        refused = self.admission.decide(time.monotonic(), self.load())
-        if refused is None:
-            return None
-        return Rejection(503, "Service Unavailable", (("Retry-After", str(refused.retry_after)),))
-
-
-class DigestGate:
-    """Admit an INVITE only with valid digest credentials: for its Request-URI, from the address the nonce
-    was issued to, with a nonce not used before at that count. Otherwise challenge it with 401 (a fresh
-    nonce, ``stale=true`` when only the nonce was wrong), or 400 for credentials made for another URI."""
-
-    def __init__(self, auth: DigestAuth, exempt: Callable[[str], bool] = lambda _host: False) -> None:
-        self.auth = auth
-        self.exempt = exempt  # sources that prove themselves otherwise (a trunk's address)
-
-    def __call__(self, call: sip_events.IncomingCall, invite: SipRequest) -> Rejection | None:
-        if self.exempt(call.source_addr[0]):
-            return None
-        now = time.time()  # wall clock: nonces carry their issue time and may be checked by another node
-        source = call.source_addr[0]
-        verdict = self.auth.verify("INVITE", invite.headers.get("Authorization"), now, request_uri=invite.uri,
-                                   source=source)
-        if verdict.ok:
-            return None
-        if verdict.wrong_uri:
-            return Rejection(400, "Bad Request")
-        challenge = self.auth.challenge(now, source, stale=verdict.stale)
-        return Rejection(401, "Unauthorized", (("WWW-Authenticate", challenge),))
 
 
 def _address(name_addr: object) -> str:

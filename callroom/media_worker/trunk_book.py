@@ -18,6 +18,7 @@ from callroom.model.trunks import Trunk, parse_trunk_endpoint
 from callroom.sip.call import IncomingCall
 from callroom.sip.fields import SipUri
 from callroom.sip.message import SipRequest
+from callroom.sip.sdes import SrtpMode
 from callroom.sip.transaction import Addr
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ class TrunkBook:
             return ()
         found = (trunk_id for net, trunk_id in self._sources if ip.version == net.version and ip in net)
         return tuple(dict.fromkeys(found))
+
+    def srtp_of(self, trunk_ids: tuple[str, ...]) -> SrtpMode:
+        """The ``srtp`` setting for an INVITE from the trunks ``trunk_ids`` (those at its source): the strictest
+        of theirs (several trunks at one address are one provider, which either asks for SRTP or not)."""
+        modes = {self.trunks[t].srtp for t in trunk_ids if t in self.trunks}
+        return next((SrtpMode(m) for m in ("required", "optional") if m in modes), SrtpMode.OFF)
 
     def invite(self, endpoint: str, from_number: str, local_host: str) -> TrunkInvite:
         """The INVITE to a ``trunk:`` far end from ``from_number`` (E.164, checked by the control plane):

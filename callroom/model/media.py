@@ -26,6 +26,7 @@ class Ring:
     credentials: tuple[str, str] | None = field(default=None, repr=False)
     display_name: str | None = None  # the SIP From's display name (from_display_name)
     anonymous: bool = False  # privacy: id: an anonymous From and Privacy: id (RFC 3323)
+    speech: AudioSpec | None = None  # what a virtual phone says once answered (its say= or play=, resolved)
 
 
 @dataclass(frozen=True, slots=True)

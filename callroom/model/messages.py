@@ -21,7 +21,7 @@ from typing import Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from callroom.model.media import MediaFact, MediaOp
+from callroom.model.media import AudioSpec, MediaFact, MediaOp
 from callroom.model.trunks import Trunk
 
 # -- the media process's start -------------------------------------------------------------------------
@@ -66,12 +66,14 @@ class Instructions:
 
 @dataclass(frozen=True, slots=True)
 class AddVirtualLeg:
-    """A virtual phone answered: its audio (a tone, silence, keys pressed) becomes a leg of the engine."""
+    """A virtual phone answered: its audio (a tone, speech, a file, silence, keys pressed) becomes a leg of
+    the engine."""
 
     call_control_id: str
     tone_hz: tuple[float, ...] = ()
-    say_ms: tuple[int, ...] = ()  # the tone's cadence (``VirtualSpec``)
-    beep_hz: float | None = None
+    cadence_ms: tuple[int, ...] = ()  # the tone's cadence (``VirtualSpec``)
+    beep_hz: float | None = None  # after the cadence or the speech
+    speech: AudioSpec | None = None  # what it says once (say=: tts, play=: a URL or an uploaded file)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,13 @@ written to it (``+E.164`` or E.164 digits, a tech prefix) and which codecs we of
 account; an application's ``outbound.outbound_voice_profile_id`` names the trunk its calls to numbers take
 (Telnyx names that setting an outbound voice profile). A *phone number* is one the operator owns, delivered
 by a trunk, and assigned to an application (``connection_id``): an INVITE from that trunk to the number
-reaches the application.
+reaches the application. A TLS trunk may carry its media as SRTP (``srtp``: ``off``, ``optional`` or
+``required``; keys by SDES, ``callroom/sip/sdes.py``).
 
 A trunk is written as settings (a TOML table, a JSON body) or as one line (``--trunk``)::
 
     carrier=sip:USER:PASSWORD@gw.example.net:5060;register=600;caller_id=pai;from=+1555*;numbers=+15550001000
+    secure=sip:USER:PASSWORD@gw.example.net:5061;transport=tls;srtp=required
 
 ``TrunkDirectory`` is the snapshot of trunks and numbers the control plane decides with (it does no I/O).
 """
@@ -32,6 +34,7 @@ TRANSPORTS = ("udp", "tcp", "tls")
 CALLER_ID_HEADERS = ("from", "pai")  # where our caller ID goes: the From, or P-Asserted-Identity (From: our user)
 NUMBER_FORMATS = ("+e164", "e164")  # how the dialled number is written in the Request-URI and To
 CODECS = ("PCMU", "PCMA")
+SRTP_MODES = ("off", "optional", "required")  # SRTP with SDES keys (callroom/sip/sdes.py), on TLS trunks only
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 MIN_REGISTER_EXPIRES = 60
 TRUNK_PREFIX = "trunk:"  # a call's far end through a trunk: ``trunk:<trunk id>:<number as the trunk wants it>``
@@ -57,6 +60,7 @@ class Trunk:
     codecs: list[str] = field(default_factory=lambda: list(CODECS))
     created_at: float = 0.0
     updated_at: float = 0.0
+    srtp: str = "off"  # media encryption: SRTP with SDES keys, "optional" or "required" (TLS only)
 
     def check(self) -> None:
         """``ValueError`` naming the first setting that is wrong."""
@@ -80,6 +84,11 @@ class Trunk:
             raise ValueError(f"trunk {self.name}: give a username and a password, or neither")
         if self.register_expires < MIN_REGISTER_EXPIRES:
             raise ValueError(f"trunk {self.name}: register_expires must be {MIN_REGISTER_EXPIRES} s or more")
+        if self.srtp not in SRTP_MODES:
+            raise ValueError(f"trunk {self.name}: srtp must be one of {', '.join(SRTP_MODES)}")
+        if self.srtp != "off" and self.transport != "tls":
+            raise ValueError(f"trunk {self.name}: srtp needs transport tls (SDES keys travel in the SDP, which "
+                             f"{self.transport.upper()} would carry in the clear)")
         for net in self.inbound_networks:
             ipaddress.ip_network(net, strict=False)  # ValueError names it
         for pattern in self.allowed_from:
@@ -120,8 +129,9 @@ def _prefix(pattern: str) -> bool:
 _SETTINGS = {
     "host": str, "port": int, "transport": str, "username": str, "password": str, "register": bool,
     "register_expires": int, "inbound_networks": list, "allowed_from": list, "caller_id_header": str,
-    "number_format": str, "tech_prefix": str, "codecs": list,
+    "number_format": str, "tech_prefix": str, "codecs": list, "srtp": str,
 }  # fmt: skip
+TRUNK_SETTINGS = frozenset(_SETTINGS)
 _ALIASES = {"caller_id": "caller_id_header", "from": "allowed_from", "prefix": "tech_prefix", "format": "number_format",
             "allow": "inbound_networks", "expires": "register_expires"}  # fmt: skip
 

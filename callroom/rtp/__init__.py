@@ -8,6 +8,7 @@
     leg_dtmf   the DTMF of one leg both ways (digits received once, digits to send)
     sender     the stream one leg sends: sequence numbers, timestamps, marker, counts
     stats      a leg's figures (call_quality_stats)
+    srtp       a leg's SRTP/SRTCP sessions (libsrtp through pylibsrtp)
 
 Times are passed in. ``callroom/aio`` puts these on sockets.
 """

@@ -384,6 +384,7 @@ trunks = Table(
     Column("codecs", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("srtp", String(8), nullable=False, server_default="off"),  # migration 0010
     UniqueConstraint("account_id", "name", name="uq_trunks_account_name"),
 )
 

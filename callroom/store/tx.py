@@ -165,9 +165,9 @@ class Tx(ConferenceTx, QueueTx, TrunkTx):
         ``inbound.sip_subdomain`` it claims. (A scan: fine for the applications of one node.)"""
         if not user:
             return None
-        found = self._one(Application, select(t.applications).where(t.applications.c.id == user))
-        if found is not None:
-            return found
+        first = self.conn.execute(_lookup(t.applications, "app_by_id", False, id="id"), {"id": user}).first()
+        if first is not None:
+            return from_row(Application, first)
         for app in self._all(Application, select(t.applications)):
             if app.inbound.get("sip_subdomain") == user:
                 return app
@@ -196,7 +196,9 @@ class Tx(ConferenceTx, QueueTx, TrunkTx):
         return None if first is None else from_row(Call, first)
 
     def get_call_any_account(self, call_control_id: str) -> Call | None:
-        return self._one(Call, select(t.calls).where(t.calls.c.call_control_id == call_control_id))
+        stmt = _lookup(t.calls, "call_any_account", False, call_control_id="cid")
+        first = self.conn.execute(stmt, {"cid": call_control_id}).first()
+        return None if first is None else from_row(Call, first)
 
     def account_of_job(self, job_id: str) -> str | None:
         """The account a media job belongs to (facts from the media plane name only the job)."""
@@ -259,8 +261,11 @@ class Tx(ConferenceTx, QueueTx, TrunkTx):
         Matched on every field, not the id alone: SQLite may give a new timer the id of one just
         deleted, and a stale id must not take the newer timer."""
         c = t.timers.c
-        where = and_(c.id == timer.id, c.kind == timer.kind, c.ref == timer.ref, c.due_at == timer.due_at)
-        return int(self.conn.execute(delete(t.timers).where(where)).rowcount) == 1
+        stmt = prebuilt("take_timer", lambda: delete(t.timers).where(and_(
+            c.id == bindparam("id"), c.kind == bindparam("kind"), c.ref == bindparam("ref"),
+            c.due_at == bindparam("due"))))
+        params = {"id": timer.id, "kind": timer.kind, "ref": timer.ref, "due": timer.due_at}
+        return int(self.conn.execute(stmt, params).rowcount) == 1
 
     def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
         c = t.timers.c

@@ -45,13 +45,19 @@ class ConferenceTx(TxBase):
 
     def active_conference_by_name(self, account_id: str, name: str, *, lock: bool = False) -> Conference | None:
         c = t.conferences.c
-        stmt = (
-            select(t.conferences)
-            .where(and_(c.account_id == account_id, c.name == name, c.status != ConferenceStatus.COMPLETED.value))
-            .order_by(c.created_at.desc())
-            .limit(1)
-        )
-        return self._one(Conference, self._locked(stmt, lock))
+        locked = lock and self._lock_rows
+
+        def build() -> Any:
+            stmt = (select(t.conferences)
+                    .where(and_(c.account_id == bindparam("acct"), c.name == bindparam("name"),
+                                c.status != ConferenceStatus.COMPLETED.value))
+                    .order_by(c.created_at.desc())
+                    .limit(1))  # fmt: skip
+            return stmt.with_for_update() if locked else stmt
+
+        first = self.conn.execute(prebuilt(f"conference_by_name:{locked}", build),
+                                  {"acct": account_id, "name": name}).first()  # fmt: skip
+        return None if first is None else from_row(Conference, first)
 
     def list_conferences(
         self, account_id: str, page: int, size: int, name: str | None, status: str | None
@@ -114,13 +120,14 @@ class ConferenceTx(TxBase):
 
     def get_participant(self, conference_id: str, id_or_label: str) -> Participant | None:
         c = t.participants.c
-        stmt = (
+        stmt = prebuilt("participant_by_id_or_label", lambda: (
             select(t.participants)
-            .where(and_(c.conference_id == conference_id, (c.id == id_or_label) | (c.label == id_or_label)))
+            .where(and_(c.conference_id == bindparam("conf"),
+                        (c.id == bindparam("key")) | (c.label == bindparam("key"))))
             .order_by(c.created_at.desc())
-            .limit(1)
-        )
-        return self._one(Participant, stmt)
+            .limit(1)))  # fmt: skip
+        first = self.conn.execute(stmt, {"conf": conference_id, "key": id_or_label}).first()
+        return None if first is None else from_row(Participant, first)
 
     def present_participant_for_call(self, call_control_id: str) -> Participant | None:
         c = t.participants.c

@@ -54,7 +54,11 @@ class Peer:
         self.sock.sendto(data, ("127.0.0.1", port))
 
     def received(self) -> dict[int, list[RtpPacket]]:
-        out: dict[int, list[RtpPacket]] = {}
+        return {port: [RtpPacket.parse(p) for p in got] for port, got in self.received_raw().items()}
+
+    def received_raw(self) -> dict[int, list[bytes]]:
+        """The RTP datagrams that arrived, as they are, by source port (RTCP left out)."""
+        out: dict[int, list[bytes]] = {}
         while True:
             try:
                 data, addr = self.sock.recvfrom(4096)
@@ -62,7 +66,7 @@ class Peer:
                 return out
             if 192 <= data[1] <= 223:
                 continue  # RTCP
-            out.setdefault(addr[1], []).append(RtpPacket.parse(data))
+            out.setdefault(addr[1], []).append(data)
 
     def close(self) -> None:
         self.sock.close()

@@ -23,7 +23,7 @@ def _verdicts(tenant: Tenant, cid: str) -> list[tuple[str, str]]:
 
 def test_a_person_saying_hello_is_human(tenant: Tenant) -> None:
     state = base64.b64encode(b"campaign-7").decode()
-    cid = tenant.dial("person", f"answer_after=0;{SPEECH};say=600", answering_machine_detection="detect",
+    cid = tenant.dial("person", f"answer_after=0;{SPEECH};cadence=600", answering_machine_detection="detect",
                       client_state=state)
     ended = tenant.event("call.machine.detection.ended", cid)
     assert ended.payload["result"] == "human" and ended.payload["client_state"] == state
@@ -34,7 +34,7 @@ def test_a_person_saying_hello_is_human(tenant: Tenant) -> None:
 
 
 def test_a_voicemail_greeting_is_a_machine_and_its_beep_ends_it(tenant: Tenant) -> None:
-    cid = tenant.dial("voicemail", f"answer_after=0;{SPEECH};say={GREETING};beep=1000",
+    cid = tenant.dial("voicemail", f"answer_after=0;{SPEECH};cadence={GREETING};beep=1000",
                       answering_machine_detection="detect_beep")
     assert tenant.event("call.machine.detection.ended", cid).payload["result"] == "machine"
     assert tenant.event("call.machine.greeting.ended", cid).payload["result"] == "beep_detected"
@@ -46,7 +46,7 @@ def test_a_voicemail_greeting_is_a_machine_and_its_beep_ends_it(tenant: Tenant) 
 
 
 def test_greeting_end_without_a_beep_ends_with_the_silence(tenant: Tenant) -> None:
-    cid = tenant.dial("voicemail", f"answer_after=0;{SPEECH};say={GREETING}",
+    cid = tenant.dial("voicemail", f"answer_after=0;{SPEECH};cadence={GREETING}",
                       answering_machine_detection="greeting_end",
                       answering_machine_detection_config={"greeting_silence_duration_millis": 1000})
     assert tenant.event("call.machine.detection.ended", cid).payload["result"] == "machine"
@@ -57,8 +57,8 @@ def test_config_and_premium_are_honoured(tenant: Tenant) -> None:
     silent = tenant.dial("silent", "answer_after=0", answering_machine_detection="premium",
                          answering_machine_detection_config={"initial_silence_millis": 1000})
     assert tenant.event("call.machine.detection.ended", silent).payload["result"] == "machine"
-    words = tenant.dial("short", f"answer_after=0;{SPEECH};say=300/150/300", answering_machine_detection="detect",
-                        answering_machine_detection_config={"maximum_number_of_words": 2})
+    words = tenant.dial("short", f"answer_after=0;{SPEECH};cadence=300/150/300", answering_machine_detection="detect",
+                        answering_machine_detection_config={"maximum_number_of_words": 1})
     assert tenant.event("call.machine.detection.ended", words).payload["result"] == "machine"
     with pytest.raises(telnyx.UnprocessableEntityError):
         tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111", to="virtual:x",

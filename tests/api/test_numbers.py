@@ -20,6 +20,8 @@ def test_dialled_numbers_ring_the_far_ends_of_the_plan(tmp_path: Path, receiver:
     plan.write_text('[numbers]\n"+1 555 000 0101" = "virtual:desk;tone=900"\n')
     port = free_port()
     with serve(tmp_path, port, "--sip-port", "0", "--number", "+15550000100=virtual:agent1;tone=700",
+               "--number", "+15550000102=virtual:vm;voicemail;say=Hi%2C%20you%20have%20reached%20Sam%20Smith."
+               "%20Please%20leave%20your%20name%20and%20number%20after%20the%20tone.",
                "--number-plan", str(plan)):
         key = (tmp_path / "initial-api-key").read_text().strip()
         node = NodeAt(port)
@@ -49,6 +51,14 @@ def test_dialled_numbers_ring_the_far_ends_of_the_plan(tmp_path: Path, receiver:
         tenant.event("call.bridged", leg.payload["call_control_id"])
         phones = {p["call_control_id"]: p for p in tenant.virtual_phones()}
         assert phones[leg.payload["call_control_id"]]["name"] == "agent1"
+        # a number planned as a voicemail answers as one: its spoken greeting is a machine, its beep is found
+        vm = client.calls.dial(connection_id=app.data.id, from_="+15550001111", to="+15550000102",
+                               answering_machine_detection="detect_beep")
+        assert vm.data is not None
+        detected = tenant.event("call.machine.detection.ended", vm.data.call_control_id, timeout=15)
+        assert detected.payload["result"] == "machine"
+        beep = tenant.event("call.machine.greeting.ended", vm.data.call_control_id, timeout=20)
+        assert beep.payload["result"] == "beep_detected"
 
 
 def test_a_plan_the_node_cannot_follow_stops_it_at_once(tmp_path: Path) -> None:

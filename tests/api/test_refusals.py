@@ -14,8 +14,15 @@ from tests.support.tenant import Tenant
     ("virtual:x;tonne=500", "unknown virtual phone option 'tonne'"),
     ("virtual:x;tone=5000", "between 20 and 3900 Hz"),
     ("virtual:x;answer_after=soon", "answer_after=soon"),
-    ("virtual:x;say=hello", "say=hello"),
+    ("virtual:x;cadence=hello", "cadence=hello"),
     ("virtual:x;beep=9000", "between 20 and 3900 Hz"),
+    ("virtual:x;say=Hi;play=hello", "say and play cannot be used together"),
+    ("virtual:x;tone=500;say=Hi", "say replaces tone and cadence"),
+    ("virtual:x;play=nothing-uploaded", "no uploaded media named 'nothing-uploaded'"),
+    ("virtual:x;play=ftp%3A%2F%2Fhost%2Fa.wav", "an http(s) URL or the name of an uploaded media file"),
+    ("virtual:x;say=Hi;voice=espeak.nosuchvoice", "bad virtual phone option 'voice'"),
+    ("virtual:x;voice=male", "it is the voice of say"),
+    ("virtual:x;say=%FF", "say=%FF"),
 ])  # fmt: skip
 def test_dial_to_a_misspelt_virtual_phone_is_refused(tenant: Tenant, to: str, said: str) -> None:
     with pytest.raises(telnyx.UnprocessableEntityError) as refused:

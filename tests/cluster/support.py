@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from callroom.devcluster import kamailio_binary, sip_options
+from callroom.cluster_procs import sip_options
+from callroom.devcluster import kamailio_binary
 from tests.support.node import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -29,7 +29,8 @@ import pytest
 import soundfile
 import telnyx
 
-from callroom.devcluster import ClusterState, group_members, proxy_view
+from callroom.cluster_procs import group_members
+from callroom.devcluster import ClusterState, proxy_view
 from tests.cluster.support import CALLER_HANGS_UP, NODE_HANGS_UP, ROOT, Sipp, call_invite, kamailio, need, sipp
 from tests.media.audio import tone_level
 from tests.support.node import free_port
@@ -180,16 +181,18 @@ def test_a_call_through_kamailio_ends_from_either_side(cluster: Cluster, receive
     status = cluster.client(other).calls.retrieve_status(cid)  # the record is every node's
     assert status.data is not None and status.data.is_alive is False
 
-    # The application hangs up: the node's BYE goes through Kamailio to the caller.
+    # The application hangs up, through the node that does not carry the call: the node's BYE goes through
+    # Kamailio to the caller, and the leg's call_quality_stats come over the bus from the node that has them.
     caller = call_invite(NODE_HANGS_UP, connection_id, cluster.info["sip_proxy"], tmp_path / "b")
     cid = next(c for c in incoming(receiver, path, count=2) if c != cid)
-    client = cluster.client(cluster.owner(cid))
-    client.calls.actions.answer(cid)
+    owner = cluster.owner(cid)
+    cluster.client(owner).calls.actions.answer(cid)
     receiver.event("call.answered", cid)
-    client.calls.actions.hangup(cid)
+    cluster.client(next(n for n in cluster.nodes if n is not owner)).calls.actions.hangup(cid)
     code, output = caller.wait()
     assert code == 0, output
-    receiver.event("call.hangup", cid)
+    quality = receiver.event("call.hangup", cid).payload["call_quality_stats"]
+    assert set(quality) >= {"inbound", "outbound"}, quality
     bye = next(m for m in caller.messages() if m.startswith("BYE "))
     assert f"Via: SIP/2.0/UDP {cluster.info['sip_proxy']};" in bye, bye
 

@@ -37,3 +37,30 @@ def speech_like(seconds: float, seed: int, peak: float = 12000.0) -> NDArray[np.
     out *= np.sin(2 * np.pi * 4 * t) > 0
     scaled: NDArray[np.float64] = out / np.abs(out).max() * peak
     return scaled.astype(np.int16)
+
+
+def frame_levels(samples: NDArray[np.int16], frame: int = 160) -> NDArray[np.float64]:
+    """The RMS of each 20 ms frame: the energy envelope."""
+    x = samples[: len(samples) // frame * frame].astype(np.float64).reshape(-1, frame)
+    levels: NDArray[np.float64] = np.sqrt((x * x).mean(axis=1))
+    return levels
+
+
+def peak_share(samples: NDArray[np.int16], rate: int = 8000) -> float:
+    """The share of the signal's energy within 50 Hz of its strongest frequency: near 1 for a tone, low
+    for speech, whose energy spreads over harmonics and formants."""
+    power = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples)))) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
+    peak = freqs[int(np.argmax(power))]
+    return float(power[np.abs(freqs - peak) <= 50].sum() / power.sum())
+
+
+def is_speech_like(samples: NDArray[np.int16], floor: float = 200.0) -> bool:
+    """Speech, by its envelope and spectrum, not a tone or silence: voice in a good part of the frames, an
+    envelope that rises and falls (syllables and pauses, not a steady level), energy spread over the band."""
+    levels = frame_levels(samples)
+    voiced = levels[levels > floor]
+    if len(voiced) < 0.2 * len(levels) or len(voiced) < 10:
+        return False
+    fluctuation = float(np.std(np.diff(levels)) / np.mean(voiced))  # frame-to-frame swings of the envelope
+    return fluctuation > 0.15 and peak_share(samples) < 0.5

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from callroom.media_worker.sip_phones import DigestGate
+from callroom.media_worker.invite_gates import DigestGate
 from callroom.sip.call import IncomingCall
 from callroom.sip.digest import (
     DigestAuth,

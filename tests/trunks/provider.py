@@ -78,6 +78,35 @@ def gateway_scenario(challenge: int = 407, *, checks: dict[str, str] | None = No
     )
 
 
+def refused_offer_scenario(proto: str | None, crypto: bool, to: str = "[service]") -> str:
+    """A caller whose INVITE offers PCMU over ``proto`` (``RTP/SAVP`` or ``RTP/AVP``; None: no offer, a
+    delayed one), with an SDES crypto line when ``crypto``, and expects 488 Not Acceptable Here (then ACKs
+    it)."""
+    key = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\n" if crypto else ""
+    invite = (f"INVITE sip:{to}@[remote_ip]:[remote_port] SIP/2.0\n"
+              "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+              "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
+              f"To: <sip:{to}@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\n"
+              "Contact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\n"
+              + ("Content-Length: 0\n\n" if proto is None else
+                 "Content-Type: application/sdp\nContent-Length: [len]\n\n"
+                 "v=0\no=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]\ns=-\n"
+                 f"c=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] {proto} 0\n"
+                 f"a=rtpmap:0 PCMU/8000\n{key}"))  # fmt: skip
+    ack = (f"ACK sip:{to}@[remote_ip]:[remote_port] SIP/2.0\n"  # the INVITE's branch: 3 messages back
+           "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3]\n"
+           "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
+           f"To: <sip:{to}@[remote_ip]:[remote_port]>[peer_tag_param]\nCall-ID: [call_id]\nCSeq: 1 ACK\n"
+           "Max-Forwards: 70\nContent-Length: 0\n\n")  # fmt: skip
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="an offer refused with 488">\n'
+        + '  <send retrans="500"><![CDATA[\n' + invite + "]]></send>\n"
+        '  <recv response="100" optional="true"/>\n  <recv response="488"/>\n'
+        + _send(ack)
+        + "</scenario>\n"
+    )
+
+
 def registrar_scenario() -> str:
     """A registrar that challenges the first REGISTER, grants 4 s to the answer (so that the refresh comes
     within the test), grants the refresh, and then sees our contact removed (Expires: 0)."""

@@ -48,3 +48,14 @@ def add_trunk(tenant: Tenant, port: int, **settings: Any) -> dict[str, Any]:
     return trunk
 
 
+def own_number(tenant: Tenant, number: str) -> dict[str, Any]:
+    """``number`` brought by the tenant's trunk, assigned to its application through /v2/phone_numbers."""
+    listed = api(tenant, "GET", "/phone_numbers", None).json()
+    (found,) = [n for n in listed["data"] if n["phone_number"] == number]
+    assert found["connection_id"] is None and found["record_type"] == "phone_number"
+    resp = api(tenant, "PATCH", f"/phone_numbers/{found['id']}", {"connection_id": tenant.connection_id})
+    assert resp.status_code == 200, resp.text
+    updated: dict[str, Any] = resp.json()["data"]
+    assert updated["connection_id"] == tenant.connection_id
+    assert api(tenant, "GET", f"/phone_numbers/{found['id']}").json()["data"] == updated
+    return updated

@@ -12,7 +12,7 @@ import pytest
 
 from callroom.model.messages import SipConfig
 from tests.media.audio import tone_level
-from tests.support.node import NodeThread
+from tests.support.node import NodeThread, free_port
 from tests.support.receiver import WebhookReceiver
 from tests.support.tenant import Tenant
 from tests.trunks.provider import (
@@ -23,16 +23,17 @@ from tests.trunks.provider import (
     gateway_scenario,
     registrar_scenario,
 )
-from tests.trunks.tenants import add_trunk, api, make_tenant
+from tests.trunks.tenants import add_trunk, api, make_tenant, own_number
 
 pytestmark = pytest.mark.sip
 
 
 @pytest.fixture(scope="module")
 def carrier_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
-    """A node whose SIP admits only 127.0.0.1 and its trunks' gateways."""
+    """A node whose SIP admits only 127.0.0.1 and its trunks' gateways (over UDP, and TCP too)."""
     data_dir: Path = tmp_path_factory.mktemp("carrier-node")
-    n = NodeThread(f"sqlite:///{data_dir / 'callroom.db'}", data_dir, sip=SipConfig(port=0, allow=("127.0.0.1/32",)))
+    n = NodeThread(f"sqlite:///{data_dir / 'callroom.db'}", data_dir,
+                   sip=SipConfig(port=0, tcp_port=free_port(), allow=("127.0.0.1/32",)))
     yield n
     n.stop()
 
@@ -103,19 +104,6 @@ def test_a_number_without_trunk_or_plan_is_still_90108(customer: Tenant) -> None
     assert resp.status_code == 422 and resp.json()["errors"][0]["code"] == "90108", resp.text
 
 
-def own_number(tenant: Tenant, number: str) -> dict[str, Any]:
-    """``number`` brought by the tenant's trunk, assigned to its application through /v2/phone_numbers."""
-    listed = api(tenant, "GET", "/phone_numbers", None).json()
-    (found,) = [n for n in listed["data"] if n["phone_number"] == number]
-    assert found["connection_id"] is None and found["record_type"] == "phone_number"
-    resp = api(tenant, "PATCH", f"/phone_numbers/{found['id']}", {"connection_id": tenant.connection_id})
-    assert resp.status_code == 200, resp.text
-    updated: dict[str, Any] = resp.json()["data"]
-    assert updated["connection_id"] == tenant.connection_id
-    assert api(tenant, "GET", f"/phone_numbers/{found['id']}").json()["data"] == updated
-    return updated
-
-
 def test_the_carriers_call_to_our_number_reaches_its_application(customer: Tenant, tmp_path: Path) -> None:
     add_trunk(customer, 5060, numbers=["+1 555 000 9901"])
     own_number(customer, "+15550009901")
@@ -130,6 +118,34 @@ def test_the_carriers_call_to_our_number_reaches_its_application(customer: Tenan
     code, output = caller.wait()
     assert code == 0, output
     assert customer.event("call.hangup", cid).payload["hangup_source"] == "caller"
+
+
+def test_the_carriers_call_over_tcp_reaches_its_application(customer: Tenant, tmp_path: Path) -> None:
+    """SIPp calls one of our numbers over TCP (``-t t1``): the whole call on one connection (INVITE, 100, 180,
+    200, ACK, then SIPp's BYE and our 200), the number in ``to``, and SIPp echoing our audio back."""
+    add_trunk(customer, 5060, transport="tcp", numbers=["+15550009906"])
+    own_number(customer, "+15550009906")
+    sip = customer.node.node.config.sip
+    assert sip is not None and sip.tcp_port is not None
+    caller = Sipp(["-sn", "uac", "-s", "15550009906", f"127.0.0.1:{sip.tcp_port}", "-m", "1", "-t", "t1",
+                   "-d", "4000", "-rtp_echo"], tmp_path)
+    initiated = customer.receiver.wait_for(
+        lambda r: r.path == customer.path and r.event_type == "call.initiated"
+        and r.payload.get("to") == "+15550009906", timeout=15)[0]
+    assert initiated.payload["direction"] == "incoming"
+    cid = initiated.payload["call_control_id"]
+    customer.client.calls.actions.answer(cid)
+    customer.event("call.answered", cid)
+    talker = customer.dial("talker", "answer_after=0;tone=700")
+    customer.client.calls.actions.bridge(cid, call_control_id_to_bridge_with=talker)
+    time.sleep(1.5)
+    assert tone_level(customer.heard(talker, 0.5), 700) > 1000, "the echo should come back over the call"
+    code, output = caller.wait()
+    assert code == 0, output
+    assert customer.event("call.hangup", cid).payload["hangup_source"] == "caller"
+    messages = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
+    for line in ("INVITE sip:15550009906@", "SIP/2.0/TCP", "SIP/2.0 200 OK", "ACK sip:", "BYE sip:"):
+        assert line in messages, f"{line!r} not in the call's messages"
 
 
 def test_calls_to_numbers_not_ours_and_from_strangers_are_refused(customer: Tenant, tmp_path: Path) -> None:

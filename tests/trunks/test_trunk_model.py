@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from callroom.model.trunks import (
@@ -45,10 +47,21 @@ def test_a_trunk_from_a_table() -> None:
     ({"host": "gw", "colour": "blue"}, "unknown setting"),
     ({"host": "gw", "numbers": ["12"]}, "not an E.164"),
     ({"host": "gw", "inbound_networks": ["10.0.0.300/8"]}, "10.0.0.300"),
+    ({"host": "gw", "srtp": "required"}, "srtp needs transport tls"),
+    ({"host": "gw", "transport": "tcp", "srtp": "optional"}, "srtp needs transport tls"),
+    ({"host": "gw", "transport": "tls", "srtp": "yes"}, "srtp must be one of off, optional, required"),
+    ({"host": "gw", "transport": "tls", "srtp": True}, "srtp must be a str"),
 ])  # fmt: skip
 def test_wrong_settings_are_named(table: dict[str, object], why: str) -> None:
     with pytest.raises(ValueError, match=why):
         TrunkSettings.of("t", table).trunk("t", "a", 0.0)
+
+
+def test_srtp_on_a_tls_trunk() -> None:
+    assert TrunkSettings.of("t", {"host": "gw"}).trunk("t", "a", 0.0).srtp == "off"
+    line = TrunkSettings.parse("secure=sip:acct7:pw@gw.example.net;transport=tls;srtp=required")
+    trunk = line.trunk("t", "a", 0.0)
+    assert (trunk.transport, trunk.port, trunk.srtp) == ("tls", 5061, "required")
 
 
 def test_the_application_chooses_its_trunk() -> None:
@@ -62,3 +75,20 @@ def test_the_application_chooses_its_trunk() -> None:
     assert TrunkDirectory.of([mine, second], []).outbound_trunk("a1", {"outbound_voice_profile_id": "t2"}) is second
     assert directory.number("+1 (555) 000-1000") is number
     assert parse_trunk_endpoint(trunk_endpoint(mine, "+15557654321")) == ("t1", "+15557654321")
+
+
+def test_the_readmes_trunk_files_load(tmp_path: Path) -> None:
+    """The TOML of the README's worked examples (with SRTP and without) is read as written there."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```toml\n")[1:]]
+    trunk_blocks = [b for b in blocks if b.startswith("[trunks.")]
+    assert len(trunk_blocks) >= 2
+    loaded = {}
+    for i, block in enumerate(trunk_blocks):
+        path = tmp_path / f"trunks{i}.toml"
+        path.write_text(block)
+        for spec in TrunkSettings.load(path):
+            loaded[spec.name] = spec.trunk("t", "a", 0.0)
+    secure = loaded["secure"]
+    assert (secure.transport, secure.port, secure.srtp) == ("tls", 5061, "required")
+    assert loaded["carrier"].srtp == "off"
