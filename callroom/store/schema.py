@@ -401,7 +401,7 @@ phone_numbers = Table(
     Column("tags", JSON, nullable=False),
 )
 
-# -- stored files (migration 0010) ------------------------------------------------------------------------
+# -- stored files (migration 0011) ------------------------------------------------------------------------
 
 # Recordings and uploaded media, kept in the database every node shares (``store/blobs.py``): a file is a
 # header row and its content in chunks of at most ``blobs.CHUNK_BYTES``. A header with ``complete`` false is

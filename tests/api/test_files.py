@@ -134,7 +134,7 @@ def test_an_upload_from_a_media_url_the_node_refuses_is_never_fetched(strict_ten
 
 
 def test_a_file_uploaded_before_files_were_stored_is_still_served_and_deleted(tenant: Tenant) -> None:
-    """A row written before migration 0010 names an absolute path in the node's media folder."""
+    """A row written before migration 0011 names an absolute path in the node's media folder."""
     node = tenant.node.node
     headers = _auth(tenant)
     with node.store.transaction(read_only=True) as tx:

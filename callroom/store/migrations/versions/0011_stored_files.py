@@ -4,8 +4,8 @@
 content. Rows of ``recordings`` and ``media_files`` name their file by its key in ``path`` (files written
 before this revision keep their absolute path and are served from the disk of the node that has them).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-07 16:00:00
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
