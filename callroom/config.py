@@ -162,6 +162,9 @@ SERVE = (
            env="CALLROOM_ALLOW_URL_NETWORKS", many=True, check=network, metavar="NETWORK"),
     Option("nats-url", str, None, "nats://host:4222: join the cluster of the nodes on this PostgreSQL database "
            "over this NATS server (default: a node on its own)", env="CALLROOM_NATS_URL"),
+    Option("file-cache-mb", int, 2048, "how many MB of copies of stored files (recordings, uploads: kept in the "
+           "database) this node keeps in its data dir's 'files' folder (default 2048)", env="CALLROOM_FILE_CACHE_MB",
+           check=at_least_zero, metavar="MB"),
     Option("relay-host", str, None, "the address other nodes send this node's relayed audio to (default: the SIP "
            "address)", env="CALLROOM_RELAY_HOST"),
     Option("sip-tcp-port", int, None, "take SIP over TCP too, on this port (0: a free one)",

@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +51,7 @@ from callroom.model.media import (
     RecordingFailed,
     RecordingSaved,
     Release,
+    StartRecording,
     StreamEnded,
     StreamStarted,
     Transcribed,
@@ -59,6 +60,8 @@ from callroom.model.messages import (
     AcceptSipCall,
     AdmissionReport,
     DrainSip,
+    FileReady,
+    FileWanted,
     IncomingSipCall,
     RefuseSipCall,
     SipAnswered,
@@ -75,6 +78,7 @@ from callroom.model.records import Account
 from callroom.model.trunks import TrunkSettings
 from callroom.outbound import AddressPolicy
 from callroom.store import cooperative, nodes
+from callroom.store.blobs import DEFAULT_CACHE_BYTES, Blobs, recording_key
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery
 from callroom.store.trunk_config import put_trunks
@@ -85,6 +89,7 @@ from callroom.webhooks.signing import WebhookSigner
 log = logging.getLogger(__name__)
 
 DEFAULT_ACCOUNT = "default"
+BLOBS_DROPPED = "blobs.dropped"  # a topic of the bus: the key of a stored file deleted or replaced
 RELAY_POOL = 16  # a cluster's node keeps this many relay ports open ahead (a link across nodes then waits for none)
 
 
@@ -129,6 +134,8 @@ class NodeConfig:
     # SIP trunks given at start (``--trunk``, a trunks file): created or changed in the default account, beside
     # those added through the API or ``callroom trunks`` (callroom/model/trunks.py).
     trunks: tuple[TrunkSettings, ...] = ()
+    # Copies of stored files (recordings, uploads) kept in ``data_dir/files``, at most (callroom/store/blobs.py).
+    file_cache_bytes: int = DEFAULT_CACHE_BYTES
 
 
 def relay_host_of(config: NodeConfig) -> str:
@@ -184,18 +191,26 @@ class NodeMedia:
     """The node's media plane as the control plane sees it: virtual phones' signalling here, then
     everything else (SIP, audio legs, the engine) in the media process, in the same order."""
 
-    def __init__(self, virtual_phones: VirtualPhones, media: MediaProcess) -> None:
+    def __init__(self, virtual_phones: VirtualPhones, media: MediaProcess, recordings_dir: Path) -> None:
         self.virtual_phones = virtual_phones
         self.media = media
+        self.recordings_dir = recordings_dir
         # The conferences whose mix changed (a mute, a hold, a role: changes no webhook reports), for the console.
         self.on_conferences: Callable[[set[str]], None] = lambda _ids: None
 
     def apply(self, ops: list[MediaOp]) -> None:
+        ops = [self._written_here(op) if isinstance(op, StartRecording) else op for op in ops]
         self.virtual_phones.apply(ops)
         self.media.apply(ops)
         mixes = {op.conference_id for op in ops if isinstance(op, ConferenceMix | MemberFlags)}
         if mixes:
             self.on_conferences(mixes)
+
+    def _written_here(self, op: StartRecording) -> StartRecording:
+        """A recording is written in this node's recordings folder (``<account>/<id>``), whichever node's API
+        took the command, then stored for every node (``Node._store_recording``)."""
+        path = Path(op.path)
+        return dataclasses.replace(op, path=str(self.recordings_dir / path.parent.name / path.name))
 
 
 class Node:
@@ -219,8 +234,12 @@ class Node:
                                   on_sip_fact=self._handle_sip_fact, url_policy=self.url_policy,
                                   relay_host=relay_host_of(config), relay_pool=RELAY_POOL if config.nats_url else 0,
                                   limits=config.admission, on_admission=self._admission_report)
+        # Recordings and uploads: in the database every node shares, copies in the data directory's ``files``.
+        self.blobs = Blobs(self.store, config.data_dir / "files", config.file_cache_bytes)
+        self._file_work: set[asyncio.Task[None]] = set()  # copies for the media process, recordings stored
+        self.media.on_file_wanted = self._file_wanted
         self.virtual_phones = VirtualPhones(self.media)
-        self.node_media = NodeMedia(self.virtual_phones, self.media)
+        self.node_media = NodeMedia(self.virtual_phones, self.media, config.data_dir / "recordings")
         self.control = Control(self.store, self.node_id, self.node_media)
         self.control.ring_timeout_secs = config.ring_timeout_secs
         self.control.numbers = config.numbers
@@ -252,6 +271,8 @@ class Node:
             rate_limit=config.rate_limit, lifespan=self._lifespan, url_policy=self.url_policy,
         )
         self.app.state.webhook_signer = self.signer
+        self.app.state.blobs = self.blobs
+        self.app.state.blob_dropped = self._blob_dropped  # a stored file deleted or replaced (routes_files.py)
         self.console_hub = ConsoleHub()  # the console's push channel (callroom/console)
         self.figures = OperationsFigures(self.store, self.node_id, self.media, self.console_hub,
                                          lambda: self.dispatcher, cooperative=self.control.cooperative)
@@ -328,6 +349,7 @@ class Node:
         self.bus, self.cluster_media = bus, media
         self.console_feed = ConsoleFeed(bus, self.console_hub, self.node_id)
         await self.console_feed.start()
+        await bus.listen(BLOBS_DROPPED, self._heard_blob_dropped)
         self.control.placement = media
         self.app.state.cluster_media = media
         log.info("node %s joined cluster %s on %s", self.node_id, name, url)
@@ -357,11 +379,8 @@ class Node:
                     job_fact(self.control, job, lambda ctx: media_facts.playback_ended(ctx, job, status, detail))
                 case GatherEnded(job_id=job, digits=digits, status=status):
                     job_fact(self.control, job, lambda ctx: media_facts.gather_ended(ctx, job, digits, status))
-                case RecordingSaved(job_id=job, path=path, size_bytes=size, duration_millis=ms, started_at=t0,
-                                    ended_at=t1, tracks=tracks):
-                    job_fact(self.control, job,
-                             lambda ctx: media_facts.recording_saved(ctx, job, path, size, ms, t0, t1, tracks,
-                                                                     self.link_secret))
+                case RecordingSaved():
+                    self._spawn_file_work(self._store_recording(fact))
                 case RecordingFailed(job_id=job, detail=detail):
                     job_fact(self.control, job, lambda ctx: media_facts.recording_failed(ctx, job, detail))
                 case StreamStarted(job_id=job):
@@ -374,6 +393,65 @@ class Node:
                     job_fact(self.control, fact.job_id, lambda ctx: listening.transcribed(ctx, fact))
         except Exception:
             log.exception("media fact %r failed", fact)
+
+    # -- stored files ------------------------------------------------------------------------------------
+
+    def _spawn_file_work(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._file_work.add(task)
+        task.add_done_callback(self._file_work.discard)
+
+    async def _settle_file_work(self) -> None:
+        """Until the recordings being stored and the copies being made are done (a stopping node)."""
+        while self._file_work:
+            await asyncio.gather(*self._file_work, return_exceptions=True)
+
+    async def _store_recording(self, fact: RecordingSaved) -> None:
+        """A recording's file is written: stored in the database (so that any node serves it and it outlives
+        this one) before its ``*.recording.saved`` is committed; the file stays here as this node's copy."""
+        key = recording_key(Path(fact.path).name)
+        job = fact.job_id
+        try:
+            await asyncio.to_thread(self.blobs.put_file, key, Path(fact.path))
+        except Exception as exc:
+            log.exception("recording %s could not be stored", job)
+            detail = f"the recording could not be stored: {type(exc).__name__}"
+            job_fact(self.control, job, lambda ctx: media_facts.recording_failed(ctx, job, detail))
+            return
+        job_fact(self.control, job, lambda ctx: media_facts.recording_saved(
+            ctx, job, key, fact.size_bytes, fact.duration_millis, fact.started_at, fact.ended_at, fact.tracks,
+            self.link_secret))
+
+    async def _prune_files(self) -> None:
+        try:
+            removed = await asyncio.to_thread(self.blobs.prune)
+        except Exception:
+            log.exception("pruning this node's copies of stored files failed")
+            return
+        if removed:
+            log.info("removed %d copies of stored files deleted meanwhile", removed)
+
+    def _file_wanted(self, wanted: FileWanted) -> None:
+        self._spawn_file_work(self._copy_for_media(wanted))
+
+    async def _copy_for_media(self, wanted: FileWanted) -> None:
+        try:
+            path = await asyncio.to_thread(self.blobs.materialise, wanted.key)
+        except Exception as exc:
+            log.warning("stored file %s for the media process: %s", wanted.key, exc)
+            self.media.send(FileReady(wanted.ask_id, None, str(exc)))
+            return
+        self.media.send(FileReady(wanted.ask_id, str(path)))
+
+    async def _blob_dropped(self, key: str) -> None:
+        """A stored file was deleted or replaced: this node's copy goes, and, in a cluster, the others' too
+        (a node that misses the word removes its copy when it next starts: ``Blobs.prune``)."""
+        await asyncio.to_thread(self.blobs.drop_copy, key)
+        if self.bus is not None:
+            await self.bus.tell(BLOBS_DROPPED, key.encode())
+
+    def _heard_blob_dropped(self, data: bytes) -> None:
+        self.blobs.drop_copy(data.decode(errors="replace"))
 
     # -- SIP: facts reported by the media process -------------------------------------------------------
 
@@ -472,6 +550,8 @@ class Node:
             ttl=self.config.node_ttl_secs,
         )
         await self.membership.start()
+        # Copies of files deleted while this node was down, and files a dead node left half-written.
+        self._spawn_file_work(self._prune_files())
         self._timer_task = asyncio.create_task(self._timers(), name="control-timers")
         self.trunks.start()
         self.figures.start()
@@ -522,6 +602,7 @@ class Node:
             self._stopping = True
             self._timer_wake.set()
             await self._timer_task
+        await self._settle_file_work()
         await self.control.settle_facts()
         if self.dispatcher:
             await self.dispatcher.stop()
@@ -530,6 +611,7 @@ class Node:
         if self.bus is not None:
             await self.bus.close()
         await self.media.stop()
+        await self._settle_file_work()
         await self.control.settle_facts()  # what the media process reported while stopping (kept in the outbox)
         if self.membership is not None and self.cluster_media is not None:
             await self.membership.hand_over_webhooks()

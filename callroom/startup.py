@@ -54,7 +54,7 @@ def node_config(args: argparse.Namespace, database_url: str) -> NodeConfig:
                       api_url=f"http://{args.host}:{args.port}/v2", allow_url_networks=tuple(args.allow_url_network),
                       nats_url=args.nats_url, relay_host=args.relay_host, admission=limits,
                       drain_grace_secs=args.drain_timeout, numbers=number_plan(args, sip is not None),
-                      access_log=args.access_log, trunks=trunks)
+                      access_log=args.access_log, trunks=trunks, file_cache_bytes=args.file_cache_mb << 20)
 
 
 def number_plan(args: argparse.Namespace, sip: bool) -> NumberPlan:

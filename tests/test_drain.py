@@ -100,7 +100,7 @@ def test_sigterm_lets_calls_finish_then_hangs_up_the_rest_and_saves_the_recordin
     saved = tenant.event("conference.recording.saved", conference_id=conf.data.id)
     assert saved.payload["format"] == "wav"
     tenant.event("conference.ended", conference_id=conf.data.id)
-    files = list((tmp_path / "recordings").rglob("*.wav"))
+    files = list((tmp_path / "files" / "recordings").rglob("*.wav"))  # the node's copy of the stored file
     assert len(files) == 1 and files[0].stat().st_size > 8000  # a second of 8 kHz audio at least
     log = _log(tmp_path)
     assert "Traceback" not in log and "KeyboardInterrupt" not in log, log

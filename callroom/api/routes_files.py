@@ -1,16 +1,20 @@
 """``/recordings`` (list, retrieve, delete, download) and ``/media`` (upload, list, retrieve, update,
-download, delete): the files the node keeps for an account."""
+download, delete): an account's files, stored in the database every node shares (``store/blobs.py``), so
+that any node serves, plays and deletes any of them. Downloads are streamed: from this node's copy when it
+has one, else a chunk at a time from the store, in worker threads."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from callroom.api import limits
 from callroom.api.common import Account, Ctl, PageParams, data
@@ -22,7 +26,7 @@ from callroom.errors import ErrorItem, Forbidden, MediaError, NotFound, Validati
 from callroom.model import signed_links
 from callroom.model.records import MediaFile, Recording
 from callroom.outbound import AddressPolicy
-from callroom.store import media_tx
+from callroom.store import blobs, media_tx
 from callroom.timefmt import iso
 
 router = APIRouter()
@@ -99,35 +103,72 @@ async def delete_recording(recording_id: str, request: Request, account: Account
     def run(ctx: ReadCtx) -> Recording:
         rec = _recording(ctx, recording_id)
         media_tx.delete_recording(ctx.tx, rec)
+        if rec.path:
+            blobs.delete_blob(ctx.tx, rec.path)  # with its row: on every node at once
         return rec
 
     rec = await ctl.astore_rows(account, run)
     if rec.path:
-        Path(rec.path).unlink(missing_ok=True)
+        await _dropped(request)(rec.path)
     return data(recording_view(rec, str(request.base_url).rstrip("/")))
 
 
-@router.get("/recordings/{recording_id}/download.{fmt}")
-async def download_recording(recording_id: str, fmt: str, account: Account, ctl: Ctl) -> FileResponse:
-    rec = await ctl.aread(account, lambda ctx: _recording(ctx, recording_id))
-    if fmt != rec.format or not rec.path or not Path(rec.path).exists():
-        raise NotFound(f"Recording {recording_id!r} has no {fmt} file.")
+def _dropped(request: Request) -> Callable[[str], Awaitable[None]]:
+    """What removes the copies of a stored file deleted or replaced (this node's and the cluster's)."""
+    dropped: Callable[[str], Awaitable[None]] = request.app.state.blob_dropped
+    return dropped
+
+
+def _attachment(filename: str) -> str:
+    """A Content-Disposition for ``filename``, as Starlette's ``FileResponse`` writes it."""
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"attachment; filename*=utf-8''{quoted}"
+    return f'attachment; filename="{filename}"'
+
+
+async def _file_response(request: Request, key: str, media_type: str, filename: str, missing: str) -> Response:
+    """The stored file ``key``: this node's copy if it has one, else streamed from the store a chunk at a
+    time (never the whole file in memory)."""
+    store: blobs.Blobs = request.app.state.blobs
+    local = await asyncio.to_thread(store.local, key)
+    if local is not None:
+        return FileResponse(local, media_type=media_type, filename=filename)
+    info = await asyncio.to_thread(store.info, key)
+    if info is None:
+        raise NotFound(missing)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for seq in range(info.chunks):
+            yield await asyncio.to_thread(store.chunk, key, seq)
+
+    headers = {"Content-Length": str(info.size_bytes), "Content-Disposition": _attachment(filename)}
+    return StreamingResponse(chunks(), media_type=media_type, headers=headers)
+
+
+async def _recording_file(request: Request, rec: Recording | None, recording_id: str, fmt: str) -> Response:
+    missing = f"Recording {recording_id!r} has no {fmt} file."
+    if rec is None or rec.status != "completed" or fmt != rec.format or not rec.path:
+        raise NotFound(missing)
     media_type = "audio/mpeg" if fmt == "mp3" else "audio/wav"
-    return FileResponse(rec.path, media_type=media_type, filename=rec.file_name)
+    return await _file_response(request, rec.path, media_type, rec.file_name, missing)
+
+
+@router.get("/recordings/{recording_id}/download.{fmt}")
+async def download_recording(recording_id: str, fmt: str, request: Request, account: Account, ctl: Ctl) -> Response:
+    rec = await ctl.aread(account, lambda ctx: media_tx.get_recording(ctx.tx, ctx.account_id, recording_id))
+    return await _recording_file(request, rec, recording_id, fmt)
 
 
 @router.get("/recordings/{recording_id}/public.{fmt}")
 async def download_public_recording(recording_id: str, fmt: str, request: Request, ctl: Ctl,
-                                    expires: str = "", signature: str = "") -> FileResponse:  # fmt: skip
+                                    expires: str = "", signature: str = "") -> Response:  # fmt: skip
     """A ``public_recording_urls`` link: no API key, its signature and expiry instead (``signed_links.py``)."""
     why = signed_links.refusal(request.app.state.link_secret, recording_id, fmt, expires, signature, time.time())
     if why is not None:
         raise Forbidden(why)
     rec = await ctl.aread("", lambda ctx: media_tx.get_recording_any_account(ctx.tx, recording_id))
-    if rec is None or rec.status != "completed" or fmt != rec.format or not rec.path or not Path(rec.path).exists():
-        raise NotFound(f"Recording {recording_id!r} has no {fmt} file.")
-    media_type = "audio/mpeg" if fmt == "mp3" else "audio/wav"
-    return FileResponse(rec.path, media_type=media_type, filename=rec.file_name)
+    return await _recording_file(request, rec, recording_id, fmt)
 
 
 # -- media -------------------------------------------------------------------------------------------
@@ -194,34 +235,52 @@ def _plain_name(name: str, *, pointer: str | None = None, parameter: str | None 
     return name
 
 
-def _media_dir(request: Request) -> Path:
-    return Path(request.app.state.media_dir).resolve()
-
-
-def _in_media_dir(request: Request, path: str) -> Path | None:
-    """A stored media file's path, if it lies in the media folder (it always should: belt and braces)."""
-    found = Path(path).resolve()
-    return found if found.is_relative_to(_media_dir(request)) else None
+def _legacy_in_media_dir(request: Request, key: str) -> bool:
+    """A file uploaded before files were stored lies in the node's media folder (belt and braces)."""
+    return Path(key).resolve().is_relative_to(Path(request.app.state.media_dir).resolve())
 
 
 async def _store(request: Request, account: str, ctl: Ctl, name: str, content: bytes, ttl: int) -> MediaFile:
+    """Check that ``content`` plays, store it under a new key, then point the media's row at it; the file it
+    replaces (same name) is deleted in that transaction, its copies after it."""
     _plain_name(name, pointer="/media_name")
+    if blobs.key_problem(name) is not None:  # a plain name is a plain key segment
+        raise ValidationFailed.field("/media_name", MEDIA_NAME_RULE)
     try:
         await asyncio.to_thread(decode_audio, content, max_seconds=3600)
     except MediaError as exc:
         log.info("media %r of %s: %s", name, account, exc)
         raise ValidationFailed.field("/media_url", f"not playable audio: {public_reason(exc)}") from exc
-    folder = _media_dir(request) / account
-    path = folder / name
-    if path.parent != folder:  # a plain name cannot lead elsewhere
-        raise ValidationFailed.field("/media_name", MEDIA_NAME_RULE)
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    await asyncio.to_thread(path.write_bytes, content)
+    store: blobs.Blobs = request.app.state.blobs
+    key = blobs.media_key(account, name)
+    await asyncio.to_thread(store.put_bytes, key, content)
     now = time.time()
     content_type = "audio/mpeg" if content[:3] == b"ID3" or content[:2] in (b"\xff\xfb", b"\xff\xf3") else "audio/wav"
-    media = MediaFile(account, name, str(path), content_type, len(content), now, now, now + ttl)
-    await ctl.astore_rows(account, lambda ctx: media_tx.put_media(ctx.tx, media))
+    media = MediaFile(account, name, key, content_type, len(content), now, now, now + ttl)
+
+    def run(ctx: ReadCtx) -> str | None:
+        old = media_tx.get_media(ctx.tx, account, name)
+        media_tx.put_media(ctx.tx, media)
+        if old is not None and old.path != key:
+            blobs.delete_blob(ctx.tx, old.path)
+            return old.path
+        return None
+
+    try:
+        replaced = await ctl.astore_rows(account, run)
+    except BaseException:
+        await asyncio.to_thread(_forget, store, key)
+        raise
+    if replaced is not None and (not blobs.is_legacy(replaced) or _legacy_in_media_dir(request, replaced)):
+        await _dropped(request)(replaced)
     return media
+
+
+def _forget(store: blobs.Blobs, key: str) -> None:
+    """A stored file no row names (its row's transaction failed)."""
+    with store.store.transaction() as tx:
+        blobs.delete_blob(tx, key)
+    store.drop_copy(key)
 
 
 @router.post("/media")
@@ -288,13 +347,13 @@ async def update_media(media_name: str, request: Request, account: Account, ctl:
 
 
 @router.get("/media/{media_name}/download")
-async def download_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> FileResponse:
+async def download_media(media_name: str, request: Request, account: Account, ctl: Ctl) -> Response:
     _plain_name(media_name, parameter="media_name")
     m = await ctl.aread(account, lambda ctx: _media(ctx, media_name))
-    path = _in_media_dir(request, m.path)
-    if path is None or not path.is_file():
-        raise NotFound(f"Media {media_name!r} has no file.")
-    return FileResponse(path, media_type=m.content_type, filename=m.media_name)
+    missing = f"Media {media_name!r} has no file."
+    if blobs.is_legacy(m.path) and not _legacy_in_media_dir(request, m.path):
+        raise NotFound(missing)
+    return await _file_response(request, m.path, m.content_type, m.media_name, missing)
 
 
 @router.delete("/media/{media_name}", status_code=204)
@@ -304,10 +363,10 @@ async def delete_media(media_name: str, request: Request, account: Account, ctl:
     def run(ctx: ReadCtx) -> MediaFile:
         m = _media(ctx, media_name)
         media_tx.delete_media(ctx.tx, m)
+        blobs.delete_blob(ctx.tx, m.path)  # with its row: on every node at once
         return m
 
     m = await ctl.astore_rows(account, run)
-    path = _in_media_dir(request, m.path)
-    if path is not None and path.is_file():
-        path.unlink(missing_ok=True)
+    if not blobs.is_legacy(m.path) or _legacy_in_media_dir(request, m.path):
+        await _dropped(request)(m.path)
     return Response(status_code=204)

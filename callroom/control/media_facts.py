@@ -107,9 +107,10 @@ def gather_ended(w: World, job_id: str, digits: str, status: str) -> Steps[None]
         emit_call(w, "call.gather.ended", call, digits=digits, status=status, **extra)
 
 
-def recording_saved(w: World, job_id: str, path: str, size: int, duration_ms: int, started: float, ended: float,
+def recording_saved(w: World, job_id: str, key: str, size: int, duration_ms: int, started: float, ended: float,
                     tracks: tuple[str, ...] = (), link_secret: bytes = b"") -> Steps[None]:  # fmt: skip
-    """A recording's file is complete: its webhook, with ``recording_urls`` and ``public_recording_urls``, both
+    """A recording's file is complete and stored (``key``: ``store/blobs.py``, kept as the row's ``path``): its
+    webhook, with ``recording_urls`` and ``public_recording_urls``, both
     links signed with ``link_secret`` and good for ten minutes (``signed_links.py``), downloaded with no API key
     as Telnyx's pre-signed links are (``GET /v2/recordings`` has ``download_urls`` for the API key, for good)."""
     yield from w.load(r.JobById(job_id), r.RecordingById(job_id))
@@ -119,7 +120,7 @@ def recording_saved(w: World, job_id: str, path: str, size: int, duration_ms: in
         return
     job.status = "done"
     w.update(job)
-    rec.status, rec.path, rec.size_bytes, rec.duration_millis = "completed", path, size, duration_ms
+    rec.status, rec.path, rec.size_bytes, rec.duration_millis = "completed", key, size, duration_ms
     rec.recording_ended_at = w.now
     rec.updated_at = w.now
     w.update(rec)

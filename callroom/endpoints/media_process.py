@@ -30,6 +30,8 @@ from callroom.media_worker.main import media_main
 from callroom.model import media as m
 from callroom.model.messages import (
     AdmissionReport,
+    FileReady,
+    FileWanted,
     HeardReply,
     HeardRequest,
     IncomingSipCall,
@@ -125,6 +127,9 @@ class MediaProcess:
         self.figures: MediaFigures | None = None  # the latest the media process reported
         self.on_figures: Callable[[MediaFigures], None] = lambda _figures: None
         self.on_trunk_status: Callable[[TrunkStatus], None] = lambda _status: None
+        # A stored file the media process is to play: its node answers with ``FileReady`` (node.py).
+        self.on_file_wanted: Callable[[FileWanted], None] = lambda wanted: self.send(
+            FileReady(wanted.ask_id, None, "this node keeps no stored files"))
         self._conn: Connection | None = None
         self._replies_in = FrameReader()  # facts and replies (framed as in pipe.py)
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -280,6 +285,8 @@ class MediaProcess:
                     self.on_sip_incoming(message)
                 case AdmissionReport():
                     self.on_admission(message)
+                case FileWanted():
+                    self.on_file_wanted(message)
                 case TrunkStatus():
                     self.on_trunk_status(message)
                 case MediaFigures():

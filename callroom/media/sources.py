@@ -6,6 +6,7 @@ Runs on the media loop; decoding and synthesis go to worker threads so the tick 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -23,8 +24,14 @@ from callroom.outbound import UNRESTRICTED, AddressPolicy
 MAX_PLAY_SECONDS = 3600.0
 
 
+async def _as_path(key: str) -> str:
+    return key
+
+
 class AudioPreparer:
-    """``url_policy``: the addresses media URLs may be fetched from (``outbound.py``)."""
+    """``url_policy``: the addresses media URLs may be fetched from (``outbound.py``). ``stored_file``: where
+    the local copy of a stored file is (a media process asks its node: ``media_worker/stored_files.py``);
+    by default the file's name is its path."""
 
     def __init__(self, cache_dir: Path | None = None, url_policy: AddressPolicy = UNRESTRICTED) -> None:
         self._client: httpx.AsyncClient | None = None
@@ -32,6 +39,7 @@ class AudioPreparer:
         self._cache_dir = cache_dir
         self.url_policy = url_policy
         self.synthesizer = Synthesizer()
+        self.stored_file: Callable[[str], Awaitable[str]] = _as_path
 
     def _get_fetcher(self) -> MediaFetcher:
         if self._fetcher is None:
@@ -43,8 +51,9 @@ class AudioPreparer:
         if spec.kind == "url":
             return await self._get_fetcher().fetch(spec.value)
         if spec.kind == "file":
+            path = await self.stored_file(spec.value)
             try:
-                data = await asyncio.to_thread(Path(spec.value).read_bytes)
+                data = await asyncio.to_thread(Path(path).read_bytes)
             except OSError as exc:
                 raise MediaError(f"media file {spec.value} unreadable: {exc}") from exc
             return await asyncio.to_thread(decode_audio, data, max_seconds=MAX_PLAY_SECONDS)

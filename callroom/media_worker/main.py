@@ -34,6 +34,7 @@ from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.virtual_audio import VirtualPhoneAudio
 from callroom.media_worker.relays import RelayLegs
 from callroom.media_worker.sip_phones import SipPhones
+from callroom.media_worker.stored_files import StoredFiles
 from callroom.model import media as m
 from callroom.model.messages import (
     FIGURES_INTERVAL,
@@ -41,6 +42,7 @@ from callroom.model.messages import (
     AddVirtualLeg,
     AdmissionReport,
     DrainSip,
+    FileReady,
     FromMedia,
     HeardReply,
     HeardRequest,
@@ -91,6 +93,8 @@ class MediaWorker:
         self.engine = MediaEngine(on_fact=self.send, url_policy=url_policy,
                                   batch=RtpBatch() if self.batch_rtp else None, stream_opener=self.streams.open,
                                   fork_opener=self.forks.open)
+        self.files = StoredFiles(self.send)  # uploads and hold audio, copied here by the node
+        self.engine.actions.preparer.stored_file = self.files.path
         self.sip: SipPhones | None = None
         self.virtual: dict[str, VirtualPhoneAudio] = {}
         self.admission = Admission(limits or Limits())
@@ -258,6 +262,8 @@ class MediaWorker:
                     self.sip.accept(sip_call_id, cid)
                 case RefuseSipCall(sip_call_id=sip_call_id, status=status) if self.sip is not None:
                     self.sip.refuse(sip_call_id, status)
+                case FileReady():
+                    self.files.ready(message)
                 case HeardRequest() | QualityRequest() | StatsRequest():
                     self.send(self.answer(message))
                 case DrainSip(retry_after=retry_after) if self.sip is not None:

@@ -182,10 +182,20 @@ class DrainSip:
     retry_after: int = 30
 
 
+@dataclass(frozen=True, slots=True)
+class FileReady:
+    """The answer to ``FileWanted``: where this node's copy of the stored file is (``path``), or why there is
+    none (``error``)."""
+
+    ask_id: int
+    path: str | None
+    error: str | None = None
+
+
 Request: TypeAlias = HeardRequest | QualityRequest | StatsRequest | OpenRelay
 ToMedia: TypeAlias = (
     Instructions | AddVirtualLeg | RemoveLeg | PressKeys | AcceptSipCall | RefuseSipCall | UseRelay | RelayPeer
-    | SetTrunks | DrainSip | Request | Stop
+    | SetTrunks | DrainSip | Request | FileReady | Stop
 )
 
 
@@ -197,6 +207,15 @@ class Ready:
     """The media process runs; its SIP socket's port (None: no SIP)."""
 
     sip_port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileWanted:
+    """The media process is to play a stored file (an upload, hold audio: ``AudioSpec("file", key)``) and
+    reads files, not the database: its node makes a local copy and answers with ``FileReady``."""
+
+    ask_id: int
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +385,6 @@ class RequestFailed:
 
 
 Reply: TypeAlias = HeardReply | QualityReply | StatsReply | RelayOpened | RequestFailed
-FromMedia: TypeAlias = (Ready | NotStarted | RelayPorts | MediaFact | IncomingSipCall | SipFact | AdmissionReport
-                          | MediaFigures | TrunkStatus | Reply)
+FromMedia: TypeAlias = (Ready | NotStarted | FileWanted | RelayPorts | MediaFact | IncomingSipCall | SipFact
+                          | AdmissionReport | MediaFigures | TrunkStatus | Reply)
 Message: TypeAlias = ToMedia | FromMedia

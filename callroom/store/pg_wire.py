@@ -28,12 +28,31 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg import pq
-from psycopg.adapt import PyFormat, Transformer
+from psycopg import postgres, pq
+from psycopg.adapt import AdaptersMap, Dumper, PyFormat, Transformer
 
 from callroom.store import cooperative
 
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
+
+
+class _HexBytes(Dumper):
+    """Bytes as bytea's hex text (``\\x0a1b...``). psycopg's own text dumper escapes for the connection it
+    is given; with none (this session has a libpq connection, not a psycopg one) it writes the escape
+    format for non-standard string literals, doubling every backslash: wrong for a parameter. SQLAlchemy's
+    ``LargeBinary`` hands bytes over wrapped in the driver's ``Binary``."""
+
+    def dump(self, obj: Any) -> bytes:
+        if isinstance(obj, psycopg.Binary):
+            obj = obj.obj
+        return b"\\x" + bytes(obj).hex().encode()
+
+
+def _adapters(context: Any) -> AdaptersMap:
+    adapters = AdaptersMap(context.adapters if context is not None else postgres.adapters)
+    for cls in (bytes, bytearray, memoryview, psycopg.Binary):
+        adapters.register_dumper(cls, _HexBytes)
+    return adapters
 
 
 @dataclass(slots=True)
@@ -64,7 +83,7 @@ class PgSession:
         pg.enter_pipeline_mode()
         self.pg = pg
         self._watch = cooperative.ReadableWatch(pg.socket)
-        self._adapt = Transformer(context)
+        self._adapt = Transformer(_adapters(context))
         self._prepared: dict[bytes, bytes] = {}  # SQL text -> statement name on this connection
         self._sent: list[_Sent] = []
         self.broken = False

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -398,4 +399,27 @@ phone_numbers = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("tags", JSON, nullable=False),
+)
+
+# -- stored files (migration 0011) ------------------------------------------------------------------------
+
+# Recordings and uploaded media, kept in the database every node shares (``store/blobs.py``): a file is a
+# header row and its content in chunks of at most ``blobs.CHUNK_BYTES``. A header with ``complete`` false is
+# a file still being written (or left half-written by a node that died: swept after an hour).
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("complete", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
 )

@@ -1,5 +1,6 @@
-"""``/v2/media`` (callroom/api/routes_files.py): a media name is a plain file name in the account's own media
-folder, on every route that takes one, and nothing outside that folder is ever read, written or deleted."""
+"""``/v2/media`` (callroom/api/routes_files.py): a media name is a plain file name, on every route that takes
+one; the file is stored under the account (``store/blobs.py``) and the node's copy stays in its own folder,
+so nothing outside it is ever read, written or deleted."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from callroom.api.common import hash_key
 from callroom.audio.encode import encode_wav
 from callroom.audio.fetch import FETCH_FAILED
+from callroom.model.records import MediaFile
+from callroom.store import media_tx
 from tests.audio.signals import tone16
 from tests.support.media_server import MediaServer
 from tests.support.node import free_port
 from tests.support.tenant import Tenant
 
 WAV = encode_wav([tone16(500, 0.2)])
+
+
+def _wav_of(seconds: float) -> bytes:
+    return encode_wav([tone16(700, seconds)])
 
 # Not plain file names: the folder itself, its parent, a way out of it, or no name at all.
 BAD_NAMES = [".", "..", "a/b", "../evil", "a\\b", "..\\evil", "a\x00b", "x" * 256, "naïve"]
@@ -62,21 +70,43 @@ def test_every_route_naming_media_refuses_a_name_that_is_not_a_plain_file_name(t
     _invalid(httpx.delete(url, headers=headers), parameter)
 
 
-def test_a_plain_name_is_stored_in_the_accounts_media_folder_and_nowhere_else(tenant: Tenant) -> None:
+def test_a_plain_name_is_stored_under_the_account_and_its_copy_stays_in_the_nodes_folder(tenant: Tenant) -> None:
     headers = _auth(tenant)
     base = f"{tenant.node.base_url}/media"
     up = httpx.post(base, headers=headers, files={"media": ("tone.wav", WAV, "audio/wav")},
                     data={"media_name": "..tone.wav"})
     assert up.status_code == 200, up.text
-    media_dir = Path(tenant.node.node.app.state.media_dir).resolve()
-    [stored] = [p for p in media_dir.rglob("..tone.wav")]
-    assert stored.parent.parent == media_dir and stored.read_bytes() == WAV
+    files = tenant.node.node.blobs.cache_dir
+    [copy] = [p for p in files.rglob("..tone.wav")]
+    assert copy.resolve().is_relative_to(files / "media") and copy.read_bytes() == WAV
     download = httpx.get(f"{base}/..tone.wav/download", headers=headers)
     assert download.status_code == 200 and download.content == WAV
-    stored.unlink()  # gone from the disk, still listed: a 404, not a 500 from the file response
-    missing = httpx.get(f"{base}/..tone.wav/download", headers=headers)
-    assert missing.status_code == 404, missing.text
+    copy.unlink()  # this node's copy gone: the file is still the store's, streamed from there
+    again = httpx.get(f"{base}/..tone.wav/download", headers=headers)
+    assert again.status_code == 200 and again.content == WAV, again.text
+    assert again.headers["content-length"] == str(len(WAV))
+    assert again.headers["content-disposition"] == 'attachment; filename="..tone.wav"'
     assert httpx.delete(f"{base}/..tone.wav", headers=headers).status_code == 204
+    assert httpx.get(f"{base}/..tone.wav/download", headers=headers).status_code == 404
+
+
+def test_an_upload_replaced_under_its_name_serves_the_new_file_and_leaves_no_copy_of_the_old(
+        tenant: Tenant) -> None:  # fmt: skip
+    headers = _auth(tenant)
+    base = f"{tenant.node.base_url}/media"
+    files = tenant.node.node.blobs.cache_dir
+    first = httpx.post(base, headers=headers, files={"media": ("a.wav", WAV, "audio/wav")},
+                       data={"media_name": "replaced.wav"})
+    assert first.status_code == 200, first.text
+    [old] = list(files.rglob("replaced.wav"))
+    other = _wav_of(0.25)
+    second = httpx.post(base, headers=headers, files={"media": ("b.wav", other, "audio/wav")},
+                        data={"media_name": "replaced.wav"})
+    assert second.status_code == 200, second.text
+    assert not old.exists()
+    assert httpx.get(f"{base}/replaced.wav/download", headers=headers).content == other
+    assert httpx.delete(f"{base}/replaced.wav", headers=headers).status_code == 204
+    assert list(files.rglob("replaced.wav")) == []
 
 
 def test_an_upload_from_a_media_url_the_node_refuses_is_never_fetched(strict_tenant: Tenant, tenant: Tenant) -> None:
@@ -101,3 +131,22 @@ def test_an_upload_from_a_media_url_the_node_refuses_is_never_fetched(strict_ten
         assert media.hits["/upload.wav"] == 1
     finally:
         media.close()
+
+
+def test_a_file_uploaded_before_files_were_stored_is_still_served_and_deleted(tenant: Tenant) -> None:
+    """A row written before migration 0011 names an absolute path in the node's media folder."""
+    node = tenant.node.node
+    headers = _auth(tenant)
+    with node.store.transaction(read_only=True) as tx:
+        account = tx.account_for_key_hash(hash_key(tenant.api_key))
+    assert account is not None
+    folder = Path(node.app.state.media_dir) / account
+    folder.mkdir(parents=True, exist_ok=True)
+    old = folder / "before.wav"
+    old.write_bytes(WAV)
+    with node.store.transaction() as tx:
+        media_tx.put_media(tx, MediaFile(account, "before.wav", str(old), "audio/wav", len(WAV), 1.0, 1.0))
+    got = httpx.get(f"{tenant.node.base_url}/media/before.wav/download", headers=headers)
+    assert got.status_code == 200 and got.content == WAV
+    assert httpx.delete(f"{tenant.node.base_url}/media/before.wav", headers=headers).status_code == 204
+    assert not old.exists()

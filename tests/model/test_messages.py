@@ -67,7 +67,7 @@ def test_every_instruction_and_fact_crosses_the_pipe_unchanged() -> None:
 
 def test_every_message_crosses_the_pipe_unchanged() -> None:
     classes = typing.get_args(msg.Message)
-    assert len(classes) == 44
+    assert len(classes) == 46
     sent = [typing.cast(msg.Message, sample(cls)) for cls in classes]
     got = FrameReader().feed(frame(sent))
     assert len(got) == len(sent)
