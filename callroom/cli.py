@@ -73,7 +73,7 @@ def _store(args: argparse.Namespace, *, may_create: bool) -> Store:
 def _keys(args: argparse.Namespace) -> int:
     import time
 
-    from callroom.node import create_api_key
+    from callroom.identity import create_api_key
 
     # A new database may be set up by creating its first key, but only where the command was told to look.
     store = _store(args, may_create=args.keys_command == "create")

@@ -4,39 +4,34 @@ wired together and started and stopped as one."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import gc
 import logging
-import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from callroom import logs
-from callroom.admission import Limits, Load, Reason, ReportedAdmission
+from callroom.admission import Load, Reason, ReportedAdmission
 from callroom.api.app import create_app, serving
-from callroom.api.common import hash_key
 from callroom.api.compiled import CompiledRoutes
 from callroom.cluster.bus import Bus
 from callroom.cluster.console_feed import ConsoleFeed
 from callroom.cluster.media import ClusterMedia
-from callroom.cluster.membership import HEARTBEAT_SECS, TIME_TO_LIVE_SECS, Membership
+from callroom.cluster.membership import Membership
 from callroom.console.figures import OperationsFigures
 from callroom.console.hub import ConsoleHub
 from callroom.control import calls, conferences, listening, media_facts, sip_actions
-from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS, Control, job_fact, remote_fact
-from callroom.drain import DEFAULT_GRACE_SECS, Drain
+from callroom.control.service import Control, job_fact, remote_fact
+from callroom.drain import Drain
 from callroom.endpoints.media_process import MediaProcess
 from callroom.endpoints.virtual import VirtualPhones
 from callroom.errors import Overloaded, StoreError
-from callroom.model import signed_links
+from callroom.identity import DEFAULT_ACCOUNT, node_id_for, recording_link_secret
 from callroom.model.media import (
     ConferenceMix,
     DtmfReceived,
@@ -60,12 +55,9 @@ from callroom.model.messages import (
     AcceptSipCall,
     AdmissionReport,
     DrainSip,
-    FileReady,
-    FileWanted,
     IncomingSipCall,
     RefuseSipCall,
     SipAnswered,
-    SipConfig,
     SipFact,
     SipFailed,
     SipHangup,
@@ -73,118 +65,21 @@ from callroom.model.messages import (
     SipQuality,
     SipReferProgress,
 )
-from callroom.model.numbers import NO_NUMBERS, NumberPlan
-from callroom.model.records import Account
-from callroom.model.trunks import TrunkSettings
+from callroom.node_config import NodeConfig, relay_host_of
+from callroom.node_files import NodeFiles
 from callroom.outbound import AddressPolicy
 from callroom.store import cooperative, nodes
-from callroom.store.blobs import DEFAULT_CACHE_BYTES, Blobs, recording_key
+from callroom.store.blobs import Blobs
 from callroom.store.engine import Store
 from callroom.store.outbox import PendingDelivery
 from callroom.store.trunk_config import put_trunks
 from callroom.trunk_sync import TrunkSync
-from callroom.webhooks.dispatcher import BACKOFF, Dispatcher
+from callroom.webhooks.dispatcher import Dispatcher
 from callroom.webhooks.signing import WebhookSigner
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ACCOUNT = "default"
-BLOBS_DROPPED = "blobs.dropped"  # a topic of the bus: the key of a stored file deleted or replaced
 RELAY_POOL = 16  # a cluster's node keeps this many relay ports open ahead (a link across nodes then waits for none)
-
-
-@dataclass
-class NodeConfig:
-    database_url: str
-    data_dir: Path
-    node_id: str | None = None
-    webhook_concurrency: int = 64
-    webhook_backoff: tuple[float, ...] = BACKOFF
-    sip: SipConfig | None = field(default_factory=SipConfig)  # None: no SIP plane (virtual phones only)
-    rate_limit: tuple[float, float] | None = (1000.0, 2000.0)  # per API key: requests/s and burst
-    # A node that owns its process: once started, what exists then is kept out of the garbage collector's
-    # full passes (``gc.freeze``), which walk every tracked object: 45-65 ms pauses of the whole API were
-    # measured with the ~155,000 objects of a started node. Off for nodes embedded in another process.
-    freeze_startup_objects: bool = False
-    # An incoming call nobody answers or rejects is ended after this long (SIP 480; 0: never).
-    ring_timeout_secs: float = DEFAULT_RING_TIMEOUT_SECS
-    # Webhook and media URLs may name public addresses only, and these networks ("127.0.0.0/8", "::1/128"
-    # for receivers on this machine): an application's URLs must not reach the node's own services or its
-    # network (callroom/outbound.py). None are allowed unless said.
-    allow_url_networks: tuple[str, ...] = ()
-    # Where this node's API answers (as other nodes and `callroom cluster status` show it).
-    api_url: str | None = None
-    # The cluster's heartbeat: every ``heartbeat_secs``; a node silent for ``node_ttl_secs`` is dead.
-    heartbeat_secs: float = HEARTBEAT_SECS
-    node_ttl_secs: float = TIME_TO_LIVE_SECS
-    # A cluster's bus (``nats://host:4222``): nodes on one PostgreSQL database with a bus carry out each
-    # other's calls' media (None: a node on its own).
-    nats_url: str | None = None
-    # Where the other nodes reach this node's relay legs (default: the SIP address, else 127.0.0.1).
-    relay_host: str | None = None
-    # A drain (SIGTERM, Ctrl-C, ``callroom drain``) lets the calls in progress run this long (callroom/drain.py).
-    drain_grace_secs: float = DEFAULT_GRACE_SECS
-    # Where numbers dialled through the API ring on this node (callroom/model/numbers.py).
-    numbers: NumberPlan = NO_NUMBERS
-    # One ``callroom.access`` line per API request (callroom/logs.py).
-    access_log: bool = False
-    # Overload control (``callroom/admission.py``): new calls past these limits are refused at once (SIP 503,
-    # ``POST /calls`` 503 / 90115). ``Limits()``: none; ``callroom serve`` runs with ``Limits.defaults()``.
-    admission: Limits = field(default_factory=Limits)
-    # SIP trunks given at start (``--trunk``, a trunks file): created or changed in the default account, beside
-    # those added through the API or ``callroom trunks`` (callroom/model/trunks.py).
-    trunks: tuple[TrunkSettings, ...] = ()
-    # Copies of stored files (recordings, uploads) kept in ``data_dir/files``, at most (callroom/store/blobs.py).
-    file_cache_bytes: int = DEFAULT_CACHE_BYTES
-
-
-def relay_host_of(config: NodeConfig) -> str:
-    if config.relay_host:
-        return config.relay_host
-    sip = config.sip
-    if sip is not None:
-        host = sip.advertise or sip.host
-        if host not in ("0.0.0.0", "::", ""):
-            return host
-    return "127.0.0.1"
-
-
-def node_id_for(data_dir: Path) -> str:
-    """A stable id for this node, kept in its data directory."""
-    path = data_dir / "node-id"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    node_id = f"node-{uuid.uuid4().hex[:12]}"
-    path.write_text(node_id + "\n")
-    return node_id
-
-
-def create_api_key(store: Store, account_name: str = DEFAULT_ACCOUNT, label: str | None = None) -> str:
-    """A new API key for ``account_name`` (created if needed). Only its hash is stored."""
-    key = "KEY" + secrets.token_urlsafe(32).replace("-", "A").replace("_", "B")
-    with store.transaction() as tx:
-        account = tx.get_account_by_name(account_name)
-        if account is None:
-            account = Account(id=str(uuid.uuid4()), name=account_name, created_at=time.time())
-            tx.insert_account(account)
-        tx.insert_api_key(str(uuid.uuid4()), account.id, key[:10], hash_key(key), label)
-    return key
-
-
-def recording_link_secret(store: Store) -> bytes:
-    """The secret of public recording links, the same for every node of the database (the first one stored)."""
-    with store.transaction() as tx:
-        stored = tx.add_setting(signed_links.SECRET_SETTING, base64.b64encode(secrets.token_bytes(32)).decode())
-    return base64.b64decode(stored)
-
-
-def ensure_first_key(store: Store) -> str | None:
-    """On a node's first start: create the default account and its first API key (returned once)."""
-    with store.transaction() as tx:
-        if tx.list_accounts():
-            return None
-    return create_api_key(store, DEFAULT_ACCOUNT, "created on first start")
 
 
 class NodeMedia:
@@ -208,7 +103,7 @@ class NodeMedia:
 
     def _written_here(self, op: StartRecording) -> StartRecording:
         """A recording is written in this node's recordings folder (``<account>/<id>``), whichever node's API
-        took the command, then stored for every node (``Node._store_recording``)."""
+        took the command, then stored for every node (``NodeFiles.recording_saved``)."""
         path = Path(op.path)
         return dataclasses.replace(op, path=str(self.recordings_dir / path.parent.name / path.name))
 
@@ -236,11 +131,10 @@ class Node:
                                   limits=config.admission, on_admission=self._admission_report)
         # Recordings and uploads: in the database every node shares, copies in the data directory's ``files``.
         self.blobs = Blobs(self.store, config.data_dir / "files", config.file_cache_bytes)
-        self._file_work: set[asyncio.Task[None]] = set()  # copies for the media process, recordings stored
-        self.media.on_file_wanted = self._file_wanted
         self.virtual_phones = VirtualPhones(self.media)
         self.node_media = NodeMedia(self.virtual_phones, self.media, config.data_dir / "recordings")
         self.control = Control(self.store, self.node_id, self.node_media)
+        self.files = NodeFiles(self.blobs, self.media, self.control, self.link_secret)
         self.control.ring_timeout_secs = config.ring_timeout_secs
         self.control.numbers = config.numbers
         self.trunks = TrunkSync(self.store, self.control, self.media, sip=config.sip is not None)
@@ -272,7 +166,7 @@ class Node:
         )
         self.app.state.webhook_signer = self.signer
         self.app.state.blobs = self.blobs
-        self.app.state.blob_dropped = self._blob_dropped  # a stored file deleted or replaced (routes_files.py)
+        self.app.state.blob_dropped = self.files.dropped  # a stored file deleted or replaced (routes_files.py)
         self.console_hub = ConsoleHub()  # the console's push channel (callroom/console)
         self.figures = OperationsFigures(self.store, self.node_id, self.media, self.console_hub,
                                          lambda: self.dispatcher, cooperative=self.control.cooperative)
@@ -349,7 +243,7 @@ class Node:
         self.bus, self.cluster_media = bus, media
         self.console_feed = ConsoleFeed(bus, self.console_hub, self.node_id)
         await self.console_feed.start()
-        await bus.listen(BLOBS_DROPPED, self._heard_blob_dropped)
+        await self.files.join(bus)
         self.control.placement = media
         self.app.state.cluster_media = media
         log.info("node %s joined cluster %s on %s", self.node_id, name, url)
@@ -380,7 +274,7 @@ class Node:
                 case GatherEnded(job_id=job, digits=digits, status=status):
                     job_fact(self.control, job, lambda ctx: media_facts.gather_ended(ctx, job, digits, status))
                 case RecordingSaved():
-                    self._spawn_file_work(self._store_recording(fact))
+                    self.files.recording_saved(fact)
                 case RecordingFailed(job_id=job, detail=detail):
                     job_fact(self.control, job, lambda ctx: media_facts.recording_failed(ctx, job, detail))
                 case StreamStarted(job_id=job):
@@ -393,65 +287,6 @@ class Node:
                     job_fact(self.control, fact.job_id, lambda ctx: listening.transcribed(ctx, fact))
         except Exception:
             log.exception("media fact %r failed", fact)
-
-    # -- stored files ------------------------------------------------------------------------------------
-
-    def _spawn_file_work(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._file_work.add(task)
-        task.add_done_callback(self._file_work.discard)
-
-    async def _settle_file_work(self) -> None:
-        """Until the recordings being stored and the copies being made are done (a stopping node)."""
-        while self._file_work:
-            await asyncio.gather(*self._file_work, return_exceptions=True)
-
-    async def _store_recording(self, fact: RecordingSaved) -> None:
-        """A recording's file is written: stored in the database (so that any node serves it and it outlives
-        this one) before its ``*.recording.saved`` is committed; the file stays here as this node's copy."""
-        key = recording_key(Path(fact.path).name)
-        job = fact.job_id
-        try:
-            await asyncio.to_thread(self.blobs.put_file, key, Path(fact.path))
-        except Exception as exc:
-            log.exception("recording %s could not be stored", job)
-            detail = f"the recording could not be stored: {type(exc).__name__}"
-            job_fact(self.control, job, lambda ctx: media_facts.recording_failed(ctx, job, detail))
-            return
-        job_fact(self.control, job, lambda ctx: media_facts.recording_saved(
-            ctx, job, key, fact.size_bytes, fact.duration_millis, fact.started_at, fact.ended_at, fact.tracks,
-            self.link_secret))
-
-    async def _prune_files(self) -> None:
-        try:
-            removed = await asyncio.to_thread(self.blobs.prune)
-        except Exception:
-            log.exception("pruning this node's copies of stored files failed")
-            return
-        if removed:
-            log.info("removed %d copies of stored files deleted meanwhile", removed)
-
-    def _file_wanted(self, wanted: FileWanted) -> None:
-        self._spawn_file_work(self._copy_for_media(wanted))
-
-    async def _copy_for_media(self, wanted: FileWanted) -> None:
-        try:
-            path = await asyncio.to_thread(self.blobs.materialise, wanted.key)
-        except Exception as exc:
-            log.warning("stored file %s for the media process: %s", wanted.key, exc)
-            self.media.send(FileReady(wanted.ask_id, None, str(exc)))
-            return
-        self.media.send(FileReady(wanted.ask_id, str(path)))
-
-    async def _blob_dropped(self, key: str) -> None:
-        """A stored file was deleted or replaced: this node's copy goes, and, in a cluster, the others' too
-        (a node that misses the word removes its copy when it next starts: ``Blobs.prune``)."""
-        await asyncio.to_thread(self.blobs.drop_copy, key)
-        if self.bus is not None:
-            await self.bus.tell(BLOBS_DROPPED, key.encode())
-
-    def _heard_blob_dropped(self, data: bytes) -> None:
-        self.blobs.drop_copy(data.decode(errors="replace"))
 
     # -- SIP: facts reported by the media process -------------------------------------------------------
 
@@ -550,8 +385,7 @@ class Node:
             ttl=self.config.node_ttl_secs,
         )
         await self.membership.start()
-        # Copies of files deleted while this node was down, and files a dead node left half-written.
-        self._spawn_file_work(self._prune_files())
+        self.files.start()
         self._timer_task = asyncio.create_task(self._timers(), name="control-timers")
         self.trunks.start()
         self.figures.start()
@@ -602,7 +436,7 @@ class Node:
             self._stopping = True
             self._timer_wake.set()
             await self._timer_task
-        await self._settle_file_work()
+        await self.files.settle()
         await self.control.settle_facts()
         if self.dispatcher:
             await self.dispatcher.stop()
@@ -611,7 +445,7 @@ class Node:
         if self.bus is not None:
             await self.bus.close()
         await self.media.stop()
-        await self._settle_file_work()
+        await self.files.settle()
         await self.control.settle_facts()  # what the media process reported while stopping (kept in the outbox)
         if self.membership is not None and self.cluster_media is not None:
             await self.membership.hand_over_webhooks()

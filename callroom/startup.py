@@ -22,11 +22,13 @@ from callroom.admission import Limits
 from callroom.api.server import DrainingServer, uvicorn_config
 from callroom.drain import DrainReport
 from callroom.errors import ConfigError
+from callroom.identity import ensure_first_key
 from callroom.model.messages import SipConfig
 from callroom.model.numbers import NumberPlan
 from callroom.model.trunks import TrunkSettings
 from callroom.model.virtual_phone import VirtualSpec
-from callroom.node import Node, NodeConfig, ensure_first_key
+from callroom.node import Node
+from callroom.node_config import NodeConfig
 
 
 def node_config(args: argparse.Namespace, database_url: str) -> NodeConfig:

@@ -24,7 +24,7 @@ DEFERRED_ALLOWED: dict[tuple[str, str], str] = {
     ("callroom.cli", "callroom.api.routes_cluster"): "per-subcommand loading",
     ("callroom.cli", "callroom.cluster.membership"): "per-subcommand loading",
     ("callroom.cli", "callroom.control.service"): "per-subcommand loading",
-    ("callroom.cli", "callroom.node"): "per-subcommand loading",
+    ("callroom.cli", "callroom.identity"): "per-subcommand loading",
     ("callroom.cli", "callroom.startup"): "per-subcommand loading",
     ("callroom.cli", "callroom.store.engine"): "per-subcommand loading",
     ("callroom.cli", "callroom.store.nodes"): "per-subcommand loading",

@@ -24,9 +24,11 @@ import uvicorn
 
 from callroom.api.server import uvicorn_config
 from callroom.endpoints import media_process
+from callroom.identity import ensure_first_key
 from callroom.media_worker import main as media_worker
 from callroom.model.messages import SipConfig
-from callroom.node import Node, NodeConfig, ensure_first_key
+from callroom.node import Node
+from callroom.node_config import NodeConfig
 from callroom.outbound import LOOPBACK
 
 

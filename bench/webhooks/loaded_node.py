@@ -19,7 +19,8 @@ import uvloop
 
 from callroom.control.world import Steps, World
 from callroom.model.records import Application
-from callroom.node import Node, NodeConfig
+from callroom.node import Node
+from callroom.node_config import NodeConfig
 from callroom.outbound import LOOPBACK
 
 

@@ -16,8 +16,10 @@ from callroom.admission import Limits
 from callroom.api.limits import HEAD_TIMEOUT_SECS
 from callroom.api.server import uvicorn_config
 from callroom.control.service import DEFAULT_RING_TIMEOUT_SECS
+from callroom.identity import create_api_key
 from callroom.model.messages import SipConfig
-from callroom.node import Node, NodeConfig, create_api_key
+from callroom.node import Node
+from callroom.node_config import NodeConfig
 from callroom.outbound import LOOPBACK
 
 
