@@ -134,7 +134,7 @@ class Node:
         self.virtual_phones = VirtualPhones(self.media)
         self.node_media = NodeMedia(self.virtual_phones, self.media, config.data_dir / "recordings")
         self.control = Control(self.store, self.node_id, self.node_media)
-        self.files = NodeFiles(self.blobs, self.media, self.control, self.link_secret)
+        self.files = NodeFiles(self.blobs, self.media, self.control, self.link_secret, config.data_dir / "media")
         self.control.ring_timeout_secs = config.ring_timeout_secs
         self.control.numbers = config.numbers
         self.trunks = TrunkSync(self.store, self.control, self.media, sip=config.sip is not None)
@@ -436,7 +436,7 @@ class Node:
             self._stopping = True
             self._timer_wake.set()
             await self._timer_task
-        await self.files.settle()
+        await self.files.stop()
         await self.control.settle_facts()
         if self.dispatcher:
             await self.dispatcher.stop()

@@ -1,11 +1,15 @@
 """A node's stored files (``store/blobs.py``) as its processes use them: a recording written by this node's
 media process is stored in the database before its ``*.recording.saved`` is committed; the media process asks
-for a local copy of a file to play; a file deleted anywhere loses its copies on every node."""
+for a local copy of a file to play; a file deleted anywhere loses its copies on every node; an upload past its
+``ttl_secs`` is deleted (every ``SWEEP_SECS``, by whichever node comes first; until then it is already gone
+for the API and for playback: ``store/reads.py``, ``api/routes_files.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from pathlib import Path
 
 from callroom.aio.tasks import Tasks
@@ -15,16 +19,21 @@ from callroom.control.service import Control, job_fact
 from callroom.endpoints.media_process import MediaProcess
 from callroom.model.media import RecordingSaved
 from callroom.model.messages import FileReady, FileWanted
-from callroom.store.blobs import Blobs, recording_key
+from callroom.store import media_tx
+from callroom.store.blobs import Blobs, delete_blob, is_legacy, recording_key
 
 log = logging.getLogger(__name__)
 
 DROPPED = "blobs.dropped"  # a topic of the bus: the key of a stored file deleted or replaced
+SWEEP_SECS = 30.0  # uploads past their ttl_secs are deleted this often
 
 
 class NodeFiles:
-    def __init__(self, blobs: Blobs, media: MediaProcess, control: Control, link_secret: bytes) -> None:
+    def __init__(self, blobs: Blobs, media: MediaProcess, control: Control, link_secret: bytes,
+                 legacy_dir: Path) -> None:  # fmt: skip
         self.blobs = blobs
+        self.legacy_dir = legacy_dir  # where uploads were written before files were stored (``is_legacy``)
+        self._sweeper: asyncio.Task[None] | None = None
         self.media = media
         self.control = control
         self.link_secret = link_secret
@@ -37,8 +46,17 @@ class NodeFiles:
         await bus.listen(DROPPED, self._heard_dropped)
 
     def start(self) -> None:
-        """Copies of files deleted while this node was down, and files a dead node left half-written, go."""
+        """Copies of files deleted while this node was down, and files a dead node left half-written, go; then
+        expired uploads, from now on."""
         self._work.spawn(self._prune())
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweeping(), name="expired-media")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.settle()
 
     async def settle(self) -> None:
         """Until the recordings being stored and the copies being made are done (a stopping node)."""
@@ -94,3 +112,32 @@ class NodeFiles:
 
     def _heard_dropped(self, data: bytes) -> None:
         self.blobs.drop_copy(data.decode(errors="replace"))
+
+    # -- uploads past their ttl_secs ----------------------------------------------------------------------
+
+    async def _sweeping(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECS)
+            await self.sweep_expired(time.time())
+
+    async def sweep_expired(self, now: float) -> int:
+        """Delete the uploads past their ``ttl_secs`` at ``now`` (rows, stored files, every node's copies)."""
+        try:
+            keys = await asyncio.to_thread(self._delete_expired, now)
+        except Exception:
+            log.exception("deleting expired media failed")
+            return 0
+        for key in keys:
+            if not is_legacy(key) or Path(key).resolve().is_relative_to(self.legacy_dir.resolve()):
+                await self.dropped(key)
+        if keys:
+            log.info("deleted %d media file(s) past their ttl_secs", len(keys))
+        return len(keys)
+
+    def _delete_expired(self, now: float) -> list[str]:
+        with self.blobs.store.transaction() as tx:
+            gone = media_tx.expired_media(tx, now)
+            for media in gone:
+                media_tx.delete_media(tx, media)
+                delete_blob(tx, media.path)
+        return [media.path for media in gone]

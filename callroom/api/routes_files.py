@@ -312,14 +312,15 @@ async def upload_media(request: Request, account: Account, ctl: Ctl) -> dict[str
 
 def _media(ctx: ReadCtx, name: str) -> MediaFile:
     m = media_tx.get_media(ctx.tx, ctx.account_id, name)
-    if m is None:
+    if m is None or (m.expires_at is not None and m.expires_at <= time.time()):  # (past its ttl_secs: gone)
         raise NotFound(f"No media named {name!r}.")
     return m
 
 
 @router.get("/media")
 async def list_media(account: Account, ctl: Ctl, page: PageParams) -> dict[str, Any]:
-    items, total = await ctl.aread(account, lambda ctx: media_tx.list_media(ctx.tx, account, page.number, page.size))
+    items, total = await ctl.aread(
+        account, lambda ctx: media_tx.list_media(ctx.tx, account, page.number, page.size, time.time()))
     return page.envelope([media_view(m) for m in items], total)
 
 

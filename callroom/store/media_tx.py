@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 
 from callroom.model.records import MediaFile, MediaJob, Recording
 from callroom.store import schema as t
@@ -94,6 +94,13 @@ def delete_media(tx: Tx, media: MediaFile) -> None:
                                                      c.media_name == media.media_name)))
 
 
-def list_media(tx: Tx, account_id: str, page: int, size: int) -> tuple[list[MediaFile], int]:
+def list_media(tx: Tx, account_id: str, page: int, size: int, now: float) -> tuple[list[MediaFile], int]:
     c = t.media_files.c
-    return tx._page(MediaFile, t.media_files, c.account_id == account_id, [c.created_at, c.media_name], page, size)
+    where = and_(c.account_id == account_id, or_(c.expires_at.is_(None), c.expires_at > now))
+    return tx._page(MediaFile, t.media_files, where, [c.created_at, c.media_name], page, size)
+
+
+def expired_media(tx: Tx, now: float, limit: int = 100) -> list[MediaFile]:
+    """Media files of every account past their ``ttl_secs``, the oldest expiry first."""
+    c = t.media_files.c
+    return tx._all(MediaFile, select(t.media_files).where(c.expires_at <= now).order_by(c.expires_at).limit(limit))

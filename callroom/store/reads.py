@@ -7,10 +7,11 @@ once (``prebuilt``) and filter on the command's account wherever a row has one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, delete, select
+from sqlalchemy import and_, bindparam, delete, or_, select
 
 from callroom.model import reads as r
 from callroom.model.records import (
@@ -94,9 +95,9 @@ def _send(tx: Tx, acct: str, read: r.Read) -> Callable[[], Any]:
         case r.AppById(connection_id=app_id):
             stmt = _lookup(t.applications, "get_app", False, id="id", account_id="acct")
             return _one(Application, execute(stmt, {"id": app_id, "acct": acct}))
-        case r.MediaByName(media_name=name):
-            stmt = _lookup(t.media_files, "media_by_name", False, media_name="name", account_id="acct")
-            return _one(MediaFile, execute(stmt, {"name": name, "acct": acct}))
+        case r.MediaByName(media_name=name):  # (a file past its ttl_secs is gone, swept or not yet)
+            params = {"name": name, "acct": acct, "now": time.time()}
+            return _one(MediaFile, execute(_statement("live_media_by_name", False), params))
         case r.JobById(job_id=job_id):
             stmt = _lookup(t.media_jobs, "job_by_id", False, id="id", account_id="acct")
             return _one(MediaJob, execute(stmt, {"id": job_id, "acct": acct}))
@@ -203,7 +204,14 @@ def _claim_timer(_locked: bool) -> Any:
                                        c.due_at == bindparam("due")))  # fmt: skip
 
 
+def _live_media_by_name(_locked: bool) -> Any:
+    c = t.media_files.c
+    live = or_(c.expires_at.is_(None), c.expires_at > bindparam("now"))
+    return select(t.media_files).where(and_(c.media_name == bindparam("name"), c.account_id == bindparam("acct"), live))
+
+
 _BUILDERS: dict[str, Callable[[bool], Any]] = {
+    "live_media_by_name": _live_media_by_name,
     "bridge_partner": _bridge_partner,
     "queue_head_call": _queue_head_call,
     "conference_by_name": _conference_by_name,

@@ -4,6 +4,8 @@ so nothing outside it is ever read, written or deleted."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,7 @@ from callroom.api.common import hash_key
 from callroom.audio.encode import encode_wav
 from callroom.audio.fetch import FETCH_FAILED
 from callroom.model.records import MediaFile
-from callroom.store import media_tx
+from callroom.store import blobs, media_tx
 from tests.audio.signals import tone16
 from tests.support.media_server import MediaServer
 from tests.support.node import free_port
@@ -150,3 +152,64 @@ def test_a_file_uploaded_before_files_were_stored_is_still_served_and_deleted(te
     assert got.status_code == 200 and got.content == WAV
     assert httpx.delete(f"{tenant.node.base_url}/media/before.wav", headers=headers).status_code == 204
     assert not old.exists()
+
+
+def _account(tenant: Tenant) -> str:
+    with tenant.node.node.store.transaction(read_only=True) as tx:
+        account = tx.account_for_key_hash(hash_key(tenant.api_key))
+    assert account is not None
+    return account
+
+
+def test_an_upload_past_its_ttl_is_gone_at_once_and_deleted_by_the_sweep(tenant: Tenant) -> None:
+    headers = _auth(tenant)
+    account = _account(tenant)
+    base = f"{tenant.node.base_url}/media"
+    up = httpx.post(base, headers=headers, files={"media": ("t.wav", WAV, "audio/wav")},
+                    data={"media_name": "short-lived.wav", "ttl_secs": "1"})
+    assert up.status_code == 200, up.text
+    kept = httpx.post(base, headers=headers, files={"media": ("k.wav", WAV, "audio/wav")},
+                      data={"media_name": "kept.wav", "ttl_secs": "3600"})
+    assert kept.status_code == 200, kept.text
+    node = tenant.node.node
+    [copy] = list(node.blobs.cache_dir.rglob("short-lived.wav"))
+    with node.store.transaction() as tx:
+        key = media_tx.get_media(tx, account, "short-lived.wav").path  # type: ignore[union-attr]
+
+    later = time.time() + 2  # (the node's own clock: nothing waits for the second to pass)
+    assert httpx.get(f"{base}/short-lived.wav", headers=headers).status_code == 200
+    with node.store.transaction() as tx:
+        assert [m.media_name for m in media_tx.expired_media(tx, later)] == ["short-lived.wav"]
+    assert tenant.node.loop is not None
+    assert asyncio.run_coroutine_threadsafe(node.files.sweep_expired(later), tenant.node.loop).result(10) == 1
+    for path in ("short-lived.wav", "short-lived.wav/download"):
+        assert httpx.get(f"{base}/{path}", headers=headers).status_code == 404
+    names = [m["media_name"] for m in httpx.get(base, headers=headers).json()["data"]]
+    assert "short-lived.wav" not in names and "kept.wav" in names
+    assert not copy.exists()
+    with node.store.transaction() as tx:
+        assert media_tx.get_media(tx, account, "short-lived.wav") is None
+        assert not blobs.stored_keys(tx, [key])
+    assert httpx.delete(f"{base}/kept.wav", headers=headers).status_code == 204
+
+
+def test_an_upload_past_its_ttl_is_not_found_before_any_sweep(tenant: Tenant) -> None:
+    headers = _auth(tenant)
+    account = _account(tenant)
+    base = f"{tenant.node.base_url}/media"
+    node = tenant.node.node
+    past = MediaFile(account_id=account, media_name="expired.wav", path="media/x/expired.wav",
+                     content_type="audio/wav", size_bytes=1, created_at=time.time() - 10, updated_at=time.time() - 10,
+                     expires_at=time.time() - 1)
+    with node.store.transaction() as tx:
+        media_tx.put_media(tx, past)
+    assert httpx.get(f"{base}/expired.wav", headers=headers).status_code == 404
+    assert "expired.wav" not in [m["media_name"] for m in httpx.get(base, headers=headers).json()["data"]]
+    call = tenant.client.calls.dial(connection_id=tenant.connection_id, from_="+15550001111",
+                                    to="virtual:p;answer_after=0")
+    assert call.data is not None
+    tenant.event("call.answered", call.data.call_control_id)
+    resp = httpx.post(f"{tenant.node.base_url}/calls/{call.data.call_control_id}/actions/playback_start",
+                      headers=headers, json={"media_name": "expired.wav"})
+    assert resp.status_code in (404, 422), resp.text  # refused as a media name it does not know
+    tenant.client.calls.actions.hangup(call.data.call_control_id)
