@@ -278,7 +278,8 @@ def start_node(data_dir: Path, database_url: str | None, cpu: int | None, media_
         cmd += ["--database-url", database_url]
     # The per-key rate limit (default 1,000/s) is off: the benchmark measures the node, not the limiter.
     cmd += ["serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--rate-limit", "0",
-            "--allow-url-network", "127.0.0.0/8"]  # the webhook receiver is on this machine
+            "--allow-url-network", "127.0.0.0/8",  # the webhook receiver is on this machine
+            "--drain-timeout", "0"]  # stopped with its conference's legs up: no grace for them (and the profile)
     log_path = data_dir / "node.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLROOM_")}
