@@ -7,12 +7,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 import telnyx
 
 from tests.media.audio import tone_level
 from tests.support.cluster import Cluster
+from tests.support.polling import until
 
 pytestmark = pytest.mark.postgres
 
@@ -26,18 +28,8 @@ def _levels(trio: Cluster, node: int, cid: str, freqs: dict[str, float]) -> dict
     return {name: tone_level(heard, f) for name, f in freqs.items()}
 
 
-def _until(check: object, timeout: float = 4.0) -> None:
-    """Audio changes apply at the next tick and need fresh audio to show: poll until ``check()`` passes."""
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+def _until(check: Callable[[], None], timeout: float = 4.0) -> None:
+    until(check, timeout)
 
 
 def test_a_conference_with_legs_on_three_nodes(trio: Cluster) -> None:

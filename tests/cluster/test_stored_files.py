@@ -9,7 +9,7 @@ import io
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from tests.media.audio import tone_level
 from tests.support.cluster import Cluster, running_cluster
+from tests.support.polling import until
 from tests.support.process import kill_hard
 from tests.support.receiver import WebhookReceiver
 
@@ -56,17 +57,8 @@ def _audio(content: bytes) -> NDArray[np.int16]:
     return np.asarray(samples, dtype=np.int16)
 
 
-def _until(check: object, timeout: float = 5.0) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+def _until(check: Callable[[], None], timeout: float = 5.0) -> None:
+    until(check, timeout)
 
 
 def _copies(data_dir: Path, name: str) -> list[Path]:
