@@ -81,6 +81,21 @@ class Pulled:
         return next(i for i, f in enumerate(self.frames) if f is not None)
 
 
+async def tones_both_ways(a: RtpLeg, b: RtpLeg, n: int) -> tuple[Pulled, Pulled]:
+    """``a`` plays 500 Hz and ``b`` 700 Hz for ``n`` ticks, each pulling what it hears: (a's, b's)."""
+    tone_a, tone_b = ToneGenerator([500.0]), ToneGenerator([700.0])
+    heard_a, heard_b = Pulled(), Pulled()
+
+    def tick(i: int) -> None:
+        heard_a(a)
+        heard_b(b)
+        a.push_frame(tone_a.next_frame())
+        b.push_frame(tone_b.next_frame())
+
+    await ticks(n, tick)
+    return heard_a, heard_b
+
+
 async def pair(
     pt: int = g711.PT_PCMU, te: int | None = 101, *, rtcp_interval: float = 5.0, silence_timeout: float = 0.5
 ) -> tuple[RtpLeg, RtpLeg]:
@@ -105,16 +120,7 @@ def assert_tone(samples: Frame, freq: float, amplitude: float = 8000.0) -> None:
 def test_tones_cross_in_both_directions(loop_name: str, pt: int) -> None:
     async def scenario() -> None:
         a, b = await pair(pt, rtcp_interval=0.25)
-        tone_a, tone_b = ToneGenerator([500.0]), ToneGenerator([700.0])
-        heard_a, heard_b = Pulled(), Pulled()
-
-        def tick(i: int) -> None:
-            heard_a(a)
-            heard_b(b)
-            a.push_frame(tone_a.next_frame())
-            b.push_frame(tone_b.next_frame())
-
-        await ticks(60, tick)
+        heard_a, heard_b = await tones_both_ways(a, b, 60)
         for heard, freq in ((heard_b, 500.0), (heard_a, 700.0)):
             start = heard.first()
             assert start <= 5, "audio should be playing within 100 ms"

@@ -19,7 +19,7 @@ from callroom.rtp.packet import RtpPacket
 from callroom.rtp.srtp import SrtpContext
 from callroom.sip.sdes import SUITES, new_key
 from tests.aio.test_rtp_batch import Peer
-from tests.aio.test_rtp_leg import Pulled, Run, assert_tone, runner, ticks
+from tests.aio.test_rtp_leg import Pulled, Run, assert_tone, runner, ticks, tones_both_ways
 
 
 def _connect(a: RtpLeg, b: RtpLeg) -> None:
@@ -58,16 +58,7 @@ def test_tones_and_reports_cross_protected(run: Run) -> None:
             a.secure(suite, ka, kb)
             b.secure(suite, kb, ka)
             assert a.suite == suite and a.steady() is None
-            tone_a, tone_b = ToneGenerator([500.0]), ToneGenerator([700.0])
-            heard_a, heard_b = Pulled(), Pulled()
-
-            def tick(i: int) -> None:
-                heard_a(a)
-                heard_b(b)
-                a.push_frame(tone_a.next_frame())
-                b.push_frame(tone_b.next_frame())
-
-            await ticks(50, tick)
+            heard_a, heard_b = await tones_both_ways(a, b, 50)
             assert_tone(heard_b.audio()[800:], 500.0)
             assert_tone(heard_a.audio()[800:], 700.0)
             for leg in (a, b):
