@@ -33,11 +33,20 @@ log = logging.getLogger(__name__)
 ASR_RATE = 16000
 QUEUE_SECONDS = 10.0  # audio a transcription holds when the recogniser falls behind; older is dropped
 QUEUE_FRAMES = int(QUEUE_SECONDS * 50)
-PARTIAL_EVERY = 25  # frames (0.5 s) between interim results
+INTERIM_SECONDS = 0.4  # of speech between interim results (the first comes this long after the endpointer's start)
+INTERIM_SAMPLES = int(INTERIM_SECONDS * ASR_RATE)
+PRE_ROLL_SECONDS = 0.25  # audio decoded before the endpointer's start of speech, which comes late on soft onsets
+POST_ROLL_SECONDS = 0.15  # and after its end
+PRE_ROLL_SAMPLES = int(PRE_ROLL_SECONDS * ASR_RATE)
+POST_ROLL_SAMPLES = int(POST_ROLL_SECONDS * ASR_RATE)
+MAX_UTTERANCE_SECONDS = 30.0  # a longer stretch of speech (or noise) is decoded in pieces of this length
 WAIT_FOR_ANSWER_SECONDS = 900.0
 # A decoder holds the model's ~90 MB and takes ~0.35 s of CPU to make: decoders are kept for the next
 # transcription, and at most this many tracks are transcribed at once by a media process.
 MAX_RECOGNISERS = 8
+# pocketsphinx's search settings, beyond its model's defaults (its front end's settings come from the model's
+# feat.params, which overrides what a Config says; bench/transcribe_speed.py measures them)
+DECODER_OPTIONS: dict[str, float | str | bool] = {}
 _TAPS = 31  # half-band low-pass for the 8 kHz -> 16 kHz interpolation
 
 
@@ -177,7 +186,7 @@ class DecoderPool:
                 return self._free.pop()
         from pocketsphinx import Config, Decoder
 
-        return Decoder(Config(samprate=ASR_RATE, loglevel="FATAL"))
+        return Decoder(Config(samprate=ASR_RATE, loglevel="FATAL", **DECODER_OPTIONS))
 
     def give_back(self, decoder: Any) -> None:
         with self._lock:
@@ -190,49 +199,100 @@ DECODERS = DecoderPool()
 def recognise(t: Transcriber) -> None:
     """The worker: queue -> endpointer -> decoder -> hypotheses, until the queue is closed.
 
-    Each utterance's final result decodes the whole utterance at once (``full_utt``: the cepstral mean is
-    the utterance's own, which recognises clearly better than the running estimate of a live decode);
-    with interim results the utterance is also decoded as it goes, for the partial hypotheses. A decoder
-    is taken from the pool at the first speech, so a track that stays silent costs none."""
+    The endpointer says where speech starts late (its voice detector needs the onset to be loud) and
+    returns audio only from there, which cut first words ("ten of clubs" heard as "an up close"): the
+    worker keeps the recent audio itself (``Segmenter``) and decodes each utterance from ``PRE_ROLL``
+    before the endpointer's start to ``POST_ROLL`` after its end. Each utterance's final result decodes the
+    whole utterance at once (``full_utt``: the cepstral mean is the utterance's own, which recognises
+    clearly better than the running estimate of a live decode); with interim results the utterance is also
+    decoded as it goes, for the partial hypotheses (every ``INTERIM_SECONDS`` of speech). A decoder is taken
+    from the pool at the first speech, so a track that stays silent costs none."""
     from pocketsphinx import Endpointer
 
     ep = Endpointer(sample_rate=ASR_RATE)
     need = ep.frame_bytes // 2  # the endpointer's frame, in samples
+    seg = Segmenter(PRE_ROLL_SAMPLES + round((Endpointer.DEFAULT_WINDOW + ep.frame_length) * ASR_RATE))
     pending = np.zeros(0, dtype=np.int16)
     decoder: Any = None
-    utterance: list[bytes] = []
     live = False  # a live decode of the utterance is open (interim results)
-    since_partial = 0
+    fed = 0  # samples of the utterance given to the live decode
+    next_partial = 0
     while (frames := t.queue.get()) is not None:
         pending = np.concatenate((pending, *frames))
         while len(pending) >= need:
             chunk, pending = pending[:need], pending[need:]
+            seg.add(chunk)
             speech = ep.process(chunk.tobytes())
             if speech is None:
                 continue
             if decoder is None:
                 decoder = DECODERS.take()
-            utterance.append(speech)
-            if not ep.in_speech:
-                _final(t, decoder, utterance, live)
-                utterance, live = [], False
+            if not seg.open:
+                seg.begin(ep.speech_start)
+            if not ep.in_speech or seg.too_long():
+                _final(t, decoder, seg.end(ep.speech_end if not ep.in_speech else None), live)
+                live = False
             elif t.interim:
                 if not live:
                     decoder.start_utt()
-                    live, since_partial = True, 0
-                decoder.process_raw(speech, full_utt=False)
-                since_partial += 1
-                if since_partial >= PARTIAL_EVERY:
-                    since_partial = 0
+                    live, fed, next_partial = True, 0, INTERIM_SAMPLES
+                audio = seg.utterance()
+                decoder.process_raw(audio[fed:].tobytes(), full_utt=False)
+                fed = len(audio)
+                if fed >= next_partial:
+                    next_partial = fed + INTERIM_SAMPLES
                     _report(t, decoder, False)
     if ep.in_speech:
-        tail = ep.end_stream(pending.tobytes())
-        if tail is not None:
-            utterance.append(tail)
-    if utterance:
-        _final(t, decoder, utterance, live)
+        ep.end_stream(pending.tobytes())
+        seg.add(pending)
+    if seg.open:
+        _final(t, decoder, seg.end(None), live)
     if decoder is not None:
         DECODERS.give_back(decoder)  # between utterances (not after an error, which may leave one open)
+
+
+class Segmenter:
+    """The worker's recent audio (16 kHz) and the utterance being heard: ``begin`` at the endpointer's start
+    (seconds of stream), ``end`` at its end (or now), each widened by ``PRE_ROLL`` / ``POST_ROLL``.
+    Between utterances it keeps ``lookback`` samples: the pre-roll and the endpointer's delay (it tells
+    the start of speech a window later)."""
+
+    def __init__(self, lookback: int) -> None:
+        self._lookback = lookback
+        self._audio = np.zeros(0, dtype=np.int16)
+        self._base = 0  # stream position of ``_audio[0]``, in samples
+        self._start: int | None = None  # the open utterance's first sample (stream position)
+
+    @property
+    def open(self) -> bool:
+        return self._start is not None
+
+    def add(self, chunk: npt.NDArray[np.int16]) -> None:
+        self._audio = np.concatenate((self._audio, chunk))
+        keep_from = (self._start if self._start is not None else self._base + len(self._audio) - self._lookback)
+        drop = max(0, keep_from - self._base)
+        if drop:
+            self._audio = self._audio[drop:]
+            self._base += drop
+
+    def begin(self, start_seconds: float) -> None:
+        self._start = max(self._base, round(start_seconds * ASR_RATE) - PRE_ROLL_SAMPLES)
+
+    def utterance(self) -> npt.NDArray[np.int16]:
+        assert self._start is not None
+        return self._audio[self._start - self._base:]
+
+    def too_long(self) -> bool:
+        return len(self.utterance()) >= MAX_UTTERANCE_SECONDS * ASR_RATE
+
+    def end(self, end_seconds: float | None) -> bytes:
+        """The utterance's audio, to ``POST_ROLL`` past ``end_seconds`` (or all heard so far); closes it."""
+        audio = self.utterance()
+        if end_seconds is not None:
+            stop = round(end_seconds * ASR_RATE) + POST_ROLL_SAMPLES - (self._start or 0)
+            audio = audio[:max(stop, 0)]
+        self._start = None
+        return audio.tobytes()
 
 
 def _report(t: Transcriber, decoder: Any, is_final: bool) -> None:
@@ -243,11 +303,11 @@ def _report(t: Transcriber, decoder: Any, is_final: bool) -> None:
             t.report(found)
 
 
-def _final(t: Transcriber, decoder: Any, utterance: list[bytes], live: bool) -> None:
+def _final(t: Transcriber, decoder: Any, utterance: bytes, live: bool) -> None:
     if live:
         decoder.end_utt()  # the live decode's; the final one starts afresh
     decoder.start_utt()
-    decoder.process_raw(b"".join(utterance), full_utt=True)
+    decoder.process_raw(utterance, full_utt=True)
     decoder.end_utt()
     _report(t, decoder, True)
 
