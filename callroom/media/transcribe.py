@@ -206,14 +206,15 @@ def recognise(t: Transcriber) -> None:
     whole utterance at once (``full_utt``: the cepstral mean is the utterance's own, which recognises
     clearly better than the running estimate of a live decode); with interim results the utterance is also
     decoded as it goes, for the partial hypotheses (every ``INTERIM_SECONDS`` of speech). A decoder is taken
-    from the pool at the first speech, so a track that stays silent costs none."""
+    from the pool as the worker starts (a new one takes ~0.35 s of CPU to load; taken at the first speech,
+    it delayed that speech's first interim result by as much), while the queue holds the audio."""
     from pocketsphinx import Endpointer
 
     ep = Endpointer(sample_rate=ASR_RATE)
     need = ep.frame_bytes // 2  # the endpointer's frame, in samples
     seg = Segmenter(PRE_ROLL_SAMPLES + round((Endpointer.DEFAULT_WINDOW + ep.frame_length) * ASR_RATE))
     pending = np.zeros(0, dtype=np.int16)
-    decoder: Any = None
+    decoder: Any = DECODERS.take()
     live = False  # a live decode of the utterance is open (interim results)
     fed = 0  # samples of the utterance given to the live decode
     next_partial = 0
@@ -225,8 +226,6 @@ def recognise(t: Transcriber) -> None:
             speech = ep.process(chunk.tobytes())
             if speech is None:
                 continue
-            if decoder is None:
-                decoder = DECODERS.take()
             if not seg.open:
                 seg.begin(ep.speech_start)
             if not ep.in_speech or seg.too_long():
@@ -247,8 +246,7 @@ def recognise(t: Transcriber) -> None:
         seg.add(pending)
     if seg.open:
         _final(t, decoder, seg.end(None), live)
-    if decoder is not None:
-        DECODERS.give_back(decoder)  # between utterances (not after an error, which may leave one open)
+    DECODERS.give_back(decoder)  # between utterances (not after an error, which may leave one open)
 
 
 class Segmenter:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import typing
 
 import numpy as np
@@ -121,3 +122,37 @@ def test_no_more_tracks_are_transcribed_than_the_limit() -> None:
         assert not t.running and not any(tr.alive for tr in workers)
 
     asyncio.run(run())
+
+
+def test_an_interim_result_comes_within_a_second_of_the_start_of_speech() -> None:
+    """Frames pushed at the tick's pace (20 ms) while the worker runs, as on a call: the first partial
+    hypothesis of a phrase arrives less than a second after the phrase's first sample was pushed."""
+    speech = synthesize("please transfer me to the billing department", voice="male", language="en-US")
+    pcm = np.concatenate((np.zeros(SAMPLE_RATE // 2, np.int16), speech, np.zeros(SAMPLE_RATE, np.int16)))
+    onset_at = SAMPLE_RATE // 2 + int(np.argmax(np.abs(speech) > 500))  # the first audible sample
+    first_interim: list[float] = []
+    finals: list[str] = []
+    got = threading.Event()
+
+    def post(fact: m.MediaFact) -> None:
+        if isinstance(fact, m.Transcribed):
+            if fact.is_final:
+                finals.append(fact.transcript)
+            elif not first_interim:
+                first_interim.append(time.monotonic())
+                got.set()
+
+    t = Transcriber("job", "inbound", True, post)
+    t.start()
+    started = time.monotonic()
+    onset: float | None = None
+    for n, i in enumerate(range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES)):
+        time.sleep(max(0.0, started + n * 0.02 - time.monotonic()))
+        t.push(pcm[i : i + FRAME_SAMPLES])
+        if onset is None and i + FRAME_SAMPLES > onset_at:
+            onset = time.monotonic()
+    t.stop()
+    t.join()
+    assert onset is not None and first_interim, "no interim result"
+    assert first_interim[0] - onset < 1.0, f"first interim {first_interim[0] - onset:.2f} s after speech began"
+    assert finals  # and the utterance's final result after it
