@@ -1,11 +1,12 @@
 """Live transcription of a call's audio with pocketsphinx, off the 20 ms tick.
 
-The tick does only cheap work: each running transcription takes the leg's 20 ms frames of the tracks it
-transcribes, doubles their rate to the 16 kHz the recogniser's model expects (``Upsampler``: a stateful
-half-band interpolator, numpy) and appends them to a bounded queue (``FrameQueue``: when the recogniser
-falls behind, the oldest audio is dropped and counted, the tick never waits). One worker thread per
-transcription drains the queue into pocketsphinx: its ``Endpointer`` finds where speech starts and ends,
-its ``Decoder`` recognises the speech between (``start_utt``, ``process_raw``, ``hyp()``, ``end_utt``).
+The tick does only cheap work: each running transcription appends a copy of the leg's 20 ms frames of the
+tracks it transcribes to a bounded queue (``FrameQueue``: when the recogniser falls behind, the oldest audio
+is dropped and counted, the tick never waits). One worker thread per transcription drains the queue,
+doubles the rate to the 16 kHz the recogniser's model expects (``Upsampler``: a stateful half-band
+interpolator, numpy) and feeds pocketsphinx: its ``Endpointer`` finds where speech starts and ends
+(``Segmenter`` widens each utterance a little), its ``Decoder`` recognises the speech between
+(``start_utt``, ``process_raw``, ``hyp()``, ``end_utt``).
 Partial hypotheses (``is_final`` false) and the final one at the end of each utterance come back to the
 event loop with ``call_soon_threadsafe`` and are reported as ``Transcribed`` facts.
 """
@@ -58,11 +59,13 @@ def _halfband() -> npt.NDArray[np.float64]:
 
 
 _H = _halfband()
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+_SILENCE.flags.writeable = False
 
 
 class Upsampler:
-    """8 kHz -> 16 kHz, frame by frame, with the filter's history carried across frames (no clicks at
-    frame edges). Output lags the input by ``(_TAPS - 1) / 2`` samples at 16 kHz."""
+    """8 kHz -> 16 kHz, block by block (the worker's: whatever the queue held), with the filter's history
+    carried across blocks (no clicks at their edges). Output lags the input by ``(_TAPS - 1) / 2`` samples at 16 kHz."""
 
     def __init__(self) -> None:
         self._history = np.zeros(_TAPS - 1, dtype=np.float64)
@@ -77,7 +80,7 @@ class Upsampler:
 
 
 class FrameQueue:
-    """A bounded queue of 16 kHz frames between the tick (``put``, never blocks) and a worker (``get``,
+    """A bounded queue of 8 kHz frames between the tick (``put``, never blocks) and a worker (``get``,
     waits). ``close`` wakes the worker for good; ``dropped`` counts frames pushed out unread."""
 
     def __init__(self, limit: int = QUEUE_FRAMES) -> None:
@@ -144,9 +147,8 @@ class Transcriber:
         self._thread: threading.Thread | None = None
 
     def push(self, frame: Frame | None) -> None:
-        if frame is None:
-            frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-        self.queue.put(self.upsample(frame))
+        """The tick's share: a copy of the 8 kHz frame queued (the mixer reuses its buffers)."""
+        self.queue.put(_SILENCE if frame is None else frame.copy())
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"asr-{self.job_id[:8]}", daemon=True)
@@ -219,7 +221,7 @@ def recognise(t: Transcriber) -> None:
     fed = 0  # samples of the utterance given to the live decode
     next_partial = 0
     while (frames := t.queue.get()) is not None:
-        pending = np.concatenate((pending, *frames))
+        pending = np.concatenate((pending, t.upsample(np.concatenate(frames))))
         while len(pending) >= need:
             chunk, pending = pending[:need], pending[need:]
             seg.add(chunk)
