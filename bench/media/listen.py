@@ -11,14 +11,14 @@ i of ``--voices``; SIPp's From names it), 1.5 s apart, as u-law RTP, once (``tra
 ``call.initiated`` this process answers, with ``stream_url`` to a WebSocket server here and
 ``stream_track`` both_tracks (``stream``), with ``transcription`` of the inbound track (``transcribe``), or
 plain (``plain``). Once every call is answered and after ``--settle`` seconds the window starts: node CPU
-(the API process and its media process, and in the media process the tick thread and the recogniser
-threads apart, from /proc), the tick statistics (late, work, skipped) and, for streams, the messages the
-server received. For transcription the window is the speech: it measures how long after the end of each
-call's last phrase its last final result came (``tail``: a recogniser that keeps up answers within about
-a second; one that falls behind real time answers later and later, past 10 s of backlog it drops audio),
-and the word error rate of the calls' final results against the phrases. ``--code DIR`` runs the node
-from another checkout (to compare with the code before). Results: bench/results/media-listen.json.
-Loopback only; every run is bounded (SIPp ends its calls, the node is stopped).
+(the API process and its media process, from /proc; the media process's includes its recogniser threads,
+so a feature's cost per leg is the difference from ``plain`` with as many calls), the tick statistics
+(late, work, skipped) and, for streams, the messages the server received. For transcription the window is
+the speech: it measures how long after the end of each call's last phrase its last final result came
+(``tail``: a recogniser that keeps up answers within about a second; one that falls behind real time
+answers later and later, past 10 s of backlog it drops audio), and the word error rate of the calls'
+final results against the phrases. ``--code DIR`` runs the node from another checkout (to compare with
+the code before). Results: bench/results/media-listen.json. Loopback only; every run is bounded (SIPp ends its calls, the node is stopped).
 """
 
 from __future__ import annotations
@@ -185,16 +185,6 @@ class StreamServer:
         self._thread.join(10)
 
 
-def media_threads(pid: int) -> dict[str, float]:
-    """CPU seconds of a process's threads, the recognisers' (``asr-*``) summed apart from the rest."""
-    out = {"asr": 0.0, "other": 0.0}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            name = (task / "comm").read_text().strip()
-            out["asr" if name.startswith("asr-") else "other"] += cpu_seconds(pid, int(task.name))
-    return out
-
-
 def run_case(mode: str, n: int, args: argparse.Namespace, speech: list[Speech], work: Path) -> dict[str, Any]:
     api_port, sip_port = free_port(), free_port()
     code = Path(args.code).resolve() if args.code else ROOT
@@ -254,29 +244,28 @@ def run_case(mode: str, n: int, args: argparse.Namespace, speech: list[Speech], 
         if not once:
             time.sleep(args.settle)
         stats_url = f"http://127.0.0.1:{api_port}/bench/stats"
-        media_pid = get_stats(stats_url, reset=1, legs=0).get("media_pid")
+        media_pid = int(get_stats(stats_url, reset=1, legs=0)["media_pid"])
         cpu0, busy0 = cpu_seconds(pid) + cpu_seconds(media_pid), machine_busy_seconds()
-        threads0, w0 = media_threads(media_pid), time.monotonic()
-        media0 = streams.media if streams else 0
+        media0, w0 = cpu_seconds(media_pid), time.monotonic()
+        messages0 = streams.media if streams else 0
         if once:  # the window is the speech of the last call answered
             last_answer = max((t for t, _ in app.answered.values()), default=w0)
             time.sleep(max(0.0, last_answer + longest - time.monotonic()))
         else:
             time.sleep(window)
         cpu1, busy1 = cpu_seconds(pid) + cpu_seconds(media_pid), machine_busy_seconds()
-        threads1, w1 = media_threads(media_pid), time.monotonic()
+        media1, w1 = cpu_seconds(media_pid), time.monotonic()
         ticks = get_stats(stats_url, reset=1, legs=0)["summary"]
         wall = w1 - w0
         result.update({
             "window_seconds": round(wall, 1),
             "node_cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1),
-            "media_tick_and_io_percent": round(100 * (threads1["other"] - threads0["other"]) / wall, 1),
-            "recognisers_percent": round(100 * (threads1["asr"] - threads0["asr"]) / wall, 1),
+            "media_process_percent": round(100 * (media1 - media0) / wall, 1),
             "machine_busy_percent": round(100 * (busy1 - busy0) / wall, 1),
             "ticks": {k: round(v, 2) for k, v in ticks.items()},
         })
         if streams is not None:
-            result["stream_media_per_second"] = round((streams.media - media0) / wall, 1)
+            result["stream_media_per_second"] = round((streams.media - messages0) / wall, 1)
             result["streams_connected"] = streams.streams
         if once:
             time.sleep(args.tail_wait)  # late results still count; how late they were is measured
