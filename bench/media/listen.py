@@ -18,7 +18,8 @@ the speech: it measures how long after the end of each call's last phrase its la
 (``tail``: a recogniser that keeps up answers within about a second; one that falls behind real time
 answers later and later, past 10 s of backlog it drops audio), and the word error rate of the calls'
 final results against the phrases. ``--code DIR`` runs the node from another checkout (to compare with
-the code before). Results: bench/results/media-listen.json. Loopback only; every run is bounded (SIPp ends its calls, the node is stopped).
+the code before). Results: bench/results/media-listen.json. Loopback only; every run is bounded (SIPp
+ends its calls, the node is stopped).
 """
 
 from __future__ import annotations
