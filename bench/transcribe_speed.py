@@ -5,9 +5,9 @@
 Every sample of ``bench/speech.py`` (phrases spoken by espeak-ng's and flite's voices, and people's
 recordings) is brought to 8 kHz through G.711 u-law as a call carries it, padded with a second of silence
 each side, cut into 20 ms frames and recognised by the same code a call's transcription runs
-(``Transcriber``: the upsampler and queue, then ``recognise``, on this thread): its final results, joined,
-are compared with the transcript. ``--wideband`` also decodes each sample at 16 kHz straight from its
-source with the same model (no phone line), which separates what the 8 kHz line costs from what the voice
+(``Job``: the queue and upsampler, then ``recognise``, here on this thread as a recogniser process
+runs it): its final results, joined, are compared with the transcript. ``--wideband`` also decodes
+each sample at 16 kHz straight from its source with the same model (no phone line), which separates what the 8 kHz line costs from what the voice
 itself costs. The real-time factor is this thread's CPU time over the seconds of audio. Results go to
 ``bench/results/transcription.json``, under ``--label``. ``CALLROOM_CODE=DIR`` takes callroom from another
 checkout (to measure the code before a change with the same samples).
@@ -30,8 +30,7 @@ sys.path[:0] = [os.environ.get("CALLROOM_CODE", str(ROOT)), str(ROOT)]
 
 from bench.speech import Sample, samples, to_rate, word_errors  # noqa: E402
 from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE  # noqa: E402
-from callroom.media.transcribe import DECODERS, Transcriber, hypothesis, recognise  # noqa: E402
-from callroom.model import media as m  # noqa: E402
+from callroom.media.transcribe import DECODERS, Hypothesis, Job, hypothesis, recognise  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "transcription.json"
 
@@ -42,16 +41,16 @@ def through_transcriber(sample: Sample, interim: bool) -> tuple[str, float, floa
     pcm = np.concatenate((silence, sample.phone(), silence))
     heard: list[str] = []
 
-    def post(fact: m.MediaFact) -> None:
-        if isinstance(fact, m.Transcribed) and fact.is_final:
-            heard.append(fact.transcript)
+    def post(hyp: Hypothesis) -> None:
+        if hyp.is_final:
+            heard.append(hyp.transcript)
 
-    t = Transcriber("bench", "inbound", interim, post)
+    job = Job(interim, post)
     for i in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-        t.push(pcm[i : i + FRAME_SAMPLES])
-    t.stop()
+        job.push(pcm[i : i + FRAME_SAMPLES])
+    job.queue.close()
     started = time.thread_time()
-    recognise(t)  # on this thread, so its CPU time is this thread's
+    recognise(job)  # on this thread, so its CPU time is this thread's
     return " ".join(heard), time.thread_time() - started, len(pcm) / SAMPLE_RATE
 
 

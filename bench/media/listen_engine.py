@@ -6,8 +6,8 @@ itself (no SIP, no sockets): N virtual legs, each sending a tone, tick in this p
 - AMD: a ``DetectMachine`` (``detect_beep``) on every leg, its limits set so that no detector decides
   within the measured ticks (a tone is voice, and the beep check runs on every voiced frame: the most a
   detector does per frame). Reported: extra engine work per leg per tick.
-- Transcription, the tick's share: each 20 ms frame upsampled to 16 kHz and queued for the recogniser
-  (``Transcriber.push``, no worker draining it); the recogniser's own cost is measured by
+- Transcription, the tick's share: each 20 ms frame copied into the transcription's queue
+  (``Transcriber.push``, nothing draining it); the recogniser's own cost is measured by
   ``bench/transcribe_speed.py`` (real-time factor) and, on a node, ``bench/media/listen.py``.
 Media streams' share of the tick is ``bench/media_streams.py``'s. Results: bench/results/media-listen-engine.json.
 """

@@ -17,10 +17,14 @@ import asyncio
 import contextlib
 import logging
 import math
+import socket
+import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -134,15 +138,33 @@ def hypothesis(text: str, logprob: float, frames: int, is_final: bool) -> Hypoth
     return Hypothesis(" ".join(words), confidence, is_final)
 
 
+class Job:
+    """What a recogniser works on: a queue of 8 kHz audio, its upsampler, and where results go."""
+
+    def __init__(self, interim: bool, report: Callable[[Hypothesis], None]) -> None:
+        self.interim = interim
+        self.queue = FrameQueue()
+        self.upsample = Upsampler()
+        self.report = report
+
+    def push(self, frame: Frame | None) -> None:
+        """A copy of the 8 kHz frame queued (the mixer reuses its buffers); None is a frame of silence."""
+        self.queue.put(_SILENCE if frame is None else frame.copy())
+
+
 class Transcriber:
-    """One transcription of one track of a leg: the tick feeds ``push``; a worker thread recognises."""
+    """One transcription of one track of a leg. The tick feeds ``push`` (a queue); a thread here sends the
+    queued audio to a recogniser process (``RecogniserProcess``) and another posts what comes back.
+
+    pocketsphinx holds Python's GIL while it decodes (an utterance's final decode takes up to a second), so
+    a recogniser in a thread of the media process stopped its 20 ms tick for that long: every call in the
+    process lost audio. In a process of its own it takes none of the media process's time."""
 
     def __init__(self, job_id: str, track: str, interim: bool, post: Callable[[m.MediaFact], None]) -> None:
         self.job_id = job_id
         self.track = track  # inbound | outbound
         self.interim = interim
         self.queue = FrameQueue()
-        self.upsample = Upsampler()
         self._post = post
         self._thread: threading.Thread | None = None
 
@@ -170,9 +192,119 @@ class Transcriber:
 
     def _run(self) -> None:
         try:
-            recognise(self)
+            recogniser = RECOGNISERS.take()
         except Exception:
-            log.exception("transcription %s failed", self.job_id)
+            log.exception("transcription %s: no recogniser process", self.job_id)
+            return
+        reader = threading.Thread(target=self._read, args=(recogniser,), name=f"asr-in-{self.job_id[:8]}",
+                                  daemon=True)
+        try:
+            recogniser.conn.send(self.interim)
+            reader.start()
+            while (frames := self.queue.get()) is not None:
+                recogniser.conn.send_bytes(np.concatenate(frames).tobytes())
+            recogniser.conn.send_bytes(b"")  # the end of this transcription's audio
+            reader.join()
+        except (OSError, EOFError):
+            log.exception("transcription %s: its recogniser process failed", self.job_id)
+            recogniser.close()
+            return
+        RECOGNISERS.give_back(recogniser)
+
+    def _read(self, recogniser: RecogniserProcess) -> None:
+        with contextlib.suppress(OSError, EOFError):
+            while (found := recogniser.conn.recv()) is not None:
+                self.report(Hypothesis(*found))
+
+
+class RecogniserProcess:
+    """A process that recognises one transcription's audio at a time (``serve``), kept for the next. It is
+    a plain child program (``python -m callroom.media.transcribe FD``, a socket pair between them): the
+    media process is itself a daemonic process, which multiprocessing lets have no children."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "callroom.media.transcribe", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        self.conn = Connection(ours.detach())
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.conn.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class RecogniserPool:
+    """Recogniser processes kept between transcriptions (each serves one at a time)."""
+
+    def __init__(self) -> None:
+        self._free: list[RecogniserProcess] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> RecogniserProcess:
+        with self._lock:
+            while self._free:
+                recogniser = self._free.pop()
+                if recogniser.alive:
+                    return recogniser
+        return RecogniserProcess()
+
+    def give_back(self, recogniser: RecogniserProcess) -> None:
+        with self._lock:
+            self._free.append(recogniser)
+
+    def close(self) -> None:
+        with self._lock:
+            free, self._free = self._free, []
+        for recogniser in free:
+            recogniser.close()
+
+
+RECOGNISERS = RecogniserPool()
+
+
+def serve(conn: Connection) -> None:
+    """A recogniser process's loop: for each transcription (its first message says whether interim results
+    are wanted; None ends the process), audio arrives as bytes of 8 kHz samples until an empty message,
+    and each result goes back as (transcript, confidence, is_final), then None."""
+    while (interim := _next(conn)) is not None:
+        job = Job(bool(interim), lambda hyp: conn.send((hyp.transcript, hyp.confidence, hyp.is_final)))
+        feeder = threading.Thread(target=_feed, args=(conn, job), daemon=True)
+        feeder.start()
+        try:
+            recognise(job)
+        finally:
+            feeder.join()
+            conn.send(None)
+
+
+def _next(conn: Connection) -> bool | None:
+    try:
+        interim: bool | None = conn.recv()
+    except (EOFError, OSError):  # the media process is gone
+        return None
+    return interim
+
+
+def _feed(conn: Connection, job: Job) -> None:
+    try:
+        while data := conn.recv_bytes():
+            job.queue.put(np.frombuffer(data, dtype=np.int16))
+    except (EOFError, OSError):
+        pass
+    finally:
+        job.queue.close()
 
 
 class DecoderPool:
@@ -198,7 +330,7 @@ class DecoderPool:
 DECODERS = DecoderPool()
 
 
-def recognise(t: Transcriber) -> None:
+def recognise(t: Job) -> None:
     """The worker: queue -> endpointer -> decoder -> hypotheses, until the queue is closed.
 
     The endpointer says where speech starts late (its voice detector needs the onset to be loud) and
@@ -295,7 +427,7 @@ class Segmenter:
         return audio.tobytes()
 
 
-def _report(t: Transcriber, decoder: Any, is_final: bool) -> None:
+def _report(t: Job, decoder: Any, is_final: bool) -> None:
     hyp = decoder.hyp()
     if hyp is not None:
         found = hypothesis(hyp.hypstr, hyp.score, decoder.n_frames(), is_final)
@@ -303,7 +435,7 @@ def _report(t: Transcriber, decoder: Any, is_final: bool) -> None:
             t.report(found)
 
 
-def _final(t: Transcriber, decoder: Any, utterance: bytes, live: bool) -> None:
+def _final(t: Job, decoder: Any, utterance: bytes, live: bool) -> None:
     if live:
         decoder.end_utt()  # the live decode's; the final one starts afresh
     decoder.start_utt()
@@ -344,6 +476,7 @@ class Transcriptions:
         for t in self._stopped:
             await asyncio.to_thread(t.join)
         self._stopped = []
+        await asyncio.to_thread(RECOGNISERS.close)
 
     def _begin(self, op: m.StartTranscription) -> None:
         loop = asyncio.get_running_loop()
@@ -377,3 +510,7 @@ class Transcriptions:
         for cid, started in self.running.items():
             for t in started:
                 t.push(inputs.get(cid) if t.track == "inbound" else outputs.get(cid))
+
+
+if __name__ == "__main__":  # a recogniser process (``RecogniserProcess``)
+    serve(Connection(int(sys.argv[1])))
