@@ -4,13 +4,13 @@
 
 Every sample of ``bench/speech.py`` (phrases spoken by espeak-ng's and flite's voices, and people's
 recordings) is brought to 8 kHz through G.711 u-law as a call carries it, padded with a second of silence
-each side, cut into 20 ms frames and recognised by the same code a call's transcription runs
-(``Job``: the queue and upsampler, then ``recognise``, here on this thread as a recogniser process
-runs it): its final results, joined, are compared with the transcript. ``--wideband`` also decodes
-each sample at 16 kHz straight from its source with the same model (no phone line), which separates what the 8 kHz line costs from what the voice
-itself costs. The real-time factor is this thread's CPU time over the seconds of audio. Results go to
-``bench/results/transcription.json``, under ``--label``. ``CALLROOM_CODE=DIR`` takes callroom from another
-checkout (to measure the code before a change with the same samples).
+each side, cut into 20 ms frames and recognised by the same code a call's transcription runs (``Job``:
+the queue and upsampler, then ``recognise``, here on this thread as a recogniser process runs it); its
+final results, joined, are compared with the transcript. ``--wideband`` also decodes each sample at
+16 kHz straight from its source with the same model (no phone line), which separates what the 8 kHz line
+costs from what the voice itself costs. The real-time factor is this thread's CPU time over the seconds
+of audio. Results go to ``bench/results/transcription.json``, under ``--label``. ``CALLROOM_CODE=DIR``
+takes callroom from another checkout (to measure the code before a change with the same samples).
 """
 
 from __future__ import annotations
