@@ -11,8 +11,8 @@ i of ``--voices``; SIPp's From names it), 1.5 s apart, as u-law RTP, once (``tra
 ``call.initiated`` this process answers, with ``stream_url`` to a WebSocket server here and
 ``stream_track`` both_tracks (``stream``), with ``transcription`` of the inbound track (``transcribe``), or
 plain (``plain``). Once every call is answered and after ``--settle`` seconds the window starts: node CPU
-(the API process and its media process, from /proc; the media process's includes its recogniser threads,
-so a feature's cost per leg is the difference from ``plain`` with as many calls), the tick statistics
+(the API process and its media process, and the media process's recogniser processes apart, from /proc;
+a feature's cost per leg is the difference from ``plain`` with as many calls), the tick statistics
 (late, work, skipped) and, for streams, the messages the server received. For transcription the window is
 the speech: it measures how long after the end of each call's last phrase its last final result came
 (``tail``: a recogniser that keeps up answers within about a second; one that falls behind real time
@@ -186,6 +186,18 @@ class StreamServer:
         self._thread.join(10)
 
 
+def children_cpu(parent: int) -> float:
+    """CPU seconds of a process's children (the media process's recogniser processes), from /proc."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            fields = text[text.rindex(")") + 2:].split()
+            if int(fields[1]) == parent:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
 def run_case(mode: str, n: int, args: argparse.Namespace, speech: list[Speech], work: Path) -> dict[str, Any]:
     api_port, sip_port = free_port(), free_port()
     code = Path(args.code).resolve() if args.code else ROOT
@@ -248,6 +260,7 @@ def run_case(mode: str, n: int, args: argparse.Namespace, speech: list[Speech], 
         media_pid = int(get_stats(stats_url, reset=1, legs=0)["media_pid"])
         cpu0, busy0 = cpu_seconds(pid) + cpu_seconds(media_pid), machine_busy_seconds()
         media0, w0 = cpu_seconds(media_pid), time.monotonic()
+        recognisers0 = children_cpu(media_pid)
         messages0 = streams.media if streams else 0
         if once:  # the window is the speech of the last call answered
             last_answer = max((t for t, _ in app.answered.values()), default=w0)
@@ -256,12 +269,14 @@ def run_case(mode: str, n: int, args: argparse.Namespace, speech: list[Speech], 
             time.sleep(window)
         cpu1, busy1 = cpu_seconds(pid) + cpu_seconds(media_pid), machine_busy_seconds()
         media1, w1 = cpu_seconds(media_pid), time.monotonic()
+        recognisers1 = children_cpu(media_pid)
         ticks = get_stats(stats_url, reset=1, legs=0)["summary"]
         wall = w1 - w0
         result.update({
             "window_seconds": round(wall, 1),
             "node_cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1),
             "media_process_percent": round(100 * (media1 - media0) / wall, 1),
+            "recogniser_processes_percent": round(100 * (recognisers1 - recognisers0) / wall, 1),
             "machine_busy_percent": round(100 * (busy1 - busy0) / wall, 1),
             "ticks": {k: round(v, 2) for k, v in ticks.items()},
         })
