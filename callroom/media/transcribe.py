@@ -1,14 +1,15 @@
-"""Live transcription of a call's audio with pocketsphinx, off the 20 ms tick.
+"""Live transcription of a call's audio with pocketsphinx, off the 20 ms tick and out of the media process.
 
 The tick does only cheap work: each running transcription appends a copy of the leg's 20 ms frames of the
 tracks it transcribes to a bounded queue (``FrameQueue``: when the recogniser falls behind, the oldest audio
-is dropped and counted, the tick never waits). One worker thread per transcription drains the queue,
-doubles the rate to the 16 kHz the recogniser's model expects (``Upsampler``: a stateful half-band
-interpolator, numpy) and feeds pocketsphinx: its ``Endpointer`` finds where speech starts and ends
-(``Segmenter`` widens each utterance a little), its ``Decoder`` recognises the speech between
-(``start_utt``, ``process_raw``, ``hyp()``, ``end_utt``).
-Partial hypotheses (``is_final`` false) and the final one at the end of each utterance come back to the
-event loop with ``call_soon_threadsafe`` and are reported as ``Transcribed`` facts.
+is dropped and counted, the tick never waits). A thread per transcription sends the queued audio to a
+recogniser process (``RecogniserProcess``, this module run as a program; kept in ``RECOGNISERS`` for the
+next transcription), whose ``recognise`` doubles the rate to the 16 kHz the model expects (``Upsampler``: a
+stateful half-band interpolator, numpy) and feeds pocketsphinx: its ``Endpointer`` finds where speech
+starts and ends (``Segmenter`` widens each utterance a little), its ``Decoder`` recognises the speech
+between (``start_utt``, ``process_raw``, ``hyp()``, ``end_utt``). Partial hypotheses (``is_final`` false)
+and the final one at the end of each utterance come back over the process's socket, and to the event loop
+with ``call_soon_threadsafe``, reported as ``Transcribed`` facts.
 """
 
 from __future__ import annotations
