@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -50,6 +51,7 @@ WAIT_FOR_ANSWER_SECONDS = 900.0
 # A decoder holds the model's ~90 MB and takes ~0.35 s of CPU to make: decoders are kept for the next
 # transcription, and at most this many tracks are transcribed at once by a media process.
 MAX_RECOGNISERS = 8
+RECOGNISER_NICENESS = 10
 # pocketsphinx's search settings, beyond its model's defaults (its front end's settings come from the model's
 # feat.params, which overrides what a Config says; bench/transcribe_speed.py measures them)
 DECODER_OPTIONS: dict[str, float | str | bool] = {}
@@ -514,4 +516,7 @@ class Transcriptions:
 
 
 if __name__ == "__main__":  # a recogniser process (``RecogniserProcess``)
+    # Below the media process in the scheduler's eyes: when the cores are short, transcription falls
+    # behind (and past its queue drops audio) rather than the calls' 20 ms tick.
+    os.nice(RECOGNISER_NICENESS)
     serve(Connection(int(sys.argv[1])))
