@@ -48,8 +48,8 @@ PRE_ROLL_SAMPLES = int(PRE_ROLL_SECONDS * ASR_RATE)
 POST_ROLL_SAMPLES = int(POST_ROLL_SECONDS * ASR_RATE)
 MAX_UTTERANCE_SECONDS = 30.0  # a longer stretch of speech (or noise) is decoded in pieces of this length
 WAIT_FOR_ANSWER_SECONDS = 900.0
-# A decoder holds the model's ~90 MB and takes ~0.35 s of CPU to make: decoders are kept for the next
-# transcription, and at most this many tracks are transcribed at once by a media process.
+# A recogniser process holds the model's ~90 MB and takes ~1 s to start (its decoder ~0.35 s of CPU): they
+# are kept for the next transcription, and at most this many tracks are transcribed at once by a media process.
 MAX_RECOGNISERS = 8
 RECOGNISER_NICENESS = 10
 # pocketsphinx's search settings, beyond its model's defaults (its front end's settings come from the model's
