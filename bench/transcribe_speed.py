@@ -30,7 +30,7 @@ sys.path[:0] = [os.environ.get("CALLROOM_CODE", str(ROOT)), str(ROOT)]
 
 from bench.speech import Sample, samples, to_rate, word_errors  # noqa: E402
 from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE  # noqa: E402
-from callroom.media.transcribe import DECODERS, Hypothesis, Job, hypothesis, recognise  # noqa: E402
+from callroom.media.recognise import DECODERS, Hypothesis, Job, hypothesis, recognise  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "transcription.json"
 
