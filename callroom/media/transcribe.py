@@ -1,13 +1,13 @@
-"""Live transcription of a call's audio with pocketsphinx, off the 20 ms tick.
+"""Live transcription of a call's audio with pocketsphinx, off the 20 ms tick and out of the media process.
 
-The tick does only cheap work: each running transcription takes the leg's 20 ms frames of the tracks it
-transcribes, doubles their rate to the 16 kHz the recogniser's model expects (``Upsampler``: a stateful
-half-band interpolator, numpy) and appends them to a bounded queue (``FrameQueue``: when the recogniser
-falls behind, the oldest audio is dropped and counted, the tick never waits). One worker thread per
-transcription drains the queue into pocketsphinx: its ``Endpointer`` finds where speech starts and ends,
-its ``Decoder`` recognises the speech between (``start_utt``, ``process_raw``, ``hyp()``, ``end_utt``).
-Partial hypotheses (``is_final`` false) and the final one at the end of each utterance come back to the
-event loop with ``call_soon_threadsafe`` and are reported as ``Transcribed`` facts.
+The tick does only cheap work: each running transcription appends a copy of the leg's 20 ms frames of the
+tracks it transcribes to a bounded queue (``FrameQueue``: when the recogniser falls behind, the oldest audio
+is dropped and counted, the tick never waits). A thread per transcription sends the queued audio to a
+recogniser process (``RecogniserProcess``: ``media/recognise.py`` run as a program; kept in ``RECOGNISERS``
+for the next transcription), which upsamples it to 16 kHz, finds utterances and decodes them with
+pocketsphinx (``recognise.recognise``). Partial hypotheses (``is_final`` false)
+and the final one at the end of each utterance come back over the process's socket, and to the event loop
+with ``call_soon_threadsafe``, reported as ``Transcribed`` facts.
 """
 
 from __future__ import annotations
@@ -15,129 +15,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
+import socket
+import subprocess
+import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from multiprocessing.connection import Connection
 
 import numpy as np
-import numpy.typing as npt
 
-from callroom.media.ports import FRAME_SAMPLES, AudioLeg, Frame
+from callroom.media.ports import AudioLeg, Frame
+from callroom.media.recognise import SILENCE, FrameQueue, Hypothesis
 from callroom.model import media as m
 
 log = logging.getLogger(__name__)
 
-ASR_RATE = 16000
-QUEUE_SECONDS = 10.0  # audio a transcription holds when the recogniser falls behind; older is dropped
-QUEUE_FRAMES = int(QUEUE_SECONDS * 50)
-PARTIAL_EVERY = 25  # frames (0.5 s) between interim results
 WAIT_FOR_ANSWER_SECONDS = 900.0
-# A decoder holds the model's ~90 MB and takes ~0.35 s of CPU to make: decoders are kept for the next
-# transcription, and at most this many tracks are transcribed at once by a media process.
+# A recogniser process holds the model's ~90 MB and takes ~1 s to start (its decoder ~0.35 s of CPU): they
+# are kept for the next transcription, and at most this many tracks are transcribed at once by a media process.
 MAX_RECOGNISERS = 8
-_TAPS = 31  # half-band low-pass for the 8 kHz -> 16 kHz interpolation
-
-
-def _halfband() -> npt.NDArray[np.float64]:
-    n = np.arange(_TAPS) - (_TAPS - 1) / 2
-    h: npt.NDArray[np.float64] = np.sinc(n / 2) * np.hamming(_TAPS)
-    scaled: npt.NDArray[np.float64] = h / h.sum() * 2
-    return scaled  # gain 2 makes up for the zeros stuffed between samples
-
-
-_H = _halfband()
-
-
-class Upsampler:
-    """8 kHz -> 16 kHz, frame by frame, with the filter's history carried across frames (no clicks at
-    frame edges). Output lags the input by ``(_TAPS - 1) / 2`` samples at 16 kHz."""
-
-    def __init__(self) -> None:
-        self._history = np.zeros(_TAPS - 1, dtype=np.float64)
-
-    def __call__(self, frame: Frame) -> npt.NDArray[np.int16]:
-        stuffed = np.zeros(2 * len(frame), dtype=np.float64)
-        stuffed[::2] = frame
-        x = np.concatenate((self._history, stuffed))
-        self._history = x[-(_TAPS - 1):]
-        y = np.convolve(x, _H, mode="valid")
-        return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
-
-
-class FrameQueue:
-    """A bounded queue of 16 kHz frames between the tick (``put``, never blocks) and a worker (``get``,
-    waits). ``close`` wakes the worker for good; ``dropped`` counts frames pushed out unread."""
-
-    def __init__(self, limit: int = QUEUE_FRAMES) -> None:
-        self._frames: deque[npt.NDArray[np.int16]] = deque()
-        self._limit = limit
-        self._ready = threading.Condition()
-        self.closed = False
-        self.dropped = 0
-
-    def put(self, frame: npt.NDArray[np.int16]) -> None:
-        with self._ready:
-            if len(self._frames) >= self._limit:
-                self._frames.popleft()
-                self.dropped += 1
-            self._frames.append(frame)
-            self._ready.notify()
-
-    def close(self) -> None:
-        with self._ready:
-            self.closed = True
-            self._ready.notify()
-
-    def get(self) -> list[npt.NDArray[np.int16]] | None:
-        """Every frame queued (waiting for one), or None once closed and drained."""
-        with self._ready:
-            while not self._frames and not self.closed:
-                self._ready.wait()
-            if not self._frames:
-                return None
-            out = list(self._frames)
-            self._frames.clear()
-            return out
-
-
-@dataclass(frozen=True, slots=True)
-class Hypothesis:
-    transcript: str
-    confidence: float
-    is_final: bool
-
-
-def hypothesis(text: str, logprob: float, frames: int, is_final: bool) -> Hypothesis | None:
-    """A recogniser's result as reported: words without pocketsphinx's fillers and markers (``<sil>``,
-    ``[noise]``, ``(2)`` variants), and its posterior turned into a confidence in [0, 1] (the per-frame
-    log probability, scaled; pocketsphinx gives no calibrated figure). None when no word is left."""
-    words = [w.split("(")[0] for w in text.split() if not w.startswith(("<", "["))]
-    if not words:
-        return None
-    per_frame = logprob / max(frames, 1)
-    confidence = round(min(1.0, max(0.0, math.exp(per_frame / 1000.0))), 3)
-    return Hypothesis(" ".join(words), confidence, is_final)
 
 
 class Transcriber:
-    """One transcription of one track of a leg: the tick feeds ``push``; a worker thread recognises."""
+    """One transcription of one track of a leg. The tick feeds ``push`` (a queue); a thread here sends the
+    queued audio to a recogniser process (``RecogniserProcess``) and another posts what comes back.
+
+    pocketsphinx holds Python's GIL while it decodes (an utterance's final decode takes up to a second), so
+    a recogniser in a thread of the media process stopped its 20 ms tick for that long: every call in the
+    process lost audio. In a process of its own it takes none of the media process's time."""
 
     def __init__(self, job_id: str, track: str, interim: bool, post: Callable[[m.MediaFact], None]) -> None:
         self.job_id = job_id
         self.track = track  # inbound | outbound
         self.interim = interim
         self.queue = FrameQueue()
-        self.upsample = Upsampler()
         self._post = post
         self._thread: threading.Thread | None = None
 
     def push(self, frame: Frame | None) -> None:
-        if frame is None:
-            frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-        self.queue.put(self.upsample(frame))
+        """The tick's share: a copy of the 8 kHz frame queued (the mixer reuses its buffers)."""
+        self.queue.put(SILENCE if frame is None else frame.copy())
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"asr-{self.job_id[:8]}", daemon=True)
@@ -159,97 +76,86 @@ class Transcriber:
 
     def _run(self) -> None:
         try:
-            recognise(self)
+            recogniser = RECOGNISERS.take()
         except Exception:
-            log.exception("transcription %s failed", self.job_id)
+            log.exception("transcription %s: no recogniser process", self.job_id)
+            return
+        reader = threading.Thread(target=self._read, args=(recogniser,), name=f"asr-in-{self.job_id[:8]}",
+                                  daemon=True)
+        try:
+            recogniser.conn.send(self.interim)
+            reader.start()
+            while (frames := self.queue.get()) is not None:
+                recogniser.conn.send_bytes(np.concatenate(frames).tobytes())
+            recogniser.conn.send_bytes(b"")  # the end of this transcription's audio
+            reader.join()
+        except (OSError, EOFError):
+            log.exception("transcription %s: its recogniser process failed", self.job_id)
+            recogniser.close()
+            return
+        RECOGNISERS.give_back(recogniser)
+
+    def _read(self, recogniser: RecogniserProcess) -> None:
+        with contextlib.suppress(OSError, EOFError):
+            while (found := recogniser.conn.recv()) is not None:
+                self.report(Hypothesis(*found))
 
 
-class DecoderPool:
-    """pocketsphinx decoders kept between transcriptions (a decoder serves one thread at a time)."""
+class RecogniserProcess:
+    """A process that recognises one transcription's audio at a time (``serve``), kept for the next. It is
+    a plain child program (``python -m callroom.media.recognise FD``, a socket pair between them): the
+    media process is itself a daemonic process, which multiprocessing lets have no children."""
 
     def __init__(self) -> None:
-        self._free: list[Any] = []  # pocketsphinx has no type hints
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "callroom.media.recognise", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        self.conn = Connection(ours.detach())
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.conn.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class RecogniserPool:
+    """Recogniser processes kept between transcriptions (each serves one at a time)."""
+
+    def __init__(self) -> None:
+        self._free: list[RecogniserProcess] = []
         self._lock = threading.Lock()
 
-    def take(self) -> Any:
+    def take(self) -> RecogniserProcess:
         with self._lock:
-            if self._free:
-                return self._free.pop()
-        from pocketsphinx import Config, Decoder
+            while self._free:
+                recogniser = self._free.pop()
+                if recogniser.alive:
+                    return recogniser
+        return RecogniserProcess()
 
-        return Decoder(Config(samprate=ASR_RATE, loglevel="FATAL"))
-
-    def give_back(self, decoder: Any) -> None:
+    def give_back(self, recogniser: RecogniserProcess) -> None:
         with self._lock:
-            self._free.append(decoder)
+            self._free.append(recogniser)
+
+    def close(self) -> None:
+        with self._lock:
+            free, self._free = self._free, []
+        for recogniser in free:
+            recogniser.close()
 
 
-DECODERS = DecoderPool()
-
-
-def recognise(t: Transcriber) -> None:
-    """The worker: queue -> endpointer -> decoder -> hypotheses, until the queue is closed.
-
-    Each utterance's final result decodes the whole utterance at once (``full_utt``: the cepstral mean is
-    the utterance's own, which recognises clearly better than the running estimate of a live decode);
-    with interim results the utterance is also decoded as it goes, for the partial hypotheses. A decoder
-    is taken from the pool at the first speech, so a track that stays silent costs none."""
-    from pocketsphinx import Endpointer
-
-    ep = Endpointer(sample_rate=ASR_RATE)
-    need = ep.frame_bytes // 2  # the endpointer's frame, in samples
-    pending = np.zeros(0, dtype=np.int16)
-    decoder: Any = None
-    utterance: list[bytes] = []
-    live = False  # a live decode of the utterance is open (interim results)
-    since_partial = 0
-    while (frames := t.queue.get()) is not None:
-        pending = np.concatenate((pending, *frames))
-        while len(pending) >= need:
-            chunk, pending = pending[:need], pending[need:]
-            speech = ep.process(chunk.tobytes())
-            if speech is None:
-                continue
-            if decoder is None:
-                decoder = DECODERS.take()
-            utterance.append(speech)
-            if not ep.in_speech:
-                _final(t, decoder, utterance, live)
-                utterance, live = [], False
-            elif t.interim:
-                if not live:
-                    decoder.start_utt()
-                    live, since_partial = True, 0
-                decoder.process_raw(speech, full_utt=False)
-                since_partial += 1
-                if since_partial >= PARTIAL_EVERY:
-                    since_partial = 0
-                    _report(t, decoder, False)
-    if ep.in_speech:
-        tail = ep.end_stream(pending.tobytes())
-        if tail is not None:
-            utterance.append(tail)
-    if utterance:
-        _final(t, decoder, utterance, live)
-    if decoder is not None:
-        DECODERS.give_back(decoder)  # between utterances (not after an error, which may leave one open)
-
-
-def _report(t: Transcriber, decoder: Any, is_final: bool) -> None:
-    hyp = decoder.hyp()
-    if hyp is not None:
-        found = hypothesis(hyp.hypstr, hyp.score, decoder.n_frames(), is_final)
-        if found is not None:
-            t.report(found)
-
-
-def _final(t: Transcriber, decoder: Any, utterance: list[bytes], live: bool) -> None:
-    if live:
-        decoder.end_utt()  # the live decode's; the final one starts afresh
-    decoder.start_utt()
-    decoder.process_raw(b"".join(utterance), full_utt=True)
-    decoder.end_utt()
-    _report(t, decoder, True)
+RECOGNISERS = RecogniserPool()
 
 
 class Transcriptions:
@@ -284,6 +190,7 @@ class Transcriptions:
         for t in self._stopped:
             await asyncio.to_thread(t.join)
         self._stopped = []
+        await asyncio.to_thread(RECOGNISERS.close)
 
     def _begin(self, op: m.StartTranscription) -> None:
         loop = asyncio.get_running_loop()
