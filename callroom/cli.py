@@ -15,6 +15,7 @@ from callroom import preflight
 from callroom.config import COMMON, DEFAULT_PORT, OPTIONS, SERVE, add_arguments, resolve
 from callroom.errors import ConfigError, StartupError, StoreError
 from callroom.model.trunks import TrunkSettings
+from callroom.store.reach import reach_database
 
 if TYPE_CHECKING:
     from callroom.store.engine import Store
@@ -43,10 +44,14 @@ def _serve(args: argparse.Namespace) -> int:
     preflight.check_tools()
     sock = preflight.listen_http(args.host, args.port)
     try:
+        if args.sip_port >= 0:
+            preflight.check_sip_port(args.sip_host, args.sip_port)
+        database_url = _database_url(args)
+        reach_database(database_url)
         from callroom import startup
 
         with contextlib.suppress(KeyboardInterrupt):  # SIGINT, raised again once the node has stopped
-            startup.serve(args, _database_url(args), sock)
+            startup.serve(args, database_url, sock)
     finally:
         sock.close()
     return 0

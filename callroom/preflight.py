@@ -1,5 +1,7 @@
-"""What ``callroom serve`` checks before it loads the node: the tools it runs and the API's port. Light on
-purpose (no FastAPI, numpy or database driver imported yet), so that these failures are said at once."""
+"""What ``callroom serve`` checks before it loads the node: the tools it runs, the API's and SIP's ports and
+the database (``store/reach.py``). Light on purpose (no FastAPI, numpy or SQLAlchemy engine imported yet),
+so that these failures are said at once: on a busy machine importing the node alone takes seconds, and
+starting its media process as many again."""
 
 from __future__ import annotations
 
@@ -30,3 +32,17 @@ def listen_http(host: str, port: int) -> socket.socket:
         sock.close()
         raise StartupError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}") from None
     return sock
+
+
+def check_sip_port(host: str, port: int) -> None:
+    """Whether SIP's UDP port can be bound (port 0: any free one, always). The media process binds it for
+    good; this early try only says a taken port before the node is loaded and that process started (a port
+    taken in between is still reported, by the media process)."""
+    if port <= 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen for SIP on udp {host}:{port}: {exc.strerror or exc}") from None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from callroom.store.engine import normalise_url
+from callroom.store.reach import normalise_url
 from tests.support.node import NodeThread, free_port
 from tests.support.postgres import fresh_database
 from tests.support.process import cli_env, run_cli

@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from callroom.errors import StoreError
 from callroom.store.pg_pool import PgPool
+from callroom.store.reach import CONNECT_TIMEOUT_SECS, normalise_url, reach_database
 from callroom.store.sql import Connection
 from callroom.store.tx import Tx
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_SESSIONS_KEPT = 40
-CONNECT_TIMEOUT_SECS = 5  # how long a first connection to PostgreSQL may take before the node says it cannot
 
 # JSON columns (webhook payloads, lists of ids) are written and read with orjson: several times faster
 # than the json module for the same values.
@@ -45,15 +45,6 @@ def _sqlite_setup(cursor: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
         cursor.execute("PRAGMA journal_mode=WAL")
-
-
-def normalise_url(url: str) -> str:
-    """Accept ``postgresql://`` and ``postgres://`` as well as SQLAlchemy's explicit driver form."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
 
 
 class Store:
@@ -112,16 +103,7 @@ class Store:
         seconds, unless the URL sets its own ``connect_timeout``)."""
         if self.is_sqlite:
             return
-        import psycopg
-
-        _args, params = self.engine.dialect.create_connect_args(self.engine.url)
-        params.pop("context", None)
-        params.setdefault("connect_timeout", timeout)
-        try:
-            psycopg.connect(**params).close()
-        except psycopg.Error as exc:
-            detail = " ".join(str(exc).split())  # libpq's message spans lines
-            raise StoreError(f"cannot reach the database {self.safe_url}: {detail}") from exc
+        reach_database(self.url, timeout)
 
     def has_schema(self) -> bool:
         """Whether callroom's tables are there (a database a node has used, not a new or unrelated one)."""

@@ -15,7 +15,7 @@ import telnyx
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from callroom.store.engine import normalise_url
+from callroom.store.reach import normalise_url
 from tests.support.node import NodeThread
 from tests.support.receiver import WebhookReceiver
 from tests.support.tenant import Tenant

@@ -287,6 +287,10 @@ def front_door(run_dir: Path, destinations: list[str], **defines: str) -> Iterat
         while sip_options("127.0.0.1", port, timeout=0.2) != 200:
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"kamailio did not come up: {log.read_text()}"
+        # Whatever answered must be this Kamailio: one that could not bind its port exits (at once, but it
+        # may be after another process holding the port has answered the OPTIONS).
+        time.sleep(0.2)
+        assert proc.poll() is None, f"kamailio exited; something else answers on port {port}: {log.read_text()}"
         yield FrontDoor(port, ctl, log, proc)
     finally:
         if proc.poll() is None:

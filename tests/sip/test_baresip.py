@@ -21,7 +21,12 @@ from tests.support.tenant import Tenant
 pytestmark = pytest.mark.sip
 
 MODULES = Path("/usr/lib/baresip/modules")
-CALL_SECONDS = 9  # baresip quits (and hangs up) this long after it starts
+# baresip quits on its own this long after it starts, should a test fail to end its call. The tests end the
+# call from the node once they have what they need and then tell baresip to quit (SIGTERM): a call timed
+# from baresip's start was cut short when starting and answering took long on a busy machine, and what
+# the test still had to hear or play was missing.
+SAFETY_SECONDS = 60
+CONFERENCE_TAIL_SECONDS = 3.0  # the conference, after the virtual phone has been heard, before the hang-up
 
 
 def baresip() -> str:
@@ -80,16 +85,23 @@ def segment(samples: NDArray[np.int16], start: float, end: float) -> NDArray[np.
     return samples[a:b]
 
 
+def quit_baresip(proc: subprocess.Popen[bytes]) -> bytes:
+    """Tell baresip to quit (its call has ended); what it wrote."""
+    proc.terminate()
+    out, _ = proc.communicate(timeout=15)
+    return out
+
+
 def test_baresip_in_a_conference_hears_and_is_heard(tenant: Tenant, tmp_path: Path) -> None:
     exe = baresip()
     config = tmp_path / "baresip"
     config.mkdir()
     source = config / "tone500.wav"
-    tone_wav(source, 500, CALL_SECONDS + 5)
+    tone_wav(source, 500, SAFETY_SECONDS + 5)
     baresip_config(config, source)
     target = f"sip:{tenant.connection_id}@127.0.0.1:{tenant.node.sip_port}"
     proc = subprocess.Popen(
-        [exe, "-f", str(config), "-e", f"/dial {target}", "-t", str(CALL_SECONDS)],
+        [exe, "-f", str(config), "-e", f"/dial {target}", "-t", str(SAFETY_SECONDS)],
         cwd=config, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -113,14 +125,16 @@ def test_baresip_in_a_conference_hears_and_is_heard(tenant: Tenant, tmp_path: Pa
         heard = tenant.heard(phone, 1.5)
         assert tone_level(heard, 500) > 3000, "the virtual phone should hear baresip's 500 Hz"
         assert tone_level(heard, 900) < 100, "the virtual phone must not hear itself"
-        out, _ = proc.communicate(timeout=CALL_SECONDS + 10)
+        time.sleep(CONFERENCE_TAIL_SECONDS)
+        tenant.client.calls.actions.hangup(cid)
+        tenant.event("call.hangup", cid, timeout=10)
+        out = quit_baresip(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     output = out.decode(errors="replace")
     assert proc.returncode == 0, output[-3000:]
-    tenant.event("call.hangup", cid, timeout=10)
 
     dumps = sorted(config.glob("dump-*-dec.wav"))
     assert dumps, f"baresip wrote no recording of what it heard:\n{output[-3000:]}"
@@ -161,7 +175,7 @@ def test_baresip_hears_speech_and_a_played_file(tenant: Tenant, tmp_path: Path) 
     config = tmp_path / "baresip"
     config.mkdir()
     silence = config / "silence.wav"
-    soundfile.write(silence, np.zeros(8000 * 20, dtype=np.int16), 8000, subtype="PCM_16")
+    soundfile.write(silence, np.zeros(8000 * (SAFETY_SECONDS + 5), dtype=np.int16), 8000, subtype="PCM_16")
     baresip_config(config, silence)
     rng = np.random.default_rng(7)
     t = np.arange(int(8000 * 1.5)) / 8000
@@ -172,7 +186,7 @@ def test_baresip_hears_speech_and_a_played_file(tenant: Tenant, tmp_path: Path) 
     text = "Welcome to callroom. Please hold while we connect you."
     proc = subprocess.Popen(
         [exe, "-f", str(config), "-e", f"/dial sip:{tenant.connection_id}@127.0.0.1:{tenant.node.sip_port}",
-         "-t", "14"],
+         "-t", str(SAFETY_SECONDS)],
         cwd=config, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -188,7 +202,10 @@ def test_baresip_hears_speech_and_a_played_file(tenant: Tenant, tmp_path: Path) 
         time.sleep(1.0)
         tenant.client.calls.actions.start_playback(cid, audio_url=url)
         tenant.event("call.playback.ended", cid, timeout=10)
-        out, _ = proc.communicate(timeout=25)
+        time.sleep(0.5)  # the last frames on their way
+        tenant.client.calls.actions.hangup(cid)
+        tenant.event("call.hangup", cid, timeout=10)
+        out = quit_baresip(proc)
     finally:
         media.close()
         if proc.poll() is None:

@@ -24,7 +24,8 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from callroom.store.engine import Store, normalise_url
+from callroom.store.engine import Store
+from callroom.store.reach import normalise_url
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -24,10 +24,18 @@ from callroom.outbound import LOOPBACK
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port free for TCP and for UDP alike: callers use it for either (SIPp, Kamailio, baresip and
+    RTP listen on UDP). Free for TCP only, it may be a UDP port another node or proxy holds: a Kamailio
+    started on it could not bind, and that node answered in its place."""
+    while True:
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            tcp.bind(("127.0.0.1", 0))
+            port: int = tcp.getsockname()[1]
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class NodeThread:

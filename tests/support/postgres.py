@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from callroom.store.engine import normalise_url
+from callroom.store.reach import normalise_url
 
 PG_URL = os.environ.get("CALLROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
