@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,14 @@ import websockets
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.media.run import SCENARIO, cpu_seconds, free_port, get_stats, machine_busy_seconds  # noqa: E402
+from bench.media.run import (  # noqa: E402
+    SCENARIO,
+    cpu_seconds,
+    free_port,
+    get_stats,
+    machine_busy_seconds,
+    stop_node,
+)
 from bench.speech import PHRASES, Sample, espeak, flite, recordings, word_errors  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "media-listen.json"
@@ -294,16 +300,7 @@ def run_case(mode: str, n: int, args: argparse.Namespace, speech: list[Speech], 
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
-        node_log.close()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        stop_node(node, node_log, server)
         if streams is not None:
             streams.close()
 

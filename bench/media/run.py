@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import numpy as np
@@ -446,19 +446,24 @@ def run_case(case: Case, work: Path, sipp: str) -> dict[str, Any]:
         if sipp_proc is not None and sipp_proc.poll() is None:
             sipp_proc.kill()
             sipp_proc.wait()
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
-        node_log.close()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        stop_node(node, node_log, server)
         if app is not None:
             for _ in workers:
                 app.events.put({})
+
+
+def stop_node(node: subprocess.Popen[Any], node_log: IO[Any], server: ThreadingHTTPServer | None) -> None:
+    """Stop the node (SIGTERM, then SIGKILL if it hangs), close its log, and stop the webhook receiver."""
+    node.send_signal(signal.SIGTERM)
+    try:
+        node.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        node.kill()
+        node.wait()
+    node_log.close()
+    if server is not None:
+        server.shutdown()
+        server.server_close()
 
 
 def get_stats(url: str, **params: int) -> dict[str, Any]:
