@@ -19,6 +19,7 @@ import pytest
 from callroom.cluster_procs import sip_options
 from callroom.devcluster import kamailio_binary
 from tests.support.node import free_port
+from tests.support.sipp import SippProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 KAMAILIO_CFG = ROOT / "deploy" / "kamailio" / "kamailio.cfg"
@@ -35,10 +36,6 @@ def need(tool: str, found: str | None, install: str) -> str:
 
 def kamailio() -> str:
     return need("kamailio", kamailio_binary(), "scripts/setup --system installs it")
-
-
-def sipp() -> str:
-    return need("sipp", shutil.which("sipp"), "apt-get install sip-tester")
 
 
 # ---- SIPp scenarios ---------------------------------------------------------------------------------------
@@ -185,8 +182,10 @@ Content-Length: 0
 """
 
 
-class Sipp:
+class Sipp(SippProcess):
     """SIPp in the background, its message trace in ``<cwd>/<name>.msg``."""
+
+    wait_secs = 30.0
 
     def __init__(self, name: str, scenario: str, args: list[str], cwd: Path, *, port: int | None = None,
                  timeout: str = "20s") -> None:  # fmt: skip
@@ -195,21 +194,9 @@ class Sipp:
         xml.write_text(scenario)
         self.port = port or free_port()
         self.trace = cwd / f"{name}.msg"
-        self.proc = subprocess.Popen(
-            [sipp(), "-sf", str(xml), *args, "-i", "127.0.0.1", "-p", str(self.port), "-nostdin",
-             "-timeout", timeout, "-timeout_error", "-trace_err", "-trace_msg", "-message_file", str(self.trace)],
-            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self.cwd = cwd
-
-    def wait(self, timeout: float = 30) -> tuple[int, str]:
-        try:
-            out, _ = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        errors = "".join(p.read_text(errors="replace") for p in self.cwd.glob("*_errors.log"))
-        return self.proc.returncode, out.decode(errors="replace")[-3000:] + errors
+        super().__init__(["-sf", str(xml), *args, "-i", "127.0.0.1", "-p", str(self.port), "-nostdin",
+                          "-timeout", timeout, "-timeout_error", "-trace_err", "-trace_msg", "-message_file",
+                          str(self.trace)], cwd)  # fmt: skip
 
     def messages(self) -> list[str]:
         """The SIP messages SIPp sent and received, in order, each from its first line."""

@@ -31,10 +31,11 @@ import telnyx
 
 from callroom.cluster_procs import group_members
 from callroom.devcluster import ClusterState, proxy_view
-from tests.cluster.support import CALLER_HANGS_UP, NODE_HANGS_UP, ROOT, Sipp, call_invite, kamailio, need, sipp
+from tests.cluster.support import CALLER_HANGS_UP, NODE_HANGS_UP, ROOT, Sipp, call_invite, kamailio, need
 from tests.media.audio import tone_level
 from tests.support.node import free_port
 from tests.support.receiver import WebhookReceiver
+from tests.support.sipp import sipp
 
 pytestmark = [pytest.mark.cluster, pytest.mark.sip, pytest.mark.postgres]
 

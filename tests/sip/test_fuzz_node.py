@@ -23,10 +23,10 @@ import telnyx
 
 from callroom.model.messages import SipConfig
 from tests.sip.fuzz import datagrams
-from tests.sip.test_node_sip import sipp
 from tests.support.node import NodeThread
 from tests.support.receiver import WebhookReceiver
 from tests.support.sip_peer import open_fds
+from tests.support.sipp import sipp
 from tests.support.tenant import Tenant
 
 pytestmark = pytest.mark.sip

@@ -3,11 +3,8 @@ and refusing our outgoing calls, and what people hear across SIP and virtual leg
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -22,18 +19,10 @@ from tests.media.audio import tone_level
 from tests.sip.scenarios import AUTH_UAC, BUSY_UAS, DTMF_UAC, HOLD_UAC
 from tests.support.node import NodeThread, free_port
 from tests.support.receiver import WebhookReceiver
+from tests.support.sipp import SippProcess
 from tests.support.tenant import Tenant
 
 pytestmark = pytest.mark.sip
-
-
-def sipp() -> str:
-    path = shutil.which("sipp")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("sipp is not installed (apt-get install sip-tester)")
-        pytest.skip("sipp is not installed")
-    return path
 
 
 def incoming_call(tenant: Tenant) -> str:
@@ -45,27 +34,13 @@ def incoming_call(tenant: Tenant) -> str:
     return cid
 
 
-class Sipp:
-    """SIPp in the background, with its output kept for assertions."""
+class Sipp(SippProcess):
+    """SIPp in the background on loopback, with its output kept for assertions."""
 
     def __init__(self, args: list[str], cwd: Path) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sipp(), *args, "-i", "127.0.0.1", "-p", str(self.port), "-nostdin", "-timeout", "30s",
-             "-timeout_error", "-trace_err"],
-            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self.cwd = cwd
-
-    def wait(self, timeout: float = 40) -> tuple[int, str]:
-        try:
-            out, _ = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        errors = "".join(p.read_text(errors="replace") for p in self.cwd.glob("*_errors.log"))
-        return self.proc.returncode, out.decode(errors="replace")[-3000:] + errors
-
+        super().__init__([*args, "-i", "127.0.0.1", "-p", str(self.port), "-nostdin", "-timeout", "30s",
+                          "-timeout_error", "-trace_err"], cwd)
 
 def test_sipp_calls_in_with_audio_and_dtmf(tenant: Tenant, tmp_path: Path) -> None:
     scenario = pcap_scenario(tmp_path)

@@ -3,13 +3,10 @@ who we say we are and answers (echoing our audio), a carrier that calls our numb
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.support.node import free_port
+from tests.support.sipp import SippProcess
 
 PROVIDER_IP = "127.0.0.2"  # the trunk's gateway (loopback, but not where the node listens)
 STRANGER_IP = "127.0.0.3"  # neither a trunk nor an allowed network
@@ -132,30 +129,11 @@ def registrar_scenario() -> str:
     )
 
 
-def sipp() -> str:
-    path = shutil.which("sipp")
-    if path is None:
-        pytest.skip("sipp is not installed")
-    return path
-
-
-class Sipp:
+class Sipp(SippProcess):
     """SIPp in the background at ``ip`` (its media too), with its output kept for assertions."""
 
     def __init__(self, args: list[str], cwd: Path, ip: str = PROVIDER_IP) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sipp(), *args, "-i", ip, "-mi", ip, "-p", str(self.port), "-mp", str(free_port() & ~1), "-nostdin",
-             "-timeout", "30s", "-timeout_error", "-trace_err", "-trace_msg"],
-            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self.cwd = cwd
+        super().__init__([*args, "-i", ip, "-mi", ip, "-p", str(self.port), "-mp", str(free_port() & ~1), "-nostdin",
+                          "-timeout", "30s", "-timeout_error", "-trace_err", "-trace_msg"], cwd)
 
-    def wait(self, timeout: float = 40) -> tuple[int, str]:
-        try:
-            out, _ = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        errors = "".join(p.read_text(errors="replace") for p in self.cwd.glob("*_errors.log"))
-        return self.proc.returncode, out.decode(errors="replace")[-3000:] + errors
