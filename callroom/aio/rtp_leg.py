@@ -8,11 +8,11 @@ every ~5 s; received reports feed :meth:`RtpLeg.stats`.
 
 One receive path: whoever reads the socket hands each datagram to ``receive`` unless the batch's lanes take
 it. In the engine, :class:`~callroom.aio.rtp_batch.RtpBatch` reads the socket once per tick and leases the
-leg's steady state to its array lanes (``steady``/``lease``/``resume``: ``rtp_steady.py``), which take the
-usual packets; what they hand back comes here, and whatever needs the state takes it back first (``_own``).
-Legs outside the lanes run through the stages of ``pull_frame``/``push_frame`` (``next_payload``,
-``take_frame``, ``send_encoded`` ...). Outside an engine, an event-loop reader reads the socket. The leg
-knows nothing of the batch or the lanes.
+leg's steady state to its array lanes (``steady``/``lease``/``resume``: ``rtp_steady.py``; the leg's side of
+it, with the state itself, is ``rtp_leg_state.py``), which take the usual packets; what they hand back comes
+here, and whatever needs the state takes it back first (``_own``). Legs outside the lanes run through the
+stages of ``pull_frame``/``push_frame`` (``next_payload``, ``take_frame``, ``send_encoded`` ...). Outside an
+engine, an event-loop reader reads the socket. The leg knows nothing of the batch or the lanes.
 
 The local clock is ``loop.time()`` in 8 kHz timestamp units; the playout clock advances one frame per
 ``pull_frame`` and is re-anchored to it when the two drift more than a few frames apart (a stalled tick).
@@ -29,18 +29,14 @@ import struct
 from collections.abc import Callable
 from typing import Final, Self
 
-from callroom.aio.rtcp_session import RtcpSession
+from callroom.aio.rtp_leg_state import PLAIN_PACKET, RtpLegState
 from callroom.aio.rtp_socket import RtpSocket, bind_rtp_pair
-from callroom.aio.rtp_steady import WINDOW_FRAMES, LegSteady
 from callroom.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Frame
 from callroom.errors import RtpParseError
 from callroom.rtp.dtmf import DtmfCallback
 from callroom.rtp.g711 import ALAW_DECODE, ALAW_ENCODE, PT_PCMA, PT_PCMU, ULAW_DECODE, ULAW_ENCODE, decode_frame
-from callroom.rtp.jitter import LOST, JitterBuffer, LossConcealer, Lost, Reframer
-from callroom.rtp.leg_dtmf import DtmfIn
+from callroom.rtp.jitter import LOST, Lost
 from callroom.rtp.packet import RtpPacket
-from callroom.rtp.rtcp import RtpReceiveStats
-from callroom.rtp.sender import RtpSender
 from callroom.rtp.stats import RtpLegStats
 
 __all__ = ["DIRECTIONS", "RtpLeg", "RtpLegStats"]
@@ -51,66 +47,21 @@ Addr = tuple[str, int]
 DIRECTIONS: Final = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _SENDING: Final = frozenset({"sendrecv", "sendonly"})
 _SEQ_TS_SSRC: Final = struct.Struct("!HII")  # the fixed header after its first two bytes
-_PACKET: Final = 12 + FRAME_SAMPLES  # a plain 20 ms G.711 packet
 _F: Final = FRAME_SAMPLES
 _RESYNC: Final = 3 * FRAME_SAMPLES  # playout clock vs loop clock drift that re-anchors the playout clock
 _CATCH_UP: Final = FRAME_SAMPLES  # a frame still this overdue after one is played is skipped (cuts latency)
 _TABLES: Final = {PT_PCMU: (ULAW_ENCODE, ULAW_DECODE), PT_PCMA: (ALAW_ENCODE, ALAW_DECODE)}
 
 
-class RtpLeg:
+class RtpLeg(RtpLegState):
     """One RTP session (G.711 + telephone-event) as an ``AudioLeg``. Create with :meth:`open`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, rtp: RtpSocket,
                  rtcp: asyncio.DatagramTransport, *, on_dtmf: DtmfCallback | None = None, symmetric: bool = True,
                  detect_inband: bool = True, rtcp_interval: float = 5.0, silence_timeout: float = 0.5,
                  rng: random.Random | None = None) -> None:  # fmt: skip
-        self._loop = loop
-        self._rtp = rtp
-        self._rng = rng or random.SystemRandom()
-        # set while the batch's lanes hold the steady state: take it back, bring this leg's copy up to date
-        self._release: Callable[[], None] | None = None
-        self._sync: Callable[[], None] | None = None
-        self.dtmf_in = DtmfIn(on_dtmf, detect_inband)
-        self.symmetric = symmetric
-        self.rtcp_interval = rtcp_interval
-        self._silence_timeout = silence_timeout
-        self.local_port: int = rtp.local_port
-        self._sendto = rtp.sock.sendto
-        self._in_batch: Callable[[], None] | None = None  # while a batch reads and runs it: tell it we close
-        self.ssrc = self._rng.getrandbits(32)
-        self.cname = f"{self.ssrc:08x}@callroom"
-        self._closed = False
-        # negotiated
-        self._sdp_remote: Addr | None = None
-        self._remote: Addr | None = None
-        self._remote_src: tuple[object, ...] | None = None  # the peer's address as the socket reports it
-        self._latched = False
-        self._pt = PT_PCMU
-        self._direction = "sendrecv"
-        self._can_send = False
-        # the G.711 tables of the payload type (the batch encodes and decodes all legs' frames with them)
-        self.encode_table, self.decode_table = _TABLES[PT_PCMU]
-        # receive
-        self._rx_stats = RtpReceiveStats()
-        self._jitter = JitterBuffer()
-        self._concealer = LossConcealer()
-        self._playout: int | None = None
-        self._reframer = Reframer()  # for packets of other sizes than 20 ms
-        self._last_rx = -1e9
-        self._heard = -1e9  # loop time of the latest datagram from anyone on the RTP or RTCP port
-        self._remote_since = -1e9  # when the SDP last gave the peer's address
-        self._last_rx_ts = 0  # the peer's RTP timestamp in its latest audio or event packet
-        self._rx_packets = 0
-        self._rx_bytes = 0
-        self._malformed = 0
-        self._dropped = 0
-        self._concealed = 0
-        self._max_jitter = 0.0
-        # send
-        self._tx = RtpSender(self.ssrc, self._rng)
-        self.dtmf_out = self._tx.dtmf
-        self._rtcp = RtcpSession(loop, rtcp, self.ssrc, self.cname, self._rx_stats, rtcp_interval, self._rng)
+        super().__init__(loop, rtp, rtcp, on_dtmf=on_dtmf, symmetric=symmetric, detect_inband=detect_inband,
+                         rtcp_interval=rtcp_interval, silence_timeout=silence_timeout, rng=rng)
         self._rtcp.start(self._sent)
         rtp.read_from(loop, self.receive)  # until a batch reads it
 
@@ -238,68 +189,13 @@ class RtpLeg:
         """The event loop's clock, which ``pull_frame`` plays out by."""
         return self._loop.time()
 
-    # ---- the batch's lanes -----------------------------------------------------------------------
-    def _own(self) -> None:
-        """Take the steady state back from the batch's lanes, if they hold it (before anything uses it)."""
-        if self._release is not None:
-            self._release()
-
-    def steady(self) -> LegSteady | None:
-        """The leg's state when it is in its steady state, for the batch to run in arrays; None when it is
-        not (no stream yet, a loss being concealed, DTMF to send or being received, on hold ...)."""
-        if (self._closed or self._in_batch is None or not self._latched or not self._can_send
-                or self._remote is None or self._remote_src is None or self._playout is None
-                or self.dtmf_out.busy or self.dtmf_in.event_open):  # fmt: skip
-            return None
-        rx = self._rx_stats.steady()
-        jb = self._jitter.steady()
-        if rx is None or jb is None or self._jitter.frame != _F or self._jitter.capacity <= WINDOW_FRAMES:
-            return None
-        dtmf = self.dtmf_in
-        return LegSteady(*rx, *jb, self._pt, self._remote_src, self._playout, self._last_rx, self._last_rx_ts,
-                         self._max_jitter, self._silence_timeout, dtmf.wants_inband, dtmf.quiet_frames,
-                         dtmf.detector.idle, self.ssrc, self._tx.seq, self._tx.ts, self._tx.marker, self._remote)
-
-    def lease(self, release: Callable[[], None], sync: Callable[[], None]) -> None:
-        """The batch now runs the state ``steady`` gave: ``release`` makes it give the state back (through
-        ``resume``), ``sync`` bring this leg's figures up to date while keeping it (through ``catch_up``)."""
-        self._release, self._sync = release, sync
-
-    def resume(self, s: LegSteady, accepted: int, counted: int, sent: int, played_from: int,
-               last_frame: Frame | None) -> None:  # fmt: skip
-        """Take back the state: ``s`` as it is now, after ``accepted`` packets taken by the jitter buffer since
-        the lease (``counted`` of them not yet counted here, and ``sent`` packets sent), every frame from
-        ``played_from`` played, the latest of them ``last_frame``."""
-        self._release = self._sync = None
-        self.catch_up(s.max_seq, s.cycles, s.received, s.transit, s.jitter, s.max_jitter, counted, s.seq, s.ts,
-                      s.marker, sent)
-        self._jitter.resume(s.last_ext, s.jb_transit, s.next, s.jb_jitter, s.frames, accepted, played_from)
-        if last_frame is not None:
-            self._concealer.next(last_frame)
-        self._playout, self._last_rx, self._last_rx_ts = s.playout, s.last_rx, s.last_rx_ts
-        self.dtmf_in.quiet_frames = s.quiet_frames
-
-    def catch_up(self, max_seq: int, cycles: int, received: int, transit: int, jitter: float, max_jitter: float,
-                 counted: int, seq: int, ts: int, marker: bool, sent: int) -> None:  # fmt: skip
-        """The figures ``stats`` and the RTCP reports give, from the lanes: the receive statistics, ``counted``
-        more packets received, ``sent`` more sent, the sender's sequence number, timestamp and marker."""
-        self._rx_stats.resume(max_seq, cycles, received, transit, jitter)
-        self._max_jitter = max_jitter
-        self._rx_packets += counted
-        self._rx_bytes += counted * _PACKET
-        tx = self._tx
-        tx.seq, tx.ts, tx.marker = seq, ts, marker
-        tx.packets += sent
-        tx.bytes += sent * _PACKET
-        tx.octets += sent * _F
-
     # ---- receive ---------------------------------------------------------------------------------
     def receive(self, data: bytes, addr: Addr, now: float) -> None:
         """One datagram from the RTP socket, which arrived at ``now`` (seconds, loop clock)."""
         if self._release is not None:
             self._release()
         self._heard = now
-        if len(data) == _PACKET and data[0] == 0x80 and addr == self._remote_src:
+        if len(data) == PLAIN_PACKET and data[0] == 0x80 and addr == self._remote_src:
             b1 = data[1]
             if b1 & 0x7F == self._pt:
                 # The usual packet: audio of one 20 ms frame, no padding, extension or CSRCs, from the peer.
@@ -311,7 +207,7 @@ class RtpLeg:
                     self._dropped += 1  # an unconfirmed sequence jump (RFC 3550 A.1 probation)
                     return
                 self._rx_packets += 1
-                self._rx_bytes += _PACKET
+                self._rx_bytes += PLAIN_PACKET
                 self._last_rx = now
                 self._last_rx_ts = timestamp
                 self._jitter.put_payload(timestamp, b1 > 0x7F, data[12:], arrival)
@@ -442,7 +338,7 @@ class RtpLeg:
             return False
         self._tx.header_into(buf, offset, self._pt)
         try:
-            self._sendto(view[offset : offset + _PACKET], remote)
+            self._sendto(view[offset : offset + PLAIN_PACKET], remote)
         except OSError:
             self._rtp.errors += 1
         return True
@@ -470,29 +366,7 @@ class RtpLeg:
         """The compound RTCP packet this leg would send now (see ``RtcpSession.report``)."""
         return self._rtcp.report(bye)
 
-    # ---- stats and teardown ----------------------------------------------------------------------
-    def stats(self) -> RtpLegStats:
-        if self._sync is not None:
-            self._sync()
-        block, rtt, jb = self._rtcp.remote_block, self._rtcp.rtt, self._jitter.stats
-        return RtpLegStats(
-            packets_received=self._rx_packets,
-            bytes_received=self._rx_bytes,
-            packets_sent=self._tx.packets,
-            bytes_sent=self._tx.bytes,
-            packets_lost=self._rx_stats.cumulative_lost if self._rx_stats.received else 0,
-            jitter_ms=self._rx_stats.jitter / (SAMPLE_RATE / 1000),
-            max_jitter_ms=max(self._max_jitter, self._rx_stats.jitter / (SAMPLE_RATE / 1000)),
-            late_or_duplicate=jb.late + jb.duplicates,
-            concealed_frames=self._concealed,
-            malformed=self._malformed,
-            dropped=self._dropped,
-            remote_fraction_lost=block.fraction_lost / 256 if block else 0.0,
-            remote_packets_lost=block.packets_lost if block else 0,
-            remote_jitter_ms=block.jitter / (SAMPLE_RATE / 1000) if block else 0.0,
-            round_trip_ms=rtt * 1000 if rtt is not None else None,
-        )
-
+    # ---- teardown --------------------------------------------------------------------------------
     def close(self) -> None:
         """Send an RTCP BYE, stop the report timer and close both sockets. Safe to call twice."""
         if self._closed:

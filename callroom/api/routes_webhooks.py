@@ -16,8 +16,9 @@ from callroom.api.schemas import Body
 from callroom.console.figures import OperationsFigures
 from callroom.control.service import ReadCtx
 from callroom.errors import ApiError, ErrorItem, NotFound, ValidationFailed
-from callroom.store import outbox
-from callroom.store.outbox import DeliveryView, PendingDelivery
+from callroom.store import deliveries, outbox
+from callroom.store.deliveries import DeliveryView
+from callroom.store.outbox import PendingDelivery
 from callroom.timefmt import iso
 from callroom.webhooks.dispatcher import Dispatcher
 from callroom.webhooks.signing import WebhookSigner
@@ -103,7 +104,7 @@ async def list_webhook_deliveries(
         raise ValidationFailed(ErrorItem("10015", "Invalid value", f"must be one of {', '.join(STATUSES)}",
                                          parameter="filter[status][eq]"))
     types = [t.strip() for t in (event_type or "").split(",") if t.strip()]
-    items, total = await ctl.aread(account, lambda q: outbox.list_deliveries(
+    items, total = await ctl.aread(account, lambda q: deliveries.list_deliveries(
             q.tx, account, page=page.number, size=page.size, status=status, event_types=types,
             webhook_contains=webhook_contains, attempts_contains=attempts_contains,
             created_gte=_time(started_gte, "filter[started_at][gte]"),
@@ -116,7 +117,7 @@ async def list_webhook_deliveries(
 
 @router.get("/webhook_deliveries/{delivery_id}")
 async def retrieve_webhook_delivery(delivery_id: str, account: Account, ctl: Ctl) -> dict[str, Any]:
-    found = await ctl.aread(account, lambda q: outbox.get_delivery(q.tx, account, delivery_id))
+    found = await ctl.aread(account, lambda q: deliveries.get_delivery(q.tx, account, delivery_id))
     if found is None:
         raise NotFound(f"No webhook delivery {delivery_id!r}.")
     return data(delivery_view(found))

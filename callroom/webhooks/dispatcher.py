@@ -16,7 +16,8 @@ keys whose head waits (for a retry, or held), and at most ``concurrency`` reques
 (delivered, retry, failed) and attempt records are written in batches, one transaction every
 ``flush_interval``, not one per delivery. Everything runs on the API's event loop. Its database work is
 short: on SQLite it runs inline; on PostgreSQL cooperatively (``store/cooperative.py``), so that the
-loop never waits for a round trip.
+loop never waits for a round trip. What one attempt sends, where, and what its answer says is
+``attempt.py``'s.
 """
 
 from __future__ import annotations
@@ -33,15 +34,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
-
-from callroom.errors import AddressRefused
-from callroom.outbound import REFUSED_WHY, UNRESTRICTED, AddressPolicy
+from callroom.outbound import UNRESTRICTED, AddressPolicy
 from callroom.store import cooperative, outbox
 from callroom.store.engine import Store
 from callroom.store.outbox import AttemptRecord, Fate, PendingDelivery, sequence_of
-from callroom.timefmt import iso
-from callroom.webhooks.http import HttpError, WebhookHttp, with_query
+from callroom.webhooks.attempt import plan, send
+from callroom.webhooks.http import WebhookHttp
 from callroom.webhooks.order import Settled
 from callroom.webhooks.signing import WebhookSigner
 
@@ -49,41 +47,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Attempts per URL, and the pause before each retry (seconds, before jitter).
-ATTEMPTS_PER_URL = 3
+# The pause before each retry at the same URL (seconds, before jitter); attempts per URL: ``attempt.py``.
 BACKOFF = (1.0, 4.0)
-MAX_RESPONSE_BYTES = 8192  # read at most this much of a receiver's response
-KEPT_RESPONSE_CHARS = 1024  # and keep at most this much of it in the attempt record
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-
-# Events that Telnyx's SDKs model as the bare event (``{event_type, payload, ...}``), not as the envelope
-# (``{data: {...}}``): their webhooks carry the event both ways, so that ``webhooks.unwrap`` parses them as
-# their own type and a receiver reading ``data`` finds it there as in every other webhook.
-BARE_EVENTS = frozenset({"conference.floor.changed"})
-
-
-def envelope(row: PendingDelivery, attempt: int, url: str) -> bytes:
-    data = {
-        "record_type": "event",
-        "event_type": row.event_type,
-        "id": row.event_id,
-        "occurred_at": iso(row.occurred_at),
-        "payload": row.payload,
-    }
-    body: dict[str, Any] = {"data": data, "meta": {"attempt": attempt, "delivered_to": url}}
-    if row.event_type in BARE_EVENTS:
-        body.update(record_type="event", event_type=row.event_type, id=row.event_id, payload=row.payload)
-    return orjson.dumps(body)
-
-
-def plan(attempts_made: int, url: str | None, failover: str | None) -> tuple[str | None, int]:
-    """Which URL the next attempt goes to, and its attempt number at that URL (1-based)."""
-    if attempts_made < ATTEMPTS_PER_URL:
-        return url, attempts_made + 1
-    if failover and attempts_made < 2 * ATTEMPTS_PER_URL:
-        return failover, attempts_made - ATTEMPTS_PER_URL + 1
-    return None, 0
 
 
 @dataclass
@@ -441,7 +407,7 @@ class Dispatcher:
             self.metrics.failed += 1
             return True
         started = self.clock()
-        status, error, body = await self._send(row, url, attempt)
+        status, error, body = await send(self.http, self.signer, row, url, attempt)
         ended = self.clock()
         row.attempts += 1
         self.metrics.attempts += 1
@@ -466,32 +432,6 @@ class Dispatcher:
         self._fates.append(Fate(row.id, "pending", row.attempts, row.next_attempt_at, None, error))
         self.metrics.retried += 1
         return False
-
-    async def _send(self, row: PendingDelivery, url: str, attempt: int) -> tuple[int | None, str | None, str | None]:
-        """(status code, error or None on 2xx, the start of the response body)."""
-        body = envelope(row, attempt, url)
-        headers = self.signer.headers(body, int(time.time()))
-        try:
-            async with asyncio.timeout(row.timeout_secs):
-                if row.method == "GET":
-                    reply = await self.http.request("GET", with_query(url, {"payload": body.decode()}), b"", headers,
-                                                    MAX_RESPONSE_BYTES)
-                else:
-                    headers["content-type"] = "application/json"
-                    reply = await self.http.request("POST", url, body, headers, MAX_RESPONSE_BYTES)
-        except TimeoutError:
-            return None, f"timeout after {row.timeout_secs:g} s", None
-        except AddressRefused as exc:  # never connected: the account is told that much, the log the addresses
-            log.info("webhook %s %s to %s: %s", row.event_type, row.event_id, url, exc)
-            return None, REFUSED_WHY, None
-        except (HttpError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:500], None
-        text = reply.body[:KEPT_RESPONSE_CHARS].decode("utf-8", "replace") or None
-        if 200 <= reply.status < 300:
-            return reply.status, None, text
-        if 300 <= reply.status < 400:
-            return reply.status, f"HTTP {reply.status} (redirects are not followed: {reply.location})", text
-        return reply.status, f"HTTP {reply.status}", text
 
     # -- metrics --------------------------------------------------------------------------------------
 

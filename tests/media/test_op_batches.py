@@ -11,7 +11,7 @@ from callroom.media.op_batches import without_superseded_mixes
 from callroom.media.virtual_audio import VirtualAudioLeg
 from callroom.model import media as m
 from callroom.model.messages import AddVirtualLeg, Instructions, ToMedia
-from tests.media.test_engine_topology import LEGS, edges, random_mix
+from tests.media.test_wiring import LEGS, edges, random_mix
 
 
 def mix(conf: str, *legs: str, beep: str | None = None) -> m.ConferenceMix:

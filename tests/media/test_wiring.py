@@ -1,6 +1,6 @@
-"""The engine's mixer edges follow the control plane's placements: a conference changed step by step
-(joins, leaves, mutes, holds, roles, whispers, a leg hung up) ends with exactly the edges of the same
-final state built at once, and the edges are the rules of topology.py."""
+"""The engine's mixer edges follow the control plane's placements (``wiring.py``): a conference changed step
+by step (joins, leaves, mutes, holds, roles, whispers, a leg hung up) ends with exactly the edges of the
+same final state built at once, and the edges are the rules of topology.py."""
 
 from __future__ import annotations
 
