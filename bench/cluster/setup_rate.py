@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from callroom.cluster_procs import group_members  # noqa: E402
+from callroom.devcluster import DEFAULT_PG, with_database  # noqa: E402
 from tests.cluster.support import INVITE_MESSAGE  # noqa: E402
 from tests.support.node import free_port  # noqa: E402
 
@@ -244,7 +246,7 @@ def sipp_step(proxy: str, service: str, rate: float, seconds: float, hold: float
 
 
 def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_args: list[str],
-             label: str) -> list[dict[str, Any]]:  # fmt: skip
+             label: str, warmup: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
     results = []
     with tempfile.TemporaryDirectory(prefix="setup-rate-") as tmp:
         run_dir = Path(tmp) / "cluster"
@@ -259,6 +261,16 @@ def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_
             resp.raise_for_status()
             service = resp.json()["data"]["id"]
             time.sleep(2)  # Kamailio's probes mark the nodes active
+            if warmup > 0:
+                # Steady state before measuring: the nodes' lazily built statements and caches made, and the
+                # tables analyzed as a running database's are (a fresh one has no statistics, and PostgreSQL
+                # may then look a call up by its account's index rather than its key).
+                sipp_step(info["sip_proxy"], service, steps[0], warmup, hold, Path(tmp) / "warmup")
+                with psycopg.connect(with_database(DEFAULT_PG, DATABASE), autocommit=True) as conn:
+                    conn.execute("ANALYZE")
+                for k in app.counts:
+                    app.counts[k] = 0
+                time.sleep(2)
             for i, rate in enumerate(steps):
                 pgids = [n["pid"] for n in info["nodes"]]
                 cpu0 = [cpu_seconds(p) for p in pgids]
@@ -288,6 +300,9 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=1.0, help="seconds an answered call is held")
     parser.add_argument("--peak-steps", default="30,45,60,75,90", help="offered calls/s of the peak search")
     parser.add_argument("--scale-rate", type=float, default=60.0, help="offered calls/s for 1 node vs 2")
+    parser.add_argument("--repeat", type=int, default=1, help="turns of the scale mode (median reported)")
+    parser.add_argument("--warmup", type=float, default=5.0,
+                        help="seconds of calls before the scale mode measures (then ANALYZE), 0 for none")
     parser.add_argument("--capacity", type=float, default=None,
                         help="a node's capacity for the overload mode (default: its --max-calls-per-second)")
     parser.add_argument("--serve", default="", help="more serve options for every mode, space-separated")
@@ -309,16 +324,25 @@ def main() -> None:
         # One node at half the rate and at the rate (one cluster, two steps), two nodes at the rate: the same
         # offered load on one node and on two, and the same load per node (what adding a node for more calls
         # looks like).
-        half, one = run_mode(1, [args.scale_rate / 2, args.scale_rate], args.seconds, args.hold, unlimited, "scale-1")
-        two = run_mode(2, [args.scale_rate], args.seconds, args.hold, unlimited, "scale-2")[0]
+        # Repeated in turns (one node, two nodes, one node, ...) so that a slower minute of the machine
+        # falls on both; each ratio is of one turn's pair, and the median is reported.
         per_call = "cpu_ms_per_completed_call"
-        results["scale"] = {
-            "one_half_rate": half, "one": one, "two": two,
-            "cpu_per_call_ratio": round(two[per_call] / one[per_call], 3),
-            "cpu_per_call_ratio_same_load_per_node": round(two[per_call] / half[per_call], 3),
-            "completed_ratio": round((two["completed_per_s"] or 0) / max(0.1, one["completed_per_s"] or 0), 3),
-        }
-        print("scale", json.dumps({k: v for k, v in results["scale"].items() if "ratio" in k}), flush=True)
+        rounds = []
+        for _ in range(args.repeat):
+            half, one = run_mode(1, [args.scale_rate / 2, args.scale_rate], args.seconds, args.hold, unlimited,
+                                 "scale-1", args.warmup)  # fmt: skip
+            two = run_mode(2, [args.scale_rate], args.seconds, args.hold, unlimited, "scale-2", args.warmup)[0]
+            rounds.append({
+                "one_half_rate": half, "one": one, "two": two,
+                "cpu_per_call_ratio": round(two[per_call] / one[per_call], 3),
+                "cpu_per_call_ratio_same_load_per_node": round(two[per_call] / half[per_call], 3),
+                "completed_ratio": round((two["completed_per_s"] or 0) / max(0.1, one["completed_per_s"] or 0), 3),
+            })
+            print("scale", json.dumps({k: v for k, v in rounds[-1].items() if "ratio" in k}), flush=True)
+        ratios = {k: sorted(r[k] for r in rounds) for k in rounds[0] if "ratio" in k}
+        results["scale"] = {**rounds[len(rounds) // 2], "rounds": rounds,
+                            "ratios": ratios, "median": {k: v[len(v) // 2] for k, v in ratios.items()}}  # fmt: skip
+        print("scale median", json.dumps(results["scale"]["median"]), flush=True)
     if "overload" in modes:
         capacity = args.capacity or DEFAULT_MAX_CALLS_PER_SECOND
         results["overload"] = run_mode(1, [3 * capacity], args.seconds, args.hold, extra, "overload-3x")
