@@ -192,16 +192,24 @@ def cluster(run_dir: Path, *args: str) -> dict[str, Any]:
     return json.loads(out.stdout) if "--json" in args else {}
 
 
-def cpu_seconds(pgid: int) -> float:
-    total = 0
+def cpu_by_process(pgid: int) -> dict[str, float]:
+    """CPU seconds (utime + stime) of each live process of a node's group, by what it is: ``api`` (the group
+    leader), ``media`` (its media process), ``other:PID`` (the resource tracker, recognisers)."""
+    out: dict[str, float] = {}
     for pid in group_members(pgid):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
+        name = "api" if pid == pgid else "media" if b"spawn_main" in cmdline else f"other:{pid}"
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return out
+
+
+def cpu_seconds(pgid: int) -> float:
+    return sum(cpu_by_process(pgid).values())
 
 
 def _pct(samples: list[float], q: float) -> float | None:
@@ -274,11 +282,14 @@ def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_
             for i, rate in enumerate(steps):
                 pgids = [n["pid"] for n in info["nodes"]]
                 cpu0 = [cpu_seconds(p) for p in pgids]
+                split0 = [cpu_by_process(p) for p in pgids]
                 load0 = os.getloadavg()[0]
                 step = sipp_step(info["sip_proxy"], service, rate, seconds, hold, Path(tmp) / f"step{i}")
                 cpu = [round(cpu_seconds(p) - c, 2) for p, c in zip(pgids, cpu0, strict=True)]
+                split = [{k: round(v - s0.get(k, 0.0), 2) for k, v in cpu_by_process(p).items()}
+                         for p, s0 in zip(pgids, split0, strict=True)]
                 done = max(1, step["completed"])
-                step.update(label=label, nodes=nodes, node_cpu_s=cpu,
+                step.update(label=label, nodes=nodes, node_cpu_s=cpu, node_cpu_by_process_s=split,
                             cpu_ms_per_completed_call=round(1000 * sum(cpu) / done, 2),
                             app=dict(app.counts), load_before=round(load0, 2),
                             load_after=round(os.getloadavg()[0], 2))
