@@ -27,6 +27,7 @@ import csv
 import itertools
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -208,6 +209,31 @@ def cpu_by_process(pgid: int) -> dict[str, float]:
     return out
 
 
+def cpu_of_named(*names: str) -> float:
+    """CPU seconds of every process whose command name is one of ``names`` (all of PostgreSQL's backends,
+    Kamailio's workers)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")] in names:
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def others_cpu() -> dict[str, float]:
+    """What else the step costs the machine: this process (the application and the driver), SIPp (a
+    child: counted when it has been waited for), PostgreSQL, Kamailio."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"app": me.ru_utime + me.ru_stime, "sipp": children.ru_utime + children.ru_stime,
+            "postgres": cpu_of_named("postgres"), "kamailio": cpu_of_named("kamailio")}
+
+
 def cpu_seconds(pgid: int) -> float:
     return sum(cpu_by_process(pgid).values())
 
@@ -282,6 +308,7 @@ def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_
             for i, rate in enumerate(steps):
                 pgids = [n["pid"] for n in info["nodes"]]
                 cpu0 = [cpu_seconds(p) for p in pgids]
+                others0 = others_cpu()
                 split0 = [cpu_by_process(p) for p in pgids]
                 load0 = os.getloadavg()[0]
                 step = sipp_step(info["sip_proxy"], service, rate, seconds, hold, Path(tmp) / f"step{i}")
@@ -289,7 +316,8 @@ def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_
                 split = [{k: round(v - s0.get(k, 0.0), 2) for k, v in cpu_by_process(p).items()}
                          for p, s0 in zip(pgids, split0, strict=True)]
                 done = max(1, step["completed"])
-                step.update(label=label, nodes=nodes, node_cpu_s=cpu, node_cpu_by_process_s=split,
+                others = {k: round(v - others0[k], 2) for k, v in others_cpu().items()}
+                step.update(label=label, nodes=nodes, node_cpu_s=cpu, node_cpu_by_process_s=split, other_cpu_s=others,
                             cpu_ms_per_completed_call=round(1000 * sum(cpu) / done, 2),
                             app=dict(app.counts), load_before=round(load0, 2),
                             load_after=round(os.getloadavg()[0], 2))
