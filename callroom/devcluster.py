@@ -141,7 +141,7 @@ def _serve_options(python: str) -> str:
     return out.stdout
 
 
-def _with_database(url: str, name: str) -> str:
+def with_database(url: str, name: str) -> str:
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
@@ -281,7 +281,7 @@ def up(args: argparse.Namespace) -> ClusterState:
     plan = _plan(args)
     passes_nats = "--nats-url" in _serve_options(python)
     created = _prepare_database(args.pg_url, args.database, args.fresh)
-    database_url = _with_database(args.pg_url, args.database)
+    database_url = with_database(args.pg_url, args.database)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     key_file = run_dir / "api-key.json"

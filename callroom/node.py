@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -156,6 +157,7 @@ class Node:
         self.bus: Bus | None = None
         self.cluster_media: ClusterMedia | None = None
         self._timer_wake = asyncio.Event()
+        self._timer_look_at = math.inf  # when the timer loop looks next (wall clock, as timers are)
         self._stopping = False
         self.drain = Drain(self.control, grace=config.drain_grace_secs, dispatcher=lambda: self.dispatcher,
                            mark_draining=self._mark_draining)
@@ -367,7 +369,7 @@ class Node:
         )
         self.control.on_events = self._committed_events
         self.app.state.webhook_dispatcher = self.dispatcher
-        self.control.on_timers = self._timer_wake.set
+        self.control.on_timers = self._timer_set
         if self.config.nats_url:
             await self._join_cluster(self.config.nats_url)
         ended = await cooperative.run_if(self.control.cooperative, self.control.recover)
@@ -451,14 +453,23 @@ class Node:
             await self.membership.hand_over_webhooks()
         self.store.dispose()
 
+    def _timer_set(self, due_at: float) -> None:
+        """A command here set a timer: look again now if it is due before the loop planned to."""
+        if due_at < self._timer_look_at:
+            self._timer_wake.set()
+
     async def _timers(self) -> None:
+        """Fire due timers: a pass when the soonest is due, when a command here sets a sooner one, and at
+        least every second (timers set through other nodes)."""
         while not self._stopping:
             self._timer_wake.clear()
+            self._timer_look_at = math.inf  # during the pass every new timer counts (the pass may miss it)
             try:
                 next_due = await self.control.arun_due_timers()
             except Exception:
                 log.exception("timer pass failed")
                 next_due = None
             delay = 1.0 if next_due is None else max(0.0, min(1.0, next_due - time.time()))
+            self._timer_look_at = time.time() + delay
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_wake.wait(), delay)

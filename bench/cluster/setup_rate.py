@@ -27,6 +27,7 @@ import csv
 import itertools
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -47,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from callroom.cluster_procs import group_members  # noqa: E402
+from callroom.devcluster import DEFAULT_PG, with_database  # noqa: E402
 from tests.cluster.support import INVITE_MESSAGE  # noqa: E402
 from tests.support.node import free_port  # noqa: E402
 
@@ -190,16 +193,49 @@ def cluster(run_dir: Path, *args: str) -> dict[str, Any]:
     return json.loads(out.stdout) if "--json" in args else {}
 
 
-def cpu_seconds(pgid: int) -> float:
-    total = 0
+def cpu_by_process(pgid: int) -> dict[str, float]:
+    """CPU seconds (utime + stime) of each live process of a node's group, by what it is: ``api`` (the group
+    leader), ``media`` (its media process), ``other:PID`` (the resource tracker, recognisers)."""
+    out: dict[str, float] = {}
     for pid in group_members(pgid):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        name = "api" if pid == pgid else "media" if b"spawn_main" in cmdline else f"other:{pid}"
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return out
+
+
+def cpu_of_named(*names: str) -> float:
+    """CPU seconds of every process whose command name is one of ``names`` (all of PostgreSQL's backends,
+    Kamailio's workers)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")] in names:
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
     return total / TICKS
+
+
+def others_cpu() -> dict[str, float]:
+    """What else the step costs the machine: this process (the application and the driver), SIPp (a
+    child: counted when it has been waited for), PostgreSQL, Kamailio."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"app": me.ru_utime + me.ru_stime, "sipp": children.ru_utime + children.ru_stime,
+            "postgres": cpu_of_named("postgres"), "kamailio": cpu_of_named("kamailio")}
+
+
+def cpu_seconds(pgid: int) -> float:
+    return sum(cpu_by_process(pgid).values())
 
 
 def _pct(samples: list[float], q: float) -> float | None:
@@ -244,7 +280,7 @@ def sipp_step(proxy: str, service: str, rate: float, seconds: float, hold: float
 
 
 def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_args: list[str],
-             label: str) -> list[dict[str, Any]]:  # fmt: skip
+             label: str, warmup: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
     results = []
     with tempfile.TemporaryDirectory(prefix="setup-rate-") as tmp:
         run_dir = Path(tmp) / "cluster"
@@ -259,14 +295,29 @@ def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_
             resp.raise_for_status()
             service = resp.json()["data"]["id"]
             time.sleep(2)  # Kamailio's probes mark the nodes active
+            if warmup > 0:
+                # Steady state before measuring: the nodes' lazily built statements and caches made, and the
+                # tables analyzed as a running database's are (a fresh one has no statistics, and PostgreSQL
+                # may then look a call up by its account's index rather than its key).
+                sipp_step(info["sip_proxy"], service, steps[0], warmup, hold, Path(tmp) / "warmup")
+                with psycopg.connect(with_database(DEFAULT_PG, DATABASE), autocommit=True) as conn:
+                    conn.execute("ANALYZE")
+                for k in app.counts:
+                    app.counts[k] = 0
+                time.sleep(2)
             for i, rate in enumerate(steps):
                 pgids = [n["pid"] for n in info["nodes"]]
                 cpu0 = [cpu_seconds(p) for p in pgids]
+                others0 = others_cpu()
+                split0 = [cpu_by_process(p) for p in pgids]
                 load0 = os.getloadavg()[0]
                 step = sipp_step(info["sip_proxy"], service, rate, seconds, hold, Path(tmp) / f"step{i}")
                 cpu = [round(cpu_seconds(p) - c, 2) for p, c in zip(pgids, cpu0, strict=True)]
+                split = [{k: round(v - s0.get(k, 0.0), 2) for k, v in cpu_by_process(p).items()}
+                         for p, s0 in zip(pgids, split0, strict=True)]
                 done = max(1, step["completed"])
-                step.update(label=label, nodes=nodes, node_cpu_s=cpu,
+                others = {k: round(v - others0[k], 2) for k, v in others_cpu().items()}
+                step.update(label=label, nodes=nodes, node_cpu_s=cpu, node_cpu_by_process_s=split, other_cpu_s=others,
                             cpu_ms_per_completed_call=round(1000 * sum(cpu) / done, 2),
                             app=dict(app.counts), load_before=round(load0, 2),
                             load_after=round(os.getloadavg()[0], 2))
@@ -288,6 +339,9 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=1.0, help="seconds an answered call is held")
     parser.add_argument("--peak-steps", default="30,45,60,75,90", help="offered calls/s of the peak search")
     parser.add_argument("--scale-rate", type=float, default=60.0, help="offered calls/s for 1 node vs 2")
+    parser.add_argument("--repeat", type=int, default=1, help="turns of the scale mode (median reported)")
+    parser.add_argument("--warmup", type=float, default=5.0,
+                        help="seconds of calls before the scale mode measures (then ANALYZE), 0 for none")
     parser.add_argument("--capacity", type=float, default=None,
                         help="a node's capacity for the overload mode (default: its --max-calls-per-second)")
     parser.add_argument("--serve", default="", help="more serve options for every mode, space-separated")
@@ -309,16 +363,25 @@ def main() -> None:
         # One node at half the rate and at the rate (one cluster, two steps), two nodes at the rate: the same
         # offered load on one node and on two, and the same load per node (what adding a node for more calls
         # looks like).
-        half, one = run_mode(1, [args.scale_rate / 2, args.scale_rate], args.seconds, args.hold, unlimited, "scale-1")
-        two = run_mode(2, [args.scale_rate], args.seconds, args.hold, unlimited, "scale-2")[0]
+        # Repeated in turns (one node, two nodes, one node, ...) so that a slower minute of the machine
+        # falls on both; each ratio is of one turn's pair, and the median is reported.
         per_call = "cpu_ms_per_completed_call"
-        results["scale"] = {
-            "one_half_rate": half, "one": one, "two": two,
-            "cpu_per_call_ratio": round(two[per_call] / one[per_call], 3),
-            "cpu_per_call_ratio_same_load_per_node": round(two[per_call] / half[per_call], 3),
-            "completed_ratio": round((two["completed_per_s"] or 0) / max(0.1, one["completed_per_s"] or 0), 3),
-        }
-        print("scale", json.dumps({k: v for k, v in results["scale"].items() if "ratio" in k}), flush=True)
+        rounds = []
+        for _ in range(args.repeat):
+            half, one = run_mode(1, [args.scale_rate / 2, args.scale_rate], args.seconds, args.hold, unlimited,
+                                 "scale-1", args.warmup)  # fmt: skip
+            two = run_mode(2, [args.scale_rate], args.seconds, args.hold, unlimited, "scale-2", args.warmup)[0]
+            rounds.append({
+                "one_half_rate": half, "one": one, "two": two,
+                "cpu_per_call_ratio": round(two[per_call] / one[per_call], 3),
+                "cpu_per_call_ratio_same_load_per_node": round(two[per_call] / half[per_call], 3),
+                "completed_ratio": round((two["completed_per_s"] or 0) / max(0.1, one["completed_per_s"] or 0), 3),
+            })
+            print("scale", json.dumps({k: v for k, v in rounds[-1].items() if "ratio" in k}), flush=True)
+        ratios = {k: sorted(r[k] for r in rounds) for k in rounds[0] if "ratio" in k}
+        results["scale"] = {**rounds[len(rounds) // 2], "rounds": rounds,
+                            "ratios": ratios, "median": {k: v[len(v) // 2] for k, v in ratios.items()}}  # fmt: skip
+        print("scale median", json.dumps(results["scale"]["median"]), flush=True)
     if "overload" in modes:
         capacity = args.capacity or DEFAULT_MAX_CALLS_PER_SECOND
         results["overload"] = run_mode(1, [3 * capacity], args.seconds, args.hold, extra, "overload-3x")

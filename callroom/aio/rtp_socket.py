@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
 import socket
@@ -23,7 +24,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from callroom.errors import MediaError
 
@@ -166,6 +167,18 @@ class RtcpEndpoint(asyncio.DatagramProtocol):
         log.debug("RTCP socket error: %s", exc)
 
 
+async def _local_address(loop: asyncio.AbstractEventLoop,
+                         local_ip: str) -> tuple[socket.AddressFamily, tuple[Any, ...]]:  # fmt: skip
+    """The family and socket address of ``local_ip``: an address as it is (the usual case, once per call:
+    a lookup goes through a worker thread and back), a name looked up."""
+    try:
+        ip = ipaddress.ip_address(local_ip)
+    except ValueError:
+        infos = await loop.getaddrinfo(local_ip, 0, type=socket.SOCK_DGRAM)
+        return infos[0][0], infos[0][4]
+    return (socket.AF_INET, (local_ip, 0)) if ip.version == 4 else (socket.AF_INET6, (local_ip, 0, 0, 0))
+
+
 async def bind_rtp_pair(local_ip: str, port_range: tuple[int, int], attempts: int, rng: random.Random,
                         ) -> tuple[RtpSocket, asyncio.DatagramTransport, RtcpEndpoint]:  # fmt: skip
     """RTP on a free even port in ``[low, high)`` picked at random, RTCP on the next port."""
@@ -174,8 +187,7 @@ async def bind_rtp_pair(local_ip: str, port_range: tuple[int, int], attempts: in
     ports = range(low + (low & 1), high - 1, 2)
     if not ports:
         raise ValueError(f"no even port with a free successor in {port_range}")
-    infos = await loop.getaddrinfo(local_ip, 0, type=socket.SOCK_DGRAM)
-    family, address = infos[0][0], infos[0][4]
+    family, address = await _local_address(loop, local_ip)
     for _ in range(attempts):
         port = ports[rng.randrange(len(ports))]
         try:

@@ -63,8 +63,7 @@ def finish(w: World, call: Call, *, cause: str, source: str, sip_cause: str = "u
     call.conference_id = None
     call.queue_id = None
     w.update(call)
-    for kind in CALL_TIMERS:
-        w.cancel(kind, call.call_control_id)
+    w.cancel(CALL_TIMERS, call.call_control_id)
     emit_call(
         w, "call.hangup", call, hangup_cause=cause, hangup_source=source, sip_hangup_cause=sip_cause,
         start_time=iso(call.created_at), end_time=iso(call.ended_at), state="hangup",

@@ -43,6 +43,7 @@ T = TypeVar("T")
 Command = Callable[[World], Steps[T]]
 
 COMMAND_ID_WINDOW_SECS = 60.0
+FORGET_EVERY_SECS = 10.0  # how often the timer loop deletes command ids older than the window
 # An incoming call the application neither answers nor rejects rings at most this long (PBXs and carriers
 # give up after 60-180 s); the caller then gets 480 and the application call.hangup with cause timeout.
 DEFAULT_RING_TIMEOUT_SECS = 120.0
@@ -93,7 +94,10 @@ class Control:
         self.placement: Placement | None = None  # set in a cluster: media goes where its calls live
         self.clock = clock
         self.on_events: Callable[[list[PendingDelivery]], None] = lambda _events: None
-        self.on_timers: Callable[[], None] = lambda: None
+        # Told when a command set timers, with the soonest one's due time (the timer loop wakes if it is
+        # sooner than it planned to look again).
+        self.on_timers: Callable[[float], None] = lambda _due_at: None
+        self._forget_at = 0.0
         # Where a leg's call_quality_stats can be asked for before the API ends it (SIP legs' RTP counters
         # live in the media process); None: hangups carry no quality.
         self.quality_source: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
@@ -214,8 +218,9 @@ class Control:
         if done.deliveries:
             self.on_events(done.deliveries)
             logs.committed(done.deliveries)
-        if effects.timers_added:
-            self.on_timers()
+        soonest = effects.earliest_new_timer
+        if soonest is not None:
+            self.on_timers(soonest)
         if effects.error is not None:
             raise effects.error
         return result
@@ -279,10 +284,16 @@ class Control:
         return await cooperative.run_if(self.cooperative, self.run_due_timers)
 
     def run_due_timers(self, limit: int = 200) -> float | None:
-        """Fire every due timer (each in its own transaction); return when the next one is due."""
+        """Fire every due timer (each in its own transaction); return when the next one is due (None: none
+        is set). One read finds both the due timers and the next one, so a pass with nothing due is one
+        short transaction; command ids past their window are forgotten every ``FORGET_EVERY_SECS``."""
         now = self.clock()
         with self.store.transaction() as tx:
-            due = tx.due_timers(now, limit)
+            soonest = tx.soonest_timers(limit + 1)
+            if now >= self._forget_at:
+                self._forget_at = now + FORGET_EVERY_SECS
+                tx.forget_commands_before(now - COMMAND_ID_WINDOW_SECS)
+        due = [timer for timer in soonest if timer.due_at <= now][:limit]
         for timer in due:
             try:
                 self.run(timer.account_id, functools.partial(timers.fire, timer=timer))
@@ -290,9 +301,10 @@ class Control:
                 log.exception("timer %s %s failed", timer.kind, timer.ref)
                 with self.store.transaction() as tx:
                     tx.take_timer(timer)
-        with self.store.transaction() as tx:
-            tx.forget_commands_before(now - COMMAND_ID_WINDOW_SECS)
-            return tx.next_timer_due()
+        if len(due) == limit:
+            return now  # more may be due: another pass at once
+        # (Timers the fired ones set were told to the loop by ``on_timers``.)
+        return next((timer.due_at for timer in soonest if timer.due_at > now), None)
 
     # -- restart ------------------------------------------------------------------------------------
 

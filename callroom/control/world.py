@@ -219,8 +219,19 @@ class World:
     def schedule(self, kind: str, ref: str, due_at: float) -> None:
         self._writes.append(Schedule(Timer(kind=kind, ref=ref, due_at=due_at, account_id=self.account_id)))
 
-    def cancel(self, kind: str, ref: str) -> None:
-        self._writes.append(CancelTimer(kind, ref))
+    def cancel(self, kind: str | tuple[str, ...], ref: str) -> None:
+        """Cancel ``ref``'s timers of ``kind`` (one or several). Joined to an earlier cancel of the same
+        ``ref`` in this command, so that one statement deletes them, unless a timer of ``ref`` was set since."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+        for i in range(len(self._writes) - 1, -1, -1):
+            write = self._writes[i]
+            if isinstance(write, Schedule) and write.timer.ref == ref:
+                break
+            if isinstance(write, CancelTimer) and write.ref == ref:
+                joined = write.kinds + tuple(k for k in kinds if k not in write.kinds)
+                self._writes[i] = CancelTimer(joined, ref)
+                return
+        self._writes.append(CancelTimer(kinds, ref))
 
     def emit(self, event_type: str, payload: dict[str, Any], *, connection_id: str, webhook_url: str | None,
              method: str, order_key: str, occurred_at_in_payload: bool) -> None:  # fmt: skip

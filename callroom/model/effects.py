@@ -72,7 +72,9 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
-    kind: str
+    """The timers of any of ``kinds`` set for ``ref`` are cancelled (one statement however many kinds)."""
+
+    kinds: tuple[str, ...]
     ref: str
 
 
@@ -112,5 +114,6 @@ class Effects:
         return [w for w in self.writes if isinstance(w, Webhook)]
 
     @property
-    def timers_added(self) -> bool:
-        return any(isinstance(w, Schedule) for w in self.writes)
+    def earliest_new_timer(self) -> float | None:
+        """When the soonest timer this command set is due (None: it set none)."""
+        return min((w.timer.due_at for w in self.writes if isinstance(w, Schedule)), default=None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, update
@@ -248,12 +249,14 @@ class Tx(ConferenceTx, QueueTx, TrunkTx):
         del row["id"]
         self.conn.execute(prebuilt("insert:timers", t.timers.insert), row)
 
-    def cancel_timers(self, kind: str, ref: str) -> None:
+    def cancel_timers(self, kinds: str | Sequence[str], ref: str) -> None:
+        """Delete the timers of ``ref`` of any of ``kinds`` (a call's end cancels all its kinds at once)."""
         c = t.timers.c
-        stmt = prebuilt(
-            "cancel_timers", lambda: delete(t.timers).where(c.kind == bindparam("k"), c.ref == bindparam("r"))
-        )
-        self.conn.execute(stmt, {"k": kind, "r": ref})
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+        names = [f"k{i}" for i in range(len(kinds))]
+        stmt = prebuilt(f"cancel_timers:{len(kinds)}", lambda: delete(t.timers).where(
+            c.ref == bindparam("r"), c.kind.in_([bindparam(n) for n in names])))
+        self.conn.execute(stmt, {"r": ref, **dict(zip(names, kinds, strict=True))})
 
     def take_timer(self, timer: Timer) -> bool:
         """Delete a due timer; False if another worker took it or it was cancelled meanwhile.
@@ -272,6 +275,13 @@ class Tx(ConferenceTx, QueueTx, TrunkTx):
         stmt = prebuilt("due_timers", lambda: select(t.timers).where(c.due_at <= bindparam("now"))
                         .order_by(c.due_at, c.id).limit(bindparam("limit_")))
         return [from_row(Timer, r) for r in self.conn.execute(stmt, {"now": now, "limit_": limit})]
+
+    def soonest_timers(self, limit: int) -> list[Timer]:
+        """The ``limit`` timers due soonest, due or not."""
+        c = t.timers.c
+        stmt = prebuilt("soonest_timers", lambda: select(t.timers).order_by(c.due_at, c.id)
+                        .limit(bindparam("limit_")))
+        return [from_row(Timer, r) for r in self.conn.execute(stmt, {"limit_": limit})]
 
     def next_timer_due(self) -> float | None:
         value = self.conn.execute(prebuilt("next_timer", lambda: select(func.min(t.timers.c.due_at)))).scalar()

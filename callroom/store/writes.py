@@ -84,8 +84,8 @@ def write(tx: Tx, account_id: str, now: float, effects: Effects, node_id: str | 
                 tx.set_participant_flags(ids, values)
             case Schedule(timer=timer):
                 tx.add_timer(timer)
-            case CancelTimer(kind=kind, ref=ref):
-                tx.cancel_timers(kind, ref)
+            case CancelTimer(kinds=kinds, ref=ref):
+                tx.cancel_timers(kinds, ref)
             case Webhook():
                 appended.append(outbox.append_webhook(tx, account_id, w, now, node_id))
     return appended

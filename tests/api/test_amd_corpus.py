@@ -8,6 +8,7 @@ are printed (``pytest -s``)."""
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import datetime
 
 import httpx
@@ -44,16 +45,20 @@ def _decision(tenant: Tenant, recording: Recording, cid: str) -> Decision:
 
 
 def test_the_detector_decides_nine_in_ten_dialled_recordings_right(tenant: Tenant) -> None:
-    decisions: list[Decision] = []
-    for batch in (recordings()[at : at + 16] for at in range(0, len(recordings()), 16)):
-        calls = []
-        for recording in batch:
-            _upload(tenant, recording)
+    for recording in recordings():
+        _upload(tenant, recording)
+    # Every call at once (the longest greeting bounds the test, not the sum of three), dialled 16 a second:
+    # under the node's default limit of new calls per second.
+    calls = []
+    for at in range(0, len(recordings()), 16):
+        started = time.monotonic()
+        for recording in recordings()[at : at + 16]:
             calls.append((recording, tenant.dial(recording.name, f"answer_after=0;play={recording.name}",
                                                  wait_answered=False, answering_machine_detection="detect_beep")))
-        decisions += [_decision(tenant, recording, cid) for recording, cid in calls]
-        for _, cid in calls:
-            tenant.client.calls.actions.hangup(cid)
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+    decisions = [_decision(tenant, recording, cid) for recording, cid in calls]
+    for _, cid in calls:
+        tenant.client.calls.actions.hangup(cid)
     print("\n" + table(decisions, "dialled calls to virtual phones playing the recordings (detect_beep)"))
     assert accuracy(decisions) >= 0.9
     assert accuracy([d for d in decisions if d.held_out]) >= 0.9

@@ -192,8 +192,8 @@ class Memory:
                                 setattr(p, k, v)
                 case Schedule(timer=timer):
                     self.timers.append(timer)
-                case CancelTimer(kind=kind, ref=ref):
-                    self.timers[:] = [t for t in self.timers if (t.kind, t.ref) != (kind, ref)]
+                case CancelTimer(kinds=kinds, ref=ref):
+                    self.timers[:] = [t for t in self.timers if t.ref != ref or t.kind not in kinds]
                 case Webhook():
                     self.webhooks.append(w)
 

@@ -7,6 +7,7 @@ import pytest
 from callroom.control import bridges, calls, conferences
 from callroom.model import media as m
 from callroom.model import reads as r
+from callroom.model.effects import CancelTimer, Schedule
 from callroom.model.numbers import NumberPlan
 from callroom.model.states import CallState
 from tests.control.memory import Memory, new_app, new_call
@@ -131,3 +132,19 @@ def test_far_end_facts_about_unknown_or_ended_legs_change_nothing() -> None:
     mem.run(lambda w: calls.remote_answered(w, ended.call_control_id))
     mem.run(lambda w: calls.dtmf_received(w, ended.call_control_id, "5"))
     assert mem.webhooks == []
+
+
+def test_the_timers_a_command_cancels_for_one_call_go_in_one_write() -> None:
+    """Answering cancels the dial timeout and the first-command and ring timeouts: one delete, not three;
+    a hangup's cancels are one too."""
+    mem = Memory()
+    new_app(mem)
+    call, _ = mem.run(lambda w: calls.dial(w, calls.DialRequest("app", "+1555", "virtual:bob")))
+    cid = call.call_control_id
+    _, answered = mem.run(lambda w: calls.remote_answered(w, cid))
+    cancels = [w for w in answered.writes if isinstance(w, CancelTimer)]
+    assert len(cancels) == 1 and "dial_timeout" in cancels[0].kinds
+    assert [w.timer.kind for w in answered.writes if isinstance(w, Schedule)] == ["time_limit"]
+    assert [t.kind for t in mem.timers] == ["time_limit"]
+    _, hung_up = mem.run(lambda w: calls.hangup(w, cid, client_state=None))
+    assert len([w for w in hung_up.writes if isinstance(w, CancelTimer)]) == 1 and mem.timers == []

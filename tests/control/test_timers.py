@@ -128,6 +128,30 @@ def test_queue_timeout_survives_a_node_restart(world: World, tmp_path: Path) -> 
     assert world.call(cid).state.value == "parked"
 
 
+def test_the_timer_loop_is_told_the_soonest_new_timer_and_the_next_due(world: World) -> None:
+    """A command that sets timers tells the loop when the soonest is due (the loop wakes only if that is
+    before it planned to look); a pass returns when the next timer is due."""
+    told: list[float] = []
+    world.control.on_timers = told.append
+    cid = world.answered_call()  # dial (dial timeout), then answered (time limit)
+    dial_timeout_at = world.now + calls.DialRequest("app", "+1", "virtual:x").timeout_secs
+    assert told == [dial_timeout_at, world.now + world.call(cid).time_limit_secs]
+    assert world.control.run_due_timers() == world.now + world.call(cid).time_limit_secs
+    told.clear()
+    world.run(lambda ctx: calls.hangup(ctx, cid, client_state=None))  # cancels, sets nothing
+    assert told == []
+    assert world.control.run_due_timers() is None
+
+
+def test_a_pass_fires_at_most_its_limit_and_asks_for_another(world: World) -> None:
+    for _ in range(3):
+        world.answered_call()
+    world.now += 5 * 3600  # every time limit is due
+    assert world.control.run_due_timers(limit=2) == world.now  # two fired, one left: look again at once
+    assert world.control.run_due_timers(limit=2) is None
+    assert [e for e, _ in world.events()].count("call.hangup") == 3
+
+
 def test_illegal_transition_is_refused_by_the_table(world: World) -> None:
     cid = world.answered_call()
 

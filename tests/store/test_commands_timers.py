@@ -115,6 +115,29 @@ def test_cancel_timers_by_kind_and_ref(store: Store) -> None:
         assert tx.next_timer_due() is None
 
 
+def test_cancel_several_kinds_of_one_ref_at_once(store: Store) -> None:
+    acct = uid()
+    with store.transaction() as tx:
+        for kind in ("dial_timeout", "time_limit", "first_command"):
+            tx.add_timer(f.timer(acct, kind=kind, ref="v3:a", due_at=NOW))
+        tx.add_timer(f.timer(acct, kind="dial_timeout", ref="v3:b", due_at=NOW))
+    with store.transaction() as tx:
+        tx.cancel_timers(("dial_timeout", "time_limit", "ring_timeout"), "v3:a")
+    with store.transaction() as tx:
+        assert sorted((t.kind, t.ref) for t in tx.due_timers(NOW)) == [("dial_timeout", "v3:b"),
+                                                                      ("first_command", "v3:a")]
+
+
+def test_soonest_timers_due_or_not(store: Store) -> None:
+    acct = uid()
+    with store.transaction() as tx:
+        for due in (NOW + 30, NOW - 5, NOW + 1, NOW):
+            tx.add_timer(f.timer(acct, kind="dial_timeout", ref=uid(), due_at=due))
+    with store.transaction() as tx:
+        assert [t.due_at for t in tx.soonest_timers(3)] == [NOW - 5, NOW, NOW + 1]
+        assert [t.due_at for t in tx.soonest_timers(10)] == [NOW - 5, NOW, NOW + 1, NOW + 30]
+
+
 def test_a_stale_timer_id_cannot_take_a_newer_timer(store: Store, request: pytest.FixtureRequest) -> None:
     """The timer loop lists due timers, then takes each by id in a later transaction. Meanwhile a command
     may cancel that timer and add another (answering a call cancels its dial timeout and starts its time
