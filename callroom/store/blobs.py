@@ -102,11 +102,11 @@ def chunks_of(source: BinaryIO) -> Iterator[bytes]:
         chunk = source.read(CHUNK_BYTES)
         if not chunk:
             return
-        while len(chunk) < CHUNK_BYTES:
-            more = source.read(CHUNK_BYTES - len(chunk))
-            if not more:
-                break
-            chunk += more
+        if len(chunk) < CHUNK_BYTES:  # a short read: more may follow
+            more = bytearray(chunk)
+            while len(more) < CHUNK_BYTES and (read := source.read(CHUNK_BYTES - len(more))):
+                more += read
+            chunk = bytes(more)
         yield chunk
 
 
