@@ -8,6 +8,7 @@
     │   ├── NotFound                  404 (resource-specific codes, e.g. 90058 conference)
     │   ├── ValidationFailed          422 (one or more field errors with a JSON pointer)
     │   ├── BodyTooLarge              413 / 90109 (a request body over its route's limit, api/limits.py)
+    │   ├── RangeNotSatisfiable       416 / 90118 (a download's Range past the file's end, api/ranges.py)
     │   ├── CommandRejected           422 (a well-formed command the current state refuses:
     │   │                                 call ended 90018, conference ended 90019, queue full 90036, ...)
     │   ├── CommandNotSupported       501 / 90117 (a Telnyx command callroom does not carry out)
@@ -130,6 +131,17 @@ class BodyTooLarge(ApiError):
     def __init__(self, limit: int) -> None:
         self.limit = limit
         super().__init__(ErrorItem("90109", "Request body too large", f"The body may have at most {limit:,} bytes."))
+
+
+class RangeNotSatisfiable(ApiError):
+    """A download's ``Range`` that selects no byte of the file: answered with ``Content-Range: bytes */size``."""
+
+    status = 416
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(ErrorItem("90118", "Range not satisfiable",
+                                   f"The range asked for selects no byte of this {size}-byte file."))
 
 
 class CommandRejected(ApiError):

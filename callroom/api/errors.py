@@ -23,6 +23,7 @@ from callroom.errors import (
     CommandNotSupported,
     ErrorItem,
     Overloaded,
+    RangeNotSatisfiable,
     RateLimited,
     UnstorableText,
 )
@@ -86,6 +87,8 @@ def response_for(exc: Exception) -> JSONResponse:
             headers["x-should-retry"] = "false"  # a 5xx the SDKs would otherwise send twice more
         elif isinstance(exc, BodyTooLarge):
             headers["connection"] = "close"  # the rest of the body is not read: this connection is done
+        elif isinstance(exc, RangeNotSatisfiable):
+            headers["Content-Range"] = f"bytes */{exc.size}"
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
     if isinstance(exc, RequestValidationError | RequestInvalid):
         found = exc.errors() if isinstance(exc, RequestValidationError) else exc.errors

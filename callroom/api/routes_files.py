@@ -1,26 +1,28 @@
 """``/recordings`` (list, retrieve, delete, download) and ``/media`` (upload, list, retrieve, update,
 download, delete): an account's files, stored in the database every node shares (``store/blobs.py``), so
-that any node serves, plays and deletes any of them. Downloads are streamed: from this node's copy when it
-has one, else a chunk at a time from the store, in worker threads."""
+that any node serves, plays and deletes any of them. Downloads (whole or a byte range) are streamed from
+this node's copy when it has one, else a chunk at a time from the store (``downloads.py``); an upload goes
+through a temporary file into the store a chunk at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
 
 from callroom.api import limits
 from callroom.api.common import Account, Ctl, PageParams, data
+from callroom.api.downloads import file_response
 from callroom.api.schemas import MEDIA_NAME_RULE, media_name_problem
-from callroom.audio.decode import decode_audio
+from callroom.audio.decode import check_audio
 from callroom.audio.fetch import FETCH_FAILED, MediaFetcher, checked_client, public_reason
+from callroom.audio.sniff import AudioFormat
 from callroom.control.service import ReadCtx
 from callroom.errors import ErrorItem, Forbidden, MediaError, NotFound, ValidationFailed
 from callroom.model import signed_links
@@ -119,39 +121,12 @@ def _dropped(request: Request) -> Callable[[str], Awaitable[None]]:
     return dropped
 
 
-def _attachment(filename: str) -> str:
-    """A Content-Disposition for ``filename``, as Starlette's ``FileResponse`` writes it."""
-    quoted = quote(filename)
-    if quoted != filename:
-        return f"attachment; filename*=utf-8''{quoted}"
-    return f'attachment; filename="{filename}"'
-
-
-async def _file_response(request: Request, key: str, media_type: str, filename: str, missing: str) -> Response:
-    """The stored file ``key``: this node's copy if it has one, else streamed from the store a chunk at a
-    time (never the whole file in memory)."""
-    store: blobs.Blobs = request.app.state.blobs
-    local = await asyncio.to_thread(store.local, key)
-    if local is not None:
-        return FileResponse(local, media_type=media_type, filename=filename)
-    info = await asyncio.to_thread(store.info, key)
-    if info is None:
-        raise NotFound(missing)
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for seq in range(info.chunks):
-            yield await asyncio.to_thread(store.chunk, key, seq)
-
-    headers = {"Content-Length": str(info.size_bytes), "Content-Disposition": _attachment(filename)}
-    return StreamingResponse(chunks(), media_type=media_type, headers=headers)
-
-
 async def _recording_file(request: Request, rec: Recording | None, recording_id: str, fmt: str) -> Response:
     missing = f"Recording {recording_id!r} has no {fmt} file."
     if rec is None or rec.status != "completed" or fmt != rec.format or not rec.path:
         raise NotFound(missing)
     media_type = "audio/mpeg" if fmt == "mp3" else "audio/wav"
-    return await _file_response(request, rec.path, media_type, rec.file_name, missing)
+    return await file_response(request, rec.path, media_type, rec.file_name, missing)
 
 
 @router.get("/recordings/{recording_id}/download.{fmt}")
@@ -210,9 +185,10 @@ def _ttl(value: Any) -> int:
     return ttl
 
 
-async def _fetch(request: Request, url: str) -> bytes:
-    """The media at ``url``, fetched as media to play is (limits, redirects, the node's address policy); a
-    failure is one generic 422, whatever the server answered (the node's log has the detail)."""
+async def _fetch(request: Request, url: str, out: BinaryIO) -> None:
+    """The media at ``url`` written to ``out``, fetched as media to play is (limits, redirects, the node's
+    address policy); a failure is one generic 422, whatever the server answered (the node's log has the
+    detail)."""
     if not url.startswith(("http://", "https://")) or len(url) > limits.MAX_URL:
         raise ValidationFailed.field("/media_url", "media_url must be an http(s) URL")
     policy: AddressPolicy = request.app.state.url_policy
@@ -221,7 +197,7 @@ async def _fetch(request: Request, url: str) -> bytes:
         raise ValidationFailed.field("/media_url", why)
     try:
         async with checked_client(policy) as client:
-            return await MediaFetcher(client, max_bytes=MAX_MEDIA_BYTES, timeout=30.0).download(url)
+            await MediaFetcher(client, max_bytes=MAX_MEDIA_BYTES, timeout=30.0).download_to(url, out)
     except MediaError as exc:
         log.info("media_url %s: %s", url, exc)
         raise ValidationFailed.field("/media_url", FETCH_FAILED) from exc
@@ -240,23 +216,23 @@ def _legacy_in_media_dir(request: Request, key: str) -> bool:
     return Path(key).resolve().is_relative_to(Path(request.app.state.media_dir).resolve())
 
 
-async def _store(request: Request, account: str, ctl: Ctl, name: str, content: bytes, ttl: int) -> MediaFile:
-    """Check that ``content`` plays, store it under a new key, then point the media's row at it; the file it
-    replaces (same name) is deleted in that transaction, its copies after it."""
+async def _store(request: Request, account: str, ctl: Ctl, name: str, source: BinaryIO, ttl: int) -> MediaFile:
+    """Check that the file ``source`` plays, store it under a new key (a chunk at a time), then point the
+    media's row at it; the file it replaces (same name) is deleted in that transaction, its copies after it."""
     _plain_name(name, pointer="/media_name")
     if blobs.key_problem(name) is not None:  # a plain name is a plain key segment
         raise ValidationFailed.field("/media_name", MEDIA_NAME_RULE)
     try:
-        await asyncio.to_thread(decode_audio, content, max_seconds=3600)
+        fmt = await asyncio.to_thread(check_audio, source, max_seconds=3600)
     except MediaError as exc:
         log.info("media %r of %s: %s", name, account, exc)
         raise ValidationFailed.field("/media_url", f"not playable audio: {public_reason(exc)}") from exc
     store: blobs.Blobs = request.app.state.blobs
     key = blobs.media_key(account, name)
-    await asyncio.to_thread(store.put_bytes, key, content)
+    size = await asyncio.to_thread(store.put_stream, key, source)
     now = time.time()
-    content_type = "audio/mpeg" if content[:3] == b"ID3" or content[:2] in (b"\xff\xfb", b"\xff\xf3") else "audio/wav"
-    media = MediaFile(account, name, key, content_type, len(content), now, now, now + ttl)
+    content_type = "audio/mpeg" if fmt is AudioFormat.MP3 else "audio/wav"
+    media = MediaFile(account, name, key, content_type, size, now, now, now + ttl)
 
     def run(ctx: ReadCtx) -> str | None:
         old = media_tx.get_media(ctx.tx, account, name)
@@ -285,29 +261,35 @@ def _forget(store: blobs.Blobs, key: str) -> None:
 
 @router.post("/media")
 async def upload_media(request: Request, account: Account, ctl: Ctl) -> dict[str, Any]:
-    """JSON ``{media_url, media_name, ttl_secs}`` (the node downloads it), or multipart with a ``media`` file."""
+    """JSON ``{media_url, media_name, ttl_secs}`` (the node downloads it), or multipart with a ``media`` file.
+    Either lands in a temporary file first (Starlette spools a multipart file past 1 MB to disk; a download is
+    written as it arrives), is checked and stored from there: never the whole file in memory."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/"):
-        form = await request.form()
-        upload = form.get("media")
-        if upload is None or isinstance(upload, str):
-            raise ValidationFailed.field("/media", "a file in the 'media' field is required")
-        content = await upload.read()
-        name = str(form.get("media_name") or upload.filename or "")
-        ttl = _ttl(form.get("ttl_secs"))
-    else:
-        body = await _json_object(request)
-        if not body.get("media_url"):
-            raise ValidationFailed.field(
-                "/media_url", "media_url is required", code="10004", title="Missing required parameter"
-            )
-        ttl = _ttl(body.get("ttl_secs"))
-        name = str(body.get("media_name") or str(body["media_url"]).rstrip("/").rsplit("/", 1)[-1])
-        _plain_name(name, pointer="/media_name")  # before anything is fetched
-        content = await _fetch(request, str(body["media_url"]))
-    if len(content) > MAX_MEDIA_BYTES:
-        raise ValidationFailed.field("/media", "media is larger than 50 MB")
-    return data(media_view(await _store(request, account, ctl, name, content, ttl)))
+        async with request.form() as form:
+            upload = form.get("media")
+            if upload is None or isinstance(upload, str):
+                raise ValidationFailed.field("/media", "a file in the 'media' field is required")
+            name = str(form.get("media_name") or upload.filename or "")
+            ttl = _ttl(form.get("ttl_secs"))
+            if await asyncio.to_thread(_size, upload.file) > MAX_MEDIA_BYTES:
+                raise ValidationFailed.field("/media", "media is larger than 50 MB")
+            return data(media_view(await _store(request, account, ctl, name, upload.file, ttl)))
+    body = await _json_object(request)
+    if not body.get("media_url"):
+        raise ValidationFailed.field(
+            "/media_url", "media_url is required", code="10004", title="Missing required parameter"
+        )
+    ttl = _ttl(body.get("ttl_secs"))
+    name = str(body.get("media_name") or str(body["media_url"]).rstrip("/").rsplit("/", 1)[-1])
+    _plain_name(name, pointer="/media_name")  # before anything is fetched
+    with tempfile.TemporaryFile() as spool:  # (the fetch stops past MAX_MEDIA_BYTES)
+        await _fetch(request, str(body["media_url"]), spool)
+        return data(media_view(await _store(request, account, ctl, name, spool, ttl)))
+
+
+def _size(f: BinaryIO) -> int:
+    return f.seek(0, 2)
 
 
 def _media(ctx: ReadCtx, name: str) -> MediaFile:
@@ -337,10 +319,9 @@ async def update_media(media_name: str, request: Request, account: Account, ctl:
     body = await _json_object(request) if request.headers.get("content-type", "").startswith("application/json") else {}
     ttl = _ttl(body.get("ttl_secs"))
     if body.get("media_url"):
-        return data(
-            media_view(await _store(request, account, ctl, media_name, await _fetch(request, str(body["media_url"])),
-                                    ttl))
-        )
+        with tempfile.TemporaryFile() as spool:
+            await _fetch(request, str(body["media_url"]), spool)
+            return data(media_view(await _store(request, account, ctl, media_name, spool, ttl)))
     existing.expires_at = time.time() + ttl
     existing.updated_at = time.time()
     await ctl.astore_rows(account, lambda ctx: media_tx.put_media(ctx.tx, existing))
@@ -354,7 +335,7 @@ async def download_media(media_name: str, request: Request, account: Account, ct
     missing = f"Media {media_name!r} has no file."
     if blobs.is_legacy(m.path) and not _legacy_in_media_dir(request, m.path):
         raise NotFound(missing)
-    return await _file_response(request, m.path, m.content_type, m.media_name, missing)
+    return await file_response(request, m.path, m.content_type, m.media_name, missing)
 
 
 @router.delete("/media/{media_name}", status_code=204)

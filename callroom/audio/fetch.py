@@ -19,8 +19,9 @@ import asyncio
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import httpcore
 import httpx
@@ -46,6 +47,7 @@ from callroom.errors import (
 from callroom.outbound import AddressPolicy
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+WRITE_BYTES = 1 << 20  # ``download_to`` writes this much at a time
 
 FETCH_FAILED = "could not fetch media"
 FETCH_ERRORS = (MediaUnreachable, MediaHttpError, MediaTooLarge, InvalidMediaUrl)
@@ -138,7 +140,29 @@ class MediaFetcher:
 
     async def download(self, url: str) -> bytes:
         """The bytes at ``url``, with every limit of a fetch but no decoding and no cache."""
-        return await self._download(url)
+        body = bytearray()
+
+        async def keep(chunk: bytes) -> None:
+            body.extend(chunk)
+
+        await self._download(url, keep)
+        return bytes(body)
+
+    async def download_to(self, url: str, out: BinaryIO) -> int:
+        """``download``, written to ``out`` as it arrives (a megabyte at a time, in a worker thread): at most
+        that much of it is ever in memory. How many bytes."""
+        pending = bytearray()
+
+        async def write(chunk: bytes) -> None:
+            pending.extend(chunk)
+            if len(pending) >= WRITE_BYTES:
+                await asyncio.to_thread(out.write, pending)
+                pending.clear()
+
+        size = await self._download(url, write)
+        if pending:
+            await asyncio.to_thread(out.write, pending)
+        return size
 
     async def fetch(self, url: str) -> Pcm:
         """The audio at ``url`` as 8 kHz mono int16 (read-only array)."""
@@ -171,7 +195,7 @@ class MediaFetcher:
         path = self._disk_path(url)
         audio = await asyncio.to_thread(_read_npy, path) if path is not None else None
         if audio is None:
-            data = await self._download(url)
+            data = await self.download(url)
             audio = await asyncio.to_thread(decode_audio, data, max_seconds=self.max_seconds)
             del data
             if path is not None:
@@ -185,7 +209,8 @@ class MediaFetcher:
             return None
         return self.cache_dir / f"{hashlib.sha256(url.encode('utf-8')).hexdigest()}.npy"
 
-    async def _download(self, url: str) -> bytes:
+    async def _download(self, url: str, consume: Callable[[bytes], Awaitable[None]]) -> int:
+        """The body at ``url``, handed to ``consume`` as it arrives; its size."""
         self.downloads += 1
         current = _parse_url(url)
         try:
@@ -197,7 +222,7 @@ class MediaFetcher:
                         if response.is_redirect:
                             current = _parse_url(str(current.join(response.headers["location"])))
                             continue
-                        return await self._read_body(url, response)
+                        return await self._read_body(url, response, consume)
                 raise MediaUnreachable(f"{url}: more than {self.max_redirects} redirects")
         except TimeoutError as exc:
             raise MediaUnreachable(f"{url}: no complete answer within {self.timeout:g} s") from exc
@@ -206,18 +231,20 @@ class MediaFetcher:
         except AddressRefused as exc:
             raise MediaUnreachable(f"{url}: {exc}") from exc
 
-    async def _read_body(self, url: str, response: httpx.Response) -> bytes:
+    async def _read_body(self, url: str, response: httpx.Response,
+                         consume: Callable[[bytes], Awaitable[None]]) -> int:  # fmt: skip
         if not response.is_success:
             raise MediaHttpError(url, response.status_code)
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise MediaTooLarge(f"{url}: {declared} bytes declared, over the {self.max_bytes} byte limit")
-        body = bytearray()
+        size = 0
         async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > self.max_bytes:
+            size += len(chunk)
+            if size > self.max_bytes:
                 raise MediaTooLarge(f"{url}: body exceeds the {self.max_bytes} byte limit")
-        return bytes(body)
+            await consume(chunk)
+        return size
 
 
 def _parse_url(url: str) -> httpx.URL:

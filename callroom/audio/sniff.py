@@ -8,6 +8,7 @@ an image, random bytes), ``UnsupportedMediaFormat`` (audio in a container we do 
 from __future__ import annotations
 
 import enum
+from typing import BinaryIO
 
 from callroom.errors import EmptyMedia, NotAudio, UnsupportedMediaFormat
 
@@ -50,6 +51,9 @@ _RATES = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 3
 _MPEG_SEARCH_WITHOUT_TAG = 4096
 _MPEG_SEARCH_AFTER_TAG = 65536
 _FRAMES_TO_CONFIRM = 3
+_CHAIN_BYTES = 16384  # room for the frames that confirm a chain (3 of at most 2,881 bytes)
+_HEAD_BYTES = _MPEG_SEARCH_WITHOUT_TAG + _CHAIN_BYTES  # what ``sniff_file`` reads of a file's head
+_AFTER_TAG_BYTES = _MPEG_SEARCH_AFTER_TAG + _CHAIN_BYTES  # and after an ID3 tag
 
 
 def sniff(data: bytes) -> AudioFormat:
@@ -74,12 +78,33 @@ def sniff(data: bytes) -> AudioFormat:
     raise NotAudio(f"the media is {_describe_non_audio(data)}, not WAV or MP3 audio")
 
 
+def sniff_file(source: BinaryIO) -> AudioFormat:
+    """``sniff`` of a seekable file, reading only what it looks at: its head and, after an ID3 tag, where the
+    audio frames should start. Leaves ``source`` anywhere."""
+    source.seek(0)
+    head = source.read(_HEAD_BYTES)
+    if head[:3] == b"ID3" and len(head) >= 10:
+        start = _tag_end(head)
+        source.seek(start)
+        if _mpeg_frames_in(source.read(_AFTER_TAG_BYTES), 0, _MPEG_SEARCH_AFTER_TAG):
+            return AudioFormat.MP3
+    return sniff(head)
+
+
+def _tag_end(data: bytes) -> int:
+    """Where the audio starts after the ID3v2 tag that ``data`` opens with."""
+    size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
+    return 10 + size + (10 if data[5] & 0x10 else 0)
+
+
 def _looks_like_mpeg_audio(data: bytes) -> bool:
-    start, search = 0, _MPEG_SEARCH_WITHOUT_TAG
     if data[:3] == b"ID3" and len(data) >= 10:
-        size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
-        start = 10 + size + (10 if data[5] & 0x10 else 0)
-        search = _MPEG_SEARCH_AFTER_TAG
+        return _mpeg_frames_in(data, _tag_end(data), _MPEG_SEARCH_AFTER_TAG)
+    return _mpeg_frames_in(data, 0, _MPEG_SEARCH_WITHOUT_TAG)
+
+
+def _mpeg_frames_in(data: bytes, start: int, search: int) -> bool:
+    """Whether a chain of MPEG audio frames starts within ``search`` bytes of ``start``."""
     end = min(len(data), start + search)
     pos = data.find(b"\xff", start, end)
     while pos != -1:

@@ -1,14 +1,17 @@
 """Stored files (recordings, uploaded media) in the database every node shares, and a node's own copies.
 
 A file is named by a key (``recordings/<id>.mp3``, ``media/<account>/<version>/<name>``) and kept in the
-store as a header row (``blobs``) and chunks of at most ``CHUNK_BYTES`` (``blob_chunks``): every node of a
-cluster reads every file, and a file outlives the node that wrote it. The header is marked ``complete`` only
-once every chunk is in, so a reader never sees half a file; each chunk is written in a transaction of its
-own, so a 50 MB file never holds a lock (SQLite's one writer) or a pipeline's buffer (PostgreSQL) for long.
-A key names one content for good: a replaced upload gets a new key, so a copy is never stale.
+store as a header row (``blobs``) and chunks of ``CHUNK_BYTES``, the last one shorter (``blob_chunks``):
+every node of a cluster reads every file, and a file outlives the node that wrote it. Chunk ``n`` holds
+bytes ``n * CHUNK_BYTES`` onwards, so a byte range is read from the chunks that cover it and no others.
+The header is marked ``complete`` only once every chunk is in, so a reader never sees half a file; each
+chunk is written in a transaction of its own, so a 50 MB file never holds a lock (SQLite's one writer) or
+a pipeline's buffer (PostgreSQL) for long. A key names one content for good: a replaced upload gets a
+new key, so a copy is never stale.
 
 A node keeps copies in its cache directory (``cache_dir/<key>``): what its media process plays (it reads
-files, not the database), and what the API serves when it has one. Copies are written whole under a
+files, not the database), and what the API serves when it has one (``open_copy``: an open file survives
+its copy's removal, so a download under way is never cut short). Copies are written whole under a
 temporary name and renamed; the least recently used are removed when the directory grows past
 ``cache_bytes``, and ``prune`` removes copies of files the store no longer has (deleted while the node was
 down, or through another node while the bus lost the word).
@@ -25,6 +28,8 @@ Everything here blocks: the API and the node call it in worker threads (``asynci
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import re
@@ -33,6 +38,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import and_, delete, insert, select, update
 
@@ -81,6 +87,27 @@ class BlobInfo:
     key: str
     size_bytes: int
     chunks: int
+
+    @property
+    def chunked_evenly(self) -> bool:
+        """Whether every chunk but the last holds ``CHUNK_BYTES`` (true of every file written here): only then
+        is a range's first chunk found by division."""
+        return self.chunks == -(-self.size_bytes // CHUNK_BYTES)
+
+
+def chunks_of(source: BinaryIO) -> Iterator[bytes]:
+    """What ``source`` holds from where it stands, in chunks of ``CHUNK_BYTES`` (the last one shorter), whatever
+    lengths its reads return."""
+    while True:
+        chunk = source.read(CHUNK_BYTES)
+        if not chunk:
+            return
+        if len(chunk) < CHUNK_BYTES:  # a short read: more may follow
+            more = bytearray(chunk)
+            while len(more) < CHUNK_BYTES and (read := source.read(CHUNK_BYTES - len(more))):
+                more += read
+            chunk = bytes(more)
+        yield chunk
 
 
 # -- in a transaction ----------------------------------------------------------------------------------
@@ -139,7 +166,7 @@ class Blobs:
         """Store the file at ``source`` under ``key``, read a chunk at a time; with ``keep`` the file then
         becomes this node's copy (renamed into the cache: no second write). Its size."""
         with open(source, "rb") as f:
-            size = self._put(key, iter(lambda: f.read(CHUNK_BYTES), b""))
+            size = self._put(key, chunks_of(f))
         if keep:
             target = self._copy_path(key)
             try:
@@ -152,10 +179,26 @@ class Blobs:
         return size
 
     def put_bytes(self, key: str, data: bytes) -> int:
-        """Store ``data`` under ``key``, and keep a copy here (an upload is often played soon)."""
-        view = memoryview(data)
-        size = self._put(key, (bytes(view[i:i + CHUNK_BYTES]) for i in range(0, len(data), CHUNK_BYTES)))
-        self._trim(keep=self._write_copy(key, iter((data,))))
+        """Store ``data`` under ``key``, and keep a copy here."""
+        return self.put_stream(key, io.BytesIO(data))
+
+    def put_stream(self, key: str, source: BinaryIO) -> int:
+        """Store the whole of the seekable file ``source`` under ``key``, a chunk at a time, and keep a copy here
+        (an upload is often played soon), written as the chunks go: ``source`` is read once, and never more
+        than a chunk of it is in memory. Its size."""
+        problem = key_problem(key)
+        if problem is not None:
+            raise StoreError(problem)
+        source.seek(0)
+        with self._new_copy(key) as (copy, target):
+
+            def chunks() -> Iterator[bytes]:
+                for chunk in chunks_of(source):
+                    copy.write(chunk)
+                    yield chunk
+
+            size = self._put(key, chunks())
+        self._trim(keep=target)
         return size
 
     def _put(self, key: str, chunks: Iterator[bytes]) -> int:
@@ -200,6 +243,17 @@ class Blobs:
             raise StoreError(f"stored file {key} has no chunk {seq} (deleted while read?)")
         return data
 
+    def open_copy(self, key: str) -> BinaryIO | None:
+        """This node's copy of ``key`` (or the file a legacy path names), opened, if it has one. What is open
+        stays readable whole if the copy is trimmed or deleted meanwhile."""
+        path = self.local(key)
+        if path is None:
+            return None
+        try:
+            return open(path, "rb")
+        except OSError:  # removed since: the caller reads the store instead
+            return None
+
     def local(self, key: str) -> Path | None:
         """This node's copy of ``key`` (or the file a legacy path names), if it has one."""
         if is_legacy(key):
@@ -235,18 +289,25 @@ class Blobs:
         return self.cache_dir / key
 
     def _write_copy(self, key: str, chunks: Iterator[bytes]) -> Path:
+        with self._new_copy(key) as (f, target):
+            for chunk in chunks:
+                f.write(chunk)
+        return target
+
+    @contextlib.contextmanager
+    def _new_copy(self, key: str) -> Iterator[tuple[BinaryIO, Path]]:
+        """A file to write ``key``'s copy to, under a temporary name, and where it goes: renamed there if the
+        block ends well, removed if not."""
         target = self._copy_path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
         try:
             with open(part, "wb") as f:
-                for chunk in chunks:
-                    f.write(chunk)
+                yield f, target
             os.replace(part, target)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
-        return target
 
     def drop_copy(self, key: str) -> None:
         """Remove this node's copy of ``key`` (the file was deleted or replaced); a legacy file is removed."""

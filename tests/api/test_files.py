@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from callroom.api import limits
 from callroom.api.common import hash_key
 from callroom.audio.encode import encode_wav
 from callroom.audio.fetch import FETCH_FAILED
 from callroom.model.records import MediaFile
-from callroom.store import blobs, media_tx
+from callroom.store import blobs, media_tx, schema
 from tests.audio.signals import tone16
 from tests.support.media_server import MediaServer
 from tests.support.node import free_port
@@ -213,3 +218,103 @@ def test_an_upload_past_its_ttl_is_not_found_before_any_sweep(tenant: Tenant) ->
                       headers=headers, json={"media_name": "expired.wav"})
     assert resp.status_code in (404, 422), resp.text  # refused as a media name it does not know
     tenant.client.calls.actions.hangup(call.data.call_control_id)
+
+
+def _peak_mib(run: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
+    """What ``run`` returns, and the most Python memory the process (the node serving it, in this process)
+    held meanwhile, over what it held before."""
+    tracemalloc.start()
+    try:
+        resp = run()
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return resp, peak / 2**20
+
+
+LARGE = _wav_of(1300)  # 20.8 MB: 21 chunks, the last part full
+
+
+def _multipart(name: str, content: bytes) -> tuple[dict[str, str], Iterator[bytes]]:
+    """A multipart upload of ``content`` as ``media`` (headers, body), sent 64 KiB at a time: httpx's own
+    encoder hands the file to h11 whole, which copies it (the client's memory would be counted as the node's)."""
+    boundary = uuid.uuid4().hex
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"media_name\"\r\n\r\n{name}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; filename=\"{name}\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        view = memoryview(content)
+        for i in range(0, len(content), 65536):
+            yield bytes(view[i:i + 65536])
+        yield tail
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
+               "Content-Length": str(len(head) + len(content) + len(tail))}  # fmt: skip
+    return headers, body()
+
+
+def test_a_large_upload_goes_through_a_file_and_comes_back_byte_exact(tenant: Tenant) -> None:
+    """20 MB uploaded (as a file, and by media_url) while the node holds a few MB of it at most: the upload is
+    spooled to a temporary file, checked and stored from there a chunk at a time (it was read whole, then
+    decoded whole: several times its size)."""
+    headers = _auth(tenant)
+    base = f"{tenant.node.base_url}/media"
+    form, body = _multipart("big.wav", LARGE)
+    up, peak = _peak_mib(lambda: httpx.post(base, headers={**headers, **form}, content=body, timeout=60))
+    assert up.status_code == 200, up.text
+    assert peak < 8, f"{peak:.1f} MiB held for a {len(LARGE) / 2**20:.1f} MiB upload"
+    media = MediaServer()
+    try:
+        url = media.add("/big-by-url.wav", LARGE)
+        by_url, peak = _peak_mib(lambda: httpx.post(base, headers=headers, timeout=60,
+                                                    json={"media_url": url, "media_name": "big-by-url.wav"}))
+    finally:
+        media.close()
+    assert by_url.status_code == 200, by_url.text
+    assert peak < 8, f"{peak:.1f} MiB held for a {len(LARGE) / 2**20:.1f} MiB download"
+    node = tenant.node.node
+    account = _account(tenant)
+    for name in ("big.wav", "big-by-url.wav"):
+        with node.store.transaction(read_only=True) as tx:
+            row = media_tx.get_media(tx, account, name)
+        assert row is not None and row.size_bytes == len(LARGE) and row.content_type == "audio/wav"
+        info = node.blobs.info(row.path)
+        assert info is not None and info.chunks == -(-len(LARGE) // blobs.CHUNK_BYTES) and info.chunked_evenly
+        copy = node.blobs.local(row.path)
+        assert copy is not None and copy.stat().st_size == len(LARGE)
+        got = httpx.get(f"{base}/{name}/download", headers=headers, timeout=60)
+        assert got.status_code == 200 and got.content == LARGE
+        copy.unlink()
+        got = httpx.get(f"{base}/{name}/download", headers=headers, timeout=60)  # from the store
+        assert got.status_code == 200 and got.content == LARGE
+        assert httpx.delete(f"{base}/{name}", headers=headers).status_code == 204
+
+
+def test_an_upload_over_50_mb_is_refused_and_leaves_nothing_behind(tenant: Tenant) -> None:
+    headers = _auth(tenant)
+    base = f"{tenant.node.base_url}/media"
+    over = LARGE[:44] + bytes(limits.MAX_MEDIA_BYTES + 1 - 44)  # a WAV's head, one byte too many
+    refused = httpx.post(base, headers=headers, files={"media": ("over.wav", over, "audio/wav")},
+                         data={"media_name": "over.wav"}, timeout=60)  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["errors"]
+    assert (error["code"], error["source"], error["detail"]) == ("10015", {"pointer": "/media"},
+                                                                 "media is larger than 50 MB")  # fmt: skip
+    media = MediaServer()
+    try:
+        url = media.add("/over.wav", over)
+        by_url = httpx.post(base, headers=headers, json={"media_url": url, "media_name": "over.wav"}, timeout=60)
+    finally:
+        media.close()
+    assert by_url.status_code == 422, by_url.text
+    [error] = by_url.json()["errors"]
+    assert (error["code"], error["source"], error["detail"]) == ("10015", {"pointer": "/media_url"}, FETCH_FAILED)
+    account = _account(tenant)
+    assert httpx.get(base, headers=headers).json()["data"] == []
+    with tenant.node.node.store.transaction(read_only=True) as tx:
+        stored = tx.conn.execute(select(schema.blobs.c.key).where(schema.blobs.c.key.like(f"media/{account}/%")))
+        assert list(stored) == []
+    assert not (tenant.node.node.blobs.cache_dir / "media" / account).exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 
 import lameenc
 import numpy as np
@@ -10,8 +11,8 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callroom.audio.decode import decode_audio
-from callroom.audio.sniff import AudioFormat, mpeg_frame_length, sniff
+from callroom.audio.decode import check_audio, decode_audio
+from callroom.audio.sniff import AudioFormat, mpeg_frame_length, sniff, sniff_file
 from callroom.errors import EmptyMedia, MediaError, MediaTooLong, NotAudio, UnsupportedMediaFormat
 from tests.audio.signals import dominant_freq, rms, tone
 
@@ -162,3 +163,44 @@ def test_damaged_audio_raises_only_media_errors(cut: int, flip: int) -> None:
             damaged[flip % len(damaged)] ^= 0xFF
         with contextlib.suppress(MediaError):
             decode_audio(bytes(damaged), max_seconds=5)
+
+
+def _id3(size: int) -> bytes:
+    """An ID3v2 tag of ``size`` bytes after its header (padding only)."""
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x04\x00\x00" + syncsafe + bytes(size)
+
+
+def _outcome(run: Callable[[], object]) -> object:
+    """What ``run`` returns, or the class of the error it raises."""
+    try:
+        return run()
+    except (MediaError, ValueError) as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize("case", ["wav", "stereo-mp3", "mp3-after-a-long-tag", "tag-then-noise", "too-long", "html",
+                                  "flac", "empty", "no-samples", "cut-wav"])  # fmt: skip
+def test_a_file_is_checked_as_its_bytes_would_be_decoded(case: str) -> None:
+    """``check_audio`` (an upload, read from its file a block at a time) agrees with ``decode_audio``."""
+    stereo = np.stack([tone(440, 0.5, 16000), tone(660, 0.5, 16000)], axis=1)
+    flac = io.BytesIO()
+    sf.write(flac, tone(440, 0.2, 8000), 8000, format="FLAC")
+    wav = wav_bytes(tone(440, 0.5, 8000), 8000)
+    data = {
+        "wav": wav,
+        "stereo-mp3": mp3_bytes(stereo, 16000),
+        "mp3-after-a-long-tag": _id3(200_000) + mp3_bytes(tone(440, 0.5, 16000), 16000),  # past the head read
+        "tag-then-noise": _id3(200_000) + np.random.default_rng(3).bytes(5000),
+        "too-long": wav_bytes(tone(440, 3.0, 8000), 8000),
+        "html": b"<html><body>Not found</body></html>",
+        "flac": flac.getvalue(),
+        "empty": b"",
+        "no-samples": wav_bytes(np.zeros(0), 8000),
+        "cut-wav": wav[:30],
+    }[case]
+    decoded = _outcome(lambda: decode_audio(data, max_seconds=2))
+    checked = _outcome(lambda: check_audio(io.BytesIO(data), max_seconds=2))
+    assert checked == (decoded if isinstance(decoded, type) else sniff(data)), case
+    if data:
+        assert _outcome(lambda: sniff_file(io.BytesIO(data))) == _outcome(lambda: sniff(data))

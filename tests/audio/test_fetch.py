@@ -139,6 +139,25 @@ async def test_declared_length_is_refused_before_reading(server: LocalHttpServer
         await MediaFetcher(client, max_bytes=len(WAV) - 1).fetch(server.base + "/tone.wav")
 
 
+async def test_a_download_to_a_file_is_written_as_it_arrives(server: LocalHttpServer, client: httpx.AsyncClient,
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    """What an upload by ``media_url`` uses: the bytes land in a file, never whole in memory, within the same
+    limits as any fetch (the file then holds whatever arrived: its caller throws it away)."""
+    big = WAV * 80  # past WRITE_BYTES: written in more than one piece
+    server.routes["/big.wav"] = status(200, big, "audio/wav")
+    with open(tmp_path / "down", "w+b") as out:
+        assert await MediaFetcher(client).download_to(server.base + "/big.wav", out) == len(big)
+        out.seek(0)
+        assert out.read() == big
+    with open(tmp_path / "redirected", "w+b") as out:
+        assert await MediaFetcher(client).download_to(server.base + "/hop1", out) == len(WAV)  # redirects
+    with open(tmp_path / "cut", "w+b") as out, pytest.raises(MediaTooLarge):
+        await MediaFetcher(client, max_bytes=len(big) - 1).download_to(server.base + "/big.wav", out)
+    with open(tmp_path / "endless", "w+b") as out, pytest.raises(MediaTooLarge, match="exceeds"):
+        await MediaFetcher(client, max_bytes=3_000_000).download_to(server.base + "/huge", out)
+    assert (tmp_path / "endless").stat().st_size <= 3_000_000
+
+
 async def test_concurrent_fetches_share_one_download(server: LocalHttpServer, client: httpx.AsyncClient) -> None:
     fetcher = MediaFetcher(client)
     url = server.base + "/delayed.wav"

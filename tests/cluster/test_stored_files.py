@@ -1,7 +1,8 @@
 """Recordings and uploaded media across the nodes of a cluster (two node processes, PostgreSQL, NATS): a file
 stored through one node plays on a call held by the other and is downloaded from either; deleting it through
 one node deletes it everywhere; a recording outlives the node that recorded it (``kill -9`` right after its
-``call.recording.saved``, and that node's disk gone with it)."""
+``call.recording.saved``, and that node's disk gone with it). A download answers a byte range from either node,
+from its copy or streamed from the database."""
 
 from __future__ import annotations
 
@@ -97,10 +98,12 @@ def test_media_uploaded_through_one_node_plays_on_the_others_call_and_is_deleted
     pair.client(0).conferences.actions.hold(conf.data.id, call_control_ids=[guest], media_name=name)
     _until(lambda: _check(tone_level(pair.heard(0, guest, 0.3), 1300) > HEARD))
 
-    # Downloaded from either node, the same bytes.
+    # Downloaded from either node, the same bytes, whole or a range.
     for root in pair.roots:
         got = httpx.get(f"{root}/v2/media/{name}/download", headers=pair.headers)
         assert got.status_code == 200 and got.content == wav
+        part = httpx.get(f"{root}/v2/media/{name}/download", headers={**pair.headers, "Range": "bytes=44-1043"})
+        assert part.status_code == 206 and part.content == wav[44:1044]
 
     # Deleted through n1: gone for n0's API, and from both nodes' disks.
     assert httpx.delete(f"{pair.roots[1]}/v2/media/{name}", headers=pair.headers).status_code == 204
@@ -130,6 +133,12 @@ def test_a_recording_outlives_the_node_that_recorded_it(pair: Cluster, tmp_path:
         assert signed.status_code == 200, signed.text
         assert signed.content == keyed.content
         assert tone_level(_audio(keyed.content), 700) > HEARD and len(_audio(keyed.content)) > 6000
+        size = len(keyed.content)
+        for ranged, start, stop in (("bytes=100-4195", 100, 4196), ("bytes=-1000", size - 1000, size)):
+            part = httpx.get(f"{pair.roots[1]}/v2/recordings/{rec_id}/download.wav", timeout=10,
+                             headers={**pair.headers, "Range": ranged})  # fmt: skip
+            assert part.status_code == 206 and part.content == keyed.content[start:stop], ranged
+            assert part.headers["content-range"] == f"bytes {start}-{stop - 1}/{size}"
         return keyed.content
 
     before = downloads_from_n1()

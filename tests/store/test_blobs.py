@@ -3,9 +3,11 @@ the transaction that deletes their row; a node's copies fetched on demand, trimm
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, update
@@ -122,3 +124,69 @@ def test_keys_cannot_leave_the_cache_and_legacy_paths_are_files(store: Store, tm
     assert b.is_legacy(str(old)) and blobs.materialise(str(old)) == old
     blobs.drop_copy(str(old))
     assert not old.exists()
+
+
+class _Trickle(io.RawIOBase):
+    """A file whose reads return at most 1000 bytes (a pipe, a socket): chunks are still ``CHUNK_BYTES``."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._data.seek(offset, whence)
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data.read(min(len(buffer), 1000))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_a_stream_is_stored_in_whole_chunks_with_its_copy_written_as_it_goes(store: Store, tmp_path: Path) -> None:
+    blobs = b.Blobs(store, tmp_path / "cache")
+    data = _content(2 * b.CHUNK_BYTES + 777)
+    source = _Trickle(data)
+    source.read(5)  # (read from the start, wherever the file stands)
+    assert blobs.put_stream("media/a/v/big.wav", source) == len(data)  # type: ignore[arg-type]
+    info = blobs.info("media/a/v/big.wav")
+    assert info == b.BlobInfo("media/a/v/big.wav", len(data), 3) and info.chunked_evenly
+    assert [len(blobs.chunk(info.key, i)) for i in range(3)] == [b.CHUNK_BYTES, b.CHUNK_BYTES, 777]
+    copy = blobs.local("media/a/v/big.wav")
+    assert copy is not None and copy.read_bytes() == data
+    assert [p.name for p in copy.parent.iterdir()] == ["big.wav"]  # no part file left
+
+
+def test_a_stream_that_fails_leaves_neither_a_file_nor_a_copy(store: Store, tmp_path: Path) -> None:
+    blobs = b.Blobs(store, tmp_path / "cache")
+
+    class Broken(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell() >= b.CHUNK_BYTES:
+                raise OSError("the upload's temporary file is gone")
+            return super().read(size)
+
+    with pytest.raises(OSError):
+        blobs.put_stream("media/a/v/broken.wav", Broken(_content(2 * b.CHUNK_BYTES)))
+    assert blobs.info("media/a/v/broken.wav") is None and blobs.copies() == []
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+    with store.transaction(read_only=True) as tx:
+        assert b.read_chunk(tx, "media/a/v/broken.wav", 0) is None
+
+
+def test_an_open_copy_is_read_whole_after_the_copy_is_removed(store: Store, tmp_path: Path) -> None:
+    blobs = b.Blobs(store, tmp_path / "cache", cache_bytes=b.CHUNK_BYTES)
+    data = _content(b.CHUNK_BYTES)
+    blobs.put_bytes("media/a/v/one.wav", data)
+    opened = blobs.open_copy("media/a/v/one.wav")
+    assert opened is not None
+    with opened:
+        blobs.put_bytes("media/a/v/two.wav", b"x" * 10)  # over cache_bytes: the least recently used goes
+        assert blobs.local("media/a/v/one.wav") is None
+        assert opened.read() == data
+    assert blobs.open_copy("media/a/v/one.wav") is None  # none here now: the caller reads the store
+    assert blobs.open_copy("../escape") is None
