@@ -202,7 +202,7 @@ def sipp_step(proxy: str, service: str, rate: float, seconds: float, hold: float
 
 
 def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_args: list[str],
-             label: str, warmup: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
+             label: str, warmup: float = 0.0, direct: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     results = []
     with tempfile.TemporaryDirectory(prefix="setup-rate-") as tmp:
         run_dir = Path(tmp) / "cluster"
@@ -221,7 +221,7 @@ def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_
                 # Steady state before measuring: the nodes' lazily built statements and caches made, and the
                 # tables analyzed as a running database's are (a fresh one has no statistics, and PostgreSQL
                 # may then look a call up by its account's index rather than its key).
-                sipp_step(info["sip_proxy"], service, steps[0], warmup, hold, Path(tmp) / "warmup")
+                sipp_step(info["sip_proxy"], service, min(steps[0], 30.0), warmup, hold, Path(tmp) / "warmup")
                 with psycopg.connect(with_database(DEFAULT_PG, DATABASE), autocommit=True) as conn:
                     conn.execute("ANALYZE")
                 for k in app.counts:
@@ -233,7 +233,8 @@ def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_
                 others0 = others_cpu()
                 split0 = [cpu_by_process(p) for p in pgids]
                 load0 = os.getloadavg()[0]
-                step = sipp_step(info["sip_proxy"], service, rate, seconds, hold, Path(tmp) / f"step{i}")
+                target = info["nodes"][0]["sip"] if direct else info["sip_proxy"]
+                step = sipp_step(target, service, rate, seconds, hold, Path(tmp) / f"step{i}")
                 cpu = [round(cpu_seconds(p) - c, 2) for p, c in zip(pgids, cpu0, strict=True)]
                 split = [{k: round(v - s0.get(k, 0.0), 2) for k, v in cpu_by_process(p).items()}
                          for p, s0 in zip(pgids, split0, strict=True)]
@@ -261,9 +262,11 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=1.0, help="seconds an answered call is held")
     parser.add_argument("--peak-steps", default="30,45,60,75,90", help="offered calls/s of the peak search")
     parser.add_argument("--scale-rate", type=float, default=60.0, help="offered calls/s for 1 node vs 2")
+    parser.add_argument("--direct", action="store_true",
+                        help="overload: SIPp sends to the node itself, not through Kamailio (their costs apart)")
     parser.add_argument("--repeat", type=int, default=1, help="turns of the scale mode (median reported)")
     parser.add_argument("--warmup", type=float, default=5.0,
-                        help="seconds of calls before the scale mode measures (then ANALYZE), 0 for none")
+                        help="seconds of calls before a mode measures (then ANALYZE), 0 for none")
     parser.add_argument("--capacity", type=float, default=None,
                         help="a node's capacity for the overload mode (default: its --max-calls-per-second)")
     parser.add_argument("--serve", default="", help="more serve options for every mode, space-separated")
@@ -280,7 +283,7 @@ def main() -> None:
     modes = args.modes.split(",")
     if "peak" in modes:
         steps = [float(x) for x in args.peak_steps.split(",")]
-        results["peak"] = run_mode(1, steps, args.seconds, args.hold, unlimited, "peak")
+        results["peak"] = run_mode(1, steps, args.seconds, args.hold, unlimited, "peak", args.warmup)
     if "scale" in modes:
         # One node at half the rate and at the rate (one cluster, two steps), two nodes at the rate: the same
         # offered load on one node and on two, and the same load per node (what adding a node for more calls
@@ -306,7 +309,8 @@ def main() -> None:
         print("scale median", json.dumps(results["scale"]["median"]), flush=True)
     if "overload" in modes:
         capacity = args.capacity or DEFAULT_MAX_CALLS_PER_SECOND
-        results["overload"] = run_mode(1, [3 * capacity], args.seconds, args.hold, extra, "overload-3x")
+        results["overload"] = run_mode(1, [3 * capacity], args.seconds, args.hold, extra, "overload-3x",
+                                       args.warmup, args.direct)
     results["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     out_path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out_path}")
