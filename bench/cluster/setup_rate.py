@@ -10,10 +10,11 @@ an application answering every call by webhook and hanging up after a short hold
 
 Each step is one SIPp run (``--seconds`` of offered calls, then the calls' hold and a drain) against a cluster
 started for the mode on its own database and free loopback ports, and stopped after it.
-The application is an HTTP server here: on ``call.initiated`` it answers (``POST .../actions/answer``), on
-``call.answered`` it hangs up ``--hold`` seconds later; its commands go to the nodes' APIs in turn, as through
-an HTTP load balancer. CPU: utime + stime of every process of each node's process group (the API process and
-its media process), from /proc, over the step.
+The application (``answering_app.py``, lean: it shares the two cores) answers on ``call.initiated`` (``POST
+.../actions/answer``) and hangs up ``--hold`` seconds after ``call.answered``; its commands go to the nodes'
+APIs in turn, as through an HTTP load balancer. CPU: utime + stime of every process of each node's process
+group (the API process and its media process), from /proc, over the step; and what the application, SIPp,
+PostgreSQL and Kamailio spent meanwhile.
 
 Run: .venv/bin/python bench/cluster/setup_rate.py [--modes peak,scale,overload] [--seconds 10]
 Writes bench/results/setup-rate.json.
@@ -22,9 +23,7 @@ Writes bench/results/setup-rate.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
-import itertools
 import json
 import os
 import resource
@@ -32,22 +31,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.cluster.answering_app import AnsweringApp  # noqa: E402
 from callroom.cluster_procs import group_members  # noqa: E402
 from callroom.devcluster import DEFAULT_PG, with_database  # noqa: E402
 from tests.cluster.support import INVITE_MESSAGE  # noqa: E402
@@ -107,78 +101,6 @@ Content-Length: 0
   <label id="done"/>
 </scenario>
 """
-
-
-# ---- the application ---------------------------------------------------------------------------------------
-
-
-class AnsweringApp:
-    """Answers every incoming call and hangs it up after ``hold`` seconds, through the nodes' APIs in turn."""
-
-    def __init__(self, apis: list[str], key: str, hold: float) -> None:
-        self.apis = apis
-        self.key = key
-        self.hold = hold
-        self.turn = itertools.cycle(range(len(apis)))
-        self.port = free_port()
-        self.counts = {"initiated": 0, "answered": 0, "hangup": 0, "answer_failed": 0, "hangup_failed": 0}
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.client: httpx.AsyncClient | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        app = Starlette(routes=[Route("/hooks", self.hook, methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, "127.0.0.1", self.port, log_level="warning",
-                                                    access_log=False, lifespan="off"))
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
-
-    def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.client = httpx.AsyncClient(headers={"Authorization": f"Bearer {self.key}"}, timeout=10,
-                                        limits=httpx.Limits(max_connections=64))
-        self.loop.run_until_complete(self.server.serve())
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    async def hook(self, request: Request) -> Response:
-        data = json.loads(await request.body())["data"]
-        kind, cid = data["event_type"], data["payload"]["call_control_id"]
-        if kind == "call.initiated":
-            self.counts["initiated"] += 1
-            self._spawn(self._command(cid, "answer"))
-        elif kind == "call.answered":
-            self.counts["answered"] += 1
-            self._spawn(self._later(cid))
-        elif kind == "call.hangup":
-            self.counts["hangup"] += 1
-        return Response(status_code=200)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _later(self, cid: str) -> None:
-        await asyncio.sleep(self.hold)
-        await self._command(cid, "hangup")
-
-    async def _command(self, cid: str, action: str) -> None:
-        assert self.client is not None
-        api = self.apis[next(self.turn)]
-        try:
-            resp = await self.client.post(f"{api}/calls/{cid}/actions/{action}", json={})
-            ok = resp.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        if not ok:
-            self.counts[f"{action}_failed"] += 1
 
 
 # ---- the cluster -------------------------------------------------------------------------------------------
@@ -280,7 +202,7 @@ def sipp_step(proxy: str, service: str, rate: float, seconds: float, hold: float
 
 
 def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_args: list[str],
-             label: str, warmup: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
+             label: str, warmup: float = 0.0, direct: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     results = []
     with tempfile.TemporaryDirectory(prefix="setup-rate-") as tmp:
         run_dir = Path(tmp) / "cluster"
@@ -299,7 +221,7 @@ def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_
                 # Steady state before measuring: the nodes' lazily built statements and caches made, and the
                 # tables analyzed as a running database's are (a fresh one has no statistics, and PostgreSQL
                 # may then look a call up by its account's index rather than its key).
-                sipp_step(info["sip_proxy"], service, steps[0], warmup, hold, Path(tmp) / "warmup")
+                sipp_step(info["sip_proxy"], service, min(steps[0], 30.0), warmup, hold, Path(tmp) / "warmup")
                 with psycopg.connect(with_database(DEFAULT_PG, DATABASE), autocommit=True) as conn:
                     conn.execute("ANALYZE")
                 for k in app.counts:
@@ -311,7 +233,8 @@ def run_mode(nodes: int, steps: list[float], seconds: float, hold: float, serve_
                 others0 = others_cpu()
                 split0 = [cpu_by_process(p) for p in pgids]
                 load0 = os.getloadavg()[0]
-                step = sipp_step(info["sip_proxy"], service, rate, seconds, hold, Path(tmp) / f"step{i}")
+                target = info["nodes"][0]["sip"] if direct else info["sip_proxy"]
+                step = sipp_step(target, service, rate, seconds, hold, Path(tmp) / f"step{i}")
                 cpu = [round(cpu_seconds(p) - c, 2) for p, c in zip(pgids, cpu0, strict=True)]
                 split = [{k: round(v - s0.get(k, 0.0), 2) for k, v in cpu_by_process(p).items()}
                          for p, s0 in zip(pgids, split0, strict=True)]
@@ -339,9 +262,11 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=1.0, help="seconds an answered call is held")
     parser.add_argument("--peak-steps", default="30,45,60,75,90", help="offered calls/s of the peak search")
     parser.add_argument("--scale-rate", type=float, default=60.0, help="offered calls/s for 1 node vs 2")
+    parser.add_argument("--direct", action="store_true",
+                        help="overload: SIPp sends to the node itself, not through Kamailio (their costs apart)")
     parser.add_argument("--repeat", type=int, default=1, help="turns of the scale mode (median reported)")
     parser.add_argument("--warmup", type=float, default=5.0,
-                        help="seconds of calls before the scale mode measures (then ANALYZE), 0 for none")
+                        help="seconds of calls before a mode measures (then ANALYZE), 0 for none")
     parser.add_argument("--capacity", type=float, default=None,
                         help="a node's capacity for the overload mode (default: its --max-calls-per-second)")
     parser.add_argument("--serve", default="", help="more serve options for every mode, space-separated")
@@ -358,7 +283,7 @@ def main() -> None:
     modes = args.modes.split(",")
     if "peak" in modes:
         steps = [float(x) for x in args.peak_steps.split(",")]
-        results["peak"] = run_mode(1, steps, args.seconds, args.hold, unlimited, "peak")
+        results["peak"] = run_mode(1, steps, args.seconds, args.hold, unlimited, "peak", args.warmup)
     if "scale" in modes:
         # One node at half the rate and at the rate (one cluster, two steps), two nodes at the rate: the same
         # offered load on one node and on two, and the same load per node (what adding a node for more calls
@@ -384,7 +309,8 @@ def main() -> None:
         print("scale median", json.dumps(results["scale"]["median"]), flush=True)
     if "overload" in modes:
         capacity = args.capacity or DEFAULT_MAX_CALLS_PER_SECOND
-        results["overload"] = run_mode(1, [3 * capacity], args.seconds, args.hold, extra, "overload-3x")
+        results["overload"] = run_mode(1, [3 * capacity], args.seconds, args.hold, extra, "overload-3x",
+                                       args.warmup, args.direct)
     results["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     out_path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out_path}")
