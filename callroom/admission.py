@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 # Defaults of ``callroom serve`` (see the README's Performance section for the measurements behind them).
 DEFAULT_MAX_CALLS = 1000
-DEFAULT_MAX_CALLS_PER_SECOND = 40.0
+DEFAULT_MAX_CALLS_PER_SECOND = 60.0
 DEFAULT_MAX_TICK_LATENESS_MS = 40.0
 DEFAULT_MAX_SETUP_BACKLOG = 20
 
