@@ -210,7 +210,7 @@ class Tx(ConferenceTx, QueueTx, TrunkTx):
 
     def live_calls_of_node(self, node_id: str) -> list[Call]:
         c = t.calls.c
-        stmt = select(t.calls).where(and_(c.node_id == node_id, c.state != CallState.ENDED.value))
+        stmt = select(t.calls).where(and_(c.node_id == node_id, c.ended_at.is_(None), c.state != CallState.ENDED.value))
         return self._all(Call, stmt)
 
     def live_calls_of_session(self, account_id: str, call_session_id: str) -> list[Call]:
