@@ -224,7 +224,9 @@ class Tx(ConferenceTx, QueueTx, TrunkTx):
         list[Call], int
     ]:
         c = t.calls.c
-        where = and_(c.account_id == account_id, c.connection_id == connection_id, c.state != CallState.ENDED.value)
+        # (ended_at IS NULL: the live calls' index can serve it, where the account's index holds its history)
+        where = and_(c.account_id == account_id, c.connection_id == connection_id, c.ended_at.is_(None),
+                     c.state != CallState.ENDED.value)
         return self._page(Call, t.calls, where, [c.created_at, c.call_control_id], page, size)
 
     # -- outbox, timers, command ids ----------------------------------------------------------------

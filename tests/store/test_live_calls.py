@@ -49,3 +49,16 @@ def test_postgresql_finds_them_through_the_index_of_live_calls(postgres_store: S
             "EXPLAIN SELECT state, count(*) FROM calls WHERE node_id = :node AND ended_at IS NULL "
             "AND state != 'ended' GROUP BY state"), {"node": node}))
     assert "ix_calls_live_node" in plan, plan
+
+
+def test_an_accounts_active_calls_are_read_from_the_live_ones(postgres_store: Store) -> None:
+    acct, live = _carry(postgres_store, "n-" + uid())
+    conn = "1293384261075731499"  # the factory's connection
+    with postgres_store.transaction() as tx:
+        calls, total = tx.list_active_calls(acct, conn, 1, 20)
+        assert total == 4 and set(live) < {c.call_control_id for c in calls}  # (and the one elsewhere)
+        tx.conn.execute(text("ANALYZE calls"))
+        plan = "\n".join(str(row[0]) for row in tx.conn.execute(text(
+            "EXPLAIN SELECT * FROM calls WHERE account_id = :acct AND connection_id = :conn AND ended_at IS NULL "
+            "AND state != 'ended' ORDER BY created_at, call_control_id"), {"acct": acct, "conn": conn}))
+    assert "ix_calls_live_node" in plan, plan
