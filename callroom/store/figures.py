@@ -24,7 +24,8 @@ class Counts:
 def counts(tx: Tx, node_id: str) -> Counts:
     calls = t.calls.c
     by_state = tx.conn.execute(
-        select(calls.state, func.count()).where(calls.node_id == node_id, calls.state != CallState.ENDED.value)
+        select(calls.state, func.count()).where(calls.node_id == node_id, calls.ended_at.is_(None),
+                                                calls.state != CallState.ENDED.value)
         .group_by(calls.state)
     ).all()
     conf = t.conferences.c

@@ -356,6 +356,11 @@ webhook_sequences = Table(
     Column("last_sequence", BigInteger, nullable=False),
 )
 
+# A node's live calls (migration 0012): ``ended_at``, set once when a call ends, rather than ``state``, which
+# most commands change (an update that changes no indexed column stays a HOT update).
+Index("ix_calls_live_node", calls.c.node_id, postgresql_where=text("ended_at IS NULL"),
+      sqlite_where=text("ended_at IS NULL"))
+
 # Listing an account's deliveries, newest first.
 Index("ix_outbox_account_id", outbox.c.account_id, outbox.c.id)
 

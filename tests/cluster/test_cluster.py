@@ -119,8 +119,22 @@ def app(cluster: Cluster, receiver: WebhookReceiver) -> tuple[str, str]:
     return created.data.id, path
 
 
-def incoming(receiver: WebhookReceiver, path: str, count: int = 1) -> list[str]:
-    got = receiver.wait_for(lambda r: r.path == path and r.event_type == "call.initiated", timeout=15, count=count)
+def incoming(receiver: WebhookReceiver, path: str, count: int = 1, *, caller: Sipp | None = None,
+             cluster: Cluster | None = None) -> list[str]:
+    """The ids of the first ``count`` calls ``path``'s application was told of. If they do not come, the
+    failure says what the caller was answered and what Kamailio and the nodes logged last."""
+    try:
+        got = receiver.wait_for(lambda r: r.path == path and r.event_type == "call.initiated", timeout=15,
+                                count=count)  # fmt: skip
+    except AssertionError:
+        lines = [f"no call.initiated for {path} within 15 s"]
+        if caller is not None:
+            lines += ["the caller's SIP messages (first lines):", *(m.splitlines()[0] for m in caller.messages())]
+        if cluster is not None:
+            for log in sorted(cluster.run_dir.glob("*/*.log")):
+                lines += [f"-- the end of {log.relative_to(cluster.run_dir)}:",
+                          *log.read_text(errors="replace").splitlines()[-15:]]
+        raise AssertionError("\n".join(lines)) from None
     return [r.payload["call_control_id"] for r in got]
 
 
@@ -171,7 +185,7 @@ def test_a_call_through_kamailio_ends_from_either_side(cluster: Cluster, receive
     connection_id, path = app
     # The caller hangs up (answered through the node that does not carry the call: the bus takes it there).
     caller = call_invite(CALLER_HANGS_UP, connection_id, cluster.info["sip_proxy"], tmp_path / "a")
-    [cid] = incoming(receiver, path)
+    [cid] = incoming(receiver, path, caller=caller, cluster=cluster)
     owner = cluster.owner(cid)
     cluster.client(next(n for n in cluster.nodes if n is not owner)).calls.actions.answer(cid)
     code, output = caller.wait()
@@ -185,7 +199,7 @@ def test_a_call_through_kamailio_ends_from_either_side(cluster: Cluster, receive
     # The application hangs up, through the node that does not carry the call: the node's BYE goes through
     # Kamailio to the caller, and the leg's call_quality_stats come over the bus from the node that has them.
     caller = call_invite(NODE_HANGS_UP, connection_id, cluster.info["sip_proxy"], tmp_path / "b")
-    cid = next(c for c in incoming(receiver, path, count=2) if c != cid)
+    cid = next(c for c in incoming(receiver, path, count=2, caller=caller, cluster=cluster) if c != cid)
     owner = cluster.owner(cid)
     cluster.client(owner).calls.actions.answer(cid)
     receiver.event("call.answered", cid)
@@ -206,7 +220,7 @@ def test_a_sip_caller_in_a_conference_mixed_on_the_other_node(
     connection_id, path = app
     caller = Sipp("echo", NODE_HANGS_UP, ["-s", connection_id, cluster.info["sip_proxy"], "-m", "1", "-l", "1",
                                           "-mp", str(free_port() & ~1), "-rtp_echo"], tmp_path)  # fmt: skip
-    [cid] = incoming(receiver, path)
+    [cid] = incoming(receiver, path, caller=caller, cluster=cluster)
     owner = cluster.owner(cid)
     other = next(n for n in cluster.nodes if n is not owner)
     here, there = cluster.client(owner), cluster.client(other)
@@ -277,7 +291,7 @@ def test_a_killed_node_is_probed_down_and_new_calls_go_to_the_survivor(
     answered: list[str] = []
     client = cluster.client(survivor)
     while len(answered) < calls:
-        for cid in incoming(receiver, path, count=len(answered) + 1):
+        for cid in incoming(receiver, path, count=len(answered) + 1, caller=caller, cluster=cluster):
             if cid not in answered:
                 assert cluster.owner(cid)["node_id"] == survivor["node_id"]
                 client.calls.actions.answer(cid)

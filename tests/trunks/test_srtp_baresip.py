@@ -15,7 +15,7 @@ import soundfile
 
 from callroom.model.messages import SipConfig
 from tests.media.audio import tone_level
-from tests.sip.test_baresip import MODULES, baresip, segment, tone_wav
+from tests.support.baresip import baresip, baresip_config, segment, tone_wav
 from tests.support.node import NodeThread, free_port
 from tests.support.receiver import WebhookReceiver
 from tests.trunks.tenants import add_trunk, make_tenant, own_number
@@ -35,37 +35,6 @@ def tls_node(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     n.stop()
 
 
-def _config(directory: Path, source: Path, ca: Path) -> None:
-    sip_port = free_port()
-    rtp_low = free_port() & ~1
-    (directory / "config").write_text(
-        f"""poll_method\tepoll
-sip_listen\t127.0.0.1:{sip_port}
-sip_cafile\t{ca}
-net_interface\t127.0.0.1
-rtp_ports\t{rtp_low}-{rtp_low + 10}
-audio_player\taubridge,bridge
-audio_source\taufile,{source}
-audio_alert\taubridge,bridge
-snd_path\t{directory}
-jitter_buffer_delay\t1-10
-module_path\t{MODULES}
-module\tg711.so
-module\taufile.so
-module\taubridge.so
-module\tsndfile.so
-module\tsrtp.so
-module_tmp\tuuid.so
-module_tmp\taccount.so
-module_app\tmenu.so
-"""
-    )
-    (directory / "accounts").write_text(
-        f"<sip:baresip@127.0.0.1:{sip_port};transport=tls>;regint=0;sipnat=outbound;audio_codecs=PCMU;"
-        "mediaenc=srtp-mand\n"
-    )
-
-
 def test_baresip_calls_a_number_with_srtp(tls_node: NodeThread, receiver: WebhookReceiver, certs: Path,
                                           tmp_path: Path) -> None:  # fmt: skip
     exe = baresip()
@@ -74,7 +43,7 @@ def test_baresip_calls_a_number_with_srtp(tls_node: NodeThread, receiver: Webhoo
     own_number(tenant, NUMBER)
     source = tmp_path / "tone500.wav"
     tone_wav(source, 500, CALL_SECONDS + 5)
-    _config(tmp_path, source, certs / "ca.pem")
+    baresip_config(tmp_path, source, tls_ca=certs / "ca.pem")
     assert tls_node.node.config.sip is not None
     target = f"sip:{NUMBER[1:]}@127.0.0.1:{tls_node.node.config.sip.tls_port};transport=tls"
     proc = subprocess.Popen([exe, "-f", str(tmp_path), "-e", f"/dial {target}", "-t", str(CALL_SECONDS)],
