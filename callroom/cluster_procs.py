@@ -16,6 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,9 @@ def spawn(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
                                 start_new_session=True)
 
 
-def group_members(pgid: int) -> list[int]:
-    """The live processes of process group ``pgid`` (zombies, dead but not yet collected, are not counted:
-    a process whose parent went away waits for init to collect it)."""
-    members = []
+def processes() -> Iterator[tuple[int, str, list[str]]]:
+    """Every process on this machine as ``/proc/PID/stat`` has it: (pid, command name, the fields after the
+    name: state, ppid, pgrp, ..., utime at [11], stime at [12]). A process gone meanwhile is passed over."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -44,10 +44,13 @@ def group_members(pgid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # state ppid pgrp ...
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+        yield int(entry.name), stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid`` (zombies, dead but not yet collected, are not counted:
+    a process whose parent went away waits for init to collect it)."""
+    return [pid for pid, _, fields in processes() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
 def group_alive(pgid: int) -> bool:

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.cluster.answering_app import AnsweringApp  # noqa: E402
-from callroom.cluster_procs import group_members  # noqa: E402
+from callroom.cluster_procs import group_members, processes  # noqa: E402
 from callroom.devcluster import DEFAULT_PG, with_database  # noqa: E402
 from tests.cluster.support import INVITE_MESSAGE  # noqa: E402
 from tests.support.node import free_port  # noqa: E402
@@ -134,18 +134,7 @@ def cpu_by_process(pgid: int) -> dict[str, float]:
 def cpu_of_named(*names: str) -> float:
     """CPU seconds of every process whose command name is one of ``names`` (all of PostgreSQL's backends,
     Kamailio's workers)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.index("(") + 1:stat.rindex(")")] in names:
-            fields = stat[stat.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+    return sum(int(fields[11]) + int(fields[12]) for _, name, fields in processes() if name in names) / TICKS
 
 
 def others_cpu() -> dict[str, float]:
