@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.cluster.answering_app import AnsweringApp  # noqa: E402
-from callroom.cluster_procs import group_members, processes  # noqa: E402
+from callroom.cluster_procs import processes  # noqa: E402
 from callroom.devcluster import DEFAULT_PG, with_database  # noqa: E402
 from tests.cluster.support import INVITE_MESSAGE  # noqa: E402
 from tests.support.node import free_port  # noqa: E402
@@ -119,13 +119,13 @@ def cpu_by_process(pgid: int) -> dict[str, float]:
     """CPU seconds (utime + stime) of each live process of a node's group, by what it is: ``api`` (the group
     leader), ``media`` (its media process), ``other:PID`` (the resource tracker, recognisers)."""
     out: dict[str, float] = {}
-    for pid in group_members(pgid):
+    for pid, _, fields in processes():
+        if int(fields[2]) != pgid or fields[0] in ("Z", "X"):
+            continue
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
         name = "api" if pid == pgid else "media" if b"spawn_main" in cmdline else f"other:{pid}"
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
     return out

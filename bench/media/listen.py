@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from bench.media.run import (  # noqa: E402
     free_port,
     get_stats,
     machine_busy_seconds,
+    serve_webhooks,
     stop_node,
 )
 from bench.speech import PHRASES, Sample, espeak, flite, recordings, word_errors  # noqa: E402
@@ -133,27 +134,6 @@ class App:
                     self.interims[cid] = self.interims.get(cid, 0) + 1
 
 
-def start_receiver(app: App) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            self.send_response(200)
-            self.send_header("content-length", "0")
-            self.end_headers()
-            with contextlib.suppress(ValueError):
-                app.handle(json.loads(body))
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 class StreamServer:
     """A WebSocket server (the application's media server) that reads every message and counts them."""
 
@@ -228,7 +208,7 @@ def run_case(mode: str, n: int, args: argparse.Namespace, speech: list[Speech], 
         api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}/v2", timeout=30,
                            headers={"Authorization": f"Bearer {info['api_key']}"})
         app = App(api, answer)
-        server = start_receiver(app)
+        server = serve_webhooks(app.handle)
         created = api.post("/call_control_applications", json={
             "application_name": f"listen-{mode}-{n}",
             "webhook_event_url": f"http://127.0.0.1:{server.server_address[1]}/hooks"})

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -221,7 +222,9 @@ class App:
         raise RuntimeError(f"{path}: rate limited")
 
 
-def start_receiver(app: App, workers: int = 16) -> tuple[ThreadingHTTPServer, list[threading.Thread]]:
+def serve_webhooks(on_event: Callable[[Any], None]) -> ThreadingHTTPServer:
+    """A webhook receiver on a free loopback port: each POST answered 200 at once, its JSON body handed to
+    ``on_event`` (on the request's thread)."""
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -231,7 +234,7 @@ def start_receiver(app: App, workers: int = 16) -> tuple[ThreadingHTTPServer, li
             self.send_header("content-length", "0")
             self.end_headers()
             with contextlib.suppress(ValueError):
-                app.events.put(json.loads(body))
+                on_event(json.loads(body))
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -239,6 +242,11 @@ def start_receiver(app: App, workers: int = 16) -> tuple[ThreadingHTTPServer, li
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def start_receiver(app: App, workers: int = 16) -> tuple[ThreadingHTTPServer, list[threading.Thread]]:
+    server = serve_webhooks(app.events.put)
 
     def work() -> None:
         while True:
