@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, or_, select
 
-from callroom.model.states import CallState, ConferenceStatus
+from callroom.model.states import ConferenceStatus
 from callroom.store import schema as t
 from callroom.store.tx import Tx
 
@@ -24,9 +24,7 @@ class Counts:
 def counts(tx: Tx, node_id: str) -> Counts:
     calls = t.calls.c
     by_state = tx.conn.execute(
-        select(calls.state, func.count()).where(calls.node_id == node_id, calls.ended_at.is_(None),
-                                                calls.state != CallState.ENDED.value)
-        .group_by(calls.state)
+        select(calls.state, func.count()).where(calls.node_id == node_id, t.LIVE_CALL).group_by(calls.state)
     ).all()
     conf = t.conferences.c
     conferences = tx.conn.execute(

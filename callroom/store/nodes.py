@@ -88,8 +88,7 @@ def drain(tx: Tx, node_id: str, now: float) -> bool:
 
 def live_calls_of(tx: Tx, node_id: str) -> int:
     c = t.calls.c
-    return int(tx.conn.execute(select(func.count()).where(c.node_id == node_id, c.ended_at.is_(None),
-                                                          c.state != CallState.ENDED.value)).scalar_one())
+    return int(tx.conn.execute(select(func.count()).where(c.node_id == node_id, t.LIVE_CALL)).scalar_one())
 
 
 def recordings_under_way(tx: Tx, node_id: str) -> int:
@@ -129,8 +128,7 @@ def orphaned(tx: Tx, survivor: str, limit: int = 500) -> list[tuple[str, str]]:
     stmt = (select(calls.account_id, calls.call_control_id)
             .join(t.nodes, nodes.node_id == calls.node_id)
             .outerjoin(reaper, reaper.c.node_id == nodes.reaped_by)
-            .where(and_(nodes.status.in_((DEAD, STOPPED)), calls.ended_at.is_(None),
-                        calls.state != CallState.ENDED.value,
+            .where(and_(nodes.status.in_((DEAD, STOPPED)), t.LIVE_CALL,
                         (nodes.reaped_by == survivor) | (reaper.c.status != UP) | reaper.c.node_id.is_(None)))
             .limit(limit))  # fmt: skip
     return [(str(a), str(cid)) for a, cid in tx.conn.execute(stmt)]
@@ -163,8 +161,7 @@ def listing(tx: Tx) -> list[NodeRow]:
 
 def live_calls_by_node(tx: Tx) -> dict[str, int]:
     c = t.calls.c
-    rows = tx.conn.execute(select(c.node_id, func.count()).where(c.ended_at.is_(None), c.state != CallState.ENDED.value)
-                           .group_by(c.node_id))  # fmt: skip
+    rows = tx.conn.execute(select(c.node_id, func.count()).where(t.LIVE_CALL).group_by(c.node_id))
     return {str(node): int(n) for node, n in rows}
 
 

@@ -21,8 +21,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     text,
 )
+
+from callroom.model.states import CallState
 
 metadata = MetaData()
 
@@ -360,6 +363,9 @@ webhook_sequences = Table(
 # most commands change (an update that changes no indexed column stays a HOT update).
 Index("ix_calls_live_node", calls.c.node_id, postgresql_where=text("ended_at IS NULL"),
       sqlite_where=text("ended_at IS NULL"))
+# A call that has not ended, as the queries for live calls say it: ``ended_at IS NULL`` lets that index serve
+# them; the state says the same (a call's end sets both).
+LIVE_CALL = and_(calls.c.ended_at.is_(None), calls.c.state != CallState.ENDED.value)
 
 # Listing an account's deliveries, newest first.
 Index("ix_outbox_account_id", outbox.c.account_id, outbox.c.id)

@@ -210,7 +210,7 @@ class Tx(ConferenceTx, QueueTx, TrunkTx):
 
     def live_calls_of_node(self, node_id: str) -> list[Call]:
         c = t.calls.c
-        stmt = select(t.calls).where(and_(c.node_id == node_id, c.ended_at.is_(None), c.state != CallState.ENDED.value))
+        stmt = select(t.calls).where(and_(c.node_id == node_id, t.LIVE_CALL))
         return self._all(Call, stmt)
 
     def live_calls_of_session(self, account_id: str, call_session_id: str) -> list[Call]:
@@ -224,9 +224,7 @@ class Tx(ConferenceTx, QueueTx, TrunkTx):
         list[Call], int
     ]:
         c = t.calls.c
-        # (ended_at IS NULL: the live calls' index can serve it, where the account's index holds its history)
-        where = and_(c.account_id == account_id, c.connection_id == connection_id, c.ended_at.is_(None),
-                     c.state != CallState.ENDED.value)
+        where = and_(c.account_id == account_id, c.connection_id == connection_id, t.LIVE_CALL)
         return self._page(Call, t.calls, where, [c.created_at, c.call_control_id], page, size)
 
     # -- outbox, timers, command ids ----------------------------------------------------------------
